@@ -1,0 +1,283 @@
+r"""Conditioners: networks that map a window of past frames to a shift and a log-scale.
+
+A conditioner computes the parameters of one affine autoregressive transform (Sec. 2.3, Eq. 5-6,
+and Sec. 3.2, Eq. 15),
+
+    shift_t, log_scale_t = conditioner(x_{t-k}, ..., x_{t-1}),
+
+in two stages, so that the density direction can encode every frame once and decode every
+window in one batched call:
+
+    features = conditioner.encode(frames)          # (N, *event_shape) -> (N, *feature)
+    shift, log_scale = conditioner.decode(window)  # (N, k, *feature) -> 2 x (N, *event_shape)
+
+``log_scale`` is the raw network output; the transform bounds it (see
+:mod:`seqflows.transforms`).
+
+Three conditioners are provided:
+
+* :class:`ConvConditioner`, the network of Appendix B for frames (C, H, W);
+* :class:`MLPConditioner`, an MLP on the flattened window for vectors (D,);
+* :class:`LinearConditioner`, shift and log-scale affine in the window for vectors (D,): the exact
+  family for Gaussian autoregressive processes (Sec. 3.1).
+
+With ``identity_init=True`` (the default) the output heads start at zero, so an untrained
+transform is the identity (shift 0, scale 1). The authors' code used PyTorch's default
+initialisation for the heads; pass ``identity_init=False`` to get that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+__all__ = [
+    "Conditioner",
+    "ConvConditioner",
+    "LinearConditioner",
+    "MLPConditioner",
+    "make_conditioner",
+]
+
+NORMALIZATIONS = ("batch", "none")
+
+
+class Conditioner(nn.Module):
+    r"""Base class: ``encode`` each frame once, ``decode`` a window of encoded frames.
+
+    Arguments:
+        event_shape: Shape of one frame, (C, H, W) or (D,).
+        window: Number k of past frames that condition each step.
+    """
+
+    def __init__(self, event_shape: Sequence[int], window: int) -> None:
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"window must be a positive number of frames, got {window}")
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.window = int(window)
+
+    def encode(self, frames: Tensor) -> Tensor:
+        r"""Per-frame features, with shape (N, *feature_shape), of frames (N, *event_shape)."""
+        raise NotImplementedError
+
+    def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and raw log-scale, each (N, *event_shape), of a window (N, k, *feature_shape).
+
+        Slot 0 of the window holds the oldest frame x_{t-k}, slot k-1 the newest x_{t-1}.
+        """
+        raise NotImplementedError
+
+    def forward(self, window_frames: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and raw log-scale of a window of raw frames (N, k, *event_shape)."""
+        N, k = window_frames.shape[:2]
+        features = self.encode(window_frames.flatten(0, 1))  # (N * k, *feature_shape)
+        return self.decode(features.unflatten(0, (N, k)))
+
+    def _zero_heads(self, *heads: nn.Module) -> None:
+        for head in heads:
+            for parameter in head.parameters():
+                nn.init.zeros_(parameter)
+
+
+def _conv_block(in_channels: int, out_channels: int, normalization: str) -> list[nn.Module]:
+    batch_norm = normalization == "batch"  # BatchNorm's own shift makes a conv bias redundant
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm)
+    ]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+def _conv_stack(in_channels: int, hidden: int, layers: int, normalization: str) -> nn.Sequential:
+    blocks: list[nn.Module] = []
+    for index in range(layers):
+        blocks += _conv_block(in_channels if index == 0 else hidden, hidden, normalization)
+    return nn.Sequential(*blocks)
+
+
+class ConvConditioner(Conditioner):
+    r"""The convolutional conditioner of Appendix B (Fig. 5).
+
+    Encoder, shared by the k frames of the window: ``encoder_layers`` conv 3x3 (C -> hidden, then
+    hidden -> hidden), stride 1, padding 1, each followed by BatchNorm and ReLU. The k encoded
+    frames are concatenated along channels (oldest first) and decoded by ``decoder_layers`` conv
+    3x3 (k*hidden -> hidden, then hidden -> hidden) with BatchNorm and ReLU. Two separate conv 3x3
+    heads (hidden -> C) give the shift and the raw log-scale. Full resolution throughout.
+
+    With hidden=64, window=3, C=1 this has 334,530 parameters (337,990 for C=3). The authors'
+    network had 512 more (335,042 and 338,502): a bias in every conv that BatchNorm follows, which
+    BatchNorm's own shift makes redundant (its gradient is zero), so we leave it out. The paper's
+    Table 2 says 343k / 363k.
+
+    Arguments:
+        event_shape: Frame shape (C, H, W).
+        window: Number k of past frames.
+        hidden: Channels of every hidden layer.
+        encoder_layers: Conv layers of the per-frame encoder.
+        decoder_layers: Conv layers of the window decoder.
+        normalization: ``"batch"`` (BatchNorm after every hidden conv, as the paper) or
+            ``"none"``.
+        identity_init: Zero the heads so that the untrained transform is the identity.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        window: int = 3,
+        hidden: int = 64,
+        encoder_layers: int = 4,
+        decoder_layers: int = 4,
+        normalization: str = "batch",
+        identity_init: bool = True,
+    ) -> None:
+        super().__init__(event_shape, window)
+        if len(self.event_shape) != 3:
+            raise ValueError(
+                f"the 'conv' conditioner needs frames shaped (C, H, W), got {self.event_shape}"
+            )
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+            )
+        if encoder_layers < 1 or decoder_layers < 1:
+            raise ValueError("encoder_layers and decoder_layers must be at least 1")
+        channels = self.event_shape[0]
+        self.hidden = int(hidden)
+        self.encoder = _conv_stack(channels, hidden, encoder_layers, normalization)
+        self.decoder = _conv_stack(window * hidden, hidden, decoder_layers, normalization)
+        self.shift_head = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.log_scale_head = nn.Conv2d(hidden, channels, 3, padding=1)
+        if identity_init:
+            self._zero_heads(self.shift_head, self.log_scale_head)
+
+    def encode(self, frames: Tensor) -> Tensor:
+        r"""Features (N, hidden, H, W) of frames (N, C, H, W)."""
+        return self.encoder(frames)
+
+    def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and raw log-scale (N, C, H, W) of encoded windows (N, k, hidden, H, W)."""
+        hidden = self.decoder(window.flatten(1, 2))  # (N, k * hidden, H, W) -> (N, hidden, H, W)
+        return self.shift_head(hidden), self.log_scale_head(hidden)
+
+
+class _VectorConditioner(Conditioner):
+    """Vectors (D,): the encoder is the identity and the decoder sees the flattened window."""
+
+    def __init__(self, event_shape: Sequence[int], window: int) -> None:
+        super().__init__(event_shape, window)
+        if len(self.event_shape) != 1:
+            raise ValueError(
+                f"the {type(self).__name__} needs vectors shaped (D,), got {self.event_shape}; "
+                "use the 'conv' conditioner for frames (C, H, W)"
+            )
+        self.features = self.event_shape[0]
+
+    def encode(self, frames: Tensor) -> Tensor:
+        r"""Identity: the features of a vector (N, D) are the vector."""
+        return frames
+
+    def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and raw log-scale (N, D) of a window (N, k, D)."""
+        return self._heads(self._body(window.flatten(1)))  # (N, k * D)
+
+    def _body(self, flat_window: Tensor) -> Tensor:
+        return flat_window
+
+    def _heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        return self.shift_head(hidden), self.log_scale_head(hidden)
+
+
+class MLPConditioner(_VectorConditioner):
+    r"""An MLP on the flattened window (k*D -> hidden -> ... -> hidden), ReLU, linear heads.
+
+    Arguments:
+        event_shape: Vector shape (D,).
+        window: Number k of past vectors.
+        hidden: Units of every hidden layer.
+        layers: Number of hidden layers.
+        identity_init: Zero the heads so that the untrained transform is the identity.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        window: int = 3,
+        hidden: int = 64,
+        layers: int = 2,
+        identity_init: bool = True,
+    ) -> None:
+        super().__init__(event_shape, window)
+        if layers < 1:
+            raise ValueError(f"layers must be at least 1, got {layers}")
+        blocks: list[nn.Module] = []
+        for index in range(layers):
+            blocks += [
+                nn.Linear(window * self.features if index == 0 else hidden, hidden),
+                nn.ReLU(),
+            ]
+        self.body = nn.Sequential(*blocks)
+        self.shift_head = nn.Linear(hidden, self.features)
+        self.log_scale_head = nn.Linear(hidden, self.features)
+        if identity_init:
+            self._zero_heads(self.shift_head, self.log_scale_head)
+
+    def _body(self, flat_window: Tensor) -> Tensor:
+        return self.body(flat_window)
+
+
+class LinearConditioner(_VectorConditioner):
+    r"""Shift and log-scale affine in the window: shift = A w + a, log_scale = B w + b.
+
+    With w = (x_{t-k}, ..., x_{t-1}) flattened, this is exactly a Gaussian autoregressive model
+    of order k (Eq. 2) when the log-scale weights are zero, which the motivating example
+    (Sec. 3.1, Eq. 10-14) needs.
+
+    Arguments:
+        event_shape: Vector shape (D,).
+        window: Number k of past vectors.
+        identity_init: Zero the heads so that the untrained transform is the identity.
+    """
+
+    def __init__(
+        self, event_shape: Sequence[int], window: int = 1, identity_init: bool = True
+    ) -> None:
+        super().__init__(event_shape, window)
+        self.shift_head = nn.Linear(window * self.features, self.features)
+        self.log_scale_head = nn.Linear(window * self.features, self.features)
+        if identity_init:
+            self._zero_heads(self.shift_head, self.log_scale_head)
+
+
+CONDITIONERS = ("conv", "mlp", "linear")
+
+
+def make_conditioner(
+    kind: str,
+    event_shape: Sequence[int],
+    window: int,
+    hidden: int = 64,
+    normalization: str = "batch",
+    identity_init: bool = True,
+) -> Conditioner:
+    r"""Builds a conditioner by name: ``"conv"``, ``"mlp"`` or ``"linear"``.
+
+    ``hidden`` sets the hidden channels (conv) or units (mlp); ``normalization`` applies to
+    ``"conv"`` only (the vector conditioners have no normalization layers).
+    """
+    if kind == "conv":
+        return ConvConditioner(
+            event_shape,
+            window,
+            hidden=hidden,
+            normalization=normalization,
+            identity_init=identity_init,
+        )
+    if kind == "mlp":
+        return MLPConditioner(event_shape, window, hidden=hidden, identity_init=identity_init)
+    if kind == "linear":
+        return LinearConditioner(event_shape, window, identity_init=identity_init)
+    raise ValueError(f"conditioner must be one of {CONDITIONERS}, got {kind!r}")

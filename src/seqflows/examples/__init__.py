@@ -1,0 +1,1 @@
+r"""Runnable examples. ``motion``: the motivating example of Sec. 3.1."""

@@ -1,0 +1,260 @@
+r"""Flow-only sequence models: M stacked affine autoregressive transforms on a base (Eq. 9).
+
+With M transforms T_0 (outermost) .. T_{M-1} and a base p(y),
+
+    x = T_0(T_1(... T_{M-1}(y)))                                            generate (Eq. 5)
+    u^0 = x,  u^{m+1}_t = (u^m_t - shift_m(u^m_{t-k:t-1})) / scale_m(...)   normalize (Eq. 15)
+    log p(x) = log p(y = u^M) + sum_m log |det du^{m+1}/du^m|               (Eq. 7, 9)
+
+The outermost transform conditions on past x, the next one on past u^1 = T_0^{-1}(x), and so on
+(for M = 2, the paper's x = T1(T0(y)) with our T_0 being its T1). In ``burn_in`` mode each
+transform uses its first k inputs as context only, so the stack needs M*k context frames and
+scores frames M*k .. T-1; in ``padded`` mode every frame is scored.
+
+1-AF is ``FlowModel(..., num_transforms=1)`` and 2-AF is ``num_transforms=2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .conditioners import Conditioner
+from .distributions import make_base
+from .transforms import AffineAutoregressiveTransform, _check_sequence
+
+__all__ = [
+    "FlowModel",
+    "FlowOutput",
+]
+
+
+@dataclass
+class FlowOutput:
+    r"""What :meth:`FlowModel.normalize` computes, aligned on the scored frames.
+
+    Attributes:
+        noise: y = u^M, with shape (B, T - burn_in, *event_shape).
+        shifts: shift_m of each transform (outermost first), each (B, T - burn_in, *event_shape).
+        scales: scale_m of each transform (outermost first), same shapes.
+        log_abs_det: log |det dy_t/dx_t| of the whole stack per frame, with shape
+            (B, T - burn_in): minus the sum over transforms and dimensions of log scale.
+    """
+
+    noise: Tensor
+    shifts: tuple[Tensor, ...]
+    scales: tuple[Tensor, ...]
+    log_abs_det: Tensor
+
+
+class FlowModel(nn.Module):
+    r"""M-AF: ``num_transforms`` affine autoregressive transforms across time on a base.
+
+    Arguments:
+        event_shape: Shape of one frame: (C, H, W) for video, (D,) for vectors.
+        num_transforms: Number M of stacked transforms (1-AF, 2-AF, ...).
+        window: Number k of past inputs seen by each transform's conditioner.
+        conditioner: ``"conv"`` (Appendix B, frames), ``"mlp"`` or ``"linear"`` (vectors), or a
+            callable ``f(index) -> Conditioner`` building the conditioner of transform ``index``.
+        hidden: Hidden channels (conv) or units (mlp) of each conditioner.
+        context: ``"burn_in"`` (the paper: M*k context frames are not scored) or ``"padded"``
+            (learned initial frames; every frame is scored).
+        base: ``"standard"`` N(0, I) (reproduces the paper) or ``"learned"`` (per-dimension loc
+            and log-scale).
+        min_scale: Floor of every scale.
+        max_scale: Ceiling of every scale (10 in the paper's code).
+        scale_map: ``"clamp"`` (the paper) or ``"soft"`` (smooth tanh soft-clamp).
+        normalization: ``"batch"`` (BatchNorm in conv conditioners, the paper) or ``"none"``.
+        identity_init: Start every transform at the identity (zero heads).
+
+    Example:
+        >>> model = FlowModel(event_shape=(2,), num_transforms=2, window=1, conditioner="linear")
+        >>> x = torch.randn(4, 10, 2)
+        >>> model.log_prob(x).shape  # one value per scored frame
+        torch.Size([4, 8])
+        >>> out = model.normalize(x)
+        >>> torch.allclose(model.generate(out.noise, context=x[:, :model.burn_in]), x, atol=1e-5)
+        True
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        num_transforms: int = 1,
+        window: int = 3,
+        conditioner: str | Callable[[int], Conditioner] = "conv",
+        hidden: int = 64,
+        context: str = "burn_in",
+        base: str = "standard",
+        min_scale: float = 1e-4,
+        max_scale: float = 10.0,
+        scale_map: str = "clamp",
+        normalization: str = "batch",
+        identity_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_transforms < 1:
+            raise ValueError(f"num_transforms must be at least 1, got {num_transforms}")
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.window = int(window)
+        self.context = context
+        self.transforms = nn.ModuleList(
+            AffineAutoregressiveTransform(
+                self.event_shape,
+                window=window,
+                conditioner=conditioner(index) if callable(conditioner) else conditioner,
+                hidden=hidden,
+                context=context,
+                min_scale=min_scale,
+                max_scale=max_scale,
+                scale_map=scale_map,
+                normalization=normalization,
+                identity_init=identity_init,
+            )
+            for index in range(num_transforms)
+        )
+        self.base = make_base(base, self.event_shape)
+
+    @property
+    def num_transforms(self) -> int:
+        """Number M of stacked transforms."""
+        return len(self.transforms)
+
+    @property
+    def burn_in(self) -> int:
+        """Frames that are context only: M*k in ``burn_in`` mode, 0 in ``padded`` mode."""
+        return sum(transform.burn_in for transform in self.transforms)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Same as :meth:`log_prob`."""
+        return self.log_prob(x)
+
+    def normalize(self, x: Tensor) -> FlowOutput:
+        r"""Maps data to noise through every transform, all time steps at once (Eq. 15).
+
+        Arguments:
+            x: Sequences, with shape (B, T, *event_shape), T > burn_in.
+
+        Returns:
+            Noise, per-transform shifts and scales, and log |det dy/dx| of the scored frames.
+        """
+        _check_sequence(x, self.event_shape, "x")
+        if x.shape[1] <= self.burn_in:
+            raise ValueError(
+                f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
+                f"first {self.burn_in} frames as context (num_transforms * window)"
+            )
+        u = x
+        outputs = []
+        for transform in self.transforms:
+            outputs.append(transform.normalize(u))
+            u = outputs[-1].y
+        scored = u.shape[1]
+
+        def on_scored_frames(values: Tensor) -> Tensor:
+            # Inner transforms output fewer frames in burn_in mode: align all on the scored ones.
+            return values[:, values.shape[1] - scored :]
+
+        return FlowOutput(
+            noise=u,
+            shifts=tuple(on_scored_frames(out.shift) for out in outputs),
+            scales=tuple(torch.exp(on_scored_frames(out.log_scale)) for out in outputs),
+            log_abs_det=torch.stack([on_scored_frames(out.log_abs_det) for out in outputs]).sum(0),
+        )
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        r"""Exact log-density of each scored frame given its past (Eq. 7-9).
+
+        Arguments:
+            x: Sequences, with shape (B, T, *event_shape).
+
+        Returns:
+            log p(x_t | x_{<t}) in nats, summed over the event dimensions, with shape
+            (B, T - burn_in). ``-model.log_prob(x).mean()`` is the training loss.
+        """
+        out = self.normalize(x)
+        return self.base.log_prob(out.noise) + out.log_abs_det
+
+    def generate(self, noise: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""Maps noise to data, one time step at a time (Eq. 5): the inverse of :meth:`normalize`.
+
+        Arguments:
+            noise: y for the frames after the context, with shape (B, T', *event_shape).
+            context: Preceding data frames, with shape (B, c, *event_shape), c >= burn_in;
+                None (no context) is allowed in ``padded`` mode.
+
+        Returns:
+            The context followed by the generated frames, with shape (B, c + T', *event_shape).
+            ``generate(normalize(x).noise, x[:, :burn_in])`` gives back x (in eval mode).
+        """
+        _check_sequence(noise, self.event_shape, "noise")
+        if context is None:
+            if self.burn_in:
+                raise ValueError(
+                    f"this model needs {self.burn_in} context frames to generate from "
+                    "(context='burn_in'); pass context=... or build it with context='padded'"
+                )
+            context = noise.new_zeros(noise.shape[0], 0, *self.event_shape)
+        _check_sequence(context, self.event_shape, "context")
+        if context.shape[0] != noise.shape[0]:
+            raise ValueError(
+                f"context has {context.shape[0]} sequences but noise has {noise.shape[0]}"
+            )
+        if context.shape[1] < self.burn_in:
+            raise ValueError(
+                f"context has {context.shape[1]} frames; this model needs at least "
+                f"{self.burn_in} (num_transforms * window)"
+            )
+        # Context of each level: u^0 = x, u^{m+1} = T_m^{-1}(u^m), for m = 0 .. M-2.
+        contexts = [context]
+        for transform in self.transforms[:-1]:
+            previous = contexts[-1]
+            if previous.shape[1] > transform.burn_in:
+                contexts.append(transform.normalize(previous).y)
+            else:
+                contexts.append(previous[:, :0])
+        u = noise
+        for index in reversed(range(self.num_transforms)):
+            transform = self.transforms[index]
+            try:
+                u = transform.generate(u, contexts[index])[:, contexts[index].shape[1] :]
+            except FloatingPointError as error:
+                raise FloatingPointError(f"transform {index} (0 = outermost): {error}") from None
+        return torch.cat([context.to(u.dtype), u], dim=1)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_sequences: int,
+        length: int,
+        context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        r"""Samples ``length`` new frames, after ``context`` when one is given.
+
+        Arguments:
+            num_sequences: Number of sequences B.
+            length: Number of frames to generate.
+            context: Real frames to continue (prediction), with shape (B, c, *event_shape);
+                needed (c >= burn_in) in ``burn_in`` mode, optional in ``padded`` mode.
+            generator: Random number generator for the base noise.
+
+        Returns:
+            Generated frames (without the context), with shape (B, length, *event_shape).
+        """
+        if context is not None and context.shape[0] != num_sequences:
+            raise ValueError(
+                f"num_sequences is {num_sequences} but context has {context.shape[0]} sequences"
+            )
+        reference = next(self.parameters())
+        noise = self.base.sample(
+            (num_sequences, length),
+            generator=generator,
+            device=reference.device,
+            dtype=reference.dtype,
+        )
+        start = 0 if context is None else context.shape[1]
+        return self.generate(noise, context)[:, start:]

@@ -1,0 +1,208 @@
+r"""Metrics: nats and bits per dimension, and temporal correlation (Appendix C.1, Eq. 31).
+
+Units. Models here put a continuous density on frames scaled to [0, 1]. Summed over the scored
+frames' pixels and channels and divided by (frames x C x H x W), the log-density is the paper's
+"nats per pixel per channel" (:func:`nats_per_dim`); it can be positive, because a density on
+[0, 1] can exceed 1. Bits per dimension (:func:`bits_per_dim`) measure the discrete 8-bit data
+instead, and are only defined when the model was trained on uniformly dequantized data
+v = (x + u) / 256, u ~ U[0, 1): then log P(x) >= E_u[log p(v)] - D log 256, so
+bits/dim = (log 256 - nats/dim) / log 2. The paper's N(0, (1/256)^2) noise is not a
+dequantization, and its numbers have no bits/dim.
+
+Both accumulators (:class:`LogLikelihoodSum`, :class:`TemporalCorrelation`) keep sums and
+counts, in float64, so that results over several batches or processes are combined by adding
+sums (``merge``), never by averaging averages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LogLikelihoodSum",
+    "TemporalCorrelation",
+    "bits_per_dim",
+    "dims_per_frame",
+    "nats_per_dim",
+    "temporal_correlation",
+]
+
+
+def dims_per_frame(event_shape: Sequence[int]) -> int:
+    """Number of dimensions of one frame: C * H * W, or D."""
+    return math.prod(int(size) for size in event_shape)
+
+
+def nats_per_dim(log_likelihood: Tensor | float, num_dims: int) -> float:
+    r"""Average log-likelihood per dimension, in nats.
+
+    Arguments:
+        log_likelihood: Log-likelihoods in nats, summed over dimensions: a total (float) or a
+            tensor of per-frame or per-sequence values, which is summed.
+        num_dims: Total number of dimensions behind it (frames x C x H x W).
+    """
+    if num_dims <= 0:
+        raise ValueError(f"num_dims must be positive, got {num_dims}")
+    if isinstance(log_likelihood, Tensor):
+        log_likelihood = float(log_likelihood.detach().double().sum())
+    return float(log_likelihood) / num_dims
+
+
+def bits_per_dim(nats_per_dim: float, levels: int = 256) -> float:
+    r"""Bits per dimension of discrete data from the nats/dim of a density on dequantized data.
+
+    Valid when the model's density is on v = (x + u) / levels, x in {0, ..., levels - 1},
+    u ~ U[0, 1): bits/dim = (log(levels) - nats/dim) / log(2), an upper bound on the discrete
+    model's code length (lower is better).
+    """
+    return (math.log(levels) - nats_per_dim) / math.log(2)
+
+
+@dataclass
+class LogLikelihoodSum:
+    r"""Running sum of log-likelihoods and of the dimensions and frames they cover.
+
+    Example:
+        >>> total = LogLikelihoodSum()
+        >>> total.update(torch.full((2, 3), -10.0), event_shape=(1, 2, 2))
+        >>> total.nats_per_dim
+        -2.5
+    """
+
+    total: float = 0.0
+    dims: int = 0
+    frames: int = 0
+
+    def update(self, log_prob: Tensor, event_shape: Sequence[int]) -> None:
+        r"""Adds per-frame log-likelihoods (any shape, e.g. (B, T)) of frames ``event_shape``."""
+        self.total += float(log_prob.detach().double().sum())
+        self.frames += log_prob.numel()
+        self.dims += log_prob.numel() * dims_per_frame(event_shape)
+
+    def merge(self, other: LogLikelihoodSum) -> LogLikelihoodSum:
+        """The sum of two accumulators (e.g. from two processes)."""
+        return LogLikelihoodSum(
+            self.total + other.total, self.dims + other.dims, self.frames + other.frames
+        )
+
+    @property
+    def nats_per_dim(self) -> float:
+        """Average log-likelihood per dimension, nats."""
+        return nats_per_dim(self.total, self.dims)
+
+    def bits_per_dim(self, levels: int = 256) -> float:
+        """Bits per dimension, for models of uniformly dequantized data (see module docstring)."""
+        return bits_per_dim(self.nats_per_dim, levels)
+
+
+@dataclass
+class TemporalCorrelation:
+    r"""Accumulates the lag-1 temporal correlation of Eq. 31 over batches of real frames.
+
+    For sequences n (sequences x time x dims), with mu_i and sigma_i^2 the mean and variance of
+    dimension i over all sequences and frames,
+
+        corr = mean over i, sequences and t of (n_{t,i} - mu_i)(n_{t+1,i} - mu_i) / sigma_i^2.
+
+    Only the frames passed to :meth:`update` count, so pass real frames only (the authors' code
+    also counted zero placeholders for the unscored context frames). Dimensions whose variance
+    is zero (a pixel that never changes) have no correlation and are left out of the average.
+    """
+
+    count: int = 0
+    pairs: int = 0
+    offset: Tensor | None = None  # first batch's per-dimension mean, subtracted for stability
+    sums: dict[str, Tensor] = field(default_factory=dict)
+
+    def update(self, sequences: Tensor) -> None:
+        r"""Adds a batch of sequences with shape (B, T, *event_shape); T may vary by batch."""
+        if sequences.dim() < 3:
+            raise ValueError(
+                f"sequences must be shaped (B, T, *event_shape), got {tuple(sequences.shape)}"
+            )
+        n = sequences.detach().flatten(2).double()  # (B, T, D)
+        if self.offset is None:
+            self.offset = n.mean(dim=(0, 1))
+        n = n - self.offset
+        lead, lag = n[:, :-1], n[:, 1:]
+        batch = {
+            "sum": n.sum(dim=(0, 1)),
+            "sum_sq": n.square().sum(dim=(0, 1)),
+            "sum_prod": (lead * lag).sum(dim=(0, 1)),
+            "sum_lead": lead.sum(dim=(0, 1)),
+            "sum_lag": lag.sum(dim=(0, 1)),
+        }
+        for name, value in batch.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += n.shape[0] * n.shape[1]
+        self.pairs += lead.shape[0] * lead.shape[1]
+
+    def merge(self, other: TemporalCorrelation) -> TemporalCorrelation:
+        """The combination of two accumulators (e.g. from two processes)."""
+        if other.offset is None:
+            return self
+        if self.offset is None:
+            return other
+        merged = TemporalCorrelation(self.count + other.count, self.pairs + other.pairs)
+        merged.offset = self.offset
+        delta = other.offset - self.offset  # re-centre other's sums on self.offset
+        o = other.sums
+        merged.sums = {
+            "sum": self.sums["sum"] + o["sum"] + other.count * delta,
+            "sum_sq": self.sums["sum_sq"]
+            + o["sum_sq"]
+            + 2 * delta * o["sum"]
+            + other.count * delta.square(),
+            "sum_prod": self.sums["sum_prod"]
+            + o["sum_prod"]
+            + delta * (o["sum_lead"] + o["sum_lag"])
+            + other.pairs * delta.square(),
+            "sum_lead": self.sums["sum_lead"] + o["sum_lead"] + other.pairs * delta,
+            "sum_lag": self.sums["sum_lag"] + o["sum_lag"] + other.pairs * delta,
+        }
+        return merged
+
+    def per_dimension(self) -> Tensor:
+        r"""Lag-1 correlation of each dimension, with shape (D,); NaN where the variance is 0."""
+        if self.pairs == 0:
+            raise ValueError("temporal correlation needs sequences of at least 2 frames")
+        s = self.sums
+        mean = s["sum"] / self.count
+        variance = s["sum_sq"] / self.count - mean.square()
+        covariance = (s["sum_prod"] - mean * (s["sum_lead"] + s["sum_lag"])) / self.pairs
+        covariance = covariance + mean.square()
+        constant = variance <= 1e-12 * (s["sum_sq"] / self.count).clamp_min(1e-300)
+        return torch.where(constant, torch.nan, covariance / variance.clamp_min(1e-300))
+
+    def compute(self) -> float:
+        """Eq. 31: the average over dimensions (those that vary) of the lag-1 correlation."""
+        correlation = self.per_dimension()
+        varying = ~correlation.isnan()
+        if not bool(varying.any()):
+            raise ValueError("every dimension is constant: the temporal correlation is undefined")
+        return float(correlation[varying].mean())
+
+
+def temporal_correlation(sequences: Tensor) -> float:
+    r"""Lag-1 temporal correlation of Eq. 31 (Appendix C.1).
+
+    Arguments:
+        sequences: Real frames only, with shape (B, T, *event_shape), T >= 2.
+
+    Returns:
+        The average over dimensions of the normalized lag-1 autocovariance: about 0 for white
+        noise, rho for a stationary AR(1) process with coefficient rho.
+
+    Example:
+        >>> white = torch.randn(64, 50, 3)
+        >>> abs(temporal_correlation(white)) < 0.05
+        True
+    """
+    accumulator = TemporalCorrelation()
+    accumulator.update(sequences)
+    return accumulator.compute()

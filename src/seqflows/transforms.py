@@ -1,0 +1,339 @@
+r"""The affine autoregressive transform across time (Sec. 2.3 and 3.2).
+
+One transform relates a sequence x_{1:T} to a sequence y_{1:T} of the same shape through a window
+of k past inputs:
+
+    generate  (Eq. 5):  x_t = shift(x_{t-k:t-1}) + scale(x_{t-k:t-1}) * y_t        sequential
+    normalize (Eq. 6):  y_t = (x_t - shift(x_{t-k:t-1})) / scale(x_{t-k:t-1})      time-parallel
+
+    log |det dx/dy| = sum_t sum_i log scale_{t,i}                                   (Eq. 8)
+    log |det dy/dx| = - sum_t sum_i log scale_{t,i}                          (what we return)
+
+The paper calls Eq. 5 the forward transform; this library names the two directions by what they
+do: ``normalize`` (data to noise, used for the density and training) and ``generate`` (noise to
+data, used for sampling and prediction). With x known, every shift and scale is known, so
+``normalize`` computes all time steps at once: each frame is encoded once and all windows are
+decoded in one batched call. ``generate`` must step through time; it keeps a cache of the k
+encoded past frames, so each step encodes one frame and decodes one window whatever T is.
+
+Scale. The raw conditioner output is a log-scale; it is bounded to [log min_scale, log max_scale]
+before use, either by a hard clamp (``scale_map="clamp"``: scale = exp(log_scale) clamped to
+[min_scale, max_scale], as the paper's code did above) or by a smooth tanh soft-clamp
+(``scale_map="soft"``: the log-scale is mapped by log_max * tanh(s / log_max) for s >= 0 and by
+|log_min| * tanh(s / |log_min|) for s < 0, which has slope 1 at s = 0 and never stops the
+gradient). max_scale = 10 as in the reference code. The floor min_scale = 1e-4, which the
+reference code did not have, is far below the 1/256 noise the paper adds to 8-bit frames, so it
+never binds on such data, while it keeps y finite when the shift predicts a frame exactly.
+
+Context. With ``context="burn_in"`` (the paper) the first k inputs only condition: the transform
+outputs y for frames k..T-1 (T - k frames). With ``context="padded"`` every window starts with k
+learned initial frames, so every frame gets a y (a density of the whole sequence).
+
+Shapes: sequences are (B, T, *event_shape), with event_shape (C, H, W) for frames and (D,) for
+vectors.
+
+BatchNorm. The conv conditioner has BatchNorm layers (as in the paper). In training mode they
+use the statistics of the current batch: in ``normalize`` that is all B * (T - 1) conditioning
+frames for the encoder and all B * (T - k) windows for the decoder, so a frame's y then depends
+on the other frames of the batch (future ones included) and ``generate`` is not its exact
+inverse. In evaluation mode (``model.eval()``) they use running statistics: the transform is an
+exact, causal bijection, and ``generate`` inverts ``normalize``. Train with ``train()``; evaluate,
+sample and invert with ``eval()``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .conditioners import Conditioner, make_conditioner
+
+__all__ = [
+    "AffineAutoregressiveTransform",
+    "TransformOutput",
+    "bound_log_scale",
+]
+
+CONTEXTS = ("burn_in", "padded")
+SCALE_MAPS = ("clamp", "soft")
+
+
+def bound_log_scale(raw: Tensor, min_scale: float, max_scale: float, scale_map: str) -> Tensor:
+    r"""Bounds a raw log-scale to [log min_scale, log max_scale].
+
+    ``"clamp"``: log(clamp(exp(raw), min_scale, max_scale)), computed as a clamp of ``raw``.
+    ``"soft"``: a smooth tanh soft-clamp with slope 1 at 0 (needs min_scale < 1 < max_scale).
+    """
+    log_min, log_max = math.log(min_scale), math.log(max_scale)
+    if scale_map == "clamp":
+        return raw.clamp(log_min, log_max)
+    if scale_map == "soft":
+        upper = log_max * torch.tanh(raw / log_max)
+        lower = -log_min * torch.tanh(raw / -log_min)
+        return torch.where(raw >= 0, upper, lower)
+    raise ValueError(f"scale_map must be one of {SCALE_MAPS}, got {scale_map!r}")
+
+
+@dataclass
+class TransformOutput:
+    r"""What one transform's normalizing direction (Eq. 6) computes.
+
+    Attributes:
+        y: Normalized sequence, with shape (B, T - burn_in, *event_shape).
+        shift: shift(x_{t-k:t-1}) of every output frame, same shape as ``y``.
+        log_scale: Bounded log scale(x_{t-k:t-1}), same shape as ``y``.
+    """
+
+    y: Tensor
+    shift: Tensor
+    log_scale: Tensor
+
+    @property
+    def log_abs_det(self) -> Tensor:
+        r"""log |det dy_t/dx_t| = -sum_i log scale_{t,i} per frame, with shape (B, T - burn_in)."""
+        return -self.log_scale.flatten(2).sum(-1)
+
+
+class AffineAutoregressiveTransform(nn.Module):
+    r"""An affine autoregressive transform across time with a window of k past inputs (Eq. 5, 6).
+
+    Arguments:
+        event_shape: Shape of one frame: (C, H, W) or (D,).
+        window: Number k of past inputs that condition each step.
+        conditioner: ``"conv"`` (Appendix B), ``"mlp"``, ``"linear"``, or a
+            :class:`~seqflows.conditioners.Conditioner` instance with the same window.
+        hidden: Hidden channels (conv) or units (mlp) of the conditioner.
+        context: ``"burn_in"`` (first k inputs only condition) or ``"padded"`` (k learned
+            initial frames start every sequence, every frame is transformed).
+        min_scale: Floor of the scale.
+        max_scale: Ceiling of the scale (10 in the paper's code).
+        scale_map: ``"clamp"`` (the paper) or ``"soft"`` (smooth tanh soft-clamp).
+        normalization: ``"batch"`` (BatchNorm in the conv conditioner, the paper) or ``"none"``.
+        identity_init: Start as the identity (zero heads); the authors' code did not.
+
+    Example:
+        >>> transform = AffineAutoregressiveTransform((1, 8, 8), window=2, hidden=4).eval()
+        >>> x = torch.randn(2, 5, 1, 8, 8)
+        >>> out = transform.normalize(x)
+        >>> out.y.shape
+        torch.Size([2, 3, 1, 8, 8])
+        >>> torch.allclose(transform.generate(out.y, context=x[:, :2]), x, atol=1e-5)
+        True
+    """
+
+    initial_frames: Tensor | None
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        window: int = 3,
+        conditioner: str | Conditioner = "conv",
+        hidden: int = 64,
+        context: str = "burn_in",
+        min_scale: float = 1e-4,
+        max_scale: float = 10.0,
+        scale_map: str = "clamp",
+        normalization: str = "batch",
+        identity_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+        if scale_map not in SCALE_MAPS:
+            raise ValueError(f"scale_map must be one of {SCALE_MAPS}, got {scale_map!r}")
+        if not 0 < min_scale < max_scale:
+            raise ValueError(f"need 0 < min_scale < max_scale, got {min_scale} and {max_scale}")
+        if scale_map == "soft" and not min_scale < 1 < max_scale:
+            raise ValueError("scale_map='soft' needs min_scale < 1 < max_scale")
+        self.event_shape = tuple(int(size) for size in event_shape)
+        if isinstance(conditioner, Conditioner):
+            if conditioner.window != window or conditioner.event_shape != self.event_shape:
+                raise ValueError(
+                    f"the conditioner has window {conditioner.window} and event shape "
+                    f"{conditioner.event_shape}; the transform has {window} and {self.event_shape}"
+                )
+            self.conditioner = conditioner
+        else:
+            self.conditioner = make_conditioner(
+                conditioner, self.event_shape, window, hidden, normalization, identity_init
+            )
+        self.window = int(window)
+        self.context = context
+        self.min_scale = float(min_scale)
+        self.max_scale = float(max_scale)
+        self.scale_map = scale_map
+        if context == "padded":
+            self.initial_frames = nn.Parameter(torch.zeros(self.window, *self.event_shape))
+        else:
+            self.register_parameter("initial_frames", None)
+
+    @property
+    def burn_in(self) -> int:
+        """Number of leading inputs that only condition (k for burn_in, 0 for padded)."""
+        return self.window if self.context == "burn_in" else 0
+
+    def extra_repr(self) -> str:
+        return (
+            f"event_shape={self.event_shape}, window={self.window}, context={self.context!r}, "
+            f"scale=[{self.min_scale:g}, {self.max_scale:g}] ({self.scale_map})"
+        )
+
+    def bound_log_scale(self, raw: Tensor) -> Tensor:
+        """The raw conditioner log-scale bounded to [log min_scale, log max_scale]."""
+        return bound_log_scale(raw, self.min_scale, self.max_scale, self.scale_map)
+
+    def forward(self, x: Tensor) -> TransformOutput:
+        """Same as :meth:`normalize`."""
+        return self.normalize(x)
+
+    def normalize(self, x: Tensor) -> TransformOutput:
+        r"""Eq. 6 (Eq. 15 inside a stack) for all time steps at once.
+
+        Arguments:
+            x: Input sequence, with shape (B, T, *event_shape).
+
+        Returns:
+            y, shift and log-scale of the frames x_{burn_in:T}, each (B, T - burn_in,
+            *event_shape); ``.log_abs_det`` is log |det dy_t/dx_t| per frame.
+        """
+        self._check_sequence(x, "x")
+        B, T = x.shape[:2]
+        k = self.window
+        scored = T - self.burn_in
+        if scored < 1:
+            raise ValueError(
+                f"a sequence of {T} frames has no frame to transform: this transform needs "
+                f"more than {self.burn_in} frames ({self.burn_in} are context only)"
+            )
+        history = self._with_initial_frames(x)  # (B, scored + k, *event_shape)
+        # The newest input never conditions anything: encode frames 0 .. scored + k - 2, once.
+        features = self.conditioner.encode(history[:, :-1].flatten(0, 1))
+        features = features.unflatten(0, (B, scored + k - 1))  # (B, scored + k - 1, *feature)
+        windows = torch.stack([features[:, j : j + scored] for j in range(k)], dim=2)
+        shift, raw_log_scale = self.conditioner.decode(windows.flatten(0, 1))  # (B * scored, ...)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # affine maths in fp32 under autocast
+        shift = shift.unflatten(0, (B, scored)).to(dtype)
+        log_scale = self.bound_log_scale(raw_log_scale.unflatten(0, (B, scored)).to(dtype))
+        y = (x[:, self.burn_in :].to(dtype) - shift) * torch.exp(-log_scale)
+        return TransformOutput(y=y, shift=shift, log_scale=log_scale)
+
+    def generate(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""Eq. 5, one step at a time: the inverse of :meth:`normalize`.
+
+        Arguments:
+            y: Normalized frames to turn into data, with shape (B, T', *event_shape).
+            context: Inputs that precede them, with shape (B, c, *event_shape): at least k
+                frames for ``burn_in``; any number (or None) for ``padded``.
+
+        Returns:
+            The context followed by the generated frames, with shape (B, c + T', *event_shape).
+        """
+        self._check_sequence(y, "y")
+        context = self._context_or_empty(context, y)
+        _warn_if_batch_statistics(self)
+        return torch.cat([context.to(y.dtype), self.generate_frames(y, context)], dim=1)
+
+    def generate_frames(self, y: Tensor, context: Tensor) -> Tensor:
+        r"""The frames that :meth:`generate` appends to ``context``, (B, T', *event_shape)."""
+        window = self.start_window(context)
+        frames: list[Tensor] = []
+        for t in range(y.shape[1]):
+            shift, log_scale = self.predict(window)
+            frame = shift + torch.exp(log_scale) * y[:, t].to(shift.dtype)  # Eq. 5
+            frames.append(frame)
+            if t + 1 < y.shape[1]:
+                window = self.advance(window, frame)
+        x = torch.stack(frames, dim=1)
+        finite = torch.isfinite(x.flatten(2)).all(-1).all(0)  # (T',)
+        if not bool(finite.all()):
+            step = int((~finite).nonzero()[0])
+            raise FloatingPointError(
+                f"generation produced a non-finite value at step {step} of {y.shape[1]} "
+                f"(scale in [{self.min_scale:g}, {self.max_scale:g}]); check the noise and context"
+            )
+        return x
+
+    def start_window(self, history: Tensor) -> Tensor:
+        r"""Encoded window of the last k inputs of ``history`` (B, c, *event_shape).
+
+        Returns:
+            Features of the window, with shape (B, k, *feature_shape), oldest first.
+        """
+        history = self._with_initial_frames(history)
+        B, available = history.shape[:2]
+        if available < self.window:
+            raise ValueError(
+                f"generation needs at least {self.window} context frames for a window of "
+                f"{self.window}, got {available}"
+            )
+        recent = history[:, available - self.window :]
+        return self.conditioner.encode(recent.flatten(0, 1)).unflatten(0, (B, self.window))
+
+    def predict(self, window: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and bounded log-scale (B, *event_shape) of the next frame from a window."""
+        shift, raw_log_scale = self.conditioner.decode(window)
+        dtype = torch.promote_types(shift.dtype, torch.float32)
+        return shift.to(dtype), self.bound_log_scale(raw_log_scale.to(dtype))
+
+    def advance(self, window: Tensor, frame: Tensor) -> Tensor:
+        r"""Drops the oldest frame of the window and appends ``frame`` (B, *event_shape)."""
+        features = self.conditioner.encode(frame)  # one frame encoded per step
+        return torch.cat([window[:, 1:], features.unsqueeze(1).to(window.dtype)], dim=1)
+
+    def _with_initial_frames(self, x: Tensor) -> Tensor:
+        if self.initial_frames is None:
+            return x
+        initial = self.initial_frames.to(x.dtype).expand(x.shape[0], *self.initial_frames.shape)
+        return torch.cat([initial, x], dim=1)
+
+    def _context_or_empty(self, context: Tensor | None, y: Tensor) -> Tensor:
+        if context is None:
+            if self.burn_in:
+                raise ValueError(
+                    f"generation with context='burn_in' needs at least {self.burn_in} context "
+                    "frames; pass context=... or build the model with context='padded'"
+                )
+            return y.new_zeros(y.shape[0], 0, *self.event_shape)
+        self._check_sequence(context, "context")
+        if context.shape[0] != y.shape[0]:
+            raise ValueError(f"context has {context.shape[0]} sequences but y has {y.shape[0]}")
+        if context.shape[1] < self.burn_in:
+            raise ValueError(
+                f"context has {context.shape[1]} frames; this transform needs at least "
+                f"{self.burn_in}"
+            )
+        return context
+
+    def _check_sequence(self, x: Tensor, name: str) -> None:
+        _check_sequence(x, self.event_shape, name)
+
+
+def _check_sequence(x: Tensor, event_shape: tuple[int, ...], name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got {x.dtype}; scale uint8 frames to "
+            "[0, 1] first"
+        )
+    if x.dim() != 2 + len(event_shape) or tuple(x.shape[2:]) != event_shape:
+        dims = ", ".join(str(size) for size in event_shape)
+        raise ValueError(
+            f"{name} must be shaped (B, T, {dims}) for event shape {event_shape}, "
+            f"got {tuple(x.shape)}"
+        )
+
+
+def _warn_if_batch_statistics(module: nn.Module) -> None:
+    if module.training and any(isinstance(m, _BatchNorm) for m in module.modules()):
+        warnings.warn(
+            "generating in training mode: BatchNorm uses per-step batch statistics, so the "
+            "result is not the inverse of normalize(); call .eval() first",
+            stacklevel=3,
+        )

@@ -1,0 +1,73 @@
+"""Helpers for the tests: small models with non-trivial weights, float64 unless asked."""
+
+from __future__ import annotations
+
+import torch
+
+from seqflows import FlowModel
+from seqflows.distributions import DiagonalNormal
+
+IMAGE = (1, 3, 2)  # (C, H, W): tiny, non-square, so that H/W mix-ups fail
+COLOR = (2, 2, 3)
+VECTOR = (3,)
+WARM_UP_PASSES = 3
+
+
+def conditioner_for(event_shape: tuple[int, ...], vector_kind: str = "mlp") -> str:
+    return "conv" if len(event_shape) == 3 else vector_kind
+
+
+def make_flow(
+    event_shape: tuple[int, ...] = IMAGE,
+    num_transforms: int = 1,
+    window: int = 2,
+    context: str = "burn_in",
+    conditioner: str | None = None,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    **kwargs: object,
+) -> FlowModel:
+    """A FlowModel in eval mode whose heads, BatchNorm statistics and initial frames are random.
+
+    ``identity_init=False`` gives the heads PyTorch's default random initialisation, so shift
+    and scale depend on the window; ``WARM_UP_PASSES`` training-mode passes give BatchNorm
+    running statistics that are not the identity and that do normalize the activations.
+    """
+    torch.manual_seed(seed)
+    model = FlowModel(
+        event_shape,
+        num_transforms=num_transforms,
+        window=window,
+        conditioner=conditioner or conditioner_for(event_shape),
+        hidden=kwargs.pop("hidden", 4),
+        context=context,
+        identity_init=False,
+        **kwargs,
+    ).to(dtype)
+    with torch.no_grad():
+        if isinstance(model.base, DiagonalNormal):
+            model.base.loc.normal_(0, 0.3)
+            model.base.log_scale.normal_(0, 0.3)
+        for transform in model.transforms:
+            if transform.initial_frames is not None:
+                transform.initial_frames.normal_(0, 1)
+        batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        for batch_norm in batch_norms:  # running statistics = average of the warm-up batches
+            batch_norm.momentum = None
+        model.train()
+        for _ in range(WARM_UP_PASSES):
+            model.log_prob(torch.randn(4, model.burn_in + 3, *event_shape, dtype=dtype))
+        for batch_norm in batch_norms:
+            batch_norm.momentum = 0.1
+    return model.eval()
+
+
+def sequence(
+    batch: int,
+    length: int,
+    event_shape: tuple[int, ...],
+    dtype: torch.dtype = torch.float64,
+    seed: int = 1,
+) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, length, *event_shape, generator=generator, dtype=dtype)
