@@ -1,43 +1,58 @@
 r"""Training-step throughput of the paper's 1-AF on Moving-MNIST-sized input (CPU).
 
 Model: ``FlowModel(event_shape=(1, S, S), num_transforms=1, window=3, conditioner="conv",
-hidden=H)``; default S=64, H=64, batch 16 x 13 frames (10 scored frames per sequence). One step is
-``loss = -model.log_prob(x).mean()``, ``loss.backward()``, ``Adam.step()``.
+hidden=H)``; by default S = 64, H = 64, a batch of 16 sequences of 13 frames, so 10 scored frames
+per sequence and 160 per step. One step is ``loss = -model.log_prob(x).mean()``,
+``loss.backward()``, ``Adam.step()``.
 
 Modes:
 
-* ``fp32``: float32, default NCHW layout;
-* ``fp32_cl``: float32, ``model.to(memory_format=torch.channels_last)`` (the input has one
-  channel, so NCHW and NHWC are the same bytes: it is passed as is);
-* ``bf16``: ``torch.autocast("cpu", dtype=torch.bfloat16)``, NCHW;
-* ``bf16_cl``: autocast bf16 with channels_last.
+* ``fp32``: float32, the model in the default (NCHW) memory format;
+* ``fp32_cl``: float32, ``model.to(memory_format=torch.channels_last)``; the input has one
+  channel, so it is passed as it is (NCHW and NHWC are then the same bytes);
+* ``bf16``: ``torch.autocast("cpu", dtype=torch.bfloat16)``, NCHW model;
+* ``bf16_cl``: autocast bf16 and a channels-last model.
+
+(On CPU the conv conditioner runs its activations channels-last whatever the memory format of
+the model, so the ``_cl`` modes differ from the others only in the layout of the weights.)
 
 For every mode the script reports seconds per step (median of the timed steps), scored frames
-per second, the achieved GFLOP/s counting only the convolutions' FLOPs, the peak GFLOP/s of a
-single ``hidden -> hidden`` 3x3 convolution (forward + grad-input + grad-weight at SxS, same
-dtype, layout and thread count) measured in the same process, their ratio, and the process's
-peak resident memory.
+per second, the achieved GFLOP/s counting only the convolutions' FLOPs, the peak GFLOP/s of one
+``hidden -> hidden`` 3x3 convolution (forward + grad-input + grad-weight at S x S, on a batch of
+as many images as the step has windows, in the same dtype, layout, thread count and process),
+their ratio, the ratio to the best peak measured in the run for the same dtype (any layout), the
+process's peak resident memory, and the share of the CPU time spent in the kernel (page faults:
+see ``--allocator``).
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` during the first
-warm-up step (2*K*K*Cin*Cout*H*W per image for every convolution, forward; backward counts
+warm-up step (2*K*K*Cin*Cout*H*W per image and convolution for the forward; the backward counts
 grad-weight always and grad-input only where the input needs a gradient, i.e. not for the first
 encoder convolution, whose input is data) and checked against the closed form: the encoder sees
 B*(T-1) frames (the newest frame conditions nothing), the decoder and the heads see B*(T-k)
 windows.
 
-Each mode runs in a fresh process (``--no-isolate`` to turn that off), so that the reported peak
-memory (``ru_maxrss``) is the peak of that mode alone.
+Every mode runs in a fresh process (``--no-isolate`` turns that off), so that the peak memory
+(``ru_maxrss``) is that of the mode alone.
 
-Example::
+``--allocator retain`` calls glibc's ``mallopt`` in that process so that freed memory is kept
+and reused (no ``mmap`` per large block, no trimming): by default glibc maps every block over
+32 MiB afresh and unmaps it when freed, so the activations and gradients of every step (several
+GiB) are page-faulted in again each step, which costs a large share of the step on this kind of
+machine. The first steps after the switch still grow the heap, hence two warm-up steps.
 
-    python benchmarks/train_step.py                       # all modes, about 3 minutes on 2 cores
-    python benchmarks/train_step.py --modes fp32_cl --steps 5 --json results.json
+Examples::
+
+    python benchmarks/train_step.py                 # all modes, about 3 minutes on 2 cores
+    python benchmarks/train_step.py --allocator retain --json retain.json
+    python benchmarks/train_step.py --modes fp32_cl --steps 5
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import ctypes
+import ctypes.util
 import json
 import multiprocessing
 import os
@@ -51,7 +66,8 @@ from typing import Any
 import torch
 
 MODES = ("fp32", "fp32_cl", "bf16", "bf16_cl")
-DEFAULT_MODES = ("fp32", "fp32_cl", "bf16", "bf16_cl")
+ALLOCATORS = ("system", "retain")
+WINDOW = 3
 
 
 def cpu_model() -> str:
@@ -84,7 +100,7 @@ def maxrss_mib() -> float:
 
 
 def cpu_busy_seconds() -> float | None:
-    """Seconds of CPU time used by the whole machine (all processes) since boot, or None."""
+    """CPU seconds used by the whole machine (all processes) since boot, or None."""
     try:
         with open("/proc/stat") as handle:
             fields = handle.readline().split()[1:]
@@ -95,25 +111,47 @@ def cpu_busy_seconds() -> float | None:
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+class Usage:
+    """What a block cost: wall time, this process's user/system CPU and page faults, and the
+    average number of cores that other processes kept busy meanwhile."""
 
-
-class OtherLoad:
-    """Average number of cores that other processes kept busy while the block ran."""
-
-    def __enter__(self) -> OtherLoad:
-        self.start = (time.perf_counter(), cpu_busy_seconds(), own_cpu_seconds())
+    def __enter__(self) -> Usage:
+        self._start = (
+            time.perf_counter(),
+            cpu_busy_seconds(),
+            resource.getrusage(resource.RUSAGE_SELF),
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        wall, busy, own = time.perf_counter(), cpu_busy_seconds(), own_cpu_seconds()
-        if busy is None or self.start[1] is None:
-            self.cores = float("nan")
+        wall, busy, usage = (
+            time.perf_counter(),
+            cpu_busy_seconds(),
+            resource.getrusage(resource.RUSAGE_SELF),
+        )
+        wall0, busy0, usage0 = self._start
+        self.wall = wall - wall0
+        self.user = usage.ru_utime - usage0.ru_utime
+        self.system = usage.ru_stime - usage0.ru_stime
+        self.minor_faults = usage.ru_minflt - usage0.ru_minflt
+        if busy is None or busy0 is None:
+            self.other_cores = float("nan")
         else:
-            others = (busy - self.start[1]) - (own - self.start[2])
-            self.cores = max(others, 0.0) / (wall - self.start[0])
+            # /proc/stat counts in clock ticks: discount a few ticks of rounding.
+            others = (busy - busy0) - (self.user + self.system) - 4 / os.sysconf("SC_CLK_TCK")
+            self.other_cores = max(others, 0.0) / self.wall
+
+
+def retain_freed_memory() -> bool:
+    """Makes glibc malloc keep and reuse freed memory: no mmap per block, no trimming."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from <malloc.h>
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        )
+    except (OSError, AttributeError):
+        return False
 
 
 def mode_settings(mode: str) -> tuple[torch.memory_format, bool]:
@@ -127,59 +165,57 @@ def autocast(enabled: bool) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
-def analytic_conv_flops(args: argparse.Namespace, window: int = 3) -> dict[str, int]:
-    """Closed-form conv FLOPs of one training step of the default ConvConditioner (4 + 4 layers)."""
-    hw = args.size * args.size
-    channels = 1
-    hidden = args.hidden
+def closed_form_conv_flops(args: argparse.Namespace) -> dict[str, int]:
+    """Conv FLOPs of one step of the default ConvConditioner (4 encoder + 4 decoder layers)."""
+    hidden, channels = args.hidden, 1
 
-    def conv(cin: int, cout: int) -> int:
-        return 2 * 9 * cin * cout * hw
+    def conv(cin: int, cout: int) -> int:  # one image, one 3x3 conv, stride 1, same padding
+        return 2 * 9 * cin * cout * args.size * args.size
 
     encoder = conv(channels, hidden) + 3 * conv(hidden, hidden)
-    decoder = conv(window * hidden, hidden) + 3 * conv(hidden, hidden) + 2 * conv(hidden, channels)
-    encoded = args.batch * (args.frames - 1)
-    windows = args.batch * (args.frames - window)
-    forward = encoded * encoder + windows * decoder
+    decoder = conv(WINDOW * hidden, hidden) + 3 * conv(hidden, hidden) + 2 * conv(hidden, channels)
+    frames = args.batch * (args.frames - 1)  # encoded: the newest frame conditions nothing
+    windows = args.batch * (args.frames - WINDOW)  # decoded
+    forward = frames * encoder + windows * decoder
     grad_weight = forward
-    grad_input = forward - encoded * conv(channels, hidden)  # data needs no gradient
-    return {
-        "forward": forward,
-        "backward": grad_weight + grad_input,
-        "total": forward + grad_weight + grad_input,
-    }
+    grad_input = forward - frames * conv(channels, hidden)  # the data needs no gradient
+    backward = grad_weight + grad_input
+    return {"forward": forward, "backward": backward, "total": forward + backward}
 
 
 def measure_conv_peak(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """GFLOP/s of one hidden -> hidden 3x3 conv, forward + backward, in the given mode."""
     memory_format, bf16 = mode_settings(mode)
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(args.hidden, args.hidden, 3, padding=1).to(memory_format=memory_format)
+    torch.manual_seed(args.seed)
+    conv = torch.nn.Conv2d(args.hidden, args.hidden, 3, padding=1, bias=False)
+    conv = conv.to(memory_format=memory_format)
     dtype = torch.bfloat16 if bf16 else torch.float32
     shape = (args.peak_batch, args.hidden, args.size, args.size)
-    # In bf16 mode the conv input is bf16, as inside the model (BN/ReLU outputs under autocast).
+    # Under autocast the model's convs get bf16 inputs (BN/ReLU outputs), so does this one.
     x = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
     grad = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format)
     flops = 3 * 2 * 9 * args.hidden * args.hidden * args.size * args.size * args.peak_batch
     times = []
-    for rep in range(args.peak_reps + 1):
-        x.grad = None
-        conv.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        with autocast(bf16):
-            out = conv(x)
-        out.backward(grad)
-        elapsed = time.perf_counter() - start
-        if rep > 0:  # the first call is a warm-up
-            times.append(elapsed)
-        del out
+    with Usage() as usage:
+        for rep in range(args.peak_reps + 1):
+            x.grad = None
+            conv.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            with autocast(bf16):
+                out = conv(x)
+            out.backward(grad)
+            if rep > 0:  # the first call is a warm-up
+                times.append(time.perf_counter() - start)
+            del out
     seconds = statistics.median(times)
     return {
         "batch": args.peak_batch,
+        "memory_format": "channels_last" if memory_format == torch.channels_last else "NCHW",
         "seconds": seconds,
         "times": times,
         "gflop": flops / 1e9,
         "gflops_per_s": flops / seconds / 1e9,
+        "other_cpu_cores": usage.other_cores,
     }
 
 
@@ -187,15 +223,17 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """Times the training step of one mode, then the conv peak of the same mode."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    import seqflows
     from seqflows import FlowModel
 
+    retained = retain_freed_memory() if args.allocator == "retain" else False
     torch.set_num_threads(args.threads)
     memory_format, bf16 = mode_settings(mode)
     torch.manual_seed(args.seed)
     model = FlowModel(
         event_shape=(1, args.size, args.size),
         num_transforms=1,
-        window=3,
+        window=WINDOW,
         conditioner="conv",
         hidden=args.hidden,
     )
@@ -203,7 +241,6 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(args.batch, args.frames, 1, args.size, args.size)
     scored = args.batch * (args.frames - model.burn_in)
-    rss_before = maxrss_mib()
 
     def step() -> tuple[float, float, float]:
         start = time.perf_counter()
@@ -220,47 +257,38 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         return forward - start, backward - forward, end - backward
 
     counter = FlopCounterMode(display=False)
-    with counter:  # the FLOP count is taken on the first (untimed) step
+    with counter:  # FLOPs are counted on the first, untimed step
         step()
-    counted = counter.get_flop_counts()
-    conv_ops = {str(op) for ops in counted.values() for op in ops}
+    by_op = {str(op): count for op, count in counter.get_flop_counts().get("Global", {}).items()}
     flops = {
-        "forward": sum(
-            count
-            for op, count in counted.get("Global", {}).items()
-            if "convolution_backward" not in str(op) and "convolution" in str(op)
-        ),
-        "backward": sum(
-            count
-            for op, count in counted.get("Global", {}).items()
-            if "convolution_backward" in str(op)
-        ),
+        "forward": sum(n for op, n in by_op.items() if op.endswith("convolution")),
+        "backward": sum(n for op, n in by_op.items() if op.endswith("convolution_backward")),
+        "total": counter.get_total_flops(),
+        "by_op": by_op,
     }
-    flops["total"] = counter.get_total_flops()
-    flops["counted_ops"] = sorted(conv_ops)
-    for _ in range(max(args.warmup - 1, 0)):
+    for _ in range(args.warmup - 1):
         step()
 
-    with OtherLoad() as load:
+    with Usage() as usage:
         phases = [step() for _ in range(args.steps)]
     totals = [sum(phase) for phase in phases]
-    median_index = totals.index(sorted(totals)[(len(totals) - 1) // 2])
     seconds = statistics.median(totals)
-    rss_step = maxrss_mib()
-    del optimizer, model, x
+    median_step = phases[totals.index(sorted(totals)[(len(totals) - 1) // 2])]
+    rss_steps = maxrss_mib()
 
-    with OtherLoad() as peak_load:
-        peak = measure_conv_peak(args, mode)
-    peak["other_cpu_cores"] = peak_load.cores
+    peak = measure_conv_peak(args, mode)
     achieved = flops["total"] / seconds / 1e9
     return {
         "mode": mode,
+        "seqflows": os.path.dirname(seqflows.__file__),
         "memory_format": "channels_last" if memory_format == torch.channels_last else "NCHW",
         "autocast": "bfloat16" if bf16 else None,
+        "allocator": args.allocator,
+        "allocator_retains": retained,
         "seconds_per_step": seconds,
         "step_times": totals,
         "phases_of_median_step": dict(
-            zip(("forward", "backward", "optimizer"), phases[median_index], strict=True)
+            zip(("forward", "backward", "optimizer"), median_step, strict=True)
         ),
         "frames_per_step": scored,
         "frames_per_s": scored / seconds,
@@ -268,84 +296,121 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         "gflops_per_s": achieved,
         "peak": peak,
         "ratio": achieved / peak["gflops_per_s"],
-        "other_cpu_cores": load.cores,
-        "maxrss_mib_after_setup": rss_before,
-        "maxrss_mib_after_steps": rss_step,
+        "system_cpu_share": usage.system / max(usage.user + usage.system, 1e-9),
+        "cpu_cores_used": (usage.user + usage.system) / usage.wall,
+        "minor_faults_per_step": usage.minor_faults / args.steps,
+        "other_cpu_cores": usage.other_cores,
+        "maxrss_mib_after_steps": rss_steps,
         "maxrss_mib_final": maxrss_mib(),
     }
 
 
-def _worker(args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    return run_mode(args, mode)
+def add_best_peak_ratios(results: list[dict[str, Any]]) -> None:
+    """Ratio of each mode's GFLOP/s to the best conv peak measured for its dtype."""
+    for result in results:
+        same_dtype = [r for r in results if r["autocast"] == result["autocast"]]
+        best = max(same_dtype, key=lambda r: r["peak"]["gflops_per_s"])
+        result["best_peak_same_dtype"] = {
+            "mode": best["mode"],
+            "gflops_per_s": best["peak"]["gflops_per_s"],
+        }
+        result["ratio_to_best_peak"] = result["gflops_per_s"] / best["peak"]["gflops_per_s"]
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (
-        f"{'mode':<9} {'s/step':>7} {'fwd/bwd/opt s':>16} {'frames/s':>9} {'GFLOP/s':>8} "
-        f"{'peak':>7} {'ratio':>6} {'peak RSS':>9} {'others':>6}"
+        f"{'mode':<8} {'s/step':>6} {'fwd/bwd/opt s':>15} {'frames/s':>8} {'GFLOP/s':>7} "
+        f"{'peak':>6} {'ratio':>6} {'vs best':>7} {'max RSS':>8} {'sys CPU':>7} {'others':>6}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         p = r["phases_of_median_step"]
         phases = f"{p['forward']:.2f}/{p['backward']:.2f}/{p['optimizer']:.2f}"
+        others = max(r["other_cpu_cores"], r["peak"]["other_cpu_cores"])
         print(
-            f"{r['mode']:<9} {r['seconds_per_step']:>7.2f} {phases:>16} "
-            f"{r['frames_per_s']:>9.1f} {r['gflops_per_s']:>8.1f} "
-            f"{r['peak']['gflops_per_s']:>7.1f} {r['ratio']:>6.1%} "
-            f"{r['maxrss_mib_after_steps'] / 1024:>7.2f} G "
-            f"{max(r['other_cpu_cores'], r['peak']['other_cpu_cores']):>6.2f}"
+            f"{r['mode']:<8} {r['seconds_per_step']:>6.2f} {phases:>15} "
+            f"{r['frames_per_s']:>8.1f} {r['gflops_per_s']:>7.1f} "
+            f"{r['peak']['gflops_per_s']:>6.1f} {r['ratio']:>6.1%} "
+            f"{r['ratio_to_best_peak']:>7.1%} {r['maxrss_mib_after_steps'] / 1024:>6.2f} G "
+            f"{r['system_cpu_share']:>7.1%} {others:>6.2f}"
         )
     print(
-        "s/step: median of the timed steps; GFLOP/s: conv FLOPs only; peak: one "
-        "hidden->hidden 3x3 conv fwd+bwd in the same mode;\npeak RSS: ru_maxrss of the mode's "
-        "process after the steps; others: CPU cores busy with other processes meanwhile."
+        "s/step: median of the timed steps; GFLOP/s: convolution FLOPs only; peak: one "
+        "hidden->hidden 3x3 conv\nfwd+bwd in the same mode; vs best: ratio to the best peak of "
+        "the same dtype in this run; max RSS:\npeak resident memory of the mode's process; sys "
+        "CPU: share of its CPU time in the kernel (page\nfaults); others: cores kept busy by "
+        "other processes meanwhile (should be ~0)."
     )
-    if any(
-        max(r["other_cpu_cores"], r["peak"]["other_cpu_cores"]) > 0.1 for r in results
-    ):
-        print("warning: other processes used the CPU during the run; the timings are not clean")
+    noisy = [
+        r["mode"] for r in results if max(r["other_cpu_cores"], r["peak"]["other_cpu_cores"]) > 0.1
+    ]
+    if noisy:
+        print(f"warning: other processes used the CPU during {', '.join(noisy)}: rerun them")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per mode (median)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps (the first counts FLOPs)")
-    parser.add_argument(
-        "--modes", default=",".join(DEFAULT_MODES), help=f"comma-separated, from {MODES}"
+    parser = argparse.ArgumentParser(
+        description="Training-step throughput of the 1-AF (conv conditioner) on CPU.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--frames", type=int, default=13)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--size", type=int, default=64, help="frame height = width")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per mode (median)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed steps, the first of which counts FLOPs (default 1, 2 with --allocator "
+        "retain)",
+    )
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {MODES}")
+    parser.add_argument("--batch", type=int, default=16, help="sequences per step")
+    parser.add_argument("--frames", type=int, default=13, help="frames per sequence")
+    parser.add_argument("--hidden", type=int, default=64, help="conditioner channels")
+    parser.add_argument("--size", type=int, default=64, help="frame height and width")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
-        "--peak-batch", type=int, default=None,
-        help="batch of the single-conv peak measurement (default: the windows per step)",
+        "--allocator",
+        choices=ALLOCATORS,
+        default="system",
+        help="'retain': make glibc keep freed memory (no page faults on reuse)",
     )
-    parser.add_argument("--peak-reps", type=int, default=3, help="timed reps of the conv peak")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument(
-        "--no-isolate", dest="isolate", action="store_false",
-        help="run every mode in this process (peak memory is then cumulative)",
+        "--peak-batch",
+        type=int,
+        default=None,
+        help="images of the single-conv peak (default: the windows per step, B*(T-3))",
+    )
+    parser.add_argument("--peak-reps", type=int, default=5, help="timed reps of the conv peak")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="run the modes in this process (peak memory is then cumulative)",
     )
     args = parser.parse_args(argv)
     args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     for mode in args.modes:
-        mode_settings(mode)
-    if args.frames <= 3:
-        parser.error("--frames must exceed the window (3)")
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("need --steps >= 1 and --warmup >= 0")
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if args.frames <= WINDOW:
+        parser.error(f"--frames must exceed the window ({WINDOW})")
+    if args.warmup is None:
+        args.warmup = 2 if args.allocator == "retain" else 1
+    if args.steps < 1 or args.warmup < 1:
+        parser.error("need --steps >= 1 and --warmup >= 1 (the first warm-up step counts FLOPs)")
     if args.peak_batch is None:
-        args.peak_batch = args.batch * (args.frames - 3)
+        args.peak_batch = args.batch * (args.frames - WINDOW)
+    if args.allocator == "retain" and not args.isolate:
+        parser.error("--allocator retain needs the modes isolated (drop --no-isolate)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    info = {
+    expected = closed_form_conv_flops(args)
+    info: dict[str, Any] = {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": args.threads,
@@ -354,17 +419,16 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_flags": cpu_flags(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "config": {
-            key: value for key, value in vars(args).items() if key not in ("json", "isolate")
-        },
+        "config": {k: v for k, v in vars(args).items() if k not in ("json", "isolate")},
+        "closed_form_conv_flops": expected,
     }
-    expected = analytic_conv_flops(args)
     print(
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']} "
-        f"({', '.join(info['cpu_flags'])}); batch {args.batch} x {args.frames} frames of "
-        f"1x{args.size}x{args.size}, hidden {args.hidden}; conv FLOPs per step "
-        f"{expected['total'] / 1e12:.3f} T (fwd {expected['forward'] / 1e9:.1f} G); "
-        f"peak conv batch {args.peak_batch}",
+        f"({', '.join(info['cpu_flags'])}), {args.allocator} allocator\n"
+        f"batch {args.batch} x {args.frames} frames of 1x{args.size}x{args.size}, hidden "
+        f"{args.hidden}: {args.batch * (args.frames - WINDOW)} scored frames and "
+        f"{expected['total'] / 1e12:.3f} conv TFLOP per step; peak conv on {args.peak_batch} "
+        "images",
         flush=True,
     )
     results = []
@@ -373,27 +437,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.isolate:
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-                result = pool.submit(_worker, args, mode).result()
+                result = pool.submit(run_mode, args, mode).result()
         else:
             result = run_mode(args, mode)
         if result["conv_flops"]["total"] != expected["total"]:
             print(
-                f"warning: counted {result['conv_flops']['total']} conv FLOPs, closed form "
+                f"note: counted {result['conv_flops']['total']} conv FLOPs per step, closed form "
                 f"{expected['total']}",
                 file=sys.stderr,
             )
         result["wall_s"] = time.perf_counter() - started
         results.append(result)
         print(
-            f"  {mode}: {result['seconds_per_step']:.2f} s/step "
-            f"({', '.join(f'{t:.2f}' for t in result['step_times'])}), "
-            f"{result['gflops_per_s']:.1f} GFLOP/s, conv peak "
-            f"{result['peak']['gflops_per_s']:.1f} GFLOP/s, {result['wall_s']:.0f} s",
+            f"  {mode}: steps {', '.join(f'{t:.2f}' for t in result['step_times'])} s, "
+            f"{result['gflops_per_s']:.1f} GFLOP/s; conv peak "
+            f"{result['peak']['gflops_per_s']:.1f} GFLOP/s; {result['wall_s']:.0f} s",
             flush=True,
         )
+    add_best_peak_ratios(results)
     print()
     print_table(results)
-    info["expected_conv_flops"] = expected
     info["results"] = results
     if args.json:
         with open(args.json, "w") as handle:

@@ -444,3 +444,13 @@ def test_bf16_autocast_keeps_the_density_in_float32() -> None:
             out = model.normalize(x)
     assert mixed.dtype == torch.float32 and out.noise.dtype == torch.float32
     torch.testing.assert_close(mixed, exact, rtol=0.05, atol=0.5)
+
+
+def test_channels_last_model_gives_the_same_density_and_inverse() -> None:
+    model = make_flow(COLOR, 2, window=2)
+    channels_last = make_flow(COLOR, 2, window=2).to(memory_format=torch.channels_last)
+    x = sequence(2, 7, COLOR)
+    with torch.no_grad():
+        torch.testing.assert_close(channels_last.log_prob(x), model.log_prob(x))
+        noise = channels_last.normalize(x).noise
+        torch.testing.assert_close(channels_last.generate(noise, x[:, :4]), x)

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
@@ -61,6 +63,18 @@ class Conditioner(nn.Module):
     def encode(self, frames: Tensor) -> Tensor:
         r"""Per-frame features, with shape (N, *feature_shape), of frames (N, *event_shape)."""
         raise NotImplementedError
+
+    def windows(self, features: Tensor, length: int) -> Tensor:
+        r"""All ``length`` windows of k consecutive encoded frames, for the density direction.
+
+        Arguments:
+            features: Encoded frames, with shape (B, length + k - 1, *feature_shape).
+            length: Number of windows.
+
+        Returns:
+            Windows (B, length, k, *feature_shape); window t holds frames t .. t + k - 1.
+        """
+        return torch.stack([features[:, j : j + length] for j in range(self.window)], dim=2)
 
     def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
         r"""Shift and raw log-scale, each (N, *event_shape), of a window (N, k, *feature_shape).
@@ -156,12 +170,65 @@ class ConvConditioner(Conditioner):
 
     def encode(self, frames: Tensor) -> Tensor:
         r"""Features (N, hidden, H, W) of frames (N, C, H, W)."""
-        return self.encoder(frames)
+        return self.encoder(_cpu_channels_last(frames))
+
+    def windows(self, features: Tensor, length: int) -> Tensor:
+        r"""Windows (B, length, k, hidden, H, W) of features (B, length + k - 1, hidden, H, W).
+
+        Channels-last features give windows laid out in memory as (B, length, H, W, k, hidden),
+        so that :meth:`decode` sees the concatenated window as a channels-last view, with no
+        layout conversion before the first decoder convolution.
+        """
+        if not _is_channels_last(features.flatten(0, 1)):
+            return super().windows(features, length)
+        frames = features.permute(0, 1, 3, 4, 2)  # (B, L, H, W, hidden): a contiguous view
+        slots = torch.cat([frames[:, j : j + length] for j in range(self.window)], dim=-1)
+        return slots.unflatten(-1, (self.window, self.hidden)).permute(0, 1, 4, 5, 2, 3)
 
     def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
         r"""Shift and raw log-scale (N, C, H, W) of encoded windows (N, k, hidden, H, W)."""
-        hidden = self.decoder(window.flatten(1, 2))  # (N, k * hidden, H, W) -> (N, hidden, H, W)
-        return self.shift_head(hidden), self.log_scale_head(hidden)
+        hidden = self.decoder(
+            _window_channels(window)
+        )  # (N, k * hidden, H, W) -> (N, hidden, H, W)
+        # The two heads run as one convolution (hidden -> 2C): the same filters and sums, but a
+        # convolution with one or two output channels is slow on CPU, so this halves their cost.
+        weight = torch.cat([self.shift_head.weight, self.log_scale_head.weight])
+        bias = torch.cat([self.shift_head.bias, self.log_scale_head.bias])
+        both = F.conv2d(hidden, weight, bias, padding=1)
+        shift, log_scale = both.split(self.event_shape[0], dim=1)
+        return shift, log_scale
+
+
+def _cpu_channels_last(frames: Tensor) -> Tensor:
+    r"""On CPU, frames (N, C, H, W) in channels-last memory; elsewhere, frames as they are.
+
+    oneDNN, which runs PyTorch's CPU convolutions, takes channels-last activations as they are
+    but reorders NCHW ones to and from its own blocked layout around every convolution (forward
+    and backward), which costs time and large temporary buffers. A convolution follows the layout
+    of its input, so starting the encoder channels-last keeps every activation of the
+    conditioner channels-last, whatever the memory format of the weights.
+    """
+    if frames.device.type != "cpu" or _is_channels_last(frames):
+        return frames
+    # A copy even for C = 1, where the bytes do not move: the strides tell the layout.
+    return torch.empty_like(frames, memory_format=torch.channels_last).copy_(frames)
+
+
+def _is_channels_last(images: Tensor) -> bool:
+    """Whether images (N, C, H, W) with C > 1 store the channels innermost."""
+    return images.shape[1] > 1 and images.is_contiguous(memory_format=torch.channels_last)
+
+
+def _window_channels(window: Tensor) -> Tensor:
+    r"""A window (N, k, C, H, W) as channels (N, k * C, H, W), slot-major, as ``flatten(1, 2)``.
+
+    On CPU, and for channels-last windows elsewhere, the result is channels-last: a view for a
+    window from :meth:`ConvConditioner.windows`, one copy otherwise.
+    """
+    N, k, C, H, W = window.shape
+    if window.device.type == "cpu" or (window.stride(2) == 1 and window.stride(-1) != 1):
+        return window.permute(0, 3, 4, 1, 2).reshape(N, H, W, k * C).permute(0, 3, 1, 2)
+    return window.flatten(1, 2)
 
 
 class _VectorConditioner(Conditioner):

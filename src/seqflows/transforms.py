@@ -215,7 +215,7 @@ class AffineAutoregressiveTransform(nn.Module):
         # The newest input never conditions anything: encode frames 0 .. scored + k - 2, once.
         features = self.conditioner.encode(history[:, :-1].flatten(0, 1))
         features = features.unflatten(0, (B, scored + k - 1))  # (B, scored + k - 1, *feature)
-        windows = torch.stack([features[:, j : j + scored] for j in range(k)], dim=2)
+        windows = self.conditioner.windows(features, scored)  # (B, scored, k, *feature)
         shift, raw_log_scale = self.conditioner.decode(windows.flatten(0, 1))  # (B * scored, ...)
         dtype = torch.promote_types(x.dtype, torch.float32)  # affine maths in fp32 under autocast
         shift = shift.unflatten(0, (B, scored)).to(dtype)
