@@ -187,9 +187,8 @@ class ConvConditioner(Conditioner):
 
     def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
         r"""Shift and raw log-scale (N, C, H, W) of encoded windows (N, k, hidden, H, W)."""
-        hidden = self.decoder(
-            _window_channels(window)
-        )  # (N, k * hidden, H, W) -> (N, hidden, H, W)
+        channels = _window_channels(window)  # (N, k * hidden, H, W), oldest frame first
+        hidden = self.decoder(channels)  # (N, hidden, H, W)
         # The two heads run as one convolution (hidden -> 2C): the same filters and sums, but a
         # convolution with one or two output channels is slow on CPU, so this halves their cost.
         weight = torch.cat([self.shift_head.weight, self.log_scale_head.weight])

@@ -37,6 +37,7 @@ __all__ = [
     "build_parser",
     "main",
     "plot_motion",
+    "run_from_args",
     "run_motion_example",
     "train_flow",
 ]
