@@ -1,6 +1,8 @@
 # seqflows: the two set-up commands of the README.
-#   make run    create .venv, install seqflows, run the main job (the motivating example, Sec. 3.1)
+#   make run    create .venv, install seqflows, train a 1-AF on bouncing balls for a few minutes,
+#               evaluate it, and draw samples and the Fig. 4 rows into $(RUN_DIR)
 #   make test   create .venv, install seqflows with its dev extras, run the whole test suite
+# Also: make motion (the motivating example of Sec. 3.1), make lint, make bench.
 #
 # PyTorch is installed first, from TORCH_SPEC, when the environment has none, so that installing
 # seqflows (which asks for torch>=2.2) never pulls a second build. Examples:
@@ -11,15 +13,28 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
-RUN_ARGS ?= --out runs/motion
+RUN_DIR ?= runs/bouncing_balls_1af
+RUN_ARGS ?=
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test lint bench clean
+.PHONY: run motion test lint bench clean
 
-run: $(VENV)/.installed-plot
-	$(BIN)/seqflows motion $(RUN_ARGS)
+# Re-running continues an interrupted training (--resume) and redraws the figures.
+run: $(VENV)/.installed-train
+	$(BIN)/seqflows train configs/bouncing_balls_1af.yaml --out $(RUN_DIR) --no-progress $(RUN_ARGS) --resume
+	$(BIN)/seqflows evaluate $(RUN_DIR)/checkpoints/best.ckpt --output $(RUN_DIR)/evaluation.json
+	$(BIN)/seqflows sample $(RUN_DIR)/checkpoints/best.ckpt --out $(RUN_DIR)/figures --num 4 --length 12 --context 4 > /dev/null
+	$(BIN)/seqflows sample $(RUN_DIR)/checkpoints/best.ckpt --out $(RUN_DIR)/figures --num 4 --length 12 --context 4 --temperature 0 --name mean_prediction > /dev/null
+	$(BIN)/seqflows visualize $(RUN_DIR)/checkpoints/best.ckpt --out $(RUN_DIR)/figures > /dev/null
+	@echo
+	@echo "evaluation (nats per pixel per channel above): $(RUN_DIR)/evaluation.json"
+	@echo "checkpoints: $(RUN_DIR)/checkpoints/{best,last}.ckpt   logs: $(RUN_DIR)/logs"
+	@echo "figures: $(RUN_DIR)/figures/{flow_rows,curves,samples,mean_prediction}.png, samples.gif"
+
+motion: $(VENV)/.installed-plot
+	$(BIN)/seqflows motion --out runs/motion
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import ctypes
-import ctypes.util
 import json
 import multiprocessing
 import os
@@ -64,6 +62,8 @@ import time
 from typing import Any
 
 import torch
+
+from seqflows.app.runtime import retain_freed_memory
 
 MODES = ("fp32", "fp32_cl", "bf16", "bf16_cl")
 ALLOCATORS = ("system", "retain")
@@ -140,18 +140,6 @@ class Usage:
             # /proc/stat counts in clock ticks: discount a few ticks of rounding.
             others = (busy - busy0) - (self.user + self.system) - 4 / os.sysconf("SC_CLK_TCK")
             self.other_cores = max(others, 0.0) / self.wall
-
-
-def retain_freed_memory() -> bool:
-    """Makes glibc malloc keep and reuse freed memory: no mmap per block, no trimming."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from <malloc.h>
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(
-            libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-        )
-    except (OSError, AttributeError):
-        return False
 
 
 def mode_settings(mode: str) -> tuple[torch.memory_format, bool]:

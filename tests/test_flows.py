@@ -119,6 +119,19 @@ def test_log_prob_is_base_plus_log_abs_det() -> None:
     torch.testing.assert_close(out.log_abs_det, manual)
 
 
+def test_flow_output_inputs_chain_the_transforms() -> None:
+    # Fig. 9 rows: u^0 = x, u^{m+1} = (u^m - shift_m) / scale_m, and the last one is the noise.
+    model = make_flow(IMAGE, 2, window=1)
+    x = sequence(2, 6, IMAGE)
+    out = model.normalize(x)
+    torch.testing.assert_close(out.inputs[0], x[:, model.burn_in :])
+    outputs = [*out.inputs[1:], out.noise]
+    for u, shift, scale, following in zip(
+        out.inputs, out.shifts, out.scales, outputs, strict=True
+    ):
+        torch.testing.assert_close(following, (u - shift) / scale)
+
+
 # Causality ---------------------------------------------------------------------------------
 
 
@@ -375,6 +388,27 @@ def test_sample_shapes_context_and_reproducibility() -> None:
         model.sample(3, 5)
     padded = make_flow(VECTOR, 2, window=2, context="padded")
     assert padded.sample(6, 4).shape == (6, 4, *VECTOR)
+
+
+@pytest.mark.parametrize("base", ["standard", "learned"])
+def test_sampling_temperature_scales_the_noise_about_its_mean(base: str) -> None:
+    model = make_flow(VECTOR, 1, window=2, base=base)
+    with torch.no_grad():
+        if base == "learned":
+            model.base.loc.normal_()
+            model.base.log_scale.normal_()
+    context = sequence(3, 2, VECTOR)
+    seed = torch.Generator().manual_seed(1)
+    cold = model.sample(3, 4, context=context, generator=seed, temperature=0.0)
+    mean = torch.zeros(3, 4, *VECTOR, dtype=torch.float64)
+    if base == "learned":
+        mean = mean + model.base.loc.detach()
+    torch.testing.assert_close(cold, model.generate(mean, context)[:, 2:])
+    half = model.sample(3, 4, context=context, generator=seed.manual_seed(2), temperature=0.5)
+    full = model.sample(3, 4, context=context, generator=seed.manual_seed(2))
+    noise_half = model.normalize(torch.cat([context, half], 1)).noise
+    noise_full = model.normalize(torch.cat([context, full], 1)).noise
+    torch.testing.assert_close(noise_half - mean, 0.5 * (noise_full - mean))
 
 
 def test_non_finite_generation_names_the_transform() -> None:

@@ -1,12 +1,23 @@
 r"""The ``seqflows`` command.
 
 Subcommands:
-    motion   the motivating example of Sec. 3.1 (trains three small flows in seconds)
+    train      train a model from a YAML configuration (Lightning: CPU, GPUs, nodes)
+    evaluate   nats per pixel per channel (and bits/dim) of a checkpoint on fixed sequences
+    sample     samples and video predictions of a checkpoint, as GIF and PNG
+    visualize  the paper's Fig. 4 / Fig. 9 rows (x, shift, scale, noise) and training curves
+    download   MNIST digits for Moving MNIST, checksummed
+    motion     the motivating example of Sec. 3.1 (trains three small flows in seconds)
+
+Bad input (a missing or corrupt file, an unknown configuration key, frames of the wrong shape, a
+checkpoint of another model) ends with a one-line error and exit status 2; set SEQFLOWS_DEBUG=1
+to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from . import __version__
@@ -17,13 +28,58 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``seqflows`` command and its subcommands."""
+    from .app import commands
+
     parser = argparse.ArgumentParser(
         prog="seqflows",
-        description="Sequence modelling with affine autoregressive flows across time.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"seqflows {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    motion_parser = commands.add_parser(
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    table = [
+        (
+            "train",
+            "train a model from a YAML configuration",
+            commands.add_train_arguments,
+            commands.run_train,
+        ),
+        (
+            "evaluate",
+            "score a checkpoint on the evaluation sequences (table or --json)",
+            commands.add_evaluate_arguments,
+            commands.run_evaluate,
+        ),
+        (
+            "sample",
+            "sample sequences or predict from real context frames (GIF and PNG)",
+            commands.add_sample_arguments,
+            commands.run_sample,
+        ),
+        (
+            "visualize",
+            "Fig. 4 / Fig. 9 rows: x, shift, scale and noise of each transform",
+            commands.add_visualize_arguments,
+            commands.run_visualize,
+        ),
+        (
+            "download",
+            "download MNIST digits (checksummed) for data.dataset=moving_mnist",
+            commands.add_download_arguments,
+            commands.run_download,
+        ),
+    ]
+    for name, summary, add_arguments, handler in table:
+        run = getattr(commands, f"run_{name}")
+        sub = subcommands.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}.\n\n{run.__doc__ or ''}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
+    motion_parser = subcommands.add_parser(
         "motion",
         help="the motivating example of Sec. 3.1: 1-AF and 2-AF on a particle with momentum",
         description=motion.__doc__,
@@ -36,9 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqflows`` console script."""
-    args = build_parser().parse_args(argv)
-    args.handler(args)
-    return 0
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come after options: collect them wherever they are.
+    if extra and hasattr(args, "overrides") and all(_is_override(item) for item in extra):
+        args.overrides = list(args.overrides or []) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if os.environ.get("SEQFLOWS_DEBUG"):
+        return _status(args.handler(args))
+    try:
+        return _status(args.handler(args))
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        if isinstance(error, RuntimeError) and not _is_reported(error):
+            raise
+        print(f"seqflows: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _status(result: object) -> int:
+    """Exit status of a handler: its int result, else 0 (some return their results)."""
+    return result if isinstance(result, int) else 0
+
+
+def _is_reported(error: RuntimeError) -> bool:
+    """Runtime errors about the user's setup, not bugs: a failed download, no Lightning."""
+    return type(error).__name__ == "DownloadError" or "pip install" in str(error)
+
+
+def _is_override(text: str) -> bool:
+    return "=" in text and not text.startswith("-")
 
 
 if __name__ == "__main__":

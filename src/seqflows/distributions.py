@@ -47,10 +47,11 @@ class StandardNormal(nn.Module):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        temperature: float = 1.0,
     ) -> Tensor:
-        r"""Samples with shape (*batch_shape, *event_shape)."""
+        r"""Samples with shape (*batch_shape, *event_shape), standard deviation ``temperature``."""
         shape = (*batch_shape, *self.event_shape)
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return temperature * torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 class DiagonalNormal(StandardNormal):
@@ -79,9 +80,12 @@ class DiagonalNormal(StandardNormal):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        temperature: float = 1.0,
     ) -> Tensor:
-        r"""Samples with shape (*batch_shape, *event_shape)."""
-        noise = super().sample(batch_shape, generator, self.loc.device, dtype or self.loc.dtype)
+        r"""Samples with shape (*batch_shape, *event_shape); ``temperature`` scales the spread."""
+        noise = super().sample(
+            batch_shape, generator, self.loc.device, dtype or self.loc.dtype, temperature
+        )
         return (self.loc + torch.exp(self.log_scale) * noise).to(device=device, dtype=dtype)
 
 

@@ -42,12 +42,15 @@ class FlowOutput:
         scales: scale_m of each transform (outermost first), same shapes.
         log_abs_det: log |det dy_t/dx_t| of the whole stack per frame, with shape
             (B, T - burn_in): minus the sum over transforms and dimensions of log scale.
+        inputs: The input u^m of each transform (outermost first: u^0 = x, u^1, ...), same
+            shapes: with ``shifts`` and ``scales`` they give the rows of Fig. 4 and Fig. 9.
     """
 
     noise: Tensor
     shifts: tuple[Tensor, ...]
     scales: tuple[Tensor, ...]
     log_abs_det: Tensor
+    inputs: tuple[Tensor, ...]
 
 
 class FlowModel(nn.Module):
@@ -148,8 +151,9 @@ class FlowModel(nn.Module):
                 f"first {self.burn_in} frames as context (num_transforms * window)"
             )
         u = x
-        outputs = []
+        inputs, outputs = [], []
         for transform in self.transforms:
+            inputs.append(u)
             outputs.append(transform.normalize(u))
             u = outputs[-1].y
         scored = u.shape[1]
@@ -163,6 +167,7 @@ class FlowModel(nn.Module):
             shifts=tuple(on_scored_frames(out.shift) for out in outputs),
             scales=tuple(torch.exp(on_scored_frames(out.log_scale)) for out in outputs),
             log_abs_det=torch.stack([on_scored_frames(out.log_abs_det) for out in outputs]).sum(0),
+            inputs=tuple(on_scored_frames(u_m) for u_m in inputs),
         )
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -232,6 +237,7 @@ class FlowModel(nn.Module):
         length: int,
         context: Tensor | None = None,
         generator: torch.Generator | None = None,
+        temperature: float = 1.0,
     ) -> Tensor:
         r"""Samples ``length`` new frames, after ``context`` when one is given.
 
@@ -241,6 +247,8 @@ class FlowModel(nn.Module):
             context: Real frames to continue (prediction), with shape (B, c, *event_shape);
                 needed (c >= burn_in) in ``burn_in`` mode, optional in ``padded`` mode.
             generator: Random number generator for the base noise.
+            temperature: Spread of the base noise around its mean (1: the model; 0: the mean
+                noise, so every frame is the flow's prediction shift + scale * mean).
 
         Returns:
             Generated frames (without the context), with shape (B, length, *event_shape).
@@ -255,6 +263,7 @@ class FlowModel(nn.Module):
             generator=generator,
             device=reference.device,
             dtype=reference.dtype,
+            temperature=temperature,
         )
         start = 0 if context is None else context.shape[1]
         return self.generate(noise, context)[:, start:]

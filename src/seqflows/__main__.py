@@ -1,0 +1,5 @@
+"""``python -m seqflows``: the ``seqflows`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,538 @@
+r"""Figures for ``seqflows sample`` and ``seqflows visualize``: frame grids, GIFs and flow rows.
+
+* :func:`save_gif` and :func:`save_grid` show generated sequences (Fig. 10, 11);
+* :func:`save_prediction` shows context frames followed by real and predicted continuations;
+* :func:`save_flow_rows` shows the flow component of one sequence (Fig. 4, 8, 9): the data
+  x_t, the shift mu(x_<t), the scale sigma(x_<t) and the noise y_t of each stacked transform;
+* :func:`save_curves` and :func:`read_metrics_csv` plot training curves from a Lightning
+  ``CSVLogger`` file.
+
+Frames are Tensors with shape (T, C, H, W), C = 1 (grayscale) or 3 (RGB), data in [0, 1]
+(clipped for display). Every ``save_*`` function creates the parent folders of ``path`` and
+returns it. matplotlib (Agg backend) and Pillow are imported inside the functions that need
+them, so importing this module imports neither.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "read_metrics_csv",
+    "save_curves",
+    "save_flow_rows",
+    "save_gif",
+    "save_grid",
+    "save_prediction",
+    "tile_frames",
+]
+
+FLOW_KEYS = ("shift", "scale", "noise")
+DPI = 120
+INCHES_PER_PIXEL = 0.6 / 64  # 0.6 inch per 64 pixels, before the minimum sizes below
+MIN_IMAGE_WIDTH = 4.0  # inches
+MIN_ROW_HEIGHT = 0.45  # inches, flow rows
+MIN_GRID_ROW = 0.3  # inches, rows of save_grid and save_prediction
+MAX_TIME_LABELS = 25
+NOISE_PERCENTILE = 99.5  # colour limit of noise rows, so that a few outliers do not wash out
+
+
+def tile_frames(sequences: Tensor, border: int = 1) -> np.ndarray:
+    r"""Tiles sequences into one image: one row per sequence, one column per time step.
+
+    Arguments:
+        sequences: Frames in [0, 1], with shape (B, T, C, H, W) and C = 1 or 3.
+        border: Width in pixels of the white separator between neighbouring frames.
+
+    Returns:
+        An RGB image (grayscale repeated), uint8, with shape
+        (B * H + (B - 1) * border, T * W + (T - 1) * border, 3).
+
+    Example:
+        >>> tile_frames(torch.zeros(2, 3, 1, 4, 5)).shape
+        (9, 17, 3)
+    """
+    frames = _sequences_as_rgb(sequences, "sequences")  # (B, T, H, W, 3)
+    return _to_uint8(_tile(frames, border))
+
+
+def save_gif(
+    sequences: Tensor,
+    path: str | os.PathLike[str],
+    fps: float = 4.0,
+    columns: int | None = None,
+    border: int = 1,
+) -> Path:
+    r"""Writes an animated GIF, looping forever, whose frame t tiles frame t of each sequence.
+
+    The B sequences are laid out in a grid, row by row, with ``columns`` columns (default
+    ceil(sqrt(B))) and white separators; unused cells are white. Grayscale data is written as
+    grayscale (exact); RGB data is quantized to a 256-colour palette per frame, as GIF requires.
+    Consecutive identical frames are merged into one longer frame by Pillow, so the playback
+    timing is kept but the file may hold fewer than T frames.
+
+    Arguments:
+        sequences: Frames in [0, 1], with shape (B, T, C, H, W) and C = 1 or 3.
+        path: The ``.gif`` file to write.
+        fps: Frames per second (GIF stores durations in 1/100 s).
+        columns: Number of sequences per grid row.
+        border: Width in pixels of the white separator between sequences.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    from PIL import Image
+
+    frames = _sequences_as_rgb(sequences, "sequences")  # (B, T, H, W, 3)
+    B, T = frames.shape[:2]
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if columns is None:
+        columns = math.ceil(math.sqrt(B))
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}")
+    columns = min(columns, B)
+    rows = math.ceil(B / columns)
+    grayscale = sequences.shape[2] == 1
+    images = []
+    for t in range(T):
+        cells = np.ones((rows * columns, *frames.shape[2:]))  # (rows * columns, H, W, 3)
+        cells[:B] = frames[:, t]
+        grid = _tile(cells.reshape(rows, columns, *frames.shape[2:]), border)
+        pixels = _to_uint8(grid)  # (rows * H + ..., columns * W + ..., 3)
+        images.append(Image.fromarray(pixels[..., 0] if grayscale else pixels))
+    path = _prepare(path)
+    images[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=1000.0 / fps,
+        loop=0,
+    )
+    return path
+
+
+def save_grid(
+    sequences: Tensor,
+    path: str | os.PathLike[str],
+    row_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    first_frame: int = 0,
+) -> Path:
+    r"""Writes a PNG of sequences tiled by :func:`tile_frames`, labelled by row and time step.
+
+    Arguments:
+        sequences: Frames in [0, 1], with shape (B, T, C, H, W) and C = 1 or 3.
+        path: The ``.png`` file to write.
+        row_labels: One label per sequence, shown on the left, or None for none.
+        title: Figure title.
+        first_frame: Time step of the first column; columns are numbered from it.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    frames = _sequences_as_rgb(sequences, "sequences")  # (B, T, H, W, 3)
+    return _save_tiled(frames, path, row_labels, title, first_frame, separator_after=None)
+
+
+def save_prediction(
+    context: Tensor,
+    real: Tensor | None,
+    predicted: Tensor,
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    first_frame: int = 0,
+) -> Path:
+    r"""Writes a PNG of context frames followed by the real and the predicted continuations.
+
+    For each sequence b there is a row "seq b real" (context, then real continuation) and a row
+    "seq b predicted" (context, then prediction); without ``real`` only the predicted rows. A
+    vertical line separates the context from the continuation.
+
+    Arguments:
+        context: Observed frames in [0, 1], with shape (B, c, C, H, W).
+        real: True continuation, with shape (B, L, C, H, W), or None.
+        predicted: Predicted continuation, with shape (B, L, C, H, W).
+        path: The ``.png`` file to write.
+        title: Figure title.
+        first_frame: Time step of the first context frame.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    context_frames = _sequences_as_rgb(context, "context")  # (B, c, H, W, 3)
+    predicted_frames = _sequences_as_rgb(predicted, "predicted")  # (B, L, H, W, 3)
+    B, c, H, W = context_frames.shape[:4]
+    if predicted.shape[0] != B or predicted.shape[2:] != context.shape[2:]:
+        raise ValueError(
+            "predicted must have shape (B, L, C, H, W) with B, C, H, W as in context "
+            f"{tuple(context.shape)}, got {tuple(predicted.shape)}"
+        )
+    rows = [("predicted", predicted_frames)]
+    if real is not None:
+        if real.shape != predicted.shape:
+            raise ValueError(
+                f"real must have the shape of predicted {tuple(predicted.shape)}, "
+                f"got {tuple(real.shape)}"
+            )
+        rows.insert(0, ("real", _sequences_as_rgb(real, "real")))
+    frames = np.stack(
+        [np.concatenate([context_frames[b], cont[b]]) for b in range(B) for _, cont in rows]
+    )  # (B * len(rows), c + L, H, W, 3)
+    labels = [f"seq {b} {name}" for b in range(B) for name, _ in rows]
+    separator = c if 0 < c < frames.shape[1] else None
+    return _save_tiled(frames, path, labels, title, first_frame, separator_after=separator)
+
+
+def save_flow_rows(
+    x: Tensor,
+    layers: Sequence[Mapping[str, Tensor]],
+    path: str | os.PathLike[str],
+    first_frame: int = 0,
+    title: str | None = None,
+) -> Path:
+    r"""Writes the flow visualisation of Fig. 4 (one transform) or Fig. 9 (two) for one sequence.
+
+    Transform m (1-based, outermost first) maps u_m to u_{m+1} = (u_m - mu_m) / sigma_m (Eq. 6),
+    with u_1 = x and u_{M+1} = y. Rows, top to bottom: "x", then for each transform "shift m",
+    "scale m" and "u m+1" ("noise y" for the last); a single transform gives x, shift, scale,
+    noise y. Each row has its own colour scale: x and shift as images in [0, 1]; scale with
+    viridis over the row's min..max; u and y with a diverging map symmetric around 0 up to the
+    99.5th percentile of |value|. For RGB frames, x and shift are shown in colour and the other
+    rows as the mean over channels.
+
+    Arguments:
+        x: Data frames (the scored frames), with shape (T, C, H, W) and C = 1 or 3.
+        layers: One mapping per transform, outermost first, with keys "shift" (mu), "scale"
+            (sigma, not log sigma) and "noise" (the transform's output), each with the shape
+            of ``x``. Other keys are ignored.
+        path: The ``.png`` file to write.
+        first_frame: Time step of the first frame, shown above the first row.
+        title: Figure title.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"x must have shape (T, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
+    if len(layers) == 0:
+        raise ValueError("layers must hold at least one transform")
+    for m, layer in enumerate(layers, start=1):
+        missing = [key for key in FLOW_KEYS if key not in layer]
+        if missing:
+            raise ValueError(
+                f"layers[{m - 1}] misses key(s) {missing}; each layer needs {list(FLOW_KEYS)}"
+            )
+        for key in FLOW_KEYS:
+            if tuple(layer[key].shape) != tuple(x.shape):
+                raise ValueError(
+                    f"layers[{m - 1}][{key!r}] must have the shape of x {tuple(x.shape)}, "
+                    f"got {tuple(layer[key].shape)}"
+                )
+    M = len(layers)
+    rows: list[tuple[str, str, np.ndarray]] = [("x", "image", _as_numpy(x))]
+    for m, layer in enumerate(layers, start=1):
+        suffix = f" {m}" if M > 1 else ""
+        output = "noise y" if m == M else f"u {m + 1}"
+        rows += [
+            (f"shift{suffix}", "image", _as_numpy(layer["shift"])),
+            (f"scale{suffix}", "scale", _as_numpy(layer["scale"])),
+            (output, "noise", _as_numpy(layer["noise"])),
+        ]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T, C, H, W = x.shape
+    # sizes in inches: the axes are placed exactly, so that each image fills its row's width
+    width_px = T * W + T - 1
+    image_width = max(width_px * INCHES_PER_PIXEL, MIN_IMAGE_WIDTH)
+    row_height = max(H * image_width / width_px, MIN_ROW_HEIGHT)
+    left, gap, bar, right = 1.0, 0.1, 0.12, 0.6  # label, image-bar gap, colourbar, bar ticks
+    row_gap, top, bottom = 0.08, 0.35 + (0.3 if title is not None else 0.0), 0.1
+    width = left + image_width + gap + bar + right
+    height = top + len(rows) * row_height + (len(rows) - 1) * row_gap + bottom
+    figure = plt.figure(figsize=(width, height))
+    grid = figure.add_gridspec(
+        len(rows),
+        2,
+        width_ratios=[image_width, bar],
+        wspace=gap / ((image_width + bar) / 2),
+        hspace=row_gap / row_height,
+        left=left / width,
+        right=(left + image_width + gap + bar) / width,
+        top=1.0 - top / height,
+        bottom=bottom / height,
+    )
+    for i, (label, kind, values) in enumerate(rows):
+        axis = figure.add_subplot(grid[i, 0])
+        colorbar_axis = figure.add_subplot(grid[i, 1])
+        if kind == "image" and C == 3:
+            frames = np.clip(values.transpose(0, 2, 3, 1), 0.0, 1.0)  # (T, H, W, 3)
+            axis.imshow(_tile(frames[None], 1), interpolation="nearest")
+            colorbar_axis.set_axis_off()
+        else:
+            frames = values.mean(axis=1)  # (T, H, W)
+            row = _tile(frames[None, :, :, :, None], 1, fill=np.nan)[..., 0]  # (H, T*W + T-1)
+            if kind == "image":
+                cmap, vmin, vmax, extend = "gray", 0.0, 1.0, "neither"
+            elif kind == "scale":
+                cmap, (vmin, vmax), extend = "viridis", _finite_range(frames), "neither"
+            else:
+                cmap, limit, extend = "RdBu_r", *_noise_limit(frames)
+                vmin, vmax = -limit, limit
+            # separators (NaN) in white, or in gray where white means 0
+            bad = "0.5" if kind == "noise" else "white"
+            colormap = plt.get_cmap(cmap).with_extremes(bad=bad)
+            shown = axis.imshow(row, cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            if kind == "image":
+                colorbar_axis.set_axis_off()
+            else:
+                colorbar = figure.colorbar(shown, cax=colorbar_axis, extend=extend)
+                colorbar.ax.tick_params(labelsize=6, length=2)
+        _label_row(axis, label, H, W, T, first_frame if i == 0 else None)
+    if title is not None:
+        figure.suptitle(title, fontsize=10)
+    return _save_figure(figure, path)
+
+
+def save_curves(
+    columns: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    r"""Writes line plots of training curves, one subplot per curve, stacked vertically.
+
+    Arguments:
+        columns: Curve name -> list of (step, value); NaN, infinite and None values are
+            skipped, and points are sorted by step.
+        path: The ``.png`` file to write.
+        title: Figure title.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    if len(columns) == 0:
+        raise ValueError("columns must hold at least one curve")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(
+        len(columns), 1, figsize=(6.4, 1.7 * len(columns) + 0.6), sharex=True, squeeze=False
+    )
+    for axis, (name, points) in zip(axes[:, 0], columns.items(), strict=True):
+        kept = sorted(
+            (float(step), float(value))
+            for step, value in points
+            if value is not None and math.isfinite(float(value))
+        )
+        if kept:
+            steps, values = zip(*kept, strict=True)
+            axis.plot(steps, values, marker="." if len(kept) < 50 else None, linewidth=1.2)
+        else:
+            axis.text(
+                0.5,
+                0.5,
+                "no finite values",
+                ha="center",
+                va="center",
+                fontsize=8,
+                transform=axis.transAxes,
+            )
+        axis.set_ylabel(name, fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    if title is not None:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float, float]]]:
+    r"""Reads a Lightning ``CSVLogger`` metrics.csv into curves for :func:`save_curves`.
+
+    Arguments:
+        path: The CSV file, with a "step" column and one column per metric; empty cells (a
+            metric not logged on that row) are skipped.
+
+    Returns:
+        Metric name -> list of (step, value), in file order, for every column but "step" and
+        "epoch" (a column with no value gives an empty list).
+    """
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        fields = list(reader.fieldnames or [])
+        if "step" not in fields:
+            raise ValueError(f"{path} has no 'step' column, only {fields}")
+        curves: dict[str, list[tuple[float, float]]] = {
+            name: [] for name in fields if name not in ("step", "epoch")
+        }
+        for line, row in enumerate(reader, start=2):
+            step = (row.get("step") or "").strip()
+            for name, points in curves.items():
+                cell = (row.get(name) or "").strip()
+                if not cell:
+                    continue
+                if not step:
+                    raise ValueError(f"{path}, line {line}: {name} has a value but no step")
+                try:
+                    points.append((float(step), float(cell)))
+                except ValueError as error:
+                    raise ValueError(f"{path}, line {line}: cannot read {name}: {error}") from None
+    return curves
+
+
+def _as_numpy(values: Tensor | np.ndarray) -> np.ndarray:
+    """float64 numpy copy of a Tensor of any float dtype (bfloat16 included) or an array."""
+    if isinstance(values, Tensor):
+        return values.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def _sequences_as_rgb(sequences: Tensor, name: str) -> np.ndarray:
+    """(B, T, C, H, W) with C = 1 or 3 -> float (B, T, H, W, 3) clipped to [0, 1]."""
+    if sequences.dim() != 5 or sequences.shape[2] not in (1, 3):
+        raise ValueError(
+            f"{name} must have shape (B, T, C, H, W) with C = 1 or 3, got {tuple(sequences.shape)}"
+        )
+    if 0 in sequences.shape[:2]:
+        raise ValueError(f"{name} must hold at least one frame, got {tuple(sequences.shape)}")
+    frames = np.clip(np.nan_to_num(_as_numpy(sequences)), 0.0, 1.0)
+    frames = frames.transpose(0, 1, 3, 4, 2)  # (B, T, H, W, C)
+    return np.broadcast_to(frames, (*frames.shape[:4], 3))  # (B, T, H, W, 3)
+
+
+def _tile(frames: np.ndarray, border: int, fill: float = 1.0) -> np.ndarray:
+    """(R, K, H, W, D) -> (R * H + (R - 1) * border, K * W + (K - 1) * border, D)."""
+    if border < 0:
+        raise ValueError(f"border must be non-negative, got {border}")
+    R, K, H, W, D = frames.shape
+    image = np.full((R * H + (R - 1) * border, K * W + (K - 1) * border, D), fill)
+    for r in range(R):
+        for k in range(K):
+            top, left = r * (H + border), k * (W + border)
+            image[top : top + H, left : left + W] = frames[r, k]
+    return image
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] -> uint8 in [0, 255], rounded and clipped."""
+    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def _finite_range(values: np.ndarray) -> tuple[float, float]:
+    """min..max of the finite values, widened when empty or constant so that a norm exists."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if high - low <= 1e-12 * max(1.0, abs(high)):
+        pad = 0.5 * max(abs(high), 1.0) * 1e-3
+        return low - pad, high + pad
+    return low, high
+
+
+def _noise_limit(values: np.ndarray) -> tuple[float, str]:
+    """Symmetric colour limit: the 99.5th percentile of |value|, and the colourbar extension."""
+    magnitude = np.abs(values[np.isfinite(values)])
+    if magnitude.size == 0:
+        return 1.0, "neither"
+    limit = float(np.percentile(magnitude, NOISE_PERCENTILE))
+    if limit <= 0.0:
+        return (float(magnitude.max()) or 1.0), "neither"
+    return limit, "both" if magnitude.max() > limit else "neither"
+
+
+def _label_row(
+    axis: Axes, label: str | None, H: int, W: int, T: int, first_frame: int | None
+) -> None:
+    """Hides the axes' frame and ticks; adds a row label and, if asked, time steps on top."""
+    for spine in axis.spines.values():
+        spine.set_visible(False)
+    axis.set_yticks([])
+    if label is not None:
+        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if first_frame is None:
+        axis.set_xticks([])
+        return
+    every = max(1, math.ceil(T / MAX_TIME_LABELS))
+    steps = range(0, T, every)
+    axis.xaxis.tick_top()
+    axis.set_xticks([k * (W + 1) + (W - 1) / 2 for k in steps])
+    axis.set_xticklabels([str(first_frame + k) for k in steps], fontsize=7)
+    axis.tick_params(axis="x", length=0, pad=2)
+
+
+def _save_tiled(
+    frames: np.ndarray,
+    path: str | os.PathLike[str],
+    row_labels: Sequence[str] | None,
+    title: str | None,
+    first_frame: int,
+    separator_after: int | None,
+) -> Path:
+    """Draws (B, T, H, W, 3) frames tiled with 1-pixel borders, labelled, into a PNG."""
+    B, T, H, W = frames.shape[:4]
+    if row_labels is not None and len(row_labels) != B:
+        raise ValueError(f"row_labels must hold {B} labels, one per row, got {len(row_labels)}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = _to_uint8(_tile(frames, 1))  # (B * H + B - 1, T * W + T - 1, 3)
+    height_px, width_px = image.shape[:2]
+    # inches per image pixel, the same along both axes so that pixels stay square
+    scale = max(INCHES_PER_PIXEL, MIN_IMAGE_WIDTH / width_px, B * MIN_GRID_ROW / height_px)
+    figure, axis = plt.subplots(figsize=(width_px * scale + 1.5, height_px * scale + 0.8))
+    axis.imshow(image, interpolation="nearest")
+    _label_row(axis, None, H, W, T, first_frame)
+    if row_labels is not None:
+        axis.set_yticks([b * (H + 1) + (H - 1) / 2 for b in range(B)])
+        axis.set_yticklabels(list(row_labels), fontsize=8)
+        axis.tick_params(axis="y", length=0)
+    if separator_after is not None:
+        axis.axvline(separator_after * (W + 1) - 1.0, color="tab:red", linewidth=1.5)
+    if title is not None:
+        axis.set_title(title, fontsize=10, pad=14)
+    return _save_figure(figure, path)
+
+
+def _save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    """Saves a matplotlib figure as a PNG with a tight bounding box, then closes it."""
+    import matplotlib.pyplot as plt
+
+    path = _prepare(path)
+    try:
+        figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    finally:
+        plt.close(figure)
+    return path
+
+
+def _prepare(path: str | os.PathLike[str]) -> Path:
+    """Path(path), with its parent folders created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,288 @@
+r"""Lightning pieces: the training task, the data module, callbacks and atomic checkpoint I/O.
+
+The loss is the paper's: the mean over scored frames and sequences of the per-frame negative
+log-likelihood summed over pixels (Eq. 7-9). Validation scores are sums and counts reduced across
+processes (:class:`~seqflows.app.evaluation.FlowScores`), and evaluation batches are split
+between processes without padding.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..data import EvaluationSampler, StreamSampler
+from ..metrics import temporal_correlation
+from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_atomically
+from .config import Config
+from .datasets import evaluation_set, training_set
+from .evaluation import FlowScores
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "FlowTask",
+    "LastCheckpoint",
+    "SequenceDataModule",
+    "StepTimer",
+]
+
+
+class FlowTask(pl.LightningModule):
+    r"""Trains a :class:`~seqflows.FlowModel` by maximum likelihood.
+
+    Arguments:
+        config: The experiment, as :meth:`Config.to_dict` gives it (stored in checkpoints).
+        event_shape: Frame shape (C, H, W) or (D,).
+    """
+
+    def __init__(self, config: dict[str, Any], event_shape: list[int]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = Config.from_dict(config)
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.model = build_model(self.config, self.event_shape)
+        self._scores: FlowScores | None = None
+
+    def training_step(self, x: Tensor, batch_index: int) -> Tensor:
+        r"""-mean log p(x_t | x_<t) over the scored frames of a batch (B, T, *event_shape)."""
+        out = self.model.normalize(x)
+        with torch.autocast(x.device.type, enabled=False):  # float32 density (mixed precision)
+            log_prob = self.model.base.log_prob(out.noise.float()) + out.log_abs_det.float()
+        loss = -log_prob.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss at step {self.global_step}; lower the learning rate "
+                "or use model.scale_map=soft"
+            )
+        dims = log_prob.new_tensor(float(torch.Size(self.event_shape).numel()))
+        # Every process has the same number of sequences: the mean of means is the mean.
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("train/nats_per_dim", log_prob.detach().mean() / dims, sync_dist=True)
+        if self.global_step % self.config.train.log_every == 0:
+            for index, (shift, scale) in enumerate(zip(out.shifts, out.scales, strict=True)):
+                self.log(f"train/shift_mean_{index}", shift.detach().float().mean())
+                self.log(f"train/scale_mean_{index}", scale.detach().float().mean())
+            if out.noise.shape[1] > 1:
+                self.log("train/corr_noise", temporal_correlation(out.noise.detach().float()))
+        return loss
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clips the gradient norm at ``train.gradient_clip`` (really) and logs it before."""
+        limit = self.config.train.gradient_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm=limit)
+        self.log("train/grad_norm", norm)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        train = self.config.train
+        if train.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=train.learning_rate)
+        return torch.optim.Adam(self.parameters(), lr=train.learning_rate)
+
+    def on_validation_epoch_start(self) -> None:
+        self._scores = FlowScores(self.event_shape)
+
+    def validation_step(self, x: Tensor, batch_index: int) -> None:
+        self._scores.update(self.model, x)
+
+    def on_validation_epoch_end(self) -> None:
+        """Reduces the sums of all processes, then logs nats/dim and the correlations."""
+        values = self._scores.as_tensor().to(self.device)
+        self._scores.load_tensor(self.trainer.strategy.reduce(values, reduce_op="sum"))
+        summary = self._scores.summary(self.config.data.noise)
+        for key in ("nats_per_dim", "bits_per_dim", "corr_x", "corr_noise", "frames_scored"):
+            if summary[key] is not None:
+                self.log(f"val/{key}", float(summary[key]), prog_bar=key == "nats_per_dim")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seqflows"] = {
+            "format": FORMAT,
+            "version": __version__,
+            "model_type": self.config.model.type,
+            "config": self.config.to_dict(),
+            "event_shape": list(self.event_shape),
+        }
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuses a checkpoint of another model; restores the random number generators."""
+        info = checkpoint.get("seqflows")
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise CheckpointError("not a seqflows checkpoint (no 'seqflows' entry)")
+        stored = info["config"]["model"]
+        current = self.config.to_dict()["model"]
+        different = sorted(key for key in current if stored.get(key) != current[key])
+        if different or list(info["event_shape"]) != list(self.event_shape):
+            details = ", ".join(
+                f"{key}: {stored.get(key)!r} vs {current[key]!r}" for key in different
+            )
+            raise CheckpointError(
+                "the checkpoint holds another model than the configuration "
+                f"(checkpoint vs configuration: {details or 'event_shape'} "
+                f"{info['event_shape']} vs {list(self.event_shape)})"
+            )
+        rng = checkpoint.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class SequenceDataModule(pl.LightningDataModule):
+    r"""The training stream and the validation set of a configuration, split across processes.
+
+    Every process takes ``train.batch_size / world_size`` items of each global batch of the
+    stream (:class:`~seqflows.data.StreamSampler`), starting at the restored global step, so a
+    resumed run continues with exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.train_set = training_set(self.config)
+        self.validation_set = evaluation_set(
+            self.config, "validation", count=self.config.train.val_sequences
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        world, rank = trainer.world_size, trainer.global_rank
+        batch_size = self.config.train.batch_size
+        if batch_size % world:
+            raise ValueError(
+                f"train.batch_size={batch_size} cannot be split evenly between {world} processes"
+            )
+        sampler = StreamSampler(
+            batch_size // world,
+            num_steps=self.config.train.max_steps,
+            start_step=trainer.global_step,
+            rank=rank,
+            world_size=world,
+        )
+        return self._loader(self.train_set, batch_size // world, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        sampler = EvaluationSampler(
+            len(self.validation_set), rank=trainer.global_rank, world_size=trainer.world_size
+        )
+        return self._loader(self.validation_set, self.config.evaluate.batch_size, sampler)
+
+    def _loader(self, dataset: Any, batch_size: int, sampler: Any) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+class StepTimer(pl.Callback):
+    r"""Logs throughput and the share of each step spent waiting for data.
+
+    ``time/data_share`` is the time between the end of a step and the start of the next (the
+    data loader, plus Lightning's own work between steps) over the whole time; ``time/frames_per_
+    second`` counts the scored frames of all processes.
+    """
+
+    def __init__(self, scored_frames_per_sequence: int) -> None:
+        self.scored_frames = scored_frames_per_sequence
+        self._end: float | None = None
+        self._start = 0.0
+        self._wait = 0.0
+        self._busy = 0.0
+        self._steps = 0
+        self.history: list[dict[str, float]] = []
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, task: pl.LightningModule, batch: Any, batch_index: int
+    ) -> None:
+        self._start = time.perf_counter()
+        if self._end is not None:
+            self._wait += self._start - self._end
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        task: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_index: int,
+    ) -> None:
+        self._end = time.perf_counter()
+        self._busy += self._end - self._start
+        self._steps += 1
+        if self._steps == trainer.log_every_n_steps:
+            total = self._wait + self._busy
+            sequences = batch.shape[0] * trainer.world_size
+            rate = self._steps * sequences * self.scored_frames / total
+            values = {"time/data_share": self._wait / total, "time/frames_per_second": rate}
+            task.log_dict(values)
+            self.history.append({"step": float(trainer.global_step), **values})
+            self._wait = self._busy = 0.0
+            self._steps = 0
+
+    def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        self._end = None  # validation is not time spent waiting for training data
+
+
+class LastCheckpoint(pl.Callback):
+    r"""Writes ``last.ckpt`` every ``every`` steps and when training ends (resume point)."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path = Path(path)
+        self.every = every
+        self._saved_step = -1
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.global_step != self._saved_step:
+            trainer.save_checkpoint(self.path, weights_only=False)  # full: a resume point
+            self._saved_step = trainer.global_step
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        task: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_index: int,
+    ) -> None:
+        if trainer.global_step % self.every == 0:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        self._save(trainer)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes checkpoints through a temporary file and a rename; reads with ``weights_only``."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        save_atomically(checkpoint, path)
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return read_checkpoint(path, map_location=map_location or "cpu")

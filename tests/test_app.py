@@ -1,0 +1,366 @@
+"""Configurations, checkpoints and the command line: results, files and errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqflows.app.checkpoints import (
+    CheckpointError,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_atomically,
+)
+from seqflows.app.config import Config, ConfigError, load_config
+from seqflows.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_overrides_are_typed_and_validated():
+    config = Config.from_dict(
+        {"model": {"window": 2}},
+        ["train.learning_rate=3e-4", "data.eval_length=null", "data.train_digits=[0, 10]"],
+    )
+    assert config.model.window == 2
+    assert config.train.learning_rate == 3e-4 and isinstance(config.train.learning_rate, float)
+    assert config.data.eval_length is None and config.data.train_digits == [0, 10]
+    with pytest.raises(ConfigError, match="train.batch_size must be int"):
+        Config.from_dict({}, ["train.batch_size=many"])
+    with pytest.raises(ConfigError, match="model.conditioner must be one of"):
+        Config.from_dict({}, ["model.conditioner=transformer"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        Config.from_dict({}, ["train.batch_size"])
+
+
+def test_unknown_keys_name_the_file_and_the_key(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("model:\n  windw: 3\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml.*'model.windw'.*window"):
+        load_config(path)
+    path.write_text("optimiser:\n  lr: 1\n")
+    with pytest.raises(ConfigError, match="unknown configuration key 'optimiser'"):
+        load_config(path)
+    path.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_paper_configurations_carry_appendix_b():
+    one, two = load_config(CONFIGS / "mmnist_1af.yaml"), load_config(CONFIGS / "mmnist_2af.yaml")
+    for config in (one, two):
+        assert (config.model.window, config.model.hidden, config.model.conditioner) == (
+            3,
+            64,
+            "conv",
+        )
+        assert config.train.learning_rate == 1e-4 and config.train.gradient_clip == 1.0
+        assert config.data.frame_shape == (1, 64, 64) and config.data.noise == "gaussian"
+        assert config.model.max_scale == 10.0 and config.model.base == "standard"
+        assert config.train.max_steps == 100_000
+    assert (one.model.num_transforms, one.data.length, one.train.batch_size) == (1, 13, 16)
+    assert (two.model.num_transforms, two.data.length, two.train.batch_size) == (2, 16, 8)
+    # Both score the last 10 frames of their evaluation crops.
+    assert one.data.evaluation_length - 3 == two.data.evaluation_length - 6 == 10
+    balls = load_config(CONFIGS / "bouncing_balls_1af.yaml")
+    assert balls.data.dataset == "bouncing_balls"
+
+
+def test_every_shipped_configuration_loads():
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert len(paths) >= 3
+    for path in paths:
+        load_config(path)
+
+
+def test_atomic_save_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "model.ckpt"
+    save_atomically({"value": torch.ones(3)}, path)
+
+    def dies_halfway(payload, stream):
+        stream.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # a kill in the middle of the write
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically({"value": torch.zeros(3)}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]  # no temporary left
+    monkeypatch.undo()
+    torch.testing.assert_close(torch.load(path, weights_only=True)["value"], torch.ones(3))
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run on load",))
+
+
+def test_checkpoints_that_are_not_usable_are_refused(tmp_path):
+    truncated = tmp_path / "truncated.ckpt"
+    torch.save({"seqflows": {}, "weights": torch.randn(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="truncated.ckpt: corrupt or truncated"):
+        read_checkpoint(truncated)
+    code = tmp_path / "code.ckpt"
+    with open(code, "wb") as stream:
+        torch.save({"payload": Payload()}, stream, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="code.ckpt: refused to load"):
+        read_checkpoint(code)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"weight": torch.ones(2)}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.ckpt: not a seqflows checkpoint"):
+        read_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="absent.ckpt"):
+        read_checkpoint(tmp_path / "absent.ckpt")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 2-AF (window 1) trained for 4 steps on 8x8 bouncing balls, by the command line."""
+    pytest.importorskip("lightning")
+    folder = tmp_path_factory.mktemp("cli")
+    overrides = [
+        "data.size=8",
+        "data.num_frames=12",
+        "data.length=6",
+        "data.validation_sequences=4",
+        "data.test_sequences=6",
+        "data.num_workers=0",
+        "model.window=1",
+        "model.num_transforms=2",
+        "model.hidden=4",
+        "train.batch_size=2",
+        "train.val_every=2",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        "evaluate.batch_size=4",
+    ]
+    status = main(
+        [
+            "train",
+            str(CONFIGS / "bouncing_balls_1af.yaml"),
+            "--out",
+            str(folder),
+            "--max-steps",
+            "4",
+            "--no-progress",
+            *overrides,
+        ]
+    )
+    assert status == 0
+    return folder
+
+
+def test_evaluate_prints_a_json_result_with_its_protocol(run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "checkpoints" / "best.ckpt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["sequences"] == 6 and result["frames_scored"] == 6 * (6 - 2)
+    assert result["bits_per_dim"] is None  # Gaussian noise: bits/dim would mean nothing
+    assert np.isfinite(result["nats_per_dim"]) and result["bound"] == "exact log-likelihood"
+    assert result["model"] == "2-AF"
+    protocol = result["protocol"]
+    assert (protocol["crop_length"], protocol["burn_in"], protocol["seed"]) == (6, 2, 1234)
+    assert protocol["scored_frames_per_sequence"] == 4 and "1/256" in protocol["noise"]
+    # Deterministic: the same number again, and the table shows it.
+    assert main(["evaluate", str(run / "checkpoints" / "best.ckpt")]) == 0
+    assert f"{result['nats_per_dim']:.4f}" in capsys.readouterr().out
+
+
+def test_evaluate_reports_bits_per_dim_for_uniform_dequantization(run, capsys):
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    assert main(["evaluate", checkpoint, "--json", "--set", "data.noise=uniform"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = (np.log(256) - result["nats_per_dim"]) / np.log(2)
+    assert result["bits_per_dim"] == pytest.approx(expected)
+
+
+def test_sample_and_visualize_write_figures(run, capsys):
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    out = run / "figures"
+    assert (
+        main(
+            [
+                "sample",
+                checkpoint,
+                "--out",
+                str(out),
+                "--num",
+                "2",
+                "--length",
+                "3",
+                "--context",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert main(["visualize", checkpoint, "--out", str(out), "--frames", "3"]) == 0
+    for name in ("samples.gif", "samples.png", "flow_rows.png", "curves.png"):
+        assert (out / name).stat().st_size > 1000, name
+    samples = torch.load(out / "samples.pt", weights_only=True)
+    assert samples["context"].shape == (2, 4, 1, 8, 8)
+    assert samples["predicted"].shape == (2, 3, 1, 8, 8)
+    capsys.readouterr()
+    assert main(["sample", checkpoint, "--out", str(out), "--context", "1"]) == 2
+    assert "needs 2 context frames" in capsys.readouterr().err
+
+
+def test_bad_input_ends_with_a_clear_error(run, tmp_path, capsys):
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    # A data file that is not there.
+    status = main(
+        [
+            "train",
+            str(CONFIGS / "mmnist_1af.yaml"),
+            "--out",
+            str(tmp_path / "a"),
+            f"data.path={tmp_path / 'mnist_test_seq.npy'}",
+        ]
+    )
+    assert status == 2 and "mnist_test_seq.npy" in capsys.readouterr().err
+    # Frames with another channel count than the configuration.
+    frames = tmp_path / "rgb.npy"
+    np.save(frames, np.zeros((12, 6, 3, 8, 8), dtype=np.uint8))
+    status = main(
+        [
+            "evaluate",
+            checkpoint,
+            "--set",
+            "data.dataset=array",
+            f"data.path={frames}",
+            "data.test_sequences=2",
+            "data.validation_sequences=2",
+        ]
+    )
+    error = capsys.readouterr().err
+    assert status == 2 and "rgb.npy" in error and "(3, 8, 8)" in error
+    # Float data (NaN, out of range) is refused with its file named.
+    floats = tmp_path / "floats.npy"
+    np.save(floats, np.full((12, 6, 1, 8, 8), np.nan, dtype=np.float32))
+    status = main(["evaluate", checkpoint, "--set", "data.dataset=array", f"data.path={floats}"])
+    error = capsys.readouterr().err
+    assert status == 2 and "floats.npy" in error and "uint8" in error
+    # An unknown key, and an override that would change the trained model.
+    assert main(["evaluate", checkpoint, "--set", "data.sise=8"]) == 2
+    assert "'data.sise'" in capsys.readouterr().err
+    assert main(["evaluate", checkpoint, "--set", "model.window=3"]) == 2
+    assert "only data.* and evaluate.*" in capsys.readouterr().err
+    # A checkpoint of a model type this command does not know.
+    other = tmp_path / "other.ckpt"
+    raw = read_checkpoint(checkpoint)
+    raw["seqflows"]["model_type"] = "slvm"
+    torch.save(raw, other)
+    with pytest.raises(CheckpointError, match="holds a model of type 'slvm'"):
+        model_from_checkpoint(other)
+    assert main(["evaluate", str(other)]) == 2
+
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DIGITS = MNIST / "t10k-images-idx3-ubyte.gz"
+
+
+@pytest.mark.skipif(not DIGITS.is_file(), reason="the MNIST test digits of ../shared are absent")
+def test_moving_mnist_splits_use_disjoint_digits():
+    from seqflows.app.datasets import build_source, evaluation_set, training_set
+    from seqflows.data import load_digits
+
+    config = Config.from_dict(
+        {
+            "data": {
+                "dataset": "moving_mnist",
+                "path": str(DIGITS),
+                "size": 64,
+                "train_digits": [0, 8000],
+                "validation_digits": [7000, 8000],
+                "test_digits": [8000, 10000],
+                "test_sequences": 3,
+            }
+        }
+    )
+    digits = load_digits(DIGITS)
+    train, test = build_source(config.data, "train"), build_source(config.data, "test")
+    np.testing.assert_array_equal(train.digits, digits[:8000])
+    np.testing.assert_array_equal(test.digits, digits[8000:])
+    x = evaluation_set(config, "test")[0]
+    assert x.shape == (13, 1, 64, 64) and x.dtype == torch.float32
+    assert 0.01 < float(x.mean()) < 0.2  # two digits on black, not an empty frame
+    assert training_set(config)[0].shape == (13, 1, 64, 64)
+
+
+def test_offline_digit_download_names_the_files_and_the_folder(tmp_path, monkeypatch, capsys):
+    from seqflows.data import mnist
+
+    monkeypatch.setattr(mnist, "MNIST_MIRRORS", (f"file://{tmp_path / 'nowhere'}/",))
+    status = main(
+        [
+            "train",
+            str(CONFIGS / "mmnist_1af.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+            "data.dataset=moving_mnist",
+            "data.path=null",
+            f"data.root={tmp_path / 'data'}",
+        ]
+    )
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "train-images-idx3-ubyte.gz" in error and str(tmp_path / "data" / "mnist") in error
+
+
+def test_a_truncated_moving_mnist_file_is_named(tmp_path, capsys):
+    path = tmp_path / "mnist_test_seq.npy"
+    np.save(path, np.zeros((20, 10, 64, 64), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:5000])
+    status = main(
+        [
+            "train",
+            str(CONFIGS / "mmnist_1af.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+            f"data.path={path}",
+        ]
+    )
+    error = capsys.readouterr().err
+    assert status == 2 and str(path) in error and "truncated" in error
+
+
+def test_vector_time_series_train_evaluate_and_sample(tmp_path, capsys):
+    pytest.importorskip("lightning")
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.integers(-3, 4, size=(24, 10, 3)), axis=1) + 128
+    path = tmp_path / "series.npy"
+    np.save(path, np.clip(walk, 0, 255).astype(np.uint8))
+    run = tmp_path / "run"
+    overrides = [
+        "data.dataset=array",
+        f"data.path={path}",
+        "data.length=6",
+        "data.num_workers=0",
+        "data.validation_sequences=4",
+        "data.test_sequences=4",
+        "model.conditioner=mlp",
+        "model.window=2",
+        "model.hidden=8",
+        "train.batch_size=4",
+        "train.val_every=2",
+        "train.log_every=1",
+        "train.checkpoint_every=2",
+    ]
+    assert main(["train", "--out", str(run), "--max-steps", "2", "--no-progress", *overrides]) == 0
+    capsys.readouterr()
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    assert main(["evaluate", checkpoint, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"]["frame_shape"] == [3] and result["frames_scored"] == 4 * 4
+    assert main(["sample", checkpoint, "--out", str(tmp_path / "s"), "--length", "3"]) == 0
+    assert torch.load(tmp_path / "s" / "samples.pt")["predicted"].shape == (4, 3, 3)
+    assert main(["visualize", checkpoint, "--out", str(tmp_path / "v")]) == 2

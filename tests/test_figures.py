@@ -1,0 +1,188 @@
+"""seqflows.app.figures: GIF and tile layout, readable PNGs, CSV metrics, lazy imports."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from seqflows.app.figures import (
+    read_metrics_csv,
+    save_curves,
+    save_flow_rows,
+    save_gif,
+    save_grid,
+    save_prediction,
+    tile_frames,
+)
+
+
+def constant_sequences(B: int, T: int, C: int, H: int, W: int) -> torch.Tensor:
+    """Frame (b, t) is constant, value (10 * b + t + 1) / 255 in every channel (+ c for RGB)."""
+    values = torch.tensor([[10.0 * b + t + 1 for t in range(T)] for b in range(B)])
+    frames = values.view(B, T, 1, 1, 1) + torch.arange(C).view(1, 1, C, 1, 1)
+    return (frames / 255).expand(B, T, C, H, W).clone()
+
+
+def read_png(path: Path) -> np.ndarray:
+    assert path.is_file() and path.suffix == ".png"
+    image = iio.imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    assert image.shape[0] > 100 and image.shape[1] > 200
+    assert image[..., :3].std() > 10  # not a blank page
+    return image
+
+
+def flow_layers(x: torch.Tensor, count: int) -> list[dict[str, torch.Tensor]]:
+    layers = []
+    for _ in range(count):
+        layers.append(
+            {
+                "shift": x.roll(1, dims=0) * 0.8,
+                "scale": torch.rand_like(x) + 0.1,
+                "noise": torch.randn_like(x),
+            }
+        )
+    return layers
+
+
+def test_gif_round_trip_grayscale(tmp_path: Path) -> None:
+    B, T, C, H, W = 3, 4, 1, 3, 5
+    path = save_gif(constant_sequences(B, T, C, H, W), tmp_path / "out" / "s.gif", fps=4.0)
+    assert path == tmp_path / "out" / "s.gif"
+    frames = iio.imread(path, index=None)
+    # columns = ceil(sqrt(3)) = 2, so 2 x 2 cells with 1-pixel separators
+    assert frames.shape[:3] == (T, 2 * H + 1, 2 * W + 1)
+    gray = frames if frames.ndim == 3 else frames[..., 0]
+    if frames.ndim == 4:
+        assert (frames[..., :3] == gray[..., None]).all()
+    for t in range(T):
+        for b in range(B):
+            top, left = (b // 2) * (H + 1), (b % 2) * (W + 1)
+            assert (gray[t, top : top + H, left : left + W] == 10 * b + t + 1).all()
+        assert (gray[t, H, :] == 255).all() and (gray[t, :, W] == 255).all()
+        assert (gray[t, H + 1 :, W + 1 :] == 255).all()  # the unused fourth cell
+    meta = iio.immeta(path)
+    assert meta["loop"] == 0
+    assert meta["duration"] == 250
+
+
+def test_gif_rgb_columns_and_border(tmp_path: Path) -> None:
+    B, T, C, H, W = 2, 3, 3, 4, 2
+    sequences = constant_sequences(B, T, C, H, W)
+    sequences[1, 2, :, 0, 0] = torch.tensor([1.0, 0.0, 0.5])
+    frames = iio.imread(save_gif(sequences, tmp_path / "c.gif", columns=1, border=2), index=None)
+    assert frames.shape[:4] == (T, 2 * H + 2, W, 3)
+    pixel = frames[2, H + 2, 0, :3].astype(int)
+    assert np.abs(pixel - [255, 0, 128]).max() <= 2
+    assert np.abs(frames[0, 1, 1, :3].astype(int) - [1, 2, 3]).max() <= 2
+    assert (frames[:, H : H + 2] == 255).all()
+
+
+def test_tile_frames_grayscale_placement() -> None:
+    B, T, H, W = 2, 3, 4, 5
+    sequences = torch.zeros(B, T, 1, H, W)
+    sequences[1, 2, 0, 3, 4] = 1.0
+    sequences[0, 1, 0, 0, 0] = 0.5
+    sequences[0, 0, 0, 1, 1] = 7.0  # clipped to 1
+    image = tile_frames(sequences, border=2)
+    assert image.dtype == np.uint8
+    assert image.shape == (B * H + 2, T * W + 2 * 2, 3)
+    assert (image[..., 0] == image[..., 1]).all() and (image[..., 0] == image[..., 2]).all()
+    assert image[H + 2 + 3, 2 * (W + 2) + 4, 0] == 255
+    assert image[0, W + 2, 0] == 128  # round(0.5 * 255)
+    assert image[1, 1, 0] == 255
+    assert (image[H : H + 2] == 255).all() and (image[:, W : W + 2] == 255).all()
+    assert (image[:H, :W][image[:H, :W] != 255] == 0).all()
+
+
+def test_tile_frames_rgb_any_dtype() -> None:
+    sequences = torch.zeros(1, 2, 3, 2, 2, dtype=torch.bfloat16)
+    sequences[0, 1, :, 1, 0] = torch.tensor([1.0, 0.5, 0.0])
+    image = tile_frames(sequences)
+    assert image.shape == (2, 2 * 2 + 1, 3)
+    assert image[1, 3].tolist() == [255, 128, 0]
+    assert (image[:, 2] == 255).all()
+    assert (image[:, :2] == 0).all()
+    with pytest.raises(ValueError, match=r"sequences must have shape \(B, T, C, H, W\)"):
+        tile_frames(torch.zeros(2, 1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("C", [1, 3])
+def test_save_grid(tmp_path: Path, C: int) -> None:
+    sequences = torch.rand(2, 6, C, 16, 16)
+    path = save_grid(sequences, tmp_path / "a" / "grid.png", ["one", "two"], "title", 3)
+    image = read_png(path)
+    assert image.shape[1] > image.shape[0]  # 6 columns by 2 rows
+    with pytest.raises(ValueError, match="row_labels must hold 2 labels"):
+        save_grid(sequences, tmp_path / "bad.png", ["one"])
+
+
+def test_save_prediction_rows(tmp_path: Path) -> None:
+    context = torch.rand(2, 3, 1, 16, 16)
+    real, predicted = torch.rand(2, 4, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
+    both = read_png(save_prediction(context, real, predicted, tmp_path / "both.png", "pred"))
+    only = read_png(save_prediction(context, None, predicted, tmp_path / "only.png"))
+    assert both.shape[0] > only.shape[0] * 1.4  # four rows against two
+    with pytest.raises(ValueError, match="real must have the shape of predicted"):
+        save_prediction(context, real[:, :2], predicted, tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize("C", [1, 3])
+def test_save_flow_rows_one_and_two_layers(tmp_path: Path, C: int) -> None:
+    x = torch.rand(5, C, 12, 12)
+    one = read_png(save_flow_rows(x, flow_layers(x, 1), tmp_path / "one.png", first_frame=2))
+    two = read_png(save_flow_rows(x, flow_layers(x, 2), tmp_path / "f" / "two.png", title="2"))
+    assert two.shape[0] > one.shape[0] * 1.4  # 7 rows against 4
+    assert abs(two.shape[1] - one.shape[1]) < 0.1 * one.shape[1]
+
+
+def test_save_flow_rows_validates_layers(tmp_path: Path) -> None:
+    x = torch.rand(4, 1, 6, 6)
+    layers = flow_layers(x, 2)
+    del layers[1]["scale"]
+    with pytest.raises(ValueError, match=r"layers\[1\] misses key\(s\) \['scale'\]"):
+        save_flow_rows(x, layers, tmp_path / "bad.png")
+    layers = flow_layers(x, 1)
+    layers[0]["noise"] = torch.rand(3, 1, 6, 6)
+    with pytest.raises(ValueError, match=r"layers\[0\]\['noise'\] must have the shape of x"):
+        save_flow_rows(x, layers, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="x must have shape"):
+        save_flow_rows(x[:, None], flow_layers(x, 1), tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_save_curves_skips_nan(tmp_path: Path) -> None:
+    columns = {
+        "train/loss": [(float(i), math.exp(-i / 5)) for i in range(20)],
+        "val/nats_per_dim": [(0.0, 2.0), (10.0, float("nan")), (19.0, 1.5)],
+    }
+    image = read_png(save_curves(columns, tmp_path / "c" / "curves.png", title="training"))
+    assert image.shape[0] > 200
+
+
+def test_read_metrics_csv(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "epoch,step,train/loss,val/loss,lr\n0,0,2.5,,\n0,1,2.25,,0.001\n0,1,,3.0,\n1,3,nan,,\n"
+    )
+    curves = read_metrics_csv(path)
+    assert list(curves) == ["train/loss", "val/loss", "lr"]
+    assert curves["train/loss"][:2] == [(0.0, 2.5), (1.0, 2.25)]
+    assert curves["train/loss"][2][0] == 3.0 and math.isnan(curves["train/loss"][2][1])
+    assert curves["val/loss"] == [(1.0, 3.0)]
+    assert curves["lr"] == [(1.0, 0.001)]
+    path.write_text("epoch,loss\n0,1.0\n")
+    with pytest.raises(ValueError, match="no 'step' column"):
+        read_metrics_csv(path)
+
+
+def test_import_does_not_import_matplotlib() -> None:
+    code = "import seqflows.app.figures, sys; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
