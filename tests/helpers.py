@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from seqflows import FlowModel
@@ -71,3 +74,21 @@ def sequence(
 ) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, length, *event_shape, generator=generator, dtype=dtype)
+
+
+def mnist_test_digits() -> Path:
+    """The real MNIST test digits of the workplace's shared folder (tests skip when absent).
+
+    Looked up in $SEQFLOWS_MNIST_DIR, then ../shared/data/mnist beside the checkout, then
+    /work/shared/data/mnist.
+    """
+    name = "t10k-images-idx3-ubyte.gz"
+    folders = [
+        os.environ.get("SEQFLOWS_MNIST_DIR", ""),
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
+        "/work/shared/data/mnist",
+    ]
+    for folder in folders:
+        if folder and (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return Path(folders[-1]) / name

@@ -19,6 +19,8 @@ from seqflows.app.checkpoints import (
 from seqflows.app.config import Config, ConfigError, load_config
 from seqflows.cli import main
 
+from helpers import mnist_test_digits
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -264,8 +266,7 @@ def test_bad_input_ends_with_a_clear_error(run, tmp_path, capsys):
     assert main(["evaluate", str(other)]) == 2
 
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-DIGITS = MNIST / "t10k-images-idx3-ubyte.gz"
+DIGITS = mnist_test_digits()
 
 
 @pytest.mark.skipif(not DIGITS.is_file(), reason="the MNIST test digits of ../shared are absent")

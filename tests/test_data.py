@@ -36,7 +36,9 @@ from seqflows.data import (
     split_indices,
 )
 
-MNIST_TEST_IMAGES = Path("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz")
+from helpers import mnist_test_digits
+
+MNIST_TEST_IMAGES = mnist_test_digits()
 
 
 def coded_sequences(num_sequences: int = 6, num_frames: int = 9) -> np.ndarray:
