@@ -1,5 +1,7 @@
 r"""Throughput of ``seqflows train`` (the Lightning loop with its data pipeline) on a config.
 
+Works for flows and SLVMs alike (the step is minus the mean per-frame log-likelihood or ELBO).
+
 For each precision, two measurements in the same process:
 
 * **bare step**: the model of the configuration on one fixed batch, ``loss.backward()`` and an
@@ -12,6 +14,8 @@ The ratio loop / bare step says what the training loop and the data pipeline cos
 
     python benchmarks/train_loop.py configs/bouncing_balls_1af.yaml --steps 40
     python benchmarks/train_loop.py configs/mmnist_1af.yaml --steps 6 \
+        data.dataset=moving_mnist data.path=../shared/data/mnist/t10k-images-idx3-ubyte.gz
+    python benchmarks/train_loop.py configs/mmnist_slvm_1af.yaml --steps 6 \
         data.dataset=moving_mnist data.path=../shared/data/mnist/t10k-images-idx3-ubyte.gz
 """
 
@@ -31,6 +35,7 @@ import torch
 from seqflows.app.checkpoints import build_model
 from seqflows.app.config import load_config
 from seqflows.app.datasets import training_set
+from seqflows.app.objectives import frame_objective
 from seqflows.app.runtime import retain_freed_memory
 from seqflows.app.train import train
 
@@ -41,11 +46,12 @@ def bare_step_seconds(config: Any, precision: str, steps: int) -> float:
     batch = torch.stack([dataset[index] for index in range(config.train.batch_size)])
     model = build_model(config, tuple(batch.shape[2:])).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
+    generator = torch.Generator().manual_seed(0)  # SLVM posterior samples
     times = []
     for _ in range(steps + 1):  # the first step warms up
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-            loss = -model.log_prob(batch).mean()
+            loss = -frame_objective(model, batch, generator).value.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

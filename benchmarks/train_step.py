@@ -212,20 +212,30 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     import seqflows
-    from seqflows import FlowModel
+    from seqflows import SLVM, FlowModel
+    from seqflows.app.objectives import frame_objective
 
     retained = retain_freed_memory() if args.allocator == "retain" else False
     torch.set_num_threads(args.threads)
     memory_format, bf16 = mode_settings(mode)
     torch.manual_seed(args.seed)
-    model = FlowModel(
-        event_shape=(1, args.size, args.size),
-        num_transforms=1,
-        window=WINDOW,
-        conditioner="conv",
-        hidden=args.hidden,
-    )
+    if args.model == "1af":
+        model = FlowModel(
+            event_shape=(1, args.size, args.size),
+            num_transforms=1,
+            window=WINDOW,
+            conditioner="conv",
+            hidden=args.hidden,
+        )
+    else:  # the paper's SLVM (Appendix B, Fig. 6), with the 1-AF in front for slvm_1af
+        model = SLVM(
+            event_shape=(1, args.size, args.size),
+            num_transforms=1 if args.model == "slvm_1af" else 0,
+            window=WINDOW,
+            flow_hidden=args.hidden,
+        )
     model = model.to(memory_format=memory_format).train()
+    generator = torch.Generator().manual_seed(args.seed)  # SLVM posterior samples
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(args.batch, args.frames, 1, args.size, args.size)
     scored = args.batch * (args.frames - model.burn_in)
@@ -234,7 +244,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast(bf16):
-            loss = -model.log_prob(x).mean()
+            loss = -frame_objective(model, x, generator).value.mean()
         forward = time.perf_counter()
         loss.backward()
         backward = time.perf_counter()
@@ -267,6 +277,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     peak = measure_conv_peak(args, mode)
     achieved = flops["total"] / seconds / 1e9
     return {
+        "model": args.model,
         "mode": mode,
         "seqflows": os.path.dirname(seqflows.__file__),
         "memory_format": "channels_last" if memory_format == torch.channels_last else "NCHW",
@@ -324,11 +335,11 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{r['system_cpu_share']:>7.1%} {others:>6.2f}"
         )
     print(
-        "s/step: median of the timed steps; GFLOP/s: convolution FLOPs only; peak: one "
-        "hidden->hidden 3x3 conv\nfwd+bwd in the same mode; vs best: ratio to the best peak of "
-        "the same dtype in this run; max RSS:\npeak resident memory of the mode's process; sys "
-        "CPU: share of its CPU time in the kernel (page\nfaults); others: cores kept busy by "
-        "other processes meanwhile (should be ~0)."
+        "s/step: median of the timed steps; GFLOP/s: counted FLOPs (convolutions; SLVMs add "
+        "~1% matmuls);\npeak: one hidden->hidden 3x3 conv fwd+bwd in the same mode; vs best: "
+        "ratio to the best peak of\nthe same dtype in this run; max RSS: peak resident memory "
+        "of the mode's process; sys CPU:\nshare of its CPU time in the kernel (page faults); "
+        "others: cores kept busy by other processes\nmeanwhile (should be ~0)."
     )
     noisy = [
         r["mode"] for r in results if max(r["other_cpu_cores"], r["peak"]["other_cpu_cores"]) > 0.1
@@ -351,6 +362,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "retain)",
     )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {MODES}")
+    parser.add_argument(
+        "--model",
+        choices=("1af", "slvm", "slvm_1af"),
+        default="1af",
+        help="the paper's 1-AF (default), SLVM or SLVM w/ 1-AF",
+    )
     parser.add_argument("--batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--frames", type=int, default=13, help="frames per sequence")
     parser.add_argument("--hidden", type=int, default=64, help="conditioner channels")
@@ -397,7 +414,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    expected = closed_form_conv_flops(args)
+    # The closed form covers the flow's convolutions; SLVM FLOPs are counted only.
+    expected = closed_form_conv_flops(args) if args.model == "1af" else None
     info: dict[str, Any] = {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -413,10 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']} "
         f"({', '.join(info['cpu_flags'])}), {args.allocator} allocator\n"
-        f"batch {args.batch} x {args.frames} frames of 1x{args.size}x{args.size}, hidden "
-        f"{args.hidden}: {args.batch * (args.frames - WINDOW)} scored frames and "
-        f"{expected['total'] / 1e12:.3f} conv TFLOP per step; peak conv on {args.peak_batch} "
-        "images",
+        f"{args.model}: batch {args.batch} x {args.frames} frames of 1x{args.size}x{args.size}, "
+        f"hidden {args.hidden}: {args.batch * (args.frames - WINDOW)} scored frames"
+        + (f" and {expected['total'] / 1e12:.3f} conv TFLOP per step" if expected else "")
+        + f"; peak conv on {args.peak_batch} images",
         flush=True,
     )
     results = []
@@ -428,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = pool.submit(run_mode, args, mode).result()
         else:
             result = run_mode(args, mode)
-        if result["conv_flops"]["total"] != expected["total"]:
+        if expected and result["conv_flops"]["total"] != expected["total"]:
             print(
                 f"note: counted {result['conv_flops']['total']} conv FLOPs per step, closed form "
                 f"{expected['total']}",

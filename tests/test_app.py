@@ -259,9 +259,9 @@ def test_bad_input_ends_with_a_clear_error(run, tmp_path, capsys):
     # A checkpoint of a model type this command does not know.
     other = tmp_path / "other.ckpt"
     raw = read_checkpoint(checkpoint)
-    raw["seqflows"]["model_type"] = "slvm"
+    raw["seqflows"]["model_type"] = "gan"
     torch.save(raw, other)
-    with pytest.raises(CheckpointError, match="holds a model of type 'slvm'"):
+    with pytest.raises(CheckpointError, match="holds a model of type 'gan'"):
         model_from_checkpoint(other)
     assert main(["evaluate", str(other)]) == 2
 
@@ -365,3 +365,62 @@ def test_vector_time_series_train_evaluate_and_sample(tmp_path, capsys):
     assert main(["sample", checkpoint, "--out", str(tmp_path / "s"), "--length", "3"]) == 0
     assert torch.load(tmp_path / "s" / "samples.pt")["predicted"].shape == (4, 3, 3)
     assert main(["visualize", checkpoint, "--out", str(tmp_path / "v")]) == 2
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_slvm_train_evaluate_sample_and_visualize(tmp_path, capsys, num_transforms):
+    pytest.importorskip("lightning")
+    run = tmp_path / "run"
+    overrides = [
+        "data.size=8",
+        "data.num_frames=10",
+        "data.length=5",
+        "data.validation_sequences=3",
+        "data.test_sequences=3",
+        "data.num_workers=0",
+        "model.type=slvm",
+        f"model.num_transforms={num_transforms}",
+        "model.window=2",
+        "model.hidden=4",
+        "model.latent_dim=4",
+        "model.lstm_hidden=8",
+        "model.encoder_features=8",
+        "model.conv_width=4",
+        "train.batch_size=2",
+        "train.val_every=2",
+        "train.log_every=1",
+        "train.checkpoint_every=2",
+        "evaluate.batch_size=3",
+    ]
+    status = main(
+        [
+            "train",
+            str(CONFIGS / "bouncing_balls_1af.yaml"),
+            "--out",
+            str(run),
+            "--max-steps",
+            "2",
+            "--no-progress",
+            *overrides,
+        ]
+    )
+    assert status == 0
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    assert main(["evaluate", checkpoint, "--json", "--iwae-samples", "6"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == ("SLVM" if num_transforms == 0 else "SLVM w/ 1-AF")
+    assert result["bound"] == "IWAE lower bound, K=6" and result["iwae_samples"] == 6
+    assert result["nats_per_dim"] == result["iwae_nats_per_dim"]
+    assert np.isfinite(result["elbo_nats_per_dim"]) and result["frames_scored"] == 3 * 3
+    assert (result["corr_noise"] is None) == (num_transforms == 0)  # y exists only with a flow
+    assert main(["evaluate", checkpoint, "--json", "--iwae-samples", "0"]) == 0
+    elbo_only = json.loads(capsys.readouterr().out)
+    assert elbo_only["bound"] == "ELBO (lower bound)"
+    assert elbo_only["nats_per_dim"] == pytest.approx(result["elbo_nats_per_dim"])  # seeded
+    figures = tmp_path / "figures"
+    assert main(["sample", checkpoint, "--out", str(figures), "--num", "2", "--length", "3"]) == 0
+    assert main(["visualize", checkpoint, "--out", str(figures), "--frames", "3"]) == 0
+    for name in ("samples.gif", "samples.png", "flow_rows.png"):
+        assert (figures / name).stat().st_size > 1000, name
+    assert torch.load(figures / "samples.pt")["predicted"].shape == (2, 3, 1, 8, 8)

@@ -11,10 +11,11 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_example_runs_and_inverts() -> None:
-    block = re.search(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    assert block is not None, "README has no Python example"
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    assert len(blocks) == 2, "README should have the flow and the SLVM examples"
     namespace: dict = {}
-    exec(compile(block.group(1), str(README), "exec"), namespace)
+    for block in blocks:  # the second continues the first
+        exec(compile(block, str(README), "exec"), namespace)
     x, x_again = namespace["x"], namespace["x_again"]
     torch.testing.assert_close(x_again, x, rtol=1e-4, atol=1e-4)
     assert namespace["future"].shape == (16, 10, 1, 64, 64)
@@ -22,3 +23,6 @@ def test_readme_example_runs_and_inverts() -> None:
     assert namespace["model"].burn_in == 3
     assert -10 < namespace["nats"] < 10
     assert abs(namespace["corr_x"]) < 0.05  # the example's x is uniform noise: no correlation
+    assert namespace["elbo"].shape == (2, 10) and namespace["bound"].shape == (2,)
+    assert namespace["predicted"].shape == (2, 10, 1, 64, 64)
+    assert namespace["slvm"].burn_in == 3

@@ -17,8 +17,8 @@ pl = pytest.importorskip("lightning.pytorch")
 from seqflows.app.checkpoints import model_from_checkpoint, read_checkpoint  # noqa: E402
 from seqflows.app.config import Config  # noqa: E402
 from seqflows.app.datasets import evaluation_set  # noqa: E402
-from seqflows.app.evaluation import evaluate_flow  # noqa: E402
-from seqflows.app.task import FlowTask, SequenceDataModule  # noqa: E402
+from seqflows.app.evaluation import evaluate_model  # noqa: E402
+from seqflows.app.task import SequenceDataModule, SequenceTask  # noqa: E402
 from seqflows.app.train import train  # noqa: E402
 
 TINY = {
@@ -92,7 +92,7 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(trained_run):
     assert "optimizer_states" in raw and raw["seqflows"]["model_type"] == "flow"
     model, config, _ = model_from_checkpoint(path)
     assert config.model.hidden == 4
-    task = FlowTask(config.to_dict(), [1, 8, 8])
+    task = SequenceTask(config.to_dict(), [1, 8, 8])
     task.load_state_dict(raw["state_dict"])
     task.eval()
     x = evaluation_set(config, "test")[0].unsqueeze(0)
@@ -102,17 +102,29 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(trained_run):
 def test_validation_score_equals_a_separate_evaluation(trained_run):
     """The logged val/nats_per_dim at the last step is the evaluation of last.ckpt."""
     model, config, _ = model_from_checkpoint(trained_run / "checkpoints" / "last.ckpt")
-    result = evaluate_flow(model, evaluation_set(config, "validation"), config, "validation", 2)
+    result = evaluate_model(model, evaluation_set(config, "validation"), config, "validation", 2)
     assert result["frames_scored"] == 5 * (5 - 2)
     assert logged(trained_run, "val/nats_per_dim")[5] == pytest.approx(result["nats_per_dim"])
 
 
-def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
+SLVM_1AF = (
+    "model.type=slvm",
+    "model.num_transforms=1",
+    "model.latent_dim=4",
+    "model.lstm_hidden=8",
+    "model.encoder_features=8",
+    "model.conv_width=4",
+)
+
+
+@pytest.mark.parametrize("model", [(), SLVM_1AF], ids=["1-AF", "SLVM w/ 1-AF"])
+def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, model):
+    """Also for an SLVM, whose posterior samples are random: they must continue exactly."""
     whole, split = tmp_path / "whole", tmp_path / "split"
-    train(tiny_config(), whole, progress=False)
-    train(tiny_config("train.max_steps=3"), split, progress=False)
+    train(tiny_config(*model), whole, progress=False)
+    train(tiny_config(*model, "train.max_steps=3"), split, progress=False)
     assert read_checkpoint(split / "checkpoints" / "last.ckpt")["global_step"] == 3
-    train(tiny_config(), split, resume="last", progress=False)
+    train(tiny_config(*model), split, resume="last", progress=False)
     losses_whole = logged(whole, "train/loss")
     losses_split = logged(split, "train/loss")
     assert sorted(losses_whole) == sorted(losses_split) == list(range(6))
@@ -137,7 +149,7 @@ class GradientNorms(pl.Callback):
 @pytest.mark.parametrize("limit", [1.0, 0.0])
 def test_gradient_clipping_is_applied(tmp_path, limit):
     config = tiny_config("train.max_steps=3", f"train.gradient_clip={limit}")
-    task = FlowTask(config.to_dict(), [1, 8, 8])
+    task = SequenceTask(config.to_dict(), [1, 8, 8])
     norms = GradientNorms()
     trainer = pl.Trainer(
         max_steps=3,
@@ -196,8 +208,20 @@ def test_data_parallel_training_with_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stdout
     model, loaded, _ = model_from_checkpoint(run / "checkpoints" / "last.ckpt")
-    evaluation = evaluate_flow(model, evaluation_set(loaded, "validation"), loaded, "validation")
+    evaluation = evaluate_model(model, evaluation_set(loaded, "validation"), loaded, "validation")
     # 5 validation sequences split 3 + 2 between the processes: a mean of per-process means
     # would differ from the evaluation of all 5 together; sums and counts do not.
     assert logged(run, "val/frames_scored")[5] == 15
     assert logged(run, "val/nats_per_dim")[5] == pytest.approx(evaluation["nats_per_dim"])
+
+
+def test_kl_warm_up_weights_the_kl_from_zero():
+    config = tiny_config(*SLVM_1AF, "train.kl_warmup=4")
+    task = SequenceTask(config.to_dict(), [1, 8, 8])
+    x = torch.rand(2, 5, 1, 8, 8)
+    generator = task._generator(config.train.seed, 0)
+    terms = task.model.elbo_terms(x, generator)
+    with pytest.warns(UserWarning, match="self.log"):  # no trainer attached: logging is off
+        loss = task.training_step(x, 0)  # global step 0: KL weight 0
+    expected = -(terms.log_likelihood + terms.log_abs_det).mean()
+    torch.testing.assert_close(loss, expected)

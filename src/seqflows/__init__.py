@@ -4,8 +4,9 @@ An implementation of "Improving Sequential Latent Variable Models with Autoregre
 (Marino, Chen, He, Mandt), https://arxiv.org/abs/1910.12840.
 """
 
-from . import conditioners, data, distributions, flows, metrics, transforms
+from . import conditioners, data, distributions, flows, metrics, networks, slvm, transforms
 from .flows import FlowModel, FlowOutput
+from .slvm import SLVM, LatentSequenceModel
 from .transforms import AffineAutoregressiveTransform, TransformOutput
 
 __version__ = "0.1.0"
@@ -14,6 +15,8 @@ __all__ = [
     "AffineAutoregressiveTransform",
     "FlowModel",
     "FlowOutput",
+    "LatentSequenceModel",
+    "SLVM",
     "TransformOutput",
     "__version__",
     "conditioners",
@@ -21,5 +24,7 @@ __all__ = [
     "distributions",
     "flows",
     "metrics",
+    "networks",
+    "slvm",
     "transforms",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..flows import FlowModel
+from ..slvm import SLVM
 from .config import Config
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 FORMAT = "seqflows-checkpoint/1"
-MODEL_TYPES = ("flow",)
+MODEL_TYPES = ("flow", "slvm")
 
 
 class CheckpointError(ValueError):
@@ -86,11 +87,32 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return checkpoint
 
 
-def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel:
+def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLVM:
     """The model that ``config.model`` describes, for frames of ``event_shape``."""
     model = config.model
-    if model.type != "flow":
+    if model.type not in MODEL_TYPES:
         raise CheckpointError(f"unknown model type {model.type!r}; known: {MODEL_TYPES}")
+    if model.type == "slvm":
+        return SLVM(
+            event_shape,
+            latent_dim=model.latent_dim,
+            num_transforms=model.num_transforms,
+            window=model.window,
+            hidden=model.lstm_hidden,
+            lstm_layers=model.lstm_layers,
+            features=model.encoder_features,
+            width=model.conv_width,
+            mlp_hidden=model.mlp_hidden,
+            burn_in=model.burn_in,
+            likelihood_loc=model.likelihood_loc,
+            conditioner=model.conditioner if len(event_shape) == 1 else "conv",
+            flow_hidden=model.hidden,
+            scale_map=model.scale_map,
+            min_scale=model.min_scale,
+            max_scale=model.max_scale,
+            normalization=model.normalization,
+            identity_init=model.identity_init,
+        )
     return FlowModel(
         event_shape,
         num_transforms=model.num_transforms,
@@ -109,7 +131,7 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel:
 
 def model_from_checkpoint(
     path: str | Path, model_types: tuple[str, ...] = MODEL_TYPES
-) -> tuple[FlowModel, Config, dict[str, Any]]:
+) -> tuple[FlowModel | SLVM, Config, dict[str, Any]]:
     r"""Rebuilds the trained model of a checkpoint, in eval mode.
 
     Arguments:

@@ -16,6 +16,7 @@ import torch
 from .checkpoints import model_from_checkpoint
 from .config import Config, ConfigError, load_config
 from .datasets import evaluation_set
+from .objectives import frame_objective, model_label
 
 __all__ = [
     "add_download_arguments",
@@ -109,25 +110,35 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_checkpoint_arguments(parser)
     parser.add_argument("--sequences", type=int, help="score only the first N sequences")
     parser.add_argument("--batch-size", type=int, help="evaluate.batch_size")
+    parser.add_argument(
+        "--iwae-samples",
+        type=int,
+        help="SLVMs: K of the importance-weighted bound (evaluate.iwae_samples, default 100; "
+        "0: ELBO only)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--output", help="also write the JSON result to this file")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_flow
+    from .evaluation import evaluate_model
 
     model, config = _load(args)
     if args.batch_size is not None:
         config.evaluate.batch_size = args.batch_size
+    if args.iwae_samples is not None:
+        config.evaluate.iwae_samples = args.iwae_samples
     split = config.evaluate.split
     dataset = evaluation_set(config, split, count=args.sequences or config.evaluate.sequences)
-    result = evaluate_flow(
+    result = evaluate_model(
         model,
         dataset,
         config,
         split,
         batch_size=config.evaluate.batch_size,
         device=_device(args.device),
+        iwae_samples=config.evaluate.iwae_samples,
+        iwae_chunk=config.evaluate.iwae_chunk,
     )
     result["checkpoint"] = str(args.checkpoint)
     if args.output:
@@ -147,8 +158,17 @@ def format_table(result: dict[str, Any]) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     bits = result["bits_per_dim"]
-    rows = [
-        ("model", f"{result['model']} ({result['bound']})"),
+    rows = [("model", f"{result['model']} ({result['bound']})")]
+    if result.get("elbo_nats_per_dim") is not None:
+        rows.append(("ELBO, nats per pixel per channel", number(result["elbo_nats_per_dim"])))
+    if result.get("iwae_nats_per_dim") is not None:
+        rows.append(
+            (
+                f"IWAE (K={result['iwae_samples']}), nats per pixel per channel",
+                number(result["iwae_nats_per_dim"]),
+            )
+        )
+    rows += [
         ("data", f"{protocol['dataset']}, split {protocol['split']}"),
         ("sequences", str(result["sequences"])),
         (
@@ -157,7 +177,12 @@ def format_table(result: dict[str, Any]) -> str:
             f"after {protocol['burn_in']} context frames; crops of {protocol['crop_length']})",
         ),
         ("noise", f"{protocol['scaling']}, {protocol['noise']}; seed {protocol['seed']}"),
-        ("nats per pixel per channel", number(result["nats_per_dim"])),
+        (
+            "nats per pixel per channel (best bound)"
+            if result.get("elbo_nats_per_dim") is not None
+            else "nats per pixel per channel",
+            number(result["nats_per_dim"]),
+        ),
         (
             "bits per dimension",
             number(bits) if bits is not None else "n/a (needs data.noise=uniform)",
@@ -231,7 +256,7 @@ def run_sample(args: argparse.Namespace) -> int:
                 real,
                 predicted,
                 out / f"{args.name}.png",
-                title=f"{config.model.num_transforms}-AF: {context_frames} real context frames, "
+                title=f"{model_label(model)}: {context_frames} real context frames, "
                 f"{args.length} sampled at temperature {args.temperature:g}",
             )
         ),
@@ -260,22 +285,31 @@ def run_visualize(args: argparse.Namespace) -> int:
         )
     dataset = evaluation_set(config, config.evaluate.split, count=args.index + 1)
     x = dataset[args.index].unsqueeze(0)
-    out = model.normalize(x)
     frames = slice(0, args.frames)
-    outputs = list(out.inputs[1:]) + [out.noise]
-    layers = [
-        {"shift": shift[0, frames], "scale": scale[0, frames], "noise": output[0, frames]}
-        for shift, scale, output in zip(out.shifts, out.scales, outputs, strict=True)
-    ]
+    generator = torch.Generator().manual_seed(config.data.seed)
+    objective = frame_objective(model, x, generator)
+    out = objective.flow
+    if out is not None:  # the flow (of a flow model, or inside an SLVM): Fig. 4 and Fig. 9
+        outputs = list(out.inputs[1:]) + [out.noise]
+        layers = [
+            {"shift": shift[0, frames], "scale": scale[0, frames], "noise": output[0, frames]}
+            for shift, scale, output in zip(out.shifts, out.scales, outputs, strict=True)
+        ]
+        data = out.inputs[0][0, frames]
+    else:  # SLVM baseline: loc, scale and standardized residual of p(x_t | z_t)
+        terms = model.elbo_terms(x, generator)
+        loc, scale = terms.likelihood_loc[0, frames], terms.likelihood_scale[0, frames]
+        data = x[0, model.burn_in :][frames]
+        layers = [{"shift": loc, "scale": scale, "noise": (data - loc) / scale}]
     folder = Path(args.out)
     written = {
         "flow_rows": str(
             save_flow_rows(
-                out.inputs[0][0, frames],
+                data,
                 layers,
                 folder / "flow_rows.png",
                 first_frame=model.burn_in,
-                title=f"{config.model.num_transforms}-AF on {config.data.dataset} "
+                title=f"{model_label(model)} on {config.data.dataset} "
                 f"({config.evaluate.split} sequence {args.index})",
             )
         )
@@ -285,7 +319,13 @@ def run_visualize(args: argparse.Namespace) -> int:
     )
     if metrics:
         columns = read_metrics_csv(metrics[-1])
-        wanted = ["train/loss", "train/nats_per_dim", "val/nats_per_dim", "val/corr_noise"]
+        wanted = [
+            "train/loss",
+            "train/nats_per_dim",
+            "val/nats_per_dim",
+            "val/corr_noise",
+            "train/kl",
+        ]
         curves = {name: columns[name] for name in wanted if columns.get(name)}
         if curves:
             written["curves"] = str(save_curves(curves, folder / "curves.png"))

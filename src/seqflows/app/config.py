@@ -115,14 +115,24 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    r"""The model: arguments of :class:`seqflows.FlowModel` (Appendix B defaults).
+    r"""The model: :class:`seqflows.FlowModel` or :class:`seqflows.SLVM` (Appendix B defaults).
 
     Attributes:
-        type: ``flow`` (M-AF with exact likelihood).
-        num_transforms: M (1-AF, 2-AF).
+        type: ``flow`` (M-AF with exact likelihood) or ``slvm`` (sequential latent variable
+            model, with an M-AF conditional likelihood when num_transforms > 0).
+        num_transforms: M (1-AF, 2-AF; 0 for the SLVM baseline).
         window: k past frames seen by each conditioner (3 in the paper).
         conditioner: ``conv`` (Appendix B), ``mlp`` or ``linear``.
-        hidden: Channels (conv) or units (mlp) of the conditioners (64 in the paper).
+        hidden: Channels (conv) or units (mlp) of the flow's conditioners (64 in the paper).
+        latent_dim: SLVM: size of z_t (256).
+        lstm_hidden: SLVM: units of the LSTMs and of the prior's layers (256).
+        lstm_layers: SLVM: LSTM layers (None: 2 for the baseline, 1 with a flow, as the paper).
+        encoder_features: SLVM: size of the frame encoder's output (128).
+        conv_width: SLVM: filters of the DC-GAN encoder's first layer (64).
+        mlp_hidden: SLVM: units of the encoder and decoder of vector frames (256).
+        burn_in: SLVM baseline: context frames not scored (None: ``window``).
+        likelihood_loc: SLVM: ``sigmoid`` or ``linear`` loc of p(x_t | z_t) (None: sigmoid for
+            the baseline on frames, linear with a flow, as the paper).
         context: ``burn_in`` (the paper) or ``padded``.
         base: ``standard`` (N(0, I): what the paper's code did) or ``learned``.
         min_scale: Floor of the scales.
@@ -144,15 +154,34 @@ class ModelConfig:
     scale_map: str = "clamp"
     normalization: str = "batch"
     identity_init: bool = True
+    latent_dim: int = 256
+    lstm_hidden: int = 256
+    lstm_layers: int | None = None
+    encoder_features: int = 128
+    conv_width: int = 64
+    mlp_hidden: int = 256
+    burn_in: int | None = None
+    likelihood_loc: str | None = None
 
     def validate(self) -> None:
-        _check_choice("model.type", self.type, ("flow",))
+        _check_choice("model.type", self.type, ("flow", "slvm"))
+        if self.likelihood_loc is not None:
+            _check_choice("model.likelihood_loc", self.likelihood_loc, ("sigmoid", "linear"))
+        minimum = 1 if self.type == "flow" else 0
+        if self.num_transforms < minimum:
+            raise ConfigError(
+                f"model.num_transforms must be at least {minimum} for model.type={self.type}, "
+                f"got {self.num_transforms}"
+            )
+        _check_positive(
+            self, ("latent_dim", "lstm_hidden", "encoder_features", "conv_width"), "model"
+        )
         _check_choice("model.conditioner", self.conditioner, ("conv", "mlp", "linear"))
         _check_choice("model.context", self.context, ("burn_in", "padded"))
         _check_choice("model.base", self.base, ("standard", "learned"))
         _check_choice("model.scale_map", self.scale_map, ("clamp", "soft"))
         _check_choice("model.normalization", self.normalization, ("batch", "none"))
-        _check_positive(self, ("num_transforms", "window", "hidden"), "model")
+        _check_positive(self, ("window", "hidden", "mlp_hidden", "lstm_layers"), "model")
 
 
 @dataclass
@@ -168,6 +197,8 @@ class TrainConfig:
         optimizer: ``adam`` (the paper's) or ``sgd``.
         gradient_clip: Maximal gradient norm (1.0; the paper's code configured it but never
             applied it); 0 disables clipping.
+        kl_warmup: SLVMs: steps over which the KL weight rises linearly from 0 to 1 (0: the
+            ELBO from the start, as the paper).
         val_every: Steps between validations.
         val_sequences: Validation sequences scored each time (None: all).
         checkpoint_every: Steps between writes of ``last.ckpt``.
@@ -189,6 +220,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     optimizer: str = "adam"
     gradient_clip: float = 1.0
+    kl_warmup: int = 0
     val_every: int = 1000
     val_sequences: int | None = None
     checkpoint_every: int = 1000
@@ -223,12 +255,16 @@ class EvaluateConfig:
         sequences: Sequences scored (None: the whole split).
         batch_size: Sequences per batch.
         crop: ``random`` (a fixed random crop per sequence, drawn from data.seed) or ``last``.
+        iwae_samples: SLVMs: K of the importance-weighted bound (0: ELBO only).
+        iwae_chunk: SLVMs: samples per pass of the bound (bounds memory).
     """
 
     split: str = "test"
     sequences: int | None = None
     batch_size: int = 32
     crop: str = "random"
+    iwae_samples: int = 100
+    iwae_chunk: int = 10
 
     def validate(self) -> None:
         _check_choice("evaluate.split", self.split, ("test", "validation"))

@@ -1,8 +1,12 @@
-r"""Scoring a flow on a fixed set of sequences: nats/dim, bits/dim and temporal correlations.
+r"""Scoring a model on a fixed set of sequences: nats/dim, bits/dim and temporal correlations.
 
+Flows get their exact log-likelihood; SLVMs their ELBO (one posterior sample per sequence) and,
+when asked, the importance-weighted bound with K samples (:meth:`~seqflows.slvm.SLVM.iwae`).
 Every quantity is kept as a sum with its count (float64), so the scores of several batches or of
-several processes combine by adding (:meth:`FlowScores.as_tensor` packs them for one
+several processes combine by adding (:meth:`SequenceScores.as_tensor` packs them for one
 ``all_reduce``): never an average of per-process averages, and no sequence counted twice.
+Posterior samples come from a generator seeded by the evaluation seed: evaluation is
+deterministic.
 """
 
 from __future__ import annotations
@@ -10,33 +14,46 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..flows import FlowModel
-from ..metrics import LogLikelihoodSum, TemporalCorrelation, dims_per_frame
+from ..metrics import (
+    LogLikelihoodSum,
+    TemporalCorrelation,
+    bits_per_dim,
+    dims_per_frame,
+    nats_per_dim,
+)
+from ..slvm import SLVM
 from .config import Config
+from .objectives import frame_objective, model_label
 
 __all__ = [
-    "FlowScores",
-    "evaluate_flow",
-    "model_label",
+    "SequenceScores",
+    "evaluate_model",
     "protocol",
 ]
 
 _CORRELATION_KEYS = ("sum", "sum_sq", "sum_prod", "sum_lead", "sum_lag")
 
 
-class FlowScores:
-    r"""Sums over scored frames: log-likelihood, and the lag-1 correlation of x and of noise y.
+class SequenceScores:
+    r"""Sums over scored frames: log-likelihood or ELBO (and IWAE), lag-1 correlations of x and y.
 
     Arguments:
         event_shape: Frame shape (C, H, W) or (D,).
+        iwae_samples: K of the importance-weighted bound of SLVMs (0: not computed).
+        iwae_chunk: Samples per pass of the bound (memory).
     """
 
-    def __init__(self, event_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, event_shape: tuple[int, ...], iwae_samples: int = 0, iwae_chunk: int | None = None
+    ) -> None:
         self.event_shape = tuple(event_shape)
+        self.iwae_samples = iwae_samples
+        self.iwae_chunk = iwae_chunk
         self.likelihood = LogLikelihoodSum()
+        self.iwae_total = 0.0
         self.sequences = 0
         dims = dims_per_frame(event_shape)
         # A common zero offset makes the correlation sums of all processes addable.
@@ -44,19 +61,25 @@ class FlowScores:
         self.correlation_noise = TemporalCorrelation(offset=torch.zeros(dims, dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, model: FlowModel, x: Tensor) -> None:
+    def update(
+        self, model: nn.Module, x: Tensor, generator: torch.Generator | None = None
+    ) -> None:
         r"""Scores a batch of sequences x with shape (B, T, *event_shape)."""
-        out = model.normalize(x)
-        log_prob = model.base.log_prob(out.noise.float()) + out.log_abs_det.float()
-        self.likelihood.update(log_prob, self.event_shape)
+        objective = frame_objective(model, x, generator)
+        self.likelihood.update(objective.value, self.event_shape)
         self.sequences += x.shape[0]
         self.correlation_x.update(x.float().cpu())
-        self.correlation_noise.update(out.noise.float().cpu())
+        if objective.flow is not None:
+            self.correlation_noise.update(objective.flow.noise.float().cpu())
+        if self.iwae_samples and isinstance(model, SLVM):
+            bound = model.iwae(x, self.iwae_samples, generator, chunk=self.iwae_chunk)
+            self.iwae_total += float(bound.double().sum())
 
     def as_tensor(self) -> Tensor:
         """Every sum and count in one float64 vector (to reduce across processes)."""
         head = torch.tensor(
             [
+                self.iwae_total,
                 self.likelihood.total,
                 self.likelihood.dims,
                 self.likelihood.frames,
@@ -77,7 +100,7 @@ class FlowScores:
     def load_tensor(self, values: Tensor) -> None:
         """Replaces the sums by those in ``values`` (from :meth:`as_tensor`, e.g. all-reduced)."""
         values = values.detach().double().cpu()
-        head, rest = values[:8], values[8:]
+        self.iwae_total, head, rest = float(values[0]), values[1:9], values[9:]
         total, dims, frames = float(head[0]), round(float(head[1])), round(float(head[2]))
         self.likelihood = LogLikelihoodSum(total, dims, frames)
         self.sequences = round(float(head[3]))
@@ -94,6 +117,9 @@ class FlowScores:
         result: dict[str, Any] = {
             "nats_per_dim": self.likelihood.nats_per_dim,
             "bits_per_dim": self.likelihood.bits_per_dim() if noise == "uniform" else None,
+            "iwae_nats_per_dim": nats_per_dim(self.iwae_total, self.likelihood.dims)
+            if self.iwae_samples
+            else None,
             "log_likelihood_sum": self.likelihood.total,
             "dims_scored": self.likelihood.dims,
             "frames_scored": self.likelihood.frames,
@@ -111,40 +137,61 @@ def _safe_correlation(correlation: TemporalCorrelation) -> float | None:
         return None
 
 
-def model_label(config: Config) -> str:
-    """The paper's name of the model: ``1-AF``, ``2-AF``, ..."""
-    return f"{config.model.num_transforms}-AF"
-
-
 @torch.no_grad()
-def evaluate_flow(
-    model: FlowModel,
+def evaluate_model(
+    model: nn.Module,
     dataset: Dataset,
     config: Config,
     split: str,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
+    iwae_samples: int = 0,
+    iwae_chunk: int | None = None,
 ) -> dict[str, Any]:
-    r"""Exact log-likelihood of ``model`` on every sequence of ``dataset``, in eval mode.
+    r"""Scores ``model`` on every sequence of ``dataset``, in eval mode.
+
+    Flows: the exact log-likelihood. SLVMs: the ELBO at one posterior sample and, with
+    ``iwae_samples`` = K > 0, the importance-weighted bound with K samples.
 
     Returns:
-        A JSON-ready dict: ``nats_per_dim``, ``bits_per_dim`` (None unless the noise is uniform
+        A JSON-ready dict: ``nats_per_dim`` (the log-likelihood for flows; for SLVMs the tightest
+        bound computed), ``bound`` (what that number is), ``elbo_nats_per_dim`` and
+        ``iwae_nats_per_dim`` (SLVMs), ``bits_per_dim`` (None unless the noise is uniform
         dequantization), ``frames_scored``, ``sequences``, the temporal correlations of x and of
-        the noise, and ``protocol`` (what was scored, how).
+        the flow's noise, and ``protocol`` (what was scored, how).
     """
     model.eval().to(device)
-    scores = FlowScores(model.event_shape)
+    device = torch.device(device)
+    latent = isinstance(model, SLVM)
+    scores = SequenceScores(model.event_shape, iwae_samples if latent else 0, iwae_chunk)
+    generator = torch.Generator(device=device).manual_seed(config.data.seed)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     for x in loader:
-        scores.update(model, x.to(device))
-    result = {"model": model_label(config), "bound": "exact log-likelihood"}
-    result.update(scores.summary(config.data.noise))
+        scores.update(model, x.to(device), generator)
+    summary = scores.summary(config.data.noise)
+    result: dict[str, Any] = {"model": model_label(model)}
+    if latent:
+        elbo = summary["nats_per_dim"]
+        iwae = summary.pop("iwae_nats_per_dim")
+        best = iwae if iwae is not None else elbo
+        result["bound"] = (
+            f"IWAE lower bound, K={iwae_samples}" if iwae is not None else "ELBO (lower bound)"
+        )
+        summary.update(nats_per_dim=best, elbo_nats_per_dim=elbo, iwae_nats_per_dim=iwae)
+        summary["iwae_samples"] = iwae_samples if iwae is not None else None
+        summary["elbo_sum"] = summary.pop("log_likelihood_sum")
+        if summary["bits_per_dim"] is not None:
+            summary["bits_per_dim"] = bits_per_dim(best)
+    else:
+        summary.pop("iwae_nats_per_dim")
+        result["bound"] = "exact log-likelihood"
+    result.update(summary)
     result["protocol"] = protocol(config, model, split)
     return result
 
 
-def protocol(config: Config, model: FlowModel, split: str) -> dict[str, Any]:
+def protocol(config: Config, model: nn.Module, split: str) -> dict[str, Any]:
     """What an evaluation number means: data, split, crops, scored frames, noise, seed."""
     data = config.data
     return {

@@ -1,9 +1,11 @@
 r"""Lightning pieces: the training task, the data module, callbacks and atomic checkpoint I/O.
 
 The loss is the paper's: the mean over scored frames and sequences of the per-frame negative
-log-likelihood summed over pixels (Eq. 7-9). Validation scores are sums and counts reduced across
-processes (:class:`~seqflows.app.evaluation.FlowScores`), and evaluation batches are split
-between processes without padding.
+log-likelihood (flows, Eq. 7-9) or negative ELBO (SLVMs, Eq. 20), summed over pixels. Validation
+scores are sums and counts reduced across processes
+(:class:`~seqflows.app.evaluation.SequenceScores`), and evaluation batches are split between
+processes without padding. The posterior samples of SLVMs come from generators seeded by the
+seed, the step and the process, so that they do not depend on the global random state.
 """
 
 from __future__ import annotations
@@ -24,19 +26,21 @@ from ..metrics import temporal_correlation
 from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_atomically
 from .config import Config
 from .datasets import evaluation_set, training_set
-from .evaluation import FlowScores
+from .evaluation import SequenceScores
+from .objectives import frame_objective
 
 __all__ = [
     "AtomicCheckpointIO",
-    "FlowTask",
     "LastCheckpoint",
     "SequenceDataModule",
+    "SequenceTask",
     "StepTimer",
 ]
 
 
-class FlowTask(pl.LightningModule):
-    r"""Trains a :class:`~seqflows.FlowModel` by maximum likelihood.
+class SequenceTask(pl.LightningModule):
+    r"""Trains a flow (:class:`~seqflows.FlowModel`, by maximum likelihood) or an SLVM
+    (:class:`~seqflows.SLVM`, by the ELBO).
 
     Arguments:
         config: The experiment, as :meth:`Config.to_dict` gives it (stored in checkpoints).
@@ -49,30 +53,50 @@ class FlowTask(pl.LightningModule):
         self.config = Config.from_dict(config)
         self.event_shape = tuple(int(size) for size in event_shape)
         self.model = build_model(self.config, self.event_shape)
-        self._scores: FlowScores | None = None
+        self._scores: SequenceScores | None = None
+
+    def _generator(self, *keys: int) -> torch.Generator:
+        """A generator seeded by ``keys`` and the process rank (SLVM posterior samples)."""
+        seed = hash((*keys, self.global_rank)) % 2**63
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def training_step(self, x: Tensor, batch_index: int) -> Tensor:
-        r"""-mean log p(x_t | x_<t) over the scored frames of a batch (B, T, *event_shape)."""
-        out = self.model.normalize(x)
-        with torch.autocast(x.device.type, enabled=False):  # float32 density (mixed precision)
-            log_prob = self.model.base.log_prob(out.noise.float()) + out.log_abs_det.float()
-        loss = -log_prob.mean()
+        r"""-mean objective over the scored frames of a batch (B, T, *event_shape)."""
+        generator = self._generator(self.config.train.seed, self.global_step)
+        objective = frame_objective(self.model, x, generator)
+        loss = -objective.value.mean()
+        warmup = self.config.train.kl_warmup
+        if objective.kl is not None and self.global_step < warmup:
+            # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
+            loss = loss - (1 - self.global_step / warmup) * objective.kl.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss at step {self.global_step}; lower the learning rate "
                 "or use model.scale_map=soft"
             )
-        dims = log_prob.new_tensor(float(torch.Size(self.event_shape).numel()))
+        dims = float(torch.Size(self.event_shape).numel())
         # Every process has the same number of sequences: the mean of means is the mean.
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        self.log("train/nats_per_dim", log_prob.detach().mean() / dims, sync_dist=True)
+        self.log("train/nats_per_dim", objective.value.detach().mean() / dims, sync_dist=True)
         if self.global_step % self.config.train.log_every == 0:
-            for index, (shift, scale) in enumerate(zip(out.shifts, out.scales, strict=True)):
+            self._log_parts(objective)
+        return loss
+
+    def _log_parts(self, objective: Any) -> None:
+        """Mean shift and scale of each transform, correlation of the noise, KL per time step."""
+        flow = objective.flow
+        if flow is not None:
+            for index, (shift, scale) in enumerate(zip(flow.shifts, flow.scales, strict=True)):
                 self.log(f"train/shift_mean_{index}", shift.detach().float().mean())
                 self.log(f"train/scale_mean_{index}", scale.detach().float().mean())
-            if out.noise.shape[1] > 1:
-                self.log("train/corr_noise", temporal_correlation(out.noise.detach().float()))
-        return loss
+            if flow.noise.shape[1] > 1:
+                self.log("train/corr_noise", temporal_correlation(flow.noise.detach().float()))
+        if objective.kl is not None:
+            kl = objective.kl.detach().float().mean(0)  # (T - burn_in,): users ask if it grows
+            self.log("train/kl", kl.mean())
+            self.log("train/log_likelihood", objective.log_likelihood.detach().float().mean())
+            for t, value in enumerate(kl):
+                self.log(f"train/kl_t{t}", value)
 
     def configure_gradient_clipping(
         self,
@@ -92,10 +116,10 @@ class FlowTask(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=train.learning_rate)
 
     def on_validation_epoch_start(self) -> None:
-        self._scores = FlowScores(self.event_shape)
+        self._scores = SequenceScores(self.event_shape)
 
     def validation_step(self, x: Tensor, batch_index: int) -> None:
-        self._scores.update(self.model, x)
+        self._scores.update(self.model, x, self._generator(self.config.data.seed, batch_index))
 
     def on_validation_epoch_end(self) -> None:
         """Reduces the sums of all processes, then logs nats/dim and the correlations."""

@@ -20,6 +20,7 @@ import torch
 from .checkpoints import read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of
+from .objectives import model_label
 from .runtime import retain_freed_memory
 
 __all__ = [
@@ -51,7 +52,13 @@ def train(
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from .task import AtomicCheckpointIO, FlowTask, LastCheckpoint, SequenceDataModule, StepTimer
+    from .task import (
+        AtomicCheckpointIO,
+        LastCheckpoint,
+        SequenceDataModule,
+        SequenceTask,
+        StepTimer,
+    )
 
     train_config = config.train
     allocator = train_config.allocator == "retain" and retain_freed_memory()
@@ -62,7 +69,7 @@ def train(
     pl.seed_everything(train_config.seed, workers=True, verbose=False)
 
     event_shape = event_shape_of(build_source(config.data, "train"), config)
-    task = FlowTask(config.to_dict(), list(event_shape))
+    task = SequenceTask(config.to_dict(), list(event_shape))
     datamodule = SequenceDataModule(config)
     start_step = (
         0 if checkpoint_path is None else int(read_checkpoint(checkpoint_path)["global_step"])
@@ -156,7 +163,7 @@ def _print_start(
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     parameters = sum(p.numel() for p in task.model.parameters())
     print(
-        f"seqflows: training {config.model.num_transforms}-AF ({parameters:,} parameters) on "
+        f"seqflows: training {model_label(task.model)} ({parameters:,} parameters) on "
         f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {config.train.precision}, "
         f"{torch.get_num_threads()} threads, allocator "

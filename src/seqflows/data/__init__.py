@@ -2,10 +2,17 @@ r"""Data: sequence generators and datasets. One module per dataset.
 
 :mod:`.sequences` holds what every dataset shares (sources, reproducible training and
 evaluation datasets, samplers); :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` and
-:mod:`.motion` (Sec. 3.1) are the datasets.
+:mod:`.motion` (Sec. 3.1) are the datasets; :mod:`.linear_gaussian` is a state-space model with an
+exact log-likelihood (Kalman filter) for testing latent variable models.
 """
 
 from .bouncing_balls import BouncingBalls
+from .linear_gaussian import (
+    LinearGaussianSSM,
+    kalman_log_prob,
+    kalman_log_prob_per_frame,
+    simulate_linear_gaussian,
+)
 from .mnist import (
     MNIST_FILES,
     MNIST_MIRRORS,
@@ -52,6 +59,7 @@ __all__ = [
     "DownloadError",
     "EvaluationSampler",
     "FixedSequences",
+    "LinearGaussianSSM",
     "MotionSequences",
     "MovingMNIST",
     "Simulator",
@@ -62,6 +70,8 @@ __all__ = [
     "download_mnist",
     "frames_to_unit_interval",
     "item_rng",
+    "kalman_log_prob",
+    "kalman_log_prob_per_frame",
     "load_array",
     "load_digits",
     "load_moving_mnist_file",
@@ -69,6 +79,7 @@ __all__ = [
     "motion_log_prob",
     "moving_mnist_split",
     "read_idx",
+    "simulate_linear_gaussian",
     "simulate_motion",
     "split_indices",
 ]

@@ -1,0 +1,530 @@
+r"""Sequential latent variable models (Sec. 2.2, 3.3, Appendix A, B, Fig. 6).
+
+:class:`LatentSequenceModel` is the SLVM on a sequence v_{1:T} (the data x, or the flow's noise
+y): latents z_t with a learned prior and a filtering approximate posterior,
+
+    p(v_{1:T}, z_{1:T}) = prod_t p(v_t | z_t) p(z_t | z_{<t})                        (Eq. 3, 17)
+    q(z_{1:T} | v_{1:T}) = prod_t q(z_t | v_{<=t}, z_{<t})                           (Eq. 19)
+    ELBO = sum_t E_q[log p(v_t | z_t)] - KL(q(z_t | v_{<=t}, z_{<t}) || p(z_t | z_{<t}))   (Eq. 18)
+
+Prior: two fully connected ReLU layers on z_{t-1}, an LSTM, linear heads. Posterior: an LSTM on
+[encoder(v_t), z_{t-1}], linear heads. Likelihood: a decoder from z_t alone. Every log-scale is
+clamped to [-15, 5]; z_0 = 0 and the LSTMs start from learned states (reference-facts.md).
+The encoder and the decoder see all B*T frames in one call; only the LSTMs step through time.
+
+:class:`SLVM` puts an optional M-AF (:class:`~seqflows.flows.FlowModel`) in front: the flow maps
+x to y and the latent model models y, so that (Eq. 16, 20, 30)
+
+    ELBO_t = E_q[log p(y_t | z_t)] - KL_t + log |det dy_t / dx_t|.
+
+``num_transforms=0`` is the paper's SLVM baseline (sigmoid on the likelihood's loc, 2 LSTM
+layers); 1 and 2 are SLVM w/ 1-AF and w/ 2-AF (linear loc, 1 LSTM layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .distributions import normal_kl, normal_log_prob
+from .flows import FlowModel, FlowOutput
+from .networks import make_frame_networks
+from .transforms import _check_sequence
+
+__all__ = [
+    "ELBOTerms",
+    "LatentSequenceModel",
+    "Posterior",
+    "SLVM",
+    "StackedLSTM",
+]
+
+MIN_LOG_SCALE, MAX_LOG_SCALE = -15.0, 5.0
+
+
+@dataclass
+class Posterior:
+    r"""Latents sampled from the filtering posterior with the distributions they came from.
+
+    Attributes:
+        z: Samples, with shape (B, T, latent_dim).
+        loc, log_scale: Parameters of q(z_t | v_{<=t}, z_{<t}), same shape.
+    """
+
+    z: Tensor
+    loc: Tensor
+    log_scale: Tensor
+
+
+@dataclass
+class ELBOTerms:
+    r"""The per-frame terms of the ELBO (Eq. 20) of the scored frames, each (B, T - burn_in).
+
+    Attributes:
+        log_likelihood: log p(v_t | z_t) at a posterior sample (v = y with a flow, else x).
+        kl: KL(q(z_t | ...) || p(z_t | z_{<t})), analytic.
+        log_abs_det: log |det dy_t/dx_t| of the flow (zeros without one).
+        flow: The flow's outputs (shift, scale, noise of every transform), or None.
+        likelihood_loc: Loc of p(v_t | z_t), (B, T - burn_in, *event_shape).
+        likelihood_scale: Scale of p(v_t | z_t), same shape.
+    """
+
+    log_likelihood: Tensor
+    kl: Tensor
+    log_abs_det: Tensor
+    flow: FlowOutput | None
+    likelihood_loc: Tensor
+    likelihood_scale: Tensor
+
+    @property
+    def elbo(self) -> Tensor:
+        """Per-frame ELBO in nats: log-likelihood - KL + log-determinant, (B, T - burn_in)."""
+        return self.log_likelihood - self.kl + self.log_abs_det
+
+
+def _clamp(log_scale: Tensor) -> Tensor:
+    return log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+
+
+class StackedLSTM(nn.Module):
+    r"""A multi-layer LSTM that advances one time step per call (LSTM cells, layer on layer).
+
+    The posterior feeds each step's sample back in, so it must step through time; cells avoid
+    the large per-call cost that ``nn.LSTM`` has for one-step sequences on CPU.
+
+    Arguments:
+        input_size: Size of the input of the first layer.
+        hidden: Units of every layer.
+        num_layers: Layers.
+    """
+
+    def __init__(self, input_size: int, hidden: int, num_layers: int) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.cells = nn.ModuleList(
+            nn.LSTMCell(input_size if index == 0 else hidden, hidden)
+            for index in range(num_layers)
+        )
+        # Learned initial (h, c) of every layer, initialised at zero.
+        self.initial = nn.Parameter(torch.zeros(2, num_layers, 1, hidden))
+
+    def start(self, batch: int) -> list[tuple[Tensor, Tensor]]:
+        """The learned initial state of every layer for ``batch`` sequences."""
+        return [
+            (self.initial[0, index].expand(batch, -1), self.initial[1, index].expand(batch, -1))
+            for index in range(self.num_layers)
+        ]
+
+    def forward(
+        self, step: Tensor, state: list[tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        r"""One time step: input (B, input_size) -> top-layer output (B, hidden), new state."""
+        new_state = []
+        for cell, layer_state in zip(self.cells, state, strict=True):
+            h, c = cell(step, layer_state)
+            new_state.append((h, c))
+            step = h
+        return step, new_state
+
+
+class LatentSequenceModel(nn.Module):
+    r"""The SLVM of Appendix B and Fig. 6 on sequences v with frames of ``event_shape``.
+
+    Arguments:
+        event_shape: (C, S, S) with S = 4 * 2^n (convolutional networks) or (D,) (MLPs).
+        latent_dim: Size of z_t (256 in the paper).
+        hidden: Units of the LSTMs and of the prior's fully connected layers (256).
+        layers: LSTM layers of the prior and of the posterior (2 for the SLVM, 1 with a flow).
+        features: Size of the encoder's output (128).
+        width: Filters of the convolutional networks' first / last layer (64).
+        mlp_hidden: Units of the vector encoder and decoder.
+        loc_map: ``"sigmoid"`` (the SLVM baseline on [0, 1] frames) or ``"linear"``.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        latent_dim: int = 256,
+        hidden: int = 256,
+        layers: int = 2,
+        features: int = 128,
+        width: int = 64,
+        mlp_hidden: int = 256,
+        loc_map: str = "linear",
+    ) -> None:
+        super().__init__()
+        if loc_map not in ("sigmoid", "linear"):
+            raise ValueError(f"loc_map must be 'sigmoid' or 'linear', got {loc_map!r}")
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.latent_dim = latent_dim
+        self.loc_map = loc_map
+        self.encoder, self.decoder = make_frame_networks(
+            self.event_shape, latent_dim, features, width, mlp_hidden
+        )
+        self.posterior_lstm = StackedLSTM(features + latent_dim, hidden, layers)
+        self.posterior_loc = nn.Linear(hidden, latent_dim)
+        self.posterior_log_scale = nn.Linear(hidden, latent_dim)
+        self.prior_input = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        self.prior_lstm = StackedLSTM(hidden, hidden, layers)
+        self.prior_loc = nn.Linear(hidden, latent_dim)
+        self.prior_log_scale = nn.Linear(hidden, latent_dim)
+
+    def encode(self, v: Tensor) -> Tensor:
+        r"""Encoder features of every frame at once: (B, T, *event_shape) -> (B, T, features)."""
+        batch, length = v.shape[:2]
+        return self.encoder(v.flatten(0, 1)).unflatten(0, (batch, length))
+
+    def infer(self, features: Tensor, generator: torch.Generator | None = None) -> Posterior:
+        r"""Samples z_{1:T} from the filtering posterior q(z_t | v_{<=t}, z_{<t}) (Eq. 19).
+
+        Arguments:
+            features: Encoded frames, with shape (B, T, features).
+            generator: Random numbers of the reparameterized samples.
+        """
+        batch, length = features.shape[:2]
+        features = features.float()
+        with torch.autocast(features.device.type, enabled=False):
+            state = self.posterior_lstm.start(batch)
+            z = features.new_zeros(batch, self.latent_dim)
+            samples, locs, log_scales = [], [], []
+            noise = torch.randn(
+                batch, length, self.latent_dim, generator=generator, device=features.device
+            )
+            for t in range(length):
+                output, state = self.posterior_lstm(torch.cat([features[:, t], z], -1), state)
+                loc = self.posterior_loc(output)
+                log_scale = _clamp(self.posterior_log_scale(output))
+                z = loc + torch.exp(log_scale) * noise[:, t]
+                samples.append(z)
+                locs.append(loc)
+                log_scales.append(log_scale)
+        return Posterior(torch.stack(samples, 1), torch.stack(locs, 1), torch.stack(log_scales, 1))
+
+    def prior(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Parameters of p(z_t | z_{<t}) for every t at once, given z_{1:T} (B, T, latent)."""
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.float()
+            previous = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], dim=1)  # z_0 = 0
+            inputs = self.prior_input(previous)  # all time steps at once
+            state = self.prior_lstm.start(z.shape[0])
+            outputs = []
+            for t in range(z.shape[1]):
+                output, state = self.prior_lstm(inputs[:, t], state)
+                outputs.append(output)
+            output = torch.stack(outputs, dim=1)
+            return self.prior_loc(output), _clamp(self.prior_log_scale(output))
+
+    def likelihood(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Loc and log-scale of p(v_t | z_t) for all frames at once: (B, T, latent) ->
+        2 x (B, T, *event_shape), in float32."""
+        batch, length = z.shape[:2]
+        loc, log_scale = self.decoder(z.flatten(0, 1))
+        loc, log_scale = loc.float(), _clamp(log_scale.float())
+        if self.loc_map == "sigmoid":
+            loc = torch.sigmoid(loc)
+        return loc.unflatten(0, (batch, length)), log_scale.unflatten(0, (batch, length))
+
+    def terms(
+        self, v: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r"""Per-frame log p(v_t | z_t) and analytic KL_t at one posterior sample.
+
+        Returns:
+            log_likelihood (B, T), kl (B, T), and the likelihood's loc and log-scale
+            (B, T, *event_shape).
+        """
+        posterior = self.infer(self.encode(v), generator)
+        prior_loc, prior_log_scale = self.prior(posterior.z)
+        kl = normal_kl(posterior.loc, posterior.log_scale, prior_loc, prior_log_scale)
+        loc, log_scale = self.likelihood(posterior.z)
+        log_likelihood = normal_log_prob(v, loc, log_scale, len(self.event_shape))
+        return log_likelihood, kl, loc, log_scale
+
+    def elbo(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""Per-frame ELBO terms log p(v_t | z_t) - KL_t (Eq. 18-19), with shape (B, T)."""
+        log_likelihood, kl, _, _ = self.terms(v, generator)
+        return log_likelihood - kl
+
+    def log_weights(
+        self, v: Tensor, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        r"""Per-frame log importance weights of ``num_samples`` posterior trajectories.
+
+        log w_t = log p(v_t | z_t) + log p(z_t | z_{<t}) - log q(z_t | v_{<=t}, z_{<t}), with
+        the densities evaluated at the samples; summed over t, their log-mean-exp over samples
+        is the importance-weighted bound (Burda et al.). Returns (B, num_samples, T).
+        """
+        batch, length = v.shape[:2]
+        features = self.encode(v)  # once: it does not depend on the samples
+        features = features.repeat_interleave(num_samples, dim=0)
+        repeated = v.repeat_interleave(num_samples, dim=0)
+        posterior = self.infer(features, generator)
+        prior_loc, prior_log_scale = self.prior(posterior.z)
+        log_prior = normal_log_prob(posterior.z, prior_loc, prior_log_scale, 1)
+        log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
+        loc, log_scale = self.likelihood(posterior.z)
+        log_likelihood = normal_log_prob(repeated, loc, log_scale, len(self.event_shape))
+        weights = log_likelihood + log_prior - log_posterior
+        return weights.view(batch, num_samples, length)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_sequences: int,
+        length: int,
+        context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Tensor:
+        r"""Samples ``length`` frames v after optional ``context`` frames.
+
+        The latents of the context come from the posterior (filtering), the new ones from the
+        prior; each new frame is the likelihood's loc plus ``temperature`` times its scale times
+        standard normal noise. Returns (B, length, *event_shape), without the context.
+        """
+        reference = self.posterior_loc.weight
+        device = reference.device
+        if context is not None and context.shape[1] > 0:
+            posterior = self.infer(self.encode(context), generator)
+            history = posterior.z
+        else:
+            history = torch.zeros(num_sequences, 0, self.latent_dim, device=device)
+        with torch.autocast(device.type, enabled=False):
+            state = self.prior_lstm.start(num_sequences)
+            previous = torch.cat(
+                [torch.zeros(num_sequences, 1, self.latent_dim, device=device), history], dim=1
+            )
+            for t in range(history.shape[1]):  # the prior's state after z_0 .. z_{c-1}
+                _, state = self.prior_lstm(self.prior_input(previous[:, t]), state)
+            z = previous[:, -1]
+            latents = []
+            for _ in range(length):
+                output, state = self.prior_lstm(self.prior_input(z), state)
+                loc = self.prior_loc(output)
+                log_scale = _clamp(self.prior_log_scale(output))
+                noise = torch.randn(loc.shape, generator=generator, device=device)
+                z = loc + torch.exp(log_scale) * noise
+                latents.append(z)
+        loc, log_scale = self.likelihood(torch.stack(latents, 1))
+        noise = torch.randn(loc.shape, generator=generator, device=device)
+        return loc + temperature * torch.exp(log_scale) * noise
+
+
+class SLVM(nn.Module):
+    r"""SLVM, optionally with a flow-based conditional likelihood (SLVM w/ M-AF, Sec. 3.3).
+
+    Arguments:
+        event_shape: Frame shape: (C, S, S) with S = 4 * 2^n, or (D,) for vector series.
+        latent_dim: Size of z_t (256).
+        num_transforms: M, the flow's transforms (0: the SLVM baseline; 1, 2: w/ 1-AF, 2-AF).
+        window: k, past frames seen by each flow transform (3).
+        hidden: LSTM and prior units (256).
+        lstm_layers: LSTM layers (None: 2 without a flow, 1 with one, as the paper).
+        features: Encoder output size (128).
+        width: Filters of the convolutional encoder and decoder (64).
+        mlp_hidden: Units of the vector encoder and decoder.
+        burn_in: Context frames of the baseline (None: ``window``, so that it scores the same
+            frames as a 1-AF); with a flow, the flow's M*k.
+        likelihood_loc: ``"sigmoid"`` or ``"linear"`` (None: sigmoid for the baseline on
+            frames, linear otherwise, as the paper).
+        conditioner, flow_hidden, scale_map, min_scale, max_scale, normalization,
+        identity_init: The flow's (see :class:`~seqflows.flows.FlowModel`).
+
+    Example:
+        >>> model = SLVM(event_shape=(3,), latent_dim=4, num_transforms=1, window=2,
+        ...              hidden=8, mlp_hidden=8, conditioner="mlp")
+        >>> x = torch.randn(2, 7, 3)
+        >>> model.elbo(x).shape, model.iwae(x, num_samples=3).shape
+        (torch.Size([2, 5]), torch.Size([2]))
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        latent_dim: int = 256,
+        num_transforms: int = 0,
+        window: int = 3,
+        hidden: int = 256,
+        lstm_layers: int | None = None,
+        features: int = 128,
+        width: int = 64,
+        mlp_hidden: int = 256,
+        burn_in: int | None = None,
+        likelihood_loc: str | None = None,
+        conditioner: str | None = None,
+        flow_hidden: int = 64,
+        scale_map: str = "clamp",
+        min_scale: float = 1e-4,
+        max_scale: float = 10.0,
+        normalization: str = "batch",
+        identity_init: bool = True,
+    ) -> None:
+        super().__init__()
+        self.event_shape = tuple(int(size) for size in event_shape)
+        if num_transforms < 0:
+            raise ValueError(f"num_transforms must be >= 0, got {num_transforms}")
+        image = len(self.event_shape) == 3
+        self.flow = None
+        if num_transforms:
+            self.flow = FlowModel(
+                self.event_shape,
+                num_transforms=num_transforms,
+                window=window,
+                conditioner=conditioner or ("conv" if image else "mlp"),
+                hidden=flow_hidden,
+                context="burn_in",
+                min_scale=min_scale,
+                max_scale=max_scale,
+                scale_map=scale_map,
+                normalization=normalization,
+                identity_init=identity_init,
+            )
+            if burn_in is not None and burn_in != self.flow.burn_in:
+                raise ValueError(
+                    f"with a flow the context is the flow's num_transforms * window = "
+                    f"{self.flow.burn_in} frames, got burn_in={burn_in}"
+                )
+        self._burn_in = (
+            self.flow.burn_in if self.flow else (window if burn_in is None else burn_in)
+        )
+        if likelihood_loc is None:
+            likelihood_loc = "sigmoid" if image and not num_transforms else "linear"
+        self.latent = LatentSequenceModel(
+            self.event_shape,
+            latent_dim=latent_dim,
+            hidden=hidden,
+            layers=lstm_layers or (1 if num_transforms else 2),
+            features=features,
+            width=width,
+            mlp_hidden=mlp_hidden,
+            loc_map=likelihood_loc,
+        )
+
+    @property
+    def burn_in(self) -> int:
+        """Context frames that are not scored (M*k with a flow)."""
+        return self._burn_in
+
+    @property
+    def num_transforms(self) -> int:
+        """M, the number of flow transforms (0 for the baseline)."""
+        return 0 if self.flow is None else self.flow.num_transforms
+
+    def _modelled(self, x: Tensor) -> tuple[Tensor, FlowOutput | None]:
+        """The sequence the latent model sees, and the flow's outputs."""
+        _check_sequence(x, self.event_shape, "x")
+        if x.shape[1] <= self.burn_in:
+            raise ValueError(
+                f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
+                f"first {self.burn_in} frames as context"
+            )
+        if self.flow is None:
+            return x, None
+        out = self.flow.normalize(x)
+        return out.noise, out
+
+    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> ELBOTerms:
+        r"""The terms of Eq. 20 for each scored frame, at one posterior sample.
+
+        Arguments:
+            x: Sequences, with shape (B, T, *event_shape).
+            generator: Random numbers of the posterior sample.
+        """
+        v, flow = self._modelled(x)
+        log_likelihood, kl, loc, log_scale = self.latent.terms(v, generator)
+        start = log_likelihood.shape[1] - (x.shape[1] - self.burn_in)  # baseline: drop context
+        return ELBOTerms(
+            log_likelihood=log_likelihood[:, start:],
+            kl=kl[:, start:],
+            log_abs_det=flow.log_abs_det.float() if flow else torch.zeros_like(kl[:, start:]),
+            flow=flow,
+            likelihood_loc=loc[:, start:],
+            likelihood_scale=torch.exp(log_scale[:, start:]),
+        )
+
+    def elbo(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""Per-frame ELBO in nats of the scored frames (Eq. 20), with shape (B, T - burn_in).
+
+        log-likelihood - KL + log-determinant; ``-model.elbo(x).mean()`` is the paper's loss.
+        """
+        return self.elbo_terms(x, generator).elbo
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Same as :meth:`elbo`."""
+        return self.elbo(x)
+
+    def iwae(
+        self,
+        x: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+    ) -> Tensor:
+        r"""Importance-weighted bound on log p(x_scored | x_context), with shape (B,).
+
+        log (1/K) sum_k prod_t w_t^k over the scored frames, plus the flow's log-determinant.
+        K = 1 is an unbiased estimate of the summed ELBO; the bound grows with K towards the
+        log-likelihood (Burda et al., 2016). For the baseline, the latents of the context frames
+        come from the posterior: the bound is on the conditional density that this defines.
+
+        Arguments:
+            x: Sequences, with shape (B, T, *event_shape).
+            num_samples: K.
+            generator: Random numbers of the samples.
+            chunk: Samples per pass (memory); None: all K at once.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        v, flow = self._modelled(x)
+        scored = x.shape[1] - self.burn_in
+        totals = []
+        remaining = num_samples
+        while remaining > 0:
+            size = remaining if chunk is None else min(chunk, remaining)
+            weights = self.latent.log_weights(v, size, generator)
+            totals.append(weights[:, :, weights.shape[2] - scored :].sum(-1))
+            remaining -= size
+        log_weights = torch.cat(totals, dim=1)  # (B, K)
+        bound = torch.logsumexp(log_weights, dim=1) - torch.log(
+            log_weights.new_tensor(float(num_samples))
+        )
+        if flow is not None:
+            bound = bound + flow.log_abs_det.float().sum(1)
+        return bound
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_sequences: int,
+        length: int,
+        context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Tensor:
+        r"""Samples ``length`` new frames after ``context`` (real frames: prediction).
+
+        With a flow, y is sampled from the latent model and mapped through the flow step by
+        step (Eq. 5), which needs at least M*k context frames. Without one, the context's latents
+        come from the filtering posterior and the new ones from the prior. ``temperature`` scales
+        the likelihood's noise (0: its loc). Returns (B, length, *event_shape).
+        """
+        if context is not None:
+            _check_sequence(context, self.event_shape, "context")
+            if context.shape[0] != num_sequences:
+                raise ValueError(
+                    f"num_sequences is {num_sequences} but context has {context.shape[0]}"
+                )
+        if self.flow is None:
+            return self.latent.sample(num_sequences, length, context, generator, temperature)
+        if context is None or context.shape[1] < self.flow.burn_in:
+            raise ValueError(
+                f"this model needs {self.flow.burn_in} context frames (num_transforms * window)"
+            )
+        noise = self.latent.sample(num_sequences, length, None, generator, temperature)
+        generated = self.flow.generate(noise.to(context.dtype), context)
+        return generated[:, context.shape[1] :]

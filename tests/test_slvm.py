@@ -1,0 +1,221 @@
+"""Sequential latent variable models: bounds, KL, flow objective, causality, sizes, sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seqflows.distributions import normal_kl, normal_log_prob
+from seqflows.networks import ConvDecoder, ConvEncoder
+from seqflows.slvm import SLVM
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def small_vector_model(num_transforms: int = 0, **kwargs) -> SLVM:
+    torch.manual_seed(0)
+    model = SLVM(
+        (3,),
+        latent_dim=4,
+        num_transforms=num_transforms,
+        window=2,
+        hidden=16,
+        mlp_hidden=16,
+        conditioner="mlp",
+        identity_init=False,
+        **kwargs,
+    )
+    return model.eval()
+
+
+def small_image_model(num_transforms: int = 0) -> SLVM:
+    torch.manual_seed(0)
+    model = SLVM(
+        (1, 8, 8),
+        latent_dim=4,
+        num_transforms=num_transforms,
+        window=1,
+        hidden=8,
+        features=8,
+        width=4,
+        flow_hidden=4,
+        identity_init=False,
+    )
+    with torch.no_grad():  # BatchNorm statistics that are not the identity
+        model.train()(torch.rand(4, 5, 1, 8, 8))
+    return model.eval()
+
+
+def test_parameter_counts_are_near_table_2():
+    # Paper, Table 2 (Moving MNIST): SLVM 11,302k, SLVM w/ 1-AF 10,592k.
+    baseline = sum(p.numel() for p in SLVM((1, 64, 64)).parameters())
+    with_flow = sum(p.numel() for p in SLVM((1, 64, 64), num_transforms=1).parameters())
+    assert baseline == pytest.approx(11_302_000, rel=0.005)
+    assert with_flow == pytest.approx(10_592_000, rel=0.005)
+    assert SLVM((1, 64, 64)).latent.posterior_lstm.num_layers == 2
+    assert SLVM((1, 64, 64), num_transforms=1).latent.posterior_lstm.num_layers == 1
+
+
+@pytest.mark.parametrize("size", [8, 32, 64])
+def test_conv_encoder_and_decoder_shapes(size):
+    encoder, decoder = (
+        ConvEncoder((3, size, size), features=16, width=4),
+        ConvDecoder((3, size, size), latent_dim=5, width=4),
+    )
+    assert encoder(torch.rand(2, 3, size, size)).shape == (2, 16)
+    loc, log_scale = decoder(torch.randn(2, 5))
+    assert loc.shape == log_scale.shape == (2, 3, size, size)
+    with pytest.raises(ValueError, match="side 4 \\* 2\\^n"):
+        ConvEncoder((1, 48, 48))
+
+
+def test_analytic_kl_equals_a_monte_carlo_estimate():
+    torch.manual_seed(0)
+    loc_q, log_scale_q = torch.randn(5), 0.3 * torch.randn(5)
+    loc_p, log_scale_p = torch.randn(5), 0.3 * torch.randn(5)
+    z = loc_q + torch.exp(log_scale_q) * torch.randn(400_000, 5, dtype=torch.float64)
+    samples = normal_log_prob(z, loc_q, log_scale_q, 1) - normal_log_prob(z, loc_p, log_scale_p, 1)
+    analytic = normal_kl(loc_q, log_scale_q, loc_p, log_scale_p)
+    error = samples.std() / math.sqrt(len(samples))
+    assert abs(float(samples.mean() - analytic)) < 4 * float(error)
+    q = torch.distributions.Normal(loc_q, torch.exp(log_scale_q))
+    p = torch.distributions.Normal(loc_p, torch.exp(log_scale_p))
+    torch.testing.assert_close(analytic, torch.distributions.kl_divergence(q, p).sum())
+
+
+def test_elbo_terms_recombine_and_match_a_sampled_kl():
+    model = small_vector_model()
+    x = torch.randn(2, 6, 3)
+    terms = model.elbo_terms(x, generator(1))
+    torch.testing.assert_close(model.elbo(x, generator(1)), terms.log_likelihood - terms.kl)
+    assert terms.elbo.shape == (2, 6 - model.burn_in)
+    # The per-frame importance weights at K samples average to the ELBO: log q - log p of the
+    # sampled z estimates the analytic KL.
+    weights = model.latent.log_weights(x, 4000, generator(2)).mean(1)[:, model.burn_in :]
+    full = torch.stack([model.elbo(x, generator(seed)) for seed in range(200)]).mean(0)
+    torch.testing.assert_close(weights, full, atol=0.15, rtol=0)
+
+
+def test_iwae_with_one_sample_is_the_summed_elbo_in_expectation():
+    model = small_vector_model()
+    x = torch.randn(3, 6, 3)
+    copies = x.repeat(2000, 1, 1)  # 2000 independent samples of each sequence in one batch
+    iwae = model.iwae(copies, 1, generator(0)).view(2000, 3)
+    elbo = model.elbo(copies, generator(1)).sum(1).view(2000, 3)
+    error = torch.sqrt(iwae.var(0) / 2000 + elbo.var(0) / 2000)
+    assert torch.all((iwae.mean(0) - elbo.mean(0)).abs() < 4 * error)
+    # The two estimates differ sample by sample (sampled vs analytic KL): not a tautology.
+    assert float((iwae - elbo).abs().mean()) > 0.01
+
+
+def test_iwae_bound_grows_with_the_number_of_samples():
+    model = small_vector_model()
+    x = torch.randn(4, 6, 3)
+    means = {
+        k: torch.stack([model.iwae(x, k, generator(seed)) for seed in range(40)]).mean()
+        for k in (1, 4, 32)
+    }
+    assert means[1] < means[4] < means[32]
+    chunked = model.iwae(x, 32, generator(7), chunk=5)
+    assert torch.isfinite(chunked).all() and chunked.shape == (4,)
+
+
+@pytest.mark.parametrize("num_transforms", [1, 2])
+def test_flow_objective_is_the_latent_objective_on_y_plus_the_log_determinant(num_transforms):
+    model = small_vector_model(num_transforms)
+    x = torch.randn(2, 8, 3)
+    out = model.flow.normalize(x)
+    expected = model.latent.elbo(out.noise, generator(3)) + out.log_abs_det
+    torch.testing.assert_close(model.elbo(x, generator(3)), expected, rtol=0, atol=0)
+    latent_bound = torch.logsumexp(model.latent.log_weights(out.noise, 5, generator(4)).sum(2), 1)
+    expected_bound = latent_bound - math.log(5) + out.log_abs_det.sum(1)
+    torch.testing.assert_close(model.iwae(x, 5, generator(4)), expected_bound)
+    assert model.elbo(x).shape == (2, 8 - num_transforms * 2)
+
+
+def test_image_model_with_flow_objective_and_shapes():
+    model = small_image_model(num_transforms=1)
+    x = torch.rand(2, 5, 1, 8, 8)
+    terms = model.elbo_terms(x, generator(0))
+    torch.testing.assert_close(
+        terms.elbo,
+        model.latent.elbo(terms.flow.noise, generator(0)) + terms.flow.log_abs_det,
+        rtol=0,
+        atol=0,
+    )
+    assert terms.likelihood_loc.shape == (2, 4, 1, 8, 8)
+    assert model.latent.loc_map == "linear"
+    assert small_image_model(0).latent.loc_map == "sigmoid"
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_filtering_posterior_is_causal(num_transforms):
+    model = small_image_model(num_transforms)
+    x = torch.rand(1, 6, 1, 8, 8)
+    v = x if model.flow is None else model.flow.normalize(x).noise
+    before = model.latent.infer(model.latent.encode(v), generator(5))
+    changed = x.clone()
+    changed[:, 4:] = torch.rand(1, 2, 1, 8, 8)
+    w = changed if model.flow is None else model.flow.normalize(changed).noise
+    after = model.latent.infer(model.latent.encode(w), generator(5))
+    last = v.shape[1] - 2  # frames of v that come before the change
+    torch.testing.assert_close(before.z[:, :last], after.z[:, :last], rtol=0, atol=0)
+    torch.testing.assert_close(before.loc[:, :last], after.loc[:, :last], rtol=0, atol=0)
+    assert not torch.allclose(before.loc[:, last:], after.loc[:, last:])
+
+
+def test_baseline_scores_the_frames_after_its_context():
+    model = small_vector_model(burn_in=2)
+    x = torch.randn(2, 7, 3)
+    full = model.latent.elbo(x, generator(0))
+    torch.testing.assert_close(model.elbo(x, generator(0)), full[:, 2:], rtol=0, atol=0)
+    assert small_vector_model().burn_in == 2  # default: the window
+    assert small_vector_model(burn_in=0).elbo(x).shape == (2, 7)
+
+
+def test_encoder_and_decoder_see_all_frames_in_one_call():
+    model = small_image_model(0)
+    calls = []
+    model.latent.encoder.register_forward_hook(lambda m, i, o: calls.append(("enc", i[0].shape)))
+    model.latent.decoder.register_forward_hook(lambda m, i, o: calls.append(("dec", i[0].shape)))
+    model.elbo(torch.rand(3, 5, 1, 8, 8))
+    assert calls == [("enc", (15, 1, 8, 8)), ("dec", (15, 4))]
+
+
+def test_every_parameter_gets_a_gradient():
+    model = small_image_model(1).train()
+    (-model.elbo(torch.rand(2, 5, 1, 8, 8)).mean()).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+
+
+def test_sampling_shapes_context_and_errors():
+    baseline = small_image_model(0)
+    context = torch.rand(2, 3, 1, 8, 8)
+    assert baseline.sample(2, 4, generator=generator(0)).shape == (2, 4, 1, 8, 8)
+    predicted = baseline.sample(2, 4, context=context, generator=generator(0))
+    assert predicted.shape == (2, 4, 1, 8, 8) and torch.isfinite(predicted).all()
+    again = baseline.sample(2, 4, context=context, generator=generator(0))
+    torch.testing.assert_close(predicted, again)
+    flow = small_image_model(1)
+    assert flow.sample(2, 3, context=context[:, :1]).shape == (2, 3, 1, 8, 8)
+    mean = flow.sample(2, 3, context=context[:, :1], generator=generator(1), temperature=0.0)
+    mean_again = flow.sample(2, 3, context=context[:, :1], generator=generator(2), temperature=0)
+    assert not torch.allclose(mean, mean_again)  # the latents are still sampled
+    with pytest.raises(ValueError, match="needs 1 context frames"):
+        flow.sample(2, 3)
+    with pytest.raises(ValueError, match="leave nothing to score"):
+        flow.elbo(context[:, :1])
+
+
+def test_mixed_precision_keeps_the_bound_in_float32():
+    model = small_image_model(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        elbo = model.elbo(torch.rand(2, 5, 1, 8, 8), generator(0))
+        bound = model.iwae(torch.rand(2, 5, 1, 8, 8), 3, generator(0))
+    assert elbo.dtype == bound.dtype == torch.float32
+    assert torch.isfinite(elbo).all() and torch.isfinite(bound).all()
