@@ -424,3 +424,13 @@ def test_slvm_train_evaluate_sample_and_visualize(tmp_path, capsys, num_transfor
     for name in ("samples.gif", "samples.png", "flow_rows.png"):
         assert (figures / name).stat().st_size > 1000, name
     assert torch.load(figures / "samples.pt")["predicted"].shape == (2, 3, 1, 8, 8)
+
+
+def test_bair_and_kth_configurations_follow_appendix_b():
+    for dataset, channels, steps in (("bair", 3, 200_000), ("kth", 1, 90_000)):
+        for model in ("1af", "2af", "slvm", "slvm_1af"):
+            config = load_config(CONFIGS / f"{dataset}_{model}.yaml")
+            assert config.data.dataset == "store" and config.data.channels == channels
+            assert (config.train.batch_size, config.train.max_steps) == (8, steps)
+            assert config.data.length == (16 if model == "2af" else 13)
+            assert config.model.type == ("slvm" if "slvm" in model else "flow")

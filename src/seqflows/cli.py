@@ -5,6 +5,7 @@ Subcommands:
     evaluate   nats per pixel per channel (and bits/dim) of a checkpoint on fixed sequences
     sample     samples and video predictions of a checkpoint, as GIF and PNG
     visualize  the paper's Fig. 4 / Fig. 9 rows (x, shift, scale, noise) and training curves
+    convert    BAIR, KTH, your videos, frames or time series into a store (uint8 shards)
     download   MNIST digits for Moving MNIST, checksummed
     motion     the motivating example of Sec. 3.1 (trains three small flows in seconds)
 
@@ -28,7 +29,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``seqflows`` command and its subcommands."""
-    from .app import commands
+    from .app import commands, convert
 
     parser = argparse.ArgumentParser(
         prog="seqflows",
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
             commands.run_visualize,
         ),
         (
+            "convert",
+            "convert BAIR, KTH, your videos or time series into a store for training",
+            convert.add_convert_arguments,
+            convert.run_convert,
+        ),
+        (
             "download",
             "download MNIST digits (checksummed) for data.dataset=moving_mnist",
             commands.add_download_arguments,
@@ -70,11 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ]
     for name, summary, add_arguments, handler in table:
-        run = getattr(commands, f"run_{name}")
         sub = subcommands.add_parser(
             name,
             help=summary,
-            description=f"{summary}.\n\n{run.__doc__ or ''}",
+            description=f"{summary}.\n\n{handler.__doc__ or ''}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_arguments(sub)

@@ -31,7 +31,7 @@ __all__ = [
     "load_config",
 ]
 
-DATASETS = ("bouncing_balls", "moving_mnist", "moving_mnist_file", "array")
+DATASETS = ("bouncing_balls", "moving_mnist", "moving_mnist_file", "array", "store")
 NOISES = ("gaussian", "uniform", "none")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "64")
 
@@ -48,7 +48,8 @@ class DataConfig:
         dataset: ``bouncing_balls`` (rendered on the fly, no download), ``moving_mnist``
             (two MNIST digits bouncing, rendered on the fly from an IDX digits file),
             ``moving_mnist_file`` (the standard ``mnist_test_seq.npy``, the paper's data) or
-            ``array`` (a uint8 .npy/.npz of shape (N, T, C, H, W), (N, T, H, W) or (N, T, D)).
+            ``array`` (a uint8 .npy/.npz of shape (N, T, C, H, W), (N, T, H, W) or (N, T, D))
+            or ``store`` (a folder written by ``seqflows convert``: BAIR, KTH, your videos).
         path: The data file: ``mnist_test_seq.npy``, the MNIST images IDX file (None: download
             ``train-images-idx3-ubyte.gz`` into ``root``) or the array.
         root: Folder for downloaded files.
@@ -94,7 +95,7 @@ class DataConfig:
     def validate(self) -> None:
         _check_choice("data.dataset", self.dataset, DATASETS)
         _check_choice("data.noise", self.noise, NOISES)
-        if self.dataset in ("moving_mnist_file", "array") and self.path is None:
+        if self.dataset in ("moving_mnist_file", "array", "store") and self.path is None:
             raise ConfigError(f"data.path is required for data.dataset={self.dataset}")
         for name in ("train_digits", "validation_digits", "test_digits"):
             value = getattr(self, name)

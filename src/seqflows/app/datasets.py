@@ -8,6 +8,7 @@ Splits, by ``data.dataset``:
 | ``moving_mnist`` | rendered from ``train_digits`` | ``validation_digits`` | ``test_digits`` |
 | ``bouncing_balls`` | rendered on the fly | own seed stream | own seed stream |
 | ``array`` | the rest | the V before the test part | the last ``test_sequences`` |
+| ``store`` | the store's splits (``seqflows convert``) | | |
 
 V is ``data.validation_sequences``. Training crops and noise come from ``train.seed``; the fixed
 sets draw theirs from ``data.seed``, so evaluation is deterministic (the authors' was not).
@@ -30,6 +31,7 @@ from ..data import (
     load_moving_mnist_file,
     mnist,
 )
+from ..data.store import StoreSource
 from .config import Config, ConfigError, DataConfig
 
 __all__ = [
@@ -64,6 +66,10 @@ def build_source(data: DataConfig, split: str) -> Any:
             _existing(data.path, "the standard Moving MNIST file mnist_test_seq.npy"),
             split,
             validation=data.validation_sequences,
+        )
+    if data.dataset == "store":
+        return StoreSource(
+            _existing(data.path, "a store folder written by seqflows convert"), split
         )
     array = load_array(_existing(data.path, "a uint8 array of sequences"))
     count = array.shape[0]
@@ -123,7 +129,7 @@ def evaluation_set(config: Config, split: str, count: int | None = None) -> Fixe
     """
     source = build_source(config.data, split)
     event_shape_of(source, config)
-    if count is None and isinstance(source, ArraySource):
+    if count is None and not hasattr(source, "render"):  # a file or a store: all of it
         count = len(source)
     elif count is None:
         data = config.data

@@ -2,11 +2,17 @@ r"""Data: sequence generators and datasets. One module per dataset.
 
 :mod:`.sequences` holds what every dataset shares (sources, reproducible training and
 evaluation datasets, samplers); :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` and
-:mod:`.motion` (Sec. 3.1) are the datasets; :mod:`.linear_gaussian` is a state-space model with an
-exact log-likelihood (Kalman filter) for testing latent variable models.
+:mod:`.motion` (Sec. 3.1), :mod:`.bair` (with :mod:`.tfrecord`), :mod:`.kth` and :mod:`.folder`
+(with :mod:`.video`) are the datasets; :mod:`.store` holds converted data; and
+:mod:`.linear_gaussian` is a state-space model with an exact log-likelihood (Kalman filter) for
+testing latent variable models.
 """
 
+from . import bair, folder, kth, tfrecord, video
+from .bair import convert_bair
 from .bouncing_balls import BouncingBalls
+from .folder import convert_folder, convert_series
+from .kth import convert_kth
 from .linear_gaussian import (
     LinearGaussianSSM,
     kalman_log_prob,
@@ -46,6 +52,15 @@ from .sequences import (
     load_array,
     split_indices,
 )
+from .store import (
+    ShardData,
+    StoreError,
+    StoreSource,
+    StoreWriter,
+    convert_shards,
+    open_dataset,
+    read_manifest,
+)
 
 __all__ = [
     "MNIST_FILES",
@@ -62,24 +77,40 @@ __all__ = [
     "LinearGaussianSSM",
     "MotionSequences",
     "MovingMNIST",
+    "ShardData",
     "Simulator",
+    "StoreError",
+    "StoreSource",
+    "StoreWriter",
     "StreamSampler",
     "TrainingSequences",
     "bounce",
+    "bair",
     "check_frames",
+    "convert_bair",
+    "convert_folder",
+    "convert_kth",
+    "convert_series",
+    "convert_shards",
     "download_mnist",
+    "folder",
     "frames_to_unit_interval",
     "item_rng",
     "kalman_log_prob",
     "kalman_log_prob_per_frame",
+    "kth",
     "load_array",
     "load_digits",
     "load_moving_mnist_file",
     "md5sum",
     "motion_log_prob",
     "moving_mnist_split",
+    "open_dataset",
     "read_idx",
+    "read_manifest",
     "simulate_linear_gaussian",
     "simulate_motion",
     "split_indices",
+    "tfrecord",
+    "video",
 ]

@@ -306,14 +306,19 @@ def item_rng(seed: int, stream: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(stream.encode()), int(index)])
 
 
+def _stored(source: Any) -> bool:
+    """Whether ``source`` holds its sequences (ArraySource, a store split) or renders them."""
+    return isinstance(source, ArraySource) or hasattr(source, "lengths")
+
+
 def _check_source(source: Any, length: int) -> int:
-    """Validates a source and a crop length; returns the number of frames available."""
-    if not isinstance(source, (ArraySource, Simulator)):
+    """Validates a source and a crop length; returns the frames of its shortest sequence."""
+    if not (_stored(source) or isinstance(source, Simulator)):
         raise TypeError(
-            f"source must be an ArraySource or a simulator (with frame_shape, num_frames and "
-            f"render(rng)), got {type(source).__name__}"
+            f"source must be an ArraySource, a store split or a simulator (with frame_shape, "
+            f"num_frames and render(rng)), got {type(source).__name__}"
         )
-    name = source.name if isinstance(source, ArraySource) else repr(source)
+    name = source.name if _stored(source) else repr(source)
     available = int(source.num_frames)
     if length < 1 or length > available:
         raise ValueError(
@@ -393,12 +398,12 @@ class TrainingSequences(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"item {i} out of range 0..{len(self) - 1}")
         rng = item_rng(self.seed, "train", i)
-        if isinstance(self.source, ArraySource):
+        if _stored(self.source):
             epoch, place = divmod(i, len(self.source))
             frames = self.source[int(self.permutation(epoch)[place])]
         else:
             frames = self.source.render(rng)
-        start = _crop_start(rng, self.available, self.length, "random")
+        start = _crop_start(rng, len(frames), self.length, "random")  # lengths may differ
         return frames_to_unit_interval(frames[start : start + self.length], self.noise, rng)
 
 
@@ -441,7 +446,7 @@ class FixedSequences(Dataset):
             raise ValueError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
         if crop not in CROPS:
             raise ValueError(f"unknown crop {crop!r}: choose one of {', '.join(CROPS)}")
-        if isinstance(source, ArraySource):
+        if _stored(source):
             count = len(source) if count is None else count
             if not 1 <= count <= len(source):
                 raise ValueError(
@@ -474,11 +479,11 @@ class FixedSequences(Dataset):
         if not 0 <= j < self.count:
             raise IndexError(f"item {j} out of range 0..{self.count - 1}")
         rng = item_rng(self.seed, self.stream, j)
-        if isinstance(self.source, ArraySource):
+        if _stored(self.source):
             frames = self.source[j]
         else:
             frames = self.source.render(rng)
-        start = _crop_start(rng, self.available, self.length, self.crop)
+        start = _crop_start(rng, len(frames), self.length, self.crop)
         return frames[start : start + self.length], start, rng
 
     def raw(self, j: int) -> tuple[np.ndarray, int]:

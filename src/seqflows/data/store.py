@@ -1,0 +1,389 @@
+r"""One store for converted datasets: uint8 shards plus a manifest, written atomically, resumable.
+
+Layout of a store folder::
+
+    manifest.json                     what is in the store (below)
+    <split>/<shard>.frames.npy        uint8 (F, *frame_shape): the frames of the shard's sequences,
+                                      one after the other (memory-mappable)
+    <split>/<shard>.arrays.npz        optional per-frame arrays (e.g. BAIR actions), (F, ...) each
+
+``manifest.json`` holds the converter and its version, the frame shape, the options of the
+conversion, and for every split its shards in order: name, source files, the length of each of
+its sequences and each sequence's metadata (e.g. KTH person, action, scenario). Sequences may have
+different lengths (KTH); frames of one store all have one shape, (C, H, W) or (D,).
+
+A shard is the unit of work: :func:`convert_shards` computes shards in worker processes, writes
+each one through a temporary file and a rename, and then rewrites the manifest atomically, so an
+interrupted conversion leaves only complete shards, and running it again skips them.
+:func:`open_dataset` reads a split as a torch Dataset of uint8 sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = [
+    "MANIFEST",
+    "ShardData",
+    "StoreError",
+    "StoreSource",
+    "StoreWriter",
+    "convert_shards",
+    "open_dataset",
+    "read_manifest",
+]
+
+MANIFEST = "manifest.json"
+FORMAT = "seqflows-store/1"
+
+
+class StoreError(ValueError):
+    """A store that cannot be used: missing or corrupt manifest or shard, mixed frame shapes."""
+
+
+@dataclass
+class ShardData:
+    r"""The converted sequences of one shard.
+
+    Attributes:
+        sequences: uint8 arrays, each (T_i, *frame_shape).
+        metadata: One JSON-ready dict per sequence (e.g. ``{"person": 1, "action": "boxing"}``).
+        arrays: Optional per-frame arrays by name, each a list of (T_i, ...) arrays.
+        sources: The source files of the shard.
+        skipped: Reports of what was skipped (e.g. a corrupt record: file, offset, reason).
+    """
+
+    sequences: list[np.ndarray]
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _write_atomically(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, mode) as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)  # mkstemp makes files private: respect the umask
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a store, checked; raises :class:`StoreError` naming the file."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"not a seqflows store (no {MANIFEST}): {Path(root)}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StoreError(f"{path}: corrupt manifest ({error})") from None
+    if manifest.get("format") != FORMAT:
+        raise StoreError(f"{path}: not a seqflows store manifest (format {FORMAT!r} expected)")
+    return manifest
+
+
+class StoreWriter:
+    r"""Writes shards into a store folder and keeps its manifest up to date.
+
+    Arguments:
+        root: The store folder (created).
+        converter: Name of the converter (``bair``, ``kth``, ``folder``, ``series``, ...).
+        version: Version of the converter; a store written by another version is not resumed.
+        frame_shape: Shape of every frame, (C, H, W) or (D,).
+        options: The conversion's options (recorded; a resume with other options is refused).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        converter: str,
+        version: int,
+        frame_shape: Sequence[int],
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.frame_shape = [int(size) for size in frame_shape]
+        header = {
+            "format": FORMAT,
+            "converter": converter,
+            "converter_version": version,
+            "frame_shape": self.frame_shape,
+            "dtype": "uint8",
+            "options": options or {},
+        }
+        if (self.root / MANIFEST).is_file():
+            self.manifest = read_manifest(self.root)
+            stored = {key: self.manifest.get(key) for key in header}
+            if stored != json.loads(json.dumps(header)):
+                raise StoreError(
+                    f"{self.root}: holds a store written with other settings "
+                    f"({ {k: v for k, v in stored.items() if v != header[k]} }); "
+                    "convert into another folder or delete this one"
+                )
+        else:
+            self.manifest = {**header, "splits": {}, "skipped": []}
+
+    def done(self, split: str, name: str) -> bool:
+        """Whether shard ``name`` of ``split`` is complete (listed and its files present)."""
+        for shard in self.manifest["splits"].get(split, []):
+            if shard["name"] == name:
+                files = [f"{name}.frames.npy"] + (
+                    [f"{name}.arrays.npz"] if shard["arrays"] else []
+                )
+                return all((self.root / split / file).is_file() for file in files)
+        return False
+
+    def write_shard(self, split: str, name: str, data: ShardData) -> None:
+        r"""Checks one shard, writes it atomically, then records it in the manifest.
+
+        A shard that produced no sequence but reports skips (say, an unreadable video) is not
+        recorded as done: its reports go into the manifest and a later run tries it again.
+        """
+        reports = [f"[{split}/{name}] {report}" for report in data.skipped]
+        kept = [s for s in self.manifest["skipped"] if not s.startswith(f"[{split}/{name}]")]
+        self.manifest["skipped"] = sorted(kept + reports)
+        if not data.sequences and data.skipped:
+            self.save()
+            return
+        lengths = self._check(name, data)
+        folder = self.root / split
+        frames = (
+            np.concatenate(data.sequences)
+            if data.sequences
+            else np.zeros((0, *self.frame_shape), np.uint8)
+        )
+        _write_atomically(folder / f"{name}.frames.npy", lambda stream: np.save(stream, frames))
+        arrays = {key: values for key, values in data.arrays.items() if values}
+        if arrays:
+            joined = {key: np.concatenate(values) for key, values in arrays.items()}
+            _write_atomically(
+                folder / f"{name}.arrays.npz", lambda stream: np.savez(stream, **joined)
+            )
+        shards = [s for s in self.manifest["splits"].setdefault(split, []) if s["name"] != name]
+        shards.append(
+            {
+                "name": name,
+                "sources": list(data.sources),
+                "lengths": lengths,
+                "metadata": data.metadata or [{} for _ in lengths],
+                "arrays": sorted(arrays),
+            }
+        )
+        shards.sort(key=lambda shard: shard["name"])
+        self.manifest["splits"][split] = shards
+        self.save()
+
+    def _check(self, name: str, data: ShardData) -> list[int]:
+        """The sequence lengths of a shard, after checking dtype, shapes, metadata, arrays."""
+        lengths = []
+        for index, sequence in enumerate(data.sequences):
+            if sequence.dtype != np.uint8:
+                raise StoreError(f"shard {name}: sequence {index} is {sequence.dtype}, not uint8")
+            if list(sequence.shape[1:]) != self.frame_shape:
+                raise StoreError(
+                    f"shard {name} ({', '.join(data.sources) or 'no source'}): sequence {index} "
+                    f"has frames of shape {tuple(sequence.shape[1:])}, the store "
+                    f"{tuple(self.frame_shape)}; resize or crop all frames to one size"
+                )
+            lengths.append(int(sequence.shape[0]))
+        if data.metadata and len(data.metadata) != len(lengths):
+            raise StoreError(
+                f"shard {name}: {len(data.metadata)} metadata for {len(lengths)} sequences"
+            )
+        for key, values in data.arrays.items():
+            if values and [len(value) for value in values] != lengths:
+                raise StoreError(f"shard {name}: array {key!r} does not match the sequences")
+        return lengths
+
+    def save(self) -> None:
+        """Rewrites the manifest atomically (splits in name order: independent of workers)."""
+        self.manifest["splits"] = dict(sorted(self.manifest["splits"].items()))
+        text = json.dumps(self.manifest, indent=1)
+        _write_atomically(self.root / MANIFEST, lambda stream: stream.write(text), mode="w")
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Sequences and frames per split."""
+        return {
+            split: {
+                "sequences": sum(len(s["lengths"]) for s in shards),
+                "frames": sum(sum(s["lengths"]) for s in shards),
+            }
+            for split, shards in sorted(self.manifest["splits"].items())
+        }
+
+
+def convert_shards(
+    writer: StoreWriter,
+    tasks: Iterable[tuple[str, str, Any]],
+    work: Callable[[Any], ShardData],
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, int]]:
+    r"""Runs ``work(argument)`` for every (split, shard name, argument) not yet done.
+
+    Shards are computed in ``workers`` processes (``work`` must be a module-level function) and
+    written by this process as they complete, so the store is consistent after an interruption
+    and a second call continues where the first stopped.
+
+    Returns:
+        Sequences and frames per split (:meth:`StoreWriter.summary`).
+    """
+    pending = [(split, name, argument) for split, name, argument in tasks]
+    pending = [task for task in pending if not writer.done(task[0], task[1])]
+    report = progress or (lambda message: None)
+    if workers <= 1:
+        for count, (split, name, argument) in enumerate(pending, 1):
+            writer.write_shard(split, name, work(argument))
+            report(f"{count}/{len(pending)} {split}/{name}")
+    else:
+        pool = ProcessPoolExecutor(workers)
+        try:
+            futures = {
+                pool.submit(work, argument): (split, name) for split, name, argument in pending
+            }
+            for count, future in enumerate(_as_completed(futures), 1):
+                split, name = futures[future]
+                writer.write_shard(split, name, future.result())
+                report(f"{count}/{len(pending)} {split}/{name}")
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # stop at the first failure
+            raise
+        pool.shutdown()
+    return writer.summary()
+
+
+def _as_completed(futures: dict[Any, Any]) -> Iterator[Any]:
+    from concurrent.futures import as_completed
+
+    return as_completed(futures)
+
+
+class StoreSource:
+    r"""The sequences of one split of a store, memory-mapped: a source for the datasets.
+
+    ``source[n]`` is a uint8 array (T_n, *frame_shape); ``lengths[n]`` is T_n. Sequences keep
+    the order of the manifest (shards sorted by name).
+
+    Arguments:
+        root: The store folder.
+        split: ``train``, ``validation``, ``test`` or any split the converter wrote.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str) -> None:
+        self.root = Path(root)
+        manifest = read_manifest(self.root)
+        if split not in manifest["splits"]:
+            raise StoreError(
+                f"{self.root}: no split {split!r}; the store has "
+                f"{', '.join(sorted(manifest['splits'])) or 'none'}"
+            )
+        self.split = split
+        self.name = f"{self.root} [{split}]"
+        self.frame_shape = tuple(manifest["frame_shape"])
+        self.shards = manifest["splits"][split]
+        self.lengths = [length for shard in self.shards for length in shard["lengths"]]
+        self.metadata = [item for shard in self.shards for item in shard["metadata"]]
+        self._index = [  # (shard, first frame, length) of every sequence
+            (position, int(start), length)
+            for position, shard in enumerate(self.shards)
+            for start, length in zip(
+                np.cumsum([0, *shard["lengths"][:-1]]), shard["lengths"], strict=True
+            )
+        ]
+        self._frames: dict[int, np.ndarray] = {}
+
+    @property
+    def num_sequences(self) -> int:
+        """Number of sequences."""
+        return len(self.lengths)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of the shortest sequence (every crop must fit in it)."""
+        return min(self.lengths) if self.lengths else 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def _shard(self, position: int) -> np.ndarray:
+        if position not in self._frames:
+            path = self.root / self.split / f"{self.shards[position]['name']}.frames.npy"
+            try:
+                frames = np.load(path, mmap_mode="r")
+            except FileNotFoundError:
+                raise FileNotFoundError(f"store shard missing: {path}") from None
+            except (ValueError, OSError) as error:
+                raise StoreError(f"{path}: corrupt or truncated shard ({error})") from None
+            expected = sum(self.shards[position]["lengths"])
+            if frames.shape != (expected, *self.frame_shape) or frames.dtype != np.uint8:
+                raise StoreError(
+                    f"{path}: holds {frames.dtype} {frames.shape}, the manifest says uint8 "
+                    f"{(expected, *self.frame_shape)}"
+                )
+            self._frames[position] = frames
+        return self._frames[position]
+
+    def __getitem__(self, n: int) -> np.ndarray:
+        position, start, length = self._index[n]
+        return np.array(self._shard(position)[start : start + length])
+
+    def arrays(self, n: int) -> dict[str, np.ndarray]:
+        """The per-frame arrays of sequence n (e.g. BAIR ``action``: (T_n, 4))."""
+        position, start, length = self._index[n]
+        shard = self.shards[position]
+        if not shard["arrays"]:
+            return {}
+        path = self.root / self.split / f"{shard['name']}.arrays.npz"
+        with np.load(path) as arrays:
+            return {key: arrays[key][start : start + length] for key in shard["arrays"]}
+
+    def __getstate__(self) -> dict[str, Any]:  # workers reopen the memory maps
+        return {**self.__dict__, "_frames": {}}
+
+
+class _StoreDataset(Dataset):
+    def __init__(self, source: StoreSource) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, n: int) -> Tensor:
+        return torch.from_numpy(self.source[n])
+
+
+def open_dataset(path: str | os.PathLike, split: str = "train") -> Dataset:
+    r"""A split of a store as a torch Dataset of uint8 tensors (T, C, H, W) or (T, D).
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> writer = StoreWriter(root, "example", 1, frame_shape=(2,))
+        >>> frames = np.arange(12, dtype=np.uint8).reshape(6, 2)
+        >>> writer.write_shard("train", "a", ShardData([frames[:4], frames[4:]]))
+        >>> data = open_dataset(root, "train")
+        >>> len(data), tuple(data[1].shape), data[1].dtype
+        (2, (2, 2), torch.uint8)
+    """
+    return _StoreDataset(StoreSource(path, split))

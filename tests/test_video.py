@@ -1,0 +1,469 @@
+"""Videos, frame folders, KTH, users' folders and series converted into stores: round trips."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from seqflows.data.folder import (
+    assign_splits,
+    convert_folder,
+    convert_series,
+    dequantize_series,
+    find_folder_items,
+    series_range,
+)
+from seqflows.data.kth import (
+    KTH_SPLITS,
+    convert_kth,
+    find_kth_videos,
+    kth_person_split,
+    kth_tasks,
+    parse_kth_sequences,
+)
+from seqflows.data.store import open_dataset, read_manifest
+from seqflows.data.video import natural_key, prepare_frames, read_frame_folder, read_video
+
+KTH_SIZE = 16
+KTH_FRAMES = 12
+
+
+def write_video(path: Path, frames: np.ndarray) -> Path:
+    """A lossless FFV1 AVI of uint8 RGB frames (T, H, W, 3)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def gray_video(seed: int, num_frames: int = KTH_FRAMES, height: int = 30, width: int = 40):
+    """KTH-like frames: gray content stored as RGB, (T, H, W, 3), distinct per seed."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (height, width))
+    frames = (base[None] + 7 * np.arange(num_frames)[:, None, None]) % 256
+    return np.repeat(frames[..., None], 3, axis=-1).astype(np.uint8)
+
+
+def color_frames(seed: int, num_frames: int = 5, height: int = 12, width: int = 16) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+
+
+SEQUENCES_TXT = """\
+Sequences of the KTH action database (header line)
+
+person11_boxing_d1\t\tframes\t1-4, 5-8, 9-12
+person19_boxing_d2   frames 1-6,7-12
+person02_handwaving_d3\tframes\t1-5, 6-14
+person15_walking_d4\t\tframes\t2-11
+person22_jogging_d1\t\tframes\t1-12
+person11_jogging_d2 frames 1-3 , 4-6, 7 - 9,
+person04_boxing_d1\t\tframes\t1-12
+
+"""
+
+# video stem -> (seed, source): "file" (extracted AVI), "zip" (in jogging.zip), "corrupt"
+KTH_VIDEOS = {
+    "person11_boxing_d1": (1, "file"),
+    "person19_boxing_d2": (2, "file"),
+    "person02_handwaving_d3": (3, "file"),
+    "person15_walking_d4": (4, "file"),
+    "person17_running_d1": (5, "file"),  # not in 00sequences.txt: kept whole
+    "person22_jogging_d1": (6, "zip"),
+    "person11_jogging_d2": (7, "zip"),
+    "person04_boxing_d1": (8, "corrupt"),
+}
+
+
+@pytest.fixture(scope="module")
+def kth_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("kth")
+    (src / "00sequences.txt").write_text(SEQUENCES_TXT)
+    archive = zipfile.ZipFile(src / "jogging.zip", "w")
+    for stem, (seed, kind) in KTH_VIDEOS.items():
+        action = stem.split("_")[1]
+        path = src / "extracted" / action / f"{stem}_uncomp.avi"
+        if kind == "corrupt":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"RIFF\x00\x00\x00\x00AVI not a video" * 20)
+            continue
+        write_video(path, gray_video(seed))
+        if kind == "zip":
+            archive.write(path, f"jogging/{path.name}")
+            path.unlink()
+    archive.close()
+    return src
+
+
+def expected_kth(stem: str, size: int = KTH_SIZE, resize: str = "squash") -> np.ndarray:
+    return prepare_frames(gray_video(KTH_VIDEOS[stem][0]), size, True, resize)
+
+
+@pytest.fixture(scope="module")
+def kth_store(kth_source: Path, tmp_path_factory: pytest.TempPathFactory):
+    dst = tmp_path_factory.mktemp("kth-store") / "store"
+    lines: list[str] = []
+    summary = convert_kth(kth_source, dst, "reference", size=KTH_SIZE, progress=lines.append)
+    return dst, summary, lines
+
+
+# Frames
+
+
+def test_natural_key_orders_numbers_by_value() -> None:
+    names = ["frame10.png", "frame2.png", "frame1.png", "frame100.png"]
+    assert sorted(names, key=natural_key) == [
+        "frame1.png",
+        "frame2.png",
+        "frame10.png",
+        "frame100.png",
+    ]
+
+
+def test_grayscale_is_bt601_luma() -> None:
+    primaries = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]])
+    frames = primaries.astype(np.uint8).reshape(1, 1, 5, 3)
+    gray = prepare_frames(frames, (1, 5), grayscale=True)
+    assert gray.shape == (1, 1, 1, 5) and gray.dtype == np.uint8
+    assert gray.ravel().tolist() == [76, 150, 29, 255, 0]
+    frames = color_frames(0)
+    luma = np.clip(np.rint(frames @ np.array([0.299, 0.587, 0.114])), 0, 255)
+    np.testing.assert_array_equal(prepare_frames(frames, (12, 16), True)[:, 0], luma)
+    np.testing.assert_array_equal(prepare_frames(frames, (12, 16)), frames.transpose(0, 3, 1, 2))
+
+
+def test_squash_keeps_the_whole_frame_crop_the_centre() -> None:
+    bands = np.repeat(np.array([0, 60, 120, 180], np.uint8), 10)  # 4 bands of 10 columns
+    frames = np.repeat(np.broadcast_to(bands, (1, 20, 40))[..., None], 3, axis=-1)
+    squashed = prepare_frames(frames, (10, 4), grayscale=True, resize="squash")
+    cropped = prepare_frames(frames, (10, 4), grayscale=True, resize="crop")
+    assert squashed.shape == cropped.shape == (1, 1, 10, 4)
+    assert (squashed[0, 0] == [0, 60, 120, 180]).all()  # every band, one column each
+    assert (cropped[0, 0] == [60, 60, 120, 120]).all()  # columns 16-23 only
+    square = prepare_frames(frames, 5, grayscale=True, resize="crop")  # columns 10-29
+    assert (square[0, 0] == [60, 60, 90, 120, 120]).all()  # area filter: 90 = mean(60, 120)
+    tall = prepare_frames(frames.transpose(0, 2, 1, 3), (4, 10), True, "crop")  # rows 16-23
+    assert (tall[0, 0, :, 0] == [60, 60, 120, 120]).all()
+
+
+def test_prepare_frames_checks_its_arguments() -> None:
+    frames = color_frames(0)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        prepare_frames(frames.astype(np.float32), 8)
+    with pytest.raises(ValueError, match="unknown resize 'pad'"):
+        prepare_frames(frames, 8, resize="pad")
+    with pytest.raises(ValueError, match="size must be"):
+        prepare_frames(frames, (0, 8))
+
+
+def test_read_video_round_trip_and_errors(tmp_path: Path) -> None:
+    frames = color_frames(1)
+    np.testing.assert_array_equal(read_video(write_video(tmp_path / "a.avi", frames)), frames)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00not a video" * 50)
+    with pytest.raises(ValueError, match=r"bad\.mp4: unreadable video"):
+        read_video(bad)
+    data = (tmp_path / "a.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=r"cut\.avi"):
+        read_video(tmp_path / "cut.avi")
+    with pytest.raises(FileNotFoundError, match="missing.avi"):
+        read_video(tmp_path / "missing.avi")
+
+
+def test_read_frame_folder_natural_order_and_mixed_sizes(tmp_path: Path) -> None:
+    for t in range(11):  # frame0.png ... frame10.png, pixel values t
+        Image.fromarray(np.full((4, 6, 3), t, np.uint8)).save(tmp_path / f"frame{t}.png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    frames = read_frame_folder(tmp_path)
+    assert frames.shape == (11, 4, 6, 3) and frames[:, 0, 0, 0].tolist() == list(range(11))
+    Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(tmp_path / "frame11.png")
+    with pytest.raises(ValueError, match=r"mixed sizes: frame0.png is \(4, 6\), frame11.png is"):
+        read_frame_folder(tmp_path)
+
+
+# KTH
+
+
+def test_parse_kth_sequences_is_tolerant(kth_source: Path) -> None:
+    sequences = parse_kth_sequences(kth_source / "00sequences.txt")
+    assert sequences["person11_boxing_d1"] == [(1, 4), (5, 8), (9, 12)]
+    assert sequences["person19_boxing_d2"] == [(1, 6), (7, 12)]
+    assert sequences["person11_jogging_d2"] == [(1, 3), (4, 6), (7, 9)]
+    assert len(sequences) == 7 and "person17_running_d1" not in sequences
+
+
+def test_person_splits() -> None:
+    for rule, splits in KTH_SPLITS.items():
+        persons = sorted(p for members in splits.values() for p in members)
+        assert persons == list(range(1, 26)), rule  # every person in exactly one split
+    reference = {p: kth_person_split(p) for p in range(1, 26)}
+    assert [p for p, s in reference.items() if s == "train"] == list(range(11, 19))
+    assert [p for p, s in reference.items() if s == "validation"] == [1, 4, 19, 20, 21, 23, 24, 25]
+    assert [p for p, s in reference.items() if s == "test"] == [2, 3, 5, 6, 7, 8, 9, 10, 22]
+    standard = {p: kth_person_split(p, "standard") for p in range(1, 26)}
+    assert [p for p, s in standard.items() if s == "train"] == list(range(1, 15))
+    assert [p for p, s in standard.items() if s == "validation"] == [15, 16]
+    assert [p for p, s in standard.items() if s == "test"] == list(range(17, 26))
+    with pytest.raises(ValueError, match="unknown split rule 'other'"):
+        kth_person_split(1, "other")
+
+
+def test_find_kth_videos_in_folders_and_archives(kth_source: Path) -> None:
+    videos = find_kth_videos(kth_source)
+    assert sorted(videos) == sorted(KTH_VIDEOS)
+    assert videos["person22_jogging_d1"].endswith(
+        "jogging.zip::jogging/person22_jogging_d1_uncomp.avi"
+    )
+    tasks = kth_tasks(kth_source, "unused", "standard")
+    splits = {name: split for split, name, _ in tasks}
+    assert (
+        splits["person15_walking_d4"] == "validation" and splits["person17_running_d1"] == "test"
+    )
+    assert splits["person04_boxing_d1"] == "train"
+    with pytest.raises(FileNotFoundError, match="KTH source folder not found"):
+        find_kth_videos(kth_source / "nowhere")
+
+
+def test_kth_store_round_trip(kth_store) -> None:
+    dst, summary, lines = kth_store
+    manifest = read_manifest(dst)
+    assert manifest["converter"] == "kth" and manifest["frame_shape"] == [1, KTH_SIZE, KTH_SIZE]
+    persons = {
+        split: sorted({m["person"] for s in shards for m in s["metadata"]})
+        for split, shards in manifest["splits"].items()
+    }
+    assert persons == {"train": [11, 15, 17], "validation": [19], "test": [2, 22]}
+    checked = 0
+    for split in ("train", "validation", "test"):
+        data = open_dataset(dst, split)
+        metadata = [m for shard in manifest["splits"][split] for m in shard["metadata"]]
+        assert len(data) == len(metadata) == summary[split]["sequences"]
+        for n, item in enumerate(metadata):
+            start, stop = item["frames"]
+            expected = expected_kth(item["video"])[start - 1 : stop]
+            np.testing.assert_array_equal(data[n].numpy(), expected)
+            person, action, scenario = item["video"].split("_")
+            assert item["person"] == int(person[6:]) and item["action"] == action
+            assert item["scenario"] == int(scenario[1:])
+            checked += 1
+    assert checked == 8 + 2 + 3  # person04_boxing_d1 (corrupt) is out
+    assert summary == {
+        "train": {"sequences": 8, "frames": 12 + 9 + 10 + 12, "videos": 4},
+        "validation": {"sequences": 2, "frames": 12, "videos": 1},
+        "test": {"sequences": 3, "frames": 12 + 12, "videos": 2},
+    }
+    assert "kth train: 4 videos, 8 sequences, 43 frames" in lines
+
+
+def test_kth_reports_corrupt_and_clipped(kth_store) -> None:
+    dst, _, _ = kth_store
+    skipped = read_manifest(dst)["skipped"]
+    assert any("person04_boxing_d1: skipped" in s and "unreadable video" in s for s in skipped)
+    assert any("person02_handwaving_d3: range 6-14 clipped" in s for s in skipped)
+    clipped = [m for m in read_manifest(dst)["splits"]["test"][0]["metadata"]]
+    assert [m["frames"] for m in clipped] == [[1, 5], [6, 12]]
+
+
+def test_kth_resume_converts_nothing(kth_source: Path, kth_store) -> None:
+    dst, summary, _ = kth_store
+    before = {p: p.stat().st_mtime_ns for p in dst.rglob("*.npy")}
+    lines: list[str] = []
+    assert convert_kth(kth_source, dst, "reference", KTH_SIZE, progress=lines.append) == summary
+    # Only the unreadable video is tried again (a failed shard is not recorded as done).
+    assert [line.split()[1] for line in lines if "/" in line.split()[0]] == [
+        "validation/person04_boxing_d1"
+    ]
+    assert {p: p.stat().st_mtime_ns for p in dst.rglob("*.npy")} == before
+    with pytest.raises(ValueError, match="other settings"):
+        convert_kth(kth_source, dst, "standard", KTH_SIZE)
+
+
+def test_kth_standard_split_with_two_workers(kth_source: Path, tmp_path: Path) -> None:
+    summary = convert_kth(kth_source, tmp_path, "standard", 8, "crop", workers=2)
+    manifest = read_manifest(tmp_path)
+    persons = {
+        split: sorted({m["person"] for s in shards for m in s["metadata"]})
+        for split, shards in manifest["splits"].items()
+    }
+    assert persons == {"train": [2, 11], "validation": [15], "test": [17, 19, 22]}
+    assert summary["test"]["sequences"] == 1 + 2 + 1  # person17 kept whole
+    whole = open_dataset(tmp_path, "test")[0].numpy()
+    np.testing.assert_array_equal(whole, expected_kth("person17_running_d1", 8, "crop"))
+
+
+def test_kth_two_workers_equal_one(kth_source: Path, kth_store, tmp_path: Path) -> None:
+    dst, summary, _ = kth_store
+    assert convert_kth(kth_source, tmp_path, "reference", KTH_SIZE, workers=2) == summary
+    one, two = read_manifest(dst), read_manifest(tmp_path)
+    assert one["splits"] == two["splits"]
+    assert sorted(one["skipped"]) == sorted(two["skipped"])
+    for path in dst.rglob("*.frames.npy"):
+        np.testing.assert_array_equal(np.load(path), np.load(tmp_path / path.relative_to(dst)))
+
+
+# Users' folders
+
+
+@pytest.fixture
+def user_folder(tmp_path: Path) -> Path:
+    src = tmp_path / "clips"
+    for n in range(4):
+        write_video(src / f"video{n}.avi", color_frames(10 + n))
+    for n in range(3):
+        folder = src / "frames" / f"clip{n}"
+        folder.mkdir(parents=True)
+        for t, frame in enumerate(color_frames(20 + n, num_frames=4)):
+            Image.fromarray(frame).save(folder / f"img{t}.png")
+    return src
+
+
+def test_folder_round_trip_is_pixel_exact(user_folder: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "store"
+    lines: list[str] = []
+    summary = convert_folder(
+        user_folder, dst, (12, 16), validation=0.2, test=0.2, progress=lines.append
+    )
+    items = find_folder_items(user_folder)
+    splits = assign_splits(len(items), 0.2, 0.2, seed=0)
+    assert splits.count("validation") == 1 and splits.count("test") == 1
+    manifest = read_manifest(dst)
+    assert manifest["options"]["seed"] == 0 and manifest["options"]["count"] == 7
+    assert sum(counts["sequences"] for counts in summary.values()) == 7
+    for split in ("train", "validation", "test"):
+        data = open_dataset(dst, split)
+        metadata = [m for shard in manifest["splits"][split] for m in shard["metadata"]]
+        assert [m["source"] for m in metadata] == [
+            name for (_, name), s in zip(items, splits, strict=True) if s == split
+        ]
+        for n, item in enumerate(metadata):
+            name = item["source"]
+            seed = 10 + int(name[-5]) if item["kind"] == "video" else 20 + int(name[-1])
+            frames = color_frames(seed, num_frames=5 if item["kind"] == "video" else 4)
+            np.testing.assert_array_equal(data[n].numpy(), frames.transpose(0, 3, 1, 2))
+    assert any(line.startswith("folder train: ") for line in lines)
+
+
+def test_folder_reports_bad_items_and_missing_source(user_folder: Path, tmp_path: Path) -> None:
+    (user_folder / "broken.mp4").write_bytes(b"\x00garbage" * 40)
+    mixed = user_folder / "frames" / "mixed"
+    mixed.mkdir()
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(mixed / "a1.png")
+    Image.fromarray(np.zeros((10, 16, 3), np.uint8)).save(mixed / "a2.png")
+    summary = convert_folder(user_folder, tmp_path / "store", 8, grayscale=True, test=0)
+    assert sum(counts["sequences"] for counts in summary.values()) == 7
+    skipped = read_manifest(tmp_path / "store")["skipped"]
+    assert len(skipped) == 2
+    assert any("broken.mp4" in s and "unreadable video" in s for s in skipped)
+    assert any("frames/mixed" in s and "(12, 16)" in s and "(10, 16)" in s for s in skipped)
+    assert open_dataset(tmp_path / "store", "train")[0].shape[1:] == (1, 8, 8)
+    with pytest.raises(FileNotFoundError, match="source folder not found: .*nowhere"):
+        convert_folder(tmp_path / "nowhere", tmp_path / "other", 8)
+
+
+def test_folder_resume_and_workers(user_folder: Path, tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    summary = convert_folder(user_folder, one, 8, validation=0.2, test=0.2)
+    lines: list[str] = []
+    assert (
+        convert_folder(user_folder, one, 8, validation=0.2, test=0.2, progress=lines.append)
+        == summary
+    )
+    assert all(line.startswith("folder ") for line in lines)  # only the summary lines
+    assert convert_folder(user_folder, two, 8, validation=0.2, test=0.2, workers=2) == summary
+    assert read_manifest(one)["splits"] == read_manifest(two)["splits"]
+    write_video(user_folder / "video9.avi", color_frames(0))
+    with pytest.raises(ValueError, match="other settings"):  # another folder, other splits
+        convert_folder(user_folder, one, 8, validation=0.2, test=0.2)
+
+
+def test_assign_splits() -> None:
+    splits = assign_splits(100, 0.1, 0.2, seed=3)
+    assert (splits.count("train"), splits.count("validation"), splits.count("test")) == (
+        70,
+        10,
+        20,
+    )
+    assert splits == assign_splits(100, 0.1, 0.2, seed=3) != assign_splits(100, 0.1, 0.2, seed=4)
+    with pytest.raises(ValueError, match="none for training"):
+        assign_splits(2, 0.4, 0.4)
+    with pytest.raises(ValueError, match="fractions"):
+        assign_splits(10, -0.1, 0.2)
+
+
+# Series
+
+
+def test_series_csv_with_ids_and_times(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows, truth = [], {}
+    for n in range(10):
+        values = rng.normal(size=(6, 2)) * [1, 100] + [0, 50]
+        truth[f"s{n}"] = values
+        rows += [(f"s{n}", t, *v) for t, v in enumerate(values.tolist())]
+    order = rng.permutation(len(rows))
+    lines = ["id,time,a,b"] + [
+        f"{rows[i][0]},{rows[i][1]},{rows[i][2]!r},{rows[i][3]!r}" for i in order
+    ]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    dst = tmp_path / "store"
+    summary = convert_series(
+        tmp_path / "data.csv", dst, id_column="id", time_column="time", validation=0.2, test=0.2
+    )
+    assert summary["train"]["sequences"] == 6 and summary["train"]["clipped"] == 0
+    manifest = read_manifest(dst)
+    assert manifest["frame_shape"] == [2] and manifest["options"]["columns"] == ["a", "b"]
+    low, high = series_range(dst)
+    train_ids = [m["id"] for s in manifest["splits"]["train"] for m in s["metadata"]]
+    train = np.concatenate([truth[i] for i in train_ids])
+    np.testing.assert_allclose(low, train.min(0))
+    np.testing.assert_allclose(high, train.max(0))
+    for split in ("train", "validation", "test"):
+        data = open_dataset(dst, split)
+        metadata = [m for s in manifest["splits"][split] for m in s["metadata"]]
+        for n, item in enumerate(metadata):
+            x = truth[item["id"]]
+            restored = dequantize_series(data[n], low, high)
+            inside = ((x >= low) & (x <= high)).all(axis=1)
+            error = np.abs(restored - np.clip(x, low, high))
+            assert (error <= (high - low) / 510 + 1e-9).all()
+            assert inside.all() or split != "train"
+
+
+def test_series_npy_files(tmp_path: Path) -> None:
+    src = tmp_path / "arrays"
+    src.mkdir()
+    for n in range(5):
+        np.save(src / f"run{n}.npy", np.linspace(n, n + 1, 7 + n)[:, None] * [1.0, -2.0, 0.0])
+    dst = tmp_path / "store"
+    summary = convert_series(src, dst, validation=0, test=0)
+    assert summary == {"train": {"sequences": 5, "frames": 7 + 8 + 9 + 10 + 11, "clipped": 0}}
+    low, high = series_range(dst)
+    np.testing.assert_allclose(low, [0, -10, 0])
+    np.testing.assert_allclose(high, [5, 0, 1])
+    sequence = open_dataset(dst, "train")[4].numpy()  # run4.npy
+    assert sequence.shape == (11, 3) and sequence[0].tolist() == [204, 51, 0]
+    assert sequence[-1].tolist() == [255, 0, 0]
+    lines: list[str] = []
+    assert convert_series(src, dst, validation=0, test=0, progress=lines.append) == summary
+    assert all(line.startswith("series ") for line in lines)
+    np.save(src / "bad.npy", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"run0\.npy: 3 dimensions, bad\.npy has 2"):
+        convert_series(src, tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="series source not found"):
+        convert_series(tmp_path / "nowhere", tmp_path / "other")
+
+
+def test_manifest_is_json(kth_store) -> None:
+    dst, _, _ = kth_store
+    assert json.loads((dst / "manifest.json").read_text())["options"]["resize"] == "squash"
