@@ -8,14 +8,13 @@ other than tensors and plain containers, so opening a checkpoint never runs code
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import write_atomically
 from ..flows import FlowModel
 from ..slvm import SLVM
 from .config import Config
@@ -38,24 +37,9 @@ class CheckpointError(ValueError):
 
 
 def save_atomically(payload: Any, path: str | Path) -> Path:
-    r"""``torch.save`` to a temporary file beside ``path``, then an atomic rename.
-
-    A reader (or a kill at any moment) sees either the old file or the complete new one, never a
-    half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    r"""``torch.save`` through :func:`~seqflows.atomic.write_atomically`: a reader, or a kill at
+    any moment, sees the old checkpoint or the complete new one, never a half-written file."""
+    return write_atomically(path, lambda stream: torch.save(payload, stream))
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import write_text_atomically
 from .checkpoints import model_from_checkpoint
 from .config import Config, ConfigError, load_config
 from .datasets import evaluation_set
@@ -142,7 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     result["checkpoint"] = str(args.checkpoint)
     if args.output:
-        _write_json(Path(args.output), result)
+        write_text_atomically(args.output, json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -384,15 +385,3 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2)
-        stream.write("\n")
-    os.replace(temporary, path)

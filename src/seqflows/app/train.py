@@ -8,15 +8,14 @@ validation nats/dim), and ``logs/version_N/`` (CSV and TensorBoard). ``--resume`
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import write_text_atomically
 from .checkpoints import read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of
@@ -65,7 +64,7 @@ def train(
     out = Path(out)
     checkpoint_path = _resume_path(out, resume)
     out.mkdir(parents=True, exist_ok=True)
-    _write_text_atomically(out / "config.yaml", _to_yaml(config))
+    write_text_atomically(out / "config.yaml", _to_yaml(config))
     pl.seed_everything(train_config.seed, workers=True, verbose=False)
 
     event_shape = event_shape_of(build_source(config.data, "train"), config)
@@ -176,10 +175,3 @@ def _to_yaml(config: Config) -> str:
     import yaml
 
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(temporary, path)

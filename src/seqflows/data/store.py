@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from ..atomic import write_atomically, write_text_atomically
 
 __all__ = [
     "MANIFEST",
@@ -70,23 +71,6 @@ class ShardData:
     arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-
-
-def _write_atomically(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, mode) as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)  # mkstemp makes files private: respect the umask
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
@@ -173,11 +157,11 @@ class StoreWriter:
             if data.sequences
             else np.zeros((0, *self.frame_shape), np.uint8)
         )
-        _write_atomically(folder / f"{name}.frames.npy", lambda stream: np.save(stream, frames))
+        write_atomically(folder / f"{name}.frames.npy", lambda stream: np.save(stream, frames))
         arrays = {key: values for key, values in data.arrays.items() if values}
         if arrays:
             joined = {key: np.concatenate(values) for key, values in arrays.items()}
-            _write_atomically(
+            write_atomically(
                 folder / f"{name}.arrays.npz", lambda stream: np.savez(stream, **joined)
             )
         shards = [s for s in self.manifest["splits"].setdefault(split, []) if s["name"] != name]
@@ -219,8 +203,7 @@ class StoreWriter:
     def save(self) -> None:
         """Rewrites the manifest atomically (splits in name order: independent of workers)."""
         self.manifest["splits"] = dict(sorted(self.manifest["splits"].items()))
-        text = json.dumps(self.manifest, indent=1)
-        _write_atomically(self.root / MANIFEST, lambda stream: stream.write(text), mode="w")
+        write_text_atomically(self.root / MANIFEST, json.dumps(self.manifest, indent=1))
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Sequences and frames per split."""

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..atomic import write_text_atomically
 from ..data.motion import motion_log_prob, simulate_motion
 from ..flows import FlowModel
 from ..metrics import temporal_correlation
@@ -270,17 +271,11 @@ def run_from_args(args: argparse.Namespace) -> dict:
     print(_format_table(results))
     args.out.mkdir(parents=True, exist_ok=True)
     serializable = {key: value for key, value in results.items() if key != "sequences"}
-    _write_json_atomically(args.out / "results.json", serializable)
+    write_text_atomically(args.out / "results.json", json.dumps(serializable, indent=2) + "\n")
     print(f"results: {args.out / 'results.json'}")
     if not args.no_plot:
         print(f"figure:  {plot_motion(results, args.out / 'motion.png')}")
     return results
-
-
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2) + "\n")
-    partial.replace(path)
 
 
 if __name__ == "__main__":
