@@ -208,6 +208,15 @@ def test_sampling_shapes_context_and_errors():
     assert not torch.allclose(mean, mean_again)  # the latents are still sampled
     with pytest.raises(ValueError, match="needs 1 context frames"):
         flow.sample(2, 3)
+    # Context beyond the flow's burn-in: the latent model filters its noise y.
+    history = flow.flow.normalize(context).noise  # (2, 2, 1, 8, 8): frames 1 and 2
+    latent = flow.latent.sample(2, 3, history, generator(3))
+    expected = flow.flow.generate(latent, context)[:, 3:]
+    torch.testing.assert_close(
+        flow.sample(2, 3, context=context, generator=generator(3)), expected
+    )
+    fresh = flow.flow.generate(flow.latent.sample(2, 3, None, generator(3)), context)[:, 3:]
+    assert not torch.allclose(expected, fresh)
     with pytest.raises(ValueError, match="leave nothing to score"):
         flow.elbo(context[:, :1])
 

@@ -117,13 +117,18 @@ SLVM_1AF = (
 )
 
 
-@pytest.mark.parametrize("model", [(), SLVM_1AF], ids=["1-AF", "SLVM w/ 1-AF"])
-def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, model):
-    """Also for an SLVM, whose posterior samples are random: they must continue exactly."""
+@pytest.mark.parametrize(
+    ("model", "stop"),
+    [((), 3), ((), 2), (SLVM_1AF, 2)],
+    ids=["1-AF, 3 + 3", "1-AF, 2 + 4", "SLVM w/ 1-AF, 2 + 4"],
+)
+def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, model, stop):
+    """Also before half of the run (Lightning restores its count of the epoch's batches), and
+    for an SLVM, whose posterior samples are random: they must continue exactly."""
     whole, split = tmp_path / "whole", tmp_path / "split"
     train(tiny_config(*model), whole, progress=False)
-    train(tiny_config(*model, "train.max_steps=3"), split, progress=False)
-    assert read_checkpoint(split / "checkpoints" / "last.ckpt")["global_step"] == 3
+    train(tiny_config(*model, f"train.max_steps={stop}"), split, progress=False)
+    assert read_checkpoint(split / "checkpoints" / "last.ckpt")["global_step"] == stop
     train(tiny_config(*model), split, resume="last", progress=False)
     losses_whole = logged(whole, "train/loss")
     losses_split = logged(split, "train/loss")

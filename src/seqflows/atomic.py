@@ -19,6 +19,15 @@ __all__ = [
 ]
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import, before any other thread creates files
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_atomically(
     path: str | os.PathLike, write: Callable[[IO[Any]], object], mode: str = "wb"
 ) -> Path:
@@ -35,13 +44,11 @@ def write_atomically(
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes the file private
         with os.fdopen(handle, mode) as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

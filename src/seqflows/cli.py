@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(args.handler(args))
     try:
         return _status(args.handler(args))
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (FileNotFoundError, ValueError, RuntimeError, ArithmeticError) as error:
         if isinstance(error, RuntimeError) and not _is_reported(error):
             raise
         print(f"seqflows: error: {error}", file=sys.stderr)

@@ -251,16 +251,21 @@ class LatentSequenceModel(nn.Module):
         return log_likelihood - kl
 
     def log_weights(
-        self, v: Tensor, num_samples: int, generator: torch.Generator | None = None
+        self,
+        v: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        features: Tensor | None = None,
     ) -> Tensor:
         r"""Per-frame log importance weights of ``num_samples`` posterior trajectories.
 
         log w_t = log p(v_t | z_t) + log p(z_t | z_{<t}) - log q(z_t | v_{<=t}, z_{<t}), with
         the densities evaluated at the samples; summed over t, their log-mean-exp over samples
-        is the importance-weighted bound (Burda et al.). Returns (B, num_samples, T).
+        is the importance-weighted bound (Burda et al.). ``features``: ``encode(v)`` when the
+        caller has it (it does not depend on the samples). Returns (B, num_samples, T).
         """
         batch, length = v.shape[:2]
-        features = self.encode(v)  # once: it does not depend on the samples
+        features = self.encode(v) if features is None else features
         features = features.repeat_interleave(num_samples, dim=0)
         repeated = v.repeat_interleave(num_samples, dim=0)
         posterior = self.infer(features, generator)
@@ -484,9 +489,10 @@ class SLVM(nn.Module):
         scored = x.shape[1] - self.burn_in
         totals = []
         remaining = num_samples
+        features = self.latent.encode(v)  # once for all samples and chunks
         while remaining > 0:
             size = remaining if chunk is None else min(chunk, remaining)
-            weights = self.latent.log_weights(v, size, generator)
+            weights = self.latent.log_weights(v, size, generator, features)
             totals.append(weights[:, :, weights.shape[2] - scored :].sum(-1))
             remaining -= size
         log_weights = torch.cat(totals, dim=1)  # (B, K)
@@ -509,9 +515,11 @@ class SLVM(nn.Module):
         r"""Samples ``length`` new frames after ``context`` (real frames: prediction).
 
         With a flow, y is sampled from the latent model and mapped through the flow step by
-        step (Eq. 5), which needs at least M*k context frames. Without one, the context's latents
-        come from the filtering posterior and the new ones from the prior. ``temperature`` scales
-        the likelihood's noise (0: its loc). Returns (B, length, *event_shape).
+        step (Eq. 5), which needs at least M*k context frames; the latent model filters the y of
+        any context frames beyond those. Without a flow, the context's latents come from the
+        filtering posterior. New latents come from the prior. ``temperature`` scales the
+        likelihood's noise (0: its loc; the latents are still sampled).
+        Returns (B, length, *event_shape).
         """
         if context is not None:
             _check_sequence(context, self.event_shape, "context")
@@ -525,6 +533,8 @@ class SLVM(nn.Module):
             raise ValueError(
                 f"this model needs {self.flow.burn_in} context frames (num_transforms * window)"
             )
-        noise = self.latent.sample(num_sequences, length, None, generator, temperature)
+        # Context frames after the flow's burn-in have noise y: the latent model filters them.
+        history = self.flow.normalize(context).noise if context.shape[1] > self.burn_in else None
+        noise = self.latent.sample(num_sequences, length, history, generator, temperature)
         generated = self.flow.generate(noise.to(context.dtype), context)
         return generated[:, context.shape[1] :]

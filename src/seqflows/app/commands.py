@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..atomic import write_text_atomically
-from .checkpoints import model_from_checkpoint
+from .checkpoints import model_from_checkpoint, save_atomically
 from .config import Config, ConfigError, load_config
 from .datasets import evaluation_set
 from .objectives import frame_objective, model_label
@@ -212,8 +212,9 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature",
         type=float,
         default=1.0,
-        help="spread of the base noise (1: samples of the model; 0: its mean prediction, "
-        "shift + scale * mean noise, at every step)",
+        help="spread of the base noise (1: samples of the model; 0: for flows their mean "
+        "prediction, shift + scale * mean noise, at every step; for SLVMs the likelihood's loc, "
+        "with the latents still sampled)",
     )
     parser.add_argument("--name", default="samples", help="file stem (default: samples)")
     parser.add_argument("--fps", type=float, default=4.0, help="frames per second of the GIF")
@@ -244,7 +245,8 @@ def run_sample(args: argparse.Namespace) -> int:
     ).cpu()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"context": context, "predicted": predicted}, out / f"{args.name}.pt")
+    tensors = {"context": None if context is None else context.cpu(), "predicted": predicted}
+    save_atomically(tensors, out / f"{args.name}.pt")
     if len(model.event_shape) != 3:  # vector series: the tensors, no pictures
         print(json.dumps({"written": {"pt": str(out / f"{args.name}.pt")}}, indent=2))
         return 0

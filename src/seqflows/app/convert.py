@@ -27,11 +27,12 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``seqflows convert`` and its four sources."""
     sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
-    def source(name: str, summary: str) -> argparse.ArgumentParser:
+    def source(name: str, summary: str, workers: bool = True) -> argparse.ArgumentParser:
         sub = sources.add_parser(name, help=summary, description=summary)
         sub.add_argument("src", help="the original files (see the description)")
         sub.add_argument("dst", help="the store folder to write (resumed when it exists)")
-        sub.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+        if workers:
+            sub.add_argument("--workers", type=int, default=1, help="processes (default 1)")
         return sub
 
     bair = source(
@@ -59,7 +60,9 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     _add_frame_options(folder, grayscale=True)
     _add_split_options(folder)
     series = source(
-        "series", "vector time series: SRC holds CSV files or (T, D) .npy files, one per sequence"
+        "series",
+        "vector time series: SRC holds CSV files or (T, D) .npy files, one per sequence",
+        workers=False,
     )
     series.add_argument("--id-column", help="CSV column that names the sequence of each row")
     series.add_argument("--time-column", help="CSV column to sort the rows of a sequence by")

@@ -11,6 +11,7 @@ seed, the step and the process, so that they do not depend on the global random 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from .. import __version__
 from ..data import EvaluationSampler, StreamSampler
@@ -64,11 +65,12 @@ class SequenceTask(pl.LightningModule):
         r"""-mean objective over the scored frames of a batch (B, T, *event_shape)."""
         generator = self._generator(self.config.train.seed, self.global_step)
         objective = frame_objective(self.model, x, generator)
-        loss = -objective.value.mean()
+        loss = -objective.value.mean()  # logged: minus the log-likelihood or ELBO
+        optimized = loss
         warmup = self.config.train.kl_warmup
         if objective.kl is not None and self.global_step < warmup:
             # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
-            loss = loss - (1 - self.global_step / warmup) * objective.kl.mean()
+            optimized = loss - (1 - self.global_step / warmup) * objective.kl.mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss at step {self.global_step}; lower the learning rate "
@@ -80,7 +82,7 @@ class SequenceTask(pl.LightningModule):
         self.log("train/nats_per_dim", objective.value.detach().mean() / dims, sync_dist=True)
         if self.global_step % self.config.train.log_every == 0:
             self._log_parts(objective)
-        return loss
+        return optimized
 
     def _log_parts(self, objective: Any) -> None:
         """Mean shift and scale of each transform, correlation of the noise, KL per time step."""
@@ -200,7 +202,7 @@ class SequenceDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
         )
-        return self._loader(self.train_set, batch_size // world, sampler)
+        return self._loader(self.train_set, batch_size // world, _WholeRun(sampler))
 
     def val_dataloader(self) -> DataLoader:
         trainer = self.trainer
@@ -219,6 +221,24 @@ class SequenceDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+
+class _WholeRun(Sampler[int]):
+    r"""The training run as one epoch of ``num_steps`` batches, resumed from ``start_step``.
+
+    On resume Lightning restores its count of the batches already seen in the epoch (the
+    restored step) and ends the epoch when that count reaches the loader's length: the length
+    must therefore be the whole run's, while the iteration yields only the remaining batches.
+    """
+
+    def __init__(self, stream: StreamSampler) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.stream)
+
+    def __len__(self) -> int:
+        return self.stream.num_steps * self.stream.batch_size
 
 
 class StepTimer(pl.Callback):

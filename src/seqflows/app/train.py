@@ -100,7 +100,6 @@ def train(
     last = LastCheckpoint(checkpoints / "last.ckpt", train_config.checkpoint_every)
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
-    remaining = train_config.max_steps - start_step
     trainer = pl.Trainer(
         default_root_dir=out,
         max_steps=train_config.max_steps,
@@ -111,7 +110,7 @@ def train(
         strategy=train_config.strategy,
         sync_batchnorm=train_config.sync_batchnorm,
         precision=train_config.precision,
-        val_check_interval=min(train_config.val_every, remaining),
+        val_check_interval=min(train_config.val_every, train_config.max_steps),
         check_val_every_n_epoch=None,
         log_every_n_steps=train_config.log_every,
         num_sanity_val_steps=1,
@@ -128,6 +127,7 @@ def train(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming
         trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint_path, weights_only=True)
     return {
         "run": str(out),
@@ -139,6 +139,7 @@ def train(
         "steps": trainer.global_step,
         "throughput": timer.history,
         "log_dir": csv_logger.log_dir,
+        "is_global_zero": trainer.is_global_zero,
     }
 
 

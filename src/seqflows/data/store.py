@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,7 +245,7 @@ def convert_shards(
             futures = {
                 pool.submit(work, argument): (split, name) for split, name, argument in pending
             }
-            for count, future in enumerate(_as_completed(futures), 1):
+            for count, future in enumerate(as_completed(futures), 1):
                 split, name = futures[future]
                 writer.write_shard(split, name, future.result())
                 report(f"{count}/{len(pending)} {split}/{name}")
@@ -254,12 +254,6 @@ def convert_shards(
             raise
         pool.shutdown()
     return writer.summary()
-
-
-def _as_completed(futures: dict[Any, Any]) -> Iterator[Any]:
-    from concurrent.futures import as_completed
-
-    return as_completed(futures)
 
 
 class StoreSource:
