@@ -327,6 +327,18 @@ def _check_source(source: Any, length: int) -> int:
     return available
 
 
+def _read_crop(
+    source: Any, n: int, rng: np.random.Generator, length: int, crop: str = "random"
+) -> tuple[np.ndarray, int]:
+    """A crop of stored sequence n and its start; from a store only its frames are read."""
+    if hasattr(source, "read"):  # a store split: sequences of their own lengths
+        start = _crop_start(rng, source.lengths[n], length, crop)
+        return source.read(n, start, start + length), start
+    frames = source[n]
+    start = _crop_start(rng, len(frames), length, crop)
+    return frames[start : start + length], start
+
+
 def _crop_start(rng: np.random.Generator, available: int, length: int, crop: str) -> int:
     if crop == "random":
         return int(rng.integers(0, available - length + 1))
@@ -400,11 +412,13 @@ class TrainingSequences(Dataset):
         rng = item_rng(self.seed, "train", i)
         if _stored(self.source):
             epoch, place = divmod(i, len(self.source))
-            frames = self.source[int(self.permutation(epoch)[place])]
+            sequence = int(self.permutation(epoch)[place])
+            crop, _ = _read_crop(self.source, sequence, rng, self.length)
         else:
             frames = self.source.render(rng)
-        start = _crop_start(rng, len(frames), self.length, "random")  # lengths may differ
-        return frames_to_unit_interval(frames[start : start + self.length], self.noise, rng)
+            start = _crop_start(rng, len(frames), self.length, "random")
+            crop = frames[start : start + self.length]
+        return frames_to_unit_interval(crop, self.noise, rng)
 
 
 class FixedSequences(Dataset):
@@ -480,9 +494,9 @@ class FixedSequences(Dataset):
             raise IndexError(f"item {j} out of range 0..{self.count - 1}")
         rng = item_rng(self.seed, self.stream, j)
         if _stored(self.source):
-            frames = self.source[j]
-        else:
-            frames = self.source.render(rng)
+            crop, start = _read_crop(self.source, j, rng, self.length, self.crop)
+            return crop, start, rng
+        frames = self.source.render(rng)
         start = _crop_start(rng, len(frames), self.length, self.crop)
         return frames[start : start + self.length], start, rng
 

@@ -322,8 +322,15 @@ class StoreSource:
         return self._frames[position]
 
     def __getitem__(self, n: int) -> np.ndarray:
-        position, start, length = self._index[n]
-        return np.array(self._shard(position)[start : start + length])
+        return self.read(n, 0, self.lengths[n])
+
+    def read(self, n: int, start: int, stop: int) -> np.ndarray:
+        """Frames start .. stop - 1 of sequence n, copied from the memory map (a crop of a long
+        video reads only its frames)."""
+        position, first, length = self._index[n]
+        if not 0 <= start <= stop <= length:
+            raise IndexError(f"frames {start}..{stop} out of range for a sequence of {length}")
+        return np.array(self._shard(position)[first + start : first + stop])
 
     def arrays(self, n: int) -> dict[str, np.ndarray]:
         """The per-frame arrays of sequence n (e.g. BAIR ``action``: (T_n, 4))."""
