@@ -2,7 +2,9 @@
 #   make run    create .venv, install seqflows, train a 1-AF on bouncing balls for a few minutes,
 #               evaluate it, and draw samples and the Fig. 4 rows into $(RUN_DIR)
 #   make test   create .venv, install seqflows with its dev extras, run the whole test suite
-# Also: make motion (the motivating example of Sec. 3.1), make lint, make bench.
+# Also: make reproduce (the paper's findings at reduced scale, about 75 min on 2 CPU cores:
+# docs/results.md; DIGITS=path/to/t10k-images-idx3-ubyte.gz skips the download), make motion
+# (the motivating example of Sec. 3.1), make lint, make bench.
 #
 # PyTorch is installed first, from TORCH_SPEC, when the environment has none, so that installing
 # seqflows (which asks for torch>=2.2) never pulls a second build. Examples:
@@ -15,11 +17,12 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 RUN_DIR ?= runs/bouncing_balls_1af
 RUN_ARGS ?=
+DIGITS ?=
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run motion test lint bench clean
+.PHONY: run motion reproduce test lint bench clean
 
 # Re-running continues an interrupted training (--resume) and redraws the figures.
 run: $(VENV)/.installed-train
@@ -35,6 +38,10 @@ run: $(VENV)/.installed-train
 
 motion: $(VENV)/.installed-plot
 	$(BIN)/seqflows motion --out runs/motion
+
+# Re-running continues interrupted trainings and redoes the evaluations and figures.
+reproduce: $(VENV)/.installed-train
+	$(BIN)/seqflows reproduce --out results --runs runs/reproduce $(if $(DIGITS),--digits $(DIGITS))
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from seqflows import FlowModel
@@ -92,3 +95,11 @@ def mnist_test_digits() -> Path:
         if folder and (Path(folder) / name).is_file():
             return Path(folder) / name
     return Path(folders[-1]) / name
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
+    """Writes uint8 ``array`` as an MNIST IDX file (gzipped when ``compress``)."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}i", *array.shape)
+    content = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(content) if compress else content)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import pickle
 import shutil
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ from seqflows.data import (
     split_indices,
 )
 
-from helpers import mnist_test_digits
+from helpers import mnist_test_digits, write_idx
 
 MNIST_TEST_IMAGES = mnist_test_digits()
 
@@ -285,13 +283,6 @@ def test_check_frames() -> None:
 
 
 # MNIST files
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}i", *array.shape)
-    content = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(content) if compress else content)
 
 
 @pytest.mark.parametrize("name, compress", [("a-idx3-ubyte", False), ("a-idx3-ubyte.gz", True)])

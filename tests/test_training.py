@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -107,6 +108,26 @@ def test_validation_score_equals_a_separate_evaluation(trained_run):
     assert logged(trained_run, "val/nats_per_dim")[5] == pytest.approx(result["nats_per_dim"])
 
 
+def test_evaluate_scores_fixed_crops_of_training_sequences(trained_run, capsys):
+    """``seqflows evaluate --split train`` (Table 3): crops drawn from data.seed, not from the
+    training stream, and the same crops every time."""
+    from seqflows.cli import main
+
+    checkpoint = str(trained_run / "checkpoints" / "last.ckpt")
+    results = []
+    for _ in range(2):
+        assert (
+            main(["evaluate", checkpoint, "--split", "train", "--sequences", "3", "--json"]) == 0
+        )
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0]["protocol"]["split"] == "train" and results[0]["sequences"] == 3
+    assert results[0]["nats_per_dim"] == results[1]["nats_per_dim"]
+    test = main(["evaluate", checkpoint, "--sequences", "3", "--json"])
+    assert test == 0 and json.loads(capsys.readouterr().out)["nats_per_dim"] != pytest.approx(
+        results[0]["nats_per_dim"]
+    )
+
+
 SLVM_1AF = (
     "model.type=slvm",
     "model.num_transforms=1",
@@ -138,6 +159,14 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, model, stop):
     state_split = read_checkpoint(split / "checkpoints" / "last.ckpt")["state_dict"]
     for key, value in state_whole.items():
         torch.testing.assert_close(state_split[key], value, rtol=0, atol=0)
+
+
+def test_cosine_schedule_takes_the_rate_to_zero(tmp_path):
+    train(tiny_config("train.lr_schedule=cosine"), tmp_path, progress=False)
+    rates = logged(tmp_path, "lr-Adam")
+    assert sorted(rates) == list(range(6))
+    for step, rate in rates.items():  # the rate used by step s
+        assert rate == pytest.approx(1e-2 * (1 + math.cos(math.pi * step / 6)) / 2, rel=1e-6)
 
 
 class GradientNorms(pl.Callback):

@@ -8,6 +8,7 @@ Subcommands:
     convert    BAIR, KTH, your videos, frames or time series into a store (uint8 shards)
     download   MNIST digits for Moving MNIST, checksummed
     motion     the motivating example of Sec. 3.1 (trains three small flows in seconds)
+    reproduce  the paper's findings at reduced scale: trains, evaluates, draws (docs/results.md)
 
 Bad input (a missing or corrupt file, an unknown configuration key, frames of the wrong shape, a
 checkpoint of another model) ends with a one-line error and exit status 2; set SEQFLOWS_DEBUG=1
@@ -29,7 +30,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``seqflows`` command and its subcommands."""
-    from .app import commands, convert
+    from .app import commands, convert, reproduce
 
     parser = argparse.ArgumentParser(
         prog="seqflows",
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
             "download MNIST digits (checksummed) for data.dataset=moving_mnist",
             commands.add_download_arguments,
             commands.run_download,
+        ),
+        (
+            "reproduce",
+            "the paper's findings at reduced scale: train, evaluate and draw every model",
+            reproduce.add_reproduce_arguments,
+            reproduce.run_reproduce,
         ),
     ]
     for name, summary, add_arguments, handler in table:

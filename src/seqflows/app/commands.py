@@ -92,7 +92,9 @@ def run_train(args: argparse.Namespace) -> int:
 def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a checkpoint written by seqflows train")
     parser.add_argument(
-        "--split", choices=("test", "validation"), help="evaluation.split (default: test)"
+        "--split",
+        choices=("test", "validation", "train"),
+        help="evaluation.split (default: test; train: fixed crops of training sequences)",
     )
     parser.add_argument(
         "--set",

@@ -196,6 +196,10 @@ class TrainConfig:
         max_steps: Optimizer steps (100k for the paper's flows).
         learning_rate: Adam's learning rate (1e-4, no schedule, in the paper).
         optimizer: ``adam`` (the paper's) or ``sgd``.
+        lr_schedule: ``constant`` (the paper's) or ``cosine`` (from ``learning_rate`` down to 0
+            at ``max_steps``: short runs at a large rate end in a stable model; a resumed run
+            keeps the schedule it started with, so raising ``max_steps`` on resume does not
+            stretch it).
         gradient_clip: Maximal gradient norm (1.0; the paper's code configured it but never
             applied it); 0 disables clipping.
         kl_warmup: SLVMs: steps over which the KL weight rises linearly from 0 to 1 (0: the
@@ -220,6 +224,7 @@ class TrainConfig:
     max_steps: int = 100_000
     learning_rate: float = 1e-4
     optimizer: str = "adam"
+    lr_schedule: str = "constant"
     gradient_clip: float = 1.0
     kl_warmup: int = 0
     val_every: int = 1000
@@ -236,6 +241,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _check_choice("train.optimizer", self.optimizer, ("adam", "sgd"))
+        _check_choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine"))
         _check_choice("train.precision", self.precision, PRECISIONS)
         _check_choice("train.allocator", self.allocator, ("retain", "system"))
         _check_positive(
@@ -252,7 +258,8 @@ class EvaluateConfig:
     r"""The evaluation protocol (deterministic: fixed crops and noise).
 
     Attributes:
-        split: ``test`` (reported numbers) or ``validation``.
+        split: ``test`` (reported numbers), ``validation`` or ``train`` (fixed crops of the
+            training sequences: the paper's Table 3).
         sequences: Sequences scored (None: the whole split).
         batch_size: Sequences per batch.
         crop: ``random`` (a fixed random crop per sequence, drawn from data.seed) or ``last``.
@@ -268,7 +275,7 @@ class EvaluateConfig:
     iwae_chunk: int = 10
 
     def validate(self) -> None:
-        _check_choice("evaluate.split", self.split, ("test", "validation"))
+        _check_choice("evaluate.split", self.split, ("test", "validation", "train"))
         _check_choice("evaluate.crop", self.crop, ("random", "last", "first"))
         _check_positive(self, ("batch_size",), "evaluate")
 

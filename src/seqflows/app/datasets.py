@@ -124,7 +124,9 @@ def evaluation_set(config: Config, split: str, count: int | None = None) -> Fixe
 
     Arguments:
         config: The experiment.
-        split: ``validation`` or ``test``.
+        split: ``validation``, ``test`` or ``train`` (fixed crops of training sequences, to
+            measure overfitting as the paper's Table 3; simulators draw them from the ``train``
+            stream of ``data.seed``, which training never sees).
         count: Sequences (None: the whole split, or the configured number for simulators).
     """
     source = build_source(config.data, split)

@@ -111,11 +111,19 @@ class SequenceTask(pl.LightningModule):
         norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm=limit)
         self.log("train/grad_norm", norm)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        r"""Adam (or SGD) at ``train.learning_rate``; with ``train.lr_schedule=cosine`` the rate
+        falls as lr * (1 + cos(pi * step / max_steps)) / 2, to 0 at the last step."""
         train = self.config.train
         if train.optimizer == "sgd":
-            return torch.optim.SGD(self.parameters(), lr=train.learning_rate)
-        return torch.optim.Adam(self.parameters(), lr=train.learning_rate)
+            optimizer = torch.optim.SGD(self.parameters(), lr=train.learning_rate)
+        else:
+            optimizer = torch.optim.Adam(self.parameters(), lr=train.learning_rate)
+        if train.lr_schedule == "constant":
+            return optimizer
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.max_steps)
+        scheduler = {"scheduler": schedule, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_validation_epoch_start(self) -> None:
         self._scores = SequenceScores(self.event_shape)

@@ -34,8 +34,10 @@ from .moving_mnist import (
     MOVING_MNIST_SPLITS,
     MOVING_MNIST_URL,
     MovingMNIST,
+    downscale_digits,
     load_moving_mnist_file,
     moving_mnist_split,
+    render_sequences,
 )
 from .sequences import (
     NOISES,
@@ -101,10 +103,12 @@ __all__ = [
     "kth",
     "load_array",
     "load_digits",
+    "downscale_digits",
     "load_moving_mnist_file",
     "md5sum",
     "motion_log_prob",
     "moving_mnist_split",
+    "render_sequences",
     "open_dataset",
     "read_idx",
     "read_manifest",

@@ -1,0 +1,126 @@
+"""``seqflows reproduce``: the half-resolution Moving MNIST set, and the whole pipeline on a
+tiny budget (every model trains 2 steps; the numbers mean nothing, the plumbing is checked)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqflows.app import reproduce
+from seqflows.cli import main
+from seqflows.data import MovingMNIST, downscale_digits, render_sequences
+
+from helpers import write_idx
+
+
+def test_downscale_digits_averages_blocks() -> None:
+    digits = np.array([[[0, 2, 10, 10], [4, 6, 10, 11], [255, 255, 0, 0], [255, 254, 0, 1]]])
+    shrunk = downscale_digits(digits.astype(np.uint8), 2)
+    assert shrunk.dtype == np.uint8
+    np.testing.assert_array_equal(shrunk, [[[3, 10], [255, 0]]])  # 10.25 and 254.75 round
+    with pytest.raises(ValueError, match="factor 3"):
+        downscale_digits(np.zeros((1, 28, 28), np.uint8), 3)
+
+
+def test_render_sequences_is_a_function_of_the_seed() -> None:
+    simulator = MovingMNIST(np.full((5, 14, 14), 200, np.uint8), num_frames=6, size=32)
+    first = render_sequences(simulator, 3, seed=7)
+    assert first.shape == (3, 6, 1, 32, 32) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, render_sequences(simulator, 3, seed=7))
+    assert not np.array_equal(first, render_sequences(simulator, 3, seed=8))
+    # half resolution: 14 x 14 digits move 0.1 of the 18 free pixels (1.8) per frame
+    assert simulator.speed == pytest.approx(1.8)
+
+
+def _digits_file(folder: Path) -> Path:
+    """10,000 digits: 0-7999 bright with value 100, 8000-9999 with value 250."""
+    digits = np.zeros((10000, 28, 28), np.uint8)
+    digits[:8000, 8:20, 8:20] = 100
+    digits[8000:, 8:20, 8:20] = 250
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    write_idx(path, digits, compress=True)
+    return path
+
+
+def test_moving_mnist_set_keeps_evaluation_digits_apart(tmp_path: Path) -> None:
+    path = reproduce.render_moving_mnist(
+        _digits_file(tmp_path), tmp_path / "set.npy", sequences=(6, 2, 3)
+    )
+    array = np.load(path)
+    assert array.shape == (11, 20, 1, 32, 32)
+    train_and_validation, test = array[:8], array[8:]
+    assert set(np.unique(train_and_validation)) == {0, 100}  # digits 0-7999 only
+    assert set(np.unique(test)) == {0, 250}  # digits 8000-9999 only
+    modified = path.stat().st_mtime_ns
+    reproduce.render_moving_mnist(_digits_file(tmp_path), path, sequences=(6, 2, 3))
+    assert path.stat().st_mtime_ns == modified  # the same contents: kept, not rewritten
+
+
+def test_full_size_parameter_counts_match_table_2() -> None:
+    table = reproduce.parameter_counts()
+    assert set(table) == {"mmnist", "bair", "kth"}
+    for models in table.values():
+        for model in ("1af", "2af", "slvm", "slvm_1af"):
+            entry = models[model]
+            assert entry["ours"] == pytest.approx(entry["paper_thousands"] * 1000, rel=0.08)
+    mmnist = table["mmnist"]
+    assert mmnist["2af"]["ours"] == 2 * mmnist["1af"]["ours"]
+
+
+def _reproduce(tmp_path: Path, *options: str) -> int:
+    """``seqflows reproduce`` into tmp_path on a budget of 2 steps per model."""
+    arguments = ["reproduce", "--out", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")]
+    arguments += ["--digits", str(_digits_file(tmp_path)), "--no-motion", "--sequences", "4"]
+    budget = [
+        "train.max_steps=2",
+        "train.val_every=2",
+        "train.val_sequences=4",
+        "train.log_every=1",
+    ]
+    return main([*arguments, *options, "--set", *budget, "evaluate.iwae_samples=2"])
+
+
+def test_reproduce_runs_every_step_on_a_tiny_budget(tmp_path: Path) -> None:
+    assert _reproduce(tmp_path, "--models", "1af,slvm") == 0
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["runs"]) == {
+        "moving_mnist/1af",
+        "moving_mnist/slvm",
+        "bouncing_balls/1af",
+        "bouncing_balls/slvm",
+    }
+    for name, run in summary["runs"].items():
+        assert run["steps"] == 2 and run["train_seconds"] > 0
+        assert run["evaluated_checkpoint"] == "best.ckpt" and run["evaluated_step"] == 2
+        assert math.isfinite(run["test"]["nats_per_dim"])
+        folder = out / name
+        for figure in ("flow_rows.png", "samples.png", "metrics.csv", "test.json"):
+            assert (folder / figure).is_file(), folder / figure
+        if name.startswith("moving_mnist"):  # Table 3: fixed crops of training sequences
+            evaluation = json.loads((folder / "train.json").read_text())
+            assert evaluation["protocol"]["split"] == "train" and evaluation["sequences"] == 4
+            assert math.isfinite(run["train"]["nats_per_dim"])
+        else:  # bouncing balls are rendered on the fly: no fixed training set
+            assert "train" not in run
+    slvm = summary["runs"]["moving_mnist/slvm"]["test"]
+    assert slvm["iwae_samples"] == 2 and slvm["nats_per_dim"] == slvm["iwae_nats_per_dim"]
+    flow = summary["runs"]["moving_mnist/1af"]["test"]
+    assert flow["elbo_nats_per_dim"] is None and 0 < flow["corr_x"] < 1
+    tables = (out / "tables.md").read_text()
+    assert "| 1-AF | " in tables and "| SLVM | ELBO ≥ " in tables and "-2.15" in tables
+    assert (out / "moving_mnist" / "validation_curves.png").is_file()
+    assert (out / "moving_mnist" / "corr_noise_during_training.png").is_file()
+    # again, one run only: its training is complete and continues to nothing, its evaluation is
+    # redone, and the other runs stay in the summary
+    assert _reproduce(tmp_path, "--models", "1af", "--datasets", "moving_mnist") == 0
+    log = (runs / "moving_mnist" / "1af" / "train.log").read_text()
+    assert (
+        log.count("$ ") == 2
+        and "is already at step 2 (train.max_steps=2): nothing to train" in log
+    )
+    assert len(json.loads((out / "summary.json").read_text())["runs"]) == 4
