@@ -314,7 +314,7 @@ def run_visualize(args: argparse.Namespace) -> int:
                 layers,
                 folder / "flow_rows.png",
                 first_frame=model.burn_in,
-                title=f"{model_label(model)} on {config.data.dataset} "
+                title=f"{model_label(model)} on {_data_label(config)} "
                 f"({config.evaluate.split} sequence {args.index})",
             )
         )
@@ -383,6 +383,13 @@ def _real_sequences(config: Config, count: int, length: int) -> torch.Tensor:
     config.data.num_frames = max(config.data.num_frames, length)
     dataset = evaluation_set(config, config.evaluate.split, count=count)
     return torch.stack([dataset[index] for index in range(count)])
+
+
+def _data_label(config: Config) -> str:
+    """The data of figure titles: the file or store for file-backed datasets."""
+    if config.data.path is not None and config.data.dataset in ("array", "store"):
+        return Path(config.data.path).name
+    return config.data.dataset
 
 
 def _device(name: str) -> torch.device:

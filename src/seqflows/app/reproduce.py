@@ -323,8 +323,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         say(f"rendering Moving MNIST 32x32 from {digits} into {array}")
         render_moving_mnist(digits, array)
     previous = out / "summary.json"  # runs of an earlier invocation stay unless redone
-    kept = json.loads(previous.read_text())["runs"] if previous.is_file() else {}
-    summary: dict[str, Any] = {"runs": kept, "machine": _machine()}
+    earlier = json.loads(previous.read_text()) if previous.is_file() else {}
+    summary: dict[str, Any] = {"runs": earlier.get("runs", {}), "machine": _machine()}
     for experiment in experiments(array, models):
         if experiment.dataset not in datasets:
             continue
@@ -350,12 +350,23 @@ def run_reproduce(args: argparse.Namespace) -> int:
         "extra": list(args.extra),
     }
     summary["paper"] = PAPER
-    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["seconds"] = round(time.perf_counter() - started, 1)  # this invocation
+    # every invocation's wall-clock time, oldest first (a resumed reproduction has several)
+    summary["invocations"] = _invocations(earlier) + [
+        {"seconds": summary["seconds"], "models": models, "datasets": datasets}
+    ]
     write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomically(out / "tables.md", format_tables(summary))
     say(f"done in {summary['seconds'] / 60:.1f} min: {out / 'tables.md'}")
     print(format_tables(summary))
     return 0
+
+
+def _invocations(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The invocations recorded in an earlier summary (one per ``seconds`` when unlisted)."""
+    if "invocations" in summary:
+        return list(summary["invocations"])
+    return [{"seconds": summary["seconds"]}] if "seconds" in summary else []
 
 
 def _reporter() -> Callable[[str], None]:
@@ -374,13 +385,19 @@ def _download_digits(root: Path) -> Path:
 
 
 def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str, float]:
-    r"""Runs (or continues) ``seqflows train`` in its own process; returns its accumulated time.
+    r"""Runs (or continues) ``seqflows train`` in its own process, unless the run has reached
+    ``train.max_steps`` already; returns its accumulated time.
 
     The seconds spent training are summed over interrupted invocations in
     ``RUN/reproduce_timing.json``, so the reported time is that of the whole run.
     """
     timing_file = run_dir / "reproduce_timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {"seconds": 0.0}
+    if (
+        _trained_steps(run_dir)
+        >= load_config(experiment.config, [*experiment.overrides, *extra]).train.max_steps
+    ):
+        return timing  # finished: no process, no time added
     command = [
         sys.executable,
         "-m",
@@ -408,6 +425,14 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
     timing["seconds"] = round(timing["seconds"] + time.perf_counter() - start, 1)
     write_text_atomically(timing_file, json.dumps(timing) + "\n")
     return timing
+
+
+def _trained_steps(run_dir: Path) -> int:
+    """Optimizer steps of the run's last checkpoint (0 when there is none)."""
+    from .checkpoints import read_checkpoint
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return int(read_checkpoint(last).get("global_step", 0)) if last.is_file() else 0
 
 
 def _evaluate_and_draw(
