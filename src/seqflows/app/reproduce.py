@@ -393,10 +393,8 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
     """
     timing_file = run_dir / "reproduce_timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {"seconds": 0.0}
-    if (
-        _trained_steps(run_dir)
-        >= load_config(experiment.config, [*experiment.overrides, *extra]).train.max_steps
-    ):
+    config = load_config(experiment.config, [*experiment.overrides, *extra])
+    if _trained_steps(run_dir) >= config.train.max_steps:
         return timing  # finished: no process, no time added
     command = [
         sys.executable,
