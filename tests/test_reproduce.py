@@ -37,11 +37,13 @@ def test_render_sequences_is_a_function_of_the_seed() -> None:
 
 
 def _digits_file(folder: Path) -> Path:
-    """10,000 digits: 0-7999 bright with value 100, 8000-9999 with value 250."""
+    """10,000 digits: 0-7999 bright with value 100, 8000-9999 with value 250 (written once)."""
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    if path.is_file():
+        return path
     digits = np.zeros((10000, 28, 28), np.uint8)
     digits[:8000, 8:20, 8:20] = 100
     digits[8000:, 8:20, 8:20] = 250
-    path = folder / "t10k-images-idx3-ubyte.gz"
     write_idx(path, digits, compress=True)
     return path
 

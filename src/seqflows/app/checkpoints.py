@@ -23,6 +23,7 @@ __all__ = [
     "FORMAT",
     "CheckpointError",
     "build_model",
+    "checkpoint_step",
     "model_from_checkpoint",
     "read_checkpoint",
     "save_atomically",
@@ -69,6 +70,11 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"{FORMAT!r})"
         )
     return checkpoint
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer steps a checkpoint written by ``seqflows train`` was saved after."""
+    return int(read_checkpoint(path)["global_step"])
 
 
 def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLVM:

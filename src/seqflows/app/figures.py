@@ -34,6 +34,7 @@ __all__ = [
     "read_metrics_csv",
     "save_curves",
     "save_flow_rows",
+    "save_overlay",
     "save_gif",
     "save_grid",
     "save_prediction",
@@ -340,11 +341,7 @@ def save_curves(
         len(columns), 1, figsize=(6.4, 1.7 * len(columns) + 0.6), sharex=True, squeeze=False
     )
     for axis, (name, points) in zip(axes[:, 0], columns.items(), strict=True):
-        kept = sorted(
-            (float(step), float(value))
-            for step, value in points
-            if value is not None and math.isfinite(float(value))
-        )
+        kept = _finite_points(points)
         if kept:
             steps, values = zip(*kept, strict=True)
             axis.plot(steps, values, marker="." if len(kept) < 50 else None, linewidth=1.2)
@@ -366,6 +363,49 @@ def save_curves(
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return _save_figure(figure, path)
+
+
+def save_overlay(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | os.PathLike[str],
+    ylabel: str,
+) -> Path:
+    r"""Writes several curves on one axis, with a legend (e.g. every model's validation score).
+
+    Arguments:
+        curves: Legend label -> list of (step, value); non-finite values are skipped.
+        path: The ``.png`` file to write.
+        ylabel: Label of the vertical axis.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 3.6))
+    for label, points in curves.items():
+        kept = _finite_points(points)
+        if kept:
+            steps, values = zip(*kept, strict=True)
+            axis.plot(steps, values, label=label, linewidth=1.2)
+    axis.set_xlabel("step")
+    axis.set_ylabel(ylabel, fontsize=8)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def _finite_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(step, value) pairs with a finite value, sorted by step."""
+    return sorted(
+        (float(step), float(value))
+        for step, value in points
+        if value is not None and math.isfinite(float(value))
+    )
 
 
 def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float, float]]]:

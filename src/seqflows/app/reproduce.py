@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -41,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_text_atomically
+from ..atomic import write_atomically, write_text_atomically
 from ..data import MovingMNIST, downscale_digits, load_digits, mnist, render_sequences
 from .config import load_config
 
@@ -230,14 +229,7 @@ def render_moving_mnist(
         existing = np.load(path, mmap_mode="r")
         if existing.shape == array.shape and np.array_equal(existing, array):
             return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        np.save(handle, array)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    return path
+    return write_atomically(path, lambda stream: np.save(stream, array))
 
 
 def parameter_counts(configs: Path = CONFIGS) -> dict[str, dict[str, dict[str, int | None]]]:
@@ -427,10 +419,10 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
 
 def _trained_steps(run_dir: Path) -> int:
     """Optimizer steps of the run's last checkpoint (0 when there is none)."""
-    from .checkpoints import read_checkpoint
+    from .checkpoints import checkpoint_step
 
     last = run_dir / "checkpoints" / "last.ckpt"
-    return int(read_checkpoint(last).get("global_step", 0)) if last.is_file() else 0
+    return checkpoint_step(last) if last.is_file() else 0
 
 
 def _evaluate_and_draw(
@@ -443,8 +435,8 @@ def _evaluate_and_draw(
     r"""Evaluates the selected checkpoint (test and training sequences) and draws its figures."""
     import torch
 
+    from ..cli import build_parser
     from .checkpoints import model_from_checkpoint
-    from .commands import run_sample, run_visualize
     from .datasets import evaluation_set
     from .evaluation import evaluate_model
 
@@ -492,24 +484,14 @@ def _evaluate_and_draw(
             )
         }
     figures = run_dir / "figures"
-    checkpoint_args = {"checkpoint": str(checkpoint), "split": None, "overrides": []}
-    run_visualize(
-        argparse.Namespace(**checkpoint_args, out=str(figures), index=0, frames=8, device="cpu")
-    )
-    run_sample(
-        argparse.Namespace(
-            **checkpoint_args,
-            out=str(figures),
-            num=4,
-            length=10,
-            context=model.burn_in,
-            seed=0,
-            temperature=1.0,
-            name="samples",
-            fps=4.0,
-            device="cpu",
-        )
-    )
+    draw = build_parser()
+    for command in (
+        ["visualize", str(checkpoint), "--out", str(figures), "--device", "cpu"],
+        ["sample", str(checkpoint), "--out", str(figures), "--device", "cpu"]
+        + ["--num", "4", "--length", "10", "--context", str(model.burn_in)],
+    ):
+        arguments = draw.parse_args(command)
+        arguments.handler(arguments)
     for name in ("flow_rows.png", "samples.png", "curves.png"):
         if (figures / name).is_file():
             shutil.copyfile(figures / name, out / name)
@@ -530,7 +512,7 @@ def _selected_checkpoint(run_dir: Path) -> Path:
 
 def _comparison_figures(runs: Mapping[str, Any], dataset: str, runs_root: Path, out: Path) -> None:
     r"""Training curves of every model of a dataset on shared axes, and corr_y (Fig. 7)."""
-    from .figures import read_metrics_csv
+    from .figures import read_metrics_csv, save_overlay
 
     columns: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for name, run in runs.items():
@@ -541,12 +523,12 @@ def _comparison_figures(runs: Mapping[str, Any], dataset: str, runs_root: Path, 
             columns[run["model"]] = read_metrics_csv(metrics)
     if not columns:
         return
-    _overlay(
+    save_overlay(
         {label: values.get("val/nats_per_dim", []) for label, values in columns.items()},
         out / "validation_curves.png",
         "validation nats per pixel per channel (SLVMs: ELBO)",
     )
-    _overlay(
+    save_overlay(
         {label: values.get("train/nats_per_dim", []) for label, values in columns.items()},
         out / "training_curves.png",
         "training nats per pixel per channel (SLVMs: ELBO), per batch",
@@ -554,33 +536,7 @@ def _comparison_figures(runs: Mapping[str, Any], dataset: str, runs_root: Path, 
     noise = {label: values.get("train/corr_noise", []) for label, values in columns.items()}
     noise = {label: points for label, points in noise.items() if points}
     if noise:
-        _overlay(noise, out / "corr_noise_during_training.png", "temporal correlation of y")
-
-
-def _overlay(curves: Mapping[str, Sequence[tuple[float, float]]], path: Path, ylabel: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .figures import _save_figure
-
-    figure, axis = plt.subplots(figsize=(6.4, 3.6))
-    for label, points in curves.items():
-        kept = sorted(
-            (float(step), float(value))
-            for step, value in points
-            if value is not None and math.isfinite(value)
-        )
-        if kept:
-            steps, values = zip(*kept, strict=True)
-            axis.plot(steps, values, label=label, linewidth=1.2)
-    axis.set_xlabel("step")
-    axis.set_ylabel(ylabel, fontsize=8)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    _save_figure(figure, path)
+        save_overlay(noise, out / "corr_noise_during_training.png", "temporal correlation of y")
 
 
 def format_tables(summary: Mapping[str, Any]) -> str:

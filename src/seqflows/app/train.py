@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..atomic import write_text_atomically
-from .checkpoints import read_checkpoint
+from .checkpoints import checkpoint_step
 from .config import Config
 from .datasets import build_source, event_shape_of
 from .objectives import model_label
@@ -70,9 +70,7 @@ def train(
     event_shape = event_shape_of(build_source(config.data, "train"), config)
     task = SequenceTask(config.to_dict(), list(event_shape))
     datamodule = SequenceDataModule(config)
-    start_step = (
-        0 if checkpoint_path is None else int(read_checkpoint(checkpoint_path)["global_step"])
-    )
+    start_step = 0 if checkpoint_path is None else checkpoint_step(checkpoint_path)
     if start_step >= train_config.max_steps:
         print(
             f"seqflows: {checkpoint_path} is already at step {start_step} "
