@@ -170,9 +170,30 @@ def test_evaluate_prints_a_json_result_with_its_protocol(run, capsys):
     protocol = result["protocol"]
     assert (protocol["crop_length"], protocol["burn_in"], protocol["seed"]) == (6, 2, 1234)
     assert protocol["scored_frames_per_sequence"] == 4 and "1/256" in protocol["noise"]
-    # Deterministic: the same number again, and the table shows it.
+    # The paper's scale: the density of 0-255 pixel values, and the ceiling of the noise.
+    assert result["nats_per_dim_8bit"] == pytest.approx(result["nats_per_dim"] - np.log(256))
+    assert protocol["ceiling"]["nats_per_dim"] == pytest.approx(4.1263, abs=1e-4)
+    assert protocol["ceiling"]["nats_per_dim_8bit"] == pytest.approx(-1.4189, abs=1e-4)
+    # Deterministic: the same number again, and the table shows it on both scales.
     assert main(["evaluate", str(run / "checkpoints" / "best.ckpt")]) == 0
-    assert f"{result['nats_per_dim']:.4f}" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert f"{result['nats_per_dim']:.4f} on [0, 1]" in table
+    assert f"{result['nats_per_dim_8bit']:.4f} on 0-255" in table
+
+
+def test_evaluate_scores_the_last_frames_of_longer_crops(run, capsys):
+    """Same frames for every model: crops of 6, the last 3 scored, the rest context."""
+    checkpoint = str(run / "checkpoints" / "best.ckpt")
+    capsys.readouterr()
+    assert main(["evaluate", checkpoint, "--json"]) == 0
+    everything = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", checkpoint, "--json", "--set", "evaluate.scored_frames=3"]) == 0
+    last = json.loads(capsys.readouterr().out)
+    assert last["frames_scored"] == 6 * 3 and last["protocol"]["context_frames"] == 3
+    assert last["protocol"]["scored_frames_per_sequence"] == 3
+    assert last["nats_per_dim"] != everything["nats_per_dim"]
+    assert main(["evaluate", checkpoint, "--set", "evaluate.scored_frames=5"]) == 2
+    assert "evaluate.scored_frames=5" in capsys.readouterr().err
 
 
 def test_evaluate_reports_bits_per_dim_for_uniform_dequantization(run, capsys):
@@ -405,6 +426,11 @@ def test_slvm_train_evaluate_sample_and_visualize(tmp_path, capsys, num_transfor
         ]
     )
     assert status == 0
+    # The baseline trains on the ELBO of all 5 crop frames (the authors' objective), the
+    # SLVM w/ 1-AF on the 3 after the flow's context: one logged KL per trained frame.
+    header = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    trained = {name for name in header.split(",") if name.startswith("train/kl_t")}
+    assert trained == {f"train/kl_t{t}" for t in range(5 if num_transforms == 0 else 3)}
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     capsys.readouterr()
     assert main(["evaluate", checkpoint, "--json", "--iwae-samples", "6"]) == 0
@@ -418,6 +444,8 @@ def test_slvm_train_evaluate_sample_and_visualize(tmp_path, capsys, num_transfor
     elbo_only = json.loads(capsys.readouterr().out)
     assert elbo_only["bound"] == "ELBO (lower bound)"
     assert elbo_only["nats_per_dim"] == pytest.approx(result["elbo_nats_per_dim"])  # seeded
+    for key in ("nats_per_dim", "elbo_nats_per_dim", "iwae_nats_per_dim"):
+        assert result[f"{key}_8bit"] == pytest.approx(result[key] - np.log(256))
     figures = tmp_path / "figures"
     assert main(["sample", checkpoint, "--out", str(figures), "--num", "2", "--length", "3"]) == 0
     assert main(["visualize", checkpoint, "--out", str(figures), "--frames", "3"]) == 0

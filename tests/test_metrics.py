@@ -8,14 +8,43 @@ import numpy as np
 import pytest
 import torch
 
+from seqflows.distributions import normal_log_prob
 from seqflows.metrics import (
     LogLikelihoodSum,
     TemporalCorrelation,
     bits_per_dim,
     dims_per_frame,
+    gaussian_noise_ceiling,
     nats_per_dim,
+    nats_per_dim_8bit,
     temporal_correlation,
 )
+
+
+def test_paper_scale_of_a_perfect_predictor_of_8bit_frames_with_the_papers_noise() -> None:
+    """A model that knows x exactly has the noise's density: +4.126 on [0, 1], -1.419 (paper)."""
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (64, 10, 1, 8, 8), generator=generator).double()
+    std = 1 / 256
+    v = pixels / 255 + std * torch.randn(pixels.shape, generator=generator, dtype=torch.float64)
+    log_prob = normal_log_prob(v, pixels / 255, torch.full_like(v, math.log(std)), 3)
+    total = LogLikelihoodSum()
+    total.update(log_prob, (1, 8, 8))
+    assert total.nats_per_dim == pytest.approx(gaussian_noise_ceiling(), abs=0.01)
+    assert gaussian_noise_ceiling() == pytest.approx(4.1263, abs=1e-4)
+    assert nats_per_dim_8bit(total.nats_per_dim) == pytest.approx(-1.4189, abs=0.01)
+    assert nats_per_dim_8bit(None) is None
+
+
+def test_paper_scale_is_minus_log2_bits_per_dim_under_uniform_dequantization() -> None:
+    # A uniform density on [0, 1] is 0 nats/dim: 8 bits per pixel, -log 256 on the 0-255 scale.
+    assert nats_per_dim_8bit(0.0) == pytest.approx(-8 * math.log(2))
+    assert bits_per_dim(0.0) == pytest.approx(8.0)
+    # The paper's own conversion of VideoFlow's 1.87 bits/pixel: "-1.3 nats per pixel".
+    nats = math.log(256) - 1.87 * math.log(2)  # the [0, 1] density that has 1.87 bits/dim
+    assert bits_per_dim(nats) == pytest.approx(1.87)
+    assert nats_per_dim_8bit(nats) == pytest.approx(-1.87 * math.log(2))
+    assert round(nats_per_dim_8bit(nats), 1) == -1.3
 
 
 def stationary_ar1(rho: float, sequences: int, length: int, dims: int, seed: int = 0):

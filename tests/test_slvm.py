@@ -124,6 +124,21 @@ def test_iwae_bound_grows_with_the_number_of_samples():
     assert torch.isfinite(chunked).all() and chunked.shape == (4,)
 
 
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_iwae_of_the_last_frames_only(num_transforms):
+    """scored=N sums the log-weights and log-determinants of the last N frames only."""
+    model = small_vector_model(num_transforms)
+    x = torch.randn(2, 8, 3)
+    v = x if model.flow is None else model.flow.normalize(x).noise
+    weights = model.latent.log_weights(v, 5, generator(4))[:, :, -3:].sum(2)
+    expected = torch.logsumexp(weights, 1) - math.log(5)
+    if model.flow is not None:
+        expected = expected + model.flow.normalize(x).log_abs_det[:, -3:].sum(1)
+    torch.testing.assert_close(model.iwae(x, 5, generator(4), scored=3), expected)
+    with pytest.raises(ValueError, match="scored must be between 1 and 6"):
+        model.iwae(x, 5, scored=7)
+
+
 @pytest.mark.parametrize("num_transforms", [1, 2])
 def test_flow_objective_is_the_latent_objective_on_y_plus_the_log_determinant(num_transforms):
     model = small_vector_model(num_transforms)
@@ -175,6 +190,51 @@ def test_baseline_scores_the_frames_after_its_context():
     torch.testing.assert_close(model.elbo(x, generator(0)), full[:, 2:], rtol=0, atol=0)
     assert small_vector_model().burn_in == 2  # default: the window
     assert small_vector_model(burn_in=0).elbo(x).shape == (2, 7)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_training_objective_covers_every_frame_of_the_crop_for_the_baseline(num_transforms):
+    """The authors train the baseline on the ELBO of all crop frames and report the last ones."""
+    x = torch.randn(2, 7, 3)
+    model = small_vector_model(num_transforms)  # window 2: burn_in 2 (flow: M * k = 2)
+    trained = model.training_terms(x, generator(0)).elbo
+    scored = model.elbo(x, generator(0))
+    assert scored.shape == (2, 5)
+    assert trained.shape == ((2, 7) if num_transforms == 0 else (2, 5))
+    torch.testing.assert_close(trained[:, trained.shape[1] - 5 :], scored, rtol=0, atol=0)
+    only_scored = small_vector_model(num_transforms, train_frames="scored")
+    assert only_scored.training_terms(x, generator(0)).elbo.shape == (2, 5)
+    with pytest.raises(ValueError, match="train_frames must be one of"):
+        small_vector_model(train_frames="context")
+
+
+def test_reference_initialization_follows_the_authors():
+    torch.manual_seed(0)
+    default = SLVM((1, 16, 16), latent_dim=64, hidden=128, features=32, width=32)
+    torch.manual_seed(0)
+    model = SLVM((1, 16, 16), latent_dim=64, hidden=128, features=32, width=32, init="reference")
+    latent = model.latent
+    weight = latent.posterior_loc.weight  # 128 -> 64: xavier-normal std sqrt(2 / (128 + 64))
+    assert weight.std().item() == pytest.approx(math.sqrt(2 / 192), rel=0.05)
+    assert abs(weight.mean().item()) < 0.01
+    assert torch.all(latent.posterior_loc.bias == 0)
+    for layer in (latent.prior_input[0], latent.prior_input[2]):  # linear layers before ReLU
+        assert torch.all(layer.bias == 0.1)
+    cell = latent.prior_lstm.cells[0]
+    assert torch.all(cell.bias_ih == 0) and torch.all(cell.bias_hh == 0)
+    assert cell.weight_hh.std().item() == pytest.approx(math.sqrt(2 / (128 + 512)), rel=0.05)
+    gammas = torch.cat([m.weight for m in latent.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert gammas.mean().item() == pytest.approx(1.0, abs=0.005)
+    assert gammas.std().item() == pytest.approx(0.02, rel=0.2)
+    # PyTorch's default: uniform weights of bound 1/sqrt(fan_in), BatchNorm scales exactly 1.
+    assert default.latent.posterior_loc.weight.abs().max() <= 1 / math.sqrt(128)
+    assert all(
+        torch.all(m.weight == 1)
+        for m in default.latent.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    )
+    with pytest.raises(ValueError, match="init must be one of"):
+        SLVM((3,), init="glorot")
 
 
 def test_encoder_and_decoder_see_all_frames_in_one_call():

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .normalization import check_statistics, run_stack
+
 __all__ = [
     "Conditioner",
     "ConvConditioner",
@@ -82,6 +84,26 @@ class Conditioner(nn.Module):
         Slot 0 of the window holds the oldest frame x_{t-k}, slot k-1 the newest x_{t-1}.
         """
         raise NotImplementedError
+
+    def all_steps(self, history: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and raw log-scale of every step of the density direction (Eq. 6), at once.
+
+        Each conditioning frame is encoded once and all windows are decoded in one call.
+
+        Arguments:
+            history: Inputs (B, S + k, *event_shape): step s is conditioned on frames
+                s .. s + k - 1 and transforms frame s + k (the newest input conditions nothing).
+
+        Returns:
+            Shift and raw log-scale of the S steps, each with shape (B, S, *event_shape).
+        """
+        B, length = history.shape[:2]
+        steps = length - self.window
+        features = self.encode(history[:, :-1].flatten(0, 1))  # each frame once
+        features = features.unflatten(0, (B, length - 1))  # (B, S + k - 1, *feature_shape)
+        windows = self.windows(features, steps)  # (B, S, k, *feature_shape)
+        shift, log_scale = self.decode(windows.flatten(0, 1))  # (B * S, *event_shape)
+        return shift.unflatten(0, (B, steps)), log_scale.unflatten(0, (B, steps))
 
     def forward(self, window_frames: Tensor) -> tuple[Tensor, Tensor]:
         r"""Shift and raw log-scale of a window of raw frames (N, k, *event_shape)."""
@@ -136,6 +158,8 @@ class ConvConditioner(Conditioner):
         normalization: ``"batch"`` (BatchNorm after every hidden conv, as the paper) or
             ``"none"``.
         identity_init: Zero the heads so that the untrained transform is the identity.
+        batch_norm: Training-mode BatchNorm statistics: ``"pooled"`` over all time steps, or
+            ``"per_step"`` as the authors' step loop (see :mod:`seqflows.normalization`).
     """
 
     def __init__(
@@ -147,6 +171,7 @@ class ConvConditioner(Conditioner):
         decoder_layers: int = 4,
         normalization: str = "batch",
         identity_init: bool = True,
+        batch_norm: str = "pooled",
     ) -> None:
         super().__init__(event_shape, window)
         if len(self.event_shape) != 3:
@@ -159,8 +184,10 @@ class ConvConditioner(Conditioner):
             )
         if encoder_layers < 1 or decoder_layers < 1:
             raise ValueError("encoder_layers and decoder_layers must be at least 1")
+        check_statistics(batch_norm)
         channels = self.event_shape[0]
         self.hidden = int(hidden)
+        self.batch_norm = batch_norm
         self.encoder = _conv_stack(channels, hidden, encoder_layers, normalization)
         self.decoder = _conv_stack(window * hidden, hidden, decoder_layers, normalization)
         self.shift_head = nn.Conv2d(hidden, channels, 3, padding=1)
@@ -188,7 +215,34 @@ class ConvConditioner(Conditioner):
     def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
         r"""Shift and raw log-scale (N, C, H, W) of encoded windows (N, k, hidden, H, W)."""
         channels = _window_channels(window)  # (N, k * hidden, H, W), oldest frame first
-        hidden = self.decoder(channels)  # (N, hidden, H, W)
+        return self._heads(self.decoder(channels))  # from (N, hidden, H, W)
+
+    def all_steps(self, history: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and raw log-scale of every step (B, S, C, H, W) from inputs (B, S + k, C, H, W).
+
+        With ``batch_norm="per_step"`` in training mode, BatchNorm normalizes each step with the
+        statistics of that step alone: the encoder sees the B * k frames of the step's windows
+        (a frame is encoded once per window it sits in), the decoder the step's B windows.
+        Otherwise each frame is encoded once and statistics are pooled over all steps.
+        """
+        if self.batch_norm == "pooled" or not self.training:
+            return super().all_steps(history)
+        B, length = history.shape[:2]
+        k = self.window
+        steps = length - k
+        frames = torch.stack([history[:, j : j + steps] for j in range(k)], dim=2)
+        frames = frames.transpose(0, 1).flatten(0, 2)  # (S * B * k, C, H, W), step-major
+        features = run_stack(self.encoder, _cpu_channels_last(frames), steps)
+        window = features.unflatten(0, (steps * B, k))  # (S * B, k, hidden, H, W)
+        hidden = run_stack(self.decoder, _window_channels(window), steps)
+        shift, log_scale = self._heads(hidden)  # (S * B, C, H, W)
+        return (
+            shift.unflatten(0, (steps, B)).transpose(0, 1),
+            log_scale.unflatten(0, (steps, B)).transpose(0, 1),
+        )
+
+    def _heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Shift and raw log-scale (N, C, H, W) of decoded windows (N, hidden, H, W)."""
         # The two heads run as one convolution (hidden -> 2C): the same filters and sums, but a
         # convolution with one or two output channels is slow on CPU, so this halves their cost.
         weight = torch.cat([self.shift_head.weight, self.log_scale_head.weight])
@@ -328,11 +382,13 @@ def make_conditioner(
     hidden: int = 64,
     normalization: str = "batch",
     identity_init: bool = True,
+    batch_norm: str = "pooled",
 ) -> Conditioner:
     r"""Builds a conditioner by name: ``"conv"``, ``"mlp"`` or ``"linear"``.
 
-    ``hidden`` sets the hidden channels (conv) or units (mlp); ``normalization`` applies to
-    ``"conv"`` only (the vector conditioners have no normalization layers).
+    ``hidden`` sets the hidden channels (conv) or units (mlp); ``normalization`` and
+    ``batch_norm`` apply to ``"conv"`` only (the vector conditioners have no normalization
+    layers).
     """
     if kind == "conv":
         return ConvConditioner(
@@ -341,6 +397,7 @@ def make_conditioner(
             hidden=hidden,
             normalization=normalization,
             identity_init=identity_init,
+            batch_norm=batch_norm,
         )
     if kind == "mlp":
         return MLPConditioner(event_shape, window, hidden=hidden, identity_init=identity_init)

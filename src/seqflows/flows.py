@@ -72,6 +72,8 @@ class FlowModel(nn.Module):
         scale_map: ``"clamp"`` (the paper) or ``"soft"`` (smooth tanh soft-clamp).
         normalization: ``"batch"`` (BatchNorm in conv conditioners, the paper) or ``"none"``.
         identity_init: Start every transform at the identity (zero heads).
+        batch_norm: Training-mode BatchNorm statistics: ``"pooled"`` over all time steps or
+            ``"per_step"`` (the authors' step loop; see :mod:`seqflows.normalization`).
 
     Example:
         >>> model = FlowModel(event_shape=(2,), num_transforms=2, window=1, conditioner="linear")
@@ -97,6 +99,7 @@ class FlowModel(nn.Module):
         scale_map: str = "clamp",
         normalization: str = "batch",
         identity_init: bool = True,
+        batch_norm: str = "pooled",
     ) -> None:
         super().__init__()
         if num_transforms < 1:
@@ -116,6 +119,7 @@ class FlowModel(nn.Module):
                 scale_map=scale_map,
                 normalization=normalization,
                 identity_init=identity_init,
+                batch_norm=batch_norm,
             )
             for index in range(num_transforms)
         )

@@ -9,6 +9,14 @@ v = (x + u) / 256, u ~ U[0, 1): then log P(x) >= E_u[log p(v)] - D log 256, so
 bits/dim = (log 256 - nats/dim) / log 2. The paper's N(0, (1/256)^2) noise is not a
 dequantization, and its numbers have no bits/dim.
 
+The paper's scale. The paper's tables give the same log-density per dimension for pixel values
+on the 0-255 scale (:func:`nats_per_dim_8bit`): nats/dim on [0, 1] minus log 256. That is what
+the paper's own conversion of VideoFlow's 1.87 bits/pixel into "-1.3 nats per pixel" does, and
+with the paper's N(0, (1/256)^2) noise no model can average more than
+-h(N(0, (1/256)^2)) = +4.126 nats/dim on [0, 1] (:func:`gaussian_noise_ceiling`), -1.419 on the
+paper's scale, which every entry of the paper's tables respects. (log 255 instead of log 256
+would move every value by 0.004.) For uniformly dequantized data it is -log(2) bits/dim.
+
 Both accumulators (:class:`LogLikelihoodSum`, :class:`TemporalCorrelation`) keep sums and
 counts, in float64, so that results over several batches or processes are combined by adding
 sums (``merge``), never by averaging averages.
@@ -28,7 +36,9 @@ __all__ = [
     "TemporalCorrelation",
     "bits_per_dim",
     "dims_per_frame",
+    "gaussian_noise_ceiling",
     "nats_per_dim",
+    "nats_per_dim_8bit",
     "temporal_correlation",
 ]
 
@@ -61,6 +71,35 @@ def bits_per_dim(nats_per_dim: float, levels: int = 256) -> float:
     model's code length (lower is better).
     """
     return (math.log(levels) - nats_per_dim) / math.log(2)
+
+
+def nats_per_dim_8bit(nats_per_dim: float | None, levels: int = 256) -> float | None:
+    r"""The paper's scale: log-density per dimension of pixel values on the 0-255 scale.
+
+    A density on frames scaled to [0, 1] becomes a density on 8-bit pixel values (256 levels,
+    the scale stretched 256 times) by subtracting log(256) per dimension: the numbers of the
+    paper's Tables 1 and 3. None stays None.
+
+    Example:
+        >>> round(nats_per_dim_8bit(3.0), 4)
+        -2.5452
+    """
+    return None if nats_per_dim is None else nats_per_dim - math.log(levels)
+
+
+def gaussian_noise_ceiling(std: float = 1 / 256) -> float:
+    r"""The largest average nats/dim any model can reach on 8-bit frames with N(0, std^2) noise.
+
+    A model of v = x/255 + e, e ~ N(0, std^2), at best predicts x exactly, and then its density
+    of v is that of the noise: the expected log-density is -h(N(0, std^2)) =
+    -log(std) - log(2 pi e) / 2, which is +4.126 nats/dim for the paper's std = 1/256 (-1.419 on
+    the paper's scale, :func:`nats_per_dim_8bit`).
+
+    Example:
+        >>> round(gaussian_noise_ceiling(), 3)
+        4.126
+    """
+    return -math.log(std) - 0.5 * math.log(2 * math.pi * math.e)
 
 
 @dataclass

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .normalization import run_stack
+
 __all__ = [
     "ConvDecoder",
     "ConvEncoder",
@@ -67,8 +69,10 @@ class ConvEncoder(nn.Module):
         layers += _conv_block(nn.Conv2d(previous, features, 4, 1, 0, bias=False), features)
         self.net = nn.Sequential(*layers)
 
-    def forward(self, frames: Tensor) -> Tensor:
-        return self.net(frames).flatten(1)
+    def forward(self, frames: Tensor, steps: int | None = None) -> Tensor:
+        r"""Features (N, features) of frames (N, C, S, S); ``steps``: BatchNorm statistics per
+        time step for step-major frames (:func:`~seqflows.normalization.run_stack`)."""
+        return run_stack(self.net, frames, steps).flatten(1)
 
 
 class ConvDecoder(nn.Module):
@@ -96,8 +100,10 @@ class ConvDecoder(nn.Module):
         self.loc_head = nn.ConvTranspose2d(filters[-1], channels, 4, 2, 1)
         self.log_scale_head = nn.ConvTranspose2d(filters[-1], channels, 4, 2, 1)
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        hidden = self.net(z[:, :, None, None])
+    def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
+        r"""Loc and raw log-scale (N, C, S, S) of latents (N, latent); ``steps``: BatchNorm
+        statistics per time step for step-major latents."""
+        hidden = run_stack(self.net, z[:, :, None, None], steps)
         return self.loc_head(hidden), self.log_scale_head(hidden)
 
 
@@ -114,7 +120,8 @@ class MLPEncoder(nn.Module):
             nn.LeakyReLU(SLOPE),
         )
 
-    def forward(self, frames: Tensor) -> Tensor:
+    def forward(self, frames: Tensor, steps: int | None = None) -> Tensor:
+        r"""Features (N, features) of vectors (N, D); ``steps`` changes nothing (no BatchNorm)."""
         return self.net(frames)
 
 
@@ -135,7 +142,8 @@ class MLPDecoder(nn.Module):
         self.loc_head = nn.Linear(hidden, dim)
         self.log_scale_head = nn.Linear(hidden, dim)
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
+        r"""Loc and raw log-scale (N, D) of latents (N, latent); ``steps`` changes nothing."""
         hidden = self.net(z)
         return self.loc_head(hidden), self.log_scale_head(hidden)
 

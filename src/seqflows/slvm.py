@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from .distributions import normal_kl, normal_log_prob
 from .flows import FlowModel, FlowOutput
 from .networks import make_frame_networks
+from .normalization import check_statistics
 from .transforms import _check_sequence
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Posterior",
     "SLVM",
     "StackedLSTM",
+    "reference_initialization",
 ]
 
 MIN_LOG_SCALE, MAX_LOG_SCALE = -15.0, 5.0
@@ -87,6 +89,41 @@ class ELBOTerms:
 
 def _clamp(log_scale: Tensor) -> Tensor:
     return log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+
+
+INITIALIZATIONS = ("default", "reference")
+TRAIN_FRAMES = ("all", "scored")
+
+
+@torch.no_grad()
+def reference_initialization(module: nn.Module) -> None:
+    r"""The authors' SLVM initialisation, applied in place to every layer of ``module``.
+
+    Weights of linear, convolutional, transposed-convolutional and LSTM layers are drawn from
+    Glorot's normal distribution (xavier-normal); biases are zero, except those of linear layers
+    followed by a ReLU, which start at 0.1; BatchNorm scales are drawn from N(1, 0.02^2) and
+    their shifts are zero. PyTorch's default instead draws uniform weights and biases scaled by
+    1/sqrt(fan_in) and starts BatchNorm scales at 1.
+    """
+    for submodule in module.modules():
+        if isinstance(submodule, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_normal_(submodule.weight)
+            if submodule.bias is not None:
+                nn.init.zeros_(submodule.bias)
+        elif isinstance(submodule, nn.LSTMCell):
+            nn.init.xavier_normal_(submodule.weight_ih)
+            nn.init.xavier_normal_(submodule.weight_hh)
+            nn.init.zeros_(submodule.bias_ih)
+            nn.init.zeros_(submodule.bias_hh)
+        elif isinstance(submodule, nn.modules.batchnorm._BatchNorm) and submodule.affine:
+            nn.init.normal_(submodule.weight, 1.0, 0.02)
+            nn.init.zeros_(submodule.bias)
+    for submodule in module.modules():  # after the zeros above
+        if isinstance(submodule, nn.Sequential):
+            layers = list(submodule)
+            for layer, following in zip(layers[:-1], layers[1:], strict=True):
+                if isinstance(layer, nn.Linear) and isinstance(following, nn.ReLU):
+                    nn.init.constant_(layer.bias, 0.1)
 
 
 class StackedLSTM(nn.Module):
@@ -142,6 +179,11 @@ class LatentSequenceModel(nn.Module):
         width: Filters of the convolutional networks' first / last layer (64).
         mlp_hidden: Units of the vector encoder and decoder.
         loc_map: ``"sigmoid"`` (the SLVM baseline on [0, 1] frames) or ``"linear"``.
+        batch_norm: Training-mode BatchNorm statistics of the encoder and decoder: ``"pooled"``
+            over all B * T frames, or ``"per_step"`` (the B frames of each time step, as the
+            authors' step loop; see :mod:`seqflows.normalization`).
+        init: ``"default"`` (PyTorch's) or ``"reference"`` (the authors' SLVM:
+            :func:`reference_initialization`).
     """
 
     def __init__(
@@ -154,13 +196,19 @@ class LatentSequenceModel(nn.Module):
         width: int = 64,
         mlp_hidden: int = 256,
         loc_map: str = "linear",
+        batch_norm: str = "pooled",
+        init: str = "default",
     ) -> None:
         super().__init__()
         if loc_map not in ("sigmoid", "linear"):
             raise ValueError(f"loc_map must be 'sigmoid' or 'linear', got {loc_map!r}")
+        if init not in INITIALIZATIONS:
+            raise ValueError(f"init must be one of {INITIALIZATIONS}, got {init!r}")
+        check_statistics(batch_norm)
         self.event_shape = tuple(int(size) for size in event_shape)
         self.latent_dim = latent_dim
         self.loc_map = loc_map
+        self.batch_norm = batch_norm
         self.encoder, self.decoder = make_frame_networks(
             self.event_shape, latent_dim, features, width, mlp_hidden
         )
@@ -173,10 +221,18 @@ class LatentSequenceModel(nn.Module):
         self.prior_lstm = StackedLSTM(hidden, hidden, layers)
         self.prior_loc = nn.Linear(hidden, latent_dim)
         self.prior_log_scale = nn.Linear(hidden, latent_dim)
+        if init == "reference":
+            reference_initialization(self)
+
+    def _per_step(self) -> bool:
+        return self.batch_norm == "per_step" and self.training
 
     def encode(self, v: Tensor) -> Tensor:
         r"""Encoder features of every frame at once: (B, T, *event_shape) -> (B, T, features)."""
         batch, length = v.shape[:2]
+        if self._per_step():  # step-major, one set of BatchNorm statistics per time step
+            features = self.encoder(v.transpose(0, 1).flatten(0, 1), steps=length)
+            return features.unflatten(0, (length, batch)).transpose(0, 1)
         return self.encoder(v.flatten(0, 1)).unflatten(0, (batch, length))
 
     def infer(self, features: Tensor, generator: torch.Generator | None = None) -> Posterior:
@@ -223,11 +279,20 @@ class LatentSequenceModel(nn.Module):
         r"""Loc and log-scale of p(v_t | z_t) for all frames at once: (B, T, latent) ->
         2 x (B, T, *event_shape), in float32."""
         batch, length = z.shape[:2]
-        loc, log_scale = self.decoder(z.flatten(0, 1))
+        if self._per_step():  # step-major, one set of BatchNorm statistics per time step
+            loc, log_scale = self.decoder(z.transpose(0, 1).flatten(0, 1), steps=length)
+            loc = loc.unflatten(0, (length, batch)).transpose(0, 1)
+            log_scale = log_scale.unflatten(0, (length, batch)).transpose(0, 1)
+        else:
+            loc, log_scale = self.decoder(z.flatten(0, 1))
+            loc, log_scale = (
+                loc.unflatten(0, (batch, length)),
+                log_scale.unflatten(0, (batch, length)),
+            )
         loc, log_scale = loc.float(), _clamp(log_scale.float())
         if self.loc_map == "sigmoid":
             loc = torch.sigmoid(loc)
-        return loc.unflatten(0, (batch, length)), log_scale.unflatten(0, (batch, length))
+        return loc, log_scale
 
     def terms(
         self, v: Tensor, generator: torch.Generator | None = None
@@ -339,6 +404,14 @@ class SLVM(nn.Module):
             frames, linear otherwise, as the paper).
         conditioner, flow_hidden, scale_map, min_scale, max_scale, normalization,
         identity_init: The flow's (see :class:`~seqflows.flows.FlowModel`).
+        batch_norm: Training-mode BatchNorm statistics of every network (flow conditioners,
+            encoder, decoder): ``"pooled"`` or ``"per_step"`` (:mod:`seqflows.normalization`).
+        init: The latent model's initialisation: ``"default"`` (PyTorch's) or ``"reference"``
+            (the authors', :func:`reference_initialization`); the flow keeps ``identity_init``.
+        train_frames: The frames of the training objective (:meth:`training_terms`): ``"all"``
+            (every frame the latent model sees: the whole crop for the baseline, as the authors
+            trained it; the frames after the flow's context with a flow) or ``"scored"`` (the
+            frames after ``burn_in``, those that evaluation scores).
 
     Example:
         >>> model = SLVM(event_shape=(3,), latent_dim=4, num_transforms=1, window=2,
@@ -368,11 +441,17 @@ class SLVM(nn.Module):
         max_scale: float = 10.0,
         normalization: str = "batch",
         identity_init: bool = True,
+        batch_norm: str = "pooled",
+        init: str = "default",
+        train_frames: str = "all",
     ) -> None:
         super().__init__()
         self.event_shape = tuple(int(size) for size in event_shape)
         if num_transforms < 0:
             raise ValueError(f"num_transforms must be >= 0, got {num_transforms}")
+        if train_frames not in TRAIN_FRAMES:
+            raise ValueError(f"train_frames must be one of {TRAIN_FRAMES}, got {train_frames!r}")
+        self.train_frames = train_frames
         image = len(self.event_shape) == 3
         self.flow = None
         if num_transforms:
@@ -388,6 +467,7 @@ class SLVM(nn.Module):
                 scale_map=scale_map,
                 normalization=normalization,
                 identity_init=identity_init,
+                batch_norm=batch_norm,
             )
             if burn_in is not None and burn_in != self.flow.burn_in:
                 raise ValueError(
@@ -408,6 +488,8 @@ class SLVM(nn.Module):
             width=width,
             mlp_hidden=mlp_hidden,
             loc_map=likelihood_loc,
+            batch_norm=batch_norm,
+            init=init,
         )
 
     @property
@@ -433,16 +515,25 @@ class SLVM(nn.Module):
         out = self.flow.normalize(x)
         return out.noise, out
 
-    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> ELBOTerms:
+    def elbo_terms(
+        self, x: Tensor, generator: torch.Generator | None = None, frames: str = "scored"
+    ) -> ELBOTerms:
         r"""The terms of Eq. 20 for each scored frame, at one posterior sample.
 
         Arguments:
             x: Sequences, with shape (B, T, *event_shape).
             generator: Random numbers of the posterior sample.
+            frames: ``"scored"``: the frames after ``burn_in``, (B, T - burn_in); ``"all"``:
+                every frame the latent model sees, (B, T) for the baseline (its context frames
+                included) and (B, T - burn_in) with a flow.
         """
+        if frames not in TRAIN_FRAMES:
+            raise ValueError(f"frames must be one of {TRAIN_FRAMES}, got {frames!r}")
         v, flow = self._modelled(x)
         log_likelihood, kl, loc, log_scale = self.latent.terms(v, generator)
-        start = log_likelihood.shape[1] - (x.shape[1] - self.burn_in)  # baseline: drop context
+        start = 0
+        if frames == "scored":  # the baseline models its context frames too: drop them
+            start = log_likelihood.shape[1] - (x.shape[1] - self.burn_in)
         return ELBOTerms(
             log_likelihood=log_likelihood[:, start:],
             kl=kl[:, start:],
@@ -455,9 +546,19 @@ class SLVM(nn.Module):
     def elbo(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         r"""Per-frame ELBO in nats of the scored frames (Eq. 20), with shape (B, T - burn_in).
 
-        log-likelihood - KL + log-determinant; ``-model.elbo(x).mean()`` is the paper's loss.
+        log-likelihood - KL + log-determinant, the per-frame terms of the bound that evaluation
+        reports.
         """
         return self.elbo_terms(x, generator).elbo
+
+    def training_terms(self, x: Tensor, generator: torch.Generator | None = None) -> ELBOTerms:
+        r"""The ELBO terms of the training objective: those of the ``train_frames`` frames.
+
+        ``-model.training_terms(x).elbo.mean()`` is the paper's loss: for the baseline with
+        ``train_frames="all"``, the mean over every frame of the crop (the authors' objective,
+        13 terms for crops of 13), although evaluation scores the frames after ``burn_in`` only.
+        """
+        return self.elbo_terms(x, generator, frames=self.train_frames)
 
     def forward(self, x: Tensor) -> Tensor:
         """Same as :meth:`elbo`."""
@@ -469,6 +570,7 @@ class SLVM(nn.Module):
         num_samples: int,
         generator: torch.Generator | None = None,
         chunk: int | None = None,
+        scored: int | None = None,
     ) -> Tensor:
         r"""Importance-weighted bound on log p(x_scored | x_context), with shape (B,).
 
@@ -482,11 +584,19 @@ class SLVM(nn.Module):
             num_samples: K.
             generator: Random numbers of the samples.
             chunk: Samples per pass (memory); None: all K at once.
+            scored: Score only the last ``scored`` frames (the earlier ones are context);
+                None: every frame after ``burn_in``.
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         v, flow = self._modelled(x)
-        scored = x.shape[1] - self.burn_in
+        available = x.shape[1] - self.burn_in
+        scored = available if scored is None else scored
+        if not 1 <= scored <= available:
+            raise ValueError(
+                f"scored must be between 1 and {available} (frames after the {self.burn_in} "
+                f"context frames), got {scored}"
+            )
         totals = []
         remaining = num_samples
         features = self.latent.encode(v)  # once for all samples and chunks
@@ -500,7 +610,7 @@ class SLVM(nn.Module):
             log_weights.new_tensor(float(num_samples))
         )
         if flow is not None:
-            bound = bound + flow.log_abs_det.float().sum(1)
+            bound = bound + flow.log_abs_det[:, available - scored :].float().sum(1)
         return bound
 
     @torch.no_grad()

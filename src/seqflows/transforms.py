@@ -33,12 +33,14 @@ Shapes: sequences are (B, T, *event_shape), with event_shape (C, H, W) for frame
 vectors.
 
 BatchNorm. The conv conditioner has BatchNorm layers (as in the paper). In training mode they
-use the statistics of the current batch: in ``normalize`` that is all B * (T - 1) conditioning
-frames for the encoder and all B * (T - k) windows for the decoder, so a frame's y then depends
-on the other frames of the batch (future ones included) and ``generate`` is not its exact
-inverse. In evaluation mode (``model.eval()``) they use running statistics: the transform is an
-exact, causal bijection, and ``generate`` inverts ``normalize``. Train with ``train()``; evaluate,
-sample and invert with ``eval()``.
+use the statistics of the current batch. With ``batch_norm="pooled"`` that is all B * (T - 1)
+conditioning frames for the encoder and all B * (T - k) windows for the decoder in ``normalize``,
+so a frame's y depends on the other frames of the batch, future ones included; with
+``batch_norm="per_step"`` each time step has its own statistics (the authors' step loop), and
+y_t depends on no later frame (see :mod:`seqflows.normalization`). Either way ``generate`` is not
+the exact inverse of a training-mode ``normalize``. In evaluation mode (``model.eval()``) they use
+running statistics: the transform is an exact, causal bijection, and ``generate`` inverts
+``normalize``. Train with ``train()``; evaluate, sample and invert with ``eval()``.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ class AffineAutoregressiveTransform(nn.Module):
         scale_map: ``"clamp"`` (the paper) or ``"soft"`` (smooth tanh soft-clamp).
         normalization: ``"batch"`` (BatchNorm in the conv conditioner, the paper) or ``"none"``.
         identity_init: Start as the identity (zero heads); the authors' code did not.
+        batch_norm: Training-mode BatchNorm statistics of the conv conditioner: ``"pooled"``
+            over all time steps or ``"per_step"`` (see :mod:`seqflows.normalization`).
 
     Example:
         >>> transform = AffineAutoregressiveTransform((1, 8, 8), window=2, hidden=4).eval()
@@ -141,6 +145,7 @@ class AffineAutoregressiveTransform(nn.Module):
         scale_map: str = "clamp",
         normalization: str = "batch",
         identity_init: bool = True,
+        batch_norm: str = "pooled",
     ) -> None:
         super().__init__()
         if context not in CONTEXTS:
@@ -161,7 +166,13 @@ class AffineAutoregressiveTransform(nn.Module):
             self.conditioner = conditioner
         else:
             self.conditioner = make_conditioner(
-                conditioner, self.event_shape, window, hidden, normalization, identity_init
+                conditioner,
+                self.event_shape,
+                window,
+                hidden,
+                normalization,
+                identity_init,
+                batch_norm,
             )
         self.window = int(window)
         self.context = context
@@ -203,8 +214,7 @@ class AffineAutoregressiveTransform(nn.Module):
             *event_shape); ``.log_abs_det`` is log |det dy_t/dx_t| per frame.
         """
         self._check_sequence(x, "x")
-        B, T = x.shape[:2]
-        k = self.window
+        T = x.shape[1]
         scored = T - self.burn_in
         if scored < 1:
             raise ValueError(
@@ -212,14 +222,10 @@ class AffineAutoregressiveTransform(nn.Module):
                 f"more than {self.burn_in} frames ({self.burn_in} are context only)"
             )
         history = self._with_initial_frames(x)  # (B, scored + k, *event_shape)
-        # The newest input never conditions anything: encode frames 0 .. scored + k - 2, once.
-        features = self.conditioner.encode(history[:, :-1].flatten(0, 1))
-        features = features.unflatten(0, (B, scored + k - 1))  # (B, scored + k - 1, *feature)
-        windows = self.conditioner.windows(features, scored)  # (B, scored, k, *feature)
-        shift, raw_log_scale = self.conditioner.decode(windows.flatten(0, 1))  # (B * scored, ...)
+        shift, raw_log_scale = self.conditioner.all_steps(history)  # (B, scored, *event_shape)
         dtype = torch.promote_types(x.dtype, torch.float32)  # affine maths in fp32 under autocast
-        shift = shift.unflatten(0, (B, scored)).to(dtype)
-        log_scale = self.bound_log_scale(raw_log_scale.unflatten(0, (B, scored)).to(dtype))
+        shift = shift.to(dtype)
+        log_scale = self.bound_log_scale(raw_log_scale.to(dtype))
         y = (x[:, self.burn_in :].to(dtype) - shift) * torch.exp(-log_scale)
         return TransformOutput(y=y, shift=shift, log_scale=log_scale)
 

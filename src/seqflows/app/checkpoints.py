@@ -102,6 +102,9 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLV
             max_scale=model.max_scale,
             normalization=model.normalization,
             identity_init=model.identity_init,
+            batch_norm=model.batch_norm,
+            init=model.init,
+            train_frames=model.train_frames,
         )
     return FlowModel(
         event_shape,
@@ -116,6 +119,7 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLV
         scale_map=model.scale_map,
         normalization=model.normalization,
         identity_init=model.identity_init,
+        batch_norm=model.batch_norm,
     )
 
 

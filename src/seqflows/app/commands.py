@@ -142,6 +142,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         device=_device(args.device),
         iwae_samples=config.evaluate.iwae_samples,
         iwae_chunk=config.evaluate.iwae_chunk,
+        scored_frames=config.evaluate.scored_frames,
     )
     result["checkpoint"] = str(args.checkpoint)
     if args.output:
@@ -160,15 +161,18 @@ def format_table(result: dict[str, Any]) -> str:
     def number(value: float | None, digits: int = 4) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
+    def both_scales(key: str) -> str:  # [0, 1] density, then the paper's 0-255 scale
+        return f"{number(result[key])} on [0, 1]; {number(result[key + '_8bit'])} on 0-255"
+
     bits = result["bits_per_dim"]
     rows = [("model", f"{result['model']} ({result['bound']})")]
     if result.get("elbo_nats_per_dim") is not None:
-        rows.append(("ELBO, nats per pixel per channel", number(result["elbo_nats_per_dim"])))
+        rows.append(("ELBO, nats per pixel per channel", both_scales("elbo_nats_per_dim")))
     if result.get("iwae_nats_per_dim") is not None:
         rows.append(
             (
                 f"IWAE (K={result['iwae_samples']}), nats per pixel per channel",
-                number(result["iwae_nats_per_dim"]),
+                both_scales("iwae_nats_per_dim"),
             )
         )
     rows += [
@@ -177,14 +181,15 @@ def format_table(result: dict[str, Any]) -> str:
         (
             "frames scored",
             f"{result['frames_scored']} ({protocol['scored_frames_per_sequence']} per sequence "
-            f"after {protocol['burn_in']} context frames; crops of {protocol['crop_length']})",
+            f"after {protocol['context_frames']} context frames; crops of "
+            f"{protocol['crop_length']})",
         ),
         ("noise", f"{protocol['scaling']}, {protocol['noise']}; seed {protocol['seed']}"),
         (
             "nats per pixel per channel (best bound)"
             if result.get("elbo_nats_per_dim") is not None
             else "nats per pixel per channel",
-            number(result["nats_per_dim"]),
+            both_scales("nats_per_dim"),
         ),
         (
             "bits per dimension",

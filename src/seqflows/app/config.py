@@ -141,6 +141,14 @@ class ModelConfig:
         scale_map: ``clamp`` (the paper's) or ``soft``.
         normalization: ``batch`` (BatchNorm, the paper's) or ``none``.
         identity_init: Zero heads, so that training starts from the identity.
+        batch_norm: Training-mode BatchNorm statistics: ``pooled`` over all time steps (one
+            time-parallel pass) or ``per_step`` (each time step its own, as the authors' step
+            loop computed them; the density of a frame then depends on no later frame).
+        init: SLVM: ``default`` (PyTorch's) or ``reference`` (the authors': xavier-normal
+            weights, zero biases, 0.1 before ReLU, BatchNorm scales ~ N(1, 0.02)).
+        train_frames: SLVM: frames of the training ELBO: ``all`` (the authors': every frame of
+            the crop for the baseline; after the flow's context with a flow) or ``scored`` (the
+            frames after burn_in, which evaluation scores).
     """
 
     type: str = "flow"
@@ -163,6 +171,9 @@ class ModelConfig:
     mlp_hidden: int = 256
     burn_in: int | None = None
     likelihood_loc: str | None = None
+    batch_norm: str = "pooled"
+    init: str = "default"
+    train_frames: str = "all"
 
     def validate(self) -> None:
         _check_choice("model.type", self.type, ("flow", "slvm"))
@@ -182,6 +193,9 @@ class ModelConfig:
         _check_choice("model.base", self.base, ("standard", "learned"))
         _check_choice("model.scale_map", self.scale_map, ("clamp", "soft"))
         _check_choice("model.normalization", self.normalization, ("batch", "none"))
+        _check_choice("model.batch_norm", self.batch_norm, ("pooled", "per_step"))
+        _check_choice("model.init", self.init, ("default", "reference"))
+        _check_choice("model.train_frames", self.train_frames, ("all", "scored"))
         _check_positive(self, ("window", "hidden", "mlp_hidden", "lstm_layers"), "model")
 
 
@@ -265,6 +279,9 @@ class EvaluateConfig:
         crop: ``random`` (a fixed random crop per sequence, drawn from data.seed) or ``last``.
         iwae_samples: SLVMs: K of the importance-weighted bound (0: ELBO only).
         iwae_chunk: SLVMs: samples per pass of the bound (bounds memory).
+        scored_frames: Score the last N frames of each crop, the others being context (None:
+            every frame after the model's burn_in). With one crop length and one N, models
+            that need different context are compared on the same frames.
     """
 
     split: str = "test"
@@ -273,11 +290,12 @@ class EvaluateConfig:
     crop: str = "random"
     iwae_samples: int = 100
     iwae_chunk: int = 10
+    scored_frames: int | None = None
 
     def validate(self) -> None:
         _check_choice("evaluate.split", self.split, ("test", "validation", "train"))
         _check_choice("evaluate.crop", self.crop, ("random", "last", "first"))
-        _check_positive(self, ("batch_size",), "evaluate")
+        _check_positive(self, ("batch_size", "scored_frames"), "evaluate")
 
 
 @dataclass

@@ -22,7 +22,9 @@ from ..metrics import (
     TemporalCorrelation,
     bits_per_dim,
     dims_per_frame,
+    gaussian_noise_ceiling,
     nats_per_dim,
+    nats_per_dim_8bit,
 )
 from ..slvm import SLVM
 from .config import Config
@@ -47,11 +49,16 @@ class SequenceScores:
     """
 
     def __init__(
-        self, event_shape: tuple[int, ...], iwae_samples: int = 0, iwae_chunk: int | None = None
+        self,
+        event_shape: tuple[int, ...],
+        iwae_samples: int = 0,
+        iwae_chunk: int | None = None,
+        scored_frames: int | None = None,
     ) -> None:
         self.event_shape = tuple(event_shape)
         self.iwae_samples = iwae_samples
         self.iwae_chunk = iwae_chunk
+        self.scored_frames = scored_frames
         self.likelihood = LogLikelihoodSum()
         self.iwae_total = 0.0
         self.sequences = 0
@@ -64,15 +71,27 @@ class SequenceScores:
     def update(
         self, model: nn.Module, x: Tensor, generator: torch.Generator | None = None
     ) -> None:
-        r"""Scores a batch of sequences x with shape (B, T, *event_shape)."""
+        r"""Scores a batch of sequences x with shape (B, T, *event_shape): the frames after the
+        model's ``burn_in``, or the last ``scored_frames`` of them."""
         objective = frame_objective(model, x, generator)
-        self.likelihood.update(objective.value, self.event_shape)
+        available = objective.value.shape[1]
+        scored = available if self.scored_frames is None else self.scored_frames
+        if not 1 <= scored <= available:
+            raise ValueError(
+                f"evaluate.scored_frames={scored}: crops of {x.shape[1]} frames leave "
+                f"{available} frames after the model's {model.burn_in} context frames; "
+                "lengthen data.eval_length or score fewer frames"
+            )
+        self.likelihood.update(objective.value[:, available - scored :], self.event_shape)
         self.sequences += x.shape[0]
         self.correlation_x.update(x.float().cpu())
         if objective.flow is not None:
-            self.correlation_noise.update(objective.flow.noise.float().cpu())
+            noise = objective.flow.noise
+            self.correlation_noise.update(noise[:, noise.shape[1] - scored :].float().cpu())
         if self.iwae_samples and isinstance(model, SLVM):
-            bound = model.iwae(x, self.iwae_samples, generator, chunk=self.iwae_chunk)
+            bound = model.iwae(
+                x, self.iwae_samples, generator, chunk=self.iwae_chunk, scored=scored
+            )
             self.iwae_total += float(bound.double().sum())
 
     def as_tensor(self) -> Tensor:
@@ -116,6 +135,7 @@ class SequenceScores:
         """nats/dim (bits/dim when ``noise`` is uniform dequantization), counts, correlations."""
         result: dict[str, Any] = {
             "nats_per_dim": self.likelihood.nats_per_dim,
+            "nats_per_dim_8bit": nats_per_dim_8bit(self.likelihood.nats_per_dim),
             "bits_per_dim": self.likelihood.bits_per_dim() if noise == "uniform" else None,
             "iwae_nats_per_dim": nats_per_dim(self.iwae_total, self.likelihood.dims)
             if self.iwae_samples
@@ -148,23 +168,31 @@ def evaluate_model(
     num_workers: int = 0,
     iwae_samples: int = 0,
     iwae_chunk: int | None = None,
+    scored_frames: int | None = None,
 ) -> dict[str, Any]:
     r"""Scores ``model`` on every sequence of ``dataset``, in eval mode.
 
     Flows: the exact log-likelihood. SLVMs: the ELBO at one posterior sample and, with
     ``iwae_samples`` = K > 0, the importance-weighted bound with K samples.
 
+    ``scored_frames``: score the last N frames of each crop (the others are context); None:
+    every frame after the model's ``burn_in``. Models with different context needs are compared
+    on the same frames this way.
+
     Returns:
         A JSON-ready dict: ``nats_per_dim`` (the log-likelihood for flows; for SLVMs the tightest
         bound computed), ``bound`` (what that number is), ``elbo_nats_per_dim`` and
-        ``iwae_nats_per_dim`` (SLVMs), ``bits_per_dim`` (None unless the noise is uniform
+        ``iwae_nats_per_dim`` (SLVMs), each also on the paper's scale (``*_8bit``: minus log 256,
+        the density of 0-255 pixel values), ``bits_per_dim`` (None unless the noise is uniform
         dequantization), ``frames_scored``, ``sequences``, the temporal correlations of x and of
         the flow's noise, and ``protocol`` (what was scored, how).
     """
     model.eval().to(device)
     device = torch.device(device)
     latent = isinstance(model, SLVM)
-    scores = SequenceScores(model.event_shape, iwae_samples if latent else 0, iwae_chunk)
+    scores = SequenceScores(
+        model.event_shape, iwae_samples if latent else 0, iwae_chunk, scored_frames
+    )
     generator = torch.Generator(device=device).manual_seed(config.data.seed)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     for x in loader:
@@ -179,6 +207,11 @@ def evaluate_model(
             f"IWAE lower bound, K={iwae_samples}" if iwae is not None else "ELBO (lower bound)"
         )
         summary.update(nats_per_dim=best, elbo_nats_per_dim=elbo, iwae_nats_per_dim=iwae)
+        summary.update(
+            nats_per_dim_8bit=nats_per_dim_8bit(best),
+            elbo_nats_per_dim_8bit=nats_per_dim_8bit(elbo),
+            iwae_nats_per_dim_8bit=nats_per_dim_8bit(iwae),
+        )
         summary["iwae_samples"] = iwae_samples if iwae is not None else None
         summary["elbo_sum"] = summary.pop("log_likelihood_sum")
         if summary["bits_per_dim"] is not None:
@@ -187,21 +220,25 @@ def evaluate_model(
         summary.pop("iwae_nats_per_dim")
         result["bound"] = "exact log-likelihood"
     result.update(summary)
-    result["protocol"] = protocol(config, model, split)
+    result["protocol"] = protocol(config, model, split, scored_frames)
     return result
 
 
-def protocol(config: Config, model: nn.Module, split: str) -> dict[str, Any]:
+def protocol(
+    config: Config, model: nn.Module, split: str, scored_frames: int | None = None
+) -> dict[str, Any]:
     """What an evaluation number means: data, split, crops, scored frames, noise, seed."""
     data = config.data
-    return {
+    scored = data.evaluation_length - model.burn_in if scored_frames is None else scored_frames
+    result = {
         "dataset": data.dataset,
         "path": data.path,
         "split": split,
         "crop_length": data.evaluation_length,
         "crop": config.evaluate.crop,
         "burn_in": model.burn_in,
-        "scored_frames_per_sequence": data.evaluation_length - model.burn_in,
+        "context_frames": data.evaluation_length - scored,
+        "scored_frames_per_sequence": scored,
         "frame_shape": list(model.event_shape),
         "scaling": "x / 255" if data.noise != "uniform" else "(x + u) / 256",
         "noise": {
@@ -211,5 +248,13 @@ def protocol(config: Config, model: nn.Module, split: str) -> dict[str, Any]:
         }[data.noise],
         "seed": data.seed,
         "units": "nats per pixel per channel, summed over scored frames and dimensions, "
-        "divided by their number",
+        "divided by their number; nats_per_dim: density of frames scaled to [0, 1]; "
+        "*_8bit: the paper's scale, density of 0-255 pixel values (minus log 256)",
     }
+    if data.noise == "gaussian":  # what a perfect predictor of the 8-bit frames would score
+        ceiling = gaussian_noise_ceiling()
+        result["ceiling"] = {
+            "nats_per_dim": ceiling,
+            "nats_per_dim_8bit": nats_per_dim_8bit(ceiling),
+        }
+    return result

@@ -40,11 +40,16 @@ class FrameObjective:
 
 
 def frame_objective(
-    model: nn.Module, x: Tensor, generator: torch.Generator | None = None
+    model: nn.Module,
+    x: Tensor,
+    generator: torch.Generator | None = None,
+    training: bool = False,
 ) -> FrameObjective:
     r"""The per-frame objective of ``model`` on sequences x (B, T, *event_shape).
 
-    ``generator`` drives the posterior samples of SLVMs (flows are deterministic).
+    ``generator`` drives the posterior samples of SLVMs (flows are deterministic). With
+    ``training``, the frames of the training objective (an SLVM's ``train_frames``: every frame
+    of the crop for the baseline, as the authors trained it); otherwise the scored frames.
     """
     if isinstance(model, FlowModel):
         out = model.normalize(x)
@@ -52,7 +57,7 @@ def frame_objective(
             value = model.base.log_prob(out.noise.float()) + out.log_abs_det.float()
         return FrameObjective(value, out)
     if isinstance(model, SLVM):
-        terms = model.elbo_terms(x, generator)
+        terms = model.training_terms(x, generator) if training else model.elbo_terms(x, generator)
         return FrameObjective(terms.elbo, terms.flow, terms.kl, terms.log_likelihood)
     raise TypeError(f"no objective for {type(model).__name__}")
 

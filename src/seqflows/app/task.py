@@ -64,7 +64,7 @@ class SequenceTask(pl.LightningModule):
     def training_step(self, x: Tensor, batch_index: int) -> Tensor:
         r"""-mean objective over the scored frames of a batch (B, T, *event_shape)."""
         generator = self._generator(self.config.train.seed, self.global_step)
-        objective = frame_objective(self.model, x, generator)
+        objective = frame_objective(self.model, x, generator, training=True)
         loss = -objective.value.mean()  # logged: minus the log-likelihood or ELBO
         optimized = loss
         warmup = self.config.train.kl_warmup
@@ -136,7 +136,8 @@ class SequenceTask(pl.LightningModule):
         values = self._scores.as_tensor().to(self.device)
         self._scores.load_tensor(self.trainer.strategy.reduce(values, reduce_op="sum"))
         summary = self._scores.summary(self.config.data.noise)
-        for key in ("nats_per_dim", "bits_per_dim", "corr_x", "corr_noise", "frames_scored"):
+        keys = ("nats_per_dim", "nats_per_dim_8bit", "bits_per_dim", "corr_x", "corr_noise")
+        for key in (*keys, "frames_scored"):
             if summary[key] is not None:
                 self.log(f"val/{key}", float(summary[key]), prog_bar=key == "nats_per_dim")
 
