@@ -504,6 +504,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         "studies": earlier.get("studies", {}),
         "machine": _machine(),
     }
+    if "motion" in earlier:  # kept unless redone below
+        summary["motion"] = earlier["motion"]
     for experiment in experiments(array, models):
         if experiment.dataset not in datasets:
             continue
