@@ -14,7 +14,7 @@ and which activations share statistics is a modelling choice:
   that sits in k windows is encoded k times, once with each step's statistics), the decoder the
   B windows of step t, the SLVM's networks the B frames (or latents) of step t. The density of
   frame t in training mode then depends on no later frame. The running statistics receive one
-  momentum update per time step, in time order, as k separate calls would have made them.
+  momentum update per time step, in time order, as the separate calls of that loop made them.
 
 :func:`run_stack` runs an ``nn.Sequential`` whose BatchNorm layers use per-step statistics
 when given the number of steps; its input holds the steps one after the other (step-major).
@@ -49,6 +49,11 @@ def check_statistics(batch_norm: str) -> None:
 def batch_norm_per_step(layer: _BatchNorm, x: Tensor, steps: int) -> Tensor:
     r"""``layer`` in training mode with one set of batch statistics per time step.
 
+    Calls the layer once per time step, in time order, as the authors' step loop did: each
+    step is normalized with its own batch statistics, and the running statistics get one
+    momentum update per step. (One native call per step is faster on CPU than reductions over
+    a grouped view, in the forward and the backward pass.)
+
     Arguments:
         layer: A BatchNorm layer (``nn.BatchNorm1d`` on (N, C) or ``nn.BatchNorm2d``).
         x: Activations of ``steps`` time steps one after the other, with shape
@@ -56,49 +61,12 @@ def batch_norm_per_step(layer: _BatchNorm, x: Tensor, steps: int) -> Tensor:
         steps: Number of time steps.
 
     Returns:
-        The normalized activations, same shape (and memory format) as ``x``. The running
-        statistics get ``steps`` momentum updates, step 0 first.
+        The normalized activations, with the shape and memory format of ``x``.
     """
     if x.shape[0] % steps:
         raise ValueError(f"{x.shape[0]} rows cannot be split into {steps} time steps")
-    grouped = x.unflatten(0, (steps, x.shape[0] // steps))  # (steps, N, C, *spatial)
-    reduced = [1] + list(range(3, grouped.dim()))  # N and the spatial dims
-    variance, mean = torch.var_mean(grouped, dim=reduced, unbiased=False, keepdim=True)
-    normalized = (grouped - mean) * torch.rsqrt(variance + layer.eps)
-    if layer.affine:
-        shape = (1, 1, -1) + (1,) * (grouped.dim() - 3)
-        normalized = normalized * layer.weight.view(shape) + layer.bias.view(shape)
-    if layer.track_running_stats and layer.running_mean is not None:
-        count = grouped.numel() // (steps * grouped.shape[2])  # values behind each statistic
-        _update_running_statistics(
-            layer,
-            mean.detach().flatten(1).float(),
-            variance.detach().flatten(1).float() * count / max(count - 1, 1),
-        )
-    return normalized.flatten(0, 1)
-
-
-@torch.no_grad()
-def _update_running_statistics(layer: _BatchNorm, means: Tensor, variances: Tensor) -> None:
-    r"""``steps`` sequential momentum updates: running <- (1 - m) running + m stat_s, s = 0, 1, ...
-
-    Arguments:
-        means, variances: Per-step batch statistics (unbiased variance), (steps, C).
-    """
-    steps = means.shape[0]
-    layer.num_batches_tracked.add_(steps)
-    if layer.momentum is None:  # cumulative moving average, one sample per step
-        for s in range(steps):
-            factor = 1.0 / float(layer.num_batches_tracked - steps + s + 1)
-            layer.running_mean.lerp_(means[s].to(layer.running_mean.dtype), factor)
-            layer.running_var.lerp_(variances[s].to(layer.running_var.dtype), factor)
-        return
-    keep = 1.0 - layer.momentum
-    # Step s's statistic is later multiplied by keep once per following step.
-    weights = layer.momentum * keep ** torch.arange(steps - 1, -1, -1, dtype=means.dtype)
-    weights = weights.to(means.device).unsqueeze(1)  # (steps, 1)
-    for buffer, values in ((layer.running_mean, means), (layer.running_var, variances)):
-        buffer.mul_(keep**steps).add_((weights * values).sum(0).to(buffer.dtype))
+    per_step = [layer(step) for step in x.split(x.shape[0] // steps)]  # each step contiguous
+    return torch.cat(per_step)
 
 
 def run_stack(stack: nn.Sequential, x: Tensor, steps: int | None = None) -> Tensor:
