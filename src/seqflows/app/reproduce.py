@@ -506,6 +506,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     }
     if "motion" in earlier:  # kept unless redone below
         summary["motion"] = earlier["motion"]
+    evaluated: set[str] = set()
     for experiment in experiments(array, models):
         if experiment.dataset not in datasets:
             continue
@@ -521,12 +522,13 @@ def run_reproduce(args: argparse.Namespace) -> int:
         )
         _draw(run_dir, out / experiment.name)
         summary["runs"][experiment.name] = result
+        evaluated.add(experiment.name)
     for name in studies if "moving_mnist" in datasets else ():
         study = summary["studies"].setdefault(name, {})
         for experiment in study_experiments(name, array):
             variant = experiment.study.split("/", 1)[1]
             main = _main_equivalent(experiment, array, list(args.extra))
-            if main is not None and main.name in summary["runs"]:
+            if main is not None and main.name in evaluated:  # by this invocation
                 say(f"{experiment.name}: the main run {main.name}")
                 study.setdefault(variant, {})[experiment.model] = summary["runs"][main.name]
                 continue
