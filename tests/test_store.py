@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from seqflows.atomic import DiskFullError, write_text_atomically
 from seqflows.cli import main
 from seqflows.data import (
     FixedSequences,
@@ -244,3 +247,48 @@ def test_convert_command_writes_a_store_and_reports_it(tmp_path, capsys):
     assert "traj_0_to_1.tfrecords @ " in skipped and "CRC" in skipped
     assert main(["convert", "kth", str(tmp_path / "nothing"), str(tmp_path / "k")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_a_full_disk_names_the_device_and_file_and_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "config.yaml"
+    target.write_text("old")
+    for code, words in ((errno.ENOSPC, "no space left"), (errno.EDQUOT, "disk quota exceeded")):
+
+        def full(descriptor, code=code):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(DiskFullError) as caught:
+            write_text_atomically(target, "new")
+        monkeypatch.undo()
+        message = str(caught.value)
+        assert message.startswith(f"{words} on ") and message.endswith(f"while writing {target}")
+        assert "mounted on" in message or sys.platform != "linux"  # the device of the folder
+        assert caught.value.errno == code and caught.value.filename == str(target)
+        assert isinstance(caught.value, OSError) and "\n" not in message
+        assert target.read_text() == "old" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_convert_on_a_full_disk_ends_with_one_line_and_status_2(tmp_path, monkeypatch, capsys):
+    series = tmp_path / "series"
+    series.mkdir()
+    for index in range(4):
+        np.save(series / f"run{index}.npy", np.arange(12.0).reshape(6, 2) * index)
+    arguments = ["convert", "series", str(series), str(tmp_path / "s"), "--validation", "0"]
+    arguments += ["--test", "0"]
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(arguments) == 2
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    last = captured.err.splitlines()[-1]
+    assert last.startswith("seqflows: error: no space left on ")
+    assert last.endswith(f"while writing {tmp_path / 's' / 'train' / '000000.frames.npy'}")
+    assert not list((tmp_path / "s").rglob("*.tmp"))  # nothing half-written is left
+    assert main(arguments) == 0  # space again: the same command completes the store
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"] == {"train": {"sequences": 4, "frames": 24, "clipped": 0}}
