@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import math
 import os
 import re
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .store import ShardData, StoreWriter, convert_shards, read_manifest
+from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
 from .video import (
     IMAGE_SUFFIXES,
     RESIZES,
@@ -67,6 +68,7 @@ SPLIT_METHOD = (
     "sequences sorted by path (natural order), permuted by numpy.random.default_rng(seed); "
     "the first round(validation N) are validation, the next round(test N) test, the rest train"
 )
+_log = logging.getLogger(__name__)
 
 
 def assign_splits(count: int, validation: float, test: float, seed: int = 0) -> list[str]:
@@ -158,7 +160,7 @@ def convert_folder(
     test: float = 0.05,
     seed: int = 0,
     workers: int = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Converts a folder of videos and/or frame folders into a store at ``dst``.
 
@@ -172,10 +174,12 @@ def convert_folder(
         test: Fraction of the sequences in the test split.
         seed: Seed of the split permutation (:func:`assign_splits`).
         workers: Worker processes.
-        progress: Called with one line of text per shard and per split at the end.
+        progress: Called with a :class:`~seqflows.data.store.Progress` before the first shard
+            and after each one.
 
     Returns:
-        ``{split: {"sequences", "frames"}}`` for the whole store.
+        ``{split: {"sequences", "frames"}}`` for the whole store; what was skipped is in the
+        manifest's ``skipped`` list.
     """
     if resize not in RESIZES:
         raise ValueError(f"unknown resize {resize!r}: choose one of {', '.join(RESIZES)}")
@@ -213,22 +217,7 @@ def convert_folder(
         )
         for index, ((kind, name), split) in enumerate(zip(items, splits, strict=True))
     ]
-    summary = convert_shards(writer, tasks, convert_folder_item, workers, progress)
-    _report(summary, writer, "folder", progress)
-    return summary
-
-
-def _report(
-    summary: dict[str, dict[str, int]],
-    writer: StoreWriter,
-    converter: str,
-    progress: Callable[[str], None] | None,
-) -> None:
-    report = progress or (lambda message: None)
-    for name, counts in summary.items():
-        report(f"{converter} {name}: {counts['sequences']} sequences, {counts['frames']} frames")
-    if writer.manifest["skipped"]:
-        report(f"{len(writer.manifest['skipped'])} skipped, see {writer.root / 'manifest.json'}")
+    return convert_shards(writer, tasks, convert_folder_item, workers, progress)
 
 
 # Vector time series
@@ -376,7 +365,7 @@ def convert_series(
     test: float = 0.05,
     scale: str | tuple[Sequence[float], Sequence[float]] = "minmax",
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Converts vector time series (CSV or .npy) into a store of uint8 frames (D,).
 
@@ -394,7 +383,8 @@ def convert_series(
         scale: ``"minmax"`` (per-dimension range of the training split) or a given
             (low, high) pair of (D,) sequences, e.g. to share the quantisation of another store.
         seed: Seed of the split permutation (:func:`assign_splits`).
-        progress: Called with one line of text per shard and per split at the end.
+        progress: Called with a :class:`~seqflows.data.store.Progress` before the first shard
+            and after each one.
 
     Returns:
         ``{split: {"sequences", "frames"}}`` for the whole store, plus ``"clipped"``: the number
@@ -452,10 +442,8 @@ def convert_series(
             tasks.append((split, f"{start // SERIES_SHARD:06d}", argument))
     writer = StoreWriter(dst, "series", SERIES_VERSION, (dimensions,), options)
     summary = convert_shards(writer, tasks, _series_shard, 1, progress)
-    _report(summary, writer, "series", progress)
-    report = progress or (lambda message: None)
     for split, count in clipped.items():
         summary[split]["clipped"] = count
         if count:
-            report(f"series {split}: {count} values outside the training range, clipped")
+            _log.warning("series %s: %d values outside the training range, clipped", split, count)
     return summary

@@ -14,13 +14,15 @@ different lengths (KTH); frames of one store all have one shape, (C, H, W) or (D
 
 A shard is the unit of work: :func:`convert_shards` computes shards in worker processes, writes
 each one through a temporary file and a rename, and then rewrites the manifest atomically, so an
-interrupted conversion leaves only complete shards, and running it again skips them.
+interrupted conversion leaves only complete shards, and running it again skips them; it reports
+each written shard as a :class:`Progress`.
 :func:`open_dataset` reads a split as a torch Dataset of uint8 sequences.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,6 +39,7 @@ from ..atomic import write_atomically, write_text_atomically
 
 __all__ = [
     "MANIFEST",
+    "Progress",
     "ShardData",
     "StoreError",
     "StoreSource",
@@ -48,6 +51,7 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 FORMAT = "seqflows-store/1"
+_log = logging.getLogger(__name__)
 
 
 class StoreError(ValueError):
@@ -71,6 +75,26 @@ class ShardData:
     arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Progress:
+    r"""Where a conversion stands: sent to the ``progress`` callback of :func:`convert_shards`.
+
+    The first report comes before any work (``done`` 0, no shard), then one after each written
+    shard, so a progress bar can start its clock and estimate the time left.
+
+    Attributes:
+        done: Shards written by this run so far.
+        total: Shards this run writes (those a resumed conversion still lacks).
+        split: The split of the shard just written (None in the first report).
+        shard: The name of the shard just written (None in the first report).
+    """
+
+    done: int
+    total: int
+    split: str | None = None
+    shard: str | None = None
 
 
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
@@ -221,7 +245,7 @@ def convert_shards(
     tasks: Iterable[tuple[str, str, Any]],
     work: Callable[[Any], ShardData],
     workers: int = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Runs ``work(argument)`` for every (split, shard name, argument) not yet done.
 
@@ -229,17 +253,25 @@ def convert_shards(
     written by this process as they complete, so the store is consistent after an interruption
     and a second call continues where the first stopped.
 
+    Arguments:
+        writer: The store.
+        tasks: (split, shard name, argument of ``work``) of every shard of the store.
+        work: Computes one shard.
+        workers: Processes computing shards (1: this process).
+        progress: Called with a :class:`Progress` before the first shard and after each one.
+
     Returns:
         Sequences and frames per split (:meth:`StoreWriter.summary`).
     """
     pending = [(split, name, argument) for split, name, argument in tasks]
     pending = [task for task in pending if not writer.done(task[0], task[1])]
-    report = progress or (lambda message: None)
+    report = progress or (lambda state: None)
+    report(Progress(0, len(pending)))
     if workers <= 1:
         for count, (split, name, argument) in enumerate(pending, 1):
             writer.write_shard(split, name, work(argument))
-            report(f"{count}/{len(pending)} {split}/{name}")
-    else:
+            report(Progress(count, len(pending), split, name))
+    elif pending:
         pool = ProcessPoolExecutor(workers)
         try:
             futures = {
@@ -248,11 +280,17 @@ def convert_shards(
             for count, future in enumerate(as_completed(futures), 1):
                 split, name = futures[future]
                 writer.write_shard(split, name, future.result())
-                report(f"{count}/{len(pending)} {split}/{name}")
+                report(Progress(count, len(pending), split, name))
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # stop at the first failure
             raise
         pool.shutdown()
+    if writer.manifest["skipped"]:
+        _log.warning(
+            "%d skip reports (unreadable or clipped input) in %s, under 'skipped'",
+            len(writer.manifest["skipped"]),
+            writer.root / MANIFEST,
+        )
     return writer.summary()
 
 
