@@ -5,7 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +296,104 @@ def test_convert_on_a_full_disk_ends_with_one_line_and_status_2(tmp_path, monkey
     assert main(arguments) == 0  # space again: the same command completes the store
     report = json.loads(capsys.readouterr().out)
     assert report["splits"] == {"train": {"sequences": 4, "frames": 24, "clipped": 0}}
+
+
+SLOW_CONVERSION = """
+import sys
+import time
+
+import numpy as np
+
+from seqflows.data.store import ShardData, StoreWriter, convert_shards
+
+
+def shard(k):
+    time.sleep(float(sys.argv[2]))
+    frames = np.full((3, 1, 4, 4), k, np.uint8)
+    return ShardData([frames], [{"k": k}], sources=[f"source-{k}"])
+
+
+if __name__ == "__main__":
+    tasks = [("train" if k % 4 else "test", f"shard-{k:02d}", k) for k in range(24)]
+    convert_shards(StoreWriter(sys.argv[1], "slow", 1, (1, 4, 4)), tasks, shard, workers=2)
+"""
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still run (neither gone nor zombies)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def written(store: Path) -> int:
+    """Shards in the manifest of ``store`` (0 before the first one)."""
+    try:
+        return sum(len(shards) for shards in read_manifest(store)["splits"].values())
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_workers_end_with_a_killed_conversion(tmp_path, signal_number):
+    (tmp_path / "slow_conversion.py").write_text(SLOW_CONVERSION)
+
+    def conversion(store: Path, delay: float) -> list[str]:
+        return [sys.executable, "-m", "slow_conversion", str(store), str(delay)]
+
+    process = subprocess.Popen(
+        conversion(tmp_path / "store", 0.25), cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and process.poll() is None and time.monotonic() < deadline:
+            workers = children(process.pid)
+            time.sleep(0.02)
+        assert len(workers) == 2, "the conversion did not start its two workers"
+        while not written(tmp_path / "store") and time.monotonic() < deadline:
+            time.sleep(0.02)  # then the workers are in the middle of their next shards
+        os.kill(process.pid, signal_number)
+        assert process.wait(timeout=30) != 0
+        deadline = time.monotonic() + 5
+        while running(workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running(workers) == [], "workers outlived their conversion"
+    finally:
+        for pid in running(workers):
+            os.kill(pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
+    assert 0 < written(tmp_path / "store") < 24  # stopped part way, with complete shards only
+    if signal_number == signal.SIGKILL:  # running it again gives the store of an uninterrupted run
+        for store in ("store", "clean"):
+            subprocess.run(conversion(tmp_path / store, 0), cwd=tmp_path, check=True)
+        assert read_manifest(tmp_path / "store") == read_manifest(tmp_path / "clean")
+        files = sorted(
+            path.relative_to(tmp_path / "clean") for path in (tmp_path / "clean").rglob("*.npy")
+        )
+        assert len(files) == 24
+        for file in files:
+            assert (tmp_path / "store" / file).read_bytes() == (
+                tmp_path / "clean" / file
+            ).read_bytes()

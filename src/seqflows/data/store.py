@@ -14,16 +14,23 @@ different lengths (KTH); frames of one store all have one shape, (C, H, W) or (D
 
 A shard is the unit of work: :func:`convert_shards` computes shards in worker processes, writes
 each one through a temporary file and a rename, and then rewrites the manifest atomically, so an
-interrupted conversion leaves only complete shards, and running it again skips them; it reports
-each written shard as a :class:`Progress`.
+interrupted conversion leaves only complete shards, and running it again skips them. Worker
+processes end with the converting process, however it ends (an error, Ctrl-C, SIGTERM or
+SIGKILL), and it reports each written shard as a :class:`Progress`.
 :func:`open_dataset` reads a split as a torch Dataset of uint8 sequences.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -51,6 +58,7 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 FORMAT = "seqflows-store/1"
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for the child when its parent ends
 _log = logging.getLogger(__name__)
 
 
@@ -251,7 +259,10 @@ def convert_shards(
 
     Shards are computed in ``workers`` processes (``work`` must be a module-level function) and
     written by this process as they complete, so the store is consistent after an interruption
-    and a second call continues where the first stopped.
+    and a second call continues where the first stopped. The workers end with this process: an
+    exception here (including KeyboardInterrupt) terminates them at once; on Linux the kernel
+    kills them when this process dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``), and on
+    any system a thread in each worker ends it once its parent is gone.
 
     Arguments:
         writer: The store.
@@ -272,7 +283,7 @@ def convert_shards(
             writer.write_shard(split, name, work(argument))
             report(Progress(count, len(pending), split, name))
     elif pending:
-        pool = ProcessPoolExecutor(workers)
+        pool = ProcessPoolExecutor(min(workers, len(pending)), initializer=_end_with_parent)
         try:
             futures = {
                 pool.submit(work, argument): (split, name) for split, name, argument in pending
@@ -282,7 +293,7 @@ def convert_shards(
                 writer.write_shard(split, name, future.result())
                 report(Progress(count, len(pending), split, name))
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # stop at the first failure
+            _stop_workers(pool)  # at the first failure or interruption
             raise
         pool.shutdown()
     if writer.manifest["skipped"]:
@@ -292,6 +303,39 @@ def convert_shards(
             writer.root / MANIFEST,
         )
     return writer.summary()
+
+
+def _end_with_parent() -> None:
+    """Initializer of conversion workers: a worker ends when the process that started it does."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the thread below does it
+            pass
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # also covers a parent that died before prctl
+        threading.Thread(target=_exit_after, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_after(sentinel: int) -> None:
+    """Waits until the parent process ends, then ends this worker."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancels the pending shards and terminates the running workers without waiting."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        try:
+            process.terminate()
+        except (ProcessLookupError, ValueError):  # already ended, or closed
+            pass
 
 
 class StoreSource:
