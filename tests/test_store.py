@@ -28,6 +28,7 @@ from seqflows.data import (
     open_dataset,
     read_manifest,
 )
+from seqflows.data.store import FORMAT, MANIFEST
 
 FRAME = (1, 8, 8)
 
@@ -251,6 +252,41 @@ def test_convert_command_writes_a_store_and_reports_it(tmp_path, capsys):
     assert "traj_0_to_1.tfrecords @ " in skipped and "CRC" in skipped
     assert main(["convert", "kth", str(tmp_path / "nothing"), str(tmp_path / "k")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_malformed_manifests_get_one_line_errors_naming_the_file(tmp_path, capsys):
+    convert_shards(StoreWriter(tmp_path, "test", 1, FRAME), TASKS, make_shard)
+    manifest = read_manifest(tmp_path)
+    path = tmp_path / MANIFEST
+    broken = {
+        "no 'splits'": {key: value for key, value in manifest.items() if key != "splits"},
+        "split 'train' must be a list": {**manifest, "splits": {"train": {"a": 1}}},
+        "'lengths' must be": {
+            **manifest,
+            "splits": {"train": [{**manifest["splits"]["train"][0], "lengths": ["6"]}]},
+        },
+        "'metadata' must be a list with one entry per sequence": {
+            **manifest,
+            "splits": {"train": [{**manifest["splits"]["train"][0], "metadata": [{}]}]},
+        },
+        "'frame_shape' must be": {**manifest, "frame_shape": None},
+    }
+    for problem, content in broken.items():
+        path.write_text(json.dumps(content))
+        with pytest.raises(StoreError, match=f"{path}: malformed manifest, .*{problem}"):
+            open_dataset(tmp_path, "train")
+    path.write_text(json.dumps(broken["no 'splits'"]))
+    with pytest.raises(StoreError, match="no 'splits'"):
+        StoreWriter(tmp_path, "test", 1, FRAME)  # a resumed conversion reads it too
+    pytest.importorskip("lightning")
+    run = tmp_path / "run"
+    overrides = ["data.dataset=store", f"data.path={tmp_path}", "data.size=8", "data.length=5"]
+    assert main(["train", "--out", str(run), "--max-steps", "1", "--no-progress", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err == f"seqflows: error: {path}: malformed manifest, no 'splits' object " + (
+        "(split name: list of shards)\n"
+    )
+    assert FORMAT in path.read_text()  # the manifest is left as it was
 
 
 def test_a_full_disk_names_the_device_and_file_and_keeps_the_old_file(tmp_path, monkeypatch):

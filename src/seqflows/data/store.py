@@ -111,12 +111,52 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"not a seqflows store (no {MANIFEST}): {Path(root)}")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise StoreError(f"{path}: corrupt manifest ({error})") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(f"{path}: not a seqflows store manifest (format {FORMAT!r} expected)")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise StoreError(f"{path}: malformed manifest, {problem}")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the keys a store reads from a manifest, or None."""
+
+    def integers(value: Any, least: int) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(item, int) and not isinstance(item, bool) and item >= least
+            for item in value
+        )
+
+    if not integers(manifest.get("frame_shape"), 1) or not manifest["frame_shape"]:
+        return "'frame_shape' must be a list of positive sizes"
+    if not isinstance(manifest.get("options", {}), dict):
+        return "'options' must be an object"
+    if not isinstance(manifest.get("skipped", []), list):
+        return "'skipped' must be a list"
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        return "no 'splits' object (split name: list of shards)"
+    for split, shards in splits.items():
+        if not isinstance(shards, list):
+            return f"split {split!r} must be a list of shards"
+        for position, shard in enumerate(shards):
+            where = f"shard {position} of split {split!r}"
+            if not isinstance(shard, dict) or not isinstance(shard.get("name"), str):
+                return f"{where} has no 'name'"
+            where = f"shard {shard['name']!r} of split {split!r}"
+            if not integers(shard.get("lengths"), 0):
+                return f"{where}: 'lengths' must be a list of sequence lengths"
+            metadata = shard.get("metadata")
+            if not isinstance(metadata, list) or len(metadata) != len(shard["lengths"]):
+                return f"{where}: 'metadata' must be a list with one entry per sequence"
+            arrays = shard.get("arrays")
+            if not isinstance(arrays, list) or not all(isinstance(a, str) for a in arrays):
+                return f"{where}: 'arrays' must be a list of names"
+    return None
 
 
 class StoreWriter:
@@ -150,6 +190,7 @@ class StoreWriter:
         }
         if (self.root / MANIFEST).is_file():
             self.manifest = read_manifest(self.root)
+            self.manifest.setdefault("skipped", [])
             stored = {key: self.manifest.get(key) for key in header}
             if stored != json.loads(json.dumps(header)):
                 raise StoreError(
