@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import av
@@ -58,6 +60,24 @@ def gray_video(seed: int, num_frames: int = KTH_FRAMES, height: int = 30, width:
 def color_frames(seed: int, num_frames: int = 5, height: int = 12, width: int = 16) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+
+
+def png_bytes(values: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
+    """A 16-bit PNG of uint16 values (H, W) grey or (H, W, 3) RGB, written by hand (Pillow
+    writes no 16-bit RGB); ``size`` (H, W) overrides the size the header claims."""
+    height, width = size or values.shape[:2]
+    color_type = 2 if values.ndim == 3 else 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in values)  # filter 0
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        [chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(rows)), chunk(b"IEND", b"")]
+    )
 
 
 def convert_command(capsys: pytest.CaptureFixture, *arguments: object) -> tuple[int, dict, str]:
@@ -198,6 +218,61 @@ def test_read_frame_folder_natural_order_and_mixed_sizes(tmp_path: Path) -> None
     Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(tmp_path / "frame11.png")
     with pytest.raises(ValueError, match=r"mixed sizes: frame0.png is \(4, 6\), frame11.png is"):
         read_frame_folder(tmp_path)
+
+
+def test_high_bit_depth_frames_are_scaled_not_saturated(tmp_path: Path) -> None:
+    grey = np.linspace(0, 59850, 4 * 6).reshape(4, 6).astype(np.uint16)
+    grey[0, :3] = [257, 32896, 65535]
+    (tmp_path / "grey").mkdir()
+    (tmp_path / "grey" / "f0.png").write_bytes(png_bytes(grey))
+    Image.fromarray(grey[::-1].copy()).save(tmp_path / "grey" / "f1.png")  # Pillow's I;16
+    frames = read_frame_folder(tmp_path / "grey")
+    expected = np.rint(grey.astype(float) * 255 / 65535).astype(np.uint8)  # 59850: 233, 257: 1
+    np.testing.assert_array_equal(frames[0], np.repeat(expected[..., None], 3, axis=-1))
+    np.testing.assert_array_equal(frames[1, ..., 0], expected[::-1])
+    assert len(np.unique(frames)) == len(np.unique(expected)) > 3  # not {0, 203, 255}
+    # 16-bit colour: Pillow keeps the high byte, within one level of the rounded scaling.
+    rgb = np.random.default_rng(0).integers(0, 65536, (4, 6, 3)).astype(np.uint16)
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "rgb" / "f0.png").write_bytes(png_bytes(rgb))
+    (frame,) = read_frame_folder(tmp_path / "rgb")
+    np.testing.assert_array_equal(frame, rgb // 256)
+    assert np.abs(frame - np.rint(rgb.astype(float) * 255 / 65535)).max() <= 1
+    # A 12-bit PGM (Pillow maps its maximum to 65535) and what cannot be scaled.
+    (tmp_path / "pgm").mkdir()
+    twelve = np.array([[0, 1000, 2048, 4095]], ">u2")
+    (tmp_path / "pgm" / "f0.pgm").write_bytes(b"P5\n4 1\n4095\n" + twelve.tobytes())
+    (frame,) = read_frame_folder(tmp_path / "pgm")
+    assert np.abs(frame[0, :, 0] - np.rint(twelve[0].astype(float) * 255 / 4095)).max() <= 1
+    (tmp_path / "float").mkdir()
+    Image.fromarray(np.full((2, 2), 0.5, np.float32)).save(tmp_path / "float" / "f0.tif")
+    with pytest.raises(ValueError, match=r"float.*unreadable image f0.tif.*floating-point"):
+        read_frame_folder(tmp_path / "float")
+    (tmp_path / "int32").mkdir()
+    Image.fromarray(np.array([[0, 70000]], np.int32)).save(tmp_path / "int32" / "f0.tif")
+    with pytest.raises(ValueError, match=r"f0.tif \(32-bit integer pixels from 0 to 70000"):
+        read_frame_folder(tmp_path / "int32")
+
+
+def test_a_decompression_bomb_is_skipped_and_reported(
+    user_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    bomb = user_folder / "frames" / "bomb"
+    bomb.mkdir()
+    data = png_bytes(np.zeros((1, 1), np.uint16), size=(40000, 40000))
+    assert len(data) < 200
+    (bomb / "f0.png").write_bytes(data)
+    status, report, _ = convert_command(
+        capsys, "folder", user_folder, tmp_path / "store", "--size", "8", "--test", "0"
+    )
+    assert status == 0
+    assert sum(split["sequences"] for split in report["splits"].values()) == 7
+    (skipped,) = report["skipped"]
+    assert "frames/bomb" in skipped and "f0.png" in skipped and "decompression bomb" in skipped
+    assert read_manifest(tmp_path / "store")["skipped"] == [skipped]
+
+
+# KTH
 
 
 def test_parse_kth_sequences_is_tolerant(kth_source: Path) -> None:
