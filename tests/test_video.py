@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zipfile
 import zlib
@@ -513,6 +514,38 @@ def test_convert_folder_command_exits_0_and_prints_its_summary(
     assert status == 0 and again["splits"] == report["splits"]
 
 
+def test_file_and_folder_names_that_are_not_utf8(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    try:
+        os.mkdir(os.path.join(os.fsencode(src), b"clip\xe9"))
+    except (OSError, UnicodeError):
+        pytest.skip("the file system takes only UTF-8 names")
+    folder = src / os.fsdecode(b"clip\xe9")
+    for t, frame in enumerate(color_frames(1, num_frames=3, height=8, width=8)):
+        Image.fromarray(frame).save(folder / f"{t}.png")
+    write_video(src / os.fsdecode(b"video\xff.avi"), color_frames(2))
+    write_video(src / "plain.avi", color_frames(3))
+    arguments = ["folder", src, tmp_path / "dst", "--size", 8, "--validation", 0, "--test", 0]
+    status, report, err = convert_command(capsys, *arguments)
+    assert status == 0, err
+    assert report["splits"] == {"train": {"sequences": 3, "frames": 3 + 5 + 5}}
+    manifest = read_manifest(tmp_path / "dst")  # valid UTF-8 JSON, readable escapes
+    (shard,) = [s for s in manifest["splits"]["train"] if s["metadata"][0]["kind"] == "frames"]
+    assert shard["metadata"][0]["source"] == "clip\\xe9"
+    assert shard["sources"] == [str(src / "clip\\xe9")]
+    assert {m["source"] for s in manifest["splits"]["train"] for m in s["metadata"]} == {
+        "clip\\xe9",
+        "plain.avi",
+        "video\\xff.avi",
+    }
+    frames = open_dataset(tmp_path / "dst", "train")[0].numpy()
+    expected = color_frames(1, num_frames=3, height=8, width=8)
+    np.testing.assert_array_equal(frames, expected.transpose(0, 3, 1, 2))
+    status, again, _ = convert_command(capsys, *arguments)  # resumed over the same names
+    assert status == 0 and again["splits"] == report["splits"]
+
+
 def test_assign_splits() -> None:
     splits = assign_splits(100, 0.1, 0.2, seed=3)
     assert (splits.count("train"), splits.count("validation"), splits.count("test")) == (
@@ -611,3 +644,47 @@ def test_convert_series_command_exits_0_and_prints_its_summary(
         "validation": {"sequences": 2, "frames": 5, "clipped": 1},
     }
     assert report["notes"] == ["series validation: 1 values outside the training range, clipped"]
+
+
+def test_series_cells_are_checked_with_their_location(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    def refused(name: str, text: str | bytes, *options: object) -> str:
+        path = tmp_path / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        status, _, err = convert_command(capsys, "series", path, tmp_path / name / "no", *options)
+        assert status == 2 and "Traceback" not in err and err.count("\n") == 1
+        return err
+
+    err = refused("latin1.csv", b"a,b\n1,2\n\xe9,3\n")
+    assert err.startswith(f"seqflows: error: {tmp_path / 'latin1.csv'}, line 3: not UTF-8")
+    err = refused("inf.csv", "a,b\n1,2\n3,1e309\n")
+    assert "inf.csv, line 3, column 'b': '1e309' is not finite" in err
+    err = refused("nan.csv", "a,b\n1,nan\n")
+    assert "nan.csv, line 2, column 'b': 'nan' is not finite" in err
+    array = np.ones((4, 2))
+    array[2, 1] = np.inf
+    np.save(tmp_path / "inf.npy", array)
+    status, _, err = convert_command(capsys, "series", tmp_path / "inf.npy", tmp_path / "o")
+    assert status == 2 and "inf.npy, element [2, 1]: inf is not finite" in err
+    # One huge training cell would put every other value of its column on one uint8 level.
+    rng = np.random.default_rng(0)
+    rows = [f"s{n},{rng.normal():.6f},{rng.normal():.6f}" for n in range(10) for _ in range(5)]
+    rows[17] = "s3,1e308,0.5"  # line 19 of the file
+    text = "id,x,y\n" + "\n".join(rows) + "\n"
+    split = ("--id-column", "id", "--validation", "0", "--test", "0")
+    err = refused("outlier.csv", text, *split)
+    assert "outlier.csv, line 19, column 'x': 1e+308 widens the range to" in err
+    assert "falls on one uint8 level" in err
+    rows[30] = "s6,-1e308,0.5"  # now the range overflows
+    err = refused("overflow.csv", "id,x,y\n" + "\n".join(rows) + "\n", *split)
+    assert "makes the range overflow float64" in err and "column 'x'" in err
+    # A large but real excursion keeps its dimension: converted, nothing refused.
+    rows[17], rows[30] = "s3,40,0.5", "s6,0,0.5"
+    (tmp_path / "ok.csv").write_text("id,x,y\n" + "\n".join(rows) + "\n")
+    status, report, err = convert_command(
+        capsys, "series", tmp_path / "ok.csv", tmp_path / "s", *split
+    )
+    assert status == 0, err
+    assert report["splits"] == {"train": {"sequences": 10, "frames": 50, "clipped": 0}}
+    assert len(np.unique(open_dataset(tmp_path / "s", "train")[0][:, 0])) == 5

@@ -18,6 +18,10 @@ interrupted conversion leaves only complete shards, and running it again skips t
 processes end with the converting process, however it ends (an error, Ctrl-C, SIGTERM or
 SIGKILL), and it reports each written shard as a :class:`Progress`.
 :func:`open_dataset` reads a split as a torch Dataset of uint8 sequences.
+
+File names that are not UTF-8 (held by Python as surrogate escapes) are written into the manifest
+in a readable escaped form: the byte 0xE9 of ``caf\xe9.png`` becomes the four characters
+``\xe9``.
 """
 
 from __future__ import annotations
@@ -159,6 +163,22 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
     return None
 
 
+def _readable(value: Any) -> Any:
+    r"""``value`` with the surrogate escapes of non-UTF-8 file names as readable ``\xNN``
+    escapes, in strings, lists and dict values (what a manifest may hold)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, list | tuple):
+        return [_readable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _readable(item) for key, item in value.items()}
+    return value
+
+
 class StoreWriter:
     r"""Writes shards into a store folder and keeps its manifest up to date.
 
@@ -217,7 +237,7 @@ class StoreWriter:
         A shard that produced no sequence but reports skips (say, an unreadable video) is not
         recorded as done: its reports go into the manifest and a later run tries it again.
         """
-        reports = [f"[{split}/{name}] {report}" for report in data.skipped]
+        reports = [f"[{split}/{name}] {_readable(report)}" for report in data.skipped]
         kept = [s for s in self.manifest["skipped"] if not s.startswith(f"[{split}/{name}]")]
         self.manifest["skipped"] = sorted(kept + reports)
         if not data.sequences and data.skipped:
@@ -241,9 +261,9 @@ class StoreWriter:
         shards.append(
             {
                 "name": name,
-                "sources": list(data.sources),
+                "sources": _readable(list(data.sources)),
                 "lengths": lengths,
-                "metadata": data.metadata or [{} for _ in lengths],
+                "metadata": _readable(data.metadata) if data.metadata else [{} for _ in lengths],
                 "arrays": sorted(arrays),
             }
         )
