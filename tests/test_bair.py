@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqflows.cli import main
 from seqflows.data import tfrecord
 from seqflows.data.bair import bair_tasks, convert_bair, convert_bair_file
-from seqflows.data.store import open_dataset, read_manifest
+from seqflows.data.store import Progress, open_dataset, read_manifest
 from seqflows.data.tfrecord import (
     CorruptRecord,
     count_records,
@@ -292,6 +293,30 @@ def test_convert_bair_store_is_pixel_exact(bair_src, bair_store):
     assert "[test/traj_0_to_2]" in truncated and "truncated" in truncated
 
 
+def test_convert_bair_command_exits_0_and_prints_its_summary(bair_src, tmp_path, capsys):
+    arguments = ["convert", "bair", str(bair_src), str(tmp_path / "store"), "--validation", "2"]
+    assert main([*arguments, "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["splits"] == {
+        "test": {"sequences": 2, "frames": 2 * FRAMES},
+        "train": {"sequences": 2, "frames": 2 * FRAMES},
+        "validation": {"sequences": 3, "frames": 3 * FRAMES},
+    }
+    assert report["frame_shape"] == [3, 64, 64] and report["store"] == str(tmp_path / "store")
+    assert sorted(line.split("]")[0] for line in report["skipped"]) == [
+        "[test/traj_0_to_2",
+        "[train/traj_9_to_11",
+    ]
+    assert report["notes"] == [
+        f"2 skip reports (unreadable or clipped input) in {tmp_path / 'store' / 'manifest.json'}"
+        ", under 'skipped'"
+    ]
+    assert "3/3" in captured.err and "error" not in captured.err
+    assert main(arguments) == 0  # resumed: nothing to convert, the same summary
+    assert json.loads(capsys.readouterr().out)["splits"] == report["splits"]
+
+
 def test_splits(bair_src, tmp_path):
     tasks = bair_tasks(bair_src, validation=2)
     assert [(split, name) for split, name, _ in tasks] == [
@@ -349,14 +374,14 @@ def test_tar_is_read_in_place(bair_src, bair_store, tmp_path):
 
 def test_resume_converts_only_missing_shards(bair_src, tmp_path):
     dst = tmp_path / "store"
-    messages: list[str] = []
-    summary = convert_bair(bair_src, dst, validation=2, progress=messages.append)
+    reports: list[Progress] = []
+    summary = convert_bair(bair_src, dst, validation=2, progress=reports.append)
     assert summary == {
         "test": {"sequences": 2, "frames": 2 * FRAMES},
         "train": {"sequences": 2, "frames": 2 * FRAMES},
         "validation": {"sequences": 3, "frames": 3 * FRAMES},
     }
-    assert len(messages) == 3 and messages[-1].startswith("3/3 ")
+    assert [(report.done, report.total) for report in reports] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     files = sorted(dst.rglob("*.np*"))
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
     assert convert_bair(bair_src, dst, validation=2) == summary

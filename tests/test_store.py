@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from seqflows.atomic import DiskFullError, write_text_atomically
 from seqflows.cli import main
 from seqflows.data import (
     FixedSequences,
@@ -21,6 +28,7 @@ from seqflows.data import (
     open_dataset,
     read_manifest,
 )
+from seqflows.data.store import FORMAT, MANIFEST
 
 FRAME = (1, 8, 8)
 
@@ -244,3 +252,184 @@ def test_convert_command_writes_a_store_and_reports_it(tmp_path, capsys):
     assert "traj_0_to_1.tfrecords @ " in skipped and "CRC" in skipped
     assert main(["convert", "kth", str(tmp_path / "nothing"), str(tmp_path / "k")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_malformed_manifests_get_one_line_errors_naming_the_file(tmp_path, capsys):
+    convert_shards(StoreWriter(tmp_path, "test", 1, FRAME), TASKS, make_shard)
+    manifest = read_manifest(tmp_path)
+    path = tmp_path / MANIFEST
+    broken = {
+        "no 'splits'": {key: value for key, value in manifest.items() if key != "splits"},
+        "split 'train' must be a list": {**manifest, "splits": {"train": {"a": 1}}},
+        "'lengths' must be": {
+            **manifest,
+            "splits": {"train": [{**manifest["splits"]["train"][0], "lengths": ["6"]}]},
+        },
+        "'metadata' must be a list with one entry per sequence": {
+            **manifest,
+            "splits": {"train": [{**manifest["splits"]["train"][0], "metadata": [{}]}]},
+        },
+        "'frame_shape' must be": {**manifest, "frame_shape": None},
+    }
+    for problem, content in broken.items():
+        path.write_text(json.dumps(content))
+        with pytest.raises(StoreError, match=f"{path}: malformed manifest, .*{problem}"):
+            open_dataset(tmp_path, "train")
+    path.write_text(json.dumps(broken["no 'splits'"]))
+    with pytest.raises(StoreError, match="no 'splits'"):
+        StoreWriter(tmp_path, "test", 1, FRAME)  # a resumed conversion reads it too
+    pytest.importorskip("lightning")
+    run = tmp_path / "run"
+    overrides = ["data.dataset=store", f"data.path={tmp_path}", "data.size=8", "data.length=5"]
+    assert main(["train", "--out", str(run), "--max-steps", "1", "--no-progress", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err == f"seqflows: error: {path}: malformed manifest, no 'splits' object " + (
+        "(split name: list of shards)\n"
+    )
+    assert FORMAT in path.read_text()  # the manifest is left as it was
+
+
+def test_a_full_disk_names_the_device_and_file_and_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "config.yaml"
+    target.write_text("old")
+    for code, words in ((errno.ENOSPC, "no space left"), (errno.EDQUOT, "disk quota exceeded")):
+
+        def full(descriptor, code=code):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(DiskFullError) as caught:
+            write_text_atomically(target, "new")
+        monkeypatch.undo()
+        message = str(caught.value)
+        assert message.startswith(f"{words} on ") and message.endswith(f"while writing {target}")
+        assert "mounted on" in message or sys.platform != "linux"  # the device of the folder
+        assert caught.value.errno == code and caught.value.filename == str(target)
+        assert isinstance(caught.value, OSError) and "\n" not in message
+        assert target.read_text() == "old" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_convert_on_a_full_disk_ends_with_one_line_and_status_2(tmp_path, monkeypatch, capsys):
+    series = tmp_path / "series"
+    series.mkdir()
+    for index in range(4):
+        np.save(series / f"run{index}.npy", np.arange(12.0).reshape(6, 2) * index)
+    arguments = ["convert", "series", str(series), str(tmp_path / "s"), "--validation", "0"]
+    arguments += ["--test", "0"]
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(arguments) == 2
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    last = captured.err.splitlines()[-1]
+    assert last.startswith("seqflows: error: no space left on ")
+    assert last.endswith(f"while writing {tmp_path / 's' / 'train' / '000000.frames.npy'}")
+    assert not list((tmp_path / "s").rglob("*.tmp"))  # nothing half-written is left
+    assert main(arguments) == 0  # space again: the same command completes the store
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"] == {"train": {"sequences": 4, "frames": 24, "clipped": 0}}
+
+
+SLOW_CONVERSION = """
+import sys
+import time
+
+import numpy as np
+
+from seqflows.data.store import ShardData, StoreWriter, convert_shards
+
+
+def shard(k):
+    time.sleep(float(sys.argv[2]))
+    frames = np.full((3, 1, 4, 4), k, np.uint8)
+    return ShardData([frames], [{"k": k}], sources=[f"source-{k}"])
+
+
+if __name__ == "__main__":
+    tasks = [("train" if k % 4 else "test", f"shard-{k:02d}", k) for k in range(24)]
+    convert_shards(StoreWriter(sys.argv[1], "slow", 1, (1, 4, 4)), tasks, shard, workers=2)
+"""
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still run (neither gone nor zombies)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def written(store: Path) -> int:
+    """Shards in the manifest of ``store`` (0 before the first one)."""
+    try:
+        return sum(len(shards) for shards in read_manifest(store)["splits"].values())
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_workers_end_with_a_killed_conversion(tmp_path, signal_number):
+    (tmp_path / "slow_conversion.py").write_text(SLOW_CONVERSION)
+
+    def conversion(store: Path, delay: float) -> list[str]:
+        return [sys.executable, "-m", "slow_conversion", str(store), str(delay)]
+
+    process = subprocess.Popen(
+        conversion(tmp_path / "store", 0.25), cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and process.poll() is None and time.monotonic() < deadline:
+            workers = children(process.pid)
+            time.sleep(0.02)
+        assert len(workers) == 2, "the conversion did not start its two workers"
+        while not written(tmp_path / "store") and time.monotonic() < deadline:
+            time.sleep(0.02)  # then the workers are in the middle of their next shards
+        os.kill(process.pid, signal_number)
+        assert process.wait(timeout=30) != 0
+        deadline = time.monotonic() + 5
+        while running(workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running(workers) == [], "workers outlived their conversion"
+    finally:
+        for pid in running(workers):
+            os.kill(pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
+    assert 0 < written(tmp_path / "store") < 24  # stopped part way, with complete shards only
+    if signal_number == signal.SIGKILL:  # running it again gives the store of an uninterrupted run
+        for store in ("store", "clean"):
+            subprocess.run(conversion(tmp_path / store, 0), cwd=tmp_path, check=True)
+        assert read_manifest(tmp_path / "store") == read_manifest(tmp_path / "clean")
+        files = sorted(
+            path.relative_to(tmp_path / "clean") for path in (tmp_path / "clean").rglob("*.npy")
+        )
+        assert len(files) == 24
+        for file in files:
+            assert (tmp_path / "store" / file).read_bytes() == (
+                tmp_path / "clean" / file
+            ).read_bytes()

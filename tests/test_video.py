@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import av
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seqflows.cli import main
 from seqflows.data.folder import (
     assign_splits,
     convert_folder,
@@ -27,7 +31,7 @@ from seqflows.data.kth import (
     kth_tasks,
     parse_kth_sequences,
 )
-from seqflows.data.store import open_dataset, read_manifest
+from seqflows.data.store import Progress, open_dataset, read_manifest
 from seqflows.data.video import natural_key, prepare_frames, read_frame_folder, read_video
 
 KTH_SIZE = 16
@@ -57,6 +61,31 @@ def gray_video(seed: int, num_frames: int = KTH_FRAMES, height: int = 30, width:
 def color_frames(seed: int, num_frames: int = 5, height: int = 12, width: int = 16) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+
+
+def png_bytes(values: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
+    """A 16-bit PNG of uint16 values (H, W) grey or (H, W, 3) RGB, written by hand (Pillow
+    writes no 16-bit RGB); ``size`` (H, W) overrides the size the header claims."""
+    height, width = size or values.shape[:2]
+    color_type = 2 if values.ndim == 3 else 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in values)  # filter 0
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        [chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(rows)), chunk(b"IEND", b"")]
+    )
+
+
+def convert_command(capsys: pytest.CaptureFixture, *arguments: object) -> tuple[int, dict, str]:
+    """Runs ``seqflows convert ARGUMENTS``: (exit status, printed JSON report or {}, stderr)."""
+    status = main(["convert", *map(str, arguments)])
+    captured = capsys.readouterr()
+    return status, json.loads(captured.out) if status == 0 else {}, captured.err
 
 
 SEQUENCES_TXT = """\
@@ -112,9 +141,9 @@ def expected_kth(stem: str, size: int = KTH_SIZE, resize: str = "squash") -> np.
 @pytest.fixture(scope="module")
 def kth_store(kth_source: Path, tmp_path_factory: pytest.TempPathFactory):
     dst = tmp_path_factory.mktemp("kth-store") / "store"
-    lines: list[str] = []
-    summary = convert_kth(kth_source, dst, "reference", size=KTH_SIZE, progress=lines.append)
-    return dst, summary, lines
+    reports: list[Progress] = []
+    summary = convert_kth(kth_source, dst, "reference", size=KTH_SIZE, progress=reports.append)
+    return dst, summary, reports
 
 
 # Frames
@@ -192,6 +221,58 @@ def test_read_frame_folder_natural_order_and_mixed_sizes(tmp_path: Path) -> None
         read_frame_folder(tmp_path)
 
 
+def test_high_bit_depth_frames_are_scaled_not_saturated(tmp_path: Path) -> None:
+    grey = np.linspace(0, 59850, 4 * 6).reshape(4, 6).astype(np.uint16)
+    grey[0, :3] = [257, 32896, 65535]
+    (tmp_path / "grey").mkdir()
+    (tmp_path / "grey" / "f0.png").write_bytes(png_bytes(grey))
+    Image.fromarray(grey[::-1].copy()).save(tmp_path / "grey" / "f1.png")  # Pillow's I;16
+    frames = read_frame_folder(tmp_path / "grey")
+    expected = np.rint(grey.astype(float) * 255 / 65535).astype(np.uint8)  # 59850: 233, 257: 1
+    np.testing.assert_array_equal(frames[0], np.repeat(expected[..., None], 3, axis=-1))
+    np.testing.assert_array_equal(frames[1, ..., 0], expected[::-1])
+    assert len(np.unique(frames)) == len(np.unique(expected)) > 3  # not {0, 203, 255}
+    # 16-bit colour: Pillow keeps the high byte, within one level of the rounded scaling.
+    rgb = np.random.default_rng(0).integers(0, 65536, (4, 6, 3)).astype(np.uint16)
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "rgb" / "f0.png").write_bytes(png_bytes(rgb))
+    (frame,) = read_frame_folder(tmp_path / "rgb")
+    np.testing.assert_array_equal(frame, rgb // 256)
+    assert np.abs(frame - np.rint(rgb.astype(float) * 255 / 65535)).max() <= 1
+    # A 12-bit PGM (Pillow maps its maximum to 65535) and what cannot be scaled.
+    (tmp_path / "pgm").mkdir()
+    twelve = np.array([[0, 1000, 2048, 4095]], ">u2")
+    (tmp_path / "pgm" / "f0.pgm").write_bytes(b"P5\n4 1\n4095\n" + twelve.tobytes())
+    (frame,) = read_frame_folder(tmp_path / "pgm")
+    assert np.abs(frame[0, :, 0] - np.rint(twelve[0].astype(float) * 255 / 4095)).max() <= 1
+    (tmp_path / "float").mkdir()
+    Image.fromarray(np.full((2, 2), 0.5, np.float32)).save(tmp_path / "float" / "f0.tif")
+    with pytest.raises(ValueError, match=r"float.*unreadable image f0.tif.*floating-point"):
+        read_frame_folder(tmp_path / "float")
+    (tmp_path / "int32").mkdir()
+    Image.fromarray(np.array([[0, 70000]], np.int32)).save(tmp_path / "int32" / "f0.tif")
+    with pytest.raises(ValueError, match=r"f0.tif \(32-bit integer pixels from 0 to 70000"):
+        read_frame_folder(tmp_path / "int32")
+
+
+def test_a_decompression_bomb_is_skipped_and_reported(
+    user_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    bomb = user_folder / "frames" / "bomb"
+    bomb.mkdir()
+    data = png_bytes(np.zeros((1, 1), np.uint16), size=(40000, 40000))
+    assert len(data) < 200
+    (bomb / "f0.png").write_bytes(data)
+    status, report, _ = convert_command(
+        capsys, "folder", user_folder, tmp_path / "store", "--size", "8", "--test", "0"
+    )
+    assert status == 0
+    assert sum(split["sequences"] for split in report["splits"].values()) == 7
+    (skipped,) = report["skipped"]
+    assert "frames/bomb" in skipped and "f0.png" in skipped and "decompression bomb" in skipped
+    assert read_manifest(tmp_path / "store")["skipped"] == [skipped]
+
+
 # KTH
 
 
@@ -236,7 +317,7 @@ def test_find_kth_videos_in_folders_and_archives(kth_source: Path) -> None:
 
 
 def test_kth_store_round_trip(kth_store) -> None:
-    dst, summary, lines = kth_store
+    dst, summary, reports = kth_store
     manifest = read_manifest(dst)
     assert manifest["converter"] == "kth" and manifest["frame_shape"] == [1, KTH_SIZE, KTH_SIZE]
     persons = {
@@ -263,7 +344,11 @@ def test_kth_store_round_trip(kth_store) -> None:
         "validation": {"sequences": 2, "frames": 12, "videos": 1},
         "test": {"sequences": 3, "frames": 12 + 12, "videos": 2},
     }
-    assert "kth train: 4 videos, 8 sequences, 43 frames" in lines
+    assert reports[0] == Progress(0, len(KTH_VIDEOS))  # before the first shard
+    assert [(report.done, report.total) for report in reports[1:]] == [
+        (done, len(KTH_VIDEOS)) for done in range(1, len(KTH_VIDEOS) + 1)
+    ]
+    assert sorted(report.shard for report in reports[1:]) == sorted(KTH_VIDEOS)
 
 
 def test_kth_reports_corrupt_and_clipped(kth_store) -> None:
@@ -278,12 +363,10 @@ def test_kth_reports_corrupt_and_clipped(kth_store) -> None:
 def test_kth_resume_converts_nothing(kth_source: Path, kth_store) -> None:
     dst, summary, _ = kth_store
     before = {p: p.stat().st_mtime_ns for p in dst.rglob("*.npy")}
-    lines: list[str] = []
-    assert convert_kth(kth_source, dst, "reference", KTH_SIZE, progress=lines.append) == summary
+    reports: list[Progress] = []
+    assert convert_kth(kth_source, dst, "reference", KTH_SIZE, progress=reports.append) == summary
     # Only the unreadable video is tried again (a failed shard is not recorded as done).
-    assert [line.split()[1] for line in lines if "/" in line.split()[0]] == [
-        "validation/person04_boxing_d1"
-    ]
+    assert reports == [Progress(0, 1), Progress(1, 1, "validation", "person04_boxing_d1")]
     assert {p: p.stat().st_mtime_ns for p in dst.rglob("*.npy")} == before
     with pytest.raises(ValueError, match="other settings"):
         convert_kth(kth_source, dst, "standard", KTH_SIZE)
@@ -312,6 +395,29 @@ def test_kth_two_workers_equal_one(kth_source: Path, kth_store, tmp_path: Path) 
         np.testing.assert_array_equal(np.load(path), np.load(tmp_path / path.relative_to(dst)))
 
 
+def test_convert_kth_command_exits_0_and_prints_its_summary(
+    kth_source: Path, kth_store, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _, summary, _ = kth_store
+    status, report, err = convert_command(
+        capsys, "kth", kth_source, tmp_path / "store", "--size", KTH_SIZE, "--workers", "2"
+    )
+    assert status == 0 and report["splits"] == summary  # videos, sequences, frames per split
+    assert report["splits"]["train"] == {"sequences": 8, "frames": 43, "videos": 4}
+    assert report["frame_shape"] == [1, KTH_SIZE, KTH_SIZE]
+    assert any("person04_boxing_d1: skipped" in line for line in report["skipped"])
+    assert f"{len(KTH_VIDEOS)}/{len(KTH_VIDEOS)}" in err and "<00:00" in err  # bar with ETA
+    (kth_source / "00sequences.txt").rename(kth_source / "sequences.bak")
+    try:
+        status, report, _ = convert_command(
+            capsys, "kth", kth_source, tmp_path / "whole", "--size", 8, "--split", "standard"
+        )
+    finally:
+        (kth_source / "sequences.bak").rename(kth_source / "00sequences.txt")
+    assert status == 0 and report["splits"]["test"]["sequences"] == 3  # one per whole video
+    assert any("no 00sequences.txt" in note for note in report["notes"])
+
+
 # Users' folders
 
 
@@ -330,9 +436,9 @@ def user_folder(tmp_path: Path) -> Path:
 
 def test_folder_round_trip_is_pixel_exact(user_folder: Path, tmp_path: Path) -> None:
     dst = tmp_path / "store"
-    lines: list[str] = []
+    reports: list[Progress] = []
     summary = convert_folder(
-        user_folder, dst, (12, 16), validation=0.2, test=0.2, progress=lines.append
+        user_folder, dst, (12, 16), validation=0.2, test=0.2, progress=reports.append
     )
     items = find_folder_items(user_folder)
     splits = assign_splits(len(items), 0.2, 0.2, seed=0)
@@ -351,7 +457,8 @@ def test_folder_round_trip_is_pixel_exact(user_folder: Path, tmp_path: Path) -> 
             seed = 10 + int(name[-5]) if item["kind"] == "video" else 20 + int(name[-1])
             frames = color_frames(seed, num_frames=5 if item["kind"] == "video" else 4)
             np.testing.assert_array_equal(data[n].numpy(), frames.transpose(0, 3, 1, 2))
-    assert any(line.startswith("folder train: ") for line in lines)
+    assert [report.done for report in reports] == list(range(8))
+    assert {report.split for report in reports[1:]} == {"train", "validation", "test"}
 
 
 def test_folder_reports_bad_items_and_missing_source(user_folder: Path, tmp_path: Path) -> None:
@@ -374,17 +481,69 @@ def test_folder_reports_bad_items_and_missing_source(user_folder: Path, tmp_path
 def test_folder_resume_and_workers(user_folder: Path, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     summary = convert_folder(user_folder, one, 8, validation=0.2, test=0.2)
-    lines: list[str] = []
+    reports: list[Progress] = []
     assert (
-        convert_folder(user_folder, one, 8, validation=0.2, test=0.2, progress=lines.append)
+        convert_folder(user_folder, one, 8, validation=0.2, test=0.2, progress=reports.append)
         == summary
     )
-    assert all(line.startswith("folder ") for line in lines)  # only the summary lines
+    assert reports == [Progress(0, 0)]  # nothing left to convert
     assert convert_folder(user_folder, two, 8, validation=0.2, test=0.2, workers=2) == summary
     assert read_manifest(one)["splits"] == read_manifest(two)["splits"]
     write_video(user_folder / "video9.avi", color_frames(0))
     with pytest.raises(ValueError, match="other settings"):  # another folder, other splits
         convert_folder(user_folder, one, 8, validation=0.2, test=0.2)
+
+
+def test_convert_folder_command_exits_0_and_prints_its_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for n in range(3):  # the issue's case: three folders of 5 PNGs each
+        (tmp_path / "src" / f"clip{n}").mkdir(parents=True)
+        for t, frame in enumerate(color_frames(n, height=20, width=24)):
+            Image.fromarray(frame).save(tmp_path / "src" / f"clip{n}" / f"{t}.png")
+    arguments = ["folder", tmp_path / "src", tmp_path / "dst", "--size", 16]
+    arguments += ["--validation", "0.34", "--test", "0.34"]
+    status, report, err = convert_command(capsys, *arguments)
+    assert status == 0, err
+    assert report["splits"] == {
+        split: {"sequences": 1, "frames": 5} for split in ("test", "train", "validation")
+    }
+    assert report["frame_shape"] == [3, 16, 16] and report["skipped"] == []
+    assert "3/3" in err and "error" not in err
+    status, again, _ = convert_command(capsys, *arguments)  # resumed: nothing left to do
+    assert status == 0 and again["splits"] == report["splits"]
+
+
+def test_file_and_folder_names_that_are_not_utf8(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    try:
+        os.mkdir(os.path.join(os.fsencode(src), b"clip\xe9"))
+    except (OSError, UnicodeError):
+        pytest.skip("the file system takes only UTF-8 names")
+    folder = src / os.fsdecode(b"clip\xe9")
+    for t, frame in enumerate(color_frames(1, num_frames=3, height=8, width=8)):
+        Image.fromarray(frame).save(folder / f"{t}.png")
+    write_video(src / os.fsdecode(b"video\xff.avi"), color_frames(2))
+    write_video(src / "plain.avi", color_frames(3))
+    arguments = ["folder", src, tmp_path / "dst", "--size", 8, "--validation", 0, "--test", 0]
+    status, report, err = convert_command(capsys, *arguments)
+    assert status == 0, err
+    assert report["splits"] == {"train": {"sequences": 3, "frames": 3 + 5 + 5}}
+    manifest = read_manifest(tmp_path / "dst")  # valid UTF-8 JSON, readable escapes
+    (shard,) = [s for s in manifest["splits"]["train"] if s["metadata"][0]["kind"] == "frames"]
+    assert shard["metadata"][0]["source"] == "clip\\xe9"
+    assert shard["sources"] == [str(src / "clip\\xe9")]
+    assert {m["source"] for s in manifest["splits"]["train"] for m in s["metadata"]} == {
+        "clip\\xe9",
+        "plain.avi",
+        "video\\xff.avi",
+    }
+    frames = open_dataset(tmp_path / "dst", "train")[0].numpy()
+    expected = color_frames(1, num_frames=3, height=8, width=8)
+    np.testing.assert_array_equal(frames, expected.transpose(0, 3, 1, 2))
+    status, again, _ = convert_command(capsys, *arguments)  # resumed over the same names
+    assert status == 0 and again["splits"] == report["splits"]
 
 
 def test_assign_splits() -> None:
@@ -454,9 +613,9 @@ def test_series_npy_files(tmp_path: Path) -> None:
     sequence = open_dataset(dst, "train")[4].numpy()  # run4.npy
     assert sequence.shape == (11, 3) and sequence[0].tolist() == [204, 51, 0]
     assert sequence[-1].tolist() == [255, 0, 0]
-    lines: list[str] = []
-    assert convert_series(src, dst, validation=0, test=0, progress=lines.append) == summary
-    assert all(line.startswith("series ") for line in lines)
+    reports: list[Progress] = []
+    assert convert_series(src, dst, validation=0, test=0, progress=reports.append) == summary
+    assert reports == [Progress(0, 0)]  # resumed: nothing left to convert
     np.save(src / "bad.npy", np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"run0\.npy: 3 dimensions, bad\.npy has 2"):
         convert_series(src, tmp_path / "other")
@@ -467,3 +626,65 @@ def test_series_npy_files(tmp_path: Path) -> None:
 def test_manifest_is_json(kth_store) -> None:
     dst, _, _ = kth_store
     assert json.loads((dst / "manifest.json").read_text())["options"]["resize"] == "squash"
+
+
+def test_convert_series_command_exits_0_and_prints_its_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rows = ["id,t,x,y"] + [f"s{n},{t},{n + t},{-t}" for n in range(5) for t in range(4)]
+    rows.append("s9,0,100,0")  # a sequence of one frame, far outside the others' range
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    arguments = ["series", tmp_path / "data.csv", tmp_path / "dst", "--id-column", "id"]
+    arguments += ["--time-column", "t", "--validation", "0.34", "--test", "0", "--seed", "2"]
+    status, report, err = convert_command(capsys, *arguments)
+    assert status == 0, err
+    assert report["frame_shape"] == [2]
+    assert report["splits"] == {  # seed 2: s3 and s9 in validation, s9's x = 100 clipped to 7
+        "train": {"sequences": 4, "frames": 16, "clipped": 0},
+        "validation": {"sequences": 2, "frames": 5, "clipped": 1},
+    }
+    assert report["notes"] == ["series validation: 1 values outside the training range, clipped"]
+
+
+def test_series_cells_are_checked_with_their_location(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    def refused(name: str, text: str | bytes, *options: object) -> str:
+        path = tmp_path / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        status, _, err = convert_command(capsys, "series", path, tmp_path / name / "no", *options)
+        assert status == 2 and "Traceback" not in err and err.count("\n") == 1
+        return err
+
+    err = refused("latin1.csv", b"a,b\n1,2\n\xe9,3\n")
+    assert err.startswith(f"seqflows: error: {tmp_path / 'latin1.csv'}, line 3: not UTF-8")
+    err = refused("inf.csv", "a,b\n1,2\n3,1e309\n")
+    assert "inf.csv, line 3, column 'b': '1e309' is not finite" in err
+    err = refused("nan.csv", "a,b\n1,nan\n")
+    assert "nan.csv, line 2, column 'b': 'nan' is not finite" in err
+    array = np.ones((4, 2))
+    array[2, 1] = np.inf
+    np.save(tmp_path / "inf.npy", array)
+    status, _, err = convert_command(capsys, "series", tmp_path / "inf.npy", tmp_path / "o")
+    assert status == 2 and "inf.npy, element [2, 1]: inf is not finite" in err
+    # One huge training cell would put every other value of its column on one uint8 level.
+    rng = np.random.default_rng(0)
+    rows = [f"s{n},{rng.normal():.6f},{rng.normal():.6f}" for n in range(10) for _ in range(5)]
+    rows[17] = "s3,1e308,0.5"  # line 19 of the file
+    text = "id,x,y\n" + "\n".join(rows) + "\n"
+    split = ("--id-column", "id", "--validation", "0", "--test", "0")
+    err = refused("outlier.csv", text, *split)
+    assert "outlier.csv, line 19, column 'x': 1e+308 widens the range to" in err
+    assert "falls on one uint8 level" in err
+    rows[30] = "s6,-1e308,0.5"  # now the range overflows
+    err = refused("overflow.csv", "id,x,y\n" + "\n".join(rows) + "\n", *split)
+    assert "makes the range overflow float64" in err and "column 'x'" in err
+    # A large but real excursion keeps its dimension: converted, nothing refused.
+    rows[17], rows[30] = "s3,40,0.5", "s6,0,0.5"
+    (tmp_path / "ok.csv").write_text("id,x,y\n" + "\n".join(rows) + "\n")
+    status, report, err = convert_command(
+        capsys, "series", tmp_path / "ok.csv", tmp_path / "s", *split
+    )
+    assert status == 0, err
+    assert report["splits"] == {"train": {"sequences": 10, "frames": 50, "clipped": 0}}
+    assert len(np.unique(open_dataset(tmp_path / "s", "train")[0][:, 0])) == 5

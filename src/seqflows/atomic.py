@@ -3,20 +3,75 @@ r"""Atomic file writes: a reader, or a kill at any moment, sees the old file or 
 The content goes to a temporary file in the target's folder, is flushed and fsynced, gets the
 permissions any new file of the user would get (``mkstemp`` makes files private), and is renamed
 over the target. Checkpoints, converted data, manifests, configurations and results use it.
+
+A full disk or an exhausted quota (``ENOSPC``, ``EDQUOT``) at any step removes the temporary file,
+leaves the target as it was, and raises :class:`DiskFullError`, whose message names the device
+and the file: "no space left on /dev/sdb1 (mounted on /data) while writing /data/run/last.ckpt".
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "DiskFullError",
     "write_atomically",
     "write_text_atomically",
 ]
+
+_FULL = {errno.ENOSPC: "no space left"} | (
+    {errno.EDQUOT: "disk quota exceeded"} if hasattr(errno, "EDQUOT") else {}
+)
+
+
+class DiskFullError(OSError):
+    r"""No space (or quota) left on the device of a file being written; the target is unchanged.
+
+    ``errno`` is the original ``ENOSPC`` or ``EDQUOT``, ``filename`` the file; ``str()`` is one
+    line naming both the device and the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, code: int = errno.ENOSPC) -> None:
+        what = _FULL.get(code, os.strerror(code))
+        super().__init__(f"{what} on {_device_of(Path(path).parent)} while writing {path}")
+        self.errno = code
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _device_of(folder: Path) -> str:
+    """The device and mount point of ``folder``, e.g. ``/dev/sdb1 (mounted on /data)``."""
+    try:
+        mount = folder.resolve()
+        while not mount.exists() and mount != mount.parent:
+            mount = mount.parent
+        while not os.path.ismount(mount) and mount != mount.parent:
+            mount = mount.parent
+    except OSError:
+        return f"the device of {folder}"
+    device = None
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as table:
+            for line in table:  # the last mount on a point is the visible one
+                fields = line.split()
+                if len(fields) > 1 and _unescape(fields[1]) == str(mount):
+                    device = _unescape(fields[0])
+    except OSError:  # not Linux
+        pass
+    return f"{device} (mounted on {mount})" if device and device != str(mount) else str(mount)
+
+
+def _unescape(field: str) -> str:
+    """A field of /proc/self/mounts, whose spaces, tabs and backslashes are octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
 
 
 def _read_umask() -> int:
@@ -33,6 +88,9 @@ def write_atomically(
 ) -> Path:
     r"""Calls ``write(stream)`` on a temporary file, then renames it to ``path`` (created folders).
 
+    Raises:
+        DiskFullError: No space or quota left (the target is unchanged, no temporary file left).
+
     Example:
         >>> import tempfile
         >>> target = Path(tempfile.mkdtemp()) / "a" / "b.txt"
@@ -41,17 +99,23 @@ def write_atomically(
         'done'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
         os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes the file private
         with os.fdopen(handle, mode) as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in _FULL:
+            raise DiskFullError(path, error.errno) from error
         raise
     return path
 

@@ -11,8 +11,8 @@ Subcommands:
     reproduce  the paper's findings at reduced scale: trains, evaluates, draws (docs/results.md)
 
 Bad input (a missing or corrupt file, an unknown configuration key, frames of the wrong shape, a
-checkpoint of another model) ends with a one-line error and exit status 2; set SEQFLOWS_DEBUG=1
-to see the traceback.
+checkpoint of another model) and a full disk end with a one-line error and exit status 2; set
+SEQFLOWS_DEBUG=1 to see the traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .atomic import DiskFullError
 from .examples import motion
 
 __all__ = ["build_parser", "main"]
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(args.handler(args))
     try:
         return _status(args.handler(args))
-    except (FileNotFoundError, ValueError, RuntimeError, ArithmeticError) as error:
+    except (FileNotFoundError, DiskFullError, ValueError, RuntimeError, ArithmeticError) as error:
         if isinstance(error, RuntimeError) and not _is_reported(error):
             raise
         print(f"seqflows: error: {error}", file=sys.stderr)

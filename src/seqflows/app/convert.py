@@ -6,16 +6,23 @@ r"""``seqflows convert``: datasets from their original files into a store (see d
     seqflows convert series SRC DST     vector time series from CSV or NPY files
 
 Conversion is atomic per shard and resumable: run the same command again after an interruption.
-It prints the number of sequences and frames per split, what was skipped, and the throughput.
+A progress bar with the time left goes to stderr; at the end the command prints (stdout, JSON) the
+sequences and frames per split, what was skipped, notes (e.g. values clipped to the training
+range), and the throughput. Worker processes (--workers) end with the command, however it ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..data.store import Progress
 
 __all__ = [
     "add_convert_arguments",
@@ -89,33 +96,56 @@ def _add_split_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
 
 
-def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
-    """A progress callback for convert_shards messages 'k/n split/shard', and a closer."""
+def _progress_bar() -> tuple[Callable[[Progress], None], Callable[[], None]]:
+    """A progress callback (a bar of shards with the time left, on stderr) and its closer."""
     try:
         from tqdm import tqdm
-    except ModuleNotFoundError:  # pragma: no cover - tqdm comes with the train extra
-        return (lambda message: print(message, flush=True)), (lambda: None)
-    state: dict[str, Any] = {}
+    except ModuleNotFoundError:  # pragma: no cover - tqdm comes with the data and train extras
 
-    def update(message: str) -> None:
-        done, total = (int(part) for part in message.split()[0].split("/"))
-        if "bar" not in state:
-            state["bar"] = tqdm(total=total, unit="shard")
-        state["bar"].set_postfix_str(message.split()[1], refresh=False)
-        state["bar"].update(done - state["bar"].n)
+        def show(progress: Progress) -> None:
+            if progress.shard is not None:
+                print(
+                    f"{progress.done}/{progress.total} {progress.split}/{progress.shard}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        return show, (lambda: None)
+    bars: list[tqdm] = []
+
+    def update(progress: Progress) -> None:
+        if not bars:
+            bars.append(tqdm(total=progress.total, unit="shard", file=sys.stderr))
+        if progress.shard is not None:
+            bars[0].set_postfix_str(f"{progress.split}/{progress.shard}", refresh=False)
+        bars[0].update(progress.done - bars[0].n)
 
     def close() -> None:
-        if "bar" in state:
-            state["bar"].close()
+        if bars:
+            bars[0].close()
 
     return update, close
 
 
+class _Notes(logging.Handler):
+    """Collects the warnings of the converters (loggers under ``seqflows``) for the report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def run_convert(args: argparse.Namespace) -> int:
-    r"""Converts SRC into the store DST and prints sequences and frames per split."""
+    r"""Converts SRC into the store DST and prints sequences and frames per split (JSON)."""
     from ..data.store import read_manifest
 
-    update, close = _progress()
+    update, close = _progress_bar()
+    notes = _Notes()
+    logger = logging.getLogger("seqflows")
+    logger.addHandler(notes)
     started = time.perf_counter()
     try:
         if args.source == "bair":
@@ -167,9 +197,11 @@ def run_convert(args: argparse.Namespace) -> int:
                 validation=args.validation,
                 test=args.test,
                 seed=args.seed,
+                progress=update,
             )
     finally:
         close()
+        logger.removeHandler(notes)
     seconds = time.perf_counter() - started
     manifest = read_manifest(args.dst)
     sequences = sum(split["sequences"] for split in summary.values())
@@ -178,6 +210,7 @@ def run_convert(args: argparse.Namespace) -> int:
         "splits": summary,
         "frame_shape": manifest["frame_shape"],
         "skipped": manifest.get("skipped", []),
+        "notes": notes.messages,
         "seconds": round(seconds, 2),
         "sequences_per_second": round(sequences / seconds, 2) if seconds > 0 else None,
     }

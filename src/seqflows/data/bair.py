@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import ShardData, StoreWriter, convert_shards
+from .store import Progress, ShardData, StoreWriter, convert_shards
 from .tfrecord import Record, count_records, iter_records, parse_example
 
 __all__ = [
@@ -310,7 +310,7 @@ def convert_bair(
     dst: str | os.PathLike,
     validation: int = 256,
     workers: int = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Converts BAIR into the store ``dst`` (resumable: converted files are skipped).
 
@@ -319,7 +319,8 @@ def convert_bair(
         dst: The store folder.
         validation: Trajectories carved out of the end of train (see :func:`bair_tasks`).
         workers: Processes converting files in parallel.
-        progress: Called with a line per converted file.
+        progress: Called with a :class:`~seqflows.data.store.Progress` before the first file
+            and after each one.
 
     Returns:
         Sequences and frames per split; expected with the real data: train 43,008, validation

@@ -15,7 +15,14 @@ split (values of the other splits outside that range are clipped and counted). l
 are recorded in the manifest's options (:func:`series_range`) and :func:`dequantize_series`
 inverts the map, ``x = low + q (high - low) / 255``, within (high - low) / 510 inside the range.
 Likelihoods in bits or nats per dimension therefore refer to the quantised data, not to the
-original real values.
+original real values. The range is not made robust (no percentiles: min and max are what the
+inverse needs); instead two kinds of cells are refused with their file, CSV line and column (or
+``.npy`` element): non-finite cells (NaN, inf, or a CSV number beyond float64, e.g. ``1e309``)
+in any split, and extreme training cells that make the range useless. The latter means: in
+some dimension, the training values without the ``K = max(1, N // 100)`` smallest and ``K``
+largest of its N cells differ but would all quantise to one uint8 level (a single ``1e308``
+among values of order 1 does that), or the range overflows float64; the error names the cell
+farthest from the others' median.
 
 Both converters split the sequences the same way (:func:`assign_splits`): the sequences are
 sorted by path (natural order), permuted by ``numpy.random.default_rng(seed)``, and the first
@@ -27,18 +34,21 @@ resume over a changed folder is refused instead of mixing two assignments.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
+import logging
 import math
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .store import ShardData, StoreWriter, convert_shards, read_manifest
+from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
 from .video import (
     IMAGE_SUFFIXES,
     RESIZES,
@@ -67,6 +77,7 @@ SPLIT_METHOD = (
     "sequences sorted by path (natural order), permuted by numpy.random.default_rng(seed); "
     "the first round(validation N) are validation, the next round(test N) test, the rest train"
 )
+_log = logging.getLogger(__name__)
 
 
 def assign_splits(count: int, validation: float, test: float, seed: int = 0) -> list[str]:
@@ -124,7 +135,8 @@ def find_folder_items(src: str | os.PathLike) -> list[tuple[str, str]]:
 
 
 def _fingerprint(names: Sequence[str]) -> str:
-    return hashlib.sha1("\n".join(names).encode()).hexdigest()
+    """SHA-1 of the names; non-UTF-8 file names (surrogate escapes) hash as their bytes."""
+    return hashlib.sha1("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _shard_name(index: int, name: str) -> str:
@@ -158,7 +170,7 @@ def convert_folder(
     test: float = 0.05,
     seed: int = 0,
     workers: int = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Converts a folder of videos and/or frame folders into a store at ``dst``.
 
@@ -172,10 +184,12 @@ def convert_folder(
         test: Fraction of the sequences in the test split.
         seed: Seed of the split permutation (:func:`assign_splits`).
         workers: Worker processes.
-        progress: Called with one line of text per shard and per split at the end.
+        progress: Called with a :class:`~seqflows.data.store.Progress` before the first shard
+            and after each one.
 
     Returns:
-        ``{split: {"sequences", "frames"}}`` for the whole store.
+        ``{split: {"sequences", "frames"}}`` for the whole store; what was skipped is in the
+        manifest's ``skipped`` list.
     """
     if resize not in RESIZES:
         raise ValueError(f"unknown resize {resize!r}: choose one of {', '.join(RESIZES)}")
@@ -213,25 +227,26 @@ def convert_folder(
         )
         for index, ((kind, name), split) in enumerate(zip(items, splits, strict=True))
     ]
-    summary = convert_shards(writer, tasks, convert_folder_item, workers, progress)
-    _report(summary, writer, "folder", progress)
-    return summary
-
-
-def _report(
-    summary: dict[str, dict[str, int]],
-    writer: StoreWriter,
-    converter: str,
-    progress: Callable[[str], None] | None,
-) -> None:
-    report = progress or (lambda message: None)
-    for name, counts in summary.items():
-        report(f"{converter} {name}: {counts['sequences']} sequences, {counts['frames']} frames")
-    if writer.manifest["skipped"]:
-        report(f"{len(writer.manifest['skipped'])} skipped, see {writer.root / 'manifest.json'}")
+    return convert_shards(writer, tasks, convert_folder_item, workers, progress)
 
 
 # Vector time series
+
+
+class _Series(NamedTuple):
+    """One loaded sequence and where its cells come from (for error messages)."""
+
+    values: np.ndarray  # (T, D) float64
+    metadata: dict[str, Any]
+    path: Path
+    lines: list[int] | None  # CSV line of each row; None for .npy
+    columns: list[str] | None  # CSV column of each dimension; None for .npy
+
+    def cell(self, row: int, dimension: int) -> str:
+        """Where cell (row, dimension) is: file and CSV line and column, or .npy element."""
+        if self.lines is None or self.columns is None:
+            return f"{self.path}, element [{row}, {dimension}]"
+        return f"{self.path}, line {self.lines[row]}, column {self.columns[dimension]!r}"
 
 
 def _read_csv(
@@ -240,42 +255,54 @@ def _read_csv(
     id_column: str | None,
     time_column: str | None,
     columns: Sequence[str] | None,
-) -> tuple[list[str], list[tuple[np.ndarray, dict[str, Any]]]]:
-    with open(path, newline="") as stream:
-        reader = csv.reader(stream)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty CSV file (a header row is needed)")
-        header = [column.strip() for column in header]
-        for column in (id_column, time_column, *(columns or ())):
-            if column is not None and column not in header:
-                raise ValueError(f"{path}: no column {column!r}; the header has {header}")
-        keep = (
-            list(columns) if columns else [c for c in header if c not in (id_column, time_column)]
-        )
-        positions = [header.index(column) for column in keep]
-        groups: dict[str, list[tuple[str, list[float]]]] = {}
-        for line, row in enumerate(reader, 2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise ValueError(
-                    f"{path}, line {line}: {len(row)} cells, the header {len(header)}"
-                )
+) -> tuple[list[str], list[_Series]]:
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
+            "save the CSV as UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path}: empty CSV file (a header row is needed)")
+    header = [column.strip() for column in header]
+    for column in (id_column, time_column, *(columns or ())):
+        if column is not None and column not in header:
+            raise ValueError(f"{path}: no column {column!r}; the header has {header}")
+    keep = list(columns) if columns else [c for c in header if c not in (id_column, time_column)]
+    positions = [header.index(column) for column in keep]
+    groups: dict[str, list[tuple[str, list[float], int]]] = {}
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {line}: {len(row)} cells, the header {len(header)}")
+        values = []
+        for column, position in zip(keep, positions, strict=True):
+            where = f"{path}, line {line}, column {column!r}"
             try:
-                values = [float(row[position]) for position in positions]
+                value = float(row[position])
             except ValueError:
+                raise ValueError(f"{where}: {row[position]!r} is not a number") from None
+            if not math.isfinite(value):
                 raise ValueError(
-                    f"{path}, line {line}: a value of {keep} is not a number"
-                ) from None
-            key = row[header.index(id_column)].strip() if id_column else ""
-            time = row[header.index(time_column)].strip() if time_column else ""
-            groups.setdefault(key, []).append((time, values))
+                    f"{where}: {row[position].strip()!r} is not finite (NaN, inf or beyond "
+                    "1.8e308); fill or drop it"
+                )
+            values.append(value)
+        key = row[header.index(id_column)].strip() if id_column else ""
+        time = row[header.index(time_column)].strip() if time_column else ""
+        groups.setdefault(key, []).append((time, values, line))
     sequences = []
     for key in sorted(groups, key=natural_key):
         rows = groups[key]
         if time_column:
-            times = [time for time, _ in rows]
+            times = [time for time, _, _ in rows]
             try:
                 order = np.argsort([float(time) for time in times], kind="stable")
             except ValueError:  # not numbers: sort as text (ISO dates sort right)
@@ -284,7 +311,8 @@ def _read_csv(
         metadata: dict[str, Any] = {"source": name}
         if id_column:
             metadata["id"] = key
-        sequences.append((np.array([values for _, values in rows], np.float64), metadata))
+        array = np.array([values for _, values, _ in rows], np.float64).reshape(-1, len(keep))
+        sequences.append(_Series(array, metadata, path, [line for *_, line in rows], keep))
     return keep, sequences
 
 
@@ -293,7 +321,7 @@ def _load_series(
     id_column: str | None,
     time_column: str | None,
     columns: Sequence[str] | None,
-) -> tuple[list[np.ndarray], list[dict[str, Any]], list[str] | None]:
+) -> tuple[list[_Series], list[str] | None]:
     if src.is_file():
         root, files = src.parent, [src]
     elif src.is_dir():
@@ -308,7 +336,8 @@ def _load_series(
         raise FileNotFoundError(f"series source not found: {src}")
     if not files:
         raise FileNotFoundError(f"no .csv or .npy files under {src}")
-    arrays, metadata, names = [], [], None
+    loaded: list[_Series] = []
+    names = None
     for path in files:
         name = path.relative_to(root).as_posix()
         if path.suffix.lower() == ".npy":
@@ -320,23 +349,69 @@ def _load_series(
                 array = array[:, None]  # (T, 1)
             if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
                 raise ValueError(f"{path}: a numeric (T, D) array expected, got {array.shape}")
-            found = [(array.astype(np.float64), {"source": name})]
+            found = [_Series(array.astype(np.float64), {"source": name}, path, None, None)]
+            infinite = np.argwhere(~np.isfinite(found[0].values))
+            if len(infinite):
+                row, dimension = (int(index) for index in infinite[0])
+                raise ValueError(
+                    f"{found[0].cell(row, dimension)}: {array[row, dimension]} is not finite; "
+                    "fill or drop it"
+                )
         else:
             names, found = _read_csv(path, name, id_column, time_column, columns)
-        for array, item in found:
-            if not np.isfinite(array).all():
-                raise ValueError(f"{path}: non-finite values (NaN or inf); fill or drop them")
-            if arrays and array.shape[1] != arrays[0].shape[1]:
+        for series in found:
+            if loaded and series.values.shape[1] != loaded[0].values.shape[1]:
                 raise ValueError(
-                    f"{path}: {array.shape[1]} dimensions, {metadata[0]['source']} has "
-                    f"{arrays[0].shape[1]}; every sequence needs the same dimensions"
+                    f"{path}: {series.values.shape[1]} dimensions, "
+                    f"{loaded[0].metadata['source']} has {loaded[0].values.shape[1]}; every "
+                    "sequence needs the same dimensions"
                 )
-            if len(array):
-                arrays.append(array)
-                metadata.append(item)
-    if not arrays:
+            if len(series.values):
+                loaded.append(series)
+    if not loaded:
         raise ValueError(f"{src}: no non-empty sequences")
-    return arrays, metadata, names
+    return loaded, names
+
+
+def _check_range(train: list[_Series], low: np.ndarray, high: np.ndarray) -> None:
+    r"""Refuses a training range that a few extreme cells make useless (see convert_series).
+
+    Per dimension, the values without the ``K = max(1, N // 100)`` smallest and ``K`` largest
+    of its N training cells must not all quantise to one uint8 level while they differ, and the
+    range must be finite; otherwise the error names the cell farthest from their median.
+    """
+    values = np.concatenate([series.values for series in train])  # (N, D)
+    count = len(values)
+    extremes = max(1, count // 100)
+    with np.errstate(over="ignore"):
+        widths = high - low  # (D,): inf when the range overflows
+    for dimension in range(values.shape[1]):
+        column = values[:, dimension]
+        width = widths[dimension]
+        bulk = np.sort(column)[extremes : count - extremes]
+        if np.isfinite(width) and (
+            len(bulk) == 0
+            or bulk[0] == bulk[-1]
+            or np.rint((bulk[-1] - low[dimension]) / width * 255)
+            != np.rint((bulk[0] - low[dimension]) / width * 255)
+        ):
+            continue
+        centre = np.median(bulk) if len(bulk) else np.median(column)
+        flat = int(np.argmax(np.abs(column - centre)))
+        for series in train:  # the sequence and row of cell ``flat``
+            if flat < len(series.values):
+                break
+            flat -= len(series.values)
+        reason = (
+            "makes the range overflow float64"
+            if not np.isfinite(width)
+            else f"widens the range to [{low[dimension]:g}, {high[dimension]:g}], where the bulk "
+            f"of the training values ({bulk[0]:g} .. {bulk[-1]:g}) falls on one uint8 level"
+        )
+        raise ValueError(
+            f"{series.cell(flat, dimension)}: {series.values[flat, dimension]:g} {reason}; "
+            "remove or correct this outlier"
+        )
 
 
 def _series_shard(argument: dict[str, Any]) -> ShardData:
@@ -376,7 +451,7 @@ def convert_series(
     test: float = 0.05,
     scale: str | tuple[Sequence[float], Sequence[float]] = "minmax",
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Converts vector time series (CSV or .npy) into a store of uint8 frames (D,).
 
@@ -391,32 +466,46 @@ def convert_series(
             ``.npy`` files hold (T, D) (or (T,)) arrays and use all their columns.
         validation: Fraction of the sequences in the validation split.
         test: Fraction of the sequences in the test split.
-        scale: ``"minmax"`` (per-dimension range of the training split) or a given
-            (low, high) pair of (D,) sequences, e.g. to share the quantisation of another store.
+        scale: ``"minmax"`` (per-dimension range of the training split; extreme cells that
+            would collapse the other values to one level are refused, see the module's
+            description) or a given finite (low, high) pair of (D,) sequences, e.g. to share
+            the quantisation of another store.
         seed: Seed of the split permutation (:func:`assign_splits`).
-        progress: Called with one line of text per shard and per split at the end.
+        progress: Called with a :class:`~seqflows.data.store.Progress` before the first shard
+            and after each one.
 
     Returns:
         ``{split: {"sequences", "frames"}}`` for the whole store, plus ``"clipped"``: the number
         of values outside [low, high] (clipped to it) in every split.
+
+    Raises:
+        ValueError: An unreadable file (also: a CSV that is not UTF-8), a cell that is not a
+            finite number, or an extreme training cell (see above); the message names the file
+            and the CSV line and column (or the ``.npy`` element).
     """
-    arrays, metadata, names = _load_series(Path(src), id_column, time_column, columns)
+    loaded, names = _load_series(Path(src), id_column, time_column, columns)
+    arrays = [series.values for series in loaded]
+    metadata = [series.metadata for series in loaded]
     splits = assign_splits(len(arrays), validation, test, seed)
     if isinstance(scale, str):
         if scale != "minmax":
             raise ValueError(f"unknown scale {scale!r}: 'minmax' or a (low, high) pair")
-        train = np.concatenate(
-            [a for a, split in zip(arrays, splits, strict=True) if split == "train"]
-        )
-        low, high = train.min(axis=0), train.max(axis=0)  # (D,)
+        train = [series for series, split in zip(loaded, splits, strict=True) if split == "train"]
+        values = np.concatenate([series.values for series in train])
+        low, high = values.min(axis=0), values.max(axis=0)  # (D,)
+        _check_range(train, low, high)
         method = "minmax over the training split"
     else:
         low, high = (np.asarray(side, np.float64).reshape(-1) for side in scale)
         method = "given"
     dimensions = arrays[0].shape[1]
-    if low.shape != (dimensions,) or high.shape != (dimensions,) or (high < low).any():
-        raise ValueError(f"scale needs low <= high, each with shape ({dimensions},)")
+    usable = low.shape == high.shape == (dimensions,)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN ends, an overflowing range
+        usable = usable and bool(np.isfinite(high - low).all()) and not (high < low).any()
+    if not usable:
+        raise ValueError(f"scale needs finite low <= high, each with shape ({dimensions},)")
     high = np.where(high > low, high, low + 1)  # a constant dimension maps to 0
+    width = np.where(high > low, high - low, 1.0)  # (D,): also when low + 1 == low
     options = {
         "id_column": id_column,
         "time_column": time_column,
@@ -438,7 +527,7 @@ def convert_series(
     grouped: dict[str, list[tuple[np.ndarray, dict[str, Any]]]] = {}
     for array, item, split in zip(arrays, metadata, splits, strict=True):
         clipped[split] = clipped.get(split, 0) + int(((array < low) | (array > high)).sum())
-        unit = np.clip(np.rint((array - low) / (high - low) * 255), 0, 255)
+        unit = np.clip(np.rint((array - low) / width * 255), 0, 255)
         grouped.setdefault(split, []).append((unit.astype(np.uint8), item))
     tasks = []
     for split, members in grouped.items():
@@ -452,10 +541,8 @@ def convert_series(
             tasks.append((split, f"{start // SERIES_SHARD:06d}", argument))
     writer = StoreWriter(dst, "series", SERIES_VERSION, (dimensions,), options)
     summary = convert_shards(writer, tasks, _series_shard, 1, progress)
-    _report(summary, writer, "series", progress)
-    report = progress or (lambda message: None)
     for split, count in clipped.items():
         summary[split]["clipped"] = count
         if count:
-            report(f"series {split}: {count} values outside the training range, clipped")
+            _log.warning("series %s: %d values outside the training range, clipped", split, count)
     return summary

@@ -30,8 +30,8 @@ Expected numbers for the full dataset: the dataset's page announces 600 videos
 (25 x 6 x 4) and 2391 sequences; the archives are widely reported to hold 599 AVI files
 (``person13_handclapping_d3`` is absent). We are fairly but not fully sure of these numbers, and
 the exact count of annotated ranges depends on how the irregular lines of ``00sequences.txt``
-are read: :func:`convert_kth` reports the videos, sequences and frames of every split through
-``progress`` and returns them, so compare those with other works rather than trusting a quote.
+are read: :func:`convert_kth` returns the videos, sequences and frames of every split (``seqflows
+convert kth`` prints them), so compare those with other works rather than trusting a quote.
 
 References:
     | Recognizing Human Actions: A Local SVM Approach (Schuldt et al., 2004)
@@ -40,6 +40,7 @@ References:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -49,7 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .store import ShardData, StoreWriter, convert_shards
+from .store import Progress, ShardData, StoreWriter, convert_shards
 from .video import RESIZES, prepare_frames, read_video
 
 __all__ = [
@@ -79,6 +80,7 @@ KTH_SPLITS: dict[str, dict[str, tuple[int, ...]]] = {
 KTH_VERSION = 1
 _NAME = re.compile(r"^person(\d+)_(" + "|".join(KTH_ACTIONS) + r")_d(\d+)(?:_uncomp)?$")
 _RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
+_log = logging.getLogger(__name__)
 
 
 def kth_person_split(person: int, split: str = "reference") -> str | None:
@@ -268,13 +270,12 @@ def convert_kth(
     size: int = 64,
     resize: str = "squash",
     workers: int = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Converts KTH into a store at ``dst``: grayscale (1, size, size) frames, person splits.
 
-    Resumable: shards (one per video) already in ``dst`` are kept. After the conversion, one
-    line per split (videos, sequences, frames) and the number of skip reports go to
-    ``progress``.
+    Resumable: shards (one per video) already in ``dst`` are kept. Without ``00sequences.txt``
+    every whole video is one sequence, and a warning (logger ``seqflows.data.kth``) says so.
 
     Arguments:
         src: Folder with the six action archives or the extracted AVI files (and
@@ -285,10 +286,12 @@ def convert_kth(
         resize: ``"squash"`` (the authors') or ``"crop"`` (see
             :func:`~seqflows.data.video.prepare_frames`).
         workers: Worker processes.
-        progress: Called with one line of text per shard and per split at the end.
+        progress: Called with a :class:`~seqflows.data.store.Progress` before the first shard
+            and after each one.
 
     Returns:
-        ``{split: {"videos", "sequences", "frames"}}`` for the whole store.
+        ``{split: {"videos", "sequences", "frames"}}`` for the whole store; unreadable videos
+        and clipped ranges are in the manifest's ``skipped`` list.
     """
     tasks = kth_tasks(src, dst, split, size, resize)
     if not tasks:
@@ -301,18 +304,10 @@ def convert_kth(
         "grayscale": "BT.601 luma",
         "sequences": "00sequences.txt" if annotation else "whole videos",
     }
+    if annotation is None:
+        _log.warning("no 00sequences.txt under %s: every whole video is one sequence", src)
     writer = StoreWriter(dst, "kth", KTH_VERSION, (1, size, size), options)
     summary = convert_shards(writer, tasks, convert_kth_video, workers, progress)
     for name, shards in writer.manifest["splits"].items():
         summary[name]["videos"] = sum(1 for shard in shards if shard["lengths"])
-    report = progress or (lambda message: None)
-    if annotation is None:
-        report(f"no 00sequences.txt under {src}: every whole video is one sequence")
-    for name, counts in summary.items():
-        report(
-            f"kth {name}: {counts['videos']} videos, {counts['sequences']} sequences, "
-            f"{counts['frames']} frames"
-        )
-    if writer.manifest["skipped"]:
-        report(f"{len(writer.manifest['skipped'])} reports in {Path(dst) / 'manifest.json'}")
     return summary

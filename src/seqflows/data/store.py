@@ -14,14 +14,27 @@ different lengths (KTH); frames of one store all have one shape, (C, H, W) or (D
 
 A shard is the unit of work: :func:`convert_shards` computes shards in worker processes, writes
 each one through a temporary file and a rename, and then rewrites the manifest atomically, so an
-interrupted conversion leaves only complete shards, and running it again skips them.
+interrupted conversion leaves only complete shards, and running it again skips them. Worker
+processes end with the converting process, however it ends (an error, Ctrl-C, SIGTERM or
+SIGKILL), and it reports each written shard as a :class:`Progress`.
 :func:`open_dataset` reads a split as a torch Dataset of uint8 sequences.
+
+File names that are not UTF-8 (held by Python as surrogate escapes) are written into the manifest
+in a readable escaped form: the byte 0xE9 of ``caf\xe9.png`` becomes the four characters
+``\xe9``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -37,6 +50,7 @@ from ..atomic import write_atomically, write_text_atomically
 
 __all__ = [
     "MANIFEST",
+    "Progress",
     "ShardData",
     "StoreError",
     "StoreSource",
@@ -48,6 +62,8 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 FORMAT = "seqflows-store/1"
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for the child when its parent ends
+_log = logging.getLogger(__name__)
 
 
 class StoreError(ValueError):
@@ -73,18 +89,94 @@ class ShardData:
     skipped: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Progress:
+    r"""Where a conversion stands: sent to the ``progress`` callback of :func:`convert_shards`.
+
+    The first report comes before any work (``done`` 0, no shard), then one after each written
+    shard, so a progress bar can start its clock and estimate the time left.
+
+    Attributes:
+        done: Shards written by this run so far.
+        total: Shards this run writes (those a resumed conversion still lacks).
+        split: The split of the shard just written (None in the first report).
+        shard: The name of the shard just written (None in the first report).
+    """
+
+    done: int
+    total: int
+    split: str | None = None
+    shard: str | None = None
+
+
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     """The manifest of a store, checked; raises :class:`StoreError` naming the file."""
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"not a seqflows store (no {MANIFEST}): {Path(root)}")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise StoreError(f"{path}: corrupt manifest ({error})") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(f"{path}: not a seqflows store manifest (format {FORMAT!r} expected)")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise StoreError(f"{path}: malformed manifest, {problem}")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the keys a store reads from a manifest, or None."""
+
+    def integers(value: Any, least: int) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(item, int) and not isinstance(item, bool) and item >= least
+            for item in value
+        )
+
+    if not integers(manifest.get("frame_shape"), 1) or not manifest["frame_shape"]:
+        return "'frame_shape' must be a list of positive sizes"
+    if not isinstance(manifest.get("options", {}), dict):
+        return "'options' must be an object"
+    if not isinstance(manifest.get("skipped", []), list):
+        return "'skipped' must be a list"
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        return "no 'splits' object (split name: list of shards)"
+    for split, shards in splits.items():
+        if not isinstance(shards, list):
+            return f"split {split!r} must be a list of shards"
+        for position, shard in enumerate(shards):
+            where = f"shard {position} of split {split!r}"
+            if not isinstance(shard, dict) or not isinstance(shard.get("name"), str):
+                return f"{where} has no 'name'"
+            where = f"shard {shard['name']!r} of split {split!r}"
+            if not integers(shard.get("lengths"), 0):
+                return f"{where}: 'lengths' must be a list of sequence lengths"
+            metadata = shard.get("metadata")
+            if not isinstance(metadata, list) or len(metadata) != len(shard["lengths"]):
+                return f"{where}: 'metadata' must be a list with one entry per sequence"
+            arrays = shard.get("arrays")
+            if not isinstance(arrays, list) or not all(isinstance(a, str) for a in arrays):
+                return f"{where}: 'arrays' must be a list of names"
+    return None
+
+
+def _readable(value: Any) -> Any:
+    r"""``value`` with the surrogate escapes of non-UTF-8 file names as readable ``\xNN``
+    escapes, in strings, lists and dict values (what a manifest may hold)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return value
+    if isinstance(value, list | tuple):
+        return [_readable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _readable(item) for key, item in value.items()}
+    return value
 
 
 class StoreWriter:
@@ -118,6 +210,7 @@ class StoreWriter:
         }
         if (self.root / MANIFEST).is_file():
             self.manifest = read_manifest(self.root)
+            self.manifest.setdefault("skipped", [])
             stored = {key: self.manifest.get(key) for key in header}
             if stored != json.loads(json.dumps(header)):
                 raise StoreError(
@@ -144,7 +237,7 @@ class StoreWriter:
         A shard that produced no sequence but reports skips (say, an unreadable video) is not
         recorded as done: its reports go into the manifest and a later run tries it again.
         """
-        reports = [f"[{split}/{name}] {report}" for report in data.skipped]
+        reports = [f"[{split}/{name}] {_readable(report)}" for report in data.skipped]
         kept = [s for s in self.manifest["skipped"] if not s.startswith(f"[{split}/{name}]")]
         self.manifest["skipped"] = sorted(kept + reports)
         if not data.sequences and data.skipped:
@@ -168,9 +261,9 @@ class StoreWriter:
         shards.append(
             {
                 "name": name,
-                "sources": list(data.sources),
+                "sources": _readable(list(data.sources)),
                 "lengths": lengths,
-                "metadata": data.metadata or [{} for _ in lengths],
+                "metadata": _readable(data.metadata) if data.metadata else [{} for _ in lengths],
                 "arrays": sorted(arrays),
             }
         )
@@ -221,26 +314,37 @@ def convert_shards(
     tasks: Iterable[tuple[str, str, Any]],
     work: Callable[[Any], ShardData],
     workers: int = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     r"""Runs ``work(argument)`` for every (split, shard name, argument) not yet done.
 
     Shards are computed in ``workers`` processes (``work`` must be a module-level function) and
     written by this process as they complete, so the store is consistent after an interruption
-    and a second call continues where the first stopped.
+    and a second call continues where the first stopped. The workers end with this process: an
+    exception here (including KeyboardInterrupt) terminates them at once; on Linux the kernel
+    kills them when this process dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``), and on
+    any system a thread in each worker ends it once its parent is gone.
+
+    Arguments:
+        writer: The store.
+        tasks: (split, shard name, argument of ``work``) of every shard of the store.
+        work: Computes one shard.
+        workers: Processes computing shards (1: this process).
+        progress: Called with a :class:`Progress` before the first shard and after each one.
 
     Returns:
         Sequences and frames per split (:meth:`StoreWriter.summary`).
     """
     pending = [(split, name, argument) for split, name, argument in tasks]
     pending = [task for task in pending if not writer.done(task[0], task[1])]
-    report = progress or (lambda message: None)
+    report = progress or (lambda state: None)
+    report(Progress(0, len(pending)))
     if workers <= 1:
         for count, (split, name, argument) in enumerate(pending, 1):
             writer.write_shard(split, name, work(argument))
-            report(f"{count}/{len(pending)} {split}/{name}")
-    else:
-        pool = ProcessPoolExecutor(workers)
+            report(Progress(count, len(pending), split, name))
+    elif pending:
+        pool = ProcessPoolExecutor(min(workers, len(pending)), initializer=_end_with_parent)
         try:
             futures = {
                 pool.submit(work, argument): (split, name) for split, name, argument in pending
@@ -248,12 +352,51 @@ def convert_shards(
             for count, future in enumerate(as_completed(futures), 1):
                 split, name = futures[future]
                 writer.write_shard(split, name, future.result())
-                report(f"{count}/{len(pending)} {split}/{name}")
+                report(Progress(count, len(pending), split, name))
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # stop at the first failure
+            _stop_workers(pool)  # at the first failure or interruption
             raise
         pool.shutdown()
+    if writer.manifest["skipped"]:
+        _log.warning(
+            "%d skip reports (unreadable or clipped input) in %s, under 'skipped'",
+            len(writer.manifest["skipped"]),
+            writer.root / MANIFEST,
+        )
     return writer.summary()
+
+
+def _end_with_parent() -> None:
+    """Initializer of conversion workers: a worker ends when the process that started it does."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the thread below does it
+            pass
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # also covers a parent that died before prctl
+        threading.Thread(target=_exit_after, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_after(sentinel: int) -> None:
+    """Waits until the parent process ends, then ends this worker."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancels the pending shards and terminates the running workers without waiting."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        try:
+            process.terminate()
+        except (ProcessLookupError, ValueError):  # already ended, or closed
+            pass
 
 
 class StoreSource:

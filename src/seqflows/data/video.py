@@ -1,7 +1,12 @@
 r"""Reading videos and folders of frames, and preparing their frames for a store (Sec. 4).
 
 :func:`read_video` decodes any file FFmpeg reads (through PyAV) and :func:`read_frame_folder`
-reads a folder of images (through Pillow), both as uint8 RGB (T, H, W, 3);
+reads a folder of images (through Pillow), both as uint8 RGB (T, H, W, 3). Images of more than
+8 bits are scaled, not clipped: 16-bit grey (PNG, TIFF, PGM of any maximum, which Pillow maps to
+0..65535) becomes ``round(value * 255 / 65535)``; 16-bit colour PNGs are decoded by Pillow to
+their high byte, ``floor(value / 256)``, which differs from that rounding by at most one level;
+32-bit integer pixels beyond 0..65535 and floating-point pixels are refused (their range is not
+known), as are images that claim more pixels than Pillow's decompression-bomb limit;
 :func:`prepare_frames` turns them into the frames of a store, uint8 (T, C, H, W): optional
 grayscale, then one of two resizes:
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,14 +121,16 @@ def read_frame_folder(path: str | os.PathLike) -> np.ndarray:
         path: A folder of frames of one sequence.
 
     Returns:
-        uint8 RGB frames, with shape (T, H, W, 3).
+        uint8 RGB frames, with shape (T, H, W, 3); high-bit-depth images scaled to 8 bits (see
+        the module's description).
 
     Raises:
         FileNotFoundError: No such folder.
-        ValueError: No images, an unreadable image, or frames of mixed sizes; the message names
+        ValueError: No images, an unreadable image (also: floating-point pixels, or more pixels
+            than Pillow's decompression-bomb limit), or frames of mixed sizes; the message names
             the folder (and the file or the two sizes, as (H, W)).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     path = Path(path)
     if not path.is_dir():
@@ -143,8 +151,8 @@ def read_frame_folder(path: str | os.PathLike) -> np.ndarray:
     for file in files:
         try:
             with Image.open(file) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as error:
+                frames.append(_rgb8(image))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # OSError: no image
             raise ValueError(f"{path}: unreadable image {file.name} ({error})") from None
         if frames[-1].shape != frames[0].shape:
             raise ValueError(
@@ -152,6 +160,22 @@ def read_frame_folder(path: str | os.PathLike) -> np.ndarray:
                 f"{file.name} is {frames[-1].shape[:2]} (H, W)"
             )
     return np.stack(frames)
+
+
+def _rgb8(image: Any) -> np.ndarray:
+    """A Pillow image as uint8 RGB (H, W, 3); high-bit-depth grey scaled (not clipped)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        values = np.asarray(image)  # (H, W): uint16, or int32 for mode I
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(
+                f"32-bit integer pixels from {values.min()} to {values.max()}, beyond 16 bits; "
+                "save the frames as 8- or 16-bit images"
+            )
+        grey = np.rint(values * (255 / 65535)).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode == "F":
+        raise ValueError("floating-point pixels; save the frames as 8- or 16-bit images")
+    return np.asarray(image.convert("RGB"))
 
 
 def _crop_box(height: int, width: int, target: tuple[int, int]) -> tuple[int, int, int, int]:
