@@ -460,5 +460,12 @@ def test_bair_and_kth_configurations_follow_appendix_b():
             config = load_config(CONFIGS / f"{dataset}_{model}.yaml")
             assert config.data.dataset == "store" and config.data.channels == channels
             assert (config.train.batch_size, config.train.max_steps) == (8, steps)
-            assert config.data.length == (16 if model == "2af" else 13)
+            paper_protocol = dataset == "bair" and model == "slvm"  # crops of 10, all scored
+            assert config.data.length == (16 if model == "2af" else 10 if paper_protocol else 13)
             assert config.model.type == ("slvm" if "slvm" in model else "flow")
+            if paper_protocol:
+                assert config.model.burn_in == 0 and config.data.evaluation_length == 10
+    # The BAIR SLVM on the flows' frames: 3 context frames, the last 10 of 13 scored.
+    context = load_config(CONFIGS / "bair_slvm_context.yaml")
+    assert (context.data.length, context.data.evaluation_length) == (13, 13)
+    assert context.model.burn_in is None and context.model.window == 3

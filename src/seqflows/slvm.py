@@ -9,7 +9,7 @@ y): latents z_t with a learned prior and a filtering approximate posterior,
 
 Prior: two fully connected ReLU layers on z_{t-1}, an LSTM, linear heads. Posterior: an LSTM on
 [encoder(v_t), z_{t-1}], linear heads. Likelihood: a decoder from z_t alone. Every log-scale is
-clamped to [-15, 5]; z_0 = 0 and the LSTMs start from learned states (reference-facts.md).
+clamped to [-15, 5]; z_0 = 0 and the LSTMs start from learned states (docs/design.md).
 The encoder and the decoder see all B*T frames in one call; only the LSTMs step through time.
 
 :class:`SLVM` puts an optional M-AF (:class:`~seqflows.flows.FlowModel`) in front: the flow maps
