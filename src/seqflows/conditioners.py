@@ -34,17 +34,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .normalization import check_statistics, run_stack
+from .errors import ConfigError
+from .normalization import run_stack
 
 __all__ = [
     "Conditioner",
     "ConvConditioner",
     "LinearConditioner",
     "MLPConditioner",
-    "make_conditioner",
 ]
 
-NORMALIZATIONS = ("batch", "none")
+# Appendix B: 4 conv layers in the per-frame encoder and 4 in the window decoder.
+ENCODER_LAYERS, DECODER_LAYERS = 4, 4
+MLP_LAYERS = 2  # hidden layers of the MLP conditioner
 
 
 class Conditioner(nn.Module):
@@ -165,26 +167,20 @@ class ConvConditioner(Conditioner):
     def __init__(
         self,
         event_shape: Sequence[int],
-        window: int = 3,
-        hidden: int = 64,
-        encoder_layers: int = 4,
-        decoder_layers: int = 4,
-        normalization: str = "batch",
-        identity_init: bool = True,
-        batch_norm: str = "pooled",
+        window: int,
+        hidden: int,
+        *,
+        normalization: str,
+        identity_init: bool,
+        batch_norm: str,
+        encoder_layers: int = ENCODER_LAYERS,
+        decoder_layers: int = DECODER_LAYERS,
     ) -> None:
         super().__init__(event_shape, window)
         if len(self.event_shape) != 3:
-            raise ValueError(
+            raise ConfigError(
                 f"the 'conv' conditioner needs frames shaped (C, H, W), got {self.event_shape}"
             )
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
-            )
-        if encoder_layers < 1 or decoder_layers < 1:
-            raise ValueError("encoder_layers and decoder_layers must be at least 1")
-        check_statistics(batch_norm)
         channels = self.event_shape[0]
         self.hidden = int(hidden)
         self.batch_norm = batch_norm
@@ -290,7 +286,7 @@ class _VectorConditioner(Conditioner):
     def __init__(self, event_shape: Sequence[int], window: int) -> None:
         super().__init__(event_shape, window)
         if len(self.event_shape) != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"the {type(self).__name__} needs vectors shaped (D,), got {self.event_shape}; "
                 "use the 'conv' conditioner for frames (C, H, W)"
             )
@@ -325,10 +321,11 @@ class MLPConditioner(_VectorConditioner):
     def __init__(
         self,
         event_shape: Sequence[int],
-        window: int = 3,
-        hidden: int = 64,
-        layers: int = 2,
-        identity_init: bool = True,
+        window: int,
+        hidden: int,
+        *,
+        identity_init: bool,
+        layers: int = MLP_LAYERS,
     ) -> None:
         super().__init__(event_shape, window)
         if layers < 1:
@@ -362,45 +359,9 @@ class LinearConditioner(_VectorConditioner):
         identity_init: Zero the heads so that the untrained transform is the identity.
     """
 
-    def __init__(
-        self, event_shape: Sequence[int], window: int = 1, identity_init: bool = True
-    ) -> None:
+    def __init__(self, event_shape: Sequence[int], window: int, *, identity_init: bool) -> None:
         super().__init__(event_shape, window)
         self.shift_head = nn.Linear(window * self.features, self.features)
         self.log_scale_head = nn.Linear(window * self.features, self.features)
         if identity_init:
             self._zero_heads(self.shift_head, self.log_scale_head)
-
-
-CONDITIONERS = ("conv", "mlp", "linear")
-
-
-def make_conditioner(
-    kind: str,
-    event_shape: Sequence[int],
-    window: int,
-    hidden: int = 64,
-    normalization: str = "batch",
-    identity_init: bool = True,
-    batch_norm: str = "pooled",
-) -> Conditioner:
-    r"""Builds a conditioner by name: ``"conv"``, ``"mlp"`` or ``"linear"``.
-
-    ``hidden`` sets the hidden channels (conv) or units (mlp); ``normalization`` and
-    ``batch_norm`` apply to ``"conv"`` only (the vector conditioners have no normalization
-    layers).
-    """
-    if kind == "conv":
-        return ConvConditioner(
-            event_shape,
-            window,
-            hidden=hidden,
-            normalization=normalization,
-            identity_init=identity_init,
-            batch_norm=batch_norm,
-        )
-    if kind == "mlp":
-        return MLPConditioner(event_shape, window, hidden=hidden, identity_init=identity_init)
-    if kind == "linear":
-        return LinearConditioner(event_shape, window, identity_init=identity_init)
-    raise ValueError(f"conditioner must be one of {CONDITIONERS}, got {kind!r}")

@@ -16,17 +16,19 @@ scores frames M*k .. T-1; in ``padded`` mode every frame is scored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from .conditioners import Conditioner
+from .config import check_at_least
 from .distributions import make_base
-from .transforms import AffineAutoregressiveTransform, _check_sequence
+from .transforms import AffineAutoregressiveTransform, TransformConfig, _check_sequence
 
 __all__ = [
+    "FlowConfig",
     "FlowModel",
     "FlowOutput",
 ]
@@ -53,27 +55,44 @@ class FlowOutput:
     inputs: tuple[Tensor, ...]
 
 
+@dataclass(frozen=True)
+class FlowConfig(TransformConfig):
+    r"""Settings of a flow-only model, M-AF (Eq. 9): those of each transform, and
+
+    Attributes:
+        type: ``"flow"``: what a configuration's ``model.type`` says for this model.
+        num_transforms: M, the stacked transforms (1-AF, 2-AF, ...).
+        context: ``"burn_in"`` (the paper: the first M*k frames only condition) or ``"padded"``
+            (learned initial frames; every frame is scored).
+        base: ``"standard"`` N(0, I) (what the paper's code effectively used) or ``"learned"``
+            (a per-dimension loc and log-scale).
+    """
+
+    type: Literal["flow"] = "flow"
+    num_transforms: int = 1
+    context: Literal["burn_in", "padded"] = "burn_in"
+    base: Literal["standard", "learned"] = "standard"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self, 1, "num_transforms")
+
+    @property
+    def transform(self) -> TransformConfig:
+        """The settings every transform of the stack shares."""
+        return TransformConfig(
+            **{field.name: getattr(self, field.name) for field in fields(TransformConfig)}
+        )
+
+
 class FlowModel(nn.Module):
     r"""M-AF: ``num_transforms`` affine autoregressive transforms across time on a base.
 
     Arguments:
         event_shape: Shape of one frame: (C, H, W) for video, (D,) for vectors.
-        num_transforms: Number M of stacked transforms (1-AF, 2-AF, ...).
-        window: Number k of past inputs seen by each transform's conditioner.
-        conditioner: ``"conv"`` (Appendix B, frames), ``"mlp"`` or ``"linear"`` (vectors), or a
-            callable ``f(index) -> Conditioner`` building the conditioner of transform ``index``.
-        hidden: Hidden channels (conv) or units (mlp) of each conditioner.
-        context: ``"burn_in"`` (the paper: M*k context frames are not scored) or ``"padded"``
-            (learned initial frames; every frame is scored).
-        base: ``"standard"`` N(0, I) (reproduces the paper) or ``"learned"`` (per-dimension loc
-            and log-scale).
-        min_scale: Floor of every scale.
-        max_scale: Ceiling of every scale (10 in the paper's code).
-        scale_map: ``"clamp"`` (the paper) or ``"soft"`` (smooth tanh soft-clamp).
-        normalization: ``"batch"`` (BatchNorm in conv conditioners, the paper) or ``"none"``.
-        identity_init: Start every transform at the identity (zero heads).
-        batch_norm: Training-mode BatchNorm statistics: ``"pooled"`` over all time steps or
-            ``"per_step"`` (the authors' step loop; see :mod:`seqflows.normalization`).
+        config: The model's settings (:class:`FlowConfig`: M, the window k, the conditioner,
+            the scale bounds, the context and the base); keyword ``settings`` override its
+            fields, so ``FlowModel((2,), num_transforms=2)`` builds a 2-AF.
 
     Example:
         >>> model = FlowModel(event_shape=(2,), num_transforms=2, window=1, conditioner="linear")
@@ -83,47 +102,27 @@ class FlowModel(nn.Module):
         >>> out = model.normalize(x)
         >>> torch.allclose(model.generate(out.noise, context=x[:, :model.burn_in]), x, atol=1e-5)
         True
+        >>> FlowModel.from_config(model.config, (2,)).config == model.config
+        True
     """
 
     def __init__(
-        self,
-        event_shape: Sequence[int],
-        num_transforms: int = 1,
-        window: int = 3,
-        conditioner: str | Callable[[int], Conditioner] = "conv",
-        hidden: int = 64,
-        context: str = "burn_in",
-        base: str = "standard",
-        min_scale: float = 1e-4,
-        max_scale: float = 10.0,
-        scale_map: str = "clamp",
-        normalization: str = "batch",
-        identity_init: bool = True,
-        batch_norm: str = "pooled",
+        self, event_shape: Sequence[int], config: FlowConfig | None = None, **settings: Any
     ) -> None:
         super().__init__()
-        if num_transforms < 1:
-            raise ValueError(f"num_transforms must be at least 1, got {num_transforms}")
+        config = replace(config or FlowConfig(), **settings)
+        self.config = config
         self.event_shape = tuple(int(size) for size in event_shape)
-        self.window = int(window)
-        self.context = context
         self.transforms = nn.ModuleList(
-            AffineAutoregressiveTransform(
-                self.event_shape,
-                window=window,
-                conditioner=conditioner(index) if callable(conditioner) else conditioner,
-                hidden=hidden,
-                context=context,
-                min_scale=min_scale,
-                max_scale=max_scale,
-                scale_map=scale_map,
-                normalization=normalization,
-                identity_init=identity_init,
-                batch_norm=batch_norm,
-            )
-            for index in range(num_transforms)
+            AffineAutoregressiveTransform(self.event_shape, config.transform, config.context)
+            for _ in range(config.num_transforms)
         )
-        self.base = make_base(base, self.event_shape)
+        self.base = make_base(config.base, self.event_shape)
+
+    @classmethod
+    def from_config(cls, config: FlowConfig, event_shape: Sequence[int]) -> FlowModel:
+        """The model that ``config`` describes, for frames of ``event_shape``."""
+        return cls(event_shape, config)
 
     @property
     def num_transforms(self) -> int:

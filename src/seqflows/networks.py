@@ -55,7 +55,7 @@ class ConvEncoder(nn.Module):
         width: Filters of the first layer (64); each stride-2 layer doubles them.
     """
 
-    def __init__(self, event_shape: Sequence[int], features: int = 128, width: int = 64) -> None:
+    def __init__(self, event_shape: Sequence[int], *, features: int, width: int) -> None:
         super().__init__()
         channels, height, width_pixels = (int(size) for size in event_shape)
         if height != width_pixels:
@@ -84,7 +84,7 @@ class ConvDecoder(nn.Module):
         width: Filters of the last hidden layer (64); the earlier ones double going back.
     """
 
-    def __init__(self, event_shape: Sequence[int], latent_dim: int = 256, width: int = 64) -> None:
+    def __init__(self, event_shape: Sequence[int], *, latent_dim: int, width: int) -> None:
         super().__init__()
         channels, height, _ = (int(size) for size in event_shape)
         count = _stride_two_layers(height)
@@ -110,7 +110,7 @@ class ConvDecoder(nn.Module):
 class MLPEncoder(nn.Module):
     r"""Encoder of a vector frame: (N, D) -> (N, features), two LeakyReLU layers."""
 
-    def __init__(self, event_shape: Sequence[int], features: int = 128, hidden: int = 256) -> None:
+    def __init__(self, event_shape: Sequence[int], *, features: int, hidden: int) -> None:
         super().__init__()
         (dim,) = (int(size) for size in event_shape)
         self.net = nn.Sequential(
@@ -128,9 +128,7 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     r"""Decoder of p(x_t | z_t) for vectors: (N, latent) -> loc, log_scale, each (N, D)."""
 
-    def __init__(
-        self, event_shape: Sequence[int], latent_dim: int = 256, hidden: int = 256
-    ) -> None:
+    def __init__(self, event_shape: Sequence[int], *, latent_dim: int, hidden: int) -> None:
         super().__init__()
         (dim,) = (int(size) for size in event_shape)
         self.net = nn.Sequential(
@@ -153,20 +151,18 @@ def _conv_block(conv: nn.Module, filters: int) -> list[nn.Module]:
 
 
 def make_frame_networks(
-    event_shape: Sequence[int],
-    latent_dim: int,
-    features: int = 128,
-    width: int = 64,
-    hidden: int = 256,
+    event_shape: Sequence[int], *, latent_dim: int, features: int, width: int, hidden: int
 ) -> tuple[nn.Module, nn.Module]:
-    r"""The encoder and decoder for frames of ``event_shape``: convolutional for (C, S, S),
-    MLPs (``hidden`` units) for vectors (D,)."""
+    r"""The encoder and decoder for frames of ``event_shape``: convolutional for (C, S, S)
+    (``width`` filters first), MLPs (``hidden`` units) for vectors (D,)."""
     if len(event_shape) == 3:
-        return ConvEncoder(event_shape, features, width), ConvDecoder(
-            event_shape, latent_dim, width
+        return (
+            ConvEncoder(event_shape, features=features, width=width),
+            ConvDecoder(event_shape, latent_dim=latent_dim, width=width),
         )
     if len(event_shape) == 1:
-        return MLPEncoder(event_shape, features, hidden), MLPDecoder(
-            event_shape, latent_dim, hidden
+        return (
+            MLPEncoder(event_shape, features=features, hidden=hidden),
+            MLPDecoder(event_shape, latent_dim=latent_dim, hidden=hidden),
         )
     raise ValueError(f"event_shape must be (C, H, W) or (D,), got {tuple(event_shape)}")

@@ -22,28 +22,14 @@ when given the number of steps; its input holds the steps one after the other (s
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = [
-    "BATCH_NORM_STATISTICS",
-    "BatchNormStatistics",
     "batch_norm_per_step",
-    "check_statistics",
     "run_stack",
 ]
-
-BatchNormStatistics = Literal["pooled", "per_step"]
-BATCH_NORM_STATISTICS: tuple[str, ...] = ("pooled", "per_step")
-
-
-def check_statistics(batch_norm: str) -> None:
-    """Raises ValueError unless ``batch_norm`` is one of :data:`BATCH_NORM_STATISTICS`."""
-    if batch_norm not in BATCH_NORM_STATISTICS:
-        raise ValueError(f"batch_norm must be one of {BATCH_NORM_STATISTICS}, got {batch_norm!r}")
 
 
 def batch_norm_per_step(layer: _BatchNorm, x: Tensor, steps: int) -> Tensor:

@@ -24,22 +24,25 @@ layers); 1 and 2 are SLVM w/ 1-AF and w/ 2-AF (linear loc, 1 LSTM layer).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from .config import check_at_least
 from .distributions import normal_kl, normal_log_prob
-from .flows import FlowModel, FlowOutput
+from .errors import ConfigError
+from .flows import FlowConfig, FlowModel, FlowOutput
 from .networks import make_frame_networks
-from .normalization import check_statistics
-from .transforms import _check_sequence
+from .transforms import TransformConfig, _check_sequence
 
 __all__ = [
     "ELBOTerms",
     "LatentSequenceModel",
     "Posterior",
     "SLVM",
+    "SLVMConfig",
     "StackedLSTM",
     "reference_initialization",
 ]
@@ -91,7 +94,6 @@ def _clamp(log_scale: Tensor) -> Tensor:
     return log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
 
 
-INITIALIZATIONS = ("default", "reference")
 TRAIN_FRAMES = ("all", "scored")
 
 
@@ -189,28 +191,28 @@ class LatentSequenceModel(nn.Module):
     def __init__(
         self,
         event_shape: Sequence[int],
-        latent_dim: int = 256,
-        hidden: int = 256,
-        layers: int = 2,
-        features: int = 128,
-        width: int = 64,
-        mlp_hidden: int = 256,
-        loc_map: str = "linear",
-        batch_norm: str = "pooled",
-        init: str = "default",
+        *,
+        latent_dim: int,
+        hidden: int,
+        layers: int,
+        features: int,
+        width: int,
+        mlp_hidden: int,
+        loc_map: str,
+        batch_norm: str,
+        init: str,
     ) -> None:
         super().__init__()
-        if loc_map not in ("sigmoid", "linear"):
-            raise ValueError(f"loc_map must be 'sigmoid' or 'linear', got {loc_map!r}")
-        if init not in INITIALIZATIONS:
-            raise ValueError(f"init must be one of {INITIALIZATIONS}, got {init!r}")
-        check_statistics(batch_norm)
         self.event_shape = tuple(int(size) for size in event_shape)
         self.latent_dim = latent_dim
         self.loc_map = loc_map
         self.batch_norm = batch_norm
         self.encoder, self.decoder = make_frame_networks(
-            self.event_shape, latent_dim, features, width, mlp_hidden
+            self.event_shape,
+            latent_dim=latent_dim,
+            features=features,
+            width=width,
+            hidden=mlp_hidden,
         )
         self.posterior_lstm = StackedLSTM(features + latent_dim, hidden, layers)
         self.posterior_loc = nn.Linear(hidden, latent_dim)
@@ -385,117 +387,132 @@ class LatentSequenceModel(nn.Module):
         return loc + temperature * torch.exp(log_scale) * noise
 
 
+@dataclass(frozen=True)
+class SLVMConfig(TransformConfig):
+    r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
+
+    The fields of :class:`~seqflows.transforms.TransformConfig` (window, conditioner, hidden,
+    scales, normalization, batch_norm, identity_init) set the flow's transforms and the
+    training-mode BatchNorm statistics of every network; and
+
+    Attributes:
+        type: ``"slvm"``: what a configuration's ``model.type`` says for this model.
+        num_transforms: M, the flow's transforms (0: the SLVM baseline; 1, 2: w/ 1-AF, 2-AF).
+        latent_dim: Size of z_t (256).
+        lstm_hidden: Units of the LSTMs and of the prior's fully connected layers (256).
+        lstm_layers: LSTM layers of the prior and the posterior (None: 2 for the baseline, 1
+            with a flow, as the paper).
+        encoder_features: Size of the frame encoder's output (128).
+        conv_width: Filters of the DC-GAN encoder's first (decoder's last) layer (64).
+        mlp_hidden: Units of the encoder and decoder of vector frames (256).
+        burn_in: Context frames of the baseline (None: ``window``, so that it scores the frames
+            a 1-AF scores; 0 scores every frame); with a flow, always the flow's M*k.
+        likelihood_loc: ``"sigmoid"`` or ``"linear"`` loc of p(x_t | z_t) (None: sigmoid for
+            the baseline on frames, linear otherwise, as the paper).
+        init: The latent model's initialisation: ``"default"`` (PyTorch's) or ``"reference"``
+            (the authors', :func:`reference_initialization`).
+        train_frames: Frames of the training ELBO: ``"all"`` (every frame the latent model sees:
+            the whole crop for the baseline, as the authors trained it; after the flow's
+            context with a flow) or ``"scored"`` (the frames after ``burn_in``).
+    """
+
+    type: Literal["slvm"] = "slvm"
+    num_transforms: int = 0
+    latent_dim: int = 256
+    lstm_hidden: int = 256
+    lstm_layers: int | None = None
+    encoder_features: int = 128
+    conv_width: int = 64
+    mlp_hidden: int = 256
+    burn_in: int | None = None
+    likelihood_loc: Literal["sigmoid", "linear"] | None = None
+    init: Literal["default", "reference"] = "default"
+    train_frames: Literal["all", "scored"] = "all"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self, 0, "num_transforms", "burn_in")
+        check_at_least(
+            self,
+            1,
+            "latent_dim",
+            "lstm_hidden",
+            "lstm_layers",
+            "encoder_features",
+            "conv_width",
+            "mlp_hidden",
+        )
+        flow_context = self.num_transforms * self.window
+        if self.num_transforms and self.burn_in not in (None, flow_context):
+            raise ConfigError(
+                f"burn_in={self.burn_in}: with a flow the context is the flow's "
+                f"num_transforms * window = {flow_context} frames (leave burn_in unset)"
+            )
+
+    @property
+    def flow(self) -> FlowConfig | None:
+        """The flow's settings (burn-in context, standard base), or None for the baseline."""
+        if not self.num_transforms:
+            return None
+        shared = {field.name: getattr(self, field.name) for field in fields(TransformConfig)}
+        return FlowConfig(**shared, num_transforms=self.num_transforms)
+
+
 class SLVM(nn.Module):
     r"""SLVM, optionally with a flow-based conditional likelihood (SLVM w/ M-AF, Sec. 3.3).
 
     Arguments:
         event_shape: Frame shape: (C, S, S) with S = 4 * 2^n, or (D,) for vector series.
-        latent_dim: Size of z_t (256).
-        num_transforms: M, the flow's transforms (0: the SLVM baseline; 1, 2: w/ 1-AF, 2-AF).
-        window: k, past frames seen by each flow transform (3).
-        hidden: LSTM and prior units (256).
-        lstm_layers: LSTM layers (None: 2 without a flow, 1 with one, as the paper).
-        features: Encoder output size (128).
-        width: Filters of the convolutional encoder and decoder (64).
-        mlp_hidden: Units of the vector encoder and decoder.
-        burn_in: Context frames of the baseline (None: ``window``, so that it scores the same
-            frames as a 1-AF); with a flow, the flow's M*k.
-        likelihood_loc: ``"sigmoid"`` or ``"linear"`` (None: sigmoid for the baseline on
-            frames, linear otherwise, as the paper).
-        conditioner, flow_hidden, scale_map, min_scale, max_scale, normalization,
-        identity_init: The flow's (see :class:`~seqflows.flows.FlowModel`).
-        batch_norm: Training-mode BatchNorm statistics of every network (flow conditioners,
-            encoder, decoder): ``"pooled"`` or ``"per_step"`` (:mod:`seqflows.normalization`).
-        init: The latent model's initialisation: ``"default"`` (PyTorch's) or ``"reference"``
-            (the authors', :func:`reference_initialization`); the flow keeps ``identity_init``.
-        train_frames: The frames of the training objective (:meth:`training_terms`): ``"all"``
-            (every frame the latent model sees: the whole crop for the baseline, as the authors
-            trained it; the frames after the flow's context with a flow) or ``"scored"`` (the
-            frames after ``burn_in``, those that evaluation scores).
+        config: The model's settings (:class:`SLVMConfig`); keyword ``settings`` override its
+            fields, so ``SLVM((1, 64, 64), num_transforms=1)`` builds SLVM w/ 1-AF.
 
     Example:
         >>> model = SLVM(event_shape=(3,), latent_dim=4, num_transforms=1, window=2,
-        ...              hidden=8, mlp_hidden=8, conditioner="mlp")
+        ...              lstm_hidden=8, mlp_hidden=8, hidden=8)
         >>> x = torch.randn(2, 7, 3)
         >>> model.elbo(x).shape, model.iwae(x, num_samples=3).shape
         (torch.Size([2, 5]), torch.Size([2]))
     """
 
     def __init__(
-        self,
-        event_shape: Sequence[int],
-        latent_dim: int = 256,
-        num_transforms: int = 0,
-        window: int = 3,
-        hidden: int = 256,
-        lstm_layers: int | None = None,
-        features: int = 128,
-        width: int = 64,
-        mlp_hidden: int = 256,
-        burn_in: int | None = None,
-        likelihood_loc: str | None = None,
-        conditioner: str | None = None,
-        flow_hidden: int = 64,
-        scale_map: str = "clamp",
-        min_scale: float = 1e-4,
-        max_scale: float = 10.0,
-        normalization: str = "batch",
-        identity_init: bool = True,
-        batch_norm: str = "pooled",
-        init: str = "default",
-        train_frames: str = "all",
+        self, event_shape: Sequence[int], config: SLVMConfig | None = None, **settings: Any
     ) -> None:
         super().__init__()
+        config = replace(config or SLVMConfig(), **settings)
+        self.config = config
         self.event_shape = tuple(int(size) for size in event_shape)
-        if num_transforms < 0:
-            raise ValueError(f"num_transforms must be >= 0, got {num_transforms}")
-        if train_frames not in TRAIN_FRAMES:
-            raise ValueError(f"train_frames must be one of {TRAIN_FRAMES}, got {train_frames!r}")
-        self.train_frames = train_frames
         image = len(self.event_shape) == 3
-        self.flow = None
-        if num_transforms:
-            self.flow = FlowModel(
-                self.event_shape,
-                num_transforms=num_transforms,
-                window=window,
-                conditioner=conditioner or ("conv" if image else "mlp"),
-                hidden=flow_hidden,
-                context="burn_in",
-                min_scale=min_scale,
-                max_scale=max_scale,
-                scale_map=scale_map,
-                normalization=normalization,
-                identity_init=identity_init,
-                batch_norm=batch_norm,
-            )
-            if burn_in is not None and burn_in != self.flow.burn_in:
-                raise ValueError(
-                    f"with a flow the context is the flow's num_transforms * window = "
-                    f"{self.flow.burn_in} frames, got burn_in={burn_in}"
-                )
-        self._burn_in = (
-            self.flow.burn_in if self.flow else (window if burn_in is None else burn_in)
-        )
-        if likelihood_loc is None:
-            likelihood_loc = "sigmoid" if image and not num_transforms else "linear"
+        flow = config.flow
+        self.flow = None if flow is None else FlowModel(self.event_shape, flow)
         self.latent = LatentSequenceModel(
             self.event_shape,
-            latent_dim=latent_dim,
-            hidden=hidden,
-            layers=lstm_layers or (1 if num_transforms else 2),
-            features=features,
-            width=width,
-            mlp_hidden=mlp_hidden,
-            loc_map=likelihood_loc,
-            batch_norm=batch_norm,
-            init=init,
+            latent_dim=config.latent_dim,
+            hidden=config.lstm_hidden,
+            layers=config.lstm_layers or (1 if flow else 2),
+            features=config.encoder_features,
+            width=config.conv_width,
+            mlp_hidden=config.mlp_hidden,
+            loc_map=config.likelihood_loc or ("sigmoid" if image and not flow else "linear"),
+            batch_norm=config.batch_norm,
+            init=config.init,
         )
+
+    @classmethod
+    def from_config(cls, config: SLVMConfig, event_shape: Sequence[int]) -> SLVM:
+        """The model that ``config`` describes, for frames of ``event_shape``."""
+        return cls(event_shape, config)
+
+    @property
+    def train_frames(self) -> str:
+        """The frames of the training ELBO (``SLVMConfig.train_frames``)."""
+        return self.config.train_frames
 
     @property
     def burn_in(self) -> int:
         """Context frames that are not scored (M*k with a flow)."""
-        return self._burn_in
+        if self.flow is not None:
+            return self.flow.burn_in
+        return self.config.window if self.config.burn_in is None else self.config.burn_in
 
     @property
     def num_transforms(self) -> int:

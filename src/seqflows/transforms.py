@@ -48,18 +48,23 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .conditioners import Conditioner, make_conditioner
+from .conditioners import Conditioner, ConvConditioner, LinearConditioner, MLPConditioner
+from .config import check_at_least, check_choices
+from .errors import ConfigError
 
 __all__ = [
     "AffineAutoregressiveTransform",
+    "TransformConfig",
     "TransformOutput",
     "bound_log_scale",
+    "build_conditioner",
 ]
 
 CONTEXTS = ("burn_in", "padded")
@@ -80,6 +85,72 @@ def bound_log_scale(raw: Tensor, min_scale: float, max_scale: float, scale_map: 
         lower = -log_min * torch.tanh(raw / -log_min)
         return torch.where(raw >= 0, upper, lower)
     raise ValueError(f"scale_map must be one of {SCALE_MAPS}, got {scale_map!r}")
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    r"""Settings of one affine autoregressive transform and its conditioner (Eq. 5-6, App. B).
+
+    Attributes:
+        window: k, the past inputs that condition each step (3 in the paper).
+        conditioner: ``"auto"`` (``"conv"`` for frames (C, H, W), ``"mlp"`` for vectors (D,)),
+            ``"conv"`` (Appendix B), ``"mlp"`` or ``"linear"`` (:mod:`seqflows.conditioners`).
+        hidden: Hidden channels (conv) or units (mlp) of the conditioner (64 in the paper).
+        min_scale: Floor of the scale (the paper's code had none).
+        max_scale: Ceiling of the scale (10 in the paper's code).
+        scale_map: ``"clamp"`` (the paper's hard clamp) or ``"soft"`` (smooth tanh soft-clamp).
+        normalization: ``"batch"`` (BatchNorm in the conv conditioner, the paper) or ``"none"``.
+        batch_norm: Training-mode BatchNorm statistics: ``"pooled"`` over all time steps, or
+            ``"per_step"`` (the authors' step loop; :mod:`seqflows.normalization`).
+        identity_init: Zero heads, so that the untrained transform is the identity (the
+            authors' code used PyTorch's default initialisation).
+    """
+
+    window: int = 3
+    conditioner: Literal["auto", "conv", "mlp", "linear"] = "auto"
+    hidden: int = 64
+    min_scale: float = 1e-4
+    max_scale: float = 10.0
+    scale_map: Literal["clamp", "soft"] = "clamp"
+    normalization: Literal["batch", "none"] = "batch"
+    batch_norm: Literal["pooled", "per_step"] = "pooled"
+    identity_init: bool = True
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_at_least(self, 1, "window", "hidden")
+        if not 0 < self.min_scale < self.max_scale:
+            raise ConfigError(
+                f"min_scale and max_scale need 0 < min_scale < max_scale, got {self.min_scale} "
+                f"and {self.max_scale}"
+            )
+        if self.scale_map == "soft" and not self.min_scale < 1 < self.max_scale:
+            raise ConfigError("scale_map 'soft' needs min_scale < 1 < max_scale")
+
+    def conditioner_kind(self, event_shape: Sequence[int]) -> str:
+        """The conditioner for frames of ``event_shape``: ``conditioner``, or the automatic one."""
+        if self.conditioner != "auto":
+            return self.conditioner
+        return "conv" if len(event_shape) == 3 else "mlp"
+
+
+def build_conditioner(event_shape: Sequence[int], config: TransformConfig) -> Conditioner:
+    r"""The conditioner that ``config`` describes, for frames of ``event_shape``."""
+    kind = config.conditioner_kind(event_shape)
+    if kind == "conv":
+        return ConvConditioner(
+            event_shape,
+            config.window,
+            config.hidden,
+            normalization=config.normalization,
+            identity_init=config.identity_init,
+            batch_norm=config.batch_norm,
+        )
+    if kind == "mlp":
+        return MLPConditioner(
+            event_shape, config.window, config.hidden, identity_init=config.identity_init
+        )
+    return LinearConditioner(event_shape, config.window, identity_init=config.identity_init)
 
 
 @dataclass
@@ -107,19 +178,10 @@ class AffineAutoregressiveTransform(nn.Module):
 
     Arguments:
         event_shape: Shape of one frame: (C, H, W) or (D,).
-        window: Number k of past inputs that condition each step.
-        conditioner: ``"conv"`` (Appendix B), ``"mlp"``, ``"linear"``, or a
-            :class:`~seqflows.conditioners.Conditioner` instance with the same window.
-        hidden: Hidden channels (conv) or units (mlp) of the conditioner.
+        config: The transform's settings (:class:`TransformConfig`); keyword ``settings``
+            override its fields (``window=2``, ``hidden=4``, ...).
         context: ``"burn_in"`` (first k inputs only condition) or ``"padded"`` (k learned
             initial frames start every sequence, every frame is transformed).
-        min_scale: Floor of the scale.
-        max_scale: Ceiling of the scale (10 in the paper's code).
-        scale_map: ``"clamp"`` (the paper) or ``"soft"`` (smooth tanh soft-clamp).
-        normalization: ``"batch"`` (BatchNorm in the conv conditioner, the paper) or ``"none"``.
-        identity_init: Start as the identity (zero heads); the authors' code did not.
-        batch_norm: Training-mode BatchNorm statistics of the conv conditioner: ``"pooled"``
-            over all time steps or ``"per_step"`` (see :mod:`seqflows.normalization`).
 
     Example:
         >>> transform = AffineAutoregressiveTransform((1, 8, 8), window=2, hidden=4).eval()
@@ -136,53 +198,37 @@ class AffineAutoregressiveTransform(nn.Module):
     def __init__(
         self,
         event_shape: Sequence[int],
-        window: int = 3,
-        conditioner: str | Conditioner = "conv",
-        hidden: int = 64,
+        config: TransformConfig | None = None,
         context: str = "burn_in",
-        min_scale: float = 1e-4,
-        max_scale: float = 10.0,
-        scale_map: str = "clamp",
-        normalization: str = "batch",
-        identity_init: bool = True,
-        batch_norm: str = "pooled",
+        **settings: Any,
     ) -> None:
         super().__init__()
         if context not in CONTEXTS:
-            raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
-        if scale_map not in SCALE_MAPS:
-            raise ValueError(f"scale_map must be one of {SCALE_MAPS}, got {scale_map!r}")
-        if not 0 < min_scale < max_scale:
-            raise ValueError(f"need 0 < min_scale < max_scale, got {min_scale} and {max_scale}")
-        if scale_map == "soft" and not min_scale < 1 < max_scale:
-            raise ValueError("scale_map='soft' needs min_scale < 1 < max_scale")
+            raise ConfigError(f"context must be one of {CONTEXTS}, got {context!r}")
+        config = replace(config or TransformConfig(), **settings)
+        self.config = config
         self.event_shape = tuple(int(size) for size in event_shape)
-        if isinstance(conditioner, Conditioner):
-            if conditioner.window != window or conditioner.event_shape != self.event_shape:
-                raise ValueError(
-                    f"the conditioner has window {conditioner.window} and event shape "
-                    f"{conditioner.event_shape}; the transform has {window} and {self.event_shape}"
-                )
-            self.conditioner = conditioner
-        else:
-            self.conditioner = make_conditioner(
-                conditioner,
-                self.event_shape,
-                window,
-                hidden,
-                normalization,
-                identity_init,
-                batch_norm,
-            )
-        self.window = int(window)
+        self.conditioner = build_conditioner(self.event_shape, config)
         self.context = context
-        self.min_scale = float(min_scale)
-        self.max_scale = float(max_scale)
-        self.scale_map = scale_map
         if context == "padded":
             self.initial_frames = nn.Parameter(torch.zeros(self.window, *self.event_shape))
         else:
             self.register_parameter("initial_frames", None)
+
+    @property
+    def window(self) -> int:
+        """Number k of past inputs that condition each step."""
+        return self.config.window
+
+    @property
+    def min_scale(self) -> float:
+        """Floor of the scale."""
+        return self.config.min_scale
+
+    @property
+    def max_scale(self) -> float:
+        """Ceiling of the scale."""
+        return self.config.max_scale
 
     @property
     def burn_in(self) -> int:
@@ -192,12 +238,12 @@ class AffineAutoregressiveTransform(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"event_shape={self.event_shape}, window={self.window}, context={self.context!r}, "
-            f"scale=[{self.min_scale:g}, {self.max_scale:g}] ({self.scale_map})"
+            f"scale=[{self.min_scale:g}, {self.max_scale:g}] ({self.config.scale_map})"
         )
 
     def bound_log_scale(self, raw: Tensor) -> Tensor:
         """The raw conditioner log-scale bounded to [log min_scale, log max_scale]."""
-        return bound_log_scale(raw, self.min_scale, self.max_scale, self.scale_map)
+        return bound_log_scale(raw, self.min_scale, self.max_scale, self.config.scale_map)
 
     def forward(self, x: Tensor) -> TransformOutput:
         """Same as :meth:`normalize`."""

@@ -9,14 +9,15 @@ other than tensors and plain containers, so opening a checkpoint never runs code
 from __future__ import annotations
 
 import pickle
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..atomic import write_atomically
-from ..flows import FlowModel
-from ..slvm import SLVM
+from ..flows import FlowConfig, FlowModel
+from ..slvm import SLVM, SLVMConfig
 from .config import Config
 
 __all__ = [
@@ -82,45 +83,9 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLV
     model = config.model
     if model.type not in MODEL_TYPES:
         raise CheckpointError(f"unknown model type {model.type!r}; known: {MODEL_TYPES}")
-    if model.type == "slvm":
-        return SLVM(
-            event_shape,
-            latent_dim=model.latent_dim,
-            num_transforms=model.num_transforms,
-            window=model.window,
-            hidden=model.lstm_hidden,
-            lstm_layers=model.lstm_layers,
-            features=model.encoder_features,
-            width=model.conv_width,
-            mlp_hidden=model.mlp_hidden,
-            burn_in=model.burn_in,
-            likelihood_loc=model.likelihood_loc,
-            conditioner=model.conditioner if len(event_shape) == 1 else "conv",
-            flow_hidden=model.hidden,
-            scale_map=model.scale_map,
-            min_scale=model.min_scale,
-            max_scale=model.max_scale,
-            normalization=model.normalization,
-            identity_init=model.identity_init,
-            batch_norm=model.batch_norm,
-            init=model.init,
-            train_frames=model.train_frames,
-        )
-    return FlowModel(
-        event_shape,
-        num_transforms=model.num_transforms,
-        window=model.window,
-        conditioner=model.conditioner,
-        hidden=model.hidden,
-        context=model.context,
-        base=model.base,
-        min_scale=model.min_scale,
-        max_scale=model.max_scale,
-        scale_map=model.scale_map,
-        normalization=model.normalization,
-        identity_init=model.identity_init,
-        batch_norm=model.batch_norm,
-    )
+    kind, settings = (SLVM, SLVMConfig) if model.type == "slvm" else (FlowModel, FlowConfig)
+    values = {field.name: getattr(model, field.name) for field in fields(settings)}
+    return kind.from_config(settings(**values), event_shape)
 
 
 def model_from_checkpoint(

@@ -1,0 +1,154 @@
+r"""Typed, frozen configurations built from plain mappings (YAML, JSON) and checked once.
+
+Each model keeps its settings in a frozen dataclass beside it (:class:`~seqflows.flows.FlowConfig`,
+:class:`~seqflows.slvm.SLVMConfig`): every setting has one name, one default and one validation.
+:func:`build` makes such a dataclass from a mapping: unknown keys are errors, values are coerced to
+the field's type hint (``int``, ``float``, ``str``, ``bool``, ``Literal`` choices, ``list[int]``,
+unions with ``None``), and the dataclass's own ``__post_init__`` checks ranges. Errors are
+:class:`~seqflows.errors.ConfigError` and name the source and the key.
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> from typing import Literal
+    >>> @dataclass(frozen=True)
+    ... class Example:
+    ...     window: int = 3
+    ...     kind: Literal["a", "b"] = "a"
+    >>> build(Example, {"window": 2, "kind": "b"})
+    Example(window=2, kind='b')
+    >>> build(Example, {"kind": "c"}, source="x.yaml", prefix="model.")
+    Traceback (most recent call last):
+    ...
+    seqflows.errors.ConfigError: x.yaml: model.kind must be one of 'a', 'b'; got 'c'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+__all__ = [
+    "build",
+    "check_at_least",
+    "check_choices",
+    "choices",
+    "coerce",
+]
+
+T = TypeVar("T")
+
+
+def build(cls: type[T], values: Mapping[str, Any], source: str = "", prefix: str = "") -> T:
+    r"""The dataclass ``cls`` with the fields given in ``values`` (the rest at their defaults).
+
+    Arguments:
+        cls: A dataclass type.
+        values: Field name -> value (as read from YAML or JSON).
+        source: Where the values came from (a file name), for error messages.
+        prefix: Prefix of the keys in error messages (``"model."``).
+
+    Raises:
+        ConfigError: An unknown key, a value of the wrong type, an unknown choice, or a value
+            that the dataclass's ``__post_init__`` refuses; the message names the source and key.
+    """
+    where = f"{source}: " if source else ""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}{prefix.rstrip('.') or 'configuration'} must be a mapping")
+    known = {field.name for field in dataclasses.fields(cls) if field.init}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}unknown key {prefix}{unknown[0]}; {prefix.rstrip('.') or cls.__name__} has "
+            f"{', '.join(sorted(known))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: coerce(value, hints[name], f"{prefix}{name}", source)
+        for name, value in values.items()
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        raise ConfigError(f"{where}{_prefixed(str(error), prefix)}") from None
+
+
+def _prefixed(message: str, prefix: str) -> str:
+    """A ``__post_init__`` message "window must ..." as "model.window must ..."."""
+    return message if not prefix or message.startswith(prefix) else f"{prefix}{message}"
+
+
+def choices(hint: Any) -> tuple[Any, ...]:
+    """The values a ``Literal`` type hint allows (inside an optional union too)."""
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    for option in options:
+        if typing.get_origin(option) is typing.Literal:
+            return typing.get_args(option)
+    return ()
+
+
+def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
+    r"""``value`` as the type ``hint``: int, float, str, bool, Literal, list[int], optional.
+
+    YAML 1.1 reads ``3e-4`` as a string: it is accepted for floats.
+    """
+    where = f"{source}: " if source else ""
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{where}{key} cannot be null")
+    for option in options:
+        if option is type(None):
+            continue
+        origin = typing.get_origin(option)
+        if origin is typing.Literal:
+            allowed = typing.get_args(option)
+            if value in allowed and not isinstance(value, bool):
+                return value
+            listed = ", ".join(repr(item) for item in allowed)
+            raise ConfigError(f"{where}{key} must be one of {listed}; got {value!r}")
+        if origin is list and isinstance(value, Sequence) and not isinstance(value, str):
+            (item_type,) = typing.get_args(option)
+            return [coerce(item, item_type, key, source) for item in value]
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is float and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if option is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    expected = " or ".join(getattr(option, "__name__", str(option)) for option in options)
+    raise ConfigError(f"{where}{key} must be {expected}, got {value!r}")
+
+
+def check_at_least(config: object, minimum: int, *names: str) -> None:
+    """Raises ConfigError unless every field in ``names`` is None or at least ``minimum``."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_choices(config: object) -> None:
+    """Raises ConfigError when a ``Literal`` field of the dataclass holds another value."""
+    for name, hint in typing.get_type_hints(type(config)).items():
+        allowed = choices(hint)
+        value = getattr(config, name)
+        if allowed and value not in allowed and value is not None:
+            listed = ", ".join(repr(item) for item in allowed)
+            raise ConfigError(f"{name} must be one of {listed}; got {value!r}")
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
