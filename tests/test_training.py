@@ -205,9 +205,9 @@ def test_gradient_clipping_is_applied(tmp_path, limit):
 
 
 def test_resuming_another_model_is_refused(trained_run, tmp_path):
-    from seqflows.app.checkpoints import CheckpointError
+    from seqflows.app.config import ConfigError
 
-    with pytest.raises(CheckpointError, match="num_transforms: 1 vs 2"):
+    with pytest.raises(ConfigError, match="model.num_transforms: 1 -> 2"):
         train(
             tiny_config("model.num_transforms=2", "train.max_steps=8"),
             tmp_path,
@@ -241,6 +241,9 @@ def test_data_parallel_training_with_two_processes(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stdout
+    # the launching process held the lock; the other one neither took it nor refused the folder
+    # (which held the launching process's config.yaml when it started)
+    assert (run / ".lock").read_text().strip().isdigit()
     model, loaded, _ = model_from_checkpoint(run / "checkpoints" / "last.ckpt")
     evaluation = evaluate_model(model, evaluation_set(loaded, "validation"), loaded, "validation")
     # 5 validation sequences split 3 + 2 between the processes: a mean of per-process means

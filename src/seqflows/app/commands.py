@@ -53,13 +53,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", choices=("32", "bf16-mixed", "16-mixed", "64"), help="train.precision"
     )
-    parser.add_argument(
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
         "--resume",
         nargs="?",
         const="last",
         metavar="CHECKPOINT",
         help="continue from CHECKPOINT, or from OUT/checkpoints/last.ckpt when none is given "
-        "(a fresh start when that does not exist yet)",
+        "(a fresh start when that does not exist yet); the learning rate, max_steps (constant "
+        "schedule), cadences and hardware may change, the model, data, seed, batch size and "
+        "optimizer may not",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that OUT holds: remove its config.yaml, resumes.yaml, "
+        "checkpoints/ and logs/ and start afresh (without --resume or --overwrite, a folder "
+        "that holds a run is refused)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -83,7 +93,13 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.insert(0, config_path)  # no file given: the defaults and overrides only
         config_path = None
     config = load_config(config_path, overrides)
-    summary = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    summary = train(
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     if summary.get("is_global_zero", True):
         print(json.dumps({k: v for k, v in summary.items() if k != "throughput"}, indent=2))
     return 0

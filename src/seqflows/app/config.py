@@ -211,9 +211,9 @@ class TrainConfig:
         learning_rate: Adam's learning rate (1e-4, no schedule, in the paper).
         optimizer: ``adam`` (the paper's) or ``sgd``.
         lr_schedule: ``constant`` (the paper's) or ``cosine`` (from ``learning_rate`` down to 0
-            at ``max_steps``: short runs at a large rate end in a stable model; a resumed run
-            keeps the schedule it started with, so raising ``max_steps`` on resume does not
-            stretch it).
+            at ``max_steps``: short runs at a large rate end in a stable model; ``max_steps``
+            cannot change on resume with it, as the schedule was laid over it, while a changed
+            ``learning_rate`` scales the rest of it).
         gradient_clip: Maximal gradient norm (1.0; the paper's code configured it but never
             applied it); 0 disables clipping.
         kl_warmup: SLVMs: steps over which the KL weight rises linearly from 0 to 1 (0: the

@@ -36,7 +36,7 @@ import json
 import math
 import os
 import shutil
-import subprocess
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,12 +49,14 @@ import numpy as np
 from ..atomic import write_atomically, write_text_atomically
 from ..data import MovingMNIST, downscale_digits, load_digits, mnist, render_sequences
 from .config import load_config
+from .interrupt import Interrupted, run_forwarding_signals, signal_name
 
 __all__ = [
     "BOUNCING_BALLS_SCALE",
     "MOVING_MNIST_SCALE",
     "PAPER",
     "Experiment",
+    "TrainingFailed",
     "add_reproduce_arguments",
     "experiments",
     "parameter_counts",
@@ -63,6 +65,11 @@ __all__ = [
 ]
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+class TrainingFailed(RuntimeError):
+    """A training process of the reproduction ended with an error (its log has the details)."""
+
 
 # The paper's Moving MNIST numbers (Tables 1-4): nats per pixel per channel on the paper's
 # scale, the density of 0-255 pixel values (``nats_per_dim_8bit``).
@@ -646,15 +653,33 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
     with open(run_dir / "train.log", "a") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if finished.returncode != 0:
-        raise RuntimeError(
-            f"training {experiment.name} failed (exit {finished.returncode}); "
-            f"see {run_dir / 'train.log'} (reported)"
+        status = run_forwarding_signals(command, stdout=log)
+    interrupted = 128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT
+    if status in interrupted:
+        raise Interrupted(
+            abs(status) % 128,
+            f"training {experiment.name} was stopped by {signal_name(abs(status) % 128)} "
+            f"(see {run_dir / 'train.log'}): run the same command again to continue",
+        )
+    if status != 0:
+        last_line = _last_line(run_dir / "train.log")
+        raise TrainingFailed(
+            f"training {experiment.name} failed (exit {status}"
+            + (f": {last_line}" if last_line else "")
+            + f"); see {run_dir / 'train.log'}"
         )
     timing["seconds"] = round(timing["seconds"] + time.perf_counter() - start, 1)
     write_text_atomically(timing_file, json.dumps(timing) + "\n")
     return timing
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a log (the one-line error of a failed command), shortened."""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or lines[-1].startswith("$ "):
+        return ""
+    return lines[-1] if len(lines[-1]) <= 300 else lines[-1][:297] + "..."
 
 
 def _trained_steps(run_dir: Path) -> int:
