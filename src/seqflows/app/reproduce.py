@@ -347,7 +347,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
     summary["invocations"] = _invocations(earlier) + [
         {"seconds": summary["seconds"], "models": models, "datasets": datasets}
     ]
-    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(
+        out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    )
     write_text_atomically(out / "tables.md", format_tables(summary))
     say(f"done in {summary['seconds'] / 60:.1f} min: {out / 'tables.md'}")
     print(format_tables(summary))
@@ -413,7 +415,7 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
             f"see {run_dir / 'train.log'} (reported)"
         )
     timing["seconds"] = round(timing["seconds"] + time.perf_counter() - start, 1)
-    write_text_atomically(timing_file, json.dumps(timing) + "\n")
+    write_text_atomically(timing_file, json.dumps(timing, allow_nan=False) + "\n")
     return timing
 
 
@@ -439,6 +441,7 @@ def _evaluate_and_draw(
     from .checkpoints import model_from_checkpoint
     from .datasets import evaluation_set
     from .evaluation import evaluate_model
+    from .figures import read_run_metrics, write_metrics_csv
 
     checkpoint = _selected_checkpoint(run_dir)
     model, config, stored = model_from_checkpoint(checkpoint)
@@ -470,7 +473,9 @@ def _evaluate_and_draw(
             iwae_chunk=config.evaluate.iwae_chunk,
         )
         evaluation["checkpoint"] = str(checkpoint)
-        write_text_atomically(out / f"{split}.json", json.dumps(evaluation, indent=2) + "\n")
+        write_text_atomically(
+            out / f"{split}.json", json.dumps(evaluation, indent=2, allow_nan=False) + "\n"
+        )
         result[split] = {
             key: evaluation.get(key)
             for key in (
@@ -495,9 +500,9 @@ def _evaluate_and_draw(
     for name in ("flow_rows.png", "samples.png", "curves.png"):
         if (figures / name).is_file():
             shutil.copyfile(figures / name, out / name)
-    metrics = sorted(run_dir.glob("logs/version_*/metrics.csv"))
-    if metrics:
-        shutil.copyfile(metrics[-1], out / "metrics.csv")
+    curves = read_run_metrics(run_dir)  # every session of the run: resumes included
+    if curves:
+        write_metrics_csv(curves, out / "metrics.csv")
     return result
 
 

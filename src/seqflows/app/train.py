@@ -8,6 +8,7 @@ validation nats/dim), and ``logs/version_N/`` (CSV and TensorBoard). ``--resume`
 
 from __future__ import annotations
 
+import math
 import platform
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from .checkpoints import checkpoint_step
 from .config import Config
 from .datasets import build_source, event_shape_of
 from .objectives import model_label
-from .runtime import retain_freed_memory
+from .runtime import check_batch_fits, retain_freed_memory
 
 __all__ = [
     "train",
@@ -53,6 +54,7 @@ def train(
 
     from .task import (
         AtomicCheckpointIO,
+        DivergenceMonitor,
         LastCheckpoint,
         SequenceDataModule,
         SequenceTask,
@@ -68,6 +70,7 @@ def train(
     pl.seed_everything(train_config.seed, workers=True, verbose=False)
 
     event_shape = event_shape_of(build_source(config.data, "train"), config)
+    check_batch_fits(config, event_shape)
     task = SequenceTask(config.to_dict(), list(event_shape))
     datamodule = SequenceDataModule(config)
     start_step = 0 if checkpoint_path is None else checkpoint_step(checkpoint_path)
@@ -96,6 +99,7 @@ def train(
         enable_version_counter=False,
     )
     last = LastCheckpoint(checkpoints / "last.ckpt", train_config.checkpoint_every)
+    divergence = DivergenceMonitor(best)
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
     trainer = pl.Trainer(
@@ -112,7 +116,7 @@ def train(
         check_val_every_n_epoch=None,
         log_every_n_steps=train_config.log_every,
         num_sanity_val_steps=1,
-        callbacks=[best, last, timer, LearningRateMonitor(logging_interval="step")],
+        callbacks=[best, last, timer, divergence, LearningRateMonitor(logging_interval="step")],
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
@@ -127,13 +131,15 @@ def train(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming
         trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint_path, weights_only=True)
+    best_score = None if best.best_model_score is None else float(best.best_model_score)
     return {
         "run": str(out),
         "last_checkpoint": str(checkpoints / "last.ckpt"),
         "best_checkpoint": best.best_model_path or None,
-        "best_validation_nats_per_dim": None
-        if best.best_model_score is None
-        else float(best.best_model_score),
+        "best_validation_nats_per_dim": best_score
+        if best_score is not None and math.isfinite(best_score)
+        else None,
+        "warnings": divergence.warnings,
         "steps": trainer.global_step,
         "throughput": timer.history,
         "log_dir": csv_logger.log_dir,
