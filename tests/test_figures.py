@@ -14,12 +14,15 @@ import torch
 
 from seqflows.app.figures import (
     read_metrics_csv,
+    read_run_metrics,
+    run_metrics_files,
     save_curves,
     save_flow_rows,
     save_gif,
     save_grid,
     save_prediction,
     tile_frames,
+    write_metrics_csv,
 )
 
 
@@ -181,6 +184,32 @@ def test_read_metrics_csv(tmp_path: Path) -> None:
     path.write_text("epoch,loss\n0,1.0\n")
     with pytest.raises(ValueError, match="no 'step' column"):
         read_metrics_csv(path)
+
+
+def test_run_metrics_merge_every_session_in_numeric_order(tmp_path: Path) -> None:
+    """version_10 comes after version_9 (as text it sorts before); a resumed session replaces,
+    metric by metric, the earlier points from its first step on."""
+    sessions = {
+        "version_9": "epoch,step,train/loss,val/nats\n0,0,5.0,\n0,1,4.0,\n0,2,3.0,1.0\n0,3,2.5,\n",
+        "version_10": "epoch,step,train/loss,val/nats\n0,2,2.9,\n0,3,2.4,\n0,5,,1.5\n",
+        "version_2": "epoch,step,train/loss\n0,0,9.0\n",  # the first session
+        "version_x": "epoch,step,train/loss\n0,0,1.0\n",  # not a session folder: ignored
+    }
+    for name, text in sessions.items():
+        (tmp_path / "logs" / name).mkdir(parents=True)
+        (tmp_path / "logs" / name / "metrics.csv").write_text(text)
+    files = run_metrics_files(tmp_path)
+    assert [path.parent.name for path in files] == ["version_2", "version_9", "version_10"]
+    curves = read_run_metrics(tmp_path)
+    # version_9 replaces version_2 from step 0; version_10 replaces version_9 from step 2 on:
+    # its steps 2 and 3 win, version_9's losses at 0 and 1 stay.
+    assert curves["train/loss"] == [(0.0, 5.0), (1.0, 4.0), (2.0, 2.9), (3.0, 2.4)]
+    # version_10's validation starts at step 5: version_9's at step 2 stays.
+    assert curves["val/nats"] == [(2.0, 1.0), (5.0, 1.5)]
+    written = write_metrics_csv(curves, tmp_path / "out" / "metrics.csv")
+    assert read_metrics_csv(written) == curves
+    assert written.read_text().splitlines()[:2] == ["step,train/loss,val/nats", "0,5.0,"]
+    assert read_run_metrics(tmp_path / "absent") == {}
 
 
 def test_import_does_not_import_matplotlib() -> None:

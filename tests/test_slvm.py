@@ -281,6 +281,40 @@ def test_sampling_shapes_context_and_errors():
         flow.elbo(context[:, :1])
 
 
+def test_sizes_below_one_are_refused_naming_the_argument():
+    for name in ("latent_dim", "hidden", "features", "mlp_hidden", "window", "lstm_layers"):
+        with pytest.raises(ValueError, match=f"^{name} must be at least 1, got 0"):
+            SLVM((3,), **{name: 0})
+    with pytest.raises(ValueError, match="^width must be at least 1, got 0"):
+        SLVM((1, 8, 8), width=0)
+    with pytest.raises(ValueError, match="^flow_hidden must be at least 1, got 0"):
+        SLVM((1, 8, 8), num_transforms=1, flow_hidden=0)
+    with pytest.raises(ValueError, match="^burn_in must be >= 0, got -1"):
+        SLVM((3,), burn_in=-1)
+    for num_transforms in (0, 1):
+        model = small_vector_model(num_transforms)
+        context = torch.randn(2, 2, 3)
+        for length in (0, -1):
+            with pytest.raises(ValueError, match=f"^length must be at least 1, got {length}"):
+                model.sample(2, length, context=context)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_non_finite_input_is_refused_before_it_reaches_batchnorm(num_transforms):
+    model = small_image_model(num_transforms).train()
+    statistics = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    x = torch.rand(2, 5, 1, 8, 8)
+    x[0, 4, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"x holds NaN or infinite values .*sequence 0, frame 4"):
+        model.elbo(x, generator(0))
+    with pytest.raises(ValueError, match="x holds NaN or infinite values"):
+        model.iwae(x, 2, generator(0))
+    for name, buffer in model.named_buffers():
+        torch.testing.assert_close(buffer, statistics[name], rtol=0, atol=0)
+    with pytest.raises(TypeError, match="x is torch.float64 but the model's parameters are"):
+        model.elbo(torch.rand(2, 5, 1, 8, 8, dtype=torch.float64), generator(0))
+
+
 def test_mixed_precision_keeps_the_bound_in_float32():
     model = small_image_model(1)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -59,7 +59,7 @@ class Conditioner(nn.Module):
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be a positive number of frames, got {window}")
-        self.event_shape = tuple(int(size) for size in event_shape)
+        self.event_shape = _check_event_shape(event_shape)
         self.window = int(window)
 
     def encode(self, frames: Tensor) -> Tensor:
@@ -115,6 +115,21 @@ class Conditioner(nn.Module):
         for head in heads:
             for parameter in head.parameters():
                 nn.init.zeros_(parameter)
+
+
+def _check_sizes(**sizes: int) -> None:
+    """Raises a ValueError naming the first size (layers, units, channels) below 1."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def _check_event_shape(event_shape: Sequence[int]) -> tuple[int, ...]:
+    """``event_shape`` as a tuple of ints, every size at least 1."""
+    shape = tuple(int(size) for size in event_shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"event_shape must hold sizes of at least 1, got {tuple(event_shape)}")
+    return shape
 
 
 def _conv_block(in_channels: int, out_channels: int, normalization: str) -> list[nn.Module]:
@@ -182,8 +197,7 @@ class ConvConditioner(Conditioner):
             raise ValueError(
                 f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
             )
-        if encoder_layers < 1 or decoder_layers < 1:
-            raise ValueError("encoder_layers and decoder_layers must be at least 1")
+        _check_sizes(hidden=hidden, encoder_layers=encoder_layers, decoder_layers=decoder_layers)
         check_statistics(batch_norm)
         channels = self.event_shape[0]
         self.hidden = int(hidden)
@@ -331,8 +345,7 @@ class MLPConditioner(_VectorConditioner):
         identity_init: bool = True,
     ) -> None:
         super().__init__(event_shape, window)
-        if layers < 1:
-            raise ValueError(f"layers must be at least 1, got {layers}")
+        _check_sizes(hidden=hidden, layers=layers)
         blocks: list[nn.Module] = []
         for index in range(layers):
             blocks += [

@@ -22,9 +22,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .conditioners import Conditioner
+from .conditioners import Conditioner, _check_sizes
 from .distributions import make_base
-from .transforms import AffineAutoregressiveTransform, _check_sequence
+from .transforms import (
+    AffineAutoregressiveTransform,
+    _check_dtype,
+    _check_finite,
+    _check_sequence,
+)
 
 __all__ = [
     "FlowModel",
@@ -102,8 +107,7 @@ class FlowModel(nn.Module):
         batch_norm: str = "pooled",
     ) -> None:
         super().__init__()
-        if num_transforms < 1:
-            raise ValueError(f"num_transforms must be at least 1, got {num_transforms}")
+        _check_sizes(num_transforms=num_transforms, window=window, hidden=hidden)
         self.event_shape = tuple(int(size) for size in event_shape)
         self.window = int(window)
         self.context = context
@@ -143,12 +147,16 @@ class FlowModel(nn.Module):
         r"""Maps data to noise through every transform, all time steps at once (Eq. 15).
 
         Arguments:
-            x: Sequences, with shape (B, T, *event_shape), T > burn_in.
+            x: Sequences, with shape (B, T, *event_shape), T > burn_in, of the parameters'
+                dtype and finite (NaN or infinite values raise a ValueError before they reach
+                the BatchNorm statistics).
 
         Returns:
             Noise, per-transform shifts and scales, and log |det dy/dx| of the scored frames.
         """
         _check_sequence(x, self.event_shape, "x")
+        _check_dtype(x, self, "x")
+        _check_finite(x, "x")
         if x.shape[1] <= self.burn_in:
             raise ValueError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
@@ -200,6 +208,7 @@ class FlowModel(nn.Module):
             ``generate(normalize(x).noise, x[:, :burn_in])`` gives back x (in eval mode).
         """
         _check_sequence(noise, self.event_shape, "noise")
+        _check_dtype(noise, self, "noise")
         if context is None:
             if self.burn_in:
                 raise ValueError(
@@ -208,6 +217,7 @@ class FlowModel(nn.Module):
                 )
             context = noise.new_zeros(noise.shape[0], 0, *self.event_shape)
         _check_sequence(context, self.event_shape, "context")
+        _check_dtype(context, self, "context")
         if context.shape[0] != noise.shape[0]:
             raise ValueError(
                 f"context has {context.shape[0]} sequences but noise has {noise.shape[0]}"
@@ -257,6 +267,7 @@ class FlowModel(nn.Module):
         Returns:
             Generated frames (without the context), with shape (B, length, *event_shape).
         """
+        _check_sizes(num_sequences=num_sequences, length=length)
         if context is not None and context.shape[0] != num_sequences:
             raise ValueError(
                 f"num_sequences is {num_sequences} but context has {context.shape[0]} sequences"

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .conditioners import _check_event_shape, _check_sizes
 from .distributions import normal_kl, normal_log_prob
 from .flows import FlowModel, FlowOutput
 from .networks import make_frame_networks
 from .normalization import check_statistics
-from .transforms import _check_sequence
+from .transforms import _check_dtype, _check_finite, _check_sequence
 
 __all__ = [
     "ELBOTerms",
@@ -205,7 +206,15 @@ class LatentSequenceModel(nn.Module):
         if init not in INITIALIZATIONS:
             raise ValueError(f"init must be one of {INITIALIZATIONS}, got {init!r}")
         check_statistics(batch_norm)
-        self.event_shape = tuple(int(size) for size in event_shape)
+        _check_sizes(
+            latent_dim=latent_dim,
+            hidden=hidden,
+            layers=layers,
+            features=features,
+            width=width,
+            mlp_hidden=mlp_hidden,
+        )
+        self.event_shape = _check_event_shape(event_shape)
         self.latent_dim = latent_dim
         self.loc_map = loc_map
         self.batch_norm = batch_norm
@@ -357,6 +366,7 @@ class LatentSequenceModel(nn.Module):
         prior; each new frame is the likelihood's loc plus ``temperature`` times its scale times
         standard normal noise. Returns (B, length, *event_shape), without the context.
         """
+        _check_sizes(num_sequences=num_sequences, length=length)
         reference = self.posterior_loc.weight
         device = reference.device
         if context is not None and context.shape[1] > 0:
@@ -446,12 +456,25 @@ class SLVM(nn.Module):
         train_frames: str = "all",
     ) -> None:
         super().__init__()
-        self.event_shape = tuple(int(size) for size in event_shape)
+        self.event_shape = _check_event_shape(event_shape)
         if num_transforms < 0:
             raise ValueError(f"num_transforms must be >= 0, got {num_transforms}")
         if train_frames not in TRAIN_FRAMES:
             raise ValueError(f"train_frames must be one of {TRAIN_FRAMES}, got {train_frames!r}")
         self.train_frames = train_frames
+        _check_sizes(
+            latent_dim=latent_dim,
+            window=window,
+            hidden=hidden,
+            features=features,
+            width=width,
+            mlp_hidden=mlp_hidden,
+            flow_hidden=flow_hidden,
+        )
+        if lstm_layers is not None:
+            _check_sizes(lstm_layers=lstm_layers)
+        if burn_in is not None and burn_in < 0:
+            raise ValueError(f"burn_in must be >= 0, got {burn_in}")
         image = len(self.event_shape) == 3
         self.flow = None
         if num_transforms:
@@ -503,7 +526,8 @@ class SLVM(nn.Module):
         return 0 if self.flow is None else self.flow.num_transforms
 
     def _modelled(self, x: Tensor) -> tuple[Tensor, FlowOutput | None]:
-        """The sequence the latent model sees, and the flow's outputs."""
+        """The sequence the latent model sees, and the flow's outputs (x checked: shape, dtype,
+        finite values)."""
         _check_sequence(x, self.event_shape, "x")
         if x.shape[1] <= self.burn_in:
             raise ValueError(
@@ -511,8 +535,10 @@ class SLVM(nn.Module):
                 f"first {self.burn_in} frames as context"
             )
         if self.flow is None:
+            _check_dtype(x, self, "x")
+            _check_finite(x, "x")
             return x, None
-        out = self.flow.normalize(x)
+        out = self.flow.normalize(x)  # which checks the dtype and the values of x
         return out.noise, out
 
     def elbo_terms(
@@ -631,8 +657,10 @@ class SLVM(nn.Module):
         likelihood's noise (0: its loc; the latents are still sampled).
         Returns (B, length, *event_shape).
         """
+        _check_sizes(num_sequences=num_sequences, length=length)
         if context is not None:
             _check_sequence(context, self.event_shape, "context")
+            _check_dtype(context, self, "context")
             if context.shape[0] != num_sequences:
                 raise ValueError(
                     f"num_sequences is {num_sequences} but context has {context.shape[0]}"

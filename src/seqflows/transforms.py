@@ -336,6 +336,36 @@ def _check_sequence(x: Tensor, event_shape: tuple[int, ...], name: str) -> None:
         )
 
 
+def _check_dtype(x: Tensor, module: nn.Module, name: str) -> None:
+    r"""Refuses input of another floating-point dtype than the module's parameters.
+
+    PyTorch's layers refuse it too (``mat1 and mat2 must have the same dtype``); this says
+    which argument and what to do. Under ``torch.autocast`` the parameters and the input stay
+    float32, so mixed precision passes.
+    """
+    reference = next(module.parameters(), None)
+    if reference is not None and x.dtype != reference.dtype:
+        raise TypeError(
+            f"{name} is {x.dtype} but the model's parameters are {reference.dtype}: convert "
+            f"one to the other (e.g. {name}.to({reference.dtype}) or model.to({x.dtype}))"
+        )
+
+
+def _check_finite(x: Tensor, name: str) -> None:
+    r"""Refuses NaN or infinite values, with the (sequence, frame) of the first one.
+
+    One ``isfinite`` reduction per call (on a GPU it waits for the input: once per batch). In
+    training mode a NaN would reach the BatchNorm running statistics and spoil every later
+    evaluation of the model, so the check runs before anything else.
+    """
+    finite = torch.isfinite(x.flatten(2)).all(-1)  # (B, T)
+    if not bool(finite.all()):
+        sequence, frame = (int(index) for index in (~finite).nonzero()[0])
+        raise ValueError(
+            f"{name} holds NaN or infinite values (first in sequence {sequence}, frame {frame})"
+        )
+
+
 def _warn_if_batch_statistics(module: nn.Module) -> None:
     if module.training and any(isinstance(m, _BatchNorm) for m in module.modules()):
         warnings.warn(

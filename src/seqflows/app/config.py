@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -224,7 +225,7 @@ class TrainConfig:
         log_every: Steps between logged training metrics.
         precision: ``32``, ``bf16-mixed``, ``16-mixed`` (or ``64``).
         accelerator: ``auto``, ``cpu``, ``gpu``, ...
-        devices: Devices per node (an int, or ``auto``).
+        devices: Devices per node (an int >= 1, -1 for all, or ``auto``).
         num_nodes: Nodes.
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
         sync_batchnorm: Batch statistics over all processes in data-parallel training (the
@@ -260,9 +261,17 @@ class TrainConfig:
         _check_choice("train.allocator", self.allocator, ("retain", "system"))
         _check_positive(
             self,
-            ("batch_size", "max_steps", "val_every", "checkpoint_every", "log_every"),
+            ("batch_size", "max_steps", "val_every", "checkpoint_every", "log_every", "num_nodes"),
             "train",
         )
+        if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
+            raise ConfigError(
+                f"train.devices must be at least 1 (-1 or auto: all), got {self.devices}"
+            )
+        if not 0 < self.learning_rate < math.inf:
+            raise ConfigError(
+                f"train.learning_rate must be > 0 and finite, got {self.learning_rate}"
+            )
         if self.gradient_clip < 0:
             raise ConfigError(f"train.gradient_clip must be >= 0, got {self.gradient_clip}")
 
@@ -295,7 +304,11 @@ class EvaluateConfig:
     def validate(self) -> None:
         _check_choice("evaluate.split", self.split, ("test", "validation", "train"))
         _check_choice("evaluate.crop", self.crop, ("random", "last", "first"))
-        _check_positive(self, ("batch_size", "scored_frames"), "evaluate")
+        _check_positive(
+            self, ("batch_size", "sequences", "iwae_chunk", "scored_frames"), "evaluate"
+        )
+        if self.iwae_samples < 0:
+            raise ConfigError(f"evaluate.iwae_samples must be >= 0, got {self.iwae_samples}")
 
 
 @dataclass
@@ -361,7 +374,11 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     if not path.is_file():
         raise FileNotFoundError(f"configuration file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error})") from None
+    try:
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return Config.from_dict(values, overrides, source=str(path))

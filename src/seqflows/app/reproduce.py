@@ -579,7 +579,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
             "extra": list(args.extra),
         }
     ]
-    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(
+        out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    )
     write_text_atomically(out / "tables.md", format_tables(summary))
     say(f"done in {summary['seconds'] / 60:.1f} min: {out / 'tables.md'}")
     print(format_tables(summary))
@@ -669,7 +671,7 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
             + f"); see {run_dir / 'train.log'}"
         )
     timing["seconds"] = round(timing["seconds"] + time.perf_counter() - start, 1)
-    write_text_atomically(timing_file, json.dumps(timing) + "\n")
+    write_text_atomically(timing_file, json.dumps(timing, allow_nan=False) + "\n")
     return timing
 
 
@@ -726,6 +728,7 @@ def _evaluate(
     from .config import Config
     from .datasets import evaluation_set
     from .evaluation import evaluate_model
+    from .figures import read_run_metrics, write_metrics_csv
 
     checkpoint = _selected_checkpoint(run_dir)
     model, config, stored = model_from_checkpoint(checkpoint)
@@ -759,12 +762,12 @@ def _evaluate(
             scored_frames=settings.evaluate.scored_frames,
         )
         evaluation["checkpoint"] = str(checkpoint)
-        text = json.dumps(evaluation, indent=2) + "\n"
+        text = json.dumps(evaluation, indent=2, allow_nan=False) + "\n"
         write_text_atomically(out / f"{evaluation_name}.json", text)
         result[evaluation_name] = {key: evaluation.get(key) for key in EVALUATION_KEYS}
-    metrics = sorted(run_dir.glob("logs/version_*/metrics.csv"))
-    if metrics:
-        shutil.copyfile(metrics[-1], out / "metrics.csv")
+    curves = read_run_metrics(run_dir)  # every session of the run: resumes included
+    if curves:
+        write_metrics_csv(curves, out / "metrics.csv")
         result["validation"] = validation_progress(out / "metrics.csv", config.train.max_steps)
     return result
 

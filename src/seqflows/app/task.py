@@ -10,6 +10,8 @@ seed, the step and the process, so that they do not depend on the global random 
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 from .. import __version__
 from ..data import EvaluationSampler, StreamSampler
 from ..metrics import temporal_correlation
-from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_atomically
+from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_checkpoint
 from .config import Config
 from .datasets import evaluation_set, training_set
 from .evaluation import SequenceScores
@@ -33,8 +35,11 @@ from .interrupt import Interrupted, StopRequest
 from .objectives import frame_objective
 
 __all__ = [
+    "DIVERGED_BELOW",
+    "DIVERGED_DROP",
     "AtomicCheckpointIO",
     "BestCheckpoint",
+    "DivergenceMonitor",
     "LastCheckpoint",
     "ResumedRun",
     "SequenceDataModule",
@@ -96,7 +101,12 @@ class SequenceTask(pl.LightningModule):
                 self.log(f"train/shift_mean_{index}", shift.detach().float().mean())
                 self.log(f"train/scale_mean_{index}", scale.detach().float().mean())
             if flow.noise.shape[1] > 1:
-                self.log("train/corr_noise", temporal_correlation(flow.noise.detach().float()))
+                try:
+                    correlation = temporal_correlation(flow.noise.detach().float())
+                except ValueError:  # constant noise (a diverged model): undefined, not logged
+                    pass
+                else:
+                    self.log("train/corr_noise", correlation)
         if objective.kl is not None:
             kl = objective.kl.detach().float().mean(0)  # (T - burn_in,): users ask if it grows
             self.log("train/kl", kl.mean())
@@ -303,6 +313,54 @@ class StepTimer(pl.Callback):
         self._end = None  # validation is not time spent waiting for training data
 
 
+DIVERGED_BELOW = -50.0
+DIVERGED_DROP = 20.0
+
+
+class DivergenceMonitor(pl.Callback):
+    r"""Warns when a validation score shows a diverged model whose numbers are still finite.
+
+    Frames and series are scaled to [0, 1]: an untrained model scores about -1 nats/dim (an
+    identity flow on its N(0, 1) base: between -1.42 and -0.92) and training raises the score,
+    so no sane model scores below ``DIVERGED_BELOW`` (-50) nats/dim or falls more than
+    ``DIVERGED_DROP`` (20) nats/dim below its best validation so far. A large learning rate
+    gets there with finite numbers (lr 10 reached -1e24): the run goes on (it may recover, and
+    non-finite states stop it anyway), but each such validation prints a warning, and
+    ``warnings`` collects them for the training summary.
+
+    Arguments:
+        best: The callback that keeps the best validation score so far (``best_model_score``),
+            restored on resume.
+    """
+
+    def __init__(self, best: Any) -> None:
+        self.best = best
+        self.warnings: list[str] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        score = trainer.callback_metrics.get("val/nats_per_dim")
+        if trainer.sanity_checking or score is None:
+            return
+        score = float(score)
+        previous = self.best.best_model_score  # updated after this hook (checkpoints go last)
+        best = None if previous is None else float(previous)
+        if math.isnan(score):
+            reason = "not a number"
+        elif score < DIVERGED_BELOW:
+            reason = f"below {DIVERGED_BELOW:g}, which no sane model reaches"
+        elif best is not None and score < best - DIVERGED_DROP:
+            reason = f"{best - score:.3g} below the best so far ({best:.4g})"
+        else:
+            return
+        message = (
+            f"validation at step {trainer.global_step} scores {score:.4g} nats/dim, {reason}: "
+            "the training has diverged; lower train.learning_rate"
+        )
+        self.warnings.append(message)
+        if trainer.is_global_zero:
+            print(f"seqflows: warning: {message}", file=sys.stderr, flush=True)
+
+
 class LastCheckpoint(Checkpoint):
     r"""Writes ``last.ckpt``, the resume point: every ``every`` steps, at the last step, and when a
     stop was requested (SIGTERM, SIGINT: ``stop``, see :mod:`seqflows.app.interrupt`).
@@ -452,12 +510,13 @@ class ResumedRun(pl.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes checkpoints through a temporary file and a rename; reads with ``weights_only``."""
+    r"""Writes checkpoints through :func:`~seqflows.app.checkpoints.save_checkpoint` (finite
+    state only, weights' checksum, temporary file and rename); reads with ``weights_only``."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        save_atomically(checkpoint, path)
+        save_checkpoint(checkpoint, path)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None

@@ -10,6 +10,7 @@ data-stream state; :mod:`seqflows.app.runs` has the rules of the folder and of r
 
 from __future__ import annotations
 
+import math
 import platform
 import signal
 import warnings
@@ -34,7 +35,7 @@ from .runs import (
     resume_changes,
     run_lock,
 )
-from .runtime import retain_freed_memory
+from .runtime import check_batch_fits, retain_freed_memory
 
 __all__ = [
     "cluster_plugins",
@@ -122,6 +123,7 @@ def _train(
     from .task import (
         AtomicCheckpointIO,
         BestCheckpoint,
+        DivergenceMonitor,
         LastCheckpoint,
         ResumedRun,
         SequenceDataModule,
@@ -143,6 +145,7 @@ def _train(
         )
         start_step = int(checkpoint["global_step"])
         del checkpoint
+    check_batch_fits(config, event_shape)
     if start_step >= train_config.max_steps:
         print(
             f"seqflows: {checkpoint_path} is already at step {start_step} "
@@ -181,6 +184,7 @@ def _train(
         last = LastCheckpoint(
             checkpoints / "last.ckpt", train_config.checkpoint_every, train_config.val_every, stop
         )
+        divergence = DivergenceMonitor(best)
         trainer = pl.Trainer(
             default_root_dir=out,
             max_steps=train_config.max_steps,
@@ -200,6 +204,7 @@ def _train(
                 best,
                 last,
                 timer,
+                divergence,
                 ResumedRun(train_config.learning_rate),  # before the monitor
                 LearningRateMonitor(logging_interval="step"),
             ],
@@ -235,13 +240,15 @@ def _train(
                 raise
             number = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
             raise _interruption(number, out, trainer, stopped=False) from None
+    best_score = None if best.best_model_score is None else float(best.best_model_score)
     return {
         "run": str(out),
         "last_checkpoint": str(checkpoints / "last.ckpt"),
         "best_checkpoint": best.best_model_path or None,
-        "best_validation_nats_per_dim": None
-        if best.best_model_score is None
-        else float(best.best_model_score),
+        "best_validation_nats_per_dim": best_score
+        if best_score is not None and math.isfinite(best_score)
+        else None,
+        "warnings": divergence.warnings,
         "steps": trainer.global_step,
         "throughput": timer.history,
         "log_dir": csv_logger.log_dir,

@@ -271,7 +271,9 @@ def run_from_args(args: argparse.Namespace) -> dict:
     print(_format_table(results))
     args.out.mkdir(parents=True, exist_ok=True)
     serializable = {key: value for key, value in results.items() if key != "sequences"}
-    write_text_atomically(args.out / "results.json", json.dumps(serializable, indent=2) + "\n")
+    write_text_atomically(
+        args.out / "results.json", json.dumps(serializable, indent=2, allow_nan=False) + "\n"
+    )
     print(f"results: {args.out / 'results.json'}")
     if not args.no_plot:
         print(f"figure:  {plot_motion(results, args.out / 'motion.png')}")
