@@ -215,3 +215,39 @@ def test_run_metrics_merge_every_session_in_numeric_order(tmp_path: Path) -> Non
 def test_import_does_not_import_matplotlib() -> None:
     code = "import seqflows.app.figures, sys; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_figures_leave_the_backend_and_pyplot_alone(tmp_path: Path) -> None:
+    # A notebook user's session: a backend of their own and pyplot imported. Drawing every
+    # figure must neither switch the backend nor leave figures registered with pyplot.
+    script = tmp_path / "draw.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import matplotlib\n"
+        "matplotlib.use('pdf')\n"
+        "import matplotlib.pyplot as plt\n"
+        "import torch\n"
+        "from seqflows.app import figures\n"
+        "from seqflows.examples.motion import plot_motion\n"
+        "out = Path(sys.argv[1])\n"
+        "x = torch.rand(2, 4, 1, 8, 8)\n"
+        "layer = {'shift': x[0], 'scale': x[0] + 0.1, 'noise': x[0] - 0.5}\n"
+        "figures.save_grid(x, out / 'grid.png')\n"
+        "figures.save_prediction(x[:, :2], x[:, 2:], x[:, 2:], out / 'prediction.png')\n"
+        "figures.save_flow_rows(x[0], [layer], out / 'flow.png')\n"
+        "figures.save_curves({'loss': [(0, 1.0), (1, 0.5)]}, out / 'curves.png')\n"
+        "figures.save_overlay({'a': [(0, 1.0), (1, 2.0)]}, out / 'overlay.png', 'nats')\n"
+        "figures.save_gif(x, out / 'samples.gif')\n"
+        "w = torch.randn(1, 6, 2)\n"
+        "sequences = {'x': w, 'u': w, 'w': w, 'a': w, 'b': w, 'c': w}\n"
+        "plot_motion({'sequences': sequences, 'models': ['a', 'b', 'c']}, out / 'motion.png')\n"
+        "print(matplotlib.get_backend(), plt.get_fignums())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "pdf []"
+    for name in ("grid", "prediction", "flow", "curves", "overlay", "motion"):
+        read_png(tmp_path / f"{name}.png")

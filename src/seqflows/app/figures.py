@@ -11,8 +11,10 @@ r"""Figures for ``seqflows sample`` and ``seqflows visualize``: frame grids, GIF
 
 Frames are Tensors with shape (T, C, H, W), C = 1 (grayscale) or 3 (RGB), data in [0, 1]
 (clipped for display). Every ``save_*`` function creates the parent folders of ``path`` and
-returns it. matplotlib (Agg backend) and Pillow are imported inside the functions that need
-them, so importing this module imports neither.
+returns it. matplotlib and Pillow are imported inside the functions that need them, so
+importing this module imports neither. Figures are ``matplotlib.figure.Figure`` objects drawn
+and saved without pyplot: no function here selects a backend or registers a figure with pyplot,
+so a notebook's backend and open figures are left as they were.
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ __all__ = [
     "run_metrics_files",
     "save_curves",
     "save_flow_rows",
-    "save_overlay",
     "save_gif",
     "save_grid",
+    "save_overlay",
     "save_prediction",
     "tile_frames",
     "write_metrics_csv",
@@ -266,9 +268,7 @@ def save_flow_rows(
         ]
 
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     T, C, H, W = x.shape
     # sizes in inches: the axes are placed exactly, so that each image fills its row's width
@@ -279,7 +279,7 @@ def save_flow_rows(
     row_gap, top, bottom = 0.08, 0.35 + (0.3 if title is not None else 0.0), 0.1
     width = left + image_width + gap + bar + right
     height = top + len(rows) * row_height + (len(rows) - 1) * row_gap + bottom
-    figure = plt.figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height))
     grid = figure.add_gridspec(
         len(rows),
         2,
@@ -310,7 +310,7 @@ def save_flow_rows(
                 vmin, vmax = -limit, limit
             # separators (NaN) in white, or in gray where white means 0
             bad = "0.5" if kind == "noise" else "white"
-            colormap = plt.get_cmap(cmap).with_extremes(bad=bad)
+            colormap = matplotlib.colormaps[cmap].with_extremes(bad=bad)
             shown = axis.imshow(row, cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
             if kind == "image":
                 colorbar_axis.set_axis_off()
@@ -342,14 +342,10 @@ def save_curves(
     if len(columns) == 0:
         raise ValueError("columns must hold at least one curve")
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(
-        len(columns), 1, figsize=(6.4, 1.7 * len(columns) + 0.6), sharex=True, squeeze=False
-    )
+    figure = Figure(figsize=(6.4, 1.7 * len(columns) + 0.6))
+    axes = figure.subplots(len(columns), 1, sharex=True, squeeze=False)
     for axis, (name, points) in zip(axes[:, 0], columns.items(), strict=True):
         kept = _finite_points(points)
         if kept:
@@ -390,12 +386,10 @@ def save_overlay(
     Returns:
         ``path``, as a Path.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6.4, 3.6))
+    figure = Figure(figsize=(6.4, 3.6))
+    axis = figure.subplots()
     for label, points in curves.items():
         kept = _finite_points(points)
         if kept:
@@ -619,16 +613,14 @@ def _save_tiled(
     if row_labels is not None and len(row_labels) != B:
         raise ValueError(f"row_labels must hold {B} labels, one per row, got {len(row_labels)}")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     image = _to_uint8(_tile(frames, 1))  # (B * H + B - 1, T * W + T - 1, 3)
     height_px, width_px = image.shape[:2]
     # inches per image pixel, the same along both axes so that pixels stay square
     scale = max(INCHES_PER_PIXEL, MIN_IMAGE_WIDTH / width_px, B * MIN_GRID_ROW / height_px)
-    figure, axis = plt.subplots(figsize=(width_px * scale + 1.5, height_px * scale + 0.8))
+    figure = Figure(figsize=(width_px * scale + 1.5, height_px * scale + 0.8))
+    axis = figure.subplots()
     axis.imshow(image, interpolation="nearest")
     _label_row(axis, None, H, W, T, first_frame)
     if row_labels is not None:
@@ -643,14 +635,9 @@ def _save_tiled(
 
 
 def _save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
-    """Saves a matplotlib figure as a PNG with a tight bounding box, then closes it."""
-    import matplotlib.pyplot as plt
-
+    """Saves a figure as a PNG with a tight bounding box (Agg, chosen by the file type)."""
     path = _prepare(path)
-    try:
-        figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    finally:
-        plt.close(figure)
+    figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     return path
 
 
