@@ -63,11 +63,15 @@ def bare_step_seconds(config: Any, precision: str, steps: int) -> float:
 def loop_throughput(config: Any, steps: int) -> dict[str, float]:
     """Frames/s and data share of ``steps`` steps of ``seqflows train`` (first window dropped)."""
     window = max(steps // 3, 1)
-    config.train.max_steps = steps
-    config.train.log_every = window
-    config.train.val_every = 10 * steps  # no validation inside the timed steps
-    config.train.checkpoint_every = 10 * steps
-    config.train.val_sequences = 1
+    config = config.replace(
+        train={
+            "max_steps": steps,
+            "log_every": window,
+            "val_every": 10 * steps,  # no validation inside the timed steps
+            "checkpoint_every": 10 * steps,
+            "val_sequences": 1,
+        }
+    )
     with tempfile.TemporaryDirectory() as folder:
         summary = train(config, Path(folder), progress=False)
     history = summary["throughput"][1:] or summary["throughput"]

@@ -232,7 +232,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             event_shape=(1, args.size, args.size),
             num_transforms=1 if args.model == "slvm_1af" else 0,
             window=WINDOW,
-            flow_hidden=args.hidden,
+            hidden=args.hidden,
         )
     model = model.to(memory_format=memory_format).train()
     generator = torch.Generator().manual_seed(args.seed)  # SLVM posterior samples

@@ -12,14 +12,17 @@ import torch
 
 from seqflows.app.checkpoints import (
     CheckpointError,
+    NonFiniteStateError,
     model_from_checkpoint,
     read_checkpoint,
     save_atomically,
+    save_checkpoint,
+    weights_checksum,
 )
 from seqflows.app.config import Config, ConfigError, load_config
 from seqflows.cli import main
 
-from helpers import mnist_test_digits
+from helpers import flip_weight_bytes, mnist_test_digits
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -120,6 +123,97 @@ def test_checkpoints_that_are_not_usable_are_refused(tmp_path):
         read_checkpoint(foreign)
     with pytest.raises(FileNotFoundError, match="absent.ckpt"):
         read_checkpoint(tmp_path / "absent.ckpt")
+
+
+def test_settings_that_cannot_work_are_refused_naming_the_key(tmp_path, capsys):
+    for override, message in [
+        ("train.devices=0", "train.devices must be at least 1 (-1 or auto: all), got 0"),
+        ("train.devices=-2", "train.devices must be at least 1 (-1 or auto: all), got -2"),
+        ("train.num_nodes=0", "train.num_nodes must be at least 1, got 0"),
+        ("train.learning_rate=-1", "train.learning_rate must be > 0 and finite, got -1.0"),
+        ("train.learning_rate=.inf", "train.learning_rate must be > 0 and finite, got inf"),
+        ("evaluate.sequences=0", "evaluate.sequences must be at least 1, got 0"),
+        ("evaluate.iwae_samples=-1", "evaluate.iwae_samples must be at least 0, got -1"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            Config.from_dict({}, [override])
+        assert str(raised.value) == message
+    assert Config.from_dict({}, ["train.devices=-1"]).train.devices == -1
+    assert Config.from_dict({}, ["train.devices=auto"]).train.devices == "auto"
+    capsys.readouterr()
+    assert main(["train", "data.size=8", "--out", str(tmp_path / "a"), "--devices", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "seqflows: error: train.devices must be at least 1 (-1 or auto: all), got 0\n"
+    )
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_configuration_that_is_not_utf8_is_named(tmp_path, capsys):
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \('utf-8' codec"):
+        load_config(latin)
+    capsys.readouterr()
+    assert main(["train", str(latin), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("seqflows: error: ") and "latin1.yaml" in error
+    assert error.count("\n") == 1
+    marked = tmp_path / "bom.yaml"  # UTF-8 with a byte-order mark, as some editors write
+    marked.write_bytes("\ufeffname: café\n".encode())
+    assert load_config(marked).name == "café"
+
+
+def test_batches_whose_frames_cannot_fit_in_memory_are_refused(tmp_path, capsys):
+    from seqflows.app.runtime import check_batch_fits
+
+    memory = 16 * 10**9
+    config = Config.from_dict({}, ["data.size=100000"])
+    with pytest.raises(ConfigError) as raised:
+        check_batch_fits(config, config.data.frame_shape, available=memory)
+    assert str(raised.value) == (
+        "data.size=100000: one training sequence of 13 frames of 1x100000x100000 takes "
+        "520 GB, more than the 16 GB of memory of this machine"
+    )
+    config = Config.from_dict({}, ["train.batch_size=100000000"])
+    with pytest.raises(ConfigError, match=r"^train.batch_size=100000000: one batch \(100000000 "):
+        check_batch_fits(config, (1, 32, 32), available=memory)
+    # float64 needs twice the bytes; the batch is shared between the machines (nodes)
+    config = Config.from_dict({}, ["train.batch_size=200000", "train.precision=64"])
+    with pytest.raises(ConfigError, match="takes 21.3 GB"):
+        check_batch_fits(config, (1, 32, 32), available=memory)
+    config = config.replace(train={"num_nodes": 2})
+    check_batch_fits(config, (1, 32, 32), available=memory)
+    check_batch_fits(Config.from_dict({}), (1, 32, 32), available=memory)
+    check_batch_fits(Config.from_dict({}), (1, 32, 32))  # this machine's memory
+    # The command refuses them before anything is allocated.
+    for override, key in [
+        ("train.batch_size=1000000000000", "train.batch_size=1000000000000: one batch"),
+        ("data.size=1000000", "data.size=1000000: one training sequence"),
+    ]:
+        status = main(["train", "data.num_workers=0", override, "--out", str(tmp_path / "r")])
+        error = capsys.readouterr().err
+        assert status == 2 and error.startswith(f"seqflows: error: {key}"), error
+        assert "of memory of this machine" in error and error.count("\n") == 1
+    status = main(["train", "model.type=slvm", "data.size=12", "--out", str(tmp_path / "r")])
+    error = capsys.readouterr().err
+    assert status == 2 and error.startswith("seqflows: error: data.size=12: the SLVM's"), error
+    assert "4 * 2^n" in error
+
+
+def test_non_finite_states_are_never_written(tmp_path):
+    path = tmp_path / "last.ckpt"
+    good = {"state_dict": {"w": torch.ones(3)}, "optimizer_states": [], "global_step": 4}
+    save_checkpoint({**good, "seqflows": {"format": "seqflows-checkpoint/1"}}, path)
+    before = path.read_bytes()
+    weights = {"state_dict": {"w": torch.tensor([1.0, float("nan")])}, "global_step": 5}
+    with pytest.raises(NonFiniteStateError, match=r"last.ckpt: weights.w holds NaN .* step 5"):
+        save_checkpoint(weights, path)
+    state = {"state": {0: {"exp_avg_sq": torch.tensor([float("inf")])}}}
+    optimizer = {**good, "optimizer_states": [state], "global_step": 5}
+    with pytest.raises(NonFiniteStateError, match=r"optimizer state\[0\].state.0.exp_avg_sq"):
+        save_checkpoint(optimizer, path)
+    assert path.read_bytes() == before  # the previous checkpoint stays
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +381,81 @@ def test_bad_input_ends_with_a_clear_error(run, tmp_path, capsys):
     assert main(["evaluate", str(other)]) == 2
 
 
+def test_options_out_of_range_end_with_a_one_line_error(run, tmp_path, capsys, monkeypatch):
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    out = str(tmp_path / "figures")
+    for arguments, message in [
+        (["evaluate", checkpoint, "--sequences", "0"], "--sequences must be at least 1, got 0"),
+        (["evaluate", checkpoint, "--sequences", "-2"], "--sequences must be at least 1, got -2"),
+        (["evaluate", checkpoint, "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (
+            ["sample", checkpoint, "--out", out, "--length", "0"],
+            "--length must be at least 1, got 0",
+        ),
+        (["sample", checkpoint, "--out", out, "--num", "0"], "--num must be at least 1, got 0"),
+        (
+            ["visualize", checkpoint, "--out", out, "--frames", "0"],
+            "--frames must be at least 1, got 0",
+        ),
+        (
+            ["evaluate", checkpoint, "--device", "tpu9"],
+            "--device tpu9: unknown device; use auto, cpu or cuda",
+        ),
+    ]:
+        capsys.readouterr()
+        assert main(arguments) == 2, arguments
+        assert capsys.readouterr().err == f"seqflows: error: {message}\n"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for command in (["evaluate"], ["sample", "--out", out]):
+        assert main([*command[:1], checkpoint, *command[1:], "--device", "cuda"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("seqflows: error: --device cuda: CUDA is not available (this ")
+        assert error.endswith("; use --device cpu\n") and error.count("\n") == 1
+    assert not Path(out).exists()
+
+
+def test_corrupted_weights_are_refused_by_their_checksum(run, tmp_path, capsys):
+    raw = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert raw["seqflows"]["weights_sha256"] == weights_checksum(raw["state_dict"])
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes((run / "checkpoints" / "last.ckpt").read_bytes())
+    name = flip_weight_bytes(corrupt)
+    # torch reads the file without a complaint: only the bytes of one weight changed
+    changed = torch.load(corrupt, weights_only=True)["state_dict"][name]
+    assert not torch.equal(changed, raw["state_dict"][name])
+    with pytest.raises(CheckpointError, match="corrupt.ckpt: corrupt checkpoint: the weights do"):
+        model_from_checkpoint(corrupt)
+    capsys.readouterr()
+    assert main(["evaluate", str(corrupt), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"seqflows: error: {corrupt}: corrupt checkpoint")
+    # A checkpoint written before checksums existed loads as before.
+    del raw["seqflows"]["weights_sha256"]
+    older = tmp_path / "older.ckpt"
+    torch.save(raw, older)
+    model, _, _ = model_from_checkpoint(older)
+    torch.testing.assert_close(model.state_dict()[name[len("model.") :]], raw["state_dict"][name])
+
+
+def test_evaluating_diverged_weights_fails_and_writes_no_json(run, tmp_path, capsys):
+    """Weights about 1e30, finite, as a run at a huge learning rate leaves them: the score
+    overflows, and no -Infinity (which is not JSON) is printed or written."""
+    raw = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    key = next(key for key in raw["state_dict"] if key.endswith("0.conditioner.shift_head.bias"))
+    raw["state_dict"][key].fill_(1e30)
+    diverged = tmp_path / "diverged.ckpt"
+    save_checkpoint(raw, diverged)
+    output = tmp_path / "result.json"
+    capsys.readouterr()
+    assert main(["evaluate", str(diverged), "--json", "--output", str(output)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not output.exists()
+    assert captured.err.startswith(f"seqflows: error: {diverged}: the 2-AF scores nats_per_dim = ")
+    assert "weights are diverged" in captured.err and captured.err.count("\n") == 1
+
+
 DIGITS = mnist_test_digits()
 
 
@@ -399,7 +568,6 @@ def test_slvm_train_evaluate_sample_and_visualize(tmp_path, capsys, num_transfor
         "data.validation_sequences=3",
         "data.test_sequences=3",
         "data.num_workers=0",
-        "model.type=slvm",
         f"model.num_transforms={num_transforms}",
         "model.window=2",
         "model.hidden=4",
@@ -416,7 +584,7 @@ def test_slvm_train_evaluate_sample_and_visualize(tmp_path, capsys, num_transfor
     status = main(
         [
             "train",
-            str(CONFIGS / "bouncing_balls_1af.yaml"),
+            str(CONFIGS / "bouncing_balls_slvm.yaml"),
             "--out",
             str(run),
             "--max-steps",

@@ -20,6 +20,11 @@ from seqflows.data import (
     EvaluationSampler,
     FixedSequences,
     MovingMNIST,
+    ShardData,
+    Simulator,
+    StoredSource,
+    StoreSource,
+    StoreWriter,
     StreamSampler,
     TrainingSequences,
     check_frames,
@@ -462,3 +467,127 @@ def test_bouncing_balls() -> None:
         assert np.array_equal(video, simulator.render(np.random.default_rng(seed)))
     two = BouncingBalls(num_frames=5, size=16).render(np.random.default_rng(0))
     assert two.shape == (5, 1, 16, 16) and (two.reshape(5, -1).max(axis=1) == 255).all()
+
+
+# The Source protocol: stored sources and simulators say which they are
+
+
+class CodedStore(StoredSource):
+    """A stored source written by a user: sequence n has 5 + n frames whose pixels hold 10 n + t.
+
+    It counts the frames it reads, and has a ``render`` method (a thumbnail, say) that does not
+    make it a simulator: ``stored`` says what it is.
+    """
+
+    name = "coded store"
+    frame_shape = (1, 2, 2)
+
+    def __init__(self, count: int) -> None:
+        self.lengths = [5 + n for n in range(count)]
+        self.num_frames = min(self.lengths)
+        self.frames_read = 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def read(self, n: int, start: int, stop: int) -> np.ndarray:
+        self.frames_read += stop - start
+        codes = (10 * n + np.arange(start, stop)).astype(np.uint8)
+        return np.broadcast_to(codes[:, None, None, None], (stop - start, 1, 2, 2)).copy()
+
+    def render(self) -> np.ndarray:
+        return self.read(0, 0, 1)[0, 0]
+
+
+def test_every_source_declares_its_kind(tmp_path: Path) -> None:
+    writer = StoreWriter(tmp_path, "test", 1, frame_shape=(1, 2, 2))
+    writer.write_shard("train", "a", ShardData([np.zeros((3, 1, 2, 2), np.uint8)]))
+    stored = [ArraySource(coded_sequences()), StoreSource(tmp_path, "train"), CodedStore(2)]
+    simulators = [
+        BouncingBalls(num_frames=5, size=8),
+        MovingMNIST(np.full((3, 28, 28), 255, np.uint8), num_frames=5),
+    ]
+    for source in stored:
+        assert StoredSource in type(source).__mro__ and source.stored is True  # explicit
+        assert len(source.lengths) == len(source) and min(source.lengths) == source.num_frames
+    for source in simulators:
+        assert Simulator in type(source).__mro__ and source.stored is False
+        assert source.name == repr(source)
+        assert source.render(np.random.default_rng(0)).shape == (5, *source.frame_shape)
+
+
+def test_datasets_read_only_the_crop_of_any_stored_source() -> None:
+    source = CodedStore(4)
+    data = TrainingSequences(source, length=4, noise="none", seed=1)
+    for i in range(8):  # two epochs: every sequence once per epoch
+        codes = decode(data[i])
+        n = codes[0] // 10
+        assert np.array_equal(codes, codes[0] + np.arange(4)) and codes[-1] % 10 < 5 + n
+    assert source.frames_read == 8 * 4
+    assert sorted(decode(data[i])[0] // 10 for i in range(4)) == [0, 1, 2, 3]
+    last = FixedSequences(source, length=4, crop="last", noise="none")
+    assert len(last) == 4 and [last.raw(j)[1] for j in range(4)] == [1, 2, 3, 4]
+
+
+def test_array_source_reads_a_crop() -> None:
+    source = ArraySource(coded_sequences(), name="codes.npy")
+    np.testing.assert_array_equal(source.read(2, 3, 7), source[2][3:7])
+    assert source.read(-1, 0, 2)[0, 0, 0, 0] == 50 and source.read(1, 4, 4).shape == (0, 1, 2, 3)
+    with pytest.raises(IndexError, match=r"codes\.npy: frames 5\.\.10"):
+        source.read(0, 5, 10)
+    with pytest.raises(IndexError, match=r"codes\.npy: sequence 6"):
+        source.read(6, 0, 1)
+
+
+def test_an_object_that_is_not_a_source_is_refused() -> None:
+    class Renders:  # render() alone does not make a simulator: it must say so
+        frame_shape, num_frames = (1, 4, 4), 5
+
+        def render(self, rng: np.random.Generator) -> np.ndarray:
+            return np.zeros((5, 1, 4, 4), np.uint8)
+
+    for make in (TrainingSequences, FixedSequences):
+        with pytest.raises(TypeError, match=r"seqflows\.data\.Source.*got Renders"):
+            make(Renders(), length=3)
+
+
+def test_evaluation_set_takes_all_of_a_stored_source_whatever_its_methods(monkeypatch) -> None:
+    from seqflows.app import datasets
+    from seqflows.app.config import Config
+
+    config = Config.from_dict({"data": {"size": 2, "length": 4, "test_sequences": 50}})
+    monkeypatch.setattr(datasets, "build_source", lambda data, split: CodedStore(3))
+    test = datasets.evaluation_set(config, "test")
+    assert len(test) == 3 and test.raw(2)[0].shape == (4, 1, 2, 2)  # all of it, not 50
+
+
+# Layout of the data layer
+
+
+def isort_key(name: str) -> tuple[int, str]:
+    """CONSTANTS, then Classes, then everything else, each alphabetically (ruff's RUF022)."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def test_data_modules_have_a_docstring_a_sorted_all_and_no_private_imports() -> None:
+    import ast
+    import importlib
+    import pkgutil
+
+    import seqflows.data
+
+    names = ["seqflows.data"] + [
+        f"seqflows.data.{info.name}" for info in pkgutil.iter_modules(seqflows.data.__path__)
+    ]
+    assert {"seqflows.data.sources", "seqflows.data.datasets"} <= set(names)
+    assert "seqflows.data.sequences" not in names
+    for name in names:
+        module = importlib.import_module(name)
+        assert module.__doc__, name
+        assert module.__all__ == sorted(module.__all__, key=isort_key), name
+        assert all(hasattr(module, item) for item in module.__all__), name
+        tree = ast.parse(Path(module.__file__).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                assert not private, f"{name} imports {private} from .{node.module}"

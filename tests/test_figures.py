@@ -14,12 +14,15 @@ import torch
 
 from seqflows.app.figures import (
     read_metrics_csv,
+    read_run_metrics,
+    run_metrics_files,
     save_curves,
     save_flow_rows,
     save_gif,
     save_grid,
     save_prediction,
     tile_frames,
+    write_metrics_csv,
 )
 
 
@@ -183,6 +186,68 @@ def test_read_metrics_csv(tmp_path: Path) -> None:
         read_metrics_csv(path)
 
 
+def test_run_metrics_merge_every_session_in_numeric_order(tmp_path: Path) -> None:
+    """version_10 comes after version_9 (as text it sorts before); a resumed session replaces,
+    metric by metric, the earlier points from its first step on."""
+    sessions = {
+        "version_9": "epoch,step,train/loss,val/nats\n0,0,5.0,\n0,1,4.0,\n0,2,3.0,1.0\n0,3,2.5,\n",
+        "version_10": "epoch,step,train/loss,val/nats\n0,2,2.9,\n0,3,2.4,\n0,5,,1.5\n",
+        "version_2": "epoch,step,train/loss\n0,0,9.0\n",  # the first session
+        "version_x": "epoch,step,train/loss\n0,0,1.0\n",  # not a session folder: ignored
+    }
+    for name, text in sessions.items():
+        (tmp_path / "logs" / name).mkdir(parents=True)
+        (tmp_path / "logs" / name / "metrics.csv").write_text(text)
+    files = run_metrics_files(tmp_path)
+    assert [path.parent.name for path in files] == ["version_2", "version_9", "version_10"]
+    curves = read_run_metrics(tmp_path)
+    # version_9 replaces version_2 from step 0; version_10 replaces version_9 from step 2 on:
+    # its steps 2 and 3 win, version_9's losses at 0 and 1 stay.
+    assert curves["train/loss"] == [(0.0, 5.0), (1.0, 4.0), (2.0, 2.9), (3.0, 2.4)]
+    # version_10's validation starts at step 5: version_9's at step 2 stays.
+    assert curves["val/nats"] == [(2.0, 1.0), (5.0, 1.5)]
+    written = write_metrics_csv(curves, tmp_path / "out" / "metrics.csv")
+    assert read_metrics_csv(written) == curves
+    assert written.read_text().splitlines()[:2] == ["step,train/loss,val/nats", "0,5.0,"]
+    assert read_run_metrics(tmp_path / "absent") == {}
+
+
 def test_import_does_not_import_matplotlib() -> None:
     code = "import seqflows.app.figures, sys; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_figures_leave_the_backend_and_pyplot_alone(tmp_path: Path) -> None:
+    # A notebook user's session: a backend of their own and pyplot imported. Drawing every
+    # figure must neither switch the backend nor leave figures registered with pyplot.
+    script = tmp_path / "draw.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import matplotlib\n"
+        "matplotlib.use('pdf')\n"
+        "import matplotlib.pyplot as plt\n"
+        "import torch\n"
+        "from seqflows.app import figures\n"
+        "from seqflows.examples.motion import plot_motion\n"
+        "out = Path(sys.argv[1])\n"
+        "x = torch.rand(2, 4, 1, 8, 8)\n"
+        "layer = {'shift': x[0], 'scale': x[0] + 0.1, 'noise': x[0] - 0.5}\n"
+        "figures.save_grid(x, out / 'grid.png')\n"
+        "figures.save_prediction(x[:, :2], x[:, 2:], x[:, 2:], out / 'prediction.png')\n"
+        "figures.save_flow_rows(x[0], [layer], out / 'flow.png')\n"
+        "figures.save_curves({'loss': [(0, 1.0), (1, 0.5)]}, out / 'curves.png')\n"
+        "figures.save_overlay({'a': [(0, 1.0), (1, 2.0)]}, out / 'overlay.png', 'nats')\n"
+        "figures.save_gif(x, out / 'samples.gif')\n"
+        "w = torch.randn(1, 6, 2)\n"
+        "sequences = {'x': w, 'u': w, 'w': w, 'a': w, 'b': w, 'c': w}\n"
+        "plot_motion({'sequences': sequences, 'models': ['a', 'b', 'c']}, out / 'motion.png')\n"
+        "print(matplotlib.get_backend(), plt.get_fignums())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "pdf []"
+    for name in ("grid", "prediction", "flow", "curves", "overlay", "motion"):
+        read_png(tmp_path / f"{name}.png")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqflows import AffineAutoregressiveTransform, FlowModel
-from seqflows.conditioners import ConvConditioner, LinearConditioner
+from seqflows.conditioners import LinearConditioner
 
 from helpers import COLOR, IMAGE, VECTOR, WARM_UP_PASSES, make_flow, sequence
 
@@ -299,7 +299,9 @@ def test_conv_conditioner_has_the_reference_size() -> None:
     assert count(FlowModel((1, 64, 64), num_transforms=2)) == 2 * 334_530
     assert count(FlowModel((1, 64, 64), normalization="none")) == 335_042 - 16 * 64
     conv_layers = [
-        m for m in ConvConditioner((1, 64, 64)).modules() if isinstance(m, torch.nn.Conv2d)
+        m
+        for m in FlowModel((1, 64, 64)).transforms[0].conditioner.modules()
+        if isinstance(m, torch.nn.Conv2d)
     ]
     assert [(m.in_channels, m.out_channels) for m in conv_layers] == (
         [(1, 64)] + [(64, 64)] * 3 + [(192, 64)] + [(64, 64)] * 3 + [(64, 1), (64, 1)]
@@ -448,6 +450,51 @@ def test_bad_input_gets_a_clear_error() -> None:
         FlowModel(IMAGE, base="laplace")
     with pytest.raises(ValueError, match="scale_map must be one of"):
         FlowModel(IMAGE, scale_map="softplus")
+
+
+def test_sizes_below_one_are_refused_naming_the_argument() -> None:
+    for arguments, name in [
+        ({"hidden": 0}, "hidden"),
+        ({"window": 0}, "window"),
+        ({"num_transforms": 0}, "num_transforms"),
+        ({"conditioner": "mlp", "hidden": -3}, "hidden"),
+    ]:
+        shape = VECTOR if arguments.get("conditioner") == "mlp" else IMAGE
+        with pytest.raises(ValueError, match=f"^{name} must be at least 1, got"):
+            FlowModel(shape, **arguments)
+    with pytest.raises(ValueError, match="event_shape must hold sizes of at least 1"):
+        FlowModel((0,), conditioner="mlp")
+    model = make_flow(VECTOR, 1, window=1)
+    context = sequence(2, 1, VECTOR)
+    for length in (0, -1):
+        with pytest.raises(ValueError, match=f"^length must be at least 1, got {length}"):
+            model.sample(2, length, context=context)
+    with pytest.raises(ValueError, match="^num_sequences must be at least 1, got 0"):
+        model.sample(0, 3, context=context[:0])
+
+
+def test_input_of_another_dtype_than_the_model_is_refused() -> None:
+    model = make_flow(IMAGE, 1, window=2, dtype=torch.float32)
+    x = sequence(2, 4, IMAGE, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's parameters are"):
+        model.log_prob(x)
+    with pytest.raises(TypeError, match=r"context is torch.float64"):
+        model.sample(2, 3, context=x[:, :2])
+    assert model.log_prob(x.float()).dtype == torch.float32  # converted, it is scored
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_input_is_refused_before_it_reaches_batchnorm(value: float) -> None:
+    model = make_flow(IMAGE, 2, window=1).train()
+    statistics = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    x = sequence(2, 4, IMAGE)
+    x[1, 2, 0, 1, 1] = value
+    with pytest.raises(ValueError, match=r"x holds NaN or infinite values .*sequence 1, frame 2"):
+        model.log_prob(x)
+    for name, buffer in model.named_buffers():  # running statistics untouched
+        torch.testing.assert_close(buffer, statistics[name], rtol=0, atol=0)
+    model.eval()
+    assert torch.isfinite(model.log_prob(sequence(2, 4, IMAGE))).all()
 
 
 # Persistence and precision ---------------------------------------------------------------------

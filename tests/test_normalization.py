@@ -49,8 +49,9 @@ def test_run_stack_without_steps_is_the_stack():
 
 def _conditioner(batch_norm: str) -> ConvConditioner:
     torch.manual_seed(3)
-    conditioner = ConvConditioner(IMAGE, window=2, hidden=4, identity_init=False)
-    conditioner.batch_norm = batch_norm
+    conditioner = ConvConditioner(
+        IMAGE, 2, 4, normalization="batch", identity_init=False, batch_norm=batch_norm
+    )
     return conditioner.double()
 
 
@@ -100,10 +101,10 @@ def test_slvm_training_mode_terms_ignore_later_frames_per_step(num_transforms: i
         latent_dim=3,
         num_transforms=num_transforms,
         window=2,
-        hidden=6,
-        features=5,
-        width=2,
-        flow_hidden=3,
+        lstm_hidden=6,
+        encoder_features=5,
+        conv_width=2,
+        hidden=3,
         identity_init=False,
         batch_norm="per_step",
         burn_in=2 if num_transforms == 0 else None,
@@ -115,7 +116,7 @@ def test_slvm_training_mode_terms_ignore_later_frames_per_step(num_transforms: i
     changed = model.elbo_terms(later, torch.Generator().manual_seed(1))
     torch.testing.assert_close(terms.elbo[:, :3], changed.elbo[:, :3])  # frames 2, 3, 4
     assert not torch.allclose(terms.elbo[:, 3:], changed.elbo[:, 3:])
-    pooled = copy.deepcopy(model)
+    pooled = copy.deepcopy(model)  # the same weights, pooled statistics
     pooled.latent.batch_norm = "pooled"
     if pooled.flow is not None:
         for transform in pooled.flow.transforms:

@@ -23,7 +23,7 @@ def small_vector_model(num_transforms: int = 0, **kwargs) -> SLVM:
         latent_dim=4,
         num_transforms=num_transforms,
         window=2,
-        hidden=16,
+        lstm_hidden=16,
         mlp_hidden=16,
         conditioner="mlp",
         identity_init=False,
@@ -39,10 +39,10 @@ def small_image_model(num_transforms: int = 0) -> SLVM:
         latent_dim=4,
         num_transforms=num_transforms,
         window=1,
-        hidden=8,
-        features=8,
-        width=4,
-        flow_hidden=4,
+        lstm_hidden=8,
+        encoder_features=8,
+        conv_width=4,
+        hidden=4,
         identity_init=False,
     )
     with torch.no_grad():  # BatchNorm statistics that are not the identity
@@ -70,7 +70,7 @@ def test_conv_encoder_and_decoder_shapes(size):
     loc, log_scale = decoder(torch.randn(2, 5))
     assert loc.shape == log_scale.shape == (2, 3, size, size)
     with pytest.raises(ValueError, match="side 4 \\* 2\\^n"):
-        ConvEncoder((1, 48, 48))
+        ConvEncoder((1, 48, 48), features=16, width=4)
 
 
 def test_analytic_kl_equals_a_monte_carlo_estimate():
@@ -210,9 +210,16 @@ def test_training_objective_covers_every_frame_of_the_crop_for_the_baseline(num_
 
 def test_reference_initialization_follows_the_authors():
     torch.manual_seed(0)
-    default = SLVM((1, 16, 16), latent_dim=64, hidden=128, features=32, width=32)
+    default = SLVM((1, 16, 16), latent_dim=64, lstm_hidden=128, encoder_features=32, conv_width=32)
     torch.manual_seed(0)
-    model = SLVM((1, 16, 16), latent_dim=64, hidden=128, features=32, width=32, init="reference")
+    model = SLVM(
+        (1, 16, 16),
+        latent_dim=64,
+        lstm_hidden=128,
+        encoder_features=32,
+        conv_width=32,
+        init="reference",
+    )
     latent = model.latent
     weight = latent.posterior_loc.weight  # 128 -> 64: xavier-normal std sqrt(2 / (128 + 64))
     assert weight.std().item() == pytest.approx(math.sqrt(2 / 192), rel=0.05)
@@ -279,6 +286,39 @@ def test_sampling_shapes_context_and_errors():
     assert not torch.allclose(expected, fresh)
     with pytest.raises(ValueError, match="leave nothing to score"):
         flow.elbo(context[:, :1])
+
+
+def test_sizes_below_one_are_refused_naming_the_argument():
+    names = ("latent_dim", "lstm_hidden", "encoder_features", "mlp_hidden", "window")
+    for name in (*names, "lstm_layers", "conv_width", "hidden"):
+        with pytest.raises(ValueError, match=f"^{name} must be at least 1, got 0"):
+            SLVM((3,), **{name: 0})
+    with pytest.raises(ValueError, match="^burn_in must be at least 0, got -1"):
+        SLVM((3,), burn_in=-1)
+    with pytest.raises(ValueError, match="^burn_in=2: with a flow the context is the flow's"):
+        SLVM((3,), num_transforms=1, window=3, burn_in=2)
+    for num_transforms in (0, 1):
+        model = small_vector_model(num_transforms)
+        context = torch.randn(2, 2, 3)
+        for length in (0, -1):
+            with pytest.raises(ValueError, match=f"^length must be at least 1, got {length}"):
+                model.sample(2, length, context=context)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_non_finite_input_is_refused_before_it_reaches_batchnorm(num_transforms):
+    model = small_image_model(num_transforms).train()
+    statistics = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    x = torch.rand(2, 5, 1, 8, 8)
+    x[0, 4, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"x holds NaN or infinite values .*sequence 0, frame 4"):
+        model.elbo(x, generator(0))
+    with pytest.raises(ValueError, match="x holds NaN or infinite values"):
+        model.iwae(x, 2, generator(0))
+    for name, buffer in model.named_buffers():
+        torch.testing.assert_close(buffer, statistics[name], rtol=0, atol=0)
+    with pytest.raises(TypeError, match="x is torch.float64 but the model's parameters are"):
+        model.elbo(torch.rand(2, 5, 1, 8, 8, dtype=torch.float64), generator(0))
 
 
 def test_mixed_precision_keeps_the_bound_in_float32():

@@ -6,6 +6,8 @@ import csv
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,9 @@ from seqflows.app.datasets import evaluation_set  # noqa: E402
 from seqflows.app.evaluation import evaluate_model  # noqa: E402
 from seqflows.app.task import SequenceDataModule, SequenceTask  # noqa: E402
 from seqflows.app.train import train  # noqa: E402
+from seqflows.cli import main  # noqa: E402
+
+from helpers import flip_weight_bytes  # noqa: E402
 
 TINY = {
     "name": "tiny",
@@ -205,9 +210,9 @@ def test_gradient_clipping_is_applied(tmp_path, limit):
 
 
 def test_resuming_another_model_is_refused(trained_run, tmp_path):
-    from seqflows.app.checkpoints import CheckpointError
+    from seqflows.app.config import ConfigError
 
-    with pytest.raises(CheckpointError, match="num_transforms: 1 vs 2"):
+    with pytest.raises(ConfigError, match="model.num_transforms: 1 -> 2"):
         train(
             tiny_config("model.num_transforms=2", "train.max_steps=8"),
             tmp_path,
@@ -241,6 +246,9 @@ def test_data_parallel_training_with_two_processes(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stdout
+    # the launching process held the lock; the other one neither took it nor refused the folder
+    # (which held the launching process's config.yaml when it started)
+    assert (run / ".lock").read_text().strip().isdigit()
     model, loaded, _ = model_from_checkpoint(run / "checkpoints" / "last.ckpt")
     evaluation = evaluate_model(model, evaluation_set(loaded, "validation"), loaded, "validation")
     # 5 validation sequences split 3 + 2 between the processes: a mean of per-process means
@@ -259,3 +267,129 @@ def test_kl_warm_up_weights_the_kl_from_zero():
         loss = task.training_step(x, 0)  # global step 0: KL weight 0
     expected = -(terms.log_likelihood + terms.log_abs_det).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def _refuse_non_json_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _train_command(tmp_path: Path, out: Path, *overrides: str) -> list[str]:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(TINY))  # JSON is YAML
+    return ["train", str(config), "--out", str(out), "--no-progress", *overrides]
+
+
+def test_a_diverging_run_stops_before_writing_non_finite_weights(tmp_path, capsys):
+    """SGD at rate 10 without clipping: the weights become NaN within a few steps; that state
+    is refused, and the last.ckpt of the step before stays, whole and finite."""
+    run = tmp_path / "run"
+    command = _train_command(
+        tmp_path,
+        run,
+        "train.optimizer=sgd",
+        "train.learning_rate=10",
+        "train.gradient_clip=0",
+        "train.max_steps=30",
+        "train.checkpoint_every=1",
+    )
+    assert main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    last = run / "checkpoints" / "last.ckpt"
+    folder = re.escape(str(last.parent))
+    # best.ckpt of a validation step is written before last.ckpt: either may be the one refused
+    refused = re.fullmatch(
+        rf"seqflows: error: refused to write {folder}/(best|last)\.ckpt: weights\.model\.\S+ "
+        r"holds NaN or infinite values at step (\d+) \(the training diverged\); the previous "
+        r"\1\.ckpt, if any, is kept\. Lower train\.learning_rate, or try model\.scale_map=soft",
+        error,
+    )
+    assert refused is not None, error
+    step = int(refused.group(2))
+    assert step > 1  # on this data the divergence takes a few steps
+    kept = read_checkpoint(last)  # a checksummed, loadable checkpoint
+    assert kept["global_step"] == step - 1
+    assert all(torch.isfinite(value).all() for value in kept["state_dict"].values())
+
+
+def test_finite_divergence_is_warned_about_in_the_log_and_the_summary(tmp_path, capsys):
+    """Adam at rate 10: validation scores near -1e20 nats/dim, finite: the run completes, and
+    says that it diverged; its summary is valid JSON."""
+    assert main(_train_command(tmp_path, tmp_path / "run", "train.learning_rate=10")) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("seqflows: training 1-AF")  # then the summary
+    text = captured.out[captured.out.index("\n{") + 1 :]
+    summary = json.loads(text, parse_constant=_refuse_non_json_constants)
+    assert [warning.split(" scores")[0] for warning in summary["warnings"]] == [
+        "validation at step 3",
+        "validation at step 6",
+    ]
+    assert all("the training has diverged" in warning for warning in summary["warnings"])
+    for warning in summary["warnings"]:
+        assert f"seqflows: warning: {warning}" in captured.err
+    healthy = train(tiny_config(), tmp_path / "healthy", progress=False)
+    assert healthy["warnings"] == []
+
+
+def test_constant_noise_is_not_logged_and_does_not_stop_training():
+    """A diverged flow can map every frame to the same noise: its correlation is undefined."""
+    from seqflows.app.objectives import FrameObjective
+
+    task = SequenceTask(tiny_config().to_dict(), [1, 8, 8])
+    x = torch.rand(2, 5, 1, 8, 8)
+    out = task.model.normalize(x)
+    out.noise = torch.ones_like(out.noise)
+    logged_names = []
+    task.log = lambda name, value, **kwargs: logged_names.append(name)
+    task._log_parts(FrameObjective(value=torch.zeros(2, 3), flow=out))
+    assert "train/corr_noise" not in logged_names and "train/shift_mean_0" in logged_names
+
+
+def test_resuming_from_a_corrupted_checkpoint_is_refused(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    last = run / "checkpoints" / "last.ckpt"
+    flip_weight_bytes(last)
+    assert main(_train_command(tmp_path, run, "train.max_steps=8", "--resume")) == 2
+    error = capsys.readouterr().err
+    assert error.endswith(
+        f"seqflows: error: {last}: corrupt checkpoint: the weights do not match the checksum "
+        "stored with them (the file changed after it was written)\n"
+    )
+
+
+def test_curves_cover_every_session_of_a_resumed_run(tmp_path, capsys):
+    """3 steps, then a resume to 6: visualize and reproduce draw and write both sessions, also
+    once their folders are version_9 and version_10 (which sort the other way round as text)."""
+    from seqflows.app import reproduce
+    from seqflows.app.figures import read_metrics_csv
+
+    run = tmp_path / "run"
+    train(tiny_config("train.max_steps=3"), run, progress=False)
+    train(tiny_config(), run, resume="last", progress=False)
+    (run / "logs" / "version_0").rename(run / "logs" / "version_9")
+    (run / "logs" / "version_1").rename(run / "logs" / "version_10")
+    capsys.readouterr()
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    assert main(["visualize", checkpoint, "--out", str(tmp_path / "figures")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [Path(path).parent.name for path in report["curves_from"]] == [
+        "version_9",
+        "version_10",
+    ]
+    assert Path(report["written"]["curves"]).stat().st_size > 1000
+    for curves in (
+        read_metrics_csv(report["written"]["curves_data"]),
+        read_metrics_csv(_reproduced_metrics(reproduce, run, tmp_path / "results")),
+    ):
+        assert [step for step, _ in curves["train/loss"]] == [0, 1, 2, 3, 4, 5]
+        assert [step for step, _ in curves["val/nats_per_dim"]] == [2, 5]
+        assert dict(curves["train/loss"]) == logged(run, "train/loss")
+
+
+def _reproduced_metrics(reproduce, run: Path, out: Path) -> Path:
+    """The metrics.csv that ``seqflows reproduce`` writes beside a run's evaluation."""
+    experiment = reproduce.Experiment(
+        "bouncing_balls", "1af", reproduce.CONFIGS / "bouncing_balls_1af.yaml", ()
+    )
+    reproduce._evaluate_and_draw(experiment, run, out, 2, {"seconds": 1.0})
+    return out / "metrics.csv"

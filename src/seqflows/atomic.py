@@ -1,8 +1,9 @@
 r"""Atomic file writes: a reader, or a kill at any moment, sees the old file or the new one.
 
 The content goes to a temporary file in the target's folder, is flushed and fsynced, gets the
-permissions any new file of the user would get (``mkstemp`` makes files private), and is renamed
-over the target. Checkpoints, converted data, manifests, configurations and results use it.
+permissions any new file of the user would get (0o666 less the umask of the moment: ``mkstemp``
+makes files private), and is renamed over the target. Checkpoints, converted data, manifests,
+configurations and results use it.
 
 A full disk or an exhausted quota (``ENOSPC``, ``EDQUOT``) at any step removes the temporary file,
 leaves the target as it was, and raises :class:`DiskFullError`, whose message names the device
@@ -28,6 +29,7 @@ __all__ = [
 _FULL = {errno.ENOSPC: "no space left"} | (
     {errno.EDQUOT: "disk quota exceeded"} if hasattr(errno, "EDQUOT") else {}
 )
+_PROC_STATUS = "/proc/self/status"  # where Linux shows the umask (see _umask)
 
 
 class DiskFullError(OSError):
@@ -74,13 +76,23 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
 
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)  # read once, at import, before any other thread creates files
+def _umask() -> int:
+    r"""The process's file mode creation mask, read when a file is written, not at import.
+
+    On Linux (4.7 and later) it is the ``Umask:`` line of /proc/self/status, read without
+    changing anything. Elsewhere ``os.umask`` is the only way to read it: set and restored at
+    once (a file another thread creates in between would get the mask 0o022).
+    """
+    try:
+        with open(_PROC_STATUS, encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):  # no /proc, or a line we cannot read
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-_UMASK = _read_umask()
 
 
 def write_atomically(
@@ -105,7 +117,7 @@ def write_atomically(
         handle, temporary = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
         )
-        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes the file private
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes the file private
         with os.fdopen(handle, mode) as stream:
             write(stream)
             stream.flush()

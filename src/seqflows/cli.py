@@ -12,7 +12,8 @@ Subcommands:
 
 Bad input (a missing or corrupt file, an unknown configuration key, frames of the wrong shape, a
 checkpoint of another model) and a full disk end with a one-line error and exit status 2; set
-SEQFLOWS_DEBUG=1 to see the traceback.
+SEQFLOWS_DEBUG=1 to see the traceback. SIGTERM and SIGINT stop training at a step boundary with a
+resumable checkpoint, one line saying how to resume, and exit status 143 or 130.
 """
 
 from __future__ import annotations
@@ -107,17 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqflows`` console script."""
     parser = build_parser()
+    argv = _resume_before_override(list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE overrides may come after options: collect them wherever they are.
     if extra and hasattr(args, "overrides") and all(_is_override(item) for item in extra):
         args.overrides = list(args.overrides or []) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if os.environ.get("SEQFLOWS_DEBUG"):
-        return _status(args.handler(args))
+    from .app.interrupt import Interrupted
+
     try:
         return _status(args.handler(args))
+    except Interrupted as interrupted:  # SIGTERM, SIGINT: one line, exit status 143 or 130
+        if interrupted.message:
+            print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
+        return interrupted.exit_status
     except (FileNotFoundError, DiskFullError, ValueError, RuntimeError, ArithmeticError) as error:
+        if os.environ.get("SEQFLOWS_DEBUG"):
+            raise
         if isinstance(error, RuntimeError) and not _is_reported(error):
             raise
         print(f"seqflows: error: {error}", file=sys.stderr)
@@ -130,8 +138,20 @@ def _status(result: object) -> int:
 
 
 def _is_reported(error: RuntimeError) -> bool:
-    """Runtime errors about the user's setup, not bugs: a failed download, no Lightning."""
-    return type(error).__name__ == "DownloadError" or "pip install" in str(error)
+    """Runtime errors about the user's setup, not bugs: a failed download, no Lightning, a
+    failed training process of ``seqflows reproduce`` (its log has the details)."""
+    reported = ("DownloadError", "TrainingFailed")
+    return type(error).__name__ in reported or "pip install" in str(error)
+
+
+def _resume_before_override(argv: list[str]) -> list[str]:
+    """``train ... --resume KEY=VALUE``: the override is not a checkpoint (argparse would take it
+    for one); ``--resume`` then means the run's last.ckpt, and the override keeps its place."""
+    for index, item in enumerate(argv[:-1]):
+        following = argv[index + 1]
+        if item == "--resume" and _is_override(following) and not os.path.exists(following):
+            return [*argv[:index], "--resume=last", *argv[index + 1 :]]
+    return argv
 
 
 def _is_override(text: str) -> bool:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_event_shape
 from .errors import ConfigError
 from .normalization import run_stack
 
@@ -61,7 +62,7 @@ class Conditioner(nn.Module):
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be a positive number of frames, got {window}")
-        self.event_shape = tuple(int(size) for size in event_shape)
+        self.event_shape = check_event_shape(event_shape)
         self.window = int(window)
 
     def encode(self, frames: Tensor) -> Tensor:
@@ -328,8 +329,6 @@ class MLPConditioner(_VectorConditioner):
         layers: int = MLP_LAYERS,
     ) -> None:
         super().__init__(event_shape, window)
-        if layers < 1:
-            raise ValueError(f"layers must be at least 1, got {layers}")
         blocks: list[nn.Module] = []
         for index in range(layers):
             blocks += [

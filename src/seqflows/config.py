@@ -63,8 +63,8 @@ def build(cls: type[T], values: Mapping[str, Any], source: str = "", prefix: str
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
-            f"{where}unknown key {prefix}{unknown[0]}; {prefix.rstrip('.') or cls.__name__} has "
-            f"{', '.join(sorted(known))}"
+            f"{where}unknown configuration key {prefix + unknown[0]!r}; "
+            f"{prefix.rstrip('.') or cls.__name__} has {', '.join(sorted(known))}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {
@@ -110,6 +110,8 @@ def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
             allowed = typing.get_args(option)
             if value in allowed and not isinstance(value, bool):
                 return value
+            if isinstance(value, (int, float)) and str(value) in allowed:  # YAML read "64" as 64
+                return str(value)
             listed = ", ".join(repr(item) for item in allowed)
             raise ConfigError(f"{where}{key} must be one of {listed}; got {value!r}")
         if origin is list and isinstance(value, Sequence) and not isinstance(value, str):

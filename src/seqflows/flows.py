@@ -23,9 +23,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
 from .config import check_at_least
 from .distributions import make_base
-from .transforms import AffineAutoregressiveTransform, TransformConfig, _check_sequence
+from .transforms import AffineAutoregressiveTransform, TransformConfig
 
 __all__ = [
     "FlowConfig",
@@ -112,7 +113,7 @@ class FlowModel(nn.Module):
         super().__init__()
         config = replace(config or FlowConfig(), **settings)
         self.config = config
-        self.event_shape = tuple(int(size) for size in event_shape)
+        self.event_shape = check_event_shape(event_shape)
         self.transforms = nn.ModuleList(
             AffineAutoregressiveTransform(self.event_shape, config.transform, config.context)
             for _ in range(config.num_transforms)
@@ -142,12 +143,16 @@ class FlowModel(nn.Module):
         r"""Maps data to noise through every transform, all time steps at once (Eq. 15).
 
         Arguments:
-            x: Sequences, with shape (B, T, *event_shape), T > burn_in.
+            x: Sequences, with shape (B, T, *event_shape), T > burn_in, of the parameters'
+                dtype and finite (NaN or infinite values raise a ValueError before they reach
+                the BatchNorm statistics).
 
         Returns:
             Noise, per-transform shifts and scales, and log |det dy/dx| of the scored frames.
         """
-        _check_sequence(x, self.event_shape, "x")
+        check_sequence(x, self.event_shape, "x")
+        check_dtype(x, self, "x")
+        check_finite(x, "x")
         if x.shape[1] <= self.burn_in:
             raise ValueError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
@@ -198,7 +203,8 @@ class FlowModel(nn.Module):
             The context followed by the generated frames, with shape (B, c + T', *event_shape).
             ``generate(normalize(x).noise, x[:, :burn_in])`` gives back x (in eval mode).
         """
-        _check_sequence(noise, self.event_shape, "noise")
+        check_sequence(noise, self.event_shape, "noise")
+        check_dtype(noise, self, "noise")
         if context is None:
             if self.burn_in:
                 raise ValueError(
@@ -206,7 +212,8 @@ class FlowModel(nn.Module):
                     "(context='burn_in'); pass context=... or build it with context='padded'"
                 )
             context = noise.new_zeros(noise.shape[0], 0, *self.event_shape)
-        _check_sequence(context, self.event_shape, "context")
+        check_sequence(context, self.event_shape, "context")
+        check_dtype(context, self, "context")
         if context.shape[0] != noise.shape[0]:
             raise ValueError(
                 f"context has {context.shape[0]} sequences but noise has {noise.shape[0]}"
@@ -256,6 +263,7 @@ class FlowModel(nn.Module):
         Returns:
             Generated frames (without the context), with shape (B, length, *event_shape).
         """
+        check_sizes(num_sequences=num_sequences, length=length)
         if context is not None and context.shape[0] != num_sequences:
             raise ValueError(
                 f"num_sequences is {num_sequences} but context has {context.shape[0]} sequences"

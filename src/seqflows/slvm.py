@@ -30,12 +30,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
 from .config import check_at_least
 from .distributions import normal_kl, normal_log_prob
 from .errors import ConfigError
 from .flows import FlowConfig, FlowModel, FlowOutput
 from .networks import make_frame_networks
-from .transforms import TransformConfig, _check_sequence
+from .transforms import TransformConfig
 
 __all__ = [
     "ELBOTerms",
@@ -203,7 +204,7 @@ class LatentSequenceModel(nn.Module):
         init: str,
     ) -> None:
         super().__init__()
-        self.event_shape = tuple(int(size) for size in event_shape)
+        self.event_shape = check_event_shape(event_shape)
         self.latent_dim = latent_dim
         self.loc_map = loc_map
         self.batch_norm = batch_norm
@@ -359,6 +360,7 @@ class LatentSequenceModel(nn.Module):
         prior; each new frame is the likelihood's loc plus ``temperature`` times its scale times
         standard normal noise. Returns (B, length, *event_shape), without the context.
         """
+        check_sizes(num_sequences=num_sequences, length=length)
         reference = self.posterior_loc.weight
         device = reference.device
         if context is not None and context.shape[1] > 0:
@@ -480,7 +482,7 @@ class SLVM(nn.Module):
         super().__init__()
         config = replace(config or SLVMConfig(), **settings)
         self.config = config
-        self.event_shape = tuple(int(size) for size in event_shape)
+        self.event_shape = check_event_shape(event_shape)
         image = len(self.event_shape) == 3
         flow = config.flow
         self.flow = None if flow is None else FlowModel(self.event_shape, flow)
@@ -520,16 +522,19 @@ class SLVM(nn.Module):
         return 0 if self.flow is None else self.flow.num_transforms
 
     def _modelled(self, x: Tensor) -> tuple[Tensor, FlowOutput | None]:
-        """The sequence the latent model sees, and the flow's outputs."""
-        _check_sequence(x, self.event_shape, "x")
+        """The sequence the latent model sees, and the flow's outputs (x checked: shape, dtype,
+        finite values)."""
+        check_sequence(x, self.event_shape, "x")
         if x.shape[1] <= self.burn_in:
             raise ValueError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
                 f"first {self.burn_in} frames as context"
             )
         if self.flow is None:
+            check_dtype(x, self, "x")
+            check_finite(x, "x")
             return x, None
-        out = self.flow.normalize(x)
+        out = self.flow.normalize(x)  # which checks the dtype and the values of x
         return out.noise, out
 
     def elbo_terms(
@@ -648,8 +653,10 @@ class SLVM(nn.Module):
         likelihood's noise (0: its loc; the latents are still sampled).
         Returns (B, length, *event_shape).
         """
+        check_sizes(num_sequences=num_sequences, length=length)
         if context is not None:
-            _check_sequence(context, self.event_shape, "context")
+            check_sequence(context, self.event_shape, "context")
+            check_dtype(context, self, "context")
             if context.shape[0] != num_sequences:
                 raise ValueError(
                     f"num_sequences is {num_sequences} but context has {context.shape[0]}"

@@ -55,6 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .checks import check_event_shape, check_sequence
 from .conditioners import Conditioner, ConvConditioner, LinearConditioner, MLPConditioner
 from .config import check_at_least, check_choices
 from .errors import ConfigError
@@ -207,7 +208,7 @@ class AffineAutoregressiveTransform(nn.Module):
             raise ConfigError(f"context must be one of {CONTEXTS}, got {context!r}")
         config = replace(config or TransformConfig(), **settings)
         self.config = config
-        self.event_shape = tuple(int(size) for size in event_shape)
+        self.event_shape = check_event_shape(event_shape)
         self.conditioner = build_conditioner(self.event_shape, config)
         self.context = context
         if context == "padded":
@@ -363,23 +364,7 @@ class AffineAutoregressiveTransform(nn.Module):
         return context
 
     def _check_sequence(self, x: Tensor, name: str) -> None:
-        _check_sequence(x, self.event_shape, name)
-
-
-def _check_sequence(x: Tensor, event_shape: tuple[int, ...], name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor, got {x.dtype}; scale uint8 frames to "
-            "[0, 1] first"
-        )
-    if x.dim() != 2 + len(event_shape) or tuple(x.shape[2:]) != event_shape:
-        dims = ", ".join(str(size) for size in event_shape)
-        raise ValueError(
-            f"{name} must be shaped (B, T, {dims}) for event shape {event_shape}, "
-            f"got {tuple(x.shape)}"
-        )
+        check_sequence(x, self.event_shape, name)
 
 
 def _warn_if_batch_statistics(module: nn.Module) -> None:

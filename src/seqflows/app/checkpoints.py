@@ -2,32 +2,43 @@ r"""Checkpoints: written atomically, read without executing code, checked before
 
 A seqflows checkpoint is a Lightning checkpoint (weights, optimizer, loop and RNG state) with one
 more entry, ``"seqflows"``: the format version, the model type and the whole configuration as
-plain data. Reading uses ``torch.load(weights_only=True)``, which refuses any pickled object
-other than tensors and plain containers, so opening a checkpoint never runs code from it.
+plain data, and ``weights_sha256``, a SHA-256 of the weights. Reading uses
+``torch.load(weights_only=True)``, which refuses any pickled object other than tensors and plain
+containers, so opening a checkpoint never runs code from it; the checksum is then verified, so
+that bytes changed inside a weight tensor (torch's zip reader checks no CRC) are an error and not
+a model that scores -6e11. Checkpoints written before the checksum existed load without it.
+
+:func:`save_checkpoint`, the one function every checkpoint write goes through, refuses a state
+with a NaN or an infinity in the weights or the optimizer state: a diverged run stops and its
+previous ``last.ckpt`` stays as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
-from dataclasses import fields
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..atomic import write_atomically
-from ..flows import FlowConfig, FlowModel
-from ..slvm import SLVM, SLVMConfig
-from .config import Config
+from ..flows import FlowModel
+from ..slvm import SLVM
+from .config import Config, ConfigError, stored_config
 
 __all__ = [
     "FORMAT",
     "CheckpointError",
+    "NonFiniteStateError",
     "build_model",
     "checkpoint_step",
     "model_from_checkpoint",
     "read_checkpoint",
     "save_atomically",
+    "save_checkpoint",
+    "weights_checksum",
 ]
 
 FORMAT = "seqflows-checkpoint/1"
@@ -38,10 +49,76 @@ class CheckpointError(ValueError):
     """A file that is not a usable seqflows checkpoint (corrupt, foreign, other model type)."""
 
 
+class NonFiniteStateError(FloatingPointError):
+    """A training state with NaN or infinite weights or optimizer state: never written."""
+
+
 def save_atomically(payload: Any, path: str | Path) -> Path:
     r"""``torch.save`` through :func:`~seqflows.atomic.write_atomically`: a reader, or a kill at
     any moment, sees the old checkpoint or the complete new one, never a half-written file."""
     return write_atomically(path, lambda stream: torch.save(payload, stream))
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
+    r"""Writes a training checkpoint: checked finite, stamped with its weights' checksum, atomic.
+
+    Arguments:
+        checkpoint: Lightning's checkpoint dict, with ``state_dict`` and, from
+            :class:`~seqflows.app.task.SequenceTask`, the ``"seqflows"`` entry, which gets
+            ``weights_sha256`` (:func:`weights_checksum` of ``state_dict``).
+        path: The file (replaced atomically).
+
+    Raises:
+        NonFiniteStateError: A weight or an optimizer state holds NaN or an infinity; nothing
+            is written, so the previous file at ``path`` stays.
+    """
+    path = Path(path)
+    state = {
+        "weights": checkpoint.get("state_dict", {}),
+        "optimizer state": checkpoint.get("optimizer_states", []),
+    }
+    for name, tensor in _floating_tensors(state):
+        if not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteStateError(
+                f"refused to write {path}: {name} holds NaN or infinite values at step "
+                f"{checkpoint.get('global_step', '?')} (the training diverged); the previous "
+                f"{path.name}, if any, is kept. Lower train.learning_rate, or try "
+                "model.scale_map=soft"
+            )
+    info = checkpoint.get("seqflows")
+    if isinstance(info, dict):
+        info["weights_sha256"] = weights_checksum(checkpoint["state_dict"])
+    return save_atomically(checkpoint, path)
+
+
+def weights_checksum(state_dict: Mapping[str, Any]) -> str:
+    r"""SHA-256 (hex) of a state dict: every tensor's name, dtype, shape and bytes, by name.
+
+    The bytes are those of the tensor on the CPU in its own dtype, so the checksum does not
+    depend on the device the weights were saved from or loaded to.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        values = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{values.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(values.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _floating_tensors(value: Any, name: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """(dotted name, tensor) of every floating-point tensor in nested dicts and lists."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            yield name, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _floating_tensors(item, f"{name}.{key}" if name else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _floating_tensors(item, f"{name}[{index}]")
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -49,8 +126,9 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
     Raises:
         FileNotFoundError: No such file.
-        CheckpointError: Corrupt or truncated file, a file holding arbitrary Python objects, or a
-            checkpoint that seqflows did not write.
+        CheckpointError: Corrupt or truncated file, weights that do not match their stored
+            checksum, a file holding arbitrary Python objects, or a checkpoint that seqflows did
+            not write.
     """
     path = Path(path)
     if not path.is_file():
@@ -70,6 +148,14 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"{path}: not a seqflows checkpoint (expected an entry 'seqflows' with format "
             f"{FORMAT!r})"
         )
+    expected = info.get("weights_sha256")  # None: written before checksums existed
+    if expected is not None:
+        state = checkpoint.get("state_dict")
+        if not isinstance(state, Mapping) or weights_checksum(state) != expected:
+            raise CheckpointError(
+                f"{path}: corrupt checkpoint: the weights do not match the checksum stored with "
+                "them (the file changed after it was written)"
+            )
     return checkpoint
 
 
@@ -78,14 +164,27 @@ def checkpoint_step(path: str | Path) -> int:
     return int(read_checkpoint(path)["global_step"])
 
 
+MODEL_CLASSES: dict[str, type[FlowModel] | type[SLVM]] = {"flow": FlowModel, "slvm": SLVM}
+
+
 def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLVM:
     """The model that ``config.model`` describes, for frames of ``event_shape``."""
     model = config.model
-    if model.type not in MODEL_TYPES:
-        raise CheckpointError(f"unknown model type {model.type!r}; known: {MODEL_TYPES}")
-    kind, settings = (SLVM, SLVMConfig) if model.type == "slvm" else (FlowModel, FlowConfig)
-    values = {field.name: getattr(model, field.name) for field in fields(settings)}
-    return kind.from_config(settings(**values), event_shape)
+    if model.type == "slvm" and len(event_shape) == 3:
+        _check_slvm_frame_size(event_shape)
+    return MODEL_CLASSES[model.type].from_config(model, event_shape)
+
+
+def _check_slvm_frame_size(event_shape: tuple[int, ...]) -> None:
+    """The SLVM's DC-GAN encoder halves square frames down to 4 x 4: a side of 4 * 2^n."""
+    _, height, width = event_shape
+    steps = height // 4
+    if height != width or height < 8 or height % 4 or steps & (steps - 1):
+        raise ConfigError(
+            f"data.size={height}: the SLVM's convolutional encoder halves frames down to 4x4, "
+            "so they must be square with a side of 4 * 2^n (8, 16, 32, 64, 128, ...)"
+            + ("" if height == width else f"; these are {height}x{width}")
+        )
 
 
 def model_from_checkpoint(
@@ -107,7 +206,7 @@ def model_from_checkpoint(
             f"{path}: holds a model of type {info.get('model_type')!r}; this command takes "
             f"{', '.join(model_types)}"
         )
-    config = Config.from_dict(info["config"], source=f"{path} (stored configuration)")
+    config = stored_config(info["config"], source=f"{path} (stored configuration)")
     model = build_model(config, tuple(info["event_shape"]))
     prefix = "model."
     state = {

@@ -53,13 +53,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", choices=("32", "bf16-mixed", "16-mixed", "64"), help="train.precision"
     )
-    parser.add_argument(
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
         "--resume",
         nargs="?",
         const="last",
         metavar="CHECKPOINT",
         help="continue from CHECKPOINT, or from OUT/checkpoints/last.ckpt when none is given "
-        "(a fresh start when that does not exist yet)",
+        "(a fresh start when that does not exist yet); the learning rate, max_steps (constant "
+        "schedule), cadences and hardware may change, the model, data, seed, batch size and "
+        "optimizer may not",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that OUT holds: remove its config.yaml, resumes.yaml, "
+        "checkpoints/ and logs/ and start afresh (without --resume or --overwrite, a folder "
+        "that holds a run is refused)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -83,9 +93,16 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.insert(0, config_path)  # no file given: the defaults and overrides only
         config_path = None
     config = load_config(config_path, overrides)
-    summary = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    summary = train(
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     if summary.get("is_global_zero", True):
-        print(json.dumps({k: v for k, v in summary.items() if k != "throughput"}, indent=2))
+        shown = {key: value for key, value in summary.items() if key != "throughput"}
+        print(json.dumps(shown, indent=2, allow_nan=False))
     return 0
 
 
@@ -126,29 +143,36 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_model
 
+    _at_least("--sequences", args.sequences, 1)
+    _at_least("--batch-size", args.batch_size, 1)
+    _at_least("--iwae-samples", args.iwae_samples, 0)
+    device = _device(args.device)
     model, config = _load(args)
-    if args.batch_size is not None:
-        config.evaluate.batch_size = args.batch_size
-    if args.iwae_samples is not None:
-        config.evaluate.iwae_samples = args.iwae_samples
+    changed = {"batch_size": args.batch_size, "iwae_samples": args.iwae_samples}
+    config = config.replace(evaluate={k: v for k, v in changed.items() if v is not None})
     split = config.evaluate.split
-    dataset = evaluation_set(config, split, count=args.sequences or config.evaluate.sequences)
-    result = evaluate_model(
-        model,
-        dataset,
-        config,
-        split,
-        batch_size=config.evaluate.batch_size,
-        device=_device(args.device),
-        iwae_samples=config.evaluate.iwae_samples,
-        iwae_chunk=config.evaluate.iwae_chunk,
-        scored_frames=config.evaluate.scored_frames,
-    )
+    count = config.evaluate.sequences if args.sequences is None else args.sequences
+    dataset = evaluation_set(config, split, count=count)
+    try:
+        result = evaluate_model(
+            model,
+            dataset,
+            config,
+            split,
+            batch_size=config.evaluate.batch_size,
+            device=device,
+            iwae_samples=config.evaluate.iwae_samples,
+            iwae_chunk=config.evaluate.iwae_chunk,
+            scored_frames=config.evaluate.scored_frames,
+        )
+    except FloatingPointError as error:
+        raise FloatingPointError(f"{args.checkpoint}: {error}") from None
     result["checkpoint"] = str(args.checkpoint)
+    text = json.dumps(result, indent=2, allow_nan=False)
     if args.output:
-        write_text_atomically(args.output, json.dumps(result, indent=2) + "\n")
+        write_text_atomically(args.output, text + "\n")
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(text)
     else:
         print(format_table(result))
     return 0
@@ -231,8 +255,11 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     from .figures import save_gif, save_prediction
 
-    model, config = _load(args)
+    _at_least("--num", args.num, 1)
+    _at_least("--length", args.length, 1)
+    _at_least("--context", args.context, 0)
     device = _device(args.device)
+    model, config = _load(args)
     model.to(device)
     context_frames = model.burn_in if args.context is None else args.context
     if context_frames < model.burn_in:
@@ -255,7 +282,8 @@ def run_sample(args: argparse.Namespace) -> int:
     tensors = {"context": None if context is None else context.cpu(), "predicted": predicted}
     save_atomically(tensors, out / f"{args.name}.pt")
     if len(model.event_shape) != 3:  # vector series: the tensors, no pictures
-        print(json.dumps({"written": {"pt": str(out / f"{args.name}.pt")}}, indent=2))
+        report = {"written": {"pt": str(out / f"{args.name}.pt")}}
+        print(json.dumps(report, indent=2, allow_nan=False))
         return 0
     full = predicted if context is None else torch.cat([context.cpu(), predicted], dim=1)
     paths = {
@@ -271,7 +299,8 @@ def run_sample(args: argparse.Namespace) -> int:
             )
         ),
     }
-    print(json.dumps({"written": paths, "context_frames": context_frames}, indent=2))
+    report = {"written": paths, "context_frames": context_frames}
+    print(json.dumps(report, indent=2, allow_nan=False))
     return 0
 
 
@@ -285,9 +314,20 @@ def add_visualize_arguments(parser: argparse.ArgumentParser) -> None:
 
 @torch.no_grad()
 def run_visualize(args: argparse.Namespace) -> int:
-    r"""Fig. 4 / Fig. 9: rows x, then shift, scale and output of each transform."""
-    from .figures import read_metrics_csv, save_curves, save_flow_rows
+    r"""Fig. 4 / Fig. 9: rows x, then shift, scale and output of each transform; and the
+    training curves of every session of the run (the first training and each resume):
+    curves.png, and their data in curves.csv."""
+    from .figures import (
+        merge_curves,
+        read_metrics_csv,
+        run_metrics_files,
+        save_curves,
+        save_flow_rows,
+        write_metrics_csv,
+    )
 
+    _at_least("--index", args.index, 0)
+    _at_least("--frames", args.frames, 1)
     model, config = _load(args)
     if len(model.event_shape) != 3:
         raise ConfigError(
@@ -324,11 +364,11 @@ def run_visualize(args: argparse.Namespace) -> int:
             )
         )
     }
-    metrics = sorted(
-        Path(args.checkpoint).resolve().parent.parent.glob("logs/version_*/metrics.csv")
-    )
+    # The run's curves: every session (first training and each resume), in order.
+    metrics = run_metrics_files(Path(args.checkpoint).resolve().parent.parent)
     if metrics:
-        columns = read_metrics_csv(metrics[-1])
+        columns = merge_curves([read_metrics_csv(path) for path in metrics])
+        written["curves_data"] = str(write_metrics_csv(columns, folder / "curves.csv"))
         wanted = [
             "train/loss",
             "train/nats_per_dim",
@@ -339,7 +379,8 @@ def run_visualize(args: argparse.Namespace) -> int:
         curves = {name: columns[name] for name in wanted if columns.get(name)}
         if curves:
             written["curves"] = str(save_curves(curves, folder / "curves.png"))
-    print(json.dumps({"written": written}, indent=2))
+    report = {"written": written, "curves_from": [str(path) for path in metrics]}
+    print(json.dumps(report, indent=2, allow_nan=False))
     return 0
 
 
@@ -361,7 +402,8 @@ def run_download(args: argparse.Namespace) -> int:
 
     files = tuple(mnist.MNIST_FILES) if args.all else ("train-images-idx3-ubyte.gz",)
     paths = mnist.download_mnist(Path(args.root) / "mnist", files=files)
-    print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
+    written = {name: str(path) for name, path in paths.items()}
+    print(json.dumps(written, indent=2, allow_nan=False))
     return 0
 
 
@@ -383,9 +425,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Config]:
 
 def _real_sequences(config: Config, count: int, length: int) -> torch.Tensor:
     """``count`` evaluation sequences of ``length`` frames, from their first frame."""
-    config.evaluate.crop = "first"
-    config.data.eval_length = length
-    config.data.num_frames = max(config.data.num_frames, length)
+    config = config.replace(
+        evaluate={"crop": "first"},
+        data={"eval_length": length, "num_frames": max(config.data.num_frames, length)},
+    )
     dataset = evaluation_set(config, config.evaluate.split, count=count)
     return torch.stack([dataset[index] for index in range(count)])
 
@@ -398,6 +441,29 @@ def _data_label(config: Config) -> str:
 
 
 def _device(name: str) -> torch.device:
+    """The device of ``--device``, checked to exist on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: unknown device; use auto, cpu or cuda") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = "built without CUDA" if torch.version.cuda is None else "finds no GPU"
+            raise ConfigError(
+                f"--device {name}: CUDA is not available (this PyTorch {torch.__version__} "
+                f"{built}); use --device cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def _at_least(flag: str, value: int | None, minimum: int) -> None:
+    """Refuses a numeric option below ``minimum`` (None: not given)."""
+    if value is not None and value < minimum:
+        raise ConfigError(f"{flag} must be at least {minimum}, got {value}")

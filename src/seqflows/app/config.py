@@ -1,46 +1,61 @@
-r"""Experiment configurations: typed dataclasses read from YAML, overridable from the command line.
+r"""Experiment configurations: frozen, typed sections read from YAML, overridable by ``key=value``.
 
 A configuration has four sections, ``data``, ``model``, ``train`` and ``evaluate``; every field
-has a default, so a YAML file lists only what differs. Unknown keys, wrong types and unknown
-choices are errors that name the file and the key. ``configs/*.yaml`` hold the paper's settings
-(Appendix B and the authors' configurations, see docs/design.md).
+has a default, so a YAML file lists only what differs. The ``model`` section is the model's own
+configuration, chosen by its ``type``: :class:`~seqflows.flows.FlowConfig` (``type: flow``) or
+:class:`~seqflows.slvm.SLVMConfig` (``type: slvm``), so a model setting has one name, one default
+and one validation, beside the model. Unknown keys, wrong types, unknown choices and values out
+of range are errors that name the file (or the override) and the key. The experiments of the
+paper ship with the package (:func:`find_config`, ``seqflows configs``).
 
 Example:
     >>> config = Config.from_dict({"model": {"window": 2}}, overrides=["train.batch_size=4"])
-    >>> config.model.window, config.train.batch_size
-    (2, 4)
+    >>> config.model.window, config.train.batch_size, type(config.model).__name__
+    (2, 4, 'FlowConfig')
+    >>> Config.from_dict({}, ["model.type=slvm", "model.latent_dim=8"]).model.latent_dim
+    8
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from ..config import build, check_at_least, check_choices, coerce
+from ..errors import ConfigError
+from ..flows import FlowConfig
+from ..slvm import SLVMConfig
 
 __all__ = [
+    "MODEL_TYPES",
     "Config",
     "ConfigError",
     "DataConfig",
     "EvaluateConfig",
     "ModelConfig",
     "TrainConfig",
+    "available_configs",
+    "find_config",
     "load_config",
+    "model_config",
+    "stored_config",
 ]
 
-DATASETS = ("bouncing_balls", "moving_mnist", "moving_mnist_file", "array", "store")
-NOISES = ("gaussian", "uniform", "none")
-PRECISIONS = ("32", "bf16-mixed", "16-mixed", "64")
+ModelConfig = FlowConfig | SLVMConfig
+MODEL_TYPES: dict[str, type[FlowConfig] | type[SLVMConfig]] = {
+    "flow": FlowConfig,
+    "slvm": SLVMConfig,
+}
+SECTIONS = ("data", "model", "train", "evaluate")
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used: unknown key, wrong type, unknown choice."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     r"""Where sequences come from and how they become model input.
 
@@ -73,14 +88,16 @@ class DataConfig:
         num_workers: DataLoader worker processes.
     """
 
-    dataset: str = "bouncing_balls"
+    dataset: Literal["bouncing_balls", "moving_mnist", "moving_mnist_file", "array", "store"] = (
+        "bouncing_balls"
+    )
     path: str | None = None
     root: str = "data"
     channels: int = 1
     size: int = 32
     length: int = 13
     eval_length: int | None = None
-    noise: str = "gaussian"
+    noise: Literal["gaussian", "uniform", "none"] = "gaussian"
     num_frames: int = 20
     validation_sequences: int = 256
     test_sequences: int = 512
@@ -92,16 +109,16 @@ class DataConfig:
     seed: int = 1234
     num_workers: int = 1
 
-    def validate(self) -> None:
-        _check_choice("data.dataset", self.dataset, DATASETS)
-        _check_choice("data.noise", self.noise, NOISES)
+    def __post_init__(self) -> None:
+        check_choices(self)
         if self.dataset in ("moving_mnist_file", "array", "store") and self.path is None:
-            raise ConfigError(f"data.path is required for data.dataset={self.dataset}")
+            raise ConfigError(f"path is required for dataset {self.dataset}")
         for name in ("train_digits", "validation_digits", "test_digits"):
             value = getattr(self, name)
             if len(value) != 2 or value[0] >= value[1]:
-                raise ConfigError(f"data.{name} must be [start, stop) with start < stop: {value}")
-        _check_positive(self, ("channels", "size", "length", "num_frames"), "data")
+                raise ConfigError(f"{name} must be [start, stop) with start < stop: {value}")
+        check_at_least(self, 1, "channels", "size", "length", "num_frames", "eval_length")
+        check_at_least(self, 0, "num_workers", "validation_sequences", "test_sequences")
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
@@ -114,92 +131,7 @@ class DataConfig:
         return self.length if self.eval_length is None else self.eval_length
 
 
-@dataclass
-class ModelConfig:
-    r"""The model: :class:`seqflows.FlowModel` or :class:`seqflows.SLVM` (Appendix B defaults).
-
-    Attributes:
-        type: ``flow`` (M-AF with exact likelihood) or ``slvm`` (sequential latent variable
-            model, with an M-AF conditional likelihood when num_transforms > 0).
-        num_transforms: M (1-AF, 2-AF; 0 for the SLVM baseline).
-        window: k past frames seen by each conditioner (3 in the paper).
-        conditioner: ``conv`` (Appendix B), ``mlp`` or ``linear``.
-        hidden: Channels (conv) or units (mlp) of the flow's conditioners (64 in the paper).
-        latent_dim: SLVM: size of z_t (256).
-        lstm_hidden: SLVM: units of the LSTMs and of the prior's layers (256).
-        lstm_layers: SLVM: LSTM layers (None: 2 for the baseline, 1 with a flow, as the paper).
-        encoder_features: SLVM: size of the frame encoder's output (128).
-        conv_width: SLVM: filters of the DC-GAN encoder's first layer (64).
-        mlp_hidden: SLVM: units of the encoder and decoder of vector frames (256).
-        burn_in: SLVM baseline: context frames not scored (None: ``window``).
-        likelihood_loc: SLVM: ``sigmoid`` or ``linear`` loc of p(x_t | z_t) (None: sigmoid for
-            the baseline on frames, linear with a flow, as the paper).
-        context: ``burn_in`` (the paper) or ``padded``.
-        base: ``standard`` (N(0, I): what the paper's code did) or ``learned``.
-        min_scale: Floor of the scales.
-        max_scale: Ceiling of the scales (10 in the paper's code).
-        scale_map: ``clamp`` (the paper's) or ``soft``.
-        normalization: ``batch`` (BatchNorm, the paper's) or ``none``.
-        identity_init: Zero heads, so that training starts from the identity.
-        batch_norm: Training-mode BatchNorm statistics: ``pooled`` over all time steps (one
-            time-parallel pass) or ``per_step`` (each time step its own, as the authors' step
-            loop computed them; the density of a frame then depends on no later frame).
-        init: SLVM: ``default`` (PyTorch's) or ``reference`` (the authors': xavier-normal
-            weights, zero biases, 0.1 before ReLU, BatchNorm scales ~ N(1, 0.02)).
-        train_frames: SLVM: frames of the training ELBO: ``all`` (the authors': every frame of
-            the crop for the baseline; after the flow's context with a flow) or ``scored`` (the
-            frames after burn_in, which evaluation scores).
-    """
-
-    type: str = "flow"
-    num_transforms: int = 1
-    window: int = 3
-    conditioner: str = "conv"
-    hidden: int = 64
-    context: str = "burn_in"
-    base: str = "standard"
-    min_scale: float = 1e-4
-    max_scale: float = 10.0
-    scale_map: str = "clamp"
-    normalization: str = "batch"
-    identity_init: bool = True
-    latent_dim: int = 256
-    lstm_hidden: int = 256
-    lstm_layers: int | None = None
-    encoder_features: int = 128
-    conv_width: int = 64
-    mlp_hidden: int = 256
-    burn_in: int | None = None
-    likelihood_loc: str | None = None
-    batch_norm: str = "pooled"
-    init: str = "default"
-    train_frames: str = "all"
-
-    def validate(self) -> None:
-        _check_choice("model.type", self.type, ("flow", "slvm"))
-        if self.likelihood_loc is not None:
-            _check_choice("model.likelihood_loc", self.likelihood_loc, ("sigmoid", "linear"))
-        minimum = 1 if self.type == "flow" else 0
-        if self.num_transforms < minimum:
-            raise ConfigError(
-                f"model.num_transforms must be at least {minimum} for model.type={self.type}, "
-                f"got {self.num_transforms}"
-            )
-        _check_positive(
-            self, ("latent_dim", "lstm_hidden", "encoder_features", "conv_width"), "model"
-        )
-        _check_choice("model.conditioner", self.conditioner, ("conv", "mlp", "linear"))
-        _check_choice("model.context", self.context, ("burn_in", "padded"))
-        _check_choice("model.base", self.base, ("standard", "learned"))
-        _check_choice("model.scale_map", self.scale_map, ("clamp", "soft"))
-        _check_choice("model.normalization", self.normalization, ("batch", "none"))
-        _check_choice("model.batch_norm", self.batch_norm, ("pooled", "per_step"))
-        _check_choice("model.init", self.init, ("default", "reference"))
-        _check_choice("model.train_frames", self.train_frames, ("all", "scored"))
-        _check_positive(self, ("window", "hidden", "mlp_hidden", "lstm_layers"), "model")
-
-
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     r"""Optimisation and the trainer.
 
@@ -211,9 +143,9 @@ class TrainConfig:
         learning_rate: Adam's learning rate (1e-4, no schedule, in the paper).
         optimizer: ``adam`` (the paper's) or ``sgd``.
         lr_schedule: ``constant`` (the paper's) or ``cosine`` (from ``learning_rate`` down to 0
-            at ``max_steps``: short runs at a large rate end in a stable model; a resumed run
-            keeps the schedule it started with, so raising ``max_steps`` on resume does not
-            stretch it).
+            at ``max_steps``: short runs at a large rate end in a stable model; ``max_steps``
+            cannot change on resume with it, as the schedule was laid over it, while a changed
+            ``learning_rate`` scales the rest of it).
         gradient_clip: Maximal gradient norm (1.0; the paper's code configured it but never
             applied it); 0 disables clipping.
         kl_warmup: SLVMs: steps over which the KL weight rises linearly from 0 to 1 (0: the
@@ -224,7 +156,7 @@ class TrainConfig:
         log_every: Steps between logged training metrics.
         precision: ``32``, ``bf16-mixed``, ``16-mixed`` (or ``64``).
         accelerator: ``auto``, ``cpu``, ``gpu``, ...
-        devices: Devices per node (an int, or ``auto``).
+        devices: Devices per node (an int >= 1, -1 for all, or ``auto``).
         num_nodes: Nodes.
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
         sync_batchnorm: Batch statistics over all processes in data-parallel training (the
@@ -237,37 +169,45 @@ class TrainConfig:
     batch_size: int = 16
     max_steps: int = 100_000
     learning_rate: float = 1e-4
-    optimizer: str = "adam"
-    lr_schedule: str = "constant"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     gradient_clip: float = 1.0
     kl_warmup: int = 0
     val_every: int = 1000
     val_sequences: int | None = None
     checkpoint_every: int = 1000
     log_every: int = 50
-    precision: str = "32"
+    precision: Literal["32", "bf16-mixed", "16-mixed", "64"] = "32"
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
     sync_batchnorm: bool = False
-    allocator: str = "retain"
+    allocator: Literal["retain", "system"] = "retain"
 
-    def validate(self) -> None:
-        _check_choice("train.optimizer", self.optimizer, ("adam", "sgd"))
-        _check_choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        _check_choice("train.precision", self.precision, PRECISIONS)
-        _check_choice("train.allocator", self.allocator, ("retain", "system"))
-        _check_positive(
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_at_least(
             self,
-            ("batch_size", "max_steps", "val_every", "checkpoint_every", "log_every"),
-            "train",
+            1,
+            "batch_size",
+            "max_steps",
+            "val_every",
+            "checkpoint_every",
+            "log_every",
+            "num_nodes",
+            "val_sequences",
         )
+        check_at_least(self, 0, "kl_warmup")
+        if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
+            raise ConfigError(f"devices must be at least 1 (-1 or auto: all), got {self.devices}")
+        if not 0 < self.learning_rate < math.inf:
+            raise ConfigError(f"learning_rate must be > 0 and finite, got {self.learning_rate}")
         if self.gradient_clip < 0:
-            raise ConfigError(f"train.gradient_clip must be >= 0, got {self.gradient_clip}")
+            raise ConfigError(f"gradient_clip must be >= 0, got {self.gradient_clip}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluateConfig:
     r"""The evaluation protocol (deterministic: fixed crops and noise).
 
@@ -284,27 +224,34 @@ class EvaluateConfig:
             that need different context are compared on the same frames.
     """
 
-    split: str = "test"
+    split: Literal["test", "validation", "train"] = "test"
     sequences: int | None = None
     batch_size: int = 32
-    crop: str = "random"
+    crop: Literal["random", "last", "first"] = "random"
     iwae_samples: int = 100
     iwae_chunk: int = 10
     scored_frames: int | None = None
 
-    def validate(self) -> None:
-        _check_choice("evaluate.split", self.split, ("test", "validation", "train"))
-        _check_choice("evaluate.crop", self.crop, ("random", "last", "first"))
-        _check_positive(self, ("batch_size", "scored_frames"), "evaluate")
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_at_least(self, 1, "batch_size", "sequences", "iwae_chunk", "scored_frames")
+        check_at_least(self, 0, "iwae_samples")
 
 
-@dataclass
+SECTION_TYPES: dict[str, type] = {
+    "data": DataConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+}
+
+
+@dataclass(frozen=True)
 class Config:
-    """A whole experiment: ``name`` and the four sections."""
+    r"""A whole experiment: ``name`` and the four sections (``model``: the model's own config)."""
 
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=FlowConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
@@ -313,55 +260,183 @@ class Config:
         cls,
         values: Mapping[str, Any],
         overrides: Sequence[str] = (),
-        source: str = "configuration",
+        source: str = "",
     ) -> Config:
         r"""Builds and validates a configuration.
 
         Arguments:
             values: Nested mapping, as read from YAML.
             overrides: ``section.key=value`` strings (values parsed as YAML: ``3``, ``1e-4``,
-                ``null``, ``[0, 10]``), applied after ``values``.
+                ``null``, ``[0, 10]``), applied after ``values``; ``model.type=slvm`` switches
+                the model's configuration type.
             source: Name of where ``values`` came from, for error messages.
         """
+        where_values = f"{source}: " if source else ""
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{source}: expected a mapping of sections, got {type(values)}")
-        config = cls()
-        for key, value in values.items():
-            _set(config, key, value, source)
+            raise ConfigError(f"{where_values}expected a mapping of sections, got {type(values)}")
+        unknown = sorted(set(values) - {"name", *SECTIONS})
+        if unknown:
+            raise ConfigError(
+                f"{where_values}unknown configuration key {unknown[0]!r}; sections are "
+                f"{sorted(SECTIONS)} (and name)"
+            )
+        tree: dict[str, Any] = {"name": values.get("name", "experiment")}
+        where: dict[str, str] = {}  # "section.key" -> where its value came from
+        for section in SECTIONS:
+            part = values.get(section) or {}
+            if not isinstance(part, Mapping):
+                raise ConfigError(f"{where_values}section {section!r} must be a mapping")
+            tree[section] = dict(part)
         for override in overrides:
             key, sep, text = override.partition("=")
+            key = key.strip()
             if not sep or not key:
                 raise ConfigError(f"override {override!r} is not of the form section.key=value")
-            _set(config, key.strip(), _parse_value(text), f"override {override!r}")
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        """Checks every section (choices and ranges); raises :class:`ConfigError`."""
-        for section in (self.data, self.model, self.train, self.evaluate):
-            section.validate()
+            section, _, name = key.partition(".")
+            if section == "name" and not name:
+                tree["name"] = text
+                continue
+            if section not in SECTIONS or not name:
+                raise ConfigError(
+                    f"override {override!r}: unknown configuration key {key!r}; sections are "
+                    f"{sorted(SECTIONS)}"
+                )
+            tree[section][name] = _parse_value(text)
+            where[key] = f"override {override!r}"
+        sections = {
+            section: _build_section(section, tree[section], source, where) for section in SECTIONS
+        }
+        return cls(name=str(tree["name"]), **sections)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (YAML- and checkpoint-safe)."""
+        """Plain nested dict (YAML- and checkpoint-safe); ``from_dict`` reads it back."""
         return dataclasses.asdict(self)
+
+    def replace(self, **sections: Any) -> Config:
+        r"""A copy with some fields changed: ``config.replace(evaluate={"crop": "first"})``
+        changes fields of sections (mappings are merged into the section, then checked)."""
+        changed = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            if isinstance(value, Mapping) and dataclasses.is_dataclass(current):
+                value = dataclasses.replace(current, **value)
+            changed[name] = value
+        return dataclasses.replace(self, **changed)
+
+
+def stored_config(values: Mapping[str, Any], source: str) -> Config:
+    r"""The configuration stored in a checkpoint (also one of seqflows 0.1: see
+    :func:`model_config`)."""
+    values = dict(values)
+    if isinstance(values.get("model"), Mapping):
+        values["model"] = dataclasses.asdict(model_config(values["model"], source))
+    return Config.from_dict(values, source=source)
+
+
+def model_config(values: Mapping[str, Any], source: str = "") -> ModelConfig:
+    r"""The model's configuration of a ``model`` section: its ``type`` picks the class.
+
+    Stored configurations of seqflows 0.1, whose model section held every setting of both
+    model types, are read too: the settings of the other type had no effect and are dropped.
+    """
+    return _build_section("model", dict(values), source, {}, legacy=True)
+
+
+def _build_section(
+    section: str,
+    values: dict[str, Any],
+    source: str,
+    where: Mapping[str, str],
+    legacy: bool = False,
+) -> Any:
+    """One section from its values, naming the override or the file of a bad value."""
+    if section == "model":
+        kind = values.get("type", "flow")
+        if kind not in MODEL_TYPES:
+            place = where.get("model.type", source)
+            raise ConfigError(
+                f"{place + ': ' if place else ''}model.type must be one of "
+                f"{', '.join(MODEL_TYPES)}; got {kind!r}"
+            )
+        cls: type = MODEL_TYPES[kind]
+        known = {item.name for item in dataclasses.fields(cls)}
+        if legacy:
+            values = {key: value for key, value in values.items() if key in known}
+        for key in sorted(set(values) - known):  # a setting of the other model type
+            for other, other_cls in MODEL_TYPES.items():
+                if key in {item.name for item in dataclasses.fields(other_cls)}:
+                    place = where.get(f"model.{key}", source)
+                    raise ConfigError(
+                        f"{place + ': ' if place else ''}model.{key} is a setting of "
+                        f"model.type={other}; it does not apply to model.type={kind} (start from "
+                        f"a configuration of that model type, see seqflows configs)"
+                    )
+    else:
+        cls = SECTION_TYPES[section]
+    hints = typing.get_type_hints(cls)
+    for key in values:  # a bad override is named as such
+        place = where.get(f"{section}.{key}")
+        if place is None:
+            continue
+        if key not in hints:
+            raise ConfigError(
+                f"{place}: unknown configuration key {f'{section}.{key}'!r}; {section} "
+                f"({cls.__name__}) has {', '.join(sorted(hints))}"
+            )
+        values[key] = coerce(values[key], hints[key], f"{section}.{key}", place)
+    return build(cls, values, source, f"{section}.")
+
+
+def available_configs() -> dict[str, str]:
+    r"""The experiment configurations that ship with seqflows: name -> first comment line."""
+    folder = resources.files("seqflows") / "configs"
+    configs = {}
+    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+        if entry.name.endswith(".yaml"):
+            first = entry.read_text(encoding="utf-8").splitlines()[0]
+            configs[entry.name[: -len(".yaml")]] = first.lstrip("# ").strip()
+    return configs
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    r"""A configuration file: a path that exists, or the name of a shipped experiment
+    (``mmnist_1af`` or ``mmnist_1af.yaml``, see ``seqflows configs``).
+
+    Raises:
+        FileNotFoundError: Neither a file nor a shipped experiment; the message lists them.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    shipped = resources.files("seqflows") / "configs" / f"{name}.yaml"
+    if str(path.parent) in ("", ".", "configs") and shipped.is_file():
+        return Path(str(shipped))
+    raise FileNotFoundError(
+        f"configuration file not found: {name_or_path} (neither a file nor one of the shipped "
+        f"experiments: {', '.join(available_configs())})"
+    )
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
-    r"""Reads a YAML configuration (None: the defaults) and applies ``overrides``.
+    r"""Reads a YAML configuration (a path, or the name of a shipped experiment; None: the
+    defaults) and applies ``overrides``.
 
     Raises:
-        FileNotFoundError: The file does not exist.
+        FileNotFoundError: No such file or experiment.
         ConfigError: Invalid YAML, unknown key, wrong type or unknown choice (names the file).
     """
     if path is None:
         return Config.from_dict({}, overrides)
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"configuration file not found: {path}")
+    path = find_config(path)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error})") from None
+    try:
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return Config.from_dict(values, overrides, source=str(path))
@@ -374,78 +449,3 @@ def _parse_value(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-
-
-def _set(config: Config, key: str, value: Any, source: str) -> None:
-    """Sets ``section`` (a mapping) or ``section.field`` to ``value``, checking name and type."""
-    section_name, _, field_name = key.partition(".")
-    if section_name == "name" and not field_name:
-        config.name = str(value)
-        return
-    sections = {f.name for f in dataclasses.fields(config) if f.name != "name"}
-    if section_name not in sections:
-        raise ConfigError(
-            f"{source}: unknown configuration key {key!r}; sections are {sorted(sections)}"
-        )
-    section = getattr(config, section_name)
-    if not field_name:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{source}: section {section_name!r} must be a mapping")
-        for name, item in value.items():
-            _set(config, f"{section_name}.{name}", item, source)
-        return
-    known = {f.name: f for f in dataclasses.fields(section)}
-    if field_name not in known:
-        raise ConfigError(
-            f"{source}: unknown configuration key {key!r}; {section_name} has "
-            f"{', '.join(sorted(known))}"
-        )
-    hint = typing.get_type_hints(type(section))[field_name]
-    setattr(section, field_name, _coerce(value, hint, key, source))
-
-
-def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
-    """``value`` as the type ``hint`` (int, float, str, bool, list[int], unions with None)."""
-    options = typing.get_args(hint) if _is_union(hint) else (hint,)
-    if value is None:
-        if type(None) in options:
-            return None
-        raise ConfigError(f"{source}: {key} cannot be null")
-    for option in options:
-        if option is type(None):
-            continue
-        origin = typing.get_origin(option)
-        if origin is list and isinstance(value, list):
-            (item_type,) = typing.get_args(option)
-            return [_coerce(item, item_type, key, source) for item in value]
-        if option is bool and isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if option is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if option is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
-
-
-def _is_union(hint: Any) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
-
-
-def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_positive(section: object, names: Sequence[str], prefix: str) -> None:
-    for name in names:
-        value = getattr(section, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"{prefix}.{name} must be at least 1, got {value}")

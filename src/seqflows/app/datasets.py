@@ -17,13 +17,13 @@ sets draw theirs from ``data.seed``, so evaluation is deterministic (the authors
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..data import (
     ArraySource,
     BouncingBalls,
     FixedSequences,
     MovingMNIST,
+    Source,
     TrainingSequences,
     download_mnist,
     load_array,
@@ -44,8 +44,9 @@ __all__ = [
 SPLITS = ("train", "validation", "test")
 
 
-def build_source(data: DataConfig, split: str) -> Any:
-    r"""The sequences of one split: an :class:`~seqflows.data.ArraySource` or a simulator."""
+def build_source(data: DataConfig, split: str) -> Source:
+    r"""The sequences of one split: a stored source (an :class:`~seqflows.data.ArraySource`, a
+    :class:`~seqflows.data.StoreSource`) or a :class:`~seqflows.data.Simulator`."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if data.dataset == "bouncing_balls":
@@ -89,7 +90,7 @@ def build_source(data: DataConfig, split: str) -> Any:
     return ArraySource(array[bounds[0] : bounds[1]], name=f"{data.path} [{split}]")
 
 
-def event_shape_of(source: Any, config: Config) -> tuple[int, ...]:
+def event_shape_of(source: Source, config: Config) -> tuple[int, ...]:
     r"""The frame shape of ``source``, checked against the configuration.
 
     Raises:
@@ -97,7 +98,7 @@ def event_shape_of(source: Any, config: Config) -> tuple[int, ...]:
             ``data.size``, or vector data for a convolutional model.
     """
     shape = tuple(int(size) for size in source.frame_shape)
-    name = getattr(source, "name", config.data.dataset)
+    name = source.name if source.stored else config.data.dataset  # a file, or the simulator
     if len(shape) == 3 and shape != config.data.frame_shape:
         raise ConfigError(
             f"{name}: frames have shape (C, H, W) = {shape} but the configuration expects "
@@ -131,7 +132,7 @@ def evaluation_set(config: Config, split: str, count: int | None = None) -> Fixe
     """
     source = build_source(config.data, split)
     event_shape_of(source, config)
-    if count is None and not hasattr(source, "render"):  # a file or a store: all of it
+    if count is None and source.stored:  # a file or a store: all of it
         count = len(source)
     elif count is None:
         data = config.data

@@ -11,6 +11,7 @@ deterministic.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -185,7 +186,10 @@ def evaluate_model(
         ``iwae_nats_per_dim`` (SLVMs), each also on the paper's scale (``*_8bit``: minus log 256,
         the density of 0-255 pixel values), ``bits_per_dim`` (None unless the noise is uniform
         dequantization), ``frames_scored``, ``sequences``, the temporal correlations of x and of
-        the flow's noise, and ``protocol`` (what was scored, how).
+        the flow's noise (None where undefined), and ``protocol`` (what was scored, how).
+
+    Raises:
+        FloatingPointError: A score is NaN or infinite (diverged weights): no number to report.
     """
     model.eval().to(device)
     device = torch.device(device)
@@ -219,9 +223,25 @@ def evaluate_model(
     else:
         summary.pop("iwae_nats_per_dim")
         result["bound"] = "exact log-likelihood"
+    _check_finite_scores(summary, result["model"], split)
     result.update(summary)
     result["protocol"] = protocol(config, model, split, scored_frames)
     return result
+
+
+def _check_finite_scores(summary: dict[str, Any], model: str, split: str) -> None:
+    """Raises on a non-finite score; an undefined correlation becomes None."""
+    for key, value in summary.items():
+        if not isinstance(value, float) or math.isfinite(value):
+            continue
+        if key.startswith("corr_"):
+            summary[key] = None
+            continue
+        raise FloatingPointError(
+            f"the {model} scores {key} = {value} on the {split} split: its weights are "
+            "diverged (NaN or overflow), there is no number to report; train again with a "
+            "lower train.learning_rate"
+        )
 
 
 def protocol(

@@ -5,19 +5,25 @@ r"""Figures for ``seqflows sample`` and ``seqflows visualize``: frame grids, GIF
 * :func:`save_flow_rows` shows the flow component of one sequence (Fig. 4, 8, 9): the data
   x_t, the shift mu(x_<t), the scale sigma(x_<t) and the noise y_t of each stacked transform;
 * :func:`save_curves` and :func:`read_metrics_csv` plot training curves from a Lightning
-  ``CSVLogger`` file.
+  ``CSVLogger`` file; :func:`read_run_metrics` merges those of every session of a run (the
+  first training and each resume log to their own ``logs/version_N``), and
+  :func:`write_metrics_csv` writes merged curves back as one file.
 
 Frames are Tensors with shape (T, C, H, W), C = 1 (grayscale) or 3 (RGB), data in [0, 1]
 (clipped for display). Every ``save_*`` function creates the parent folders of ``path`` and
-returns it. matplotlib (Agg backend) and Pillow are imported inside the functions that need
-them, so importing this module imports neither.
+returns it. matplotlib and Pillow are imported inside the functions that need them, so
+importing this module imports neither. Figures are ``matplotlib.figure.Figure`` objects drawn
+and saved without pyplot: no function here selects a backend or registers a figure with pyplot,
+so a notebook's backend and open figures are left as they were.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,19 +32,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..atomic import write_text_atomically
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
+    "merge_curves",
     "read_metrics_csv",
+    "read_run_metrics",
+    "run_metrics_files",
     "save_curves",
     "save_flow_rows",
-    "save_overlay",
     "save_gif",
     "save_grid",
+    "save_overlay",
     "save_prediction",
     "tile_frames",
+    "write_metrics_csv",
 ]
 
 FLOW_KEYS = ("shift", "scale", "noise")
@@ -256,9 +268,7 @@ def save_flow_rows(
         ]
 
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     T, C, H, W = x.shape
     # sizes in inches: the axes are placed exactly, so that each image fills its row's width
@@ -269,7 +279,7 @@ def save_flow_rows(
     row_gap, top, bottom = 0.08, 0.35 + (0.3 if title is not None else 0.0), 0.1
     width = left + image_width + gap + bar + right
     height = top + len(rows) * row_height + (len(rows) - 1) * row_gap + bottom
-    figure = plt.figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height))
     grid = figure.add_gridspec(
         len(rows),
         2,
@@ -300,7 +310,7 @@ def save_flow_rows(
                 vmin, vmax = -limit, limit
             # separators (NaN) in white, or in gray where white means 0
             bad = "0.5" if kind == "noise" else "white"
-            colormap = plt.get_cmap(cmap).with_extremes(bad=bad)
+            colormap = matplotlib.colormaps[cmap].with_extremes(bad=bad)
             shown = axis.imshow(row, cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
             if kind == "image":
                 colorbar_axis.set_axis_off()
@@ -332,14 +342,10 @@ def save_curves(
     if len(columns) == 0:
         raise ValueError("columns must hold at least one curve")
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(
-        len(columns), 1, figsize=(6.4, 1.7 * len(columns) + 0.6), sharex=True, squeeze=False
-    )
+    figure = Figure(figsize=(6.4, 1.7 * len(columns) + 0.6))
+    axes = figure.subplots(len(columns), 1, sharex=True, squeeze=False)
     for axis, (name, points) in zip(axes[:, 0], columns.items(), strict=True):
         kept = _finite_points(points)
         if kept:
@@ -380,12 +386,10 @@ def save_overlay(
     Returns:
         ``path``, as a Path.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6.4, 3.6))
+    figure = Figure(figsize=(6.4, 3.6))
+    axis = figure.subplots()
     for label, points in curves.items():
         kept = _finite_points(points)
         if kept:
@@ -440,6 +444,79 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float
                 except ValueError as error:
                     raise ValueError(f"{path}, line {line}: cannot read {name}: {error}") from None
     return curves
+
+
+def run_metrics_files(run: str | os.PathLike[str]) -> list[Path]:
+    r"""``RUN/logs/version_N/metrics.csv`` of every session of a run, in the order of N as a
+    number (``version_10`` after ``version_9``, which sorting the names as text would invert)."""
+    files = []
+    for path in Path(run).glob("logs/version_*/metrics.csv"):
+        match = re.fullmatch(r"version_(\d+)", path.parent.name)
+        if match is not None:
+            files.append((int(match.group(1)), path))
+    return [path for _, path in sorted(files)]
+
+
+def merge_curves(
+    sessions: Sequence[Mapping[str, Sequence[tuple[float, float]]]],
+) -> dict[str, list[tuple[float, float]]]:
+    r"""The curves of a run from those of its sessions (first training, then each resume).
+
+    A resumed session continues from a checkpoint, so for each metric its points replace every
+    point of the earlier sessions from its own first step on: the steps both sessions logged
+    (the later one wins) and those the earlier session logged after the checkpoint it was
+    resumed from (work that was lost). Within a session, a later row at the same step wins.
+
+    Arguments:
+        sessions: Metric name -> list of (step, value) of each session (as
+            :func:`read_metrics_csv` gives them), oldest session first.
+
+    Returns:
+        Metric name -> list of (step, value), sorted by step, in the order metrics first appear.
+    """
+    merged: dict[str, dict[float, float]] = {}
+    for session in sessions:
+        for name, points in session.items():
+            earlier = merged.setdefault(name, {})
+            if not points:
+                continue
+            start = min(step for step, _ in points)
+            kept = {step: value for step, value in earlier.items() if step < start}
+            kept.update(points)
+            merged[name] = kept
+    return {name: sorted(values.items()) for name, values in merged.items()}
+
+
+def read_run_metrics(run: str | os.PathLike[str]) -> dict[str, list[tuple[float, float]]]:
+    r"""The training curves of a run folder over all its sessions (:func:`merge_curves` of
+    :func:`run_metrics_files`); empty when the run has no metrics.csv."""
+    return merge_curves([read_metrics_csv(path) for path in run_metrics_files(run)])
+
+
+def write_metrics_csv(
+    curves: Mapping[str, Sequence[tuple[float, float]]], path: str | os.PathLike[str]
+) -> Path:
+    r"""Writes curves as a metrics.csv that :func:`read_metrics_csv` reads back: a ``step``
+    column and one column per metric, one row per step, empty cells where a metric has no value.
+
+    Returns:
+        ``path``, as a Path (written atomically).
+    """
+    rows: dict[float, dict[str, float]] = {}
+    for name, points in curves.items():
+        for step, value in points:
+            rows.setdefault(float(step), {})[name] = float(value)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["step", *curves])
+    for step in sorted(rows):
+        cells = [rows[step].get(name) for name in curves]
+        writer.writerow([_number(step), *("" if cell is None else repr(cell) for cell in cells)])
+    return write_text_atomically(_prepare(path), text.getvalue())
+
+
+def _number(step: float) -> str:
+    return str(int(step)) if step.is_integer() else repr(step)
 
 
 def _as_numpy(values: Tensor | np.ndarray) -> np.ndarray:
@@ -536,16 +613,14 @@ def _save_tiled(
     if row_labels is not None and len(row_labels) != B:
         raise ValueError(f"row_labels must hold {B} labels, one per row, got {len(row_labels)}")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     image = _to_uint8(_tile(frames, 1))  # (B * H + B - 1, T * W + T - 1, 3)
     height_px, width_px = image.shape[:2]
     # inches per image pixel, the same along both axes so that pixels stay square
     scale = max(INCHES_PER_PIXEL, MIN_IMAGE_WIDTH / width_px, B * MIN_GRID_ROW / height_px)
-    figure, axis = plt.subplots(figsize=(width_px * scale + 1.5, height_px * scale + 0.8))
+    figure = Figure(figsize=(width_px * scale + 1.5, height_px * scale + 0.8))
+    axis = figure.subplots()
     axis.imshow(image, interpolation="nearest")
     _label_row(axis, None, H, W, T, first_frame)
     if row_labels is not None:
@@ -560,14 +635,9 @@ def _save_tiled(
 
 
 def _save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
-    """Saves a matplotlib figure as a PNG with a tight bounding box, then closes it."""
-    import matplotlib.pyplot as plt
-
+    """Saves a figure as a PNG with a tight bounding box (Agg, chosen by the file type)."""
     path = _prepare(path)
-    try:
-        figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    finally:
-        plt.close(figure)
+    figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     return path
 
 

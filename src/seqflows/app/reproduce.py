@@ -36,7 +36,7 @@ import json
 import math
 import os
 import shutil
-import subprocess
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,12 +49,14 @@ import numpy as np
 from ..atomic import write_atomically, write_text_atomically
 from ..data import MovingMNIST, downscale_digits, load_digits, mnist, render_sequences
 from .config import load_config
+from .interrupt import Interrupted, run_forwarding_signals, signal_name
 
 __all__ = [
     "BOUNCING_BALLS_SCALE",
     "MOVING_MNIST_SCALE",
     "PAPER",
     "Experiment",
+    "TrainingFailed",
     "add_reproduce_arguments",
     "experiments",
     "parameter_counts",
@@ -62,7 +64,12 @@ __all__ = [
     "run_reproduce",
 ]
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # shipped with the package
+
+
+class TrainingFailed(RuntimeError):
+    """A training process of the reproduction ended with an error (its log has the details)."""
+
 
 # The paper's Moving MNIST numbers (Tables 1-4): nats per pixel per channel on the paper's
 # scale, the density of 0-255 pixel values (``nats_per_dim_8bit``).
@@ -109,8 +116,6 @@ MOVING_MNIST_SCALE = (
     "data.validation_sequences=256",
     "data.test_sequences=256",
     "data.num_workers=1",
-    "model.hidden=32",
-    *SLVM_HALF_WIDTH,
     "train.learning_rate=5e-4",
     "train.lr_schedule=cosine",
     "train.val_sequences=128",
@@ -120,10 +125,9 @@ MOVING_MNIST_SCALE = (
 )
 BOUNCING_BALLS_SCALE = (
     "data.test_sequences=256",
-    *SLVM_HALF_WIDTH,
     "train.lr_schedule=cosine",
     "evaluate.iwae_samples=100",
-)
+)  # configs/bouncing_balls_*.yaml are at half width already
 # Steps of the flows and of SLVM w/ M-AF; the SLVM baseline gets twice as many (Appendix B:
 # 200k against 100k; it is also about 4x cheaper per step here).
 STEPS = {"moving_mnist": 1500, "bouncing_balls": 600}
@@ -215,6 +219,11 @@ STUDIES: dict[str, Study] = {
 }
 
 
+def moving_mnist_width(model: str) -> tuple[str, ...]:
+    r"""Half the width of every network of ``model`` (its flow's conditioners, its SLVM)."""
+    return ("model.hidden=32", *(SLVM_HALF_WIDTH if model.startswith("slvm") else ()))
+
+
 def budget(dataset: str, model: str, fraction: float = 1.0) -> tuple[str, ...]:
     r"""The steps of a run, in the paper's proportions: the SLVM baseline gets twice the steps
     of the other models (Appendix B), and validations and checkpoints come 6 times per run."""
@@ -246,29 +255,6 @@ def experiments(
     unknown = sorted(set(models) - set(LABELS))
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {list(LABELS)}")
-    bouncing = {
-        "1af": (),
-        "2af": ("model.num_transforms=2", "data.length=16"),
-        "slvm": (
-            "model.type=slvm",
-            "model.num_transforms=0",
-            "model.lstm_layers=2",
-            "model.likelihood_loc=sigmoid",
-        ),
-        "slvm_1af": (
-            "model.type=slvm",
-            "model.num_transforms=1",
-            "model.lstm_layers=1",
-            "model.likelihood_loc=linear",
-        ),
-        "slvm_2af": (
-            "model.type=slvm",
-            "model.num_transforms=2",
-            "model.lstm_layers=1",
-            "model.likelihood_loc=linear",
-            "data.length=16",
-        ),
-    }
     runs = []
     for model in models:
         runs.append(
@@ -278,6 +264,7 @@ def experiments(
                 CONFIGS / f"mmnist_{model}.yaml",
                 (
                     *MOVING_MNIST_SCALE,
+                    *moving_mnist_width(model),
                     *budget("moving_mnist", model),
                     f"data.path={moving_mnist_array}",
                 ),
@@ -288,13 +275,8 @@ def experiments(
             Experiment(
                 "bouncing_balls",
                 model,
-                CONFIGS / "bouncing_balls_1af.yaml",
-                (
-                    *BOUNCING_BALLS_SCALE,
-                    *budget("bouncing_balls", model),
-                    *bouncing[model],
-                    f"name=bouncing_balls_{model}",
-                ),
+                CONFIGS / f"bouncing_balls_{model}.yaml",
+                (*BOUNCING_BALLS_SCALE, *budget("bouncing_balls", model)),
             )
         )
     return runs
@@ -318,6 +300,7 @@ def study_experiments(name: str, moving_mnist_array: str | os.PathLike[str]) -> 
                     CONFIGS / f"mmnist_{model}.yaml",
                     (
                         *MOVING_MNIST_SCALE,
+                        *moving_mnist_width(model),
                         *budget("moving_mnist", model, study.budget),
                         f"data.path={moving_mnist_array}",
                         *overrides,
@@ -480,11 +463,6 @@ def _names(text: str, known: Sequence[str], option: str) -> list[str]:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     r"""Trains, evaluates and draws everything; see the module's docstring."""
-    if not CONFIGS.is_dir():
-        raise FileNotFoundError(
-            f"configuration folder not found: {CONFIGS}; run seqflows reproduce from an "
-            "editable install of a clone of the repository (pip install -e .)"
-        )
     out = Path(args.out)
     runs_root = Path(args.runs)
     models = _names(args.models, list(LABELS), "--models")
@@ -572,7 +550,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
             "extra": list(args.extra),
         }
     ]
-    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(
+        out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    )
     write_text_atomically(out / "tables.md", format_tables(summary))
     say(f"done in {summary['seconds'] / 60:.1f} min: {out / 'tables.md'}")
     print(format_tables(summary))
@@ -646,15 +626,33 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
     with open(run_dir / "train.log", "a") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if finished.returncode != 0:
-        raise RuntimeError(
-            f"training {experiment.name} failed (exit {finished.returncode}); "
-            f"see {run_dir / 'train.log'} (reported)"
+        status = run_forwarding_signals(command, stdout=log)
+    interrupted = 128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT
+    if status in interrupted:
+        raise Interrupted(
+            abs(status) % 128,
+            f"training {experiment.name} was stopped by {signal_name(abs(status) % 128)} "
+            f"(see {run_dir / 'train.log'}): run the same command again to continue",
+        )
+    if status != 0:
+        last_line = _last_line(run_dir / "train.log")
+        raise TrainingFailed(
+            f"training {experiment.name} failed (exit {status}"
+            + (f": {last_line}" if last_line else "")
+            + f"); see {run_dir / 'train.log'}"
         )
     timing["seconds"] = round(timing["seconds"] + time.perf_counter() - start, 1)
-    write_text_atomically(timing_file, json.dumps(timing) + "\n")
+    write_text_atomically(timing_file, json.dumps(timing, allow_nan=False) + "\n")
     return timing
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a log (the one-line error of a failed command), shortened."""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or lines[-1].startswith("$ "):
+        return ""
+    return lines[-1] if len(lines[-1]) <= 300 else lines[-1][:297] + "..."
 
 
 def _trained_steps(run_dir: Path) -> int:
@@ -701,6 +699,7 @@ def _evaluate(
     from .config import Config
     from .datasets import evaluation_set
     from .evaluation import evaluate_model
+    from .figures import read_run_metrics, write_metrics_csv
 
     checkpoint = _selected_checkpoint(run_dir)
     model, config, stored = model_from_checkpoint(checkpoint)
@@ -734,12 +733,12 @@ def _evaluate(
             scored_frames=settings.evaluate.scored_frames,
         )
         evaluation["checkpoint"] = str(checkpoint)
-        text = json.dumps(evaluation, indent=2) + "\n"
+        text = json.dumps(evaluation, indent=2, allow_nan=False) + "\n"
         write_text_atomically(out / f"{evaluation_name}.json", text)
         result[evaluation_name] = {key: evaluation.get(key) for key in EVALUATION_KEYS}
-    metrics = sorted(run_dir.glob("logs/version_*/metrics.csv"))
-    if metrics:
-        shutil.copyfile(metrics[-1], out / "metrics.csv")
+    curves = read_run_metrics(run_dir)  # every session of the run: resumes included
+    if curves:
+        write_metrics_csv(curves, out / "metrics.csv")
         result["validation"] = validation_progress(out / "metrics.csv", config.train.max_steps)
     return result
 

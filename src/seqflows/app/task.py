@@ -10,6 +10,8 @@ seed, the step and the process, so that they do not depend on the global random 
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,21 +20,28 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from .. import __version__
 from ..data import EvaluationSampler, StreamSampler
 from ..metrics import temporal_correlation
-from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_atomically
+from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_checkpoint
 from .config import Config
 from .datasets import evaluation_set, training_set
 from .evaluation import SequenceScores
+from .interrupt import Interrupted, StopRequest
 from .objectives import frame_objective
 
 __all__ = [
+    "DIVERGED_BELOW",
+    "DIVERGED_DROP",
     "AtomicCheckpointIO",
+    "BestCheckpoint",
+    "DivergenceMonitor",
     "LastCheckpoint",
+    "ResumedRun",
     "SequenceDataModule",
     "SequenceTask",
     "StepTimer",
@@ -92,7 +101,12 @@ class SequenceTask(pl.LightningModule):
                 self.log(f"train/shift_mean_{index}", shift.detach().float().mean())
                 self.log(f"train/scale_mean_{index}", scale.detach().float().mean())
             if flow.noise.shape[1] > 1:
-                self.log("train/corr_noise", temporal_correlation(flow.noise.detach().float()))
+                try:
+                    correlation = temporal_correlation(flow.noise.detach().float())
+                except ValueError:  # constant noise (a diverged model): undefined, not logged
+                    pass
+                else:
+                    self.log("train/corr_noise", correlation)
         if objective.kl is not None:
             kl = objective.kl.detach().float().mean(0)  # (T - burn_in,): users ask if it grows
             self.log("train/kl", kl.mean())
@@ -299,18 +313,87 @@ class StepTimer(pl.Callback):
         self._end = None  # validation is not time spent waiting for training data
 
 
-class LastCheckpoint(pl.Callback):
-    r"""Writes ``last.ckpt`` every ``every`` steps and when training ends (resume point)."""
+DIVERGED_BELOW = -50.0
+DIVERGED_DROP = 20.0
 
-    def __init__(self, path: Path, every: int) -> None:
+
+class DivergenceMonitor(pl.Callback):
+    r"""Warns when a validation score shows a diverged model whose numbers are still finite.
+
+    Frames and series are scaled to [0, 1]: an untrained model scores about -1 nats/dim (an
+    identity flow on its N(0, 1) base: between -1.42 and -0.92) and training raises the score,
+    so no sane model scores below ``DIVERGED_BELOW`` (-50) nats/dim or falls more than
+    ``DIVERGED_DROP`` (20) nats/dim below its best validation so far. A large learning rate
+    gets there with finite numbers (lr 10 reached -1e24): the run goes on (it may recover, and
+    non-finite states stop it anyway), but each such validation prints a warning, and
+    ``warnings`` collects them for the training summary.
+
+    Arguments:
+        best: The callback that keeps the best validation score so far (``best_model_score``),
+            restored on resume.
+    """
+
+    def __init__(self, best: Any) -> None:
+        self.best = best
+        self.warnings: list[str] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        score = trainer.callback_metrics.get("val/nats_per_dim")
+        if trainer.sanity_checking or score is None:
+            return
+        score = float(score)
+        previous = self.best.best_model_score  # updated after this hook (checkpoints go last)
+        best = None if previous is None else float(previous)
+        if math.isnan(score):
+            reason = "not a number"
+        elif score < DIVERGED_BELOW:
+            reason = f"below {DIVERGED_BELOW:g}, which no sane model reaches"
+        elif best is not None and score < best - DIVERGED_DROP:
+            reason = f"{best - score:.3g} below the best so far ({best:.4g})"
+        else:
+            return
+        message = (
+            f"validation at step {trainer.global_step} scores {score:.4g} nats/dim, {reason}: "
+            "the training has diverged; lower train.learning_rate"
+        )
+        self.warnings.append(message)
+        if trainer.is_global_zero:
+            print(f"seqflows: warning: {message}", file=sys.stderr, flush=True)
+
+
+class LastCheckpoint(Checkpoint):
+    r"""Writes ``last.ckpt``, the resume point: every ``every`` steps, at the last step, and when a
+    stop was requested (SIGTERM, SIGINT: ``stop``, see :mod:`seqflows.app.interrupt`).
+
+    A resume point is a step boundary after that step's validation: when a validation falls on the
+    step (every ``val_every`` steps), the write waits for its end, so that a run killed in between
+    and resumed validates that step as an uninterrupted run does and selects the same best
+    checkpoint. Being a :class:`~lightning.pytorch.callbacks.Checkpoint`, it comes after the
+    best-checkpoint callback, whose state (best score and path) ``last.ckpt`` therefore holds.
+
+    On a stop request every process stops at the same step (the request is reduced over them):
+    ``last.ckpt`` is written and :class:`~seqflows.app.interrupt.Interrupted` raised.
+    """
+
+    def __init__(
+        self, path: Path, every: int, val_every: int, stop: StopRequest | None = None
+    ) -> None:
         self.path = Path(path)
         self.every = every
+        self.val_every = val_every
+        self.stop = stop
         self._saved_step = -1
+        self._pending = False  # a write waits for the end of this step's validation
 
     def _save(self, trainer: pl.Trainer) -> None:
+        self._pending = False
         if trainer.global_step != self._saved_step:
             trainer.save_checkpoint(self.path, weights_only=False)  # full: a resume point
             self._saved_step = trainer.global_step
+
+    def on_train_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        if self.stop is not None:
+            self.stop.install()  # over Lightning's SIGTERM handler, which stops mid-validation
 
     def on_train_batch_end(
         self,
@@ -320,20 +403,120 @@ class LastCheckpoint(pl.Callback):
         batch: Any,
         batch_index: int,
     ) -> None:
-        if trainer.global_step % self.every == 0:
+        step = trainer.global_step
+        if self._pending:  # the validation that was due did not run
             self._save(trainer)
+        # The last step too: a checkpoint of the end of the training loop would not continue
+        # cleanly when max_steps is raised on resume.
+        due = step % self.every == 0 or step >= trainer.max_steps
+        if step % min(self.val_every, trainer.max_steps) == 0 and trainer.enable_validation:
+            self._pending = due
+            return  # after the validation: on_validation_end
+        if due:
+            self._save(trainer)
+        self._stop_if_requested(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self._pending:
+            self._save(trainer)
+        self._stop_if_requested(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
         self._save(trainer)
 
+    def _stop_if_requested(self, trainer: pl.Trainer) -> None:
+        if self.stop is None or trainer.global_step >= trainer.max_steps:
+            return  # a finished run ends normally
+        requested = self.stop.signal_number or 0
+        if trainer.world_size > 1:  # every process stops at the same step
+            mine = torch.tensor(requested, device=trainer.strategy.root_device)
+            requested = int(trainer.strategy.reduce(mine, reduce_op="max"))
+        if requested:
+            self._save(trainer)
+            raise Interrupted(requested)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    r"""``best.ckpt``: a :class:`~lightning.pytorch.callbacks.ModelCheckpoint` whose state (best
+    score and path) a resume restores also when the run folder has moved.
+
+    Lightning keeps that state only when the folder is the one the checkpoint was written in, and
+    would then replace ``best.ckpt`` at the next validation, better or not. Here the state is kept
+    whenever this folder holds ``best.ckpt``, with its paths moved here; without ``best.ckpt`` (a
+    resume from another run's checkpoint) the next validation writes one.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        folder = Path(self.dirpath)
+        if not (folder / f"{self.filename}{self.FILE_EXTENSION}").is_file():
+            return
+
+        def here(path: Any) -> Any:
+            return str(folder / Path(path).name) if path else path
+
+        state = dict(state_dict)
+        state["dirpath"] = self.dirpath
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = here(state[key])
+        if "best_k_models" in state:
+            state["best_k_models"] = {here(k): v for k, v in state["best_k_models"].items()}
+        super().load_state_dict(state)
+
+
+class ResumedRun(pl.Callback):
+    r"""What a resumed run needs beyond Lightning's restore: the learning rate of the
+    configuration, and logs at the optimizer step.
+
+    * Lightning restores the optimizer's and the scheduler's state, rates included, after the task
+      has configured them from the configuration: a rate changed on resume would be silently
+      replaced by the stored one. The rate becomes ``learning_rate`` here; a schedule keeps its
+      shape and its place: the cosine schedule's current factor ((1 + cos(pi * step / T_max)) / 2)
+      is applied to the new rate, and ``T_max`` stays the ``train.max_steps`` the run started
+      with. An unchanged rate is not touched (the resume stays bit-exact).
+    * The step that logs carry (Lightning's count of batches that stepped) comes out one short
+      after a resume from a checkpoint written at the end of a validation when the validation
+      cadence differs on resume; it is set to the optimizer step before the first batch logs
+      (this callback must come before the learning-rate monitor).
+    """
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+        self._first_batch = True
+
+    def on_train_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        self._first_batch = True
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                base = group.get("initial_lr", group["lr"])
+                if base == self.learning_rate:
+                    continue
+                group["lr"] = self.learning_rate * (group["lr"] / base if base else 1.0)
+                if "initial_lr" in group:
+                    group["initial_lr"] = self.learning_rate
+        for scheduler_config in trainer.lr_scheduler_configs:
+            scheduler = scheduler_config.scheduler
+            scheduler.base_lrs = [self.learning_rate for _ in scheduler.base_lrs]
+            scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, task: pl.LightningModule, batch: Any, batch_index: int
+    ) -> None:
+        if self._first_batch:  # one optimizer step per batch: the counts are equal
+            trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+            self._first_batch = False
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes checkpoints through a temporary file and a rename; reads with ``weights_only``."""
+    r"""Writes checkpoints through :func:`~seqflows.app.checkpoints.save_checkpoint` (finite
+    state only, weights' checksum, temporary file and rename); reads with ``weights_only``."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        save_atomically(checkpoint, path)
+        save_checkpoint(checkpoint, path)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None

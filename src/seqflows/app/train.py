@@ -1,14 +1,18 @@
 r"""``seqflows train``: a configuration in, a run folder out.
 
-The run folder holds ``config.yaml`` (the resolved configuration), ``checkpoints/last.ckpt``
-(every ``train.checkpoint_every`` steps and at the end), ``checkpoints/best.ckpt`` (best
-validation nats/dim), and ``logs/version_N/`` (CSV and TensorBoard). ``--resume`` continues from
-``last.ckpt`` (or a given checkpoint) with the optimizer, loop and data-stream state.
+The run folder holds ``config.yaml`` (the configuration in effect), ``checkpoints/last.ckpt``
+(every ``train.checkpoint_every`` steps, at the end and on SIGTERM or SIGINT),
+``checkpoints/best.ckpt`` (best validation nats/dim), ``logs/version_N/`` (CSV and TensorBoard, one
+per session), ``resumes.yaml`` (each resume: step, time, changed settings) and ``.lock``.
+``--resume`` continues from ``last.ckpt`` (or a given checkpoint) with the optimizer, loop and
+data-stream state; :mod:`seqflows.app.runs` has the rules of the folder and of resuming.
 """
 
 from __future__ import annotations
 
+import math
 import platform
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,61 +20,132 @@ from typing import Any
 import torch
 
 from ..atomic import write_text_atomically
-from .checkpoints import checkpoint_step
+from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of
+from .interrupt import Interrupted, StopRequest, signal_name
 from .objectives import model_label
-from .runtime import retain_freed_memory
+from .runs import (
+    RunFolderError,
+    append_resume,
+    holds_run,
+    is_launching_process,
+    remove_run,
+    remove_stale_temporaries,
+    resume_changes,
+    run_lock,
+)
+from .runtime import check_batch_fits, retain_freed_memory
 
 __all__ = [
+    "cluster_plugins",
     "train",
 ]
 
 
 def train(
-    config: Config, out: str | Path, resume: str | None = None, progress: bool = True
+    config: Config,
+    out: str | Path,
+    resume: str | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     r"""Trains the model of ``config`` with Lightning and writes the run folder ``out``.
+
+    The folder is locked for the whole run (:func:`~seqflows.app.runs.run_lock`). SIGTERM and
+    SIGINT stop the run at the next step boundary with a resumable ``last.ckpt`` and raise
+    :class:`~seqflows.app.interrupt.Interrupted` (:mod:`seqflows.app.interrupt`).
 
     Arguments:
         config: The experiment.
         out: Run folder (created).
-        resume: ``"last"`` (``out/checkpoints/last.ckpt`` when it exists), a checkpoint path, or
-            None (start afresh).
+        resume: ``"last"`` (``out/checkpoints/last.ckpt`` when it exists, else a fresh start), a
+            checkpoint path, or None (a fresh start: refused in a folder that holds a run).
+            Settings may change on resume only as :func:`~seqflows.app.runs.resume_changes`
+            allows.
         progress: Show the progress bar.
+        overwrite: Replace the run that ``out`` holds (:func:`~seqflows.app.runs.remove_run`).
 
     Returns:
         Paths of the checkpoints, the best validation score and throughput measurements.
+
+    Raises:
+        RunFolderError: ``out`` is a file, holds a run (without ``resume`` or ``overwrite``), or
+            is in use by another run.
+        ConfigError: A resume that changes settings it cannot change.
+        Interrupted: SIGTERM or SIGINT; ``last.ckpt`` holds the run up to the step it names.
     """
     try:
-        import lightning.pytorch as pl
+        import lightning.pytorch  # noqa: F401
     except ModuleNotFoundError:
         raise RuntimeError(
             "seqflows train needs Lightning: pip install 'seqflows[train]'"
         ) from None
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    if resume is not None and overwrite:
+        raise RunFolderError(
+            "--resume continues the run of --out and --overwrite replaces it: give one"
+        )
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file; the run folder must be a folder")
+    launching = is_launching_process()
+    if not launching:  # another process of a data-parallel run: the launching one holds the lock
+        return _train(config, out, resume, progress, launching)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(f"cannot create the run folder {out}: {error.strerror}") from None
+    with run_lock(out):
+        if holds_run(out) and resume is None and not overwrite:
+            raise RunFolderError(
+                f"{out} holds a run already (config.yaml, checkpoints); continue it with --resume "
+                "or replace it with --overwrite"
+            )
+        if overwrite and holds_run(out):
+            removed = remove_run(out)
+            print(f"seqflows: --overwrite: removed {', '.join(removed)} of {out}", flush=True)
+        stale = remove_stale_temporaries(out)
+        if stale:
+            names = ", ".join(str(path.relative_to(out)) for path in stale)
+            print(f"seqflows: removed stale temporary files of killed writes: {names}", flush=True)
+        return _train(config, out, resume, progress, launching)
+
+
+def _train(
+    config: Config, out: Path, resume: str | None, progress: bool, launching: bool
+) -> dict[str, Any]:
+    """:func:`train` once the folder is ready (``launching``: this process owns it)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from .task import (
         AtomicCheckpointIO,
+        BestCheckpoint,
+        DivergenceMonitor,
         LastCheckpoint,
+        ResumedRun,
         SequenceDataModule,
         SequenceTask,
         StepTimer,
     )
 
     train_config = config.train
-    allocator = train_config.allocator == "retain" and retain_freed_memory()
-    out = Path(out)
     checkpoint_path = _resume_path(out, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out / "config.yaml", _to_yaml(config))
     pl.seed_everything(train_config.seed, workers=True, verbose=False)
-
     event_shape = event_shape_of(build_source(config.data, "train"), config)
-    task = SequenceTask(config.to_dict(), list(event_shape))
-    datamodule = SequenceDataModule(config)
-    start_step = 0 if checkpoint_path is None else checkpoint_step(checkpoint_path)
+    start_step, changes = 0, {}
+    if checkpoint_path is not None:
+        # Checked before anything else, also when there is nothing left to train.
+        checkpoint = read_checkpoint(checkpoint_path)
+        info = checkpoint["seqflows"]
+        changes = resume_changes(
+            info["config"], config, info["event_shape"], list(event_shape), str(checkpoint_path)
+        )
+        start_step = int(checkpoint["global_step"])
+        del checkpoint
+    check_batch_fits(config, event_shape)
     if start_step >= train_config.max_steps:
         print(
             f"seqflows: {checkpoint_path} is already at step {start_step} "
@@ -78,6 +153,14 @@ def train(
             flush=True,
         )
         return {"run": str(out), "last_checkpoint": str(checkpoint_path), "steps": start_step}
+    allocator = train_config.allocator == "retain" and retain_freed_memory()
+    if launching:
+        write_text_atomically(out / "config.yaml", _to_yaml(config))  # what is in effect
+        if checkpoint_path is not None:
+            append_resume(out, start_step, checkpoint_path, changes)
+
+    task = SequenceTask(config.to_dict(), list(event_shape))
+    datamodule = SequenceDataModule(config)
     scored = config.data.length - task.model.burn_in
     if scored < 1:
         raise ValueError(
@@ -86,7 +169,7 @@ def train(
         )
     timer = StepTimer(scored)
     checkpoints = out / "checkpoints"
-    best = ModelCheckpoint(
+    best = BestCheckpoint(
         dirpath=checkpoints,
         filename="best",
         monitor="val/nats_per_dim",
@@ -95,50 +178,110 @@ def train(
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    last = LastCheckpoint(checkpoints / "last.ckpt", train_config.checkpoint_every)
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
-    trainer = pl.Trainer(
-        default_root_dir=out,
-        max_steps=train_config.max_steps,
-        max_epochs=-1,
-        accelerator=train_config.accelerator,
-        devices=train_config.devices,
-        num_nodes=train_config.num_nodes,
-        strategy=train_config.strategy,
-        sync_batchnorm=train_config.sync_batchnorm,
-        precision=train_config.precision,
-        val_check_interval=min(train_config.val_every, train_config.max_steps),
-        check_val_every_n_epoch=None,
-        log_every_n_steps=train_config.log_every,
-        num_sanity_val_steps=1,
-        callbacks=[best, last, timer, LearningRateMonitor(logging_interval="step")],
-        logger=loggers,
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,
-        enable_progress_bar=progress,
-        enable_model_summary=progress,
-    )
-    if trainer.is_global_zero:
-        _print_start(config, task, trainer, allocator, start_step)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13
-        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming
-        trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint_path, weights_only=True)
+    with StopRequest() as stop:
+        last = LastCheckpoint(
+            checkpoints / "last.ckpt", train_config.checkpoint_every, train_config.val_every, stop
+        )
+        divergence = DivergenceMonitor(best)
+        trainer = pl.Trainer(
+            default_root_dir=out,
+            max_steps=train_config.max_steps,
+            max_epochs=-1,
+            accelerator=train_config.accelerator,
+            devices=train_config.devices,
+            num_nodes=train_config.num_nodes,
+            strategy=train_config.strategy,
+            sync_batchnorm=train_config.sync_batchnorm,
+            precision=train_config.precision,
+            val_check_interval=min(train_config.val_every, train_config.max_steps),
+            check_val_every_n_epoch=None,
+            log_every_n_steps=train_config.log_every,
+            num_sanity_val_steps=1,
+            # best before last: last.ckpt holds the best-checkpoint state of its step
+            callbacks=[
+                best,
+                last,
+                timer,
+                divergence,
+                ResumedRun(train_config.learning_rate),  # before the monitor
+                LearningRateMonitor(logging_interval="step"),
+            ],
+            logger=loggers,
+            plugins=[AtomicCheckpointIO(), *cluster_plugins()],
+            use_distributed_sampler=False,
+            enable_progress_bar=progress,
+            enable_model_summary=progress,
+        )
+        if trainer.is_global_zero:
+            _print_start(config, task, trainer, allocator, start_step)
+            if changes:
+                changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+                print(f"seqflows: resumed with changed settings: {changed}", flush=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+                warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6
+                # the folder is ours: locked, and checked for another run above
+                warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+                # the loader is resumable: it starts the stream at the restored step
+                warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+                trainer.fit(
+                    task, datamodule=datamodule, ckpt_path=checkpoint_path, weights_only=True
+                )
+        except Interrupted as interrupted:
+            raise _interruption(interrupted.signal_number, out, trainer, stopped=True) from None
+        except (KeyboardInterrupt, SystemExit) as error:
+            # A second Ctrl-C (Lightning turns KeyboardInterrupt into exit status 1), or
+            # Lightning's own stop on a SIGTERM that came before its handler was replaced.
+            if stop.signal_number is None:
+                raise
+            number = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
+            raise _interruption(number, out, trainer, stopped=False) from None
+    best_score = None if best.best_model_score is None else float(best.best_model_score)
     return {
         "run": str(out),
         "last_checkpoint": str(checkpoints / "last.ckpt"),
         "best_checkpoint": best.best_model_path or None,
-        "best_validation_nats_per_dim": None
-        if best.best_model_score is None
-        else float(best.best_model_score),
+        "best_validation_nats_per_dim": best_score
+        if best_score is not None and math.isfinite(best_score)
+        else None,
+        "warnings": divergence.warnings,
         "steps": trainer.global_step,
         "throughput": timer.history,
         "log_dir": csv_logger.log_dir,
         "is_global_zero": trainer.is_global_zero,
     }
+
+
+def cluster_plugins() -> list[Any]:
+    r"""Lightning plugins for the cluster: under SLURM, its environment without auto-requeue.
+
+    Lightning's auto-requeue saves a checkpoint from within a signal handler, anywhere in a step,
+    and resubmits the job; seqflows stops at a step boundary on SIGTERM instead (exit status 143)
+    and the job script resumes with ``--resume`` (:mod:`seqflows.app.interrupt`).
+    """
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
+def _interruption(number: int, out: Path, trainer: Any, stopped: bool) -> Interrupted:
+    """The :class:`Interrupted` to raise, with its one line on the first process only."""
+    if not trainer.is_global_zero:
+        return Interrupted(number)
+    last = out / "checkpoints" / "last.ckpt"
+    name = signal_name(number)
+    if stopped:
+        where = f"stopped by {name} at step {trainer.global_step}; {last} holds the run"
+    elif last.is_file():
+        step = checkpoint_step(last)
+        where = f"stopped at once by {name}; {last} holds the run up to step {step}"
+    else:
+        where = f"stopped at once by {name}, before the first checkpoint"
+    return Interrupted(number, f"{where}: run the same command with --resume to continue")
 
 
 def _resume_path(out: Path, resume: str | None) -> Path | None:

@@ -1,16 +1,20 @@
-r"""Data: sequence generators and datasets. One module per dataset.
+r"""Data: sources of uint8 sequences, reproducible datasets of crops, and one module per dataset.
 
-:mod:`.sequences` holds what every dataset shares (sources, reproducible training and
-evaluation datasets, samplers); :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` and
+What every dataset shares: :mod:`.sources` (the :class:`Source` protocol: stored sequences,
+:class:`ArraySource`, or a :class:`Simulator` that renders them), :mod:`.scaling` (uint8 frames
+to [0, 1], with noise), :mod:`.datasets` (the reproducible training stream and fixed evaluation
+sets), :mod:`.samplers` (each process's share) and :mod:`.simulators` (helpers of the synthetic
+datasets). The datasets: :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` and
 :mod:`.motion` (Sec. 3.1), :mod:`.bair` (with :mod:`.tfrecord`), :mod:`.kth` and :mod:`.folder`
-(with :mod:`.video`) are the datasets; :mod:`.store` holds converted data; and
-:mod:`.linear_gaussian` is a state-space model with an exact log-likelihood (Kalman filter) for
-testing latent variable models.
+(with :mod:`.video`); :mod:`.store` holds converted data; and :mod:`.linear_gaussian` is a
+state-space model with an exact log-likelihood (Kalman filter) for testing latent variable
+models.
 """
 
-from . import bair, folder, kth, tfrecord, video
+from . import bair, datasets, folder, kth, samplers, scaling, simulators, sources, tfrecord, video
 from .bair import convert_bair
 from .bouncing_balls import BouncingBalls
+from .datasets import FixedSequences, TrainingSequences, item_rng
 from .folder import convert_folder, convert_series
 from .kth import convert_kth
 from .linear_gaussian import (
@@ -37,23 +41,11 @@ from .moving_mnist import (
     downscale_digits,
     load_moving_mnist_file,
     moving_mnist_split,
-    render_sequences,
 )
-from .sequences import (
-    NOISES,
-    ArraySource,
-    EvaluationSampler,
-    FixedSequences,
-    Simulator,
-    StreamSampler,
-    TrainingSequences,
-    bounce,
-    check_frames,
-    frames_to_unit_interval,
-    item_rng,
-    load_array,
-    split_indices,
-)
+from .samplers import EvaluationSampler, StreamSampler, split_indices
+from .scaling import NOISES, check_frames, frames_to_unit_interval
+from .simulators import bounce, render_sequences
+from .sources import ArraySource, Simulator, Source, StoredSource, load_array
 from .store import (
     ShardData,
     StoreError,
@@ -81,20 +73,24 @@ __all__ = [
     "MovingMNIST",
     "ShardData",
     "Simulator",
+    "Source",
     "StoreError",
     "StoreSource",
     "StoreWriter",
+    "StoredSource",
     "StreamSampler",
     "TrainingSequences",
-    "bounce",
     "bair",
+    "bounce",
     "check_frames",
     "convert_bair",
     "convert_folder",
     "convert_kth",
     "convert_series",
     "convert_shards",
+    "datasets",
     "download_mnist",
+    "downscale_digits",
     "folder",
     "frames_to_unit_interval",
     "item_rng",
@@ -103,17 +99,20 @@ __all__ = [
     "kth",
     "load_array",
     "load_digits",
-    "downscale_digits",
     "load_moving_mnist_file",
     "md5sum",
     "motion_log_prob",
     "moving_mnist_split",
-    "render_sequences",
     "open_dataset",
     "read_idx",
     "read_manifest",
+    "render_sequences",
+    "samplers",
+    "scaling",
     "simulate_linear_gaussian",
     "simulate_motion",
+    "simulators",
+    "sources",
     "split_indices",
     "tfrecord",
     "video",

@@ -47,8 +47,8 @@ from .store import Progress, ShardData, StoreWriter, convert_shards
 from .tfrecord import Record, count_records, iter_records, parse_example
 
 __all__ = [
-    "BAIR_FRAME_SHAPE",
     "BAIR_FRAMES",
+    "BAIR_FRAME_SHAPE",
     "BAIR_TAR",
     "BAIR_URL",
     "BairFile",

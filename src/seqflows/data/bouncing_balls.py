@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sequences import bounce
+from .simulators import bounce
+from .sources import Simulator
 
 __all__ = [
     "BouncingBalls",
 ]
 
 
-class BouncingBalls:
+class BouncingBalls(Simulator):
     r"""Renders sequences of balls bouncing in a square box.
 
     Ball centres start uniformly in [radius, size - radius]^2 (the ball is inside the frame)

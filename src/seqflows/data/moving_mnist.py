@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .sequences import ArraySource, _picklable, _unpickled, bounce, load_array
+from .simulators import bounce
+from .sources import ArraySource, Simulator, load_array, picklable_array, unpickled_array
 
 __all__ = [
     "MOVING_MNIST_SHAPE",
@@ -32,7 +33,6 @@ __all__ = [
     "downscale_digits",
     "load_moving_mnist_file",
     "moving_mnist_split",
-    "render_sequences",
 ]
 
 MOVING_MNIST_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -84,10 +84,13 @@ class _TimeMajorView:
         return self.array[:, self.start + n, None]  # (T, 1, H, W), read from the file
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "array": _picklable(self.array)}  # the file name, not the data
+        return {
+            **self.__dict__,
+            "array": picklable_array(self.array),
+        }  # the file name, not the data
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, array=_unpickled(state["array"]))
+        self.__dict__.update(state, array=unpickled_array(state["array"]))
 
 
 def load_moving_mnist_file(
@@ -124,7 +127,7 @@ def load_moving_mnist_file(
     return ArraySource(view, name=f"{os.fspath(path)} ({split})")
 
 
-class MovingMNIST:
+class MovingMNIST(Simulator):
     r"""Renders Moving MNIST sequences: digits moving in straight lines, bouncing off the walls.
 
     Each digit (drawn uniformly from ``digits``) starts at a uniform random position in
@@ -226,15 +229,3 @@ def downscale_digits(digits: np.ndarray, factor: int) -> np.ndarray:
     count, height, width = digits.shape
     blocks = digits.reshape(count, height // factor, factor, width // factor, factor)
     return np.rint(blocks.mean(axis=(2, 4))).astype(np.uint8)
-
-
-def render_sequences(simulator: Any, count: int, seed: int) -> np.ndarray:
-    r"""``count`` sequences of a simulator, rendered from one generator seeded with ``seed``.
-
-    Returns:
-        uint8 array (count, T, C, H, W); the same ``seed`` gives the same array.
-    """
-    if count < 1:
-        raise ValueError(f"count must be positive, got {count}")
-    rng = np.random.default_rng(seed)
-    return np.stack([simulator.render(rng) for _ in range(count)])

@@ -47,6 +47,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..atomic import write_atomically, write_text_atomically
+from .sources import StoredSource
 
 __all__ = [
     "MANIFEST",
@@ -399,8 +400,8 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             pass
 
 
-class StoreSource:
-    r"""The sequences of one split of a store, memory-mapped: a source for the datasets.
+class StoreSource(StoredSource):
+    r"""The sequences of one split of a store, memory-mapped: a stored source for the datasets.
 
     ``source[n]`` is a uint8 array (T_n, *frame_shape); ``lengths[n]`` is T_n. Sequences keep
     the order of the manifest (shards sorted by name).

@@ -158,10 +158,7 @@ def run_motion_example(config: MotionExampleConfig) -> dict:
 
 def plot_motion(results: dict, path: Path, index: int = 0) -> Path:
     r"""Fig. 2 style plot of one held-out sequence: x, u, w, and each model's learned noise."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     sequences = results["sequences"]
     length = sequences["x"].shape[1]
@@ -171,7 +168,8 @@ def plot_motion(results: dict, path: Path, index: int = 0) -> Path:
         ("w (force)", sequences["w"]),
     ]
     panels += [(f"learned y: {name}", sequences[name]) for name in results["models"]]
-    figure, axes = plt.subplots(2, 3, figsize=(10, 5.6), sharex=True)
+    figure = Figure(figsize=(10, 5.6))
+    axes = figure.subplots(2, 3, sharex=True)
     for axis, (title, values) in zip(axes.flat, panels, strict=True):
         start = length - values.shape[1]
         steps = torch.arange(start + 1, length + 1)
@@ -189,7 +187,6 @@ def plot_motion(results: dict, path: Path, index: int = 0) -> Path:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
 
 
@@ -271,7 +268,9 @@ def run_from_args(args: argparse.Namespace) -> dict:
     print(_format_table(results))
     args.out.mkdir(parents=True, exist_ok=True)
     serializable = {key: value for key, value in results.items() if key != "sequences"}
-    write_text_atomically(args.out / "results.json", json.dumps(serializable, indent=2) + "\n")
+    write_text_atomically(
+        args.out / "results.json", json.dumps(serializable, indent=2, allow_nan=False) + "\n"
+    )
     print(f"results: {args.out / 'results.json'}")
     if not args.no_plot:
         print(f"figure:  {plot_motion(results, args.out / 'motion.png')}")
