@@ -391,5 +391,5 @@ def _reproduced_metrics(reproduce, run: Path, out: Path) -> Path:
     experiment = reproduce.Experiment(
         "bouncing_balls", "1af", reproduce.CONFIGS / "bouncing_balls_1af.yaml", ()
     )
-    reproduce._evaluate_and_draw(experiment, run, out, 2, {"seconds": 1.0})
+    reproduce._evaluate(experiment, run, out, 2, {"seconds": 1.0}, ["test"])
     return out / "metrics.csv"
