@@ -35,7 +35,6 @@ import torch
 from seqflows.app.checkpoints import build_model
 from seqflows.app.config import load_config
 from seqflows.app.datasets import training_set
-from seqflows.app.objectives import frame_objective
 from seqflows.app.runtime import retain_freed_memory
 from seqflows.app.train import train
 
@@ -51,7 +50,7 @@ def bare_step_seconds(config: Any, precision: str, steps: int) -> float:
     for _ in range(steps + 1):  # the first step warms up
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-            loss = -frame_objective(model, batch, generator).value.mean()
+            loss = model.loss(batch, generator).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

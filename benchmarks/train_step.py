@@ -213,7 +213,6 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 
     import seqflows
     from seqflows import SLVM, FlowModel
-    from seqflows.app.objectives import frame_objective
 
     retained = retain_freed_memory() if args.allocator == "retain" else False
     torch.set_num_threads(args.threads)
@@ -244,7 +243,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast(bf16):
-            loss = -frame_objective(model, x, generator).value.mean()
+            loss = model.loss(x, generator).loss
         forward = time.perf_counter()
         loss.backward()
         backward = time.perf_counter()

@@ -19,8 +19,8 @@ from seqflows.app.checkpoints import (
     save_checkpoint,
     weights_checksum,
 )
+from seqflows.app.cli import main
 from seqflows.app.config import Config, ConfigError, load_config
-from seqflows.cli import main
 
 from helpers import flip_weight_bytes, mnist_test_digits
 
@@ -281,19 +281,19 @@ def test_evaluate_scores_the_last_frames_of_longer_crops(run, capsys):
     capsys.readouterr()
     assert main(["evaluate", checkpoint, "--json"]) == 0
     everything = json.loads(capsys.readouterr().out)
-    assert main(["evaluate", checkpoint, "--json", "--set", "evaluate.scored_frames=3"]) == 0
+    assert main(["evaluate", checkpoint, "--json", "evaluate.scored_frames=3"]) == 0
     last = json.loads(capsys.readouterr().out)
     assert last["frames_scored"] == 6 * 3 and last["protocol"]["context_frames"] == 3
     assert last["protocol"]["scored_frames_per_sequence"] == 3
     assert last["nats_per_dim"] != everything["nats_per_dim"]
-    assert main(["evaluate", checkpoint, "--set", "evaluate.scored_frames=5"]) == 2
+    assert main(["evaluate", checkpoint, "evaluate.scored_frames=5"]) == 2
     assert "evaluate.scored_frames=5" in capsys.readouterr().err
 
 
 def test_evaluate_reports_bits_per_dim_for_uniform_dequantization(run, capsys):
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     capsys.readouterr()
-    assert main(["evaluate", checkpoint, "--json", "--set", "data.noise=uniform"]) == 0
+    assert main(["evaluate", checkpoint, "--json", "data.noise=uniform"]) == 0
     result = json.loads(capsys.readouterr().out)
     expected = (np.log(256) - result["nats_per_dim"]) / np.log(2)
     assert result["bits_per_dim"] == pytest.approx(expected)
@@ -351,7 +351,6 @@ def test_bad_input_ends_with_a_clear_error(run, tmp_path, capsys):
         [
             "evaluate",
             checkpoint,
-            "--set",
             "data.dataset=array",
             f"data.path={frames}",
             "data.test_sequences=2",
@@ -363,13 +362,13 @@ def test_bad_input_ends_with_a_clear_error(run, tmp_path, capsys):
     # Float data (NaN, out of range) is refused with its file named.
     floats = tmp_path / "floats.npy"
     np.save(floats, np.full((12, 6, 1, 8, 8), np.nan, dtype=np.float32))
-    status = main(["evaluate", checkpoint, "--set", "data.dataset=array", f"data.path={floats}"])
+    status = main(["evaluate", checkpoint, "data.dataset=array", f"data.path={floats}"])
     error = capsys.readouterr().err
     assert status == 2 and "floats.npy" in error and "uint8" in error
     # An unknown key, and an override that would change the trained model.
-    assert main(["evaluate", checkpoint, "--set", "data.sise=8"]) == 2
+    assert main(["evaluate", checkpoint, "data.sise=8"]) == 2
     assert "'data.sise'" in capsys.readouterr().err
-    assert main(["evaluate", checkpoint, "--set", "model.window=3"]) == 2
+    assert main(["evaluate", checkpoint, "model.window=3"]) == 2
     assert "only data.* and evaluate.*" in capsys.readouterr().err
     # A checkpoint of a model type this command does not know.
     other = tmp_path / "other.ckpt"
@@ -385,32 +384,30 @@ def test_options_out_of_range_end_with_a_one_line_error(run, tmp_path, capsys, m
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     out = str(tmp_path / "figures")
     for arguments, message in [
-        (["evaluate", checkpoint, "--sequences", "0"], "--sequences must be at least 1, got 0"),
-        (["evaluate", checkpoint, "--sequences", "-2"], "--sequences must be at least 1, got -2"),
-        (["evaluate", checkpoint, "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
-        (
-            ["sample", checkpoint, "--out", out, "--length", "0"],
-            "--length must be at least 1, got 0",
-        ),
-        (["sample", checkpoint, "--out", out, "--num", "0"], "--num must be at least 1, got 0"),
-        (
-            ["visualize", checkpoint, "--out", out, "--frames", "0"],
-            "--frames must be at least 1, got 0",
-        ),
-        (
-            ["evaluate", checkpoint, "--device", "tpu9"],
-            "--device tpu9: unknown device; use auto, cpu or cuda",
-        ),
+        (["evaluate", checkpoint, "--sequences", "0"], "--sequences: must be at least 1, got 0"),
+        (["evaluate", checkpoint, "--sequences", "-2"], "--sequences: must be at least 1, got -2"),
+        (["evaluate", checkpoint, "--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
+        (["sample", checkpoint, "--out", out, "--length", "0"], "--length: must be at least 1"),
+        (["sample", checkpoint, "--out", out, "--num", "0"], "--num: must be at least 1, got 0"),
+        (["visualize", checkpoint, "--out", out, "--frames", "0"], "--frames: must be at least 1"),
     ]:
         capsys.readouterr()
-        assert main(arguments) == 2, arguments
-        assert capsys.readouterr().err == f"seqflows: error: {message}\n"
+        with pytest.raises(SystemExit) as exited:
+            main(arguments)
+        assert exited.value.code == 2, arguments
+        error = capsys.readouterr().err
+        assert error.startswith(f"seqflows: error: argument {message}") and error.count("\n") == 1
+    capsys.readouterr()
+    assert main(["evaluate", checkpoint, "--device", "tpu9"]) == 2
+    assert capsys.readouterr().err == (
+        "seqflows: error: device tpu9: unknown device; use auto, cpu or cuda\n"
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     for command in (["evaluate"], ["sample", "--out", out]):
         assert main([*command[:1], checkpoint, *command[1:], "--device", "cuda"]) == 2
         error = capsys.readouterr().err
-        assert error.startswith("seqflows: error: --device cuda: CUDA is not available (this ")
+        assert error.startswith("seqflows: error: device cuda: CUDA is not available (this ")
         assert error.endswith("; use --device cpu\n") and error.count("\n") == 1
     assert not Path(out).exists()
 

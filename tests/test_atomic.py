@@ -28,7 +28,7 @@ def no_umask_calls(mask: int) -> int:
 def test_import_does_not_touch_the_umask(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "umask", no_umask_calls)
     # a fresh copy of the module, run under another name: seqflows.atomic itself is untouched
-    spec = importlib.util.spec_from_file_location("atomic_copy", atomic.__file__)
+    spec = importlib.util.spec_from_file_location("seqflows.atomic_copy", atomic.__file__)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(module.write_atomically)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqflows.cli import main
+from seqflows.app.cli import main
 from seqflows.data import tfrecord
 from seqflows.data.bair import bair_tasks, convert_bair, convert_bair_file
 from seqflows.data.store import Progress, open_dataset, read_manifest

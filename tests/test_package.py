@@ -26,7 +26,7 @@ def test_public_api() -> None:
 
 def test_console_script_help() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "seqflows.cli", "motion", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "seqflows", "motion", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0
     assert "--steps" in result.stdout and "Sec. 3.1" in result.stdout

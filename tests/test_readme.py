@@ -12,9 +12,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_example_runs_and_inverts() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    assert len(blocks) == 2, "README should have the flow and the SLVM examples"
+    assert len(blocks) == 3, "README should have the flow, SLVM and saving examples"
     namespace: dict = {}
-    for block in blocks:  # the second continues the first
+    for block in blocks[:2]:  # the second continues the first
         exec(compile(block, str(README), "exec"), namespace)
     x, x_again = namespace["x"], namespace["x_again"]
     torch.testing.assert_close(x_again, x, rtol=1e-4, atol=1e-4)
@@ -26,3 +26,19 @@ def test_readme_example_runs_and_inverts() -> None:
     assert namespace["elbo"].shape == (2, 10) and namespace["bound"].shape == (2,)
     assert namespace["predicted"].shape == (2, 10, 1, 64, 64)
     assert namespace["slvm"].burn_in == 3
+
+
+def test_readme_saving_example_runs(tmp_path) -> None:
+    """The third block, on a model saved where the README loads a trained one from."""
+    import seqflows
+    from seqflows.data import Preprocessing
+
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)[2]
+    saved = seqflows.FlowModel((1, 8, 8), hidden=4).eval()
+    folder = saved.save_pretrained(tmp_path / "trained", Preprocessing("gaussian"))
+    block = block.replace('"runs/bouncing_balls_1af/checkpoints/best.ckpt"', repr(str(folder)))
+    block = block.replace('"models/balls_1af"', repr(str(tmp_path / "models")))
+    namespace: dict = {"torch": torch, "seqflows": seqflows}
+    exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["score"].shape == (1, 13 - 3) and torch.isfinite(namespace["score"]).all()
+    assert namespace["same"].config == saved.config

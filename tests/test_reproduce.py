@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from seqflows.app import reproduce
-from seqflows.cli import main
+from seqflows.app.cli import main
 from seqflows.data import MovingMNIST, downscale_digits, render_sequences
 
 from helpers import write_idx
@@ -97,7 +97,7 @@ def _reproduce(tmp_path: Path, *options: str) -> int:
         "train.val_sequences=4",
         "train.log_every=1",
     ]
-    return main([*arguments, *options, "--set", *budget, "evaluate.iwae_samples=2"])
+    return main([*arguments, *options, *budget, "evaluate.iwae_samples=2"])
 
 
 def test_reproduce_runs_every_step_on_a_tiny_budget(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ import yaml
 pytest.importorskip("lightning.pytorch")
 
 from seqflows.app.checkpoints import read_checkpoint  # noqa: E402
+from seqflows.app.cli import main  # noqa: E402
 from seqflows.app.config import ConfigError  # noqa: E402
 from seqflows.app.interrupt import StopRequest, run_forwarding_signals  # noqa: E402
 from seqflows.app.task import AtomicCheckpointIO  # noqa: E402
 from seqflows.app.train import cluster_plugins, train  # noqa: E402
-from seqflows.cli import main  # noqa: E402
 from test_training import TINY, logged, tiny_config  # noqa: E402
 
 SHORT = ("train.max_steps=2", "train.val_every=2", "train.checkpoint_every=2")
@@ -344,7 +344,7 @@ def test_reproduce_stops_with_one_line_when_a_training_fails(tmp_path, capsys):
     arguments = ["reproduce", "--out", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")]
     arguments += ["--models", "1af", "--datasets", "bouncing_balls", "--no-motion"]
     with locked(run):
-        assert main([*arguments, "--set", "train.max_steps=2"]) == 2
+        assert main([*arguments, "train.max_steps=2"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("seqflows: error: training bouncing_balls/1af failed (exit 2: ")
     assert "is in use by another seqflows train" in error and str(run / "train.log") in error

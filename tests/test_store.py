@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from seqflows.app.cli import main
 from seqflows.atomic import DiskFullError, write_text_atomically
-from seqflows.cli import main
 from seqflows.data import (
     FixedSequences,
     ShardData,

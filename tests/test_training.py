@@ -18,12 +18,12 @@ import torch
 pl = pytest.importorskip("lightning.pytorch")
 
 from seqflows.app.checkpoints import model_from_checkpoint, read_checkpoint  # noqa: E402
+from seqflows.app.cli import main  # noqa: E402
 from seqflows.app.config import Config  # noqa: E402
 from seqflows.app.datasets import evaluation_set  # noqa: E402
 from seqflows.app.evaluation import evaluate_model  # noqa: E402
 from seqflows.app.task import SequenceDataModule, SequenceTask  # noqa: E402
 from seqflows.app.train import train  # noqa: E402
-from seqflows.cli import main  # noqa: E402
 
 from helpers import flip_weight_bytes  # noqa: E402
 
@@ -98,7 +98,7 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(trained_run):
     assert "optimizer_states" in raw and raw["seqflows"]["model_type"] == "flow"
     model, config, _ = model_from_checkpoint(path)
     assert config.model.hidden == 4
-    task = SequenceTask(config.to_dict(), [1, 8, 8])
+    task = SequenceTask(config, [1, 8, 8])
     task.load_state_dict(raw["state_dict"])
     task.eval()
     x = evaluation_set(config, "test")[0].unsqueeze(0)
@@ -116,7 +116,7 @@ def test_validation_score_equals_a_separate_evaluation(trained_run):
 def test_evaluate_scores_fixed_crops_of_training_sequences(trained_run, capsys):
     """``seqflows evaluate --split train`` (Table 3): crops drawn from data.seed, not from the
     training stream, and the same crops every time."""
-    from seqflows.cli import main
+    from seqflows.app.cli import main
 
     checkpoint = str(trained_run / "checkpoints" / "last.ckpt")
     results = []
@@ -188,7 +188,7 @@ class GradientNorms(pl.Callback):
 @pytest.mark.parametrize("limit", [1.0, 0.0])
 def test_gradient_clipping_is_applied(tmp_path, limit):
     config = tiny_config("train.max_steps=3", f"train.gradient_clip={limit}")
-    task = SequenceTask(config.to_dict(), [1, 8, 8])
+    task = SequenceTask(config, [1, 8, 8])
     norms = GradientNorms()
     trainer = pl.Trainer(
         max_steps=3,
@@ -259,7 +259,7 @@ def test_data_parallel_training_with_two_processes(tmp_path):
 
 def test_kl_warm_up_weights_the_kl_from_zero():
     config = tiny_config(*SLVM_1AF, "train.kl_warmup=4")
-    task = SequenceTask(config.to_dict(), [1, 8, 8])
+    task = SequenceTask(config, [1, 8, 8])
     x = torch.rand(2, 5, 1, 8, 8)
     generator = task._generator(config.train.seed, 0)
     terms = task.model.elbo_terms(x, generator)
@@ -332,15 +332,15 @@ def test_finite_divergence_is_warned_about_in_the_log_and_the_summary(tmp_path, 
 
 def test_constant_noise_is_not_logged_and_does_not_stop_training():
     """A diverged flow can map every frame to the same noise: its correlation is undefined."""
-    from seqflows.app.objectives import FrameObjective
+    from seqflows.objective import LossTerms
 
-    task = SequenceTask(tiny_config().to_dict(), [1, 8, 8])
+    task = SequenceTask(tiny_config(), [1, 8, 8])
     x = torch.rand(2, 5, 1, 8, 8)
     out = task.model.normalize(x)
     out.noise = torch.ones_like(out.noise)
     logged_names = []
     task.log = lambda name, value, **kwargs: logged_names.append(name)
-    task._log_parts(FrameObjective(value=torch.zeros(2, 3), flow=out))
+    task._log_parts(LossTerms(loss=torch.zeros(()), objective=torch.zeros(2, 3), flow=out))
     assert "train/corr_noise" not in logged_names and "train/shift_mean_0" in logged_names
 
 
@@ -391,5 +391,7 @@ def _reproduced_metrics(reproduce, run: Path, out: Path) -> Path:
     experiment = reproduce.Experiment(
         "bouncing_balls", "1af", reproduce.CONFIGS / "bouncing_balls_1af.yaml", ()
     )
-    reproduce._evaluate(experiment, run, out, 2, {"seconds": 1.0}, ["test"])
+    from seqflows.app.reproduce import run as reproduction
+
+    reproduction._evaluate(experiment, run, out, 2, {"seconds": 1.0}, ["test"])
     return out / "metrics.csv"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seqflows.cli import main
+from seqflows.app.cli import main
 from seqflows.data.folder import (
     assign_splits,
     convert_folder,

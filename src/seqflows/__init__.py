@@ -1,30 +1,61 @@
-r"""seqflows: sequence modelling with affine autoregressive flows across time.
+r"""seqflows: sequence modelling with autoregressive flows across time.
 
 An implementation of "Improving Sequential Latent Variable Models with Autoregressive Flows"
-(Marino, Chen, He, Mandt), https://arxiv.org/abs/1910.12840.
+(Marino, Chen, He, Mandt), https://arxiv.org/abs/1910.12840. The layers, bottom up: the core
+(:mod:`~seqflows.transforms`, :mod:`~seqflows.flows`, :mod:`~seqflows.slvm`,
+:mod:`~seqflows.metrics`, :mod:`~seqflows.saving`, plain PyTorch), the data
+(:mod:`seqflows.data`), and the application (:mod:`seqflows.app`: configurations, Lightning
+training, evaluation, figures and the command line), which the first two never import.
 """
 
-from . import conditioners, data, distributions, flows, metrics, networks, slvm, transforms
-from .flows import FlowModel, FlowOutput
-from .slvm import SLVM, LatentSequenceModel
-from .transforms import AffineAutoregressiveTransform, TransformOutput
-
-__version__ = "0.1.0"
+from . import (  # noqa: E402
+    checks,
+    conditioners,
+    config,
+    data,
+    distributions,
+    errors,
+    flows,
+    metrics,
+    networks,
+    normalization,
+    objective,
+    saving,
+    slvm,
+    transforms,
+    version,
+)
+from .flows import FlowConfig, FlowModel, FlowOutput  # noqa: E402
+from .saving import load  # noqa: E402
+from .slvm import SLVM, LatentSequenceModel, SLVMConfig  # noqa: E402
+from .transforms import AffineAutoregressiveTransform, TransformConfig, TransformOutput  # noqa: E402
+from .version import __version__
 
 __all__ = [
+    "SLVM",
     "AffineAutoregressiveTransform",
+    "FlowConfig",
     "FlowModel",
     "FlowOutput",
     "LatentSequenceModel",
-    "SLVM",
+    "SLVMConfig",
+    "TransformConfig",
     "TransformOutput",
     "__version__",
+    "checks",
     "conditioners",
+    "config",
     "data",
     "distributions",
+    "errors",
     "flows",
+    "load",
     "metrics",
     "networks",
+    "normalization",
+    "objective",
+    "saving",
     "slvm",
     "transforms",
+    "version",
 ]

@@ -1,5 +1,5 @@
-"""``python -m seqflows``: the ``seqflows`` command."""
+"""``python -m seqflows``: the ``seqflows`` command (:mod:`seqflows.app.cli`)."""
 
-from .cli import main
+from .app.cli import main
 
 raise SystemExit(main())

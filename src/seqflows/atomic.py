@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import SeqflowsError
+
 __all__ = [
     "DiskFullError",
     "write_atomically",
@@ -32,7 +34,7 @@ _FULL = {errno.ENOSPC: "no space left"} | (
 _PROC_STATUS = "/proc/self/status"  # where Linux shows the umask (see _umask)
 
 
-class DiskFullError(OSError):
+class DiskFullError(SeqflowsError, OSError):
     r"""No space (or quota) left on the device of a file being written; the target is unchanged.
 
     ``errno`` is the original ``ENOSPC`` or ``EDQUOT``, ``filename`` the file; ``str()`` is one

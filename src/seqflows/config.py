@@ -8,18 +8,13 @@ unions with ``None``), and the dataclass's own ``__post_init__`` checks ranges. 
 :class:`~seqflows.errors.ConfigError` and name the source and the key.
 
 Example:
-    >>> from dataclasses import dataclass
-    >>> from typing import Literal
-    >>> @dataclass(frozen=True)
-    ... class Example:
-    ...     window: int = 3
-    ...     kind: Literal["a", "b"] = "a"
-    >>> build(Example, {"window": 2, "kind": "b"})
-    Example(window=2, kind='b')
-    >>> build(Example, {"kind": "c"}, source="x.yaml", prefix="model.")
+    >>> from seqflows.transforms import TransformConfig
+    >>> build(TransformConfig, {"window": 2, "scale_map": "soft"}).window
+    2
+    >>> build(TransformConfig, {"scale_map": "tanh"}, source="x.yaml", prefix="model.")
     Traceback (most recent call last):
     ...
-    seqflows.errors.ConfigError: x.yaml: model.kind must be one of 'a', 'b'; got 'c'
+    seqflows.errors.ConfigError: x.yaml: model.scale_map must be one of 'clamp', 'soft'; got 'tanh'
 """
 
 from __future__ import annotations

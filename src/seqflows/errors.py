@@ -13,6 +13,8 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "MissingDependency",
+    "NonFiniteError",
     "SeqflowsError",
     "TrainingError",
 ]
@@ -36,3 +38,11 @@ class DataError(SeqflowsError, ValueError):
 
 class TrainingError(SeqflowsError, RuntimeError):
     """A training that could not go on or did not finish (divergence, a failed process)."""
+
+
+class NonFiniteError(SeqflowsError, FloatingPointError):
+    """A NaN or infinite loss, weight or score: the model diverged."""
+
+
+class MissingDependency(SeqflowsError, ImportError):
+    """An optional dependency that this command needs is not installed (names the extra)."""

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
 from .config import check_at_least
 from .distributions import make_base
+from .objective import FrameScores, LossTerms
+from .pretrained import Pretrained
 from .transforms import AffineAutoregressiveTransform, TransformConfig
 
 __all__ = [
@@ -86,7 +88,7 @@ class FlowConfig(TransformConfig):
         )
 
 
-class FlowModel(nn.Module):
+class FlowModel(Pretrained, nn.Module):
     r"""M-AF: ``num_transforms`` affine autoregressive transforms across time on a base.
 
     Arguments:
@@ -120,10 +122,79 @@ class FlowModel(nn.Module):
         )
         self.base = make_base(config.base, self.event_shape)
 
+    exact = True  # log_prob and bound are exact log-likelihoods (:mod:`seqflows.objective`)
+
     @classmethod
     def from_config(cls, config: FlowConfig, event_shape: Sequence[int]) -> FlowModel:
         """The model that ``config`` describes, for frames of ``event_shape``."""
         return cls(event_shape, config)
+
+    @property
+    def label(self) -> str:
+        """The paper's name of the model: ``1-AF``, ``2-AF``, ..."""
+        return f"{self.num_transforms}-AF"
+
+    def loss(
+        self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0
+    ) -> LossTerms:
+        r"""The paper's loss: minus the mean exact log-likelihood of the scored frames (Eq. 7-9).
+
+        The base density and the log-determinant are computed in float32 under autocast.
+        ``generator`` and ``kl_weight`` are unused (a flow has no latents): see
+        :class:`~seqflows.objective.SequenceModel`.
+
+        Arguments:
+            x: Sequences, with shape (B, T, *event_shape).
+
+        Returns:
+            The loss, the per-frame log-likelihood (B, T - burn_in) and the flow's outputs.
+        """
+        out = self.normalize(x)
+        with torch.autocast(x.device.type, enabled=False):  # float32 density (mixed precision)
+            objective = self.base.log_prob(out.noise.float()) + out.log_abs_det.float()
+        return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
+
+    def scores(self, x: Tensor, generator: torch.Generator | None = None) -> FrameScores:
+        r"""Exact log p(x_t | x_<t) of each scored frame, (B, T - burn_in), and the noise y."""
+        terms = self.loss(x)
+        return FrameScores(log_prob=terms.objective, noise=terms.flow.noise)
+
+    def rows(
+        self, x: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        r"""The rows of Fig. 4 and Fig. 9 of sequences x, on the scored frames.
+
+        Returns:
+            The data x_t and, per transform (outermost first), its ``shift``, ``scale`` and
+            output (``noise``: u^{m+1}, y for the innermost), each (B, T - burn_in,
+            *event_shape).
+        """
+        out = self.normalize(x)
+        outputs = [*out.inputs[1:], out.noise]
+        layers = [
+            {"shift": shift, "scale": scale, "noise": output}
+            for shift, scale, output in zip(out.shifts, out.scales, outputs, strict=True)
+        ]
+        return out.inputs[0], layers
+
+    def bound(
+        self,
+        x: Tensor,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+        scored: int | None = None,
+    ) -> Tensor:
+        r"""The exact log-likelihood of the last ``scored`` frames of each sequence, (B,).
+
+        ``num_samples``, ``generator`` and ``chunk`` are unused (exact: nothing to sample).
+        """
+        log_prob = self.scores(x).log_prob
+        available = log_prob.shape[1]
+        scored = available if scored is None else scored
+        if not 1 <= scored <= available:
+            raise ValueError(f"scored must be between 1 and {available}, got {scored}")
+        return log_prob[:, available - scored :].sum(1)
 
     @property
     def num_transforms(self) -> int:

@@ -129,6 +129,17 @@ class LogLikelihoodSum:
             self.total + other.total, self.dims + other.dims, self.frames + other.frames
         )
 
+    def state(self) -> Tensor:
+        r"""The sums as one float64 vector (total, dims, frames): states of several processes add
+        up (one ``all_reduce``) to the state of their merge."""
+        return torch.tensor([self.total, self.dims, self.frames], dtype=torch.float64)
+
+    @classmethod
+    def from_state(cls, state: Tensor) -> LogLikelihoodSum:
+        """The accumulator of a :meth:`state` (e.g. the sum of several processes' states)."""
+        total, dims, frames = (float(value) for value in state.detach().double().cpu())
+        return cls(total, round(dims), round(frames))
+
     @property
     def nats_per_dim(self) -> float:
         """Average log-likelihood per dimension, nats."""
@@ -137,6 +148,9 @@ class LogLikelihoodSum:
     def bits_per_dim(self, levels: int = 256) -> float:
         """Bits per dimension, for models of uniformly dequantized data (see module docstring)."""
         return bits_per_dim(self.nats_per_dim, levels)
+
+
+SUM_NAMES = ("sum", "sum_sq", "sum_prod", "sum_lead", "sum_lag")
 
 
 @dataclass
@@ -205,6 +219,34 @@ class TemporalCorrelation:
             "sum_lag": self.sums["sum_lag"] + o["sum_lag"] + other.pairs * delta,
         }
         return merged
+
+    def state(self, dims: int) -> Tensor:
+        r"""Counts and sums about a zero offset as one float64 vector (2 + 5 * dims values): the
+        states of several processes add up (one ``all_reduce``) to the state of their merge.
+
+        Arguments:
+            dims: Dimensions D of a frame (to give an empty accumulator's state).
+        """
+        centred = self
+        if self.offset is not None and bool(self.offset.any()):
+            zero = TemporalCorrelation(offset=torch.zeros_like(self.offset))
+            zero.sums = {name: torch.zeros_like(self.offset) for name in SUM_NAMES}
+            centred = zero.merge(self)  # re-centred on the zero offset of ``zero``
+        zeros = torch.zeros(dims, dtype=torch.float64)
+        sums = [centred.sums.get(name, zeros).detach().double().cpu() for name in SUM_NAMES]
+        counts = torch.tensor([centred.count, centred.pairs], dtype=torch.float64)
+        return torch.cat([counts, *sums])
+
+    @classmethod
+    def from_state(cls, state: Tensor) -> TemporalCorrelation:
+        """The accumulator of a :meth:`state` (e.g. the sum of several processes' states)."""
+        state = state.detach().double().cpu()
+        count, pairs = round(float(state[0])), round(float(state[1]))
+        sums = state[2:].view(len(SUM_NAMES), -1)
+        correlation = cls(count, pairs, offset=torch.zeros(sums.shape[1], dtype=torch.float64))
+        if count:
+            correlation.sums = dict(zip(SUM_NAMES, sums, strict=True))
+        return correlation
 
     def per_dimension(self) -> Tensor:
         r"""Lag-1 correlation of each dimension, with shape (D,); NaN where the variance is 0."""

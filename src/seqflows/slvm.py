@@ -36,6 +36,8 @@ from .distributions import normal_kl, normal_log_prob
 from .errors import ConfigError
 from .flows import FlowConfig, FlowModel, FlowOutput
 from .networks import make_frame_networks
+from .objective import FrameScores, LossTerms
+from .pretrained import Pretrained
 from .transforms import TransformConfig
 
 __all__ = [
@@ -460,7 +462,7 @@ class SLVMConfig(TransformConfig):
         return FlowConfig(**shared, num_transforms=self.num_transforms)
 
 
-class SLVM(nn.Module):
+class SLVM(Pretrained, nn.Module):
     r"""SLVM, optionally with a flow-based conditional likelihood (SLVM w/ M-AF, Sec. 3.3).
 
     Arguments:
@@ -504,10 +506,75 @@ class SLVM(nn.Module):
         """The model that ``config`` describes, for frames of ``event_shape``."""
         return cls(event_shape, config)
 
+    exact = False  # elbo and bound are lower bounds (:mod:`seqflows.objective`)
+
     @property
     def train_frames(self) -> str:
         """The frames of the training ELBO (``SLVMConfig.train_frames``)."""
         return self.config.train_frames
+
+    @property
+    def label(self) -> str:
+        """The paper's name of the model: ``SLVM``, ``SLVM w/ 1-AF``, ..."""
+        return "SLVM" if self.flow is None else f"SLVM w/ {self.num_transforms}-AF"
+
+    def loss(
+        self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0
+    ) -> LossTerms:
+        r"""The paper's loss: minus the mean ELBO (Eq. 20) of the ``train_frames`` frames.
+
+        Arguments:
+            x: Sequences, with shape (B, T, *event_shape).
+            generator: Random numbers of the posterior sample.
+            kl_weight: Weight of the KL term in the loss (KL warm-up; 1: the ELBO). The
+                reported ``objective`` is the ELBO whatever the weight.
+        """
+        terms = self.training_terms(x, generator)
+        elbo = terms.elbo
+        loss = -elbo.mean()
+        if kl_weight != 1.0:
+            loss = loss - (1 - kl_weight) * terms.kl.mean()
+        return LossTerms(
+            loss=loss,
+            objective=elbo,
+            flow=terms.flow,
+            kl=terms.kl,
+            log_likelihood=terms.log_likelihood,
+        )
+
+    def scores(self, x: Tensor, generator: torch.Generator | None = None) -> FrameScores:
+        r"""The ELBO of each scored frame, (B, T - burn_in), and the flow's noise y (or None)."""
+        terms = self.elbo_terms(x, generator)
+        return FrameScores(
+            log_prob=terms.elbo, noise=None if terms.flow is None else terms.flow.noise
+        )
+
+    def rows(
+        self, x: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        r"""The rows of Fig. 4 / Fig. 9 of sequences x, on the scored frames.
+
+        With a flow: the flow's rows (:meth:`~seqflows.flows.FlowModel.rows`). Without one:
+        the likelihood p(x_t | z_t) at a posterior sample, its loc (as ``shift``), its
+        ``scale`` and the standardized residual (x - loc) / scale (as ``noise``).
+        """
+        if self.flow is not None:
+            return self.flow.rows(x, generator)
+        terms = self.elbo_terms(x, generator)
+        data = x[:, self.burn_in :]
+        loc, scale = terms.likelihood_loc, terms.likelihood_scale
+        return data, [{"shift": loc, "scale": scale, "noise": (data - loc) / scale}]
+
+    def bound(
+        self,
+        x: Tensor,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+        scored: int | None = None,
+    ) -> Tensor:
+        r"""The importance-weighted bound of each sequence, (B,): :meth:`iwae`."""
+        return self.iwae(x, num_samples, generator, chunk=chunk, scored=scored)
 
     @property
     def burn_in(self) -> int:

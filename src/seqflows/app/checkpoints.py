@@ -15,8 +15,6 @@ previous ``last.ckpt`` stays as it was.
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,15 @@ from typing import Any
 import torch
 
 from ..atomic import write_atomically
+from ..errors import CheckpointError, NonFiniteError
 from ..flows import FlowModel
+from ..saving import (
+    CHECKPOINT_FORMAT,
+    MODEL_CLASSES,
+    load_checkpoint_model,
+    read_checkpoint,
+    weights_checksum,
+)
 from ..slvm import SLVM
 from .config import Config, ConfigError, stored_config
 
@@ -41,15 +47,11 @@ __all__ = [
     "weights_checksum",
 ]
 
-FORMAT = "seqflows-checkpoint/1"
-MODEL_TYPES = ("flow", "slvm")
+FORMAT = CHECKPOINT_FORMAT
+MODEL_TYPES = tuple(MODEL_CLASSES)
 
 
-class CheckpointError(ValueError):
-    """A file that is not a usable seqflows checkpoint (corrupt, foreign, other model type)."""
-
-
-class NonFiniteStateError(FloatingPointError):
+class NonFiniteStateError(NonFiniteError):
     """A training state with NaN or infinite weights or optimizer state: never written."""
 
 
@@ -91,23 +93,6 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
     return save_atomically(checkpoint, path)
 
 
-def weights_checksum(state_dict: Mapping[str, Any]) -> str:
-    r"""SHA-256 (hex) of a state dict: every tensor's name, dtype, shape and bytes, by name.
-
-    The bytes are those of the tensor on the CPU in its own dtype, so the checksum does not
-    depend on the device the weights were saved from or loaded to.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name]
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        values = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}|{values.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(values.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _floating_tensors(value: Any, name: str = "") -> Iterator[tuple[str, torch.Tensor]]:
     """(dotted name, tensor) of every floating-point tensor in nested dicts and lists."""
     if isinstance(value, torch.Tensor):
@@ -121,50 +106,9 @@ def _floating_tensors(value: Any, name: str = "") -> Iterator[tuple[str, torch.T
             yield from _floating_tensors(item, f"{name}[{index}]")
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    r"""Loads a seqflows checkpoint with ``weights_only=True``.
-
-    Raises:
-        FileNotFoundError: No such file.
-        CheckpointError: Corrupt or truncated file, weights that do not match their stored
-            checksum, a file holding arbitrary Python objects, or a checkpoint that seqflows did
-            not write.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{path}: refused to load: the file holds Python objects other than tensors and "
-            f"plain containers, and loading them could run code ({error})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({error})") from None
-    info = checkpoint.get("seqflows") if isinstance(checkpoint, dict) else None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: not a seqflows checkpoint (expected an entry 'seqflows' with format "
-            f"{FORMAT!r})"
-        )
-    expected = info.get("weights_sha256")  # None: written before checksums existed
-    if expected is not None:
-        state = checkpoint.get("state_dict")
-        if not isinstance(state, Mapping) or weights_checksum(state) != expected:
-            raise CheckpointError(
-                f"{path}: corrupt checkpoint: the weights do not match the checksum stored with "
-                "them (the file changed after it was written)"
-            )
-    return checkpoint
-
-
 def checkpoint_step(path: str | Path) -> int:
     """The optimizer steps a checkpoint written by ``seqflows train`` was saved after."""
     return int(read_checkpoint(path)["global_step"])
-
-
-MODEL_CLASSES: dict[str, type[FlowModel] | type[SLVM]] = {"flow": FlowModel, "slvm": SLVM}
 
 
 def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLVM:
@@ -207,15 +151,7 @@ def model_from_checkpoint(
             f"{', '.join(model_types)}"
         )
     config = stored_config(info["config"], source=f"{path} (stored configuration)")
-    model = build_model(config, tuple(info["event_shape"]))
-    prefix = "model."
-    state = {
-        key[len(prefix) :]: value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith(prefix)
-    }
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit the stored model: {error}") from None
-    return model.eval(), config, checkpoint
+    if config.model.type == "slvm" and len(info["event_shape"]) == 3:
+        _check_slvm_frame_size(tuple(info["event_shape"]))
+    model = load_checkpoint_model(checkpoint, path)
+    return model, config, checkpoint

@@ -1,185 +1,101 @@
-r"""The ``train``, ``evaluate``, ``sample`` and ``visualize`` subcommands of ``seqflows``.
+r"""What ``seqflows evaluate``, ``sample``, ``visualize`` and ``download`` do, as typed functions.
 
-Each command has a ``add_*_arguments(parser)`` function that declares its options and a
-``run_*(args)`` function that runs it; :mod:`seqflows.cli` wires them together.
+Each takes a checkpoint written by ``seqflows train`` (or other plain arguments), does its work
+and returns a JSON-ready dict of what it computed and wrote; :mod:`seqflows.app.cli` only parses
+the command line and prints. ``overrides`` are ``section.key=value`` strings, as for ``train``;
+after training only ``data.*`` (e.g. a moved data file) and ``evaluate.*`` may change. Training
+is :func:`seqflows.app.train.train`, conversion :func:`seqflows.app.convert.convert` and the
+reproduction :func:`seqflows.app.reproduce.reproduce`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..atomic import write_text_atomically
+from ..errors import ConfigError, NonFiniteError
 from .checkpoints import model_from_checkpoint, save_atomically
-from .config import Config, ConfigError, load_config
+from .config import Config
 from .datasets import evaluation_set
-from .objectives import frame_objective, model_label
 
 __all__ = [
-    "add_download_arguments",
-    "add_evaluate_arguments",
-    "add_sample_arguments",
-    "add_train_arguments",
-    "add_visualize_arguments",
-    "run_download",
-    "run_evaluate",
-    "run_sample",
-    "run_train",
-    "run_visualize",
+    "download",
+    "evaluate",
+    "format_table",
+    "resolve_device",
+    "sample",
+    "visualize",
 ]
 
-OVERRIDE_HELP = (
-    "configuration overrides section.key=value, e.g. train.batch_size=8 model.window=2 "
-    "data.noise=uniform (values are YAML)"
-)
 
+def evaluate(
+    checkpoint: str | Path,
+    overrides: Sequence[str] = (),
+    split: str | None = None,
+    sequences: int | None = None,
+    batch_size: int | None = None,
+    iwae_samples: int | None = None,
+    device: str = "auto",
+    output: str | Path | None = None,
+) -> dict[str, Any]:
+    r"""Scores a checkpoint on fixed evaluation sequences (nats/dim, bounds, correlations).
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``seqflows train``."""
-    parser.add_argument("config", nargs="?", help="YAML configuration (configs/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDE_HELP)
-    parser.add_argument("--out", required=True, help="run folder: checkpoints, logs, config")
-    parser.add_argument("--seed", type=int, help="train.seed: initial weights and data stream")
-    parser.add_argument("--max-steps", type=int, help="train.max_steps: optimizer steps")
-    parser.add_argument("--batch-size", type=int, help="train.batch_size: over all processes")
-    parser.add_argument("--accelerator", help="train.accelerator: auto, cpu, gpu, ...")
-    parser.add_argument("--devices", help="train.devices: devices per node (int or auto)")
-    parser.add_argument("--num-nodes", type=int, help="train.num_nodes")
-    parser.add_argument("--strategy", help="train.strategy: auto, ddp, ... (Lightning)")
-    parser.add_argument(
-        "--precision", choices=("32", "bf16-mixed", "16-mixed", "64"), help="train.precision"
-    )
-    existing = parser.add_mutually_exclusive_group()
-    existing.add_argument(
-        "--resume",
-        nargs="?",
-        const="last",
-        metavar="CHECKPOINT",
-        help="continue from CHECKPOINT, or from OUT/checkpoints/last.ckpt when none is given "
-        "(a fresh start when that does not exist yet); the learning rate, max_steps (constant "
-        "schedule), cadences and hardware may change, the model, data, seed, batch size and "
-        "optimizer may not",
-    )
-    existing.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run that OUT holds: remove its config.yaml, resumes.yaml, "
-        "checkpoints/ and logs/ and start afresh (without --resume or --overwrite, a folder "
-        "that holds a run is refused)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    Arguments:
+        checkpoint: A checkpoint written by ``seqflows train``.
+        overrides: ``data.*`` / ``evaluate.*`` changes of the stored configuration.
+        split: ``test`` (default), ``validation`` or ``train`` (fixed crops of training
+            sequences).
+        sequences: Score only the first N sequences (None: ``evaluate.sequences``, or all).
+        batch_size: Sequences per batch (``evaluate.batch_size``).
+        iwae_samples: SLVMs: K of the importance-weighted bound (0: the ELBO only).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
+        output: Also write the result to this JSON file.
 
+    Returns:
+        The result of :func:`~seqflows.app.evaluation.evaluate_model` and the checkpoint.
 
-def run_train(args: argparse.Namespace) -> int:
-    from .train import train
-
-    flags = {
-        "train.seed": args.seed,
-        "train.max_steps": args.max_steps,
-        "train.batch_size": args.batch_size,
-        "train.accelerator": args.accelerator,
-        "train.devices": args.devices,
-        "train.num_nodes": args.num_nodes,
-        "train.strategy": args.strategy,
-        "train.precision": args.precision,
-    }
-    overrides = list(args.overrides) + [f"{k}={v}" for k, v in flags.items() if v is not None]
-    config_path = args.config
-    if config_path is not None and "=" in config_path and not Path(config_path).exists():
-        overrides.insert(0, config_path)  # no file given: the defaults and overrides only
-        config_path = None
-    config = load_config(config_path, overrides)
-    summary = train(
-        config,
-        args.out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
-    if summary.get("is_global_zero", True):
-        shown = {key: value for key, value in summary.items() if key != "throughput"}
-        print(json.dumps(shown, indent=2, allow_nan=False))
-    return 0
-
-
-def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a checkpoint written by seqflows train")
-    parser.add_argument(
-        "--split",
-        choices=("test", "validation", "train"),
-        help="evaluation.split (default: test; train: fixed crops of training sequences)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override data.* or evaluate.* of the stored configuration, e.g. "
-        "data.path=/data/mnist_test_seq.npy when the data moved",
-    )
-    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda")
-
-
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``seqflows evaluate``."""
-    _add_checkpoint_arguments(parser)
-    parser.add_argument("--sequences", type=int, help="score only the first N sequences")
-    parser.add_argument("--batch-size", type=int, help="evaluate.batch_size")
-    parser.add_argument(
-        "--iwae-samples",
-        type=int,
-        help="SLVMs: K of the importance-weighted bound (evaluate.iwae_samples, default 100; "
-        "0: ELBO only)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--output", help="also write the JSON result to this file")
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
+    Raises:
+        NonFiniteError: A score is NaN or infinite (diverged weights); nothing is written.
+    """
     from .evaluation import evaluate_model
 
-    _at_least("--sequences", args.sequences, 1)
-    _at_least("--batch-size", args.batch_size, 1)
-    _at_least("--iwae-samples", args.iwae_samples, 0)
-    device = _device(args.device)
-    model, config = _load(args)
-    changed = {"batch_size": args.batch_size, "iwae_samples": args.iwae_samples}
+    _at_least("sequences", sequences, 1)
+    _at_least("batch_size", batch_size, 1)
+    _at_least("iwae_samples", iwae_samples, 0)
+    target = resolve_device(device)
+    model, config = load_for_evaluation(checkpoint, overrides, split)
+    changed = {"batch_size": batch_size, "iwae_samples": iwae_samples}
     config = config.replace(evaluate={k: v for k, v in changed.items() if v is not None})
-    split = config.evaluate.split
-    count = config.evaluate.sequences if args.sequences is None else args.sequences
-    dataset = evaluation_set(config, split, count=count)
+    settings = config.evaluate
+    count = settings.sequences if sequences is None else sequences
     try:
         result = evaluate_model(
             model,
-            dataset,
+            evaluation_set(config, settings.split, count=count),
             config,
-            split,
-            batch_size=config.evaluate.batch_size,
-            device=device,
-            iwae_samples=config.evaluate.iwae_samples,
-            iwae_chunk=config.evaluate.iwae_chunk,
-            scored_frames=config.evaluate.scored_frames,
+            settings.split,
+            batch_size=settings.batch_size,
+            device=target,
+            iwae_samples=settings.iwae_samples,
+            iwae_chunk=settings.iwae_chunk,
+            scored_frames=settings.scored_frames,
         )
-    except FloatingPointError as error:
-        raise FloatingPointError(f"{args.checkpoint}: {error}") from None
-    result["checkpoint"] = str(args.checkpoint)
-    text = json.dumps(result, indent=2, allow_nan=False)
-    if args.output:
-        write_text_atomically(args.output, text + "\n")
-    if args.json:
-        print(text)
-    else:
-        print(format_table(result))
-    return 0
+    except NonFiniteError as error:
+        raise NonFiniteError(f"{checkpoint}: {error}") from None
+    result["checkpoint"] = str(checkpoint)
+    if output is not None:
+        write_text_atomically(output, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A readable table of an evaluation result."""
+    """A readable table of an evaluation result (:func:`evaluate`)."""
     protocol = result["protocol"]
 
     def number(value: float | None, digits: int = 4) -> str:
@@ -226,97 +142,109 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``seqflows sample``."""
-    _add_checkpoint_arguments(parser)
-    parser.add_argument("--out", required=True, help="folder for samples.gif and samples.png")
-    parser.add_argument("--num", type=int, default=4, help="sequences to sample (default 4)")
-    parser.add_argument("--length", type=int, default=10, help="frames to generate (default 10)")
-    parser.add_argument(
-        "--context",
-        type=int,
-        help="real frames from the evaluation data to condition on (video prediction); "
-        "default: the model's burn_in, the fewest it can take",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled noise")
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        default=1.0,
-        help="spread of the base noise (1: samples of the model; 0: for flows their mean "
-        "prediction, shift + scale * mean noise, at every step; for SLVMs the likelihood's loc, "
-        "with the latents still sampled)",
-    )
-    parser.add_argument("--name", default="samples", help="file stem (default: samples)")
-    parser.add_argument("--fps", type=float, default=4.0, help="frames per second of the GIF")
-
-
 @torch.no_grad()
-def run_sample(args: argparse.Namespace) -> int:
+def sample(
+    checkpoint: str | Path,
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    split: str | None = None,
+    num: int = 4,
+    length: int = 10,
+    context: int | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+    name: str = "samples",
+    fps: float = 4.0,
+    device: str = "auto",
+) -> dict[str, Any]:
+    r"""Samples sequences, or predicts the continuation of real context frames.
+
+    Arguments:
+        checkpoint: A checkpoint written by ``seqflows train``.
+        out: Folder for NAME.pt (the tensors) and, for frames, NAME.gif and NAME.png.
+        overrides: ``data.*`` / ``evaluate.*`` changes (where the context frames come from).
+        split: The split of the context frames (default: the configuration's, test).
+        num: Sequences to sample.
+        length: Frames to generate.
+        context: Real frames to condition on (None: the model's ``burn_in``, the fewest).
+        seed: Seed of the sampled noise.
+        temperature: Spread of the base noise (1: the model; 0: for flows the mean prediction,
+            shift + scale * mean noise, at every step; for SLVMs the likelihood's loc, with the
+            latents still sampled).
+        name: File stem.
+        fps: Frames per second of the GIF.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+
+    Returns:
+        ``{"written": {kind: path}, "context_frames": c}``.
+    """
     from .figures import save_gif, save_prediction
 
-    _at_least("--num", args.num, 1)
-    _at_least("--length", args.length, 1)
-    _at_least("--context", args.context, 0)
-    device = _device(args.device)
-    model, config = _load(args)
-    model.to(device)
-    context_frames = model.burn_in if args.context is None else args.context
+    _at_least("num", num, 1)
+    _at_least("length", length, 1)
+    _at_least("context", context, 0)
+    target = resolve_device(device)
+    model, config = load_for_evaluation(checkpoint, overrides, split)
+    model.to(target)
+    context_frames = model.burn_in if context is None else context
     if context_frames < model.burn_in:
         raise ConfigError(
-            f"--context {context_frames} is too short: this model needs {model.burn_in} "
-            "context frames (num_transforms * window)"
+            f"context {context_frames} is too short: this model needs {model.burn_in} "
+            "context frames"
         )
-    real = None
-    context = None
+    real = frames = None
     if context_frames > 0:
-        sequences = _real_sequences(config, args.num, context_frames + args.length)
-        context = sequences[:, :context_frames].to(device)
+        sequences = _real_sequences(config, num, context_frames + length)
+        frames = sequences[:, :context_frames].to(target)
         real = sequences[:, context_frames:]
-    generator = torch.Generator(device=device).manual_seed(args.seed)
+    generator = torch.Generator(device=target).manual_seed(seed)
     predicted = model.sample(
-        args.num, args.length, context=context, generator=generator, temperature=args.temperature
+        num, length, context=frames, generator=generator, temperature=temperature
     ).cpu()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {"context": None if context is None else context.cpu(), "predicted": predicted}
-    save_atomically(tensors, out / f"{args.name}.pt")
-    if len(model.event_shape) != 3:  # vector series: the tensors, no pictures
-        report = {"written": {"pt": str(out / f"{args.name}.pt")}}
-        print(json.dumps(report, indent=2, allow_nan=False))
-        return 0
-    full = predicted if context is None else torch.cat([context.cpu(), predicted], dim=1)
-    paths = {
-        "gif": str(save_gif(full.clamp(0, 1), out / f"{args.name}.gif", fps=args.fps)),
-        "png": str(
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"context": None if frames is None else frames.cpu(), "predicted": predicted}
+    written = {"pt": str(save_atomically(tensors, folder / f"{name}.pt"))}
+    if len(model.event_shape) == 3:  # frames: pictures too
+        full = predicted if frames is None else torch.cat([frames.cpu(), predicted], dim=1)
+        written["gif"] = str(save_gif(full.clamp(0, 1), folder / f"{name}.gif", fps=fps))
+        written["png"] = str(
             save_prediction(
-                context.cpu() if context is not None else predicted[:, :0],
+                frames.cpu() if frames is not None else predicted[:, :0],
                 real,
                 predicted,
-                out / f"{args.name}.png",
-                title=f"{model_label(model)}: {context_frames} real context frames, "
-                f"{args.length} sampled at temperature {args.temperature:g}",
+                folder / f"{name}.png",
+                title=f"{model.label}: {context_frames} real context frames, "
+                f"{length} sampled at temperature {temperature:g}",
             )
-        ),
-    }
-    report = {"written": paths, "context_frames": context_frames}
-    print(json.dumps(report, indent=2, allow_nan=False))
-    return 0
+        )
+    return {"written": written, "context_frames": context_frames}
 
 
-def add_visualize_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``seqflows visualize``."""
-    _add_checkpoint_arguments(parser)
-    parser.add_argument("--out", required=True, help="folder for the figures")
-    parser.add_argument("--index", type=int, default=0, help="evaluation sequence to show")
-    parser.add_argument("--frames", type=int, default=8, help="scored frames to show (default 8)")
+CURVES = ("train/loss", "train/nats_per_dim", "val/nats_per_dim", "val/corr_noise", "train/kl")
 
 
 @torch.no_grad()
-def run_visualize(args: argparse.Namespace) -> int:
-    r"""Fig. 4 / Fig. 9: rows x, then shift, scale and output of each transform; and the
-    training curves of every session of the run (the first training and each resume):
-    curves.png, and their data in curves.csv."""
+def visualize(
+    checkpoint: str | Path,
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    split: str | None = None,
+    index: int = 0,
+    frames: int = 8,
+) -> dict[str, Any]:
+    r"""Fig. 4 / Fig. 9: rows x, then shift, scale and output of each transform (for an SLVM
+    without a flow: the loc, scale and residual of p(x_t | z_t)); and the training curves of
+    every session of the run (the first training and each resume): curves.png and curves.csv.
+
+    Arguments:
+        checkpoint: A checkpoint written by ``seqflows train`` (its run folder has the logs).
+        out: Folder for the figures.
+        overrides: ``data.*`` / ``evaluate.*`` changes.
+        split: The split of the sequence shown (default: the configuration's, test).
+        index: Which evaluation sequence.
+        frames: Scored frames to show.
+    """
     from .figures import (
         merge_curves,
         read_metrics_csv,
@@ -326,100 +254,67 @@ def run_visualize(args: argparse.Namespace) -> int:
         write_metrics_csv,
     )
 
-    _at_least("--index", args.index, 0)
-    _at_least("--frames", args.frames, 1)
-    model, config = _load(args)
+    _at_least("index", index, 0)
+    _at_least("frames", frames, 1)
+    model, config = load_for_evaluation(checkpoint, overrides, split)
     if len(model.event_shape) != 3:
         raise ConfigError(
             f"visualize draws frames (C, H, W); this model has vector events {model.event_shape}"
         )
-    dataset = evaluation_set(config, config.evaluate.split, count=args.index + 1)
-    x = dataset[args.index].unsqueeze(0)
-    frames = slice(0, args.frames)
+    dataset = evaluation_set(config, config.evaluate.split, count=index + 1)
+    x = dataset[index].unsqueeze(0)
     generator = torch.Generator().manual_seed(config.data.seed)
-    objective = frame_objective(model, x, generator)
-    out = objective.flow
-    if out is not None:  # the flow (of a flow model, or inside an SLVM): Fig. 4 and Fig. 9
-        outputs = list(out.inputs[1:]) + [out.noise]
-        layers = [
-            {"shift": shift[0, frames], "scale": scale[0, frames], "noise": output[0, frames]}
-            for shift, scale, output in zip(out.shifts, out.scales, outputs, strict=True)
-        ]
-        data = out.inputs[0][0, frames]
-    else:  # SLVM baseline: loc, scale and standardized residual of p(x_t | z_t)
-        terms = model.elbo_terms(x, generator)
-        loc, scale = terms.likelihood_loc[0, frames], terms.likelihood_scale[0, frames]
-        data = x[0, model.burn_in :][frames]
-        layers = [{"shift": loc, "scale": scale, "noise": (data - loc) / scale}]
-    folder = Path(args.out)
+    data, layers = model.rows(x, generator)  # the model's own rows
+    shown = slice(0, frames)
+    folder = Path(out)
     written = {
         "flow_rows": str(
             save_flow_rows(
-                data,
-                layers,
+                data[0, shown],
+                [{key: value[0, shown] for key, value in layer.items()} for layer in layers],
                 folder / "flow_rows.png",
                 first_frame=model.burn_in,
-                title=f"{model_label(model)} on {_data_label(config)} "
-                f"({config.evaluate.split} sequence {args.index})",
+                title=f"{model.label} on {_data_label(config)} "
+                f"({config.evaluate.split} sequence {index})",
             )
         )
     }
-    # The run's curves: every session (first training and each resume), in order.
-    metrics = run_metrics_files(Path(args.checkpoint).resolve().parent.parent)
+    metrics = run_metrics_files(Path(checkpoint).resolve().parent.parent)
     if metrics:
         columns = merge_curves([read_metrics_csv(path) for path in metrics])
         written["curves_data"] = str(write_metrics_csv(columns, folder / "curves.csv"))
-        wanted = [
-            "train/loss",
-            "train/nats_per_dim",
-            "val/nats_per_dim",
-            "val/corr_noise",
-            "train/kl",
-        ]
-        curves = {name: columns[name] for name in wanted if columns.get(name)}
+        curves = {key: columns[key] for key in CURVES if columns.get(key)}
         if curves:
             written["curves"] = str(save_curves(curves, folder / "curves.png"))
-    report = {"written": written, "curves_from": [str(path) for path in metrics]}
-    print(json.dumps(report, indent=2, allow_nan=False))
-    return 0
+    return {"written": written, "curves_from": [str(path) for path in metrics]}
 
 
-def add_download_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``seqflows download``."""
-    parser.add_argument(
-        "dataset", choices=("mnist",), help="mnist: the MNIST digit files (IDX, gzipped)"
-    )
-    parser.add_argument("--root", default="data", help="data root (files go to ROOT/mnist)")
-    parser.add_argument(
-        "--all", action="store_true", help="also the test images and both label files"
-    )
-
-
-def run_download(args: argparse.Namespace) -> int:
-    r"""Downloads MNIST from its mirrors and checks every file's MD5 (what data.dataset=
-    moving_mnist renders sequences from). Offline, put the files into ROOT/mnist by hand."""
+def download(dataset: str = "mnist", root: str | Path = "data", every: bool = False) -> dict:
+    r"""Downloads MNIST from its mirrors and checks every file's MD5 (what
+    ``data.dataset=moving_mnist`` renders sequences from): the training images, or ``every``
+    file. Offline, put the files into ROOT/mnist by hand."""
     from ..data import mnist
 
-    files = tuple(mnist.MNIST_FILES) if args.all else ("train-images-idx3-ubyte.gz",)
-    paths = mnist.download_mnist(Path(args.root) / "mnist", files=files)
-    written = {name: str(path) for name, path in paths.items()}
-    print(json.dumps(written, indent=2, allow_nan=False))
-    return 0
+    if dataset != "mnist":
+        raise ConfigError(f"download: unknown dataset {dataset!r}; the only one is mnist")
+    files = tuple(mnist.MNIST_FILES) if every else ("train-images-idx3-ubyte.gz",)
+    paths = mnist.download_mnist(Path(root) / "mnist", files=files)
+    return {name: str(path) for name, path in paths.items()}
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Config]:
-    """The model of ``args.checkpoint`` and its configuration with the allowed overrides."""
-    model, config, _ = model_from_checkpoint(args.checkpoint)
-    overrides = list(args.overrides or [])
-    for override in overrides:
-        section = override.partition(".")[0]
-        if section not in ("data", "evaluate"):
-            raise ConfigError(
-                f"--set {override}: only data.* and evaluate.* can change after training"
-            )
-    if args.split is not None:
-        overrides.append(f"evaluate.split={args.split}")
-    config = Config.from_dict(config.to_dict(), overrides, source=str(args.checkpoint))
+def load_for_evaluation(
+    checkpoint: str | Path, overrides: Sequence[str] = (), split: str | None = None
+) -> tuple[nn.Module, Config]:
+    """The model of a checkpoint (eval mode) and its configuration with the allowed changes."""
+    model, config, _ = model_from_checkpoint(checkpoint)
+    changes = list(overrides)
+    for override in changes:
+        if override.partition(".")[0] not in ("data", "evaluate"):
+            raise ConfigError(f"{override}: only data.* and evaluate.* can change after training")
+    if split is not None:
+        changes.append(f"evaluate.split={split}")
+    if changes:
+        config = Config.from_dict(config.to_dict(), changes, source=str(checkpoint))
     return model, config
 
 
@@ -440,30 +335,30 @@ def _data_label(config: Config) -> str:
     return config.data.dataset
 
 
-def _device(name: str) -> torch.device:
-    """The device of ``--device``, checked to exist on this machine."""
+def resolve_device(name: str) -> torch.device:
+    """The device ``name`` (``auto``: CUDA when present), checked to exist on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device {name}: unknown device; use auto, cpu or cuda") from None
+        raise ConfigError(f"device {name}: unknown device; use auto, cpu or cuda") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             built = "built without CUDA" if torch.version.cuda is None else "finds no GPU"
             raise ConfigError(
-                f"--device {name}: CUDA is not available (this PyTorch {torch.__version__} "
+                f"device {name}: CUDA is not available (this PyTorch {torch.__version__} "
                 f"{built}); use --device cpu"
             )
         if device.index is not None and device.index >= count:
-            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s)")
+            raise ConfigError(f"device {name}: this machine has {count} CUDA device(s)")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {name}: MPS is not available on this machine")
+        raise ConfigError(f"device {name}: MPS is not available on this machine")
     return device
 
 
-def _at_least(flag: str, value: int | None, minimum: int) -> None:
-    """Refuses a numeric option below ``minimum`` (None: not given)."""
+def _at_least(name: str, value: int | None, minimum: int) -> None:
+    """Refuses a numeric argument below ``minimum`` (None: not given)."""
     if value is not None and value < minimum:
-        raise ConfigError(f"{flag} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")

@@ -43,7 +43,6 @@ __all__ = [
     "available_configs",
     "find_config",
     "load_config",
-    "model_config",
     "stored_config",
 ]
 
@@ -327,27 +326,16 @@ class Config:
 def stored_config(values: Mapping[str, Any], source: str) -> Config:
     r"""The configuration stored in a checkpoint (also one of seqflows 0.1: see
     :func:`model_config`)."""
+    from ..saving import model_config  # reads the model sections of seqflows 0.1 too
+
     values = dict(values)
     if isinstance(values.get("model"), Mapping):
         values["model"] = dataclasses.asdict(model_config(values["model"], source))
     return Config.from_dict(values, source=source)
 
 
-def model_config(values: Mapping[str, Any], source: str = "") -> ModelConfig:
-    r"""The model's configuration of a ``model`` section: its ``type`` picks the class.
-
-    Stored configurations of seqflows 0.1, whose model section held every setting of both
-    model types, are read too: the settings of the other type had no effect and are dropped.
-    """
-    return _build_section("model", dict(values), source, {}, legacy=True)
-
-
 def _build_section(
-    section: str,
-    values: dict[str, Any],
-    source: str,
-    where: Mapping[str, str],
-    legacy: bool = False,
+    section: str, values: dict[str, Any], source: str, where: Mapping[str, str]
 ) -> Any:
     """One section from its values, naming the override or the file of a bad value."""
     if section == "model":
@@ -360,8 +348,6 @@ def _build_section(
             )
         cls: type = MODEL_TYPES[kind]
         known = {item.name for item in dataclasses.fields(cls)}
-        if legacy:
-            values = {key: value for key, value in values.items() if key in known}
         for key in sorted(set(values) - known):  # a setting of the other model type
             for other, other_cls in MODEL_TYPES.items():
                 if key in {item.name for item in dataclasses.fields(other_cls)}:

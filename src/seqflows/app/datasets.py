@@ -111,10 +111,15 @@ def event_shape_of(source: Source, config: Config) -> tuple[int, ...]:
     return shape
 
 
-def training_set(config: Config) -> TrainingSequences:
-    """The endless, reproducible training stream (random crops of ``data.length`` frames)."""
-    source = build_source(config.data, "train")
-    event_shape_of(source, config)
+def training_set(config: Config, source: Source | None = None) -> TrainingSequences:
+    r"""The endless, reproducible training stream (random crops of ``data.length`` frames).
+
+    ``source``: the training sequences when the caller has built them already (checked
+    against the configuration then), else built from ``config.data``.
+    """
+    if source is None:
+        source = build_source(config.data, "train")
+        event_shape_of(source, config)
     return TrainingSequences(
         source, length=config.data.length, noise=config.data.noise, seed=config.train.seed
     )

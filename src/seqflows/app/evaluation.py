@@ -18,7 +18,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import NonFiniteError
 from ..metrics import (
+    SUM_NAMES,
     LogLikelihoodSum,
     TemporalCorrelation,
     bits_per_dim,
@@ -27,17 +29,14 @@ from ..metrics import (
     nats_per_dim,
     nats_per_dim_8bit,
 )
-from ..slvm import SLVM
+from ..objective import SequenceModel
 from .config import Config
-from .objectives import frame_objective, model_label
 
 __all__ = [
     "SequenceScores",
     "evaluate_model",
     "protocol",
 ]
-
-_CORRELATION_KEYS = ("sum", "sum_sq", "sum_prod", "sum_lead", "sum_lag")
 
 
 class SequenceScores:
@@ -70,12 +69,12 @@ class SequenceScores:
 
     @torch.no_grad()
     def update(
-        self, model: nn.Module, x: Tensor, generator: torch.Generator | None = None
+        self, model: SequenceModel, x: Tensor, generator: torch.Generator | None = None
     ) -> None:
         r"""Scores a batch of sequences x with shape (B, T, *event_shape): the frames after the
         model's ``burn_in``, or the last ``scored_frames`` of them."""
-        objective = frame_objective(model, x, generator)
-        available = objective.value.shape[1]
+        scores = model.scores(x, generator)
+        available = scores.log_prob.shape[1]
         scored = available if self.scored_frames is None else self.scored_frames
         if not 1 <= scored <= available:
             raise ValueError(
@@ -83,54 +82,40 @@ class SequenceScores:
                 f"{available} frames after the model's {model.burn_in} context frames; "
                 "lengthen data.eval_length or score fewer frames"
             )
-        self.likelihood.update(objective.value[:, available - scored :], self.event_shape)
+        self.likelihood.update(scores.log_prob[:, available - scored :], self.event_shape)
         self.sequences += x.shape[0]
         self.correlation_x.update(x.float().cpu())
-        if objective.flow is not None:
-            noise = objective.flow.noise
-            self.correlation_noise.update(noise[:, noise.shape[1] - scored :].float().cpu())
-        if self.iwae_samples and isinstance(model, SLVM):
-            bound = model.iwae(
-                x, self.iwae_samples, generator, chunk=self.iwae_chunk, scored=scored
-            )
+        if scores.noise is not None:
+            noise = scores.noise[:, scores.noise.shape[1] - scored :]
+            self.correlation_noise.update(noise.float().cpu())
+        if self.iwae_samples and not model.exact:
+            bound = model.bound(x, self.iwae_samples, generator, self.iwae_chunk, scored)
             self.iwae_total += float(bound.double().sum())
 
     def as_tensor(self) -> Tensor:
         """Every sum and count in one float64 vector (to reduce across processes)."""
-        head = torch.tensor(
+        dims = dims_per_frame(self.event_shape)
+        head = torch.tensor([self.iwae_total, self.sequences], dtype=torch.float64)
+        return torch.cat(
             [
-                self.iwae_total,
-                self.likelihood.total,
-                self.likelihood.dims,
-                self.likelihood.frames,
-                self.sequences,
-                self.correlation_x.count,
-                self.correlation_x.pairs,
-                self.correlation_noise.count,
-                self.correlation_noise.pairs,
-            ],
-            dtype=torch.float64,
+                head,
+                self.likelihood.state(),
+                self.correlation_x.state(dims),
+                self.correlation_noise.state(dims),
+            ]
         )
-        parts = [head]
-        for correlation in (self.correlation_x, self.correlation_noise):
-            zeros = torch.zeros_like(correlation.offset)
-            parts.extend(correlation.sums.get(key, zeros).cpu() for key in _CORRELATION_KEYS)
-        return torch.cat(parts)
 
     def load_tensor(self, values: Tensor) -> None:
         """Replaces the sums by those in ``values`` (from :meth:`as_tensor`, e.g. all-reduced)."""
         values = values.detach().double().cpu()
-        self.iwae_total, head, rest = float(values[0]), values[1:9], values[9:]
-        total, dims, frames = float(head[0]), round(float(head[1])), round(float(head[2]))
-        self.likelihood = LogLikelihoodSum(total, dims, frames)
-        self.sequences = round(float(head[3]))
-        dims = dims_per_frame(self.event_shape)
-        chunks = rest.split(dims)
-        for index, correlation in enumerate((self.correlation_x, self.correlation_noise)):
-            correlation.count = round(float(head[4 + 2 * index]))
-            correlation.pairs = round(float(head[5 + 2 * index]))
-            own = chunks[5 * index : 5 * index + 5]
-            correlation.sums = dict(zip(_CORRELATION_KEYS, own, strict=True))
+        correlation_size = 2 + len(SUM_NAMES) * dims_per_frame(self.event_shape)
+        head, likelihood, correlation_x, correlation_noise = values.split(
+            [2, 3, correlation_size, correlation_size]
+        )
+        self.iwae_total, self.sequences = float(head[0]), round(float(head[1]))
+        self.likelihood = LogLikelihoodSum.from_state(likelihood)
+        self.correlation_x = TemporalCorrelation.from_state(correlation_x)
+        self.correlation_noise = TemporalCorrelation.from_state(correlation_noise)
 
     def summary(self, noise: str) -> dict[str, Any]:
         """nats/dim (bits/dim when ``noise`` is uniform dequantization), counts, correlations."""
@@ -193,7 +178,7 @@ def evaluate_model(
     """
     model.eval().to(device)
     device = torch.device(device)
-    latent = isinstance(model, SLVM)
+    latent = not model.exact  # SLVMs: bounds
     scores = SequenceScores(
         model.event_shape, iwae_samples if latent else 0, iwae_chunk, scored_frames
     )
@@ -202,7 +187,7 @@ def evaluate_model(
     for x in loader:
         scores.update(model, x.to(device), generator)
     summary = scores.summary(config.data.noise)
-    result: dict[str, Any] = {"model": model_label(model)}
+    result: dict[str, Any] = {"model": model.label}
     if latent:
         elbo = summary["nats_per_dim"]
         iwae = summary.pop("iwae_nats_per_dim")
@@ -237,7 +222,7 @@ def _check_finite_scores(summary: dict[str, Any], model: str, split: str) -> Non
         if key.startswith("corr_"):
             summary[key] = None
             continue
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"the {model} scores {key} = {value} on the {split} split: its weights are "
             "diverged (NaN or overflow), there is no number to report; train again with a "
             "lower train.learning_rate"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomically
+from ..errors import SeqflowsError
 from .config import Config, ConfigError, stored_config
 
 __all__ = [
@@ -91,7 +92,7 @@ RANK_VARIABLES = (
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(SeqflowsError, ValueError):
     """A run folder that cannot be used now: a file, another run's, or in use."""
 
 

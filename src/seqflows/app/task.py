@@ -10,10 +10,11 @@ seed, the step and the process, so that they do not depend on the global random 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,17 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from .. import __version__
-from ..data import EvaluationSampler, StreamSampler
+from ..data import EvaluationSampler, Source, StreamSampler
+from ..errors import NonFiniteError
 from ..metrics import temporal_correlation
+from ..objective import LossTerms
+from ..saving import model_config
+from ..version import __version__
 from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_checkpoint
 from .config import Config
 from .datasets import evaluation_set, training_set
 from .evaluation import SequenceScores
 from .interrupt import Interrupted, StopRequest
-from .objectives import frame_objective
 
 __all__ = [
     "DIVERGED_BELOW",
@@ -45,7 +48,41 @@ __all__ = [
     "SequenceDataModule",
     "SequenceTask",
     "StepTimer",
+    "stable_seed",
 ]
+
+
+_XXPRIME_1, _XXPRIME_2, _XXPRIME_5 = (
+    11400714785074694791,
+    14029467366897019727,
+    2870177450012600261,
+)
+_MASK = 2**64 - 1
+
+
+def stable_seed(*keys: int) -> int:
+    r"""A seed in [0, 2^63) from non-negative integer ``keys`` (step, process rank, ...).
+
+    The xxHash-style combination that CPython 3.8+ uses to hash a tuple of small non-negative
+    ints, written out so that the seeds never depend on the interpreter: the posterior samples
+    of every run since seqflows 0.1 (which called ``hash``) stay the same.
+
+    Example:
+        >>> stable_seed(0, 10, 0) == hash((0, 10, 0)) % 2**63
+        True
+    """
+    acc = _XXPRIME_5
+    for key in keys:
+        if not 0 <= key < 2**61 - 1:
+            raise ValueError(f"seed keys must be integers in [0, 2^61 - 1), got {key}")
+        acc = (acc + key * _XXPRIME_2) & _MASK
+        acc = ((acc << 31) | (acc >> 33)) & _MASK
+        acc = (acc * _XXPRIME_1) & _MASK
+    acc = (acc + (len(keys) ^ (_XXPRIME_5 ^ 3527539))) & _MASK
+    signed = acc - 2**64 if acc >= 2**63 else acc
+    if signed == -1:
+        signed = 1546275796
+    return signed % 2**63
 
 
 class SequenceTask(pl.LightningModule):
@@ -57,45 +94,42 @@ class SequenceTask(pl.LightningModule):
         event_shape: Frame shape (C, H, W) or (D,).
     """
 
-    def __init__(self, config: dict[str, Any], event_shape: list[int]) -> None:
+    def __init__(self, config: Config, event_shape: Sequence[int]) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.config = Config.from_dict(config)
+        self.config = config  # stored once in every checkpoint, by on_save_checkpoint
         self.event_shape = tuple(int(size) for size in event_shape)
         self.model = build_model(self.config, self.event_shape)
         self._scores: SequenceScores | None = None
 
     def _generator(self, *keys: int) -> torch.Generator:
         """A generator seeded by ``keys`` and the process rank (SLVM posterior samples)."""
-        seed = hash((*keys, self.global_rank)) % 2**63
+        seed = stable_seed(*keys, self.global_rank)
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def training_step(self, x: Tensor, batch_index: int) -> Tensor:
-        r"""-mean objective over the scored frames of a batch (B, T, *event_shape)."""
+        r"""The model's loss on a batch (B, T, *event_shape); logs it and its parts."""
         generator = self._generator(self.config.train.seed, self.global_step)
-        objective = frame_objective(self.model, x, generator, training=True)
-        loss = -objective.value.mean()  # logged: minus the log-likelihood or ELBO
-        optimized = loss
         warmup = self.config.train.kl_warmup
-        if objective.kl is not None and self.global_step < warmup:
-            # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
-            optimized = loss - (1 - self.global_step / warmup) * objective.kl.mean()
+        # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
+        kl_weight = self.global_step / warmup if self.global_step < warmup else 1.0
+        terms = self.model.loss(x, generator, kl_weight=kl_weight)
+        loss = -terms.objective.mean()  # logged: minus the log-likelihood or ELBO
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"non-finite training loss at step {self.global_step}; lower the learning rate "
                 "or use model.scale_map=soft"
             )
         dims = float(torch.Size(self.event_shape).numel())
         # Every process has the same number of sequences: the mean of means is the mean.
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        self.log("train/nats_per_dim", objective.value.detach().mean() / dims, sync_dist=True)
+        self.log("train/nats_per_dim", terms.objective.detach().mean() / dims, sync_dist=True)
         if self.global_step % self.config.train.log_every == 0:
-            self._log_parts(objective)
-        return optimized
+            self._log_parts(terms)
+        return terms.loss
 
-    def _log_parts(self, objective: Any) -> None:
+    def _log_parts(self, terms: LossTerms) -> None:
         """Mean shift and scale of each transform, correlation of the noise, KL per time step."""
-        flow = objective.flow
+        flow = terms.flow
         if flow is not None:
             for index, (shift, scale) in enumerate(zip(flow.shifts, flow.scales, strict=True)):
                 self.log(f"train/shift_mean_{index}", shift.detach().float().mean())
@@ -107,10 +141,10 @@ class SequenceTask(pl.LightningModule):
                     pass
                 else:
                     self.log("train/corr_noise", correlation)
-        if objective.kl is not None:
-            kl = objective.kl.detach().float().mean(0)  # (T - burn_in,): users ask if it grows
+        if terms.kl is not None:
+            kl = terms.kl.detach().float().mean(0)  # (T',): users ask if it grows
             self.log("train/kl", kl.mean())
-            self.log("train/log_likelihood", objective.log_likelihood.detach().float().mean())
+            self.log("train/log_likelihood", terms.log_likelihood.detach().float().mean())
             for t, value in enumerate(kl):
                 self.log(f"train/kl_t{t}", value)
 
@@ -172,7 +206,7 @@ class SequenceTask(pl.LightningModule):
         info = checkpoint.get("seqflows")
         if not isinstance(info, dict) or info.get("format") != FORMAT:
             raise CheckpointError("not a seqflows checkpoint (no 'seqflows' entry)")
-        stored = info["config"]["model"]
+        stored = dataclasses.asdict(model_config(info["config"]["model"]))
         current = self.config.to_dict()["model"]
         different = sorted(key for key in current if stored.get(key) != current[key])
         if different or list(info["event_shape"]) != list(self.event_shape):
@@ -199,13 +233,14 @@ class SequenceDataModule(pl.LightningDataModule):
     resumed run continues with exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, train_source: Source | None = None) -> None:
         super().__init__()
         self.config = config
+        self.train_source = train_source
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.train_set = training_set(self.config)
+            self.train_set = training_set(self.config, self.train_source)
         self.validation_set = evaluation_set(
             self.config, "validation", count=self.config.train.val_sequences
         )

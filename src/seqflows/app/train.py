@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from ..atomic import write_text_atomically
+from ..errors import MissingDependency
 from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of
 from .interrupt import Interrupted, StopRequest, signal_name
-from .objectives import model_label
 from .runs import (
     RunFolderError,
     append_resume,
@@ -35,7 +35,7 @@ from .runs import (
     resume_changes,
     run_lock,
 )
-from .runtime import check_batch_fits, retain_freed_memory
+from .runtime import check_batch_fits
 
 __all__ = [
     "cluster_plugins",
@@ -49,6 +49,7 @@ def train(
     resume: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    allocator: str | None = None,
 ) -> dict[str, Any]:
     r"""Trains the model of ``config`` with Lightning and writes the run folder ``out``.
 
@@ -65,6 +66,9 @@ def train(
             allows.
         progress: Show the progress bar.
         overwrite: Replace the run that ``out`` holds (:func:`~seqflows.app.runs.remove_run`).
+        allocator: What the caller set the process's memory allocator to (``retain``:
+            :func:`~seqflows.app.runtime.retain_freed_memory`), for the log; the library never
+            sets it.
 
     Returns:
         Paths of the checkpoints, the best validation score and throughput measurements.
@@ -78,7 +82,7 @@ def train(
     try:
         import lightning.pytorch  # noqa: F401
     except ModuleNotFoundError:
-        raise RuntimeError(
+        raise MissingDependency(
             "seqflows train needs Lightning: pip install 'seqflows[train]'"
         ) from None
     if resume is not None and overwrite:
@@ -90,7 +94,7 @@ def train(
         raise RunFolderError(f"--out {out} is a file; the run folder must be a folder")
     launching = is_launching_process()
     if not launching:  # another process of a data-parallel run: the launching one holds the lock
-        return _train(config, out, resume, progress, launching)
+        return _train(config, out, resume, progress, launching, allocator)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -108,11 +112,16 @@ def train(
         if stale:
             names = ", ".join(str(path.relative_to(out)) for path in stale)
             print(f"seqflows: removed stale temporary files of killed writes: {names}", flush=True)
-        return _train(config, out, resume, progress, launching)
+        return _train(config, out, resume, progress, launching, allocator)
 
 
 def _train(
-    config: Config, out: Path, resume: str | None, progress: bool, launching: bool
+    config: Config,
+    out: Path,
+    resume: str | None,
+    progress: bool,
+    launching: bool,
+    allocator: str | None,
 ) -> dict[str, Any]:
     """:func:`train` once the folder is ready (``launching``: this process owns it)."""
     import lightning.pytorch as pl
@@ -134,7 +143,8 @@ def _train(
     train_config = config.train
     checkpoint_path = _resume_path(out, resume)
     pl.seed_everything(train_config.seed, workers=True, verbose=False)
-    event_shape = event_shape_of(build_source(config.data, "train"), config)
+    train_source = build_source(config.data, "train")  # once: its frame shape, then its data
+    event_shape = event_shape_of(train_source, config)
     start_step, changes = 0, {}
     if checkpoint_path is not None:
         # Checked before anything else, also when there is nothing left to train.
@@ -153,14 +163,13 @@ def _train(
             flush=True,
         )
         return {"run": str(out), "last_checkpoint": str(checkpoint_path), "steps": start_step}
-    allocator = train_config.allocator == "retain" and retain_freed_memory()
     if launching:
         write_text_atomically(out / "config.yaml", _to_yaml(config))  # what is in effect
         if checkpoint_path is not None:
             append_resume(out, start_step, checkpoint_path, changes)
 
-    task = SequenceTask(config.to_dict(), list(event_shape))
-    datamodule = SequenceDataModule(config)
+    task = SequenceTask(config, event_shape)
+    datamodule = SequenceDataModule(config, train_source)
     scored = config.data.length - task.model.burn_in
     if scored < 1:
         raise ValueError(
@@ -215,7 +224,7 @@ def _train(
             enable_model_summary=progress,
         )
         if trainer.is_global_zero:
-            _print_start(config, task, trainer, allocator, start_step)
+            _print_start(config, task, trainer, start_step, allocator)
             if changes:
                 changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
                 print(f"seqflows: resumed with changed settings: {changed}", flush=True)
@@ -297,18 +306,19 @@ def _resume_path(out: Path, resume: str | None) -> Path | None:
 
 
 def _print_start(
-    config: Config, task: Any, trainer: Any, allocator: bool, start_step: int
+    config: Config, task: Any, trainer: Any, start_step: int, allocator: str | None
 ) -> None:
     """Says where and how training runs (users silently train on CPU for days otherwise)."""
     device = trainer.strategy.root_device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     parameters = sum(p.numel() for p in task.model.parameters())
     print(
-        f"seqflows: training {model_label(task.model)} ({parameters:,} parameters) on "
+        f"seqflows: training {task.model.label} ({parameters:,} parameters) on "
         f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {config.train.precision}, "
-        f"{torch.get_num_threads()} threads, allocator "
-        f"{'retain' if allocator else 'system'}; steps {start_step} -> {config.train.max_steps}",
+        f"{torch.get_num_threads()} threads"
+        + (f", allocator {allocator}" if allocator else "")
+        + f"; steps {start_step} -> {config.train.max_steps}",
         flush=True,
     )
 

@@ -43,7 +43,7 @@ from .moving_mnist import (
     moving_mnist_split,
 )
 from .samplers import EvaluationSampler, StreamSampler, split_indices
-from .scaling import NOISES, check_frames, frames_to_unit_interval
+from .scaling import NOISES, Preprocessing, check_frames, frames_to_unit_interval
 from .simulators import bounce, render_sequences
 from .sources import ArraySource, Simulator, Source, StoredSource, load_array
 from .store import (
@@ -71,6 +71,7 @@ __all__ = [
     "LinearGaussianSSM",
     "MotionSequences",
     "MovingMNIST",
+    "Preprocessing",
     "ShardData",
     "Simulator",
     "Source",

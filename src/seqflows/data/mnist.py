@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SeqflowsError
+
 __all__ = [
     "MNIST_FILES",
     "MNIST_MIRRORS",
@@ -57,7 +59,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SeqflowsError, RuntimeError):
     r"""No mirror delivered a file with the right checksum."""
 
 

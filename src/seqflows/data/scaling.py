@@ -9,6 +9,8 @@ dequantization (x + u) / 256, u ~ U[0, 1), gives bits/dim (see :mod:`seqflows.me
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from torch import Tensor
 
 __all__ = [
     "NOISES",
+    "Preprocessing",
     "check_frames",
     "frames_to_unit_interval",
 ]
@@ -63,6 +66,32 @@ def frames_to_unit_interval(
     else:
         y = x.astype(np.float32) / 255
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    r"""How raw uint8 frames become a model's input: :func:`frames_to_unit_interval`.
+
+    A model trained by ``seqflows train`` carries the one it was trained with
+    (``seqflows.load(path).preprocessing``): score new frames the way the model saw its data.
+
+    Attributes:
+        noise: ``"gaussian"`` (x / 255 + N(0, (1/256)^2), the paper's), ``"uniform"``
+            ((x + u) / 256, dequantization) or ``"none"`` (x / 255).
+
+    Example:
+        >>> frames = torch.zeros(1, 3, 1, 4, 4, dtype=torch.uint8)  # (B, T, C, H, W)
+        >>> Preprocessing("none")(frames).dtype
+        torch.float32
+    """
+
+    noise: Literal["gaussian", "uniform", "none"] = "gaussian"
+
+    def __call__(
+        self, frames: Tensor | np.ndarray, seed: int | np.random.Generator | None = None
+    ) -> Tensor:
+        r"""uint8 frames (any shape) as float32 model input; ``seed`` draws the noise."""
+        return frames_to_unit_interval(frames, self.noise, np.random.default_rng(seed))
 
 
 def check_frames(x: Tensor, frame_shape: Sequence[int], name: str) -> None:

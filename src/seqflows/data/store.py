@@ -47,6 +47,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..atomic import write_atomically, write_text_atomically
+from ..errors import DataError
 from .sources import StoredSource
 
 __all__ = [
@@ -67,7 +68,7 @@ _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for the child wh
 _log = logging.getLogger(__name__)
 
 
-class StoreError(ValueError):
+class StoreError(DataError):
     """A store that cannot be used: missing or corrupt manifest or shard, mixed frame shapes."""
 
 

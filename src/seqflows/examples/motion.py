@@ -11,16 +11,14 @@ likelihood and scored on held-out sequences beside the true process:
 All three are scored on the same frames (t >= 3, after the largest burn-in of 2). The last two
 reach the exact log-likelihood and their noise is white (temporal correlation, Eq. 31, near 0).
 
-Run it with ``seqflows motion`` or ``python -m seqflows.examples.motion``.
+Run it with ``seqflows motion`` (options: ``seqflows motion --help``) or :func:`run_and_write`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,10 +33,9 @@ from ..metrics import temporal_correlation
 __all__ = [
     "MODELS",
     "MotionExampleConfig",
-    "build_parser",
-    "main",
+    "format_table",
     "plot_motion",
-    "run_from_args",
+    "run_and_write",
     "run_motion_example",
     "train_flow",
 ]
@@ -190,7 +187,7 @@ def plot_motion(results: dict, path: Path, index: int = 0) -> Path:
     return path
 
 
-def _format_table(results: dict) -> str:
+def format_table(results: dict) -> str:
     rows = [("model", "nats/dim", "gap to true", "corr(noise)")]
     truth = results["true_process"]
     rows.append(
@@ -216,66 +213,21 @@ def _format_table(results: dict) -> str:
     )
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The example's command-line options (also used by ``seqflows motion``)."""
-    parser = parser or argparse.ArgumentParser(
-        prog="python -m seqflows.examples.motion", description=__doc__.split("\n\n")[0]
-    )
-    defaults = MotionExampleConfig()
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/motion"),
-        help="folder for results.json and motion.png (default: runs/motion)",
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
-    parser.add_argument(
-        "--steps", type=int, default=defaults.steps, help="full-batch Adam steps per model"
-    )
-    parser.add_argument(
-        "--sigma", type=float, default=defaults.sigma, help="standard deviation of the force w_t"
-    )
-    parser.add_argument("--length", type=int, default=defaults.length, help="time steps T")
-    parser.add_argument("--dim", type=int, default=defaults.dim, help="dimension D")
-    parser.add_argument(
-        "--num-train", type=int, default=defaults.num_train, help="training sequences"
-    )
-    parser.add_argument(
-        "--num-test", type=int, default=defaults.num_test, help="held-out sequences"
-    )
-    parser.add_argument("--no-plot", action="store_true", help="skip the figure")
-    return parser
+def run_and_write(
+    out: str | Path, config: MotionExampleConfig = MotionExampleConfig(), plot: bool = True
+) -> dict:
+    r"""Runs the example and writes ``out``/results.json (and motion.png with ``plot``).
 
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Runs the example from command-line arguments; prints a table, writes JSON and a PNG."""
-    args = build_parser().parse_args(argv)
-    return run_from_args(args)
-
-
-def run_from_args(args: argparse.Namespace) -> dict:
-    """Runs the example from parsed options (see :func:`build_parser`)."""
-    config = MotionExampleConfig(
-        num_train=args.num_train,
-        num_test=args.num_test,
-        length=args.length,
-        dim=args.dim,
-        sigma=args.sigma,
-        steps=args.steps,
-        seed=args.seed,
-    )
+    Returns:
+        The results as written (JSON-ready: without the simulated sequences), with ``written``
+        naming the files and ``table`` the printed summary.
+    """
     results = run_motion_example(config)
-    print(_format_table(results))
-    args.out.mkdir(parents=True, exist_ok=True)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
     serializable = {key: value for key, value in results.items() if key != "sequences"}
-    write_text_atomically(
-        args.out / "results.json", json.dumps(serializable, indent=2, allow_nan=False) + "\n"
-    )
-    print(f"results: {args.out / 'results.json'}")
-    if not args.no_plot:
-        print(f"figure:  {plot_motion(results, args.out / 'motion.png')}")
-    return results
-
-
-if __name__ == "__main__":
-    main()
+    text = json.dumps(serializable, indent=2, allow_nan=False) + "\n"
+    written = {"results": str(write_text_atomically(folder / "results.json", text))}
+    if plot:
+        written["figure"] = str(plot_motion(results, folder / "motion.png"))
+    return {**serializable, "written": written, "table": format_table(results)}

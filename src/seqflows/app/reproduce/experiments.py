@@ -1,0 +1,382 @@
+r"""The reproduction's experiments, as data: the paper's numbers, the reduced scale, the studies.
+
+Every run of ``seqflows reproduce`` is one :class:`Experiment`: a shipped configuration (the
+paper's full-size setting) and the overrides that bring it to the scale of a 2-core CPU
+(:data:`MOVING_MNIST_SCALE`, :func:`moving_mnist_width`, :data:`BOUNCING_BALLS_SCALE`) with a
+budget in the paper's proportions (:func:`budget`). :data:`STUDIES` are controlled comparisons
+(one setting changed). :func:`parameter_counts` reconciles Table 2 with the authors' code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...atomic import write_atomically
+from ...data import MovingMNIST, downscale_digits, load_digits, render_sequences
+from ..config import load_config
+
+__all__ = [
+    "AUTHORS_PARAMETERS",
+    "BOUNCING_BALLS_SCALE",
+    "CONFIGS",
+    "EVALUATED_TRAIN_SEQUENCES",
+    "LABELS",
+    "MOVING_MNIST_SCALE",
+    "PAPER",
+    "PAPER_PARAMETERS",
+    "SAME_FRAMES",
+    "STEPS",
+    "STOPPED_IMPROVING",
+    "STUDIES",
+    "Experiment",
+    "Study",
+    "budget",
+    "experiments",
+    "moving_mnist_width",
+    "parameter_counts",
+    "render_moving_mnist",
+    "study_experiments",
+    "unused_parameters",
+]
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # shipped with the package
+
+# The paper's Moving MNIST numbers (Tables 1-4): nats per pixel per channel on the paper's
+# scale, the density of 0-255 pixel values (``nats_per_dim_8bit``).
+PAPER: dict[str, dict[str, float]] = {
+    "test": {"1af": -2.15, "2af": -2.13, "slvm": -1.92, "slvm_1af": -1.86},
+    "train": {"1af": -2.06, "2af": -2.04, "slvm": -1.93, "slvm_1af": -1.85},
+    "corr_x": {"slvm_1af": 0.24},
+    "corr_noise": {"slvm_1af": 0.02},
+}
+# Table 2, thousands of parameters.
+PAPER_PARAMETERS: dict[str, dict[str, int]] = {
+    "mmnist": {"1af": 343, "2af": 686, "slvm": 11302, "slvm_1af": 10592},
+    "bair": {"1af": 363, "2af": 726, "slvm": 11325, "slvm_1af": 10643},
+    "kth": {"1af": 343, "2af": 686, "slvm": 11302, "slvm_1af": 10592},
+}
+# What the authors' code builds for Table 2 (counted by running it): every count but BAIR's
+# SLVM w/ 1-AF, which the table prints as 10,643k.
+AUTHORS_PARAMETERS: dict[str, dict[str, int]] = {
+    "mmnist": {"1af": 343_234, "2af": 686_468, "slvm": 11_302_402, "slvm_1af": 10_591_940},
+    "bair": {"1af": 363_078, "2af": 726_156, "slvm": 11_324_934},
+    "kth": {"1af": 343_234, "2af": 686_468, "slvm": 11_302_402, "slvm_1af": 10_591_940},
+}
+LABELS = {
+    "1af": "1-AF",
+    "2af": "2-AF",
+    "slvm": "SLVM",
+    "slvm_1af": "SLVM w/ 1-AF",
+    "slvm_2af": "SLVM w/ 2-AF",
+}
+
+# The reduced scale (docs/results.md says why): half the frame size and half the width of every
+# network, the paper's batch sizes, 1500 steps at a larger learning rate that falls to 0 (at a
+# constant 5e-4 the flows' likelihood swung by up to a nat per dimension from one validation to
+# the next until the end of the run).
+SLVM_HALF_WIDTH = (
+    "model.conv_width=32",
+    "model.encoder_features=64",
+    "model.latent_dim=64",
+    "model.lstm_hidden=128",
+)
+MOVING_MNIST_SCALE = (
+    "data.dataset=array",
+    "data.size=32",
+    "data.validation_sequences=256",
+    "data.test_sequences=256",
+    "data.num_workers=1",
+    "train.learning_rate=5e-4",
+    "train.lr_schedule=cosine",
+    "train.val_sequences=128",
+    "train.log_every=25",
+    "evaluate.batch_size=32",
+    "evaluate.iwae_samples=100",
+)
+BOUNCING_BALLS_SCALE = (
+    "data.test_sequences=256",
+    "train.lr_schedule=cosine",
+    "evaluate.iwae_samples=100",
+)  # configs/bouncing_balls_*.yaml are at half width already
+# Steps of the flows and of SLVM w/ M-AF; the SLVM baseline gets twice as many (Appendix B:
+# 200k against 100k; it is also about 4x cheaper per step here).
+STEPS = {"moving_mnist": 1500, "bouncing_balls": 600}
+# One evaluation protocol for every model of a comparison: crops of 16 frames (the longest
+# context any model here needs is the 2-AF's 6), the last 10 scored, the others context.
+SAME_FRAMES = ("data.eval_length=16", "evaluate.scored_frames=10")
+# A validation curve that gains less than this in the last quarter of the run had stopped
+# improving.
+STOPPED_IMPROVING = 0.01
+# Sizes of the rendered Moving MNIST set: training, validation and test sequences.
+MOVING_MNIST_SEQUENCES = (2000, 256, 256)
+TRAIN_DIGITS = (0, 8000)
+TEST_DIGITS = (8000, 10000)
+RENDER_SEEDS = {"train": 1, "validation": 2, "test": 3}
+EVALUATED_TRAIN_SEQUENCES = 256
+
+
+@dataclass(frozen=True)
+class Experiment:
+    r"""One training run of the reproduction.
+
+    Attributes:
+        dataset: ``moving_mnist`` or ``bouncing_balls``.
+        model: ``1af``, ``2af``, ``slvm``, ``slvm_1af`` or ``slvm_2af``.
+        config: The full-size configuration it starts from.
+        overrides: ``section.key=value`` changes to it (the reduced scale).
+        study: The study and variant it belongs to (``batch_norm/per_step``), or "" for the
+            main reproduction.
+    """
+
+    dataset: str
+    model: str
+    config: Path
+    overrides: tuple[str, ...]
+    study: str = ""
+
+    @property
+    def name(self) -> str:
+        main = f"{self.dataset}/{self.model}"
+        return f"studies/{self.study}/{main}" if self.study else main
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.model]
+
+
+@dataclass(frozen=True)
+class Study:
+    r"""A controlled comparison: the same runs with one setting changed.
+
+    Attributes:
+        question: What it measures, for the tables.
+        models: The Moving MNIST models it trains.
+        variants: Variant name -> overrides applied after the reduced scale.
+        budget: Fraction of the main reproduction's steps.
+        evaluations: The evaluations of each run (``test``, ``test_same_frames``, ``train``).
+        elbo_only: Score SLVMs by the ELBO alone (no IWAE bound): cheaper, for spreads.
+    """
+
+    question: str
+    models: tuple[str, ...]
+    variants: dict[str, tuple[str, ...]]
+    budget: float = 1.0
+    evaluations: tuple[str, ...] = ("test",)
+    elbo_only: bool = False
+
+
+STUDIES: dict[str, Study] = {
+    "batch_norm": Study(
+        "training-mode BatchNorm statistics of the 1-AF: pooled over all time steps, or per "
+        "time step as the authors' step loop",
+        ("1af",),
+        {"pooled": ("model.batch_norm=pooled",), "per_step": ("model.batch_norm=per_step",)},
+    ),
+    "init": Study(
+        "initialisation of the SLVM: PyTorch's default, or the authors' (xavier-normal, zero "
+        "biases, 0.1 before ReLU, BatchNorm scales ~ N(1, 0.02))",
+        ("slvm",),
+        {"default": ("model.init=default",), "reference": ("model.init=reference",)},
+    ),
+    "seeds": Study(
+        "seed-to-seed spread of every model (initial weights, data order, crops and noise) at "
+        "a third of the budget",
+        ("1af", "2af", "slvm", "slvm_1af"),
+        {f"seed{seed}": (f"train.seed={seed}",) for seed in (0, 1, 2)},
+        budget=1 / 3,
+        elbo_only=True,
+    ),
+}
+
+
+def moving_mnist_width(model: str) -> tuple[str, ...]:
+    r"""Half the width of every network of ``model`` (its flow's conditioners, its SLVM)."""
+    return ("model.hidden=32", *(SLVM_HALF_WIDTH if model.startswith("slvm") else ()))
+
+
+def budget(dataset: str, model: str, fraction: float = 1.0) -> tuple[str, ...]:
+    r"""The steps of a run, in the paper's proportions: the SLVM baseline gets twice the steps
+    of the other models (Appendix B), and validations and checkpoints come 6 times per run."""
+    steps = round(STEPS[dataset] * fraction) * (2 if model == "slvm" else 1)
+    every = max(steps // 6, 1)
+    return (
+        f"train.max_steps={steps}",
+        f"train.val_every={every}",
+        f"train.checkpoint_every={every}",
+    )
+
+
+def experiments(
+    moving_mnist_array: str | os.PathLike[str], models: Sequence[str] = tuple(LABELS)
+) -> list[Experiment]:
+    r"""The runs: every model on Moving MNIST (at reduced scale) and on bouncing balls.
+
+    Arguments:
+        moving_mnist_array: The array written by :func:`render_moving_mnist`.
+        models: Which of ``1af``, ``2af``, ``slvm``, ``slvm_1af``, ``slvm_2af`` to run.
+
+    Example:
+        >>> runs = experiments("mm.npy", ["slvm"])
+        >>> [run.name for run in runs]
+        ['moving_mnist/slvm', 'bouncing_balls/slvm']
+        >>> [item for item in runs[0].overrides if item.startswith("train.max_steps")]
+        ['train.max_steps=3000']
+    """
+    unknown = sorted(set(models) - set(LABELS))
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; choose from {list(LABELS)}")
+    runs = []
+    for model in models:
+        runs.append(
+            Experiment(
+                "moving_mnist",
+                model,
+                CONFIGS / f"mmnist_{model}.yaml",
+                (
+                    *MOVING_MNIST_SCALE,
+                    *moving_mnist_width(model),
+                    *budget("moving_mnist", model),
+                    f"data.path={moving_mnist_array}",
+                ),
+            )
+        )
+    for model in models:
+        runs.append(
+            Experiment(
+                "bouncing_balls",
+                model,
+                CONFIGS / f"bouncing_balls_{model}.yaml",
+                (*BOUNCING_BALLS_SCALE, *budget("bouncing_balls", model)),
+            )
+        )
+    return runs
+
+
+def study_experiments(name: str, moving_mnist_array: str | os.PathLike[str]) -> list[Experiment]:
+    r"""The runs of the study ``name`` (:data:`STUDIES`), on reduced-scale Moving MNIST.
+
+    Example:
+        >>> [run.study for run in study_experiments("batch_norm", "mm.npy")]
+        ['batch_norm/pooled', 'batch_norm/per_step']
+    """
+    study = STUDIES[name]
+    runs = []
+    for variant, overrides in study.variants.items():
+        for model in study.models:
+            runs.append(
+                Experiment(
+                    "moving_mnist",
+                    model,
+                    CONFIGS / f"mmnist_{model}.yaml",
+                    (
+                        *MOVING_MNIST_SCALE,
+                        *moving_mnist_width(model),
+                        *budget("moving_mnist", model, study.budget),
+                        f"data.path={moving_mnist_array}",
+                        *overrides,
+                        *(("evaluate.iwae_samples=0",) if study.elbo_only else ()),
+                    ),
+                    study=f"{name}/{variant}",
+                )
+            )
+    return runs
+
+
+def render_moving_mnist(
+    digits_file: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    sequences: tuple[int, int, int] = MOVING_MNIST_SEQUENCES,
+) -> Path:
+    r"""Writes the half-resolution Moving MNIST set as one uint8 array (N, 20, 1, 32, 32).
+
+    The array holds [training | validation | test] sequences, the order ``data.dataset=array``
+    splits it in (``data.validation_sequences`` and ``data.test_sequences`` at the end).
+    Training and validation sequences use digits 0-7999, test sequences digits 8000-9999 of
+    ``digits_file`` (the MNIST test images); each part has its own seed (:data:`RENDER_SEEDS`).
+    An existing file with the same contents is kept.
+    """
+    path = Path(path)
+    parts = []
+    for split, count in zip(("train", "validation", "test"), sequences, strict=True):
+        start, stop = TEST_DIGITS if split == "test" else TRAIN_DIGITS
+        digits = downscale_digits(load_digits(digits_file, start, stop), 2)
+        simulator = MovingMNIST(digits, num_frames=20, size=32, num_digits=2)
+        parts.append(render_sequences(simulator, count, RENDER_SEEDS[split]))
+    array = np.concatenate(parts)
+    if path.is_file():
+        existing = np.load(path, mmap_mode="r")
+        if existing.shape == array.shape and np.array_equal(existing, array):
+            return path
+    return write_atomically(path, lambda stream: np.save(stream, array))
+
+
+def unused_parameters(config: Any, event_shape: tuple[int, ...]) -> dict[str, int]:
+    r"""Parameters the authors' code creates and Table 2 counts, but the objective never uses.
+
+    * per flow transform, a learnable initial shift and scale of the padded context,
+      2 x C x H x W, which the burn-in protocol never reads;
+    * per flow transform, a bias in each of the 8 convolutions that BatchNorm follows
+      (8 x hidden), whose gradient BatchNorm makes exactly zero;
+    * in the SLVM, learnable initial parameters of each distribution: loc and log-scale of
+      p(x_1) per pixel (2 x C x H x W) and of the prior and the posterior of z_1
+      (4 x latent_dim), unused because every step is computed from z_0 = 0;
+    * in the SLVM, the biases of the encoder's and decoder's convolutions that BatchNorm follows.
+
+    seqflows builds none of them. Returns {component: count}.
+    """
+    model = config.model
+    pixels = math.prod(event_shape)
+    flows = model.num_transforms
+    unused = {
+        "initial shift and scale of each transform": flows * 2 * pixels,
+        "conv biases before BatchNorm (flow)": flows * 8 * model.hidden,
+    }
+    if model.type == "slvm":
+        layers = int(math.log2(event_shape[-1] // 4))  # stride-2 layers: 4 for 64x64
+        width = model.conv_width
+        encoder = sum(width * 2**index for index in range(layers)) + model.encoder_features
+        decoder = sum(width * 2**index for index in range(layers))
+        unused["initial loc and log-scale of p(x_1), p(z_1) and q(z_1)"] = (
+            2 * pixels + 4 * model.latent_dim
+        )
+        unused["conv biases before BatchNorm (SLVM)"] = encoder + decoder
+    return unused
+
+
+def parameter_counts(configs: Path = CONFIGS) -> dict[str, dict[str, dict[str, Any]]]:
+    r"""Table 2 reconciled: parameters of every model at the paper's full size.
+
+    Builds each model from configs/*.yaml and adds the parameters the authors' code counts but
+    never uses (:func:`unused_parameters`): ours + unused gives the authors' count exactly.
+
+    Returns:
+        {dataset: {model: {"ours", "unused", "reconstructed", "authors", "paper_thousands"}}};
+        "authors" is None where we have no exact count of the authors' code.
+    """
+    from ..checkpoints import build_model
+
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for dataset in ("mmnist", "bair", "kth"):
+        for model in LABELS:
+            path = configs / f"{dataset}_{model}.yaml"
+            if not path.is_file():
+                continue
+            config = load_config(path)
+            built = build_model(config, config.data.frame_shape)
+            ours = sum(parameter.numel() for parameter in built.parameters())
+            unused = unused_parameters(config, config.data.frame_shape)
+            table.setdefault(dataset, {})[model] = {
+                "ours": ours,
+                "unused": unused,
+                "reconstructed": ours + sum(unused.values()),
+                "authors": AUTHORS_PARAMETERS[dataset].get(model),
+                "paper_thousands": PAPER_PARAMETERS[dataset].get(model),
+            }
+    return table

@@ -1,0 +1,441 @@
+r"""``seqflows reproduce``: trains, evaluates and draws every experiment, resumably.
+
+Each training runs as its own ``seqflows train ... --resume`` process, so an interrupted
+reproduction continues where it stopped and a finished training is not started again; the
+evaluations and figures are redone at every invocation. ``summary.json`` keeps the results of
+earlier invocations unless they are redone, and the time of every invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ...atomic import write_text_atomically
+from ...data import mnist
+from ...errors import ConfigError, TrainingError
+from ..config import load_config
+from ..interrupt import Interrupted, run_forwarding_signals, signal_name
+from .experiments import (
+    BOUNCING_BALLS_SCALE,
+    CONFIGS,
+    EVALUATED_TRAIN_SEQUENCES,
+    LABELS,
+    MOVING_MNIST_SCALE,
+    PAPER,
+    SAME_FRAMES,
+    STOPPED_IMPROVING,
+    STUDIES,
+    Experiment,
+    experiments,
+    parameter_counts,
+    render_moving_mnist,
+    study_experiments,
+)
+from .report import comparison_figures, format_tables
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_MODELS",
+    "reproduce",
+    "validation_progress",
+]
+
+DEFAULT_MODELS = ("1af", "2af", "slvm", "slvm_1af")  # SLVM w/ 2-AF: --models to add it
+DATASETS = ("moving_mnist", "bouncing_balls")
+
+
+def reproduce(
+    out: str | Path = "results",
+    runs: str | Path = "runs/reproduce",
+    digits: str | Path | None = None,
+    root: str | Path = "data",
+    models: Sequence[str] = DEFAULT_MODELS,
+    datasets: Sequence[str] = DATASETS,
+    studies: Sequence[str] = tuple(STUDIES),
+    overrides: Sequence[str] = (),
+    sequences: int | None = None,
+    motion: bool = True,
+) -> dict[str, Any]:
+    r"""Trains, evaluates and draws the reduced-scale reproduction (see :mod:`.experiments`).
+
+    Arguments:
+        out: Folder of the results (JSON, tables.md, figures), e.g. the repository's results/.
+        runs: Folder of the runs (checkpoints, logs) and of the rendered Moving MNIST set.
+        digits: The MNIST test images t10k-images-idx3-ubyte.gz (None: downloaded into
+            ``root``/mnist and MD5-checked).
+        root: Data root for the download.
+        models: Models of the main reproduction (``1af``, ``2af``, ``slvm``, ``slvm_1af``,
+            ``slvm_2af``).
+        datasets: ``moving_mnist`` and/or ``bouncing_balls``.
+        studies: Studies to run (:data:`~.experiments.STUDIES`), on Moving MNIST.
+        overrides: ``section.key=value`` for every run (a quick try; the published results use
+            none).
+        sequences: Evaluate only the first N sequences of each split (None: all 256).
+        motion: Run the motivating example of Sec. 3.1 too.
+
+    Returns:
+        The summary (also written to ``out``/summary.json, and its tables to tables.md).
+    """
+    models, datasets, studies = list(models), list(datasets), list(studies)
+    for name, chosen, known in (
+        ("models", models, LABELS),
+        ("datasets", datasets, DATASETS),
+        ("studies", studies, STUDIES),
+    ):
+        unknown = sorted(set(chosen) - set(known))
+        if unknown:
+            raise ConfigError(f"{name}: unknown {unknown}; choose from {list(known)}")
+    out, runs_root, extra = Path(out), Path(runs), list(overrides)
+    started = time.perf_counter()
+    say = _reporter()
+    array = runs_root / "data" / "moving_mnist_32.npy"
+    if "moving_mnist" in datasets:
+        digits = digits or _download_digits(Path(root))
+        say(f"rendering Moving MNIST 32x32 from {digits} into {array}")
+        render_moving_mnist(digits, array)
+    previous = out / "summary.json"  # runs of an earlier invocation stay unless redone
+    earlier = json.loads(previous.read_text()) if previous.is_file() else {}
+    summary: dict[str, Any] = {
+        "runs": earlier.get("runs", {}),
+        "studies": earlier.get("studies", {}),
+        "machine": _machine(),
+    }
+    if "motion" in earlier:  # kept unless redone below
+        summary["motion"] = earlier["motion"]
+    evaluated: set[str] = set()
+    for experiment in experiments(array, models):
+        if experiment.dataset not in datasets:
+            continue
+        say(f"{experiment.name}: training ({experiment.label})")
+        run_dir = runs_root / experiment.name
+        timing = _train(experiment, run_dir, extra)
+        say(f"{experiment.name}: evaluating and drawing")
+        evaluations = ["test", "test_same_frames"]
+        if experiment.dataset == "moving_mnist":
+            evaluations.append("train")
+        result = _evaluate(
+            experiment, run_dir, out / experiment.name, sequences, timing, evaluations
+        )
+        _draw(run_dir, out / experiment.name)
+        summary["runs"][experiment.name] = result
+        evaluated.add(experiment.name)
+    for name in studies if "moving_mnist" in datasets else ():
+        study = summary["studies"].setdefault(name, {})
+        for experiment in study_experiments(name, array):
+            variant = experiment.study.split("/", 1)[1]
+            main = _main_equivalent(experiment, array, extra)
+            if main is not None and main.name in evaluated:  # by this invocation
+                say(f"{experiment.name}: the main run {main.name}")
+                study.setdefault(variant, {})[experiment.model] = summary["runs"][main.name]
+                continue
+            run_dir = runs_root / (experiment if main is None else main).name
+            say(f"{experiment.name}: training ({experiment.label}) in {run_dir}")
+            timing = _train(experiment, run_dir, extra)
+            say(f"{experiment.name}: evaluating")
+            result = _evaluate(
+                experiment,
+                run_dir,
+                out / experiment.name,
+                sequences,
+                timing,
+                STUDIES[name].evaluations,
+            )
+            study.setdefault(variant, {})[experiment.model] = result
+    summary["parameters"] = parameter_counts()
+    if motion:
+        from ...examples.motion import run_and_write
+
+        say("motivating example (Sec. 3.1)")
+        summary["motion"] = run_and_write(out / "motion")
+    for dataset in datasets:
+        comparison_figures(summary["runs"], dataset, runs_root, out / dataset)
+    summary["overrides"] = {
+        "moving_mnist": list(MOVING_MNIST_SCALE),
+        "bouncing_balls": list(BOUNCING_BALLS_SCALE),
+        "same_frames": list(SAME_FRAMES),
+        "extra": extra,
+    }
+    summary["paper"] = PAPER
+    summary["seconds"] = round(time.perf_counter() - started, 1)  # this invocation
+    # every invocation's wall-clock time, oldest first (a resumed reproduction has several)
+    summary["invocations"] = _invocations(earlier) + [
+        {
+            "seconds": summary["seconds"],
+            "models": models,
+            "datasets": datasets,
+            "studies": studies,
+            "extra": extra,
+        }
+    ]
+    write_text_atomically(
+        out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    )
+    write_text_atomically(out / "tables.md", format_tables(summary))
+    say(f"done in {summary['seconds'] / 60:.1f} min: {out / 'tables.md'}")
+    return summary
+
+
+def _main_equivalent(experiment: Experiment, array: Path, extra: list[str]) -> Experiment | None:
+    r"""The main reproduction's run that a study's run is identical to (the same resolved
+    configuration but for its name), so that it is trained once; None if there is none."""
+    (main,) = [
+        run for run in experiments(array, [experiment.model]) if run.dataset == "moving_mnist"
+    ]
+
+    def resolved(run: Experiment) -> dict[str, Any]:
+        values = load_config(run.config, [*run.overrides, *extra]).to_dict()
+        values.pop("name")
+        return values
+
+    return main if resolved(main) == resolved(experiment) else None
+
+
+def _invocations(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The invocations recorded in an earlier summary (one per ``seconds`` when unlisted)."""
+    if "invocations" in summary:
+        return list(summary["invocations"])
+    return [{"seconds": summary["seconds"]}] if "seconds" in summary else []
+
+
+def _reporter() -> Callable[[str], None]:
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        minutes = (time.perf_counter() - start) / 60
+        print(f"[reproduce {minutes:5.1f} min] {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _download_digits(root: Path) -> Path:
+    name = "t10k-images-idx3-ubyte.gz"
+    return mnist.download_mnist(root / "mnist", files=(name,))[name]
+
+
+def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str, float]:
+    r"""Runs (or continues) ``seqflows train`` in its own process, unless the run has reached
+    ``train.max_steps`` already; returns its accumulated time.
+
+    The seconds spent training are summed over interrupted invocations in
+    ``RUN/reproduce_timing.json``, so the reported time is that of the whole run.
+    """
+    timing_file = run_dir / "reproduce_timing.json"
+    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {"seconds": 0.0}
+    config = load_config(experiment.config, [*experiment.overrides, *extra])
+    if _trained_steps(run_dir) >= config.train.max_steps:
+        return timing  # finished: no process, no time added
+    command = [
+        sys.executable,
+        "-m",
+        "seqflows",
+        "train",
+        str(experiment.config),
+        *experiment.overrides,
+        *extra,
+        "--out",
+        str(run_dir),
+        "--resume",
+        "--no-progress",
+    ]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(run_dir / "train.log", "a") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        status = run_forwarding_signals(command, stdout=log)
+    interrupted = 128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT
+    if status in interrupted:
+        raise Interrupted(
+            abs(status) % 128,
+            f"training {experiment.name} was stopped by {signal_name(abs(status) % 128)} "
+            f"(see {run_dir / 'train.log'}): run the same command again to continue",
+        )
+    if status != 0:
+        last_line = _last_line(run_dir / "train.log")
+        raise TrainingError(
+            f"training {experiment.name} failed (exit {status}"
+            + (f": {last_line}" if last_line else "")
+            + f"); see {run_dir / 'train.log'}"
+        )
+    timing["seconds"] = round(timing["seconds"] + time.perf_counter() - start, 1)
+    write_text_atomically(timing_file, json.dumps(timing, allow_nan=False) + "\n")
+    return timing
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a log (the one-line error of a failed command), shortened."""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or lines[-1].startswith("$ "):
+        return ""
+    return lines[-1] if len(lines[-1]) <= 300 else lines[-1][:297] + "..."
+
+
+def _trained_steps(run_dir: Path) -> int:
+    """Optimizer steps of the run's last checkpoint (0 when there is none)."""
+    from ..checkpoints import checkpoint_step
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return checkpoint_step(last) if last.is_file() else 0
+
+
+EVALUATION_KEYS = (
+    "nats_per_dim",
+    "nats_per_dim_8bit",
+    "elbo_nats_per_dim",
+    "elbo_nats_per_dim_8bit",
+    "iwae_nats_per_dim",
+    "iwae_nats_per_dim_8bit",
+    "iwae_samples",
+    "corr_x",
+    "corr_noise",
+    "sequences",
+    "frames_scored",
+)
+
+
+def _evaluate(
+    experiment: Experiment,
+    run_dir: Path,
+    out: Path,
+    sequences: int | None,
+    timing: dict[str, float],
+    evaluations: Sequence[str],
+) -> dict[str, Any]:
+    r"""Evaluates the selected checkpoint of a run.
+
+    ``evaluations``: ``test`` (the paper's protocol of the model's configuration),
+    ``test_same_frames`` (:data:`SAME_FRAMES`, one protocol for every model) and ``train``
+    (fixed crops of training sequences, Table 3). Writes one JSON per evaluation into ``out``
+    and the run's training curves (``metrics.csv``, every session of a resumed run).
+    """
+    import torch
+
+    from ..checkpoints import model_from_checkpoint
+    from ..config import Config
+    from ..datasets import evaluation_set
+    from ..evaluation import evaluate_model
+    from ..figures import read_run_metrics, write_metrics_csv
+
+    checkpoint = _selected_checkpoint(run_dir)
+    model, config, stored = model_from_checkpoint(checkpoint)
+    result: dict[str, Any] = {
+        "model": experiment.label,
+        "dataset": experiment.dataset,
+        "config": str(experiment.config.relative_to(CONFIGS.parent)),
+        "overrides": list(experiment.overrides),
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "steps": config.train.max_steps,
+        "evaluated_checkpoint": checkpoint.name,
+        "evaluated_step": int(stored.get("global_step", -1)),
+        "batch_size": config.train.batch_size,
+        "train_seconds": timing["seconds"],
+        "threads": torch.get_num_threads(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for evaluation_name in evaluations:
+        split = "train" if evaluation_name == "train" else "test"
+        protocol = SAME_FRAMES if evaluation_name == "test_same_frames" else ()
+        settings = Config.from_dict(config.to_dict(), protocol)
+        count = sequences or (EVALUATED_TRAIN_SEQUENCES if split == "train" else None)
+        evaluation = evaluate_model(
+            model,
+            evaluation_set(settings, split, count=count),
+            settings,
+            split,
+            batch_size=settings.evaluate.batch_size,
+            iwae_samples=settings.evaluate.iwae_samples,
+            iwae_chunk=settings.evaluate.iwae_chunk,
+            scored_frames=settings.evaluate.scored_frames,
+        )
+        evaluation["checkpoint"] = str(checkpoint)
+        text = json.dumps(evaluation, indent=2, allow_nan=False) + "\n"
+        write_text_atomically(out / f"{evaluation_name}.json", text)
+        result[evaluation_name] = {key: evaluation.get(key) for key in EVALUATION_KEYS}
+    curves = read_run_metrics(run_dir)  # every session of the run: resumes included
+    if curves:
+        write_metrics_csv(curves, out / "metrics.csv")
+        result["validation"] = validation_progress(out / "metrics.csv", config.train.max_steps)
+    return result
+
+
+def validation_progress(metrics: Path, max_steps: int) -> dict[str, Any]:
+    r"""Whether a run's validation score had stopped improving.
+
+    Returns the best and last validation nats/dim and the gain of the last quarter of the run
+    (best after 3/4 of the steps minus best before; None without validations on both sides),
+    and ``stopped_improving``: that gain is below :data:`STOPPED_IMPROVING`.
+    """
+    from ..figures import read_metrics_csv
+
+    points = [
+        (step, value) for step, value in read_metrics_csv(metrics).get("val/nats_per_dim", [])
+    ]
+    points = [(step, value) for step, value in points if math.isfinite(value)]
+    if not points:
+        return {"best": None, "last": None, "gain_last_quarter": None, "stopped_improving": None}
+    early = [value for step, value in points if step <= 0.75 * max_steps]
+    late = [value for step, value in points if step > 0.75 * max_steps]
+    gain = max(late) - max(early) if early and late else None
+    return {
+        "best": max(value for _, value in points),
+        "last": points[-1][1],
+        "gain_last_quarter": gain,
+        "stopped_improving": None if gain is None else gain < STOPPED_IMPROVING,
+    }
+
+
+def _draw(run_dir: Path, out: Path) -> None:
+    r"""Fig. 4 / Fig. 9 rows, samples and training curves of the selected checkpoint."""
+    from ..checkpoints import model_from_checkpoint
+    from ..commands import sample, visualize
+
+    checkpoint = _selected_checkpoint(run_dir)
+    model, _, _ = model_from_checkpoint(checkpoint)
+    figures = run_dir / "figures"
+    visualize(checkpoint, figures)
+    sample(checkpoint, figures, num=4, length=10, context=model.burn_in, device="cpu")
+    for name in ("flow_rows.png", "samples.png", "curves.png"):
+        if (figures / name).is_file():
+            shutil.copyfile(figures / name, out / name)
+
+
+def _selected_checkpoint(run_dir: Path) -> Path:
+    r"""The checkpoint with the best validation score (validation sequences, never the test
+    ones), else the last one: short runs at a large learning rate end wherever the last step
+    left them, several hundredths of a nat from their best."""
+    folder = run_dir / "checkpoints"
+    best = sorted(folder.glob("best*.ckpt"), key=lambda path: path.stat().st_mtime)
+    return best[-1] if best else folder / "last.ckpt"
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    return {
+        "processor": _cpu_name() or platform.processor(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_name() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,96 @@
+r"""What every sequence model offers a training loop and an evaluation: its loss and its scores.
+
+Both model families implement the same small protocol (:class:`SequenceModel`), so that a
+training step, an evaluation or a benchmark calls the model and never asks which model it is:
+
+* ``model.loss(x, generator=None, kl_weight=1.0)`` -> :class:`LossTerms`: the scalar to minimise
+  and the per-frame terms to log. For flows (:class:`~seqflows.flows.FlowModel`) minus the mean
+  exact log-likelihood of the scored frames (Eq. 7-9); for SLVMs (:class:`~seqflows.slvm.SLVM`)
+  minus the mean ELBO (Eq. 18-20) of the frames it trains on.
+* ``model.scores(x, generator=None)`` -> :class:`FrameScores`: the per-frame log-likelihood (or
+  its ELBO) of the scored frames, what evaluation sums, and the flow's noise (Eq. 31's y).
+* ``model.bound(x, num_samples, ...)``: per sequence, the exact log-likelihood of a flow or the
+  importance-weighted bound of an SLVM; ``model.exact`` tells which.
+* ``model.label``: the paper's name (``1-AF``, ``SLVM w/ 1-AF``), and ``burn_in``, the context
+  frames that are not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .flows import FlowOutput
+
+__all__ = [
+    "FrameScores",
+    "LossTerms",
+    "SequenceModel",
+]
+
+
+@dataclass
+class LossTerms:
+    r"""The training objective of a batch and its parts.
+
+    Attributes:
+        loss: The scalar to minimise: minus the mean per-frame objective, with the KL weighted
+            by ``kl_weight`` for SLVMs (KL warm-up).
+        objective: Per-frame objective of the trained frames, nats, (B, T'): log p(x_t | x_<t)
+            for flows, the ELBO term (log-likelihood - KL + log-determinant) for SLVMs.
+        flow: The flow's outputs (shift, scale, noise of every transform), or None.
+        kl: Per-frame KL term of an SLVM, (B, T'), or None.
+        log_likelihood: Per-frame log p(v_t | z_t) of an SLVM, (B, T'), or None.
+    """
+
+    loss: Tensor
+    objective: Tensor
+    flow: FlowOutput | None = None
+    kl: Tensor | None = None
+    log_likelihood: Tensor | None = None
+
+
+@dataclass
+class FrameScores:
+    r"""Per-frame scores of the scored frames (those after ``burn_in``).
+
+    Attributes:
+        log_prob: log p(x_t | x_<t) (flows, exact) or its ELBO (SLVMs), nats, (B, T - burn_in).
+        noise: The flow's noise y of the same frames, (B, T - burn_in, *event_shape), or None.
+    """
+
+    log_prob: Tensor
+    noise: Tensor | None = None
+
+
+@runtime_checkable
+class SequenceModel(Protocol):
+    r"""The protocol of :class:`~seqflows.flows.FlowModel` and :class:`~seqflows.slvm.SLVM`."""
+
+    event_shape: tuple[int, ...]
+    exact: bool
+
+    @property
+    def burn_in(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+    def loss(
+        self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0
+    ) -> LossTerms: ...
+
+    def scores(self, x: Tensor, generator: torch.Generator | None = None) -> FrameScores: ...
+
+    def bound(
+        self,
+        x: Tensor,
+        num_samples: int = 1,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+        scored: int | None = None,
+    ) -> Tensor: ...

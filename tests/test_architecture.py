@@ -1,0 +1,244 @@
+"""The layers and contracts of the package: one definition per setting, the model's objective,
+functions behind the commands, saving and loading, a pip-installed seqflows without the
+repository, and no global state."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import seqflows
+from seqflows import SLVM, FlowConfig, FlowModel, SLVMConfig
+from seqflows.app.config import Config, available_configs, find_config, load_config
+from seqflows.errors import CheckpointError, ConfigError
+from seqflows.objective import SequenceModel
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "seqflows"
+
+
+def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():
+    names = available_configs()
+    assert {"mmnist_1af", "mmnist_slvm_1af", "bouncing_balls_slvm", "bair_slvm"} <= set(names)
+    for name in names:
+        config = load_config(name)
+        assert type(config.model) is {"flow": FlowConfig, "slvm": SLVMConfig}[config.model.type]
+        cls = FlowModel if config.model.type == "flow" else SLVM
+        shape = config.data.frame_shape
+        if name.startswith(("mmnist", "bair", "kth")):
+            shape = (shape[0], 8, 8)  # the same settings on small frames: fast
+        model = cls.from_config(config.model, shape)
+        assert model.config == config.model, name
+        assert find_config(name) == PACKAGE / "configs" / f"{name}.yaml"
+
+
+def test_a_setting_has_one_name_and_one_default():
+    flow, slvm = FlowConfig(), SLVMConfig()
+    shared = {field.name for field in dataclasses.fields(seqflows.TransformConfig)}
+    for name in shared:  # defined once, in TransformConfig: the same defaults everywhere
+        assert getattr(flow, name) == getattr(slvm, name), name
+    # The model is built with the settings it was given, under their own names.
+    model = SLVM((1, 8, 8), lstm_hidden=12, encoder_features=5, conv_width=2, latent_dim=3)
+    assert model.latent.posterior_lstm.cells[0].hidden_size == 12
+    assert model.latent.encoder.net[0].out_channels == 2
+    with pytest.raises(ConfigError, match="^window must be at least 1, got 0"):
+        FlowModel((2,), window=0)
+    with pytest.raises(ConfigError, match="scale_map must be one of 'clamp', 'soft'"):
+        FlowModel((2,), scale_map="tanh")
+    with pytest.raises(ConfigError, match="model.latent_dim is a setting of model.type=slvm"):
+        Config.from_dict({"model": {"type": "flow", "latent_dim": 8}})
+
+
+def test_the_automatic_conditioner_follows_the_event_shape():
+    assert type(FlowModel((1, 8, 8)).transforms[0].conditioner).__name__ == "ConvConditioner"
+    assert type(FlowModel((3,)).transforms[0].conditioner).__name__ == "MLPConditioner"
+    with pytest.raises(ConfigError, match="the 'conv' conditioner needs frames"):
+        FlowModel((3,), conditioner="conv")
+
+
+@pytest.mark.parametrize("kind", ["flow", "slvm"])
+def test_both_families_implement_the_model_protocol(kind):
+    torch.manual_seed(0)
+    model = (
+        FlowModel((3,), window=1, identity_init=False)
+        if kind == "flow"
+        else SLVM((3,), window=1, latent_dim=2, lstm_hidden=4, mlp_hidden=4)
+    )
+    assert isinstance(model, SequenceModel)
+    x = torch.randn(2, 6, 3)
+    terms = model.loss(x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(terms.loss, -terms.objective.mean())
+    terms.loss.backward()
+    scores = model.eval().scores(x, torch.Generator().manual_seed(1))
+    assert scores.log_prob.shape == (2, 6 - model.burn_in)
+    bound = model.bound(x, 4, torch.Generator().manual_seed(2))
+    if model.exact:  # the exact log-likelihood: the sum of the per-frame scores
+        torch.testing.assert_close(bound, scores.log_prob.sum(1))
+    assert bound.shape == (2,) and model.label in ("1-AF", "SLVM")
+
+
+def test_no_model_type_dispatch_outside_the_core_and_no_import_cycle():
+    for path in (PACKAGE / "app").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
+                names = {getattr(arg, "id", None) for arg in ast.walk(node.args[1])}
+                assert not names & {"FlowModel", "SLVM"}, f"{path}: {ast.unparse(node)}"
+    graph = {name: _imports(name) for name in _modules()}
+    for start in graph:  # depth-first search for a cycle of module-level imports
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for following in graph.get(node, ()):
+                assert following != start, f"import cycle: {' -> '.join([*trail, following])}"
+                if following not in seen:
+                    seen.add(following)
+                    stack.append((following, [*trail, following]))
+
+
+def _modules() -> list[str]:
+    return [
+        ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        for path in PACKAGE.rglob("*.py")
+    ]
+
+
+def _imports(module: str) -> set[str]:
+    """The seqflows modules that ``module`` imports at module level (not inside functions)."""
+    parts = module.split(".")
+    path = PACKAGE.parent.joinpath(*parts)
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    package = parts if path.name == "__init__.py" else parts[:-1]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            if not target.startswith("seqflows"):
+                continue
+            if node.module is None:  # from . import a, b: the submodules a and b
+                found.update(f"{target}.{alias.name}" for alias in node.names)
+            else:
+                found.add(target)
+    return found
+
+
+def test_save_pretrained_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = SLVM(
+        (1, 8, 8),
+        num_transforms=1,
+        window=1,
+        hidden=2,
+        latent_dim=2,
+        lstm_hidden=4,
+        encoder_features=4,
+        conv_width=2,
+        identity_init=False,
+    )
+    with torch.no_grad():
+        model(torch.rand(2, 4, 1, 8, 8))  # BatchNorm statistics that are not the identity
+    model.eval()
+    folder = model.save_pretrained(tmp_path / "saved")
+    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "model.safetensors"]
+    info = json.loads((folder / "config.json").read_text())
+    assert info["model_type"] == "slvm" and info["event_shape"] == [1, 8, 8]
+    again = SLVM.from_pretrained(folder)
+    assert again.config == model.config and not again.training
+    x = torch.rand(2, 4, 1, 8, 8)
+    generator = torch.Generator().manual_seed(3)
+    expected = model.elbo(x, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(again.elbo(x, generator), expected, rtol=0, atol=0)
+    assert type(seqflows.load(folder)) is SLVM
+    with pytest.raises(CheckpointError, match="holds a SLVM"):
+        FlowModel.from_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"not tensors")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        SLVM.from_pretrained(folder)
+
+
+def test_a_pip_installed_seqflows_works_without_the_repository(tmp_path):
+    """The wheel, installed into an empty folder and run from elsewhere: a shipped experiment by
+    name, evaluate, seqflows.load of the checkpoint, and save/from_pretrained."""
+    pytest.importorskip("lightning")
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
+    subprocess.run([*build, "-w", str(wheels), "-q"], check=True, capture_output=True)
+    (wheel,) = wheels.glob("seqflows-*.whl")
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site)]
+    subprocess.run([*install, str(wheel)], check=True, capture_output=True)
+    environment = {**os.environ, "PYTHONPATH": str(site)}
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    def run(*arguments: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *arguments], cwd=work, env=environment, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    located = run("-c", "import seqflows; print(seqflows.__file__)")
+    assert located.startswith(str(site)), located  # not the checkout
+    tiny = [
+        "data.dataset=bouncing_balls",
+        "data.size=8",
+        "data.num_frames=8",
+        "data.length=5",
+        "data.eval_length=5",
+        "data.validation_sequences=2",
+        "data.test_sequences=2",
+        "data.num_workers=0",
+        "model.hidden=4",
+        "train.batch_size=2",
+        "train.max_steps=2",
+        "train.val_every=2",
+        "evaluate.batch_size=2",
+    ]
+    run("-m", "seqflows", "train", "mmnist_1af", *tiny, "--out", "run", "--no-progress")
+    checkpoint = "run/checkpoints/last.ckpt"
+    result = json.loads(run("-m", "seqflows", "evaluate", checkpoint, "--json"))
+    assert result["model"] == "1-AF" and result["sequences"] == 2
+    script = (
+        "import seqflows, torch\n"
+        f"model = seqflows.load({checkpoint!r})\n"
+        "assert model.preprocessing.noise == 'gaussian' and not model.training\n"
+        "folder = model.save_pretrained('saved')\n"
+        "again = seqflows.FlowModel.from_pretrained(folder)\n"
+        "x = model.preprocessing(torch.zeros(1, 5, 1, 8, 8, dtype=torch.uint8), seed=0)\n"
+        "assert torch.equal(model.log_prob(x), again.log_prob(x))\n"
+        "print('round trip', model.config.hidden)\n"
+    )
+    assert run("-c", script).strip() == "round trip 4"
+
+
+def test_importing_and_using_the_library_leaves_the_process_alone():
+    """No allocator, umask or matplotlib backend change on import or in library calls: the
+    allocator is set by the command only."""
+    uses = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "retain_freed_memory"
+    }
+    assert uses == {"app/cli.py"}
+    code = (
+        "import os, matplotlib\n"
+        "matplotlib.use('pdf')\n"
+        "os.umask(0o027)\n"
+        "import seqflows, seqflows.app.figures, seqflows.app.cli, seqflows.app.train\n"
+        "assert os.umask(0o027) == 0o027  # the mask set before the import\n"
+        "assert matplotlib.get_backend() == 'pdf'\n"
+        "print('untouched')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "untouched", done.stderr
