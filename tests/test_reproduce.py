@@ -100,7 +100,7 @@ def _reproduce(tmp_path: Path, *options: str) -> int:
     return main([*arguments, *options, *budget, "evaluate.iwae_samples=2"])
 
 
-def test_reproduce_runs_every_step_on_a_tiny_budget(tmp_path: Path) -> None:
+def test_reproduce_runs_every_step_on_a_tiny_budget(tmp_path: Path, capsys) -> None:
     assert _reproduce(tmp_path, "--models", "1af,slvm", "--studies", "none") == 0
     out, runs = tmp_path / "results", tmp_path / "runs"
     summary = json.loads((out / "summary.json").read_text())
@@ -147,6 +147,9 @@ def test_reproduce_runs_every_step_on_a_tiny_budget(tmp_path: Path) -> None:
     assert (runs / "moving_mnist" / "1af" / "train.log").read_text().count("$ ") == 1
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == 4 and len(summary["invocations"]) == 2
+    # A finished run of other settings is not taken for this experiment's run.
+    assert _reproduce(tmp_path, *again, "train.seed=5") == 2
+    assert "train.seed: 0 -> 5" in capsys.readouterr().err
 
 
 def test_a_study_trains_its_variants_and_reports_them(tmp_path: Path) -> None:
@@ -156,16 +159,17 @@ def test_a_study_trains_its_variants_and_reports_them(tmp_path: Path) -> None:
     assert set(summary["runs"]) == {"moving_mnist/slvm"}
     study = summary["studies"]["init"]
     assert set(study) == {"default", "reference"} and set(study["reference"]) == {"slvm"}
-    # The default variant is the main run itself: trained once, reported once.
-    assert study["default"]["slvm"] == summary["runs"]["moving_mnist/slvm"]
-    assert not (tmp_path / "runs" / "studies" / "init" / "default").exists()
-    assert (tmp_path / "runs" / "studies" / "init" / "reference" / "moving_mnist").is_dir()
-    run = study["reference"]["slvm"]
-    assert "model.init=reference" in run["overrides"] and math.isfinite(
+    # The variant of the default settings (the authors' initialisation) is the main run itself:
+    # trained once, reported once.
+    assert study["reference"]["slvm"] == summary["runs"]["moving_mnist/slvm"]
+    assert not (tmp_path / "runs" / "studies" / "init" / "reference").exists()
+    assert (tmp_path / "runs" / "studies" / "init" / "default" / "moving_mnist").is_dir()
+    run = study["default"]["slvm"]
+    assert "model.init=default" in run["overrides"] and math.isfinite(
         run["test"]["nats_per_dim_8bit"]
     )
     tables = (tmp_path / "results" / "tables.md").read_text()
-    assert "### Study `init`" in tables and "| reference | SLVM |" in tables
+    assert "### Study `init`" in tables and "| default | SLVM |" in tables
 
 
 def test_seed_spread_and_the_tie_rule() -> None:

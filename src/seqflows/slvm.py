@@ -413,8 +413,9 @@ class SLVMConfig(TransformConfig):
             a 1-AF scores; 0 scores every frame); with a flow, always the flow's M*k.
         likelihood_loc: ``"sigmoid"`` or ``"linear"`` loc of p(x_t | z_t) (None: sigmoid for
             the baseline on frames, linear otherwise, as the paper).
-        init: The latent model's initialisation: ``"default"`` (PyTorch's) or ``"reference"``
-            (the authors', :func:`reference_initialization`).
+        init: The latent model's initialisation: ``"reference"`` (the authors',
+            :func:`reference_initialization`: it trained better here, see docs/results.md) or
+            ``"default"`` (PyTorch's).
         train_frames: Frames of the training ELBO: ``"all"`` (every frame the latent model sees:
             the whole crop for the baseline, as the authors trained it; after the flow's
             context with a flow) or ``"scored"`` (the frames after ``burn_in``).
@@ -430,7 +431,7 @@ class SLVMConfig(TransformConfig):
     mlp_hidden: int = 256
     burn_in: int | None = None
     likelihood_loc: Literal["sigmoid", "linear"] | None = None
-    init: Literal["default", "reference"] = "default"
+    init: Literal["default", "reference"] = "reference"
     train_frames: Literal["all", "scored"] = "all"
 
     def __post_init__(self) -> None:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..version import __version__
 from ..errors import SeqflowsError
+from ..version import __version__
 
 __all__ = [
     "build_parser",

@@ -470,6 +470,8 @@ class LastCheckpoint(Checkpoint):
             requested = int(trainer.strategy.reduce(mine, reduce_op="max"))
         if requested:
             self._save(trainer)
+            for logger in trainer.loggers:  # the curves up to this step (CSV buffers them)
+                logger.save()
             raise Interrupted(requested)
 
 

@@ -22,8 +22,10 @@ from typing import Any
 from ...atomic import write_text_atomically
 from ...data import mnist
 from ...errors import ConfigError, TrainingError
-from ..config import load_config
+from ...saving import read_checkpoint
+from ..config import Config, load_config
 from ..interrupt import Interrupted, run_forwarding_signals, signal_name
+from ..runs import resume_changes
 from .experiments import (
     BOUNCING_BALLS_SCALE,
     CONFIGS,
@@ -105,8 +107,11 @@ def reproduce(
     previous = out / "summary.json"  # runs of an earlier invocation stay unless redone
     earlier = json.loads(previous.read_text()) if previous.is_file() else {}
     summary: dict[str, Any] = {
-        "runs": earlier.get("runs", {}),
-        "studies": earlier.get("studies", {}),
+        "runs": _current(earlier.get("runs", {})),
+        "studies": {
+            name: {variant: _current(runs) for variant, runs in variants.items()}
+            for name, variants in earlier.get("studies", {}).items()
+        },
         "machine": _machine(),
     }
     if "motion" in earlier:  # kept unless redone below
@@ -199,6 +204,12 @@ def _main_equivalent(experiment: Experiment, array: Path, extra: list[str]) -> E
     return main if resolved(main) == resolved(experiment) else None
 
 
+def _current(runs: Mapping[str, Any]) -> dict[str, Any]:
+    """The results of an earlier invocation that this version reports (older ones are left
+    out: they lack the paper-scale values)."""
+    return {name: run for name, run in runs.items() if "nats_per_dim_8bit" in run.get("test", {})}
+
+
 def _invocations(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The invocations recorded in an earlier summary (one per ``seconds`` when unlisted)."""
     if "invocations" in summary:
@@ -231,7 +242,7 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
     timing_file = run_dir / "reproduce_timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {"seconds": 0.0}
     config = load_config(experiment.config, [*experiment.overrides, *extra])
-    if _trained_steps(run_dir) >= config.train.max_steps:
+    if _trained_steps(run_dir, config) >= config.train.max_steps:
         return timing  # finished: no process, no time added
     command = [
         sys.executable,
@@ -280,12 +291,22 @@ def _last_line(path: Path) -> str:
     return lines[-1] if len(lines[-1]) <= 300 else lines[-1][:297] + "..."
 
 
-def _trained_steps(run_dir: Path) -> int:
-    """Optimizer steps of the run's last checkpoint (0 when there is none)."""
-    from ..checkpoints import checkpoint_step
+def _trained_steps(run_dir: Path, config: Config) -> int:
+    r"""Optimizer steps of the run's last checkpoint (0 when there is none).
 
+    Raises:
+        ConfigError: The run was trained with settings that ``config`` changes and that a
+            resume could not change (another model, data, seed, ...): it is not this
+            experiment's run (:func:`~seqflows.app.runs.resume_changes`).
+    """
     last = run_dir / "checkpoints" / "last.ckpt"
-    return checkpoint_step(last) if last.is_file() else 0
+    if not last.is_file():
+        return 0
+    checkpoint = read_checkpoint(last)
+    info = checkpoint["seqflows"]
+    shape = list(info["event_shape"])
+    resume_changes(info["config"], config, shape, shape, f"{last} (reproduce: {run_dir})")
+    return int(checkpoint["global_step"])
 
 
 EVALUATION_KEYS = (
@@ -321,7 +342,6 @@ def _evaluate(
     import torch
 
     from ..checkpoints import model_from_checkpoint
-    from ..config import Config
     from ..datasets import evaluation_set
     from ..evaluation import evaluate_model
     from ..figures import read_run_metrics, write_metrics_csv
