@@ -34,7 +34,7 @@ import torch
 
 from seqflows.app.checkpoints import build_model
 from seqflows.app.config import load_config
-from seqflows.app.datasets import training_set
+from seqflows.app.datasets import resolve_data, training_set
 from seqflows.app.runtime import retain_freed_memory
 from seqflows.app.train import train
 
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for precision in args.precisions:
         config = load_config(args.config, [*args.overrides, f"train.precision={precision}"])
+        config = resolve_data(config)  # the frame shape and crop length of the data
         scored = config.data.length - build_model(config, config.data.frame_shape).burn_in
         bare = bare_step_seconds(config, precision, args.bare_steps)
         bare_rate = config.train.batch_size * scored / bare

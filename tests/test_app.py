@@ -82,7 +82,12 @@ def test_every_shipped_configuration_loads():
     paths = sorted(CONFIGS.glob("*.yaml"))
     assert len(paths) >= 3
     for path in paths:
-        load_config(path)
+        if path.name.startswith("my_"):  # your own data: the path is given on the command line
+            with pytest.raises(ConfigError, match="data.path is required .* on the command line"):
+                load_config(path)
+            load_config(path, ["data.path=mine.npy"])
+        else:
+            load_config(path)
 
 
 def test_atomic_save_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
@@ -164,27 +169,31 @@ def test_a_configuration_that_is_not_utf8_is_named(tmp_path, capsys):
 
 
 def test_batches_whose_frames_cannot_fit_in_memory_are_refused(tmp_path, capsys):
+    from seqflows.app.datasets import resolve_data
     from seqflows.app.runtime import check_batch_fits
 
+    def resolved(*overrides: str) -> Config:  # the frame size and crop length set
+        return resolve_data(Config.from_dict({}, overrides))
+
     memory = 16 * 10**9
-    config = Config.from_dict({}, ["data.size=100000"])
+    config = resolved("data.size=100000")
     with pytest.raises(ConfigError) as raised:
         check_batch_fits(config, config.data.frame_shape, available=memory)
     assert str(raised.value) == (
         "data.size=100000: one training sequence of 13 frames of 1x100000x100000 takes "
         "520 GB, more than the 16 GB of memory of this machine"
     )
-    config = Config.from_dict({}, ["train.batch_size=100000000"])
+    config = resolved("train.batch_size=100000000")
     with pytest.raises(ConfigError, match=r"^train.batch_size=100000000: one batch \(100000000 "):
         check_batch_fits(config, (1, 32, 32), available=memory)
     # float64 needs twice the bytes; the batch is shared between the machines (nodes)
-    config = Config.from_dict({}, ["train.batch_size=200000", "train.precision=64"])
+    config = resolved("train.batch_size=200000", "train.precision=64")
     with pytest.raises(ConfigError, match="takes 21.3 GB"):
         check_batch_fits(config, (1, 32, 32), available=memory)
     config = config.replace(train={"num_nodes": 2})
     check_batch_fits(config, (1, 32, 32), available=memory)
-    check_batch_fits(Config.from_dict({}), (1, 32, 32), available=memory)
-    check_batch_fits(Config.from_dict({}), (1, 32, 32))  # this machine's memory
+    check_batch_fits(resolved(), (1, 32, 32), available=memory)
+    check_batch_fits(resolved(), (1, 32, 32))  # this machine's memory
     # The command refuses them before anything is allocated.
     for override, key in [
         ("train.batch_size=1000000000000", "train.batch_size=1000000000000: one batch"),

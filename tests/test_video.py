@@ -577,7 +577,13 @@ def test_series_csv_with_ids_and_times(tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
     dst = tmp_path / "store"
     summary = convert_series(
-        tmp_path / "data.csv", dst, id_column="id", time_column="time", validation=0.2, test=0.2
+        tmp_path / "data.csv",
+        dst,
+        id_column="id",
+        time_column="time",
+        validation=0.2,
+        test=0.2,
+        quantize=True,
     )
     assert summary["train"]["sequences"] == 6 and summary["train"]["clipped"] == 0
     manifest = read_manifest(dst)
@@ -605,7 +611,7 @@ def test_series_npy_files(tmp_path: Path) -> None:
     for n in range(5):
         np.save(src / f"run{n}.npy", np.linspace(n, n + 1, 7 + n)[:, None] * [1.0, -2.0, 0.0])
     dst = tmp_path / "store"
-    summary = convert_series(src, dst, validation=0, test=0)
+    summary = convert_series(src, dst, validation=0, test=0, quantize=True)
     assert summary == {"train": {"sequences": 5, "frames": 7 + 8 + 9 + 10 + 11, "clipped": 0}}
     low, high = series_range(dst)
     np.testing.assert_allclose(low, [0, -10, 0])
@@ -614,7 +620,10 @@ def test_series_npy_files(tmp_path: Path) -> None:
     assert sequence.shape == (11, 3) and sequence[0].tolist() == [204, 51, 0]
     assert sequence[-1].tolist() == [255, 0, 0]
     reports: list[Progress] = []
-    assert convert_series(src, dst, validation=0, test=0, progress=reports.append) == summary
+    resumed = convert_series(
+        src, dst, validation=0, test=0, progress=reports.append, quantize=True
+    )
+    assert resumed == summary
     assert reports == [Progress(0, 0)]  # resumed: nothing left to convert
     np.save(src / "bad.npy", np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"run0\.npy: 3 dimensions, bad\.npy has 2"):
@@ -636,6 +645,7 @@ def test_convert_series_command_exits_0_and_prints_its_summary(
     (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
     arguments = ["series", tmp_path / "data.csv", tmp_path / "dst", "--id-column", "id"]
     arguments += ["--time-column", "t", "--validation", "0.34", "--test", "0", "--seed", "2"]
+    arguments.append("--quantize")
     status, report, err = convert_command(capsys, *arguments)
     assert status == 0, err
     assert report["frame_shape"] == [2]
@@ -672,7 +682,7 @@ def test_series_cells_are_checked_with_their_location(
     rows = [f"s{n},{rng.normal():.6f},{rng.normal():.6f}" for n in range(10) for _ in range(5)]
     rows[17] = "s3,1e308,0.5"  # line 19 of the file
     text = "id,x,y\n" + "\n".join(rows) + "\n"
-    split = ("--id-column", "id", "--validation", "0", "--test", "0")
+    split = ("--id-column", "id", "--validation", "0", "--test", "0", "--quantize")
     err = refused("outlier.csv", text, *split)
     assert "outlier.csv, line 19, column 'x': 1e+308 widens the range to" in err
     assert "falls on one uint8 level" in err

@@ -4,8 +4,8 @@ Each model keeps its settings in a frozen dataclass beside it (:class:`~seqflows
 :class:`~seqflows.slvm.SLVMConfig`): every setting has one name, one default and one validation.
 :func:`build` makes such a dataclass from a mapping: unknown keys are errors, values are coerced to
 the field's type hint (``int``, ``float``, ``str``, ``bool``, ``Literal`` choices, ``list[int]``,
-unions with ``None``), and the dataclass's own ``__post_init__`` checks ranges. Errors are
-:class:`~seqflows.errors.ConfigError` and name the source and the key.
+``tuple[float, ...]``, unions with ``None``), and the dataclass's own ``__post_init__`` checks
+ranges. Errors are :class:`~seqflows.errors.ConfigError` and name the source and the key.
 
 Example:
     >>> from seqflows.transforms import TransformConfig
@@ -87,7 +87,8 @@ def choices(hint: Any) -> tuple[Any, ...]:
 
 
 def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
-    r"""``value`` as the type ``hint``: int, float, str, bool, Literal, list[int], optional.
+    r"""``value`` as the type ``hint``: int, float, str, bool, Literal, list[int],
+    tuple[float, ...], optional.
 
     YAML 1.1 reads ``3e-4`` as a string: it is accepted for floats.
     """
@@ -112,6 +113,9 @@ def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
         if origin is list and isinstance(value, Sequence) and not isinstance(value, str):
             (item_type,) = typing.get_args(option)
             return [coerce(item, item_type, key, source) for item in value]
+        if origin is tuple and isinstance(value, Sequence) and not isinstance(value, str):
+            item_type = typing.get_args(option)[0]  # tuple[float, ...]
+            return tuple(coerce(item, item_type, key, source) for item in value)
         if option is bool and isinstance(value, bool):
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):

@@ -5,7 +5,9 @@ code (the layout of the Hugging Face ecosystem):
 
 * ``config.json``: the format, the model's type and its configuration
   (:class:`~seqflows.flows.FlowConfig` or :class:`~seqflows.slvm.SLVMConfig`), the frame shape,
-  and the preprocessing of the frames it was trained on (:class:`~seqflows.data.Preprocessing`);
+  and the preprocessing of the frames it was trained on (:class:`~seqflows.data.Preprocessing`:
+  the noise of uint8 frames, or the mean and standard deviation that standardised a real-valued
+  series);
 * ``model.safetensors``: every parameter and buffer (BatchNorm statistics included).
 
 ``model.save_pretrained(folder)`` writes one, ``FlowModel.from_pretrained(folder)`` (or
@@ -135,7 +137,8 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
 def load_checkpoint_model(checkpoint: Mapping[str, Any], path: str | Path) -> FlowModel | SLVM:
     r"""The trained model of a checkpoint read by :func:`read_checkpoint`, in eval mode, with
-    ``preprocessing`` set from the stored data settings."""
+    ``preprocessing`` set from the checkpoint's record of it (or, in checkpoints written before
+    it was recorded, from the stored data settings)."""
     info = checkpoint["seqflows"]
     stored = info["config"]
     config = model_config(stored["model"], f"{path} (stored configuration)")
@@ -150,7 +153,16 @@ def load_checkpoint_model(checkpoint: Mapping[str, Any], path: str | Path) -> Fl
         model.load_state_dict(state)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit the stored model: {error}") from None
-    model.preprocessing = Preprocessing(noise=stored.get("data", {}).get("noise", "gaussian"))
+    recorded = info.get("preprocessing")
+    if recorded is None:
+        data = stored.get("data", {})
+        recorded = {"noise": data.get("noise") or "gaussian"}
+        if data.get("mean") is not None:
+            recorded.update(noise="none", mean=data["mean"], std=data["std"])
+    try:
+        model.preprocessing = build(Preprocessing, recorded, f"{path} (preprocessing)")
+    except ValueError as error:
+        raise CheckpointError(f"{path}: malformed preprocessing record: {error}") from None
     return model.eval()
 
 
@@ -223,7 +235,10 @@ def from_pretrained(folder: str | Path, expected: type[nn.Module] | None = None)
     except (SafetensorError, RuntimeError) as error:
         raise CheckpointError(f"{weights_file}: weights do not fit the model: {error}") from None
     stored = info.get("preprocessing")
-    model.preprocessing = None if stored is None else build(Preprocessing, stored)
+    try:
+        model.preprocessing = None if stored is None else build(Preprocessing, stored)
+    except ValueError as error:
+        raise CheckpointError(f"{config_file}: malformed preprocessing: {error}") from None
     return model.eval()
 
 
@@ -231,8 +246,10 @@ def load(path: str | Path) -> FlowModel | SLVM:
     r"""A trained model, in eval mode: from a folder of :func:`save_pretrained` or a training
     checkpoint of ``seqflows train`` (``.ckpt``).
 
-    The model carries ``model.config`` (its settings) and ``model.preprocessing`` (how raw uint8
-    frames become its input, :class:`~seqflows.data.Preprocessing`; None when unknown).
+    The model carries ``model.config`` (its settings) and ``model.preprocessing`` (how raw
+    frames become its input, :class:`~seqflows.data.Preprocessing`; None when unknown): for a
+    standardised series, ``model.log_prob(model.preprocessing(x)) +
+    model.preprocessing.log_abs_det`` is log p(x) in the series' own units.
 
     Example:
         >>> import tempfile

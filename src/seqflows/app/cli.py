@@ -221,8 +221,9 @@ def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=AFTER_TRAINING)
     parser.add_argument(
         "--split",
-        choices=("test", "validation", "train"),
-        help="evaluate.split (default: test; train: fixed crops of training sequences)",
+        choices=("test", "validation", "train", "all"),
+        help="evaluate.split (default: test; train: fixed crops of training sequences; all: "
+        "every sequence of an array, e.g. a new one given as data.path=new.npy)",
     )
 
 
@@ -243,6 +244,13 @@ def _evaluate_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--output", help="also write the JSON result to this file")
+    parser.add_argument(
+        "--scores",
+        metavar="DIR",
+        help="also write the score of every sequence and every scored frame into DIR: "
+        "sequences.csv and frames.csv (with the sequences' ids) and .npy arrays, e.g. for "
+        "anomaly detection (the lowest scores are the least likely)",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -257,6 +265,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         iwae_samples=args.iwae_samples,
         device=args.device,
         output=args.output,
+        scores=args.scores,
     )
     if args.json:
         _print_json(result)
@@ -381,6 +390,12 @@ def _convert_options(parser: argparse.ArgumentParser) -> None:
     series.add_argument("--id-column", help="CSV column that names the sequence of each row")
     series.add_argument("--time-column", help="CSV column to sort the rows of a sequence by")
     series.add_argument("--columns", nargs="+", help="CSV columns to keep (default: all others)")
+    series.add_argument(
+        "--quantize",
+        action="store_true",
+        help="write uint8 frames, each dimension quantised over the training split's min-max "
+        "range (default: the values as they are, float64; training standardises them)",
+    )
     _split_options(series)
 
 

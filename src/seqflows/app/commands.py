@@ -22,7 +22,7 @@ from ..atomic import write_text_atomically
 from ..errors import ConfigError, NonFiniteError
 from .checkpoints import model_from_checkpoint, save_atomically
 from .config import Config
-from .datasets import evaluation_set
+from .datasets import build_source, evaluation_set, preprocessing_of, resolve_data
 
 __all__ = [
     "download",
@@ -43,19 +43,23 @@ def evaluate(
     iwae_samples: int | None = None,
     device: str = "auto",
     output: str | Path | None = None,
+    scores: str | Path | None = None,
 ) -> dict[str, Any]:
     r"""Scores a checkpoint on fixed evaluation sequences (nats/dim, bounds, correlations).
 
     Arguments:
         checkpoint: A checkpoint written by ``seqflows train``.
-        overrides: ``data.*`` / ``evaluate.*`` changes of the stored configuration.
-        split: ``test`` (default), ``validation`` or ``train`` (fixed crops of training
-            sequences).
+        overrides: ``data.*`` / ``evaluate.*`` changes of the stored configuration (e.g.
+            ``data.path=new.npy`` to score new sequences).
+        split: ``test`` (default), ``validation``, ``train`` (fixed crops of training
+            sequences) or ``all`` (every sequence of an array).
         sequences: Score only the first N sequences (None: ``evaluate.sequences``, or all).
         batch_size: Sequences per batch (``evaluate.batch_size``).
         iwae_samples: SLVMs: K of the importance-weighted bound (0: the ELBO only).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
         output: Also write the result to this JSON file.
+        scores: Also write the score of every sequence and every frame into this folder
+            (CSV and .npy, with the sequences' ids: :func:`~seqflows.app.evaluation.write_scores`).
 
     Returns:
         The result of :func:`~seqflows.app.evaluation.evaluate_model` and the checkpoint.
@@ -74,10 +78,12 @@ def evaluate(
     config = config.replace(evaluate={k: v for k, v in changed.items() if v is not None})
     settings = config.evaluate
     count = settings.sequences if sequences is None else sequences
+    dataset = evaluation_set(config, settings.split, count=count)
+    _check_event_shape(model, dataset, config)
     try:
         result = evaluate_model(
             model,
-            evaluation_set(config, settings.split, count=count),
+            dataset,
             config,
             settings.split,
             batch_size=settings.batch_size,
@@ -85,6 +91,7 @@ def evaluate(
             iwae_samples=settings.iwae_samples,
             iwae_chunk=settings.iwae_chunk,
             scored_frames=settings.scored_frames,
+            scores=scores,
         )
     except NonFiniteError as error:
         raise NonFiniteError(f"{checkpoint}: {error}") from None
@@ -101,19 +108,23 @@ def format_table(result: dict[str, Any]) -> str:
     def number(value: float | None, digits: int = 4) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
+    series = "standardization" in protocol  # a real-valued series: its own units
+    unit = (
+        "nats per pixel per channel" if len(protocol["frame_shape"]) == 3 else "nats per dimension"
+    )
+
     def both_scales(key: str) -> str:  # [0, 1] density, then the paper's 0-255 scale
+        if series:
+            return f"{number(result[key])} in the series' own units"
         return f"{number(result[key])} on [0, 1]; {number(result[key + '_8bit'])} on 0-255"
 
     bits = result["bits_per_dim"]
     rows = [("model", f"{result['model']} ({result['bound']})")]
     if result.get("elbo_nats_per_dim") is not None:
-        rows.append(("ELBO, nats per pixel per channel", both_scales("elbo_nats_per_dim")))
+        rows.append((f"ELBO, {unit}", both_scales("elbo_nats_per_dim")))
     if result.get("iwae_nats_per_dim") is not None:
         rows.append(
-            (
-                f"IWAE (K={result['iwae_samples']}), nats per pixel per channel",
-                both_scales("iwae_nats_per_dim"),
-            )
+            (f"IWAE (K={result['iwae_samples']}), {unit}", both_scales("iwae_nats_per_dim"))
         )
     rows += [
         ("data", f"{protocol['dataset']}, split {protocol['split']}"),
@@ -126,18 +137,22 @@ def format_table(result: dict[str, Any]) -> str:
         ),
         ("noise", f"{protocol['scaling']}, {protocol['noise']}; seed {protocol['seed']}"),
         (
-            "nats per pixel per channel (best bound)"
-            if result.get("elbo_nats_per_dim") is not None
-            else "nats per pixel per channel",
+            f"{unit} (best bound)" if result.get("elbo_nats_per_dim") is not None else unit,
             both_scales("nats_per_dim"),
         ),
         (
             "bits per dimension",
-            number(bits) if bits is not None else "n/a (needs data.noise=uniform)",
+            number(bits)
+            if bits is not None
+            else "n/a (real values)"
+            if series
+            else "n/a (needs data.noise=uniform)",
         ),
         ("temporal correlation of x", number(result["corr_x"], 3)),
         ("temporal correlation of noise", number(result["corr_noise"], 3)),
     ]
+    if result.get("scores"):
+        rows.append(("scores of every sequence and frame", result["scores"]["folder"]))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -161,11 +176,14 @@ def sample(
 
     Arguments:
         checkpoint: A checkpoint written by ``seqflows train``.
-        out: Folder for NAME.pt (the tensors) and, for frames, NAME.gif and NAME.png.
+        out: Folder for NAME.pt (the tensors: ``context``, ``predicted`` and ``future``, the
+            real frames that followed the context where the data has them; a standardised
+            series in its own units) and, for frames, NAME.gif and NAME.png.
         overrides: ``data.*`` / ``evaluate.*`` changes (where the context frames come from).
         split: The split of the context frames (default: the configuration's, test).
-        num: Sequences to sample.
-        length: Frames to generate.
+        num: Sequences to sample (with context: the first ``num`` sequences of the split, taken
+            again from the first when the split has fewer).
+        length: Frames to generate (they may go on past the end of the real sequences).
         context: Real frames to condition on (None: the model's ``burn_in``, the fewest).
         seed: Seed of the sampled noise.
         temperature: Spread of the base noise (1: the model; 0: for flows the mean prediction,
@@ -176,7 +194,7 @@ def sample(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
 
     Returns:
-        ``{"written": {kind: path}, "context_frames": c}``.
+        ``{"written": {kind: path}, "context_frames": c, "units": ...}``.
     """
     from .figures import save_gif, save_prediction
 
@@ -194,17 +212,30 @@ def sample(
         )
     real = frames = None
     if context_frames > 0:
-        sequences = _real_sequences(config, num, context_frames + length)
-        frames = sequences[:, :context_frames].to(target)
-        real = sequences[:, context_frames:]
+        frames, real = _real_sequences(config, num, context_frames, length)
+        frames = frames.to(target)
     generator = torch.Generator(device=target).manual_seed(seed)
     predicted = model.sample(
         num, length, context=frames, generator=generator, temperature=temperature
     ).cpu()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {"context": None if frames is None else frames.cpu(), "predicted": predicted}
+    preprocessing = preprocessing_of(config.data)  # a standardised series: back to its units
+    tensors = {
+        "context": None if frames is None else preprocessing.inverse(frames.cpu()),
+        "predicted": preprocessing.inverse(predicted),
+        "future": None if real is None else preprocessing.inverse(real),
+    }
     written = {"pt": str(save_atomically(tensors, folder / f"{name}.pt"))}
+    units = (
+        "the series' own units (the standardisation undone)"
+        if preprocessing.standardizes
+        else "frames scaled to [0, 1]"
+        if len(model.event_shape) == 3
+        else "values scaled to [0, 1]"
+    )
+    if real is not None and real.shape[1] < length:
+        real = None  # the data ends before the prediction: no real row in the figure
     if len(model.event_shape) == 3:  # frames: pictures too
         full = predicted if frames is None else torch.cat([frames.cpu(), predicted], dim=1)
         written["gif"] = str(save_gif(full.clamp(0, 1), folder / f"{name}.gif", fps=fps))
@@ -218,7 +249,7 @@ def sample(
                 f"{length} sampled at temperature {temperature:g}",
             )
         )
-    return {"written": written, "context_frames": context_frames}
+    return {"written": written, "context_frames": context_frames, "units": units}
 
 
 CURVES = ("train/loss", "train/nats_per_dim", "val/nats_per_dim", "val/corr_noise", "train/kl")
@@ -318,14 +349,44 @@ def load_for_evaluation(
     return model, config
 
 
-def _real_sequences(config: Config, count: int, length: int) -> torch.Tensor:
-    """``count`` evaluation sequences of ``length`` frames, from their first frame."""
+def _real_sequences(
+    config: Config, count: int, context: int, length: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""The first ``context`` frames of ``count`` evaluation sequences (the split's first ones,
+    again from the first when it has fewer) and the real frames that follow them, up to
+    ``length`` (fewer where the sequences end, None when none follow)."""
+    split = config.evaluate.split
+    total = context + length
     config = config.replace(
-        evaluate={"crop": "first"},
-        data={"eval_length": length, "num_frames": max(config.data.num_frames, length)},
+        evaluate={"crop": "first", "scored_frames": None},
+        data={"num_frames": max(config.data.num_frames, total)},
     )
-    dataset = evaluation_set(config, config.evaluate.split, count=count)
-    return torch.stack([dataset[index] for index in range(count)])
+    source = build_source(resolve_data(config, split).data, split)
+    if source.stored:
+        if context > source.num_frames:
+            raise ConfigError(
+                f"{source.name}: --context {context} is longer than its shortest sequence "
+                f"({source.num_frames} frames)"
+            )
+        total = min(total, source.num_frames)
+        count_read = min(count, len(source))
+    else:
+        count_read = count
+    dataset = evaluation_set(config.replace(data={"eval_length": total}), split, count=count_read)
+    sequences = torch.stack([dataset[index % count_read] for index in range(count)])
+    future = sequences[:, context:] if total > context else None
+    return sequences[:, :context], future
+
+
+def _check_event_shape(model: nn.Module, dataset: Any, config: Config) -> None:
+    """Refuses data whose frames are not the model's (say, a series of other dimensions)."""
+    shape = tuple(int(size) for size in dataset.frame_shape)
+    if shape != tuple(model.event_shape):
+        where = dataset.source.name if dataset.source.stored else config.data.dataset
+        raise ConfigError(
+            f"{where}: frames of shape {shape}, but the model was trained on frames of shape "
+            f"{tuple(model.event_shape)}"
+        )
 
 
 def _data_label(config: Config) -> str:

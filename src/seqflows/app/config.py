@@ -58,26 +58,41 @@ SECTIONS = ("data", "model", "train", "evaluate")
 class DataConfig:
     r"""Where sequences come from and how they become model input.
 
+    Fields left at None are read from the data before training
+    (:func:`~seqflows.app.datasets.resolve_data`), printed, and recorded in the run's
+    ``config.yaml`` and checkpoints; a value given in the file or on the command line always
+    wins (and is checked against the data).
+
     Attributes:
         dataset: ``bouncing_balls`` (rendered on the fly, no download), ``moving_mnist``
             (two MNIST digits bouncing, rendered on the fly from an IDX digits file),
-            ``moving_mnist_file`` (the standard ``mnist_test_seq.npy``, the paper's data) or
-            ``array`` (a uint8 .npy/.npz of shape (N, T, C, H, W), (N, T, H, W) or (N, T, D))
-            or ``store`` (a folder written by ``seqflows convert``: BAIR, KTH, your videos).
+            ``moving_mnist_file`` (the standard ``mnist_test_seq.npy``, the paper's data),
+            ``array`` (a .npy/.npz of shape (N, T, C, H, W), (N, T, H, W) or (N, T, D): uint8,
+            or float for vector series) or ``store`` (a folder written by ``seqflows convert``:
+            BAIR, KTH, your videos or series). None: ``array`` for a .npy/.npz ``path``,
+            ``store`` for a folder, ``bouncing_balls`` without a path.
         path: The data file: ``mnist_test_seq.npy``, the MNIST images IDX file (None: download
-            ``train-images-idx3-ubyte.gz`` into ``root``) or the array.
+            ``train-images-idx3-ubyte.gz`` into ``root``), the array or the store.
         root: Folder for downloaded files.
-        channels: Channels C of a frame (1: Moving MNIST, KTH; 3: BAIR).
-        size: Height and width of a frame.
-        length: Frames of each training crop (13 for 1-AF and the SLVMs, 16 for 2-AF).
+        channels: Channels C of a frame (None: the data's; 1 for the rendered datasets).
+        size: Height and width of a frame (None: the data's; 32 for the rendered datasets).
+        length: Frames of each training crop (13 for 1-AF and the SLVMs, 16 for 2-AF; None: 13,
+            or the shortest sequence when that is shorter).
         eval_length: Frames of each evaluation crop (None: ``length``); the model scores the last
             eval_length - burn_in of them (10 in the paper).
-        noise: ``gaussian``: x/255 + N(0, (1/256)^2), the paper's; ``uniform``: (x + U[0, 1))/256,
-            dequantization, which makes bits/dim meaningful; ``none``: x/255.
+        noise: ``gaussian``: x/255 + N(0, (1/256)^2), the paper's; ``uniform``: (x + u)/256,
+            dequantization, which makes bits/dim meaningful; ``none``: x/255, and real-valued
+            series as they are. None: ``gaussian`` for uint8 data, ``none`` for real series.
+        mean: Real-valued series: the per-dimension mean of the standardisation
+            (x - mean) / std (None: fitted on the training split).
+        std: Real-valued series: the per-dimension standard deviation (None: fitted on the
+            training split; a dimension that never varies gets 1).
         num_frames: Frames rendered per generated sequence (bouncing balls, Moving MNIST).
         validation_sequences: Sequences held out for model selection (the end of the training part
-            of a file; generated with their own seed for simulators).
-        test_sequences: Evaluation sequences generated for simulators (files have their own).
+            of a file; generated with their own seed for simulators). None: 256 (500 for the
+            Moving MNIST file); for an array, 10% of its sequences, at least 1 and at most 256.
+        test_sequences: Evaluation sequences generated for simulators, and the end of an array.
+            None: 512; for an array, 10% of its sequences, at least 1 and at most 512.
         train_digits: [start, stop) of the digits that training sequences use (moving_mnist).
         validation_digits: [start, stop) of the digits of validation sequences.
         test_digits: [start, stop) of the digits of test sequences.
@@ -87,19 +102,21 @@ class DataConfig:
         num_workers: DataLoader worker processes.
     """
 
-    dataset: Literal["bouncing_balls", "moving_mnist", "moving_mnist_file", "array", "store"] = (
-        "bouncing_balls"
-    )
+    dataset: (
+        Literal["bouncing_balls", "moving_mnist", "moving_mnist_file", "array", "store"] | None
+    ) = None
     path: str | None = None
     root: str = "data"
-    channels: int = 1
-    size: int = 32
-    length: int = 13
+    channels: int | None = None
+    size: int | None = None
+    length: int | None = None
     eval_length: int | None = None
-    noise: Literal["gaussian", "uniform", "none"] = "gaussian"
+    noise: Literal["gaussian", "uniform", "none"] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
     num_frames: int = 20
-    validation_sequences: int = 256
-    test_sequences: int = 512
+    validation_sequences: int | None = None
+    test_sequences: int | None = None
     train_digits: list[int] = field(default_factory=lambda: [0, 7000])
     validation_digits: list[int] = field(default_factory=lambda: [7000, 8000])
     test_digits: list[int] = field(default_factory=lambda: [8000, 10000])
@@ -111,22 +128,47 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         if self.dataset in ("moving_mnist_file", "array", "store") and self.path is None:
-            raise ConfigError(f"path is required for dataset {self.dataset}")
+            raise ConfigError(
+                f"path is required for dataset {self.dataset}: give the file or folder of your "
+                "sequences, e.g. data.path=my_sequences.npy on the command line"
+            )
         for name in ("train_digits", "validation_digits", "test_digits"):
             value = getattr(self, name)
             if len(value) != 2 or value[0] >= value[1]:
                 raise ConfigError(f"{name} must be [start, stop) with start < stop: {value}")
         check_at_least(self, 1, "channels", "size", "length", "num_frames", "eval_length")
         check_at_least(self, 0, "num_workers", "validation_sequences", "test_sequences")
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError("mean and std standardise together: give both or neither")
+        if self.mean is not None:
+            if len(self.mean) != len(self.std) or not self.mean:
+                raise ConfigError(
+                    f"mean and std need one value per dimension, got {len(self.mean)} and "
+                    f"{len(self.std)}"
+                )
+            if not all(math.isfinite(value) for value in self.mean) or not all(
+                0 < value < math.inf for value in self.std
+            ):
+                raise ConfigError("mean must be finite and std positive and finite")
+            if self.noise not in (None, "none"):
+                raise ConfigError(
+                    f"noise {self.noise!r} is pixel noise for uint8 frames; standardised real "
+                    "series (mean, std) take noise none"
+                )
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one frame."""
+        """(C, H, W) of one frame (known once ``channels`` and ``size`` are: see
+        :func:`~seqflows.app.datasets.resolve_data`)."""
+        if self.channels is None or self.size is None:
+            raise ConfigError(
+                "data.channels and data.size are read from the data (resolve_data) or given"
+            )
         return (self.channels, self.size, self.size)
 
     @property
-    def evaluation_length(self) -> int:
-        """Frames of each evaluation crop."""
+    def evaluation_length(self) -> int | None:
+        """Frames of each evaluation crop (None until ``length`` is known)."""
         return self.length if self.eval_length is None else self.eval_length
 
 
@@ -211,8 +253,9 @@ class EvaluateConfig:
     r"""The evaluation protocol (deterministic: fixed crops and noise).
 
     Attributes:
-        split: ``test`` (reported numbers), ``validation`` or ``train`` (fixed crops of the
-            training sequences: the paper's Table 3).
+        split: ``test`` (reported numbers), ``validation``, ``train`` (fixed crops of the
+            training sequences: the paper's Table 3) or ``all`` (every sequence of an array,
+            e.g. a new one to score: ``data.path=new.npy``).
         sequences: Sequences scored (None: the whole split).
         batch_size: Sequences per batch.
         crop: ``random`` (a fixed random crop per sequence, drawn from data.seed) or ``last``.
@@ -223,7 +266,7 @@ class EvaluateConfig:
             that need different context are compared on the same frames.
     """
 
-    split: Literal["test", "validation", "train"] = "test"
+    split: Literal["test", "validation", "train", "all"] = "test"
     sequences: int | None = None
     batch_size: int = 32
     crop: Literal["random", "last", "first"] = "random"

@@ -33,7 +33,7 @@ from ..saving import model_config
 from ..version import __version__
 from .checkpoints import FORMAT, CheckpointError, build_model, read_checkpoint, save_checkpoint
 from .config import Config
-from .datasets import evaluation_set, training_set
+from .datasets import evaluation_set, preprocessing_of, training_set
 from .evaluation import SequenceScores
 from .interrupt import Interrupted, StopRequest
 
@@ -99,6 +99,7 @@ class SequenceTask(pl.LightningModule):
         self.config = config  # stored once in every checkpoint, by on_save_checkpoint
         self.event_shape = tuple(int(size) for size in event_shape)
         self.model = build_model(self.config, self.event_shape)
+        self.preprocessing = preprocessing_of(config.data)  # stored with the model
         self._scores: SequenceScores | None = None
 
     def _generator(self, *keys: int) -> torch.Generator:
@@ -122,7 +123,9 @@ class SequenceTask(pl.LightningModule):
         dims = float(torch.Size(self.event_shape).numel())
         # Every process has the same number of sequences: the mean of means is the mean.
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        self.log("train/nats_per_dim", terms.objective.detach().mean() / dims, sync_dist=True)
+        # nats/dim in the data's units, as validation (a standardised series: + log |dz/dx|)
+        per_frame = terms.objective.detach().mean() + self.preprocessing.log_abs_det
+        self.log("train/nats_per_dim", per_frame / dims, sync_dist=True)
         if self.global_step % self.config.train.log_every == 0:
             self._log_parts(terms)
         return terms.loss
@@ -174,7 +177,7 @@ class SequenceTask(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_validation_epoch_start(self) -> None:
-        self._scores = SequenceScores(self.event_shape)
+        self._scores = SequenceScores(self.event_shape, preprocessing=self.preprocessing)
 
     def validation_step(self, x: Tensor, batch_index: int) -> None:
         self._scores.update(self.model, x, self._generator(self.config.data.seed, batch_index))
@@ -183,7 +186,7 @@ class SequenceTask(pl.LightningModule):
         """Reduces the sums of all processes, then logs nats/dim and the correlations."""
         values = self._scores.as_tensor().to(self.device)
         self._scores.load_tensor(self.trainer.strategy.reduce(values, reduce_op="sum"))
-        summary = self._scores.summary(self.config.data.noise)
+        summary = self._scores.summary()
         keys = ("nats_per_dim", "nats_per_dim_8bit", "bits_per_dim", "corr_x", "corr_noise")
         for key in (*keys, "frames_scored"):
             if summary[key] is not None:
@@ -196,6 +199,7 @@ class SequenceTask(pl.LightningModule):
             "model_type": self.config.model.type,
             "config": self.config.to_dict(),
             "event_shape": list(self.event_shape),
+            "preprocessing": dataclasses.asdict(self.preprocessing),
         }
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():

@@ -23,7 +23,7 @@ from ..atomic import write_text_atomically
 from ..errors import MissingDependency
 from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
-from .datasets import build_source, event_shape_of
+from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
 from .interrupt import Interrupted, StopRequest, signal_name
 from .runs import (
     RunFolderError,
@@ -70,13 +70,18 @@ def train(
             :func:`~seqflows.app.runtime.retain_freed_memory`), for the log; the library never
             sets it.
 
+    The data settings left unset are read from the data first
+    (:func:`~seqflows.app.datasets.resolve_data`), printed, and recorded in ``config.yaml``;
+    everything is checked against the data before Lightning starts.
+
     Returns:
         Paths of the checkpoints, the best validation score and throughput measurements.
 
     Raises:
         RunFolderError: ``out`` is a file, holds a run (without ``resume`` or ``overwrite``), or
             is in use by another run.
-        ConfigError: A resume that changes settings it cannot change.
+        ConfigError: A setting that does not fit the data, or a resume that changes settings
+            it cannot change.
         Interrupted: SIGTERM or SIGINT; ``last.ckpt`` holds the run up to the step it names.
     """
     try:
@@ -93,6 +98,12 @@ def train(
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; the run folder must be a folder")
     launching = is_launching_process()
+    resolved = resolve_data(config)  # before anything starts: errors, and what was read
+    inferred = inferred_settings(config, resolved)
+    if inferred and launching:
+        settings = ", ".join(f"{key}={value}" for key, value in inferred.items())
+        print(f"seqflows: read from the data: {settings}", flush=True)
+    config = resolved
     if not launching:  # another process of a data-parallel run: the launching one holds the lock
         return _train(config, out, resume, progress, launching, allocator)
     try:
@@ -170,13 +181,7 @@ def _train(
 
     task = SequenceTask(config, event_shape)
     datamodule = SequenceDataModule(config, train_source)
-    scored = config.data.length - task.model.burn_in
-    if scored < 1:
-        raise ValueError(
-            f"data.length={config.data.length} leaves no frame to score: the model uses "
-            f"{task.model.burn_in} context frames"
-        )
-    timer = StepTimer(scored)
+    timer = StepTimer(config.data.length - task.model.burn_in)  # >= 1: resolve_data checked
     checkpoints = out / "checkpoints"
     best = BestCheckpoint(
         dirpath=checkpoints,

@@ -43,7 +43,13 @@ from .moving_mnist import (
     moving_mnist_split,
 )
 from .samplers import EvaluationSampler, StreamSampler, split_indices
-from .scaling import NOISES, Preprocessing, check_frames, frames_to_unit_interval
+from .scaling import (
+    NOISES,
+    Preprocessing,
+    check_frames,
+    frames_to_unit_interval,
+    series_statistics,
+)
 from .simulators import bounce, render_sequences
 from .sources import ArraySource, Simulator, Source, StoredSource, load_array
 from .store import (
@@ -110,6 +116,7 @@ __all__ = [
     "render_sequences",
     "samplers",
     "scaling",
+    "series_statistics",
     "simulate_linear_gaussian",
     "simulate_motion",
     "simulators",

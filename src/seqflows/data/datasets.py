@@ -1,4 +1,4 @@
-r"""Datasets: reproducible float32 crops of uint8 sequences (Sec. 4, Appendix B).
+r"""Datasets: reproducible float32 crops of sequences (Sec. 4, Appendix B).
 
 Randomness. Every item draws from its own generator :func:`item_rng` (seed, stream, index), so
 an item is the same tensor whatever the DataLoader workers, the number of processes or the
@@ -8,9 +8,9 @@ i % N (a stored source), or of a sequence rendered for item i (a simulator). Eva
 (:class:`FixedSequences`) are deterministic: crops and noise come from a fixed seed (the
 authors redrew both at every evaluation).
 
-Sequences come from a :class:`~seqflows.data.sources.Source`; crops become model input with
-:func:`~seqflows.data.scaling.frames_to_unit_interval`; :mod:`.samplers` split the items
-across processes.
+Sequences come from a :class:`~seqflows.data.sources.Source`; crops become model input with a
+:class:`~seqflows.data.scaling.Preprocessing` (uint8 frames: scaled to [0, 1] with noise; real
+series: standardised); :mod:`.samplers` split the items across processes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .scaling import NOISES, frames_to_unit_interval
+from .scaling import NOISES, Preprocessing
 from .sources import Simulator, Source, StoredSource
 
 __all__ = [
@@ -78,7 +78,22 @@ def _read_crop(
 ) -> tuple[np.ndarray, int]:
     """A crop of stored sequence n and its start; only the crop's frames are read."""
     start = _crop_start(rng, source.lengths[n], length, crop)
-    return source.read(n, start, start + length), start
+    frames = source.read(n, start, start + length)
+    if frames.dtype.kind == "f" and not np.isfinite(frames).all():
+        frame, dimension = (int(index) for index in np.argwhere(~np.isfinite(frames))[0][:2])
+        raise ValueError(
+            f"{source.name}: sequence {n}, frame {start + frame}, dimension {dimension} is "
+            f"{frames[frame, dimension]}: every value must be finite (fill or drop it)"
+        )
+    return frames, start
+
+
+def _preprocessing(noise: str, preprocessing: Preprocessing | None) -> Preprocessing:
+    if preprocessing is not None:
+        return preprocessing
+    if noise not in NOISES:
+        raise ValueError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
+    return Preprocessing(noise)
 
 
 def _render_crop(
@@ -104,9 +119,11 @@ class TrainingSequences(Dataset):
     Arguments:
         source: A stored source (e.g. an :class:`~seqflows.data.ArraySource`) or a simulator.
         length: Number of frames L of each crop.
-        noise: One of :data:`NOISES` (see :func:`frames_to_unit_interval`).
+        noise: One of :data:`NOISES` (see :func:`~seqflows.data.scaling.frames_to_unit_interval`).
         seed: The experiment's seed.
         num_items: Nominal length of the dataset; default 2^31 - 1 (endless).
+        preprocessing: How crops become model input (default ``Preprocessing(noise)``; e.g. the
+            standardisation of a real-valued series); it replaces ``noise``.
 
     Example:
         >>> from seqflows.data import ArraySource
@@ -123,15 +140,15 @@ class TrainingSequences(Dataset):
         noise: str = "gaussian",
         seed: int = 0,
         num_items: int | None = None,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         self.available = _check_source(source, length)
-        if noise not in NOISES:
-            raise ValueError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
+        self.preprocessing = _preprocessing(noise, preprocessing)
         if num_items is not None and num_items < 1:
             raise ValueError(f"num_items must be positive, got {num_items}")
         self.source = source
         self.length = length
-        self.noise = noise
+        self.noise = self.preprocessing.noise
         self.seed = seed
         self.num_items = num_items
         self._permutation: tuple[int, np.ndarray] | None = None  # (epoch, order): last asked
@@ -163,7 +180,7 @@ class TrainingSequences(Dataset):
             crop, _ = _read_crop(self.source, sequence, rng, self.length, "random")
         else:
             crop, _ = _render_crop(self.source, rng, self.length, "random")
-        return frames_to_unit_interval(crop, self.noise, rng)
+        return self.preprocessing(crop, rng)
 
 
 class FixedSequences(Dataset):
@@ -177,11 +194,13 @@ class FixedSequences(Dataset):
     Arguments:
         source: A stored source (e.g. an :class:`~seqflows.data.ArraySource`) or a simulator.
         length: Number of frames L of each crop.
-        noise: One of :data:`NOISES` (see :func:`frames_to_unit_interval`).
+        noise: One of :data:`NOISES` (see :func:`~seqflows.data.scaling.frames_to_unit_interval`).
         seed: The experiment's seed.
         stream: The name of the random stream, e.g. "validation" or "test".
         count: Number of items; default N for a stored source, required for a simulator.
         crop: "random", "first" or "last".
+        preprocessing: How crops become model input (default ``Preprocessing(noise)``); it
+            replaces ``noise``.
 
     Example:
         >>> import torch
@@ -201,10 +220,10 @@ class FixedSequences(Dataset):
         stream: str = "test",
         count: int | None = None,
         crop: str = "random",
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         self.available = _check_source(source, length)
-        if noise not in NOISES:
-            raise ValueError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
+        self.preprocessing = _preprocessing(noise, preprocessing)
         if crop not in CROPS:
             raise ValueError(f"unknown crop {crop!r}: choose one of {', '.join(CROPS)}")
         if source.stored:
@@ -221,7 +240,7 @@ class FixedSequences(Dataset):
             )
         self.source = source
         self.length = length
-        self.noise = noise
+        self.noise = self.preprocessing.noise
         self.seed = seed
         self.stream = stream
         self.count = count
@@ -247,11 +266,21 @@ class FixedSequences(Dataset):
         return crop, start, rng
 
     def raw(self, j: int) -> tuple[np.ndarray, int]:
-        r"""Item j without noise: uint8 frames (length, *frame_shape) and the crop's start."""
+        r"""Item j as stored (uint8 frames, or a real series), (length, *frame_shape), without
+        noise, and the crop's start."""
         frames, start, _ = self._raw(j)
         return frames, start
+
+    def start(self, j: int) -> int:
+        r"""The first frame of item j's crop in its sequence (a stored source reads nothing)."""
+        if not self.source.stored:
+            return self._raw(j)[1]
+        if not 0 <= j < self.count:
+            raise IndexError(f"item {j} out of range 0..{self.count - 1}")
+        rng = item_rng(self.seed, self.stream, j)
+        return _crop_start(rng, self.source.lengths[j], self.length, self.crop)
 
     def __getitem__(self, j: int) -> Tensor:
         r"""Item j, float32 with shape (length, *frame_shape)."""
         frames, _, rng = self._raw(j)
-        return frames_to_unit_interval(frames, self.noise, rng)
+        return self.preprocessing(frames, rng)

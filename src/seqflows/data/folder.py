@@ -8,17 +8,21 @@ folder is one sequence and one shard of the store; its frames are prepared by
 whose images differ in size is skipped and reported in the manifest's ``skipped`` list.
 
 :func:`convert_series` takes CSV files (one sequence per file, or sequences told apart by an id
-column) or ``.npy`` files (one (T, D) array each). The store holds uint8 frames only, so values
-are quantised per dimension d: ``q = round(255 (x - low_d) / (high_d - low_d))``, clipped to
+column) or ``.npy`` files (one (T, D) array each). By default it keeps the values as they are
+(float64 frames (D,): no quantisation; training standardises them per dimension with the
+training split's mean and standard deviation, and likelihoods are in the series' own units).
+Non-finite cells (NaN, inf, or a CSV number beyond float64, e.g. ``1e309``) are refused in any
+split with their file, CSV line and column (or ``.npy`` element).
+
+``quantize=True`` (``seqflows convert series --quantize``) writes uint8 frames instead,
+quantised per dimension d: ``q = round(255 (x - low_d) / (high_d - low_d))``, clipped to
 0..255, where low and high are the minimum and maximum of each dimension over the *training*
 split (values of the other splits outside that range are clipped and counted). low and high
 are recorded in the manifest's options (:func:`series_range`) and :func:`dequantize_series`
 inverts the map, ``x = low + q (high - low) / 255``, within (high - low) / 510 inside the range.
-Likelihoods in bits or nats per dimension therefore refer to the quantised data, not to the
+Likelihoods in bits or nats per dimension then refer to the quantised data, not to the
 original real values. The range is not made robust (no percentiles: min and max are what the
-inverse needs); instead two kinds of cells are refused with their file, CSV line and column (or
-``.npy`` element): non-finite cells (NaN, inf, or a CSV number beyond float64, e.g. ``1e309``)
-in any split, and extreme training cells that make the range useless. The latter means: in
+inverse needs); instead extreme training cells that make the range useless are refused: in
 some dimension, the training values without the ``K = max(1, N // 100)`` smallest and ``K``
 largest of its N cells differ but would all quantise to one uint8 level (a single ``1e308``
 among values of order 1 does that), or the range overflows float64; the error names the cell
@@ -71,7 +75,7 @@ __all__ = [
 ]
 
 FOLDER_VERSION = 1
-SERIES_VERSION = 1
+SERIES_VERSION = 2  # 2: real values kept (float64) unless quantised
 SERIES_SHARD = 256  # sequences per shard of a series store
 SPLIT_METHOD = (
     "sequences sorted by path (natural order), permuted by numpy.random.default_rng(seed); "
@@ -414,6 +418,23 @@ def _check_range(train: list[_Series], low: np.ndarray, high: np.ndarray) -> Non
         )
 
 
+def _series_tasks(
+    grouped: dict[str, list[tuple[np.ndarray, dict[str, Any]]]],
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(split, shard name, argument) of every shard of :data:`SERIES_SHARD` sequences."""
+    tasks = []
+    for split, members in grouped.items():
+        for start in range(0, len(members), SERIES_SHARD):
+            chunk = members[start : start + SERIES_SHARD]
+            argument = {
+                "sequences": [array for array, _ in chunk],
+                "metadata": [item for _, item in chunk],
+                "sources": sorted({item["source"] for _, item in chunk}),
+            }
+            tasks.append((split, f"{start // SERIES_SHARD:06d}", argument))
+    return tasks
+
+
 def _series_shard(argument: dict[str, Any]) -> ShardData:
     return ShardData(argument["sequences"], argument["metadata"], sources=argument["sources"])
 
@@ -422,7 +443,10 @@ def series_range(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """The per-dimension (low, high) of a series store's quantisation, each with shape (D,)."""
     scale = read_manifest(root)["options"].get("scale")
     if not scale:
-        raise ValueError(f"{root}: not a series store (no scale in its options)")
+        raise ValueError(
+            f"{root}: not a quantised series store (no scale in its options; convert series "
+            "--quantize writes one)"
+        )
     return np.array(scale["low"], np.float64), np.array(scale["high"], np.float64)
 
 
@@ -452,8 +476,10 @@ def convert_series(
     scale: str | tuple[Sequence[float], Sequence[float]] = "minmax",
     seed: int = 0,
     progress: Callable[[Progress], None] | None = None,
+    quantize: bool = False,
 ) -> dict[str, dict[str, int]]:
-    r"""Converts vector time series (CSV or .npy) into a store of uint8 frames (D,).
+    r"""Converts vector time series (CSV or .npy) into a store of frames (D,): float64 values as
+    they are, or uint8 quantised (``quantize``).
 
     Arguments:
         src: A .csv or .npy file, or a folder of them (searched recursively).
@@ -466,27 +492,48 @@ def convert_series(
             ``.npy`` files hold (T, D) (or (T,)) arrays and use all their columns.
         validation: Fraction of the sequences in the validation split.
         test: Fraction of the sequences in the test split.
-        scale: ``"minmax"`` (per-dimension range of the training split; extreme cells that
-            would collapse the other values to one level are refused, see the module's
-            description) or a given finite (low, high) pair of (D,) sequences, e.g. to share
-            the quantisation of another store.
+        scale: With ``quantize``: ``"minmax"`` (per-dimension range of the training split;
+            extreme cells that would collapse the other values to one level are refused, see
+            the module's description) or a given finite (low, high) pair of (D,) sequences,
+            e.g. to share the quantisation of another store.
         seed: Seed of the split permutation (:func:`assign_splits`).
         progress: Called with a :class:`~seqflows.data.store.Progress` before the first shard
             and after each one.
+        quantize: Write uint8 frames quantised with ``scale`` (the stores of seqflows 0.1);
+            default: float64 frames, the values as they are.
 
     Returns:
-        ``{split: {"sequences", "frames"}}`` for the whole store, plus ``"clipped"``: the number
-        of values outside [low, high] (clipped to it) in every split.
+        ``{split: {"sequences", "frames"}}`` for the whole store, plus, with ``quantize``,
+        ``"clipped"``: the number of values outside [low, high] (clipped to it) in every split.
 
     Raises:
         ValueError: An unreadable file (also: a CSV that is not UTF-8), a cell that is not a
-            finite number, or an extreme training cell (see above); the message names the file
-            and the CSV line and column (or the ``.npy`` element).
+            finite number, or (with ``quantize``) an extreme training cell (see above); the
+            message names the file and the CSV line and column (or the ``.npy`` element).
     """
     loaded, names = _load_series(Path(src), id_column, time_column, columns)
     arrays = [series.values for series in loaded]
     metadata = [series.metadata for series in loaded]
     splits = assign_splits(len(arrays), validation, test, seed)
+    dimensions = arrays[0].shape[1]
+    options = {
+        "id_column": id_column,
+        "time_column": time_column,
+        "columns": names,
+        "validation": validation,
+        "test": test,
+        "seed": seed,
+        "split_method": SPLIT_METHOD,
+        "count": len(arrays),
+        "sources_sha1": _fingerprint([f"{m['source']}#{m.get('id', '')}" for m in metadata]),
+    }
+    if not quantize:
+        options["values"] = "as read (float64), not quantised"
+        grouped = {}
+        for array, item, split in zip(arrays, metadata, splits, strict=True):
+            grouped.setdefault(split, []).append((np.asarray(array, np.float64), item))
+        writer = StoreWriter(dst, "series", SERIES_VERSION, (dimensions,), options, "float64")
+        return convert_shards(writer, _series_tasks(grouped), _series_shard, 1, progress)
     if isinstance(scale, str):
         if scale != "minmax":
             raise ValueError(f"unknown scale {scale!r}: 'minmax' or a (low, high) pair")
@@ -498,7 +545,6 @@ def convert_series(
     else:
         low, high = (np.asarray(side, np.float64).reshape(-1) for side in scale)
         method = "given"
-    dimensions = arrays[0].shape[1]
     usable = low.shape == high.shape == (dimensions,)
     with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN ends, an overflowing range
         usable = usable and bool(np.isfinite(high - low).all()) and not (high < low).any()
@@ -506,22 +552,11 @@ def convert_series(
         raise ValueError(f"scale needs finite low <= high, each with shape ({dimensions},)")
     high = np.where(high > low, high, low + 1)  # a constant dimension maps to 0
     width = np.where(high > low, high - low, 1.0)  # (D,): also when low + 1 == low
-    options = {
-        "id_column": id_column,
-        "time_column": time_column,
-        "columns": names,
-        "validation": validation,
-        "test": test,
-        "seed": seed,
-        "split_method": SPLIT_METHOD,
-        "count": len(arrays),
-        "sources_sha1": _fingerprint([f"{m['source']}#{m.get('id', '')}" for m in metadata]),
-        "scale": {
-            "method": method,
-            "low": low.tolist(),
-            "high": high.tolist(),
-            "inverse": "x = low + q * (high - low) / 255",
-        },
+    options["scale"] = {
+        "method": method,
+        "low": low.tolist(),
+        "high": high.tolist(),
+        "inverse": "x = low + q * (high - low) / 255",
     }
     clipped: dict[str, int] = {}
     grouped: dict[str, list[tuple[np.ndarray, dict[str, Any]]]] = {}
@@ -529,18 +564,8 @@ def convert_series(
         clipped[split] = clipped.get(split, 0) + int(((array < low) | (array > high)).sum())
         unit = np.clip(np.rint((array - low) / width * 255), 0, 255)
         grouped.setdefault(split, []).append((unit.astype(np.uint8), item))
-    tasks = []
-    for split, members in grouped.items():
-        for start in range(0, len(members), SERIES_SHARD):
-            chunk = members[start : start + SERIES_SHARD]
-            argument = {
-                "sequences": [array for array, _ in chunk],
-                "metadata": [item for _, item in chunk],
-                "sources": sorted({item["source"] for _, item in chunk}),
-            }
-            tasks.append((split, f"{start // SERIES_SHARD:06d}", argument))
     writer = StoreWriter(dst, "series", SERIES_VERSION, (dimensions,), options)
-    summary = convert_shards(writer, tasks, _series_shard, 1, progress)
+    summary = convert_shards(writer, _series_tasks(grouped), _series_shard, 1, progress)
     for split, count in clipped.items():
         summary[split]["clipped"] = count
         if count:

@@ -1,14 +1,22 @@
-r"""Scaling: uint8 frames become float32 model input in [0, 1], with noise (Sec. 4, App. B).
+r"""Scaling: frames become float32 model input (Sec. 4, App. B), and real series standardised.
 
-The paper's default is x / 255 plus Gaussian noise N(0, (1/256)^2) per pixel, redrawn every time
-a sequence is loaded; it is not a dequantization, so its likelihoods have no bits/dim. Uniform
-dequantization (x + u) / 256, u ~ U[0, 1), gives bits/dim (see :mod:`seqflows.metrics`).
-:func:`check_frames` checks a batch before it reaches a model.
+uint8 frames are scaled to [0, 1], with noise. The paper's default is x / 255 plus Gaussian noise
+N(0, (1/256)^2) per pixel, redrawn every time a sequence is loaded; it is not a dequantization,
+so its likelihoods have no bits/dim. Uniform dequantization (x + u) / 256, u ~ U[0, 1), gives
+bits/dim (see :mod:`seqflows.metrics`).
+
+Real-valued vector series (float arrays, (T, D) frames) take no noise and are standardised per
+dimension, z = (x - mean) / std, with the mean and standard deviation of the training split
+(:func:`series_statistics`). The model's density of z is one of x after the change of variables:
+log p(x_t) = log p(z_t) - sum_d log std_d for every frame (:attr:`Preprocessing.log_abs_det`),
+so likelihoods are in the series' own units. :func:`check_frames` checks a batch before it
+reaches a model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +29,7 @@ __all__ = [
     "Preprocessing",
     "check_frames",
     "frames_to_unit_interval",
+    "series_statistics",
 ]
 
 NOISES = ("gaussian", "uniform", "none")
@@ -70,28 +79,166 @@ def frames_to_unit_interval(
 
 @dataclass(frozen=True)
 class Preprocessing:
-    r"""How raw uint8 frames become a model's input: :func:`frames_to_unit_interval`.
+    r"""How raw frames become a model's input.
+
+    uint8 frames: :func:`frames_to_unit_interval` with ``noise``. Real-valued vector series
+    (float frames (D,)): standardised per dimension, z = (x - mean) / std, with ``mean`` and
+    ``std`` fitted on the training split (:func:`series_statistics`), and no noise.
 
     A model trained by ``seqflows train`` carries the one it was trained with
-    (``seqflows.load(path).preprocessing``): score new frames the way the model saw its data.
+    (``seqflows.load(path).preprocessing``): score new frames the way the model saw its data,
+    and add :attr:`log_abs_det` per frame to get the log-density of the series in its own units.
 
     Attributes:
         noise: ``"gaussian"`` (x / 255 + N(0, (1/256)^2), the paper's), ``"uniform"``
-            ((x + u) / 256, dequantization) or ``"none"`` (x / 255).
+            ((x + u) / 256, dequantization) or ``"none"`` (x / 255; real values as they are).
+        mean: Per-dimension mean of a real-valued series (D values), or None.
+        std: Per-dimension standard deviation (D positive values), or None.
 
     Example:
         >>> frames = torch.zeros(1, 3, 1, 4, 4, dtype=torch.uint8)  # (B, T, C, H, W)
         >>> Preprocessing("none")(frames).dtype
         torch.float32
+        >>> series = Preprocessing("none", mean=(10.0, 0.0), std=(2.0, 0.5))
+        >>> series(np.array([[12.0, 1.0]])).tolist(), round(series.log_abs_det, 4)
+        ([[1.0, 2.0]], 0.0)
     """
 
     noise: Literal["gaussian", "uniform", "none"] = "gaussian"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.noise not in NOISES:
+            raise ValueError(f"unknown noise {self.noise!r}: choose one of {', '.join(NOISES)}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std standardise together: give both or neither")
+        if self.mean is None:
+            return
+        object.__setattr__(self, "mean", tuple(float(value) for value in self.mean))
+        object.__setattr__(self, "std", tuple(float(value) for value in self.std))
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(
+                f"mean and std need one value per dimension, got {len(self.mean)} and "
+                f"{len(self.std)}"
+            )
+        if not all(math.isfinite(value) for value in self.mean) or not all(
+            0 < value < math.inf for value in self.std
+        ):
+            raise ValueError("mean must be finite and std positive and finite in every dimension")
+        if self.noise != "none":
+            raise ValueError(
+                f"noise {self.noise!r} is pixel noise for uint8 frames; standardised real "
+                "series take noise 'none'"
+            )
+
+    @property
+    def standardizes(self) -> bool:
+        """Whether this standardises a real-valued series (``mean`` and ``std`` are set)."""
+        return self.mean is not None
+
+    @property
+    def log_abs_det(self) -> float:
+        r"""log |det dz/dx| of one frame, -sum_d log std_d (0 without standardisation): the
+        log-density of a frame in its own units is the model's log p(z_t) plus this."""
+        if self.std is None:
+            return 0.0
+        return -math.fsum(math.log(value) for value in self.std)
 
     def __call__(
         self, frames: Tensor | np.ndarray, seed: int | np.random.Generator | None = None
     ) -> Tensor:
-        r"""uint8 frames (any shape) as float32 model input; ``seed`` draws the noise."""
-        return frames_to_unit_interval(frames, self.noise, np.random.default_rng(seed))
+        r"""Frames (any shape, ending in the frame shape) as float32 model input; ``seed``
+        draws the noise of uint8 frames.
+
+        Raises:
+            ValueError: uint8 frames for a standardisation, real values with pixel noise, or
+                a frame size other than the standardisation's dimensions.
+        """
+        x = frames.numpy(force=True) if isinstance(frames, Tensor) else np.asarray(frames)
+        if x.dtype == np.uint8:
+            if self.standardizes:
+                raise ValueError(
+                    "this preprocessing standardises real-valued series; got uint8 frames"
+                )
+            return frames_to_unit_interval(x, self.noise, np.random.default_rng(seed))
+        if x.dtype.kind != "f":
+            raise ValueError(f"frames must be uint8 or real-valued (float), got {x.dtype}")
+        if self.noise != "none":
+            raise ValueError(
+                f"real-valued frames take no pixel noise (noise 'none'), not {self.noise!r}"
+            )
+        if not self.standardizes:
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        mean, std = np.asarray(self.mean), np.asarray(self.std)
+        if x.shape[-1:] != mean.shape:
+            raise ValueError(
+                f"frames of shape {x.shape[-1:]}: the standardisation has {len(mean)} dimensions"
+            )
+        z = (x.astype(np.float64) - mean) / std
+        return torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+
+    def inverse(self, z: Tensor) -> Tensor:
+        r"""Model values back in the data's units: mean + std * z for a standardised series
+        (float64); anything else (frames scaled to [0, 1]) is returned as it is.
+
+        Arguments:
+            z: Model input or output, with shape (*, D).
+        """
+        if not self.standardizes:
+            return z
+        mean = torch.tensor(self.mean, dtype=torch.float64, device=z.device)
+        std = torch.tensor(self.std, dtype=torch.float64, device=z.device)
+        return mean + std * z.double()
+
+
+def series_statistics(
+    sequences: Iterable[np.ndarray], name: str = "series"
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per-dimension mean and standard deviation of real-valued sequences, checked finite.
+
+    Two passes in float64 (the mean, then the squared deviations from it), so that large
+    offsets (say, values near 1e6 that vary by 1e-3) lose no precision. A dimension that never
+    varies gets the standard deviation 1: it is then only centred.
+
+    Arguments:
+        sequences: A re-iterable collection of arrays (T_n, D), e.g. a list or a tuple.
+        name: What the sequences are (a file, a split), for error messages.
+
+    Returns:
+        mean and std, float64 arrays with shape (D,).
+
+    Raises:
+        ValueError: No frames, or a value that is NaN or infinite (the message names the
+            sequence, the frame and the dimension).
+
+    Example:
+        >>> mean, std = series_statistics([np.array([[0.0, 5.0], [2.0, 5.0]])])
+        >>> mean.tolist(), std.tolist()
+        ([1.0, 5.0], [1.0, 1.0])
+    """
+    total, count = None, 0
+    for index, sequence in enumerate(sequences):
+        values = np.asarray(sequence, dtype=np.float64)
+        bad = np.argwhere(~np.isfinite(values))
+        if len(bad):
+            frame, dimension = (int(item) for item in bad[0][-2:])
+            raise ValueError(
+                f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
+                f"{values[tuple(bad[0])]}: every value must be finite (fill or drop it)"
+            )
+        summed = values.reshape(-1, values.shape[-1]).sum(axis=0)
+        total = summed if total is None else total + summed
+        count += len(values)
+    if total is None or count == 0:
+        raise ValueError(f"{name}: no frames to fit a standardisation on")
+    mean = total / count
+    squares = sum(
+        ((np.asarray(sequence, np.float64) - mean) ** 2).reshape(-1, len(mean)).sum(axis=0)
+        for sequence in sequences
+    )
+    std = np.sqrt(squares / count)
+    return mean, np.where(std > 0, std, 1.0)
 
 
 def check_frames(x: Tensor, frame_shape: Sequence[int], name: str) -> None:

@@ -1,4 +1,4 @@
-r"""Sources: where uint8 sequences come from, behind one protocol (Sec. 4, Appendix B).
+r"""Sources: where sequences come from, behind one protocol (Sec. 4, Appendix B).
 
 A :class:`Source` is what the datasets (:mod:`.datasets`) take sequences from. It is one of two
 kinds, and says which in ``stored``:
@@ -13,9 +13,11 @@ kinds, and says which in ``stored``:
 A source of your own subclasses :class:`StoredSource` or :class:`Simulator` (which set
 ``stored``) and provides the other members.
 
-Sources stay uint8 until a crop is read; :mod:`.scaling` turns crops into model input. A
-memory-mapped array is pickled as its file name (:func:`picklable_array`), so DataLoader workers
-reopen the file instead of receiving a copy of it.
+Frames are uint8 (video, quantised series); vector series (D,) may also be real-valued
+(``dtype`` float16, float32 or float64), kept as they are. Sources keep their dtype until a crop
+is read; :mod:`.scaling` turns crops into model input. A memory-mapped array is pickled as its
+file name (:func:`picklable_array`), so DataLoader workers reopen the file instead of receiving a
+copy of it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ __all__ = [
 
 
 class Source(Protocol):
-    r"""What every source of uint8 sequences offers the datasets.
+    r"""What every source of sequences offers the datasets.
 
     A source is either stored (``stored`` is True: a :class:`StoredSource`, read by
     ``read(n, start, stop)``) or a simulator (``stored`` is False: a :class:`Simulator`, which
@@ -54,16 +56,18 @@ class Source(Protocol):
         num_frames: Frames that every sequence has, so the longest crop that fits in all of them:
             the length of the shortest sequence.
         stored: True for a :class:`StoredSource`, False for a :class:`Simulator`.
+        dtype: The dtype of the frames: uint8, or a float dtype for real-valued vector series.
     """
 
     name: str
     frame_shape: tuple[int, ...]
     num_frames: int
     stored: bool
+    dtype: np.dtype = np.dtype(np.uint8)
 
 
 class StoredSource(Source, Protocol):
-    r"""A fixed collection of N uint8 sequences, each of its own length.
+    r"""A fixed collection of N sequences, each of its own length.
 
     Attributes:
         lengths: The number of frames T_n of each sequence n < N.
@@ -80,7 +84,7 @@ class StoredSource(Source, Protocol):
         r"""Frames start .. stop - 1 of sequence n, without reading its other frames.
 
         Returns:
-            A uint8 copy, with shape (stop - start, *frame_shape).
+            A copy (of the source's ``dtype``), with shape (stop - start, *frame_shape).
         """
         ...
 
@@ -136,13 +140,16 @@ def unpickled_array(array: Any) -> Any:
 
 
 class ArraySource(StoredSource):
-    r"""A collection of uint8 sequences held in an array (in memory or memory-mapped).
+    r"""A collection of sequences held in an array (in memory or memory-mapped).
 
     Arguments:
         array: uint8 sequences with shape (N, T, C, H, W), (N, T, H, W) (one channel is added)
-            or (N, T, D) (vector series). Any array-like object with ``shape``, ``dtype`` and
-            integer indexing along N is accepted, e.g. a lazy view of a file.
+            or (N, T, D) (vector series); vector series may also be real-valued (float16,
+            float32 or float64), kept as they are. Any array-like object with ``shape``,
+            ``dtype`` and integer indexing along N is accepted, e.g. a lazy view of a file.
         name: What the array is (e.g. the file path), for error messages.
+        offset: Index of its first sequence in the array it was cut from (a split of a file),
+            for reports: sequence n is ``offset + n`` there.
 
     Example:
         >>> source = ArraySource(np.zeros((4, 10, 8, 8), dtype=np.uint8), name="zeros")
@@ -150,30 +157,42 @@ class ArraySource(StoredSource):
         (4, 10, (1, 8, 8))
         >>> source[0].shape, source.read(0, 2, 5).shape
         ((10, 1, 8, 8), (3, 1, 8, 8))
+        >>> ArraySource(np.zeros((2, 5, 3), dtype=np.float32)).dtype
+        dtype('float32')
     """
 
-    def __init__(self, array: Any, name: str = "array") -> None:
+    def __init__(self, array: Any, name: str = "array", offset: int = 0) -> None:
         if not hasattr(array, "shape") or not hasattr(array, "dtype"):
             array = np.asarray(array)
         shape = tuple(int(size) for size in array.shape)
         dtype = np.dtype(array.dtype)
-        if dtype != np.uint8:
-            hint = ""
-            if dtype.kind == "f":
-                hint = (
-                    "; frames in [0, 1] must be converted first, e.g. multiply by 255 and cast: "
-                    "(x * 255).round().astype(np.uint8)"
-                )
-            raise ValueError(f"{name}: sequences must have dtype uint8, got {dtype}{hint}")
         if len(shape) not in (3, 4, 5):
             raise ValueError(
                 f"{name}: sequences must have shape (N, T, C, H, W), (N, T, H, W) or (N, T, D), "
                 f"got {shape}"
+                + (" (one series: add a dimension, x[..., None])" if len(shape) == 2 else "")
             )
+        real_series = dtype.kind == "f" and dtype.itemsize >= 2 and len(shape) == 3
+        if dtype != np.uint8 and not real_series:
+            hint = "; real-valued vector series (N, T, D) may be float"
+            if dtype.kind == "f":
+                hint = (
+                    "; frames in [0, 1] must be converted first, e.g. multiply by 255 and cast: "
+                    "(x * 255).round().astype(np.uint8) (real-valued vector series (N, T, D) are "
+                    "taken as they are)"
+                )
+            elif dtype.kind in "iub":
+                hint = (
+                    "; cast integer vector series (N, T, D) to float (x.astype(np.float32)): "
+                    "real values are taken as they are"
+                )
+            raise ValueError(f"{name}: sequences must have dtype uint8, got {dtype}{hint}")
         if min(shape) < 1:
             raise ValueError(f"{name}: empty array of sequences, shape {shape}")
         self.array = array
         self.name = name
+        self.offset = int(offset)
+        self.dtype = dtype
         self._shape = shape
         self.lengths = (shape[1],) * shape[0]  # every sequence has T frames
 
@@ -198,12 +217,12 @@ class ArraySource(StoredSource):
         return self.num_sequences
 
     def __getitem__(self, n: int) -> np.ndarray:
-        r"""Sequence n, a contiguous uint8 copy with shape (T, *frame_shape)."""
+        r"""Sequence n, a contiguous copy with shape (T, *frame_shape)."""
         return self.read(n, 0, self.num_frames)
 
     def read(self, n: int, start: int, stop: int) -> np.ndarray:
         r"""Frames start .. stop - 1 of sequence n (a memory map reads only those), a contiguous
-        uint8 copy with shape (stop - start, *frame_shape)."""
+        copy (of the array's dtype) with shape (stop - start, *frame_shape)."""
         n = int(n)
         if not -self.num_sequences <= n < self.num_sequences:
             raise IndexError(f"{self.name}: sequence {n} out of range 0..{len(self) - 1}")
@@ -214,7 +233,7 @@ class ArraySource(StoredSource):
             )
         sequence = np.asarray(self.array[n % self.num_sequences])  # a view where it can be
         sequence = sequence.reshape(self.num_frames, *self.frame_shape)
-        return np.array(sequence[start:stop], dtype=np.uint8, copy=True)
+        return np.array(sequence[start:stop], dtype=self.dtype, copy=True)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "array": picklable_array(self.array)}  # memory maps: by file name

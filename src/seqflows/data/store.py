@@ -1,10 +1,11 @@
-r"""One store for converted datasets: uint8 shards plus a manifest, written atomically, resumable.
+r"""One store for converted datasets: shards plus a manifest, written atomically, resumable.
 
 Layout of a store folder::
 
     manifest.json                     what is in the store (below)
-    <split>/<shard>.frames.npy        uint8 (F, *frame_shape): the frames of the shard's sequences,
-                                      one after the other (memory-mappable)
+    <split>/<shard>.frames.npy        (F, *frame_shape): the frames of the shard's sequences, one
+                                      after the other (memory-mappable); uint8, or float32 or
+                                      float64 for real-valued series (the manifest's ``dtype``)
     <split>/<shard>.arrays.npz        optional per-frame arrays (e.g. BAIR actions), (F, ...) each
 
 ``manifest.json`` holds the converter and its version, the frame shape, the options of the
@@ -64,6 +65,7 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 FORMAT = "seqflows-store/1"
+DTYPES = ("uint8", "float32", "float64")  # of the frames; stores without a dtype hold uint8
 _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for the child when its parent ends
 _log = logging.getLogger(__name__)
 
@@ -77,7 +79,8 @@ class ShardData:
     r"""The converted sequences of one shard.
 
     Attributes:
-        sequences: uint8 arrays, each (T_i, *frame_shape).
+        sequences: Arrays of the store's dtype (uint8, or float for real series), each
+            (T_i, *frame_shape).
         metadata: One JSON-ready dict per sequence (e.g. ``{"person": 1, "action": "boxing"}``).
         arrays: Optional per-frame arrays by name, each a list of (T_i, ...) arrays.
         sources: The source files of the shard.
@@ -139,6 +142,8 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
 
     if not integers(manifest.get("frame_shape"), 1) or not manifest["frame_shape"]:
         return "'frame_shape' must be a list of positive sizes"
+    if manifest.get("dtype", "uint8") not in DTYPES:
+        return f"'dtype' must be one of {', '.join(DTYPES)}"
     if not isinstance(manifest.get("options", {}), dict):
         return "'options' must be an object"
     if not isinstance(manifest.get("skipped", []), list):
@@ -190,6 +195,7 @@ class StoreWriter:
         version: Version of the converter; a store written by another version is not resumed.
         frame_shape: Shape of every frame, (C, H, W) or (D,).
         options: The conversion's options (recorded; a resume with other options is refused).
+        dtype: Of the frames: ``uint8``, or ``float32`` / ``float64`` for real-valued series.
     """
 
     def __init__(
@@ -199,15 +205,19 @@ class StoreWriter:
         version: int,
         frame_shape: Sequence[int],
         options: dict[str, Any] | None = None,
+        dtype: str = "uint8",
     ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.root = Path(root)
         self.frame_shape = [int(size) for size in frame_shape]
+        self.dtype = np.dtype(dtype)
         header = {
             "format": FORMAT,
             "converter": converter,
             "converter_version": version,
             "frame_shape": self.frame_shape,
-            "dtype": "uint8",
+            "dtype": dtype,
             "options": options or {},
         }
         if (self.root / MANIFEST).is_file():
@@ -250,7 +260,7 @@ class StoreWriter:
         frames = (
             np.concatenate(data.sequences)
             if data.sequences
-            else np.zeros((0, *self.frame_shape), np.uint8)
+            else np.zeros((0, *self.frame_shape), self.dtype)
         )
         write_atomically(folder / f"{name}.frames.npy", lambda stream: np.save(stream, frames))
         arrays = {key: values for key, values in data.arrays.items() if values}
@@ -277,8 +287,10 @@ class StoreWriter:
         """The sequence lengths of a shard, after checking dtype, shapes, metadata, arrays."""
         lengths = []
         for index, sequence in enumerate(data.sequences):
-            if sequence.dtype != np.uint8:
-                raise StoreError(f"shard {name}: sequence {index} is {sequence.dtype}, not uint8")
+            if sequence.dtype != self.dtype:
+                raise StoreError(
+                    f"shard {name}: sequence {index} is {sequence.dtype}, not {self.dtype}"
+                )
             if list(sequence.shape[1:]) != self.frame_shape:
                 raise StoreError(
                     f"shard {name} ({', '.join(data.sources) or 'no source'}): sequence {index} "
@@ -404,8 +416,10 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 class StoreSource(StoredSource):
     r"""The sequences of one split of a store, memory-mapped: a stored source for the datasets.
 
-    ``source[n]`` is a uint8 array (T_n, *frame_shape); ``lengths[n]`` is T_n. Sequences keep
-    the order of the manifest (shards sorted by name).
+    ``source[n]`` is an array (T_n, *frame_shape) of the store's ``dtype`` (uint8, or float for
+    real-valued series); ``lengths[n]`` is T_n. Sequences keep the order of the manifest (shards
+    sorted by name), and ``metadata[n]`` is what the converter recorded of sequence n (its
+    source file, and e.g. an id, a person or an action).
 
     Arguments:
         root: The store folder.
@@ -423,6 +437,7 @@ class StoreSource(StoredSource):
         self.split = split
         self.name = f"{self.root} [{split}]"
         self.frame_shape = tuple(manifest["frame_shape"])
+        self.dtype = np.dtype(manifest.get("dtype", "uint8"))
         self.shards = manifest["splits"][split]
         self.lengths = [length for shard in self.shards for length in shard["lengths"]]
         self.metadata = [item for shard in self.shards for item in shard["metadata"]]
@@ -458,10 +473,10 @@ class StoreSource(StoredSource):
             except (ValueError, OSError) as error:
                 raise StoreError(f"{path}: corrupt or truncated shard ({error})") from None
             expected = sum(self.shards[position]["lengths"])
-            if frames.shape != (expected, *self.frame_shape) or frames.dtype != np.uint8:
+            if frames.shape != (expected, *self.frame_shape) or frames.dtype != self.dtype:
                 raise StoreError(
-                    f"{path}: holds {frames.dtype} {frames.shape}, the manifest says uint8 "
-                    f"{(expected, *self.frame_shape)}"
+                    f"{path}: holds {frames.dtype} {frames.shape}, the manifest says "
+                    f"{self.dtype} {(expected, *self.frame_shape)}"
                 )
             self._frames[position] = frames
         return self._frames[position]
@@ -503,7 +518,8 @@ class _StoreDataset(Dataset):
 
 
 def open_dataset(path: str | os.PathLike, split: str = "train") -> Dataset:
-    r"""A split of a store as a torch Dataset of uint8 tensors (T, C, H, W) or (T, D).
+    r"""A split of a store as a torch Dataset of tensors (T, C, H, W) or (T, D) (uint8, or float
+    for real-valued series).
 
     Example:
         >>> import tempfile
