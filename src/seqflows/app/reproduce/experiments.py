@@ -185,6 +185,13 @@ STUDIES: dict[str, Study] = {
         ("slvm",),
         {"default": ("model.init=default",), "reference": ("model.init=reference",)},
     ),
+    "padding": Study(
+        "padding of the 1-AF conditioner's convolutions: zeros (the paper), or the outermost "
+        "pixels replicated, where zero padding meets always-black borders (the frame of the "
+        "noise panels)",
+        ("1af",),
+        {"zeros": ("model.padding=zeros",), "replicate": ("model.padding=replicate",)},
+    ),
     "seeds": Study(
         "seed-to-seed spread of every model (initial weights, data order, crops and noise) at "
         "a third of the budget",
