@@ -115,6 +115,21 @@ def test_a_video_array_trains_evaluates_and_samples_given_only_its_path(tmp_path
     assert tensors["context"].shape == (4, 3, 1, 8, 8) and tensors["future"].shape[1] == 5
     assert sampled["units"] == "frames scaled to [0, 1]"
     assert (tmp_path / "s" / "samples.png").stat().st_size > 1000
+    predicted = run_json(
+        capsys,
+        "predict",
+        checkpoint,
+        "--out",
+        str(tmp_path / "p"),
+        "--length",
+        "5",
+        "--samples",
+        "3",
+        "--json",
+    )
+    assert predicted["time_steps"] == [3, 4, 5, 6, 7] and predicted["protocol"]["sequences"] == 1
+    assert 0 <= predicted["mean_prediction"]["mean"]["mse"] <= 1  # frames in [0, 1]
+    assert predicted["mean_prediction"]["mean"]["psnr"] > 0
 
     # Per-frame scores of every sequence of the array, with their index in the file.
     scores = tmp_path / "scores"
@@ -191,6 +206,12 @@ def test_what_is_read_from_the_data_and_what_the_user_says(tmp_path):
     )
     assert (balls.data.validation_sequences, balls.data.test_sequences) == (256, 512)
     assert inferred_settings(Config.from_dict({}), balls) == {}  # defaults, not read
+    standard = tmp_path / "mnist_test_seq.npy"  # its shape, sparse on disk
+    np.lib.format.open_memmap(standard, "w+", np.uint8, (20, 10000, 64, 64)).flush()
+    mnist = resolve_data(
+        Config.from_dict({}, ["data.dataset=moving_mnist_file", f"data.path={standard}"])
+    )
+    assert (mnist.data.validation_sequences, mnist.data.frame_shape) == (256, (1, 64, 64))
     # Held-out shares: 10% each, at least 1, at most the fixed numbers of larger data.
     for count, expected in ((12, (1, 1)), (100, (10, 10)), (3000, (256, 300)), (9000, (256, 512))):
         assert held_out_sequences(count, DataConfig()) == expected
@@ -493,3 +514,10 @@ def test_the_readme_commands_for_your_own_data_run_as_written(tmp_path, capsys, 
         output for command, output in zip(commands, outputs, strict=True) if "sort" in command
     )
     assert sorted_frames.splitlines()[0].startswith("3,8,")  # the spike comes first
+    predicted = torch.load("runs/series/prediction/temperature_0.pt")
+    assert predicted["predicted"].shape == (4, 5, 3)  # in the series' own units
+    assert (predicted["predicted"][..., 0] - 1000).abs().max() < 2000
+    metrics = json.loads(Path("runs/series/metrics/prediction.json").read_text())
+    assert "standardised series" in metrics["protocol"]["metrics"]["mse"]
+    assert metrics["time_steps"] == [3, 4, 5, 6, 7]
+    assert math.isfinite(metrics["mean_prediction"]["mean"]["mse"])

@@ -89,8 +89,8 @@ class DataConfig:
             training split; a dimension that never varies gets 1).
         num_frames: Frames rendered per generated sequence (bouncing balls, Moving MNIST).
         validation_sequences: Sequences held out for model selection (the end of the training part
-            of a file; generated with their own seed for simulators). None: 256 (500 for the
-            Moving MNIST file); for an array, 10% of its sequences, at least 1 and at most 256.
+            of a file; generated with their own seed for simulators). None: 256; for an array,
+            10% of its sequences, at least 1 and at most 256.
         test_sequences: Evaluation sequences generated for simulators, and the end of an array.
             None: 512; for an array, 10% of its sequences, at least 1 and at most 512.
         train_digits: [start, stop) of the digits that training sequences use (moving_mnist).

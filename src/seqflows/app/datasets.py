@@ -78,7 +78,6 @@ DEFAULT_LENGTH = 13  # the paper's crops: 3 context + 10 scored frames
 RENDERED_SHAPE = (1, 32)  # channels and size of the rendered datasets, unless set
 HELD_OUT_SHARE = 0.1  # of an array's sequences, for each of validation and test
 HELD_OUT_LIMITS = {"validation": 256, "test": 512}  # and the fixed numbers for larger data
-MOVING_MNIST_VALIDATION = 500  # the end of the training part of mnist_test_seq.npy
 
 
 def dataset_of(data: DataConfig) -> str:
@@ -143,7 +142,7 @@ def build_source(data: DataConfig, split: str) -> Source:
         return load_moving_mnist_file(
             _existing(data.path, "the standard Moving MNIST file mnist_test_seq.npy"),
             split,
-            validation=MOVING_MNIST_VALIDATION if validation is None else validation,
+            validation=HELD_OUT_LIMITS["validation"] if validation is None else validation,
         )
     if dataset == "store":
         return StoreSource(
@@ -227,7 +226,7 @@ def resolve_data(config: Config, split: str | None = None) -> Config:
             validation, test = held_out_sequences(array.shape[0], data)
             changes.update(validation_sequences=validation, test_sequences=test)
         elif dataset == "moving_mnist_file" and data.validation_sequences is None:
-            changes["validation_sequences"] = MOVING_MNIST_VALIDATION
+            changes["validation_sequences"] = HELD_OUT_LIMITS["validation"]
         resolved = _replace(data, changes)
         sources = {name: build_source(resolved, name) for name in reads}
         first = sources[reads[0]]

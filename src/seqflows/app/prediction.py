@@ -321,7 +321,14 @@ def _protocol(
     frames = len(model.event_shape) == 3
     side = min(model.event_shape[1:]) if frames else 0
     metrics = {
-        "mse": "mean squared error over the values of a frame, frames in [0, 1]",
+        "mse": (
+            "mean squared error over the values of a frame, frames in [0, 1]"
+            if frames
+            else "mean squared error over the D values of a frame, of the standardised series "
+            "(x - mean) / std (1: the variance of the training split)"
+            if config.data.mean is not None
+            else "mean squared error over the D values of a frame, as the model sees them"
+        ),
         "psnr": (
             f"10 log10(1 / mse) in dB (torchmetrics), exact frames count as {MAX_PSNR:g} dB"
             if frames
@@ -350,6 +357,8 @@ def _protocol(
         "data_seed": config.data.seed,
         "frames": "the data scaled to [0, 1] without noise (x / 255); samples clipped to [0, 1]"
         if frames
+        else "the series standardised with the mean and std of the training split"
+        if config.data.mean is not None
         else "the series as the model sees it, without noise",
         "frame_shape": list(model.event_shape),
         "predictions": {
