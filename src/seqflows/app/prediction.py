@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from ..atomic import write_text_atomically
 from ..errors import ConfigError, MissingDependency, NonFiniteError
 from .commands import _at_least, _data_label, load_for_evaluation, resolve_device
-from .datasets import evaluation_set
+from .datasets import build_source, evaluation_set, resolve_data
 
 __all__ = [
     "DEFAULT_SAMPLES",
@@ -189,6 +189,12 @@ def predict(
             "context frames"
         )
     crop = context_frames + length
+    source = build_source(resolve_data(config, config.evaluate.split).data, config.evaluate.split)
+    if source.stored and crop > source.num_frames:  # named by the options, not data.eval_length
+        raise ConfigError(
+            f"{source.name}: --context {context_frames} and --length {length}: cannot crop "
+            f"{crop} frames from sequences of {source.num_frames} frames"
+        )
     config = config.replace(
         data={
             "noise": "none",
