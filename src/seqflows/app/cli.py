@@ -174,7 +174,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         "checkpoints/ and logs/ and start afresh (without --resume or --overwrite, a folder "
         "that holds a run is refused)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress (steps done, time left)"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -243,6 +245,9 @@ def _evaluate_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--output", help="also write the JSON result to this file")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress (batches, time left) on stderr"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -257,6 +262,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         iwae_samples=args.iwae_samples,
         device=args.device,
         output=args.output,
+        progress=not args.no_progress,
     )
     if args.json:
         _print_json(result)
@@ -501,10 +507,12 @@ def _reproduce_options(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "The paper's findings at reduced scale, from scratch, with fixed seeds: renders "
         "half-resolution Moving MNIST from MNIST digits, trains every model (and bouncing balls "
-        "and the studies), each as its own resumable `seqflows train` process, evaluates the "
-        "best-by-validation checkpoints on both scales, draws the paper's figures and writes "
-        "OUT/summary.json and OUT/tables.md (docs/results.md reads them). Run it again after an "
-        "interruption: finished trainings are not repeated."
+        "and the studies), each as its own resumable seqflows train process logging into "
+        "RUNS/NAME/train.log, evaluates the best-by-validation checkpoints on both scales, draws "
+        "the paper's figures and writes OUT/summary.json and OUT/tables.md (docs/results.md "
+        "reads them). Progress goes to stderr: which run of how many, each training's steps "
+        "and time left, and the time left overall. Run it again after an interruption: "
+        "finished trainings are not repeated."
     )
     parser.add_argument(
         "overrides",

@@ -43,6 +43,7 @@ def evaluate(
     iwae_samples: int | None = None,
     device: str = "auto",
     output: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     r"""Scores a checkpoint on fixed evaluation sequences (nats/dim, bounds, correlations).
 
@@ -56,6 +57,8 @@ def evaluate(
         iwae_samples: SLVMs: K of the importance-weighted bound (0: the ELBO only).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
         output: Also write the result to this JSON file.
+        progress: Show the batches scored and the time left on stderr (a bar on a terminal, a
+            line every few seconds elsewhere: the IWAE bound of an SLVM takes minutes).
 
     Returns:
         The result of :func:`~seqflows.app.evaluation.evaluate_model` and the checkpoint.
@@ -85,6 +88,7 @@ def evaluate(
             iwae_samples=settings.iwae_samples,
             iwae_chunk=settings.iwae_chunk,
             scored_frames=settings.scored_frames,
+            progress=f"evaluate {settings.split}" if progress else None,
         )
     except NonFiniteError as error:
         raise NonFiniteError(f"{checkpoint}: {error}") from None

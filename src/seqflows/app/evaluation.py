@@ -31,6 +31,7 @@ from ..metrics import (
 )
 from ..objective import SequenceModel
 from .config import Config
+from .progress import Progress
 
 __all__ = [
     "SequenceScores",
@@ -155,6 +156,7 @@ def evaluate_model(
     iwae_samples: int = 0,
     iwae_chunk: int | None = None,
     scored_frames: int | None = None,
+    progress: str | None = None,
 ) -> dict[str, Any]:
     r"""Scores ``model`` on every sequence of ``dataset``, in eval mode.
 
@@ -164,6 +166,9 @@ def evaluate_model(
     ``scored_frames``: score the last N frames of each crop (the others are context); None:
     every frame after the model's ``burn_in``. Models with different context needs are compared
     on the same frames this way.
+
+    ``progress``: show the batches done and the time left on stderr under this description
+    (:class:`~seqflows.app.progress.Progress`); None: nothing.
 
     Returns:
         A JSON-ready dict: ``nats_per_dim`` (the log-likelihood for flows; for SLVMs the tightest
@@ -184,8 +189,15 @@ def evaluate_model(
     )
     generator = torch.Generator(device=device).manual_seed(config.data.seed)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    for x in loader:
-        scores.update(model, x.to(device), generator)
+    shown = None if progress is None else Progress(len(loader), progress, "batches")
+    try:
+        for x in loader:
+            scores.update(model, x.to(device), generator)
+            if shown is not None:
+                shown.update()
+    finally:
+        if shown is not None:
+            shown.close()
     summary = scores.summary(config.data.noise)
     result: dict[str, Any] = {"model": model.label}
     if latent:
