@@ -1,5 +1,5 @@
-"""The command line as a user meets it: progress with the time left, no noise, and make targets
-that do not reinstall."""
+"""The command line as a user meets it: progress with the time left, no noise, help without
+markup, docs that stand alone, and make targets that do not reinstall."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from seqflows.app import cli
 from seqflows.app.cli import main
+from seqflows.app.convert import SOURCES
 from seqflows.app.progress import Progress, format_duration, seconds_left
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +98,72 @@ def test_progress_lines_are_spaced_and_give_the_time_left() -> None:
     # The rate of this session: steps done before it (a resumed run) do not count.
     assert seconds_left(10, 40, 30.0) == 90.0 and seconds_left(0, 40, 30.0) is None
     assert format_duration(3725) == "1:02:05" and format_duration(59.6) == "1:00"
+
+
+def _help(capsys, *command: str) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--help"])
+    assert stop.value.code == 0
+    return capsys.readouterr().out
+
+
+def _commands() -> list[tuple[str, ...]]:
+    names = [(name,) for name, *_ in cli.SUBCOMMANDS]
+    return [(), *names, *(("convert", source) for source in SOURCES)]
+
+
+def test_help_has_no_markup_and_no_repeated_text(capsys) -> None:
+    top = _help(capsys)
+    for name, *_ in cli.SUBCOMMANDS:  # every subcommand listed once
+        assert len(re.findall(rf"^\s+{name}\b", top, re.MULTILINE)) == 1, name
+    for command in _commands():
+        text = _help(capsys, *command)
+        assert text.startswith(f"usage: seqflows {' '.join(command)}".rstrip()), command
+        # reStructuredText (``x``, :func:`x`) or Markdown (`x`) is for docs, not a terminal
+        assert "`" not in text and not re.search(r":\w+:", text), (command, text)
+        flat = " ".join(text.split())
+        sentences = [s for s in re.split(r"(?<=[.;])\s", flat) if len(s) > 30]
+        assert len(sentences) == len(set(sentences)), (command, sentences)
+    reproduce = " ".join(_help(capsys, "reproduce").split())
+    for explained in ("trains every model", "summary.json", "time left", "interruption"):
+        assert explained in reproduce
+    assert "docstring" not in reproduce
+
+
+def test_docs_stand_alone() -> None:
+    """The docs cite no file outside the repository, and every relative link resolves."""
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    documents += sorted((ROOT / "benchmarks").glob("*.md"))
+    assert len(documents) >= 3
+    for document in documents:
+        text = document.read_text(encoding="utf-8")
+        for outside in ("reference-facts", "../shared", "/work/", "shared/spec", "shared/data"):
+            assert outside not in text, (document.name, outside)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a web address, or a section of the same page
+            path = (document.parent / target.split("#")[0]).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), (document.name, target)
+
+
+def test_committed_files_are_not_ignored() -> None:
+    """results/summary.json and results/tables.md are committed results, not ignored."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--ignored", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert listed.returncode == 0 and listed.stdout == ""
+    tracked = subprocess.run(
+        ["git", "ls-files", "results/summary.json", "results/tables.md"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert tracked.stdout.split() == ["results/summary.json", "results/tables.md"]
 
 
 @pytest.fixture
