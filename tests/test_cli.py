@@ -178,7 +178,8 @@ def make_copy(tmp_path: Path) -> Path:
     python.write_text('#!/bin/sh\necho "python $*" >> calls.log\n')
     python.chmod(0o755)
     (tmp_path / ".venv" / ".torch").touch()
-    os.utime(tmp_path / "pyproject.toml", (1e9, 1e9))  # older than every stamp
+    for older in ("pyproject.toml", ".venv/.torch"):  # older than every stamp make writes
+        os.utime(tmp_path / older, (1e9, 1e9))
     return tmp_path
 
 
@@ -203,5 +204,8 @@ def test_make_targets_do_not_reinstall_when_nothing_changed(make_copy: Path) -> 
     output, calls = _make(make_copy, ".venv/.installed-train", ".venv/.installed-plot")
     assert calls == "" and "installed with seqflows[dev]" in output
     assert "pip" not in _make(make_copy, "-n", "run")[0]
-    os.utime(make_copy / "pyproject.toml")  # a changed pyproject.toml: installed again
+    # A changed pyproject.toml (newer than the stamps): installed again.
+    for stamp in (make_copy / ".venv").glob(".installed-*"):
+        os.utime(stamp, (1.1e9, 1.1e9))
+    os.utime(make_copy / "pyproject.toml", (1.2e9, 1.2e9))
     assert "install -e .[train]" in _make(make_copy, ".venv/.installed-train")[1]
