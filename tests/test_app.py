@@ -554,7 +554,20 @@ def test_vector_time_series_train_evaluate_and_sample(tmp_path, capsys):
     assert result["protocol"]["frame_shape"] == [3] and result["frames_scored"] == 4 * 4
     assert main(["sample", checkpoint, "--out", str(tmp_path / "s"), "--length", "3"]) == 0
     assert torch.load(tmp_path / "s" / "samples.pt")["predicted"].shape == (4, 3, 3)
-    assert main(["visualize", checkpoint, "--out", str(tmp_path / "v")]) == 2
+    # Vector series get line plots (context, real and sampled futures), and the JSON lists
+    # every file written.
+    written = json.loads(capsys.readouterr().out)["written"]
+    assert written == {"pt": str(tmp_path / "s" / "samples.pt"), "png": written["png"]}
+    assert sorted(path.name for path in (tmp_path / "s").iterdir()) == [
+        "samples.png",
+        "samples.pt",
+    ]
+    assert (tmp_path / "s" / "samples.png").stat().st_size > 10_000
+    assert main(["visualize", checkpoint, "--out", str(tmp_path / "v"), "--frames", "3"]) == 0
+    written = json.loads(capsys.readouterr().out)["written"]
+    assert set(written) == {"flow_rows", "curves", "curves_data"}
+    for path in written.values():
+        assert Path(path).stat().st_size > 100, path
 
 
 @pytest.mark.parametrize("num_transforms", [0, 1])

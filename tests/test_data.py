@@ -38,6 +38,7 @@ from seqflows.data import (
     read_idx,
     split_indices,
 )
+from seqflows.data.bouncing_balls import disc_coverage
 
 from helpers import mnist_test_digits, write_idx
 
@@ -467,6 +468,32 @@ def test_bouncing_balls() -> None:
         assert np.array_equal(video, simulator.render(np.random.default_rng(seed)))
     two = BouncingBalls(num_frames=5, size=16).render(np.random.default_rng(0))
     assert two.shape == (5, 1, 16, 16) and (two.reshape(5, -1).max(axis=1) == 255).all()
+
+
+def test_balls_are_rendered_by_their_coverage_of_each_pixel() -> None:
+    """Each pixel is the share of its area that the ball covers (anti-aliased): close to a
+    brute-force count of 128 x 128 points per pixel, and the ball's area in total."""
+    size, radius = 8, 2.7
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(radius, size - radius, size=(3, 2))
+    fine = (np.arange(size * 128) + 0.5) / 128
+    for centre in [*centres, np.array([0.5, 7.2])]:  # the last one leaves the frame
+        inside = (fine[:, None] - centre[0]) ** 2 + (fine[None, :] - centre[1]) ** 2 <= radius**2
+        reference = inside.reshape(size, 128, size, 128).mean(axis=(1, 3))
+        coverage = disc_coverage(centre, radius, size)
+        assert np.abs(coverage - reference).max() < 0.005
+    for centre in centres:  # inside the frame: the whole disc
+        assert disc_coverage(centre, radius, size).sum() == pytest.approx(np.pi * radius**2)
+    # The rendered frames are that coverage (maximum over balls), as uint8; the random stream
+    # (positions and velocities) is the simulator's own.
+    simulator = BouncingBalls(num_frames=6, size=16, num_balls=2)
+    video = simulator.render(np.random.default_rng(5))
+    positions = simulator.centres(np.random.default_rng(5))
+    expected = disc_coverage(positions, simulator.radius, 16).max(axis=1)
+    np.testing.assert_array_equal(video[:, 0], np.rint(255 * expected).astype(np.uint8))
+    np.testing.assert_array_equal(
+        positions[0], np.random.default_rng(5).uniform(2.0, 14.0, size=(2, 2))
+    )
 
 
 # The Source protocol: stored sources and simulators say which they are

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqflows.app import figures
 from seqflows.app.figures import (
     read_metrics_csv,
     read_run_metrics,
@@ -21,6 +22,8 @@ from seqflows.app.figures import (
     save_gif,
     save_grid,
     save_prediction,
+    save_vector_prediction,
+    save_vector_rows,
     tile_frames,
     write_metrics_csv,
 )
@@ -150,7 +153,14 @@ def test_save_flow_rows_validates_layers(tmp_path: Path) -> None:
     x = torch.rand(4, 1, 6, 6)
     layers = flow_layers(x, 2)
     del layers[1]["scale"]
-    with pytest.raises(ValueError, match=r"layers\[1\] misses key\(s\) \['scale'\]"):
+    with pytest.raises(ValueError, match=r"layers\[1\] needs one of each: 'scale' \(it has"):
+        save_flow_rows(x, layers, tmp_path / "bad.png")
+    layers = flow_layers(x, 1)
+    layers[0]["loc"] = layers[0]["shift"]  # two locations
+    with pytest.raises(ValueError, match=r"layers\[0\] needs one of each: 'shift' or 'loc'"):
+        save_flow_rows(x, layers, tmp_path / "bad.png")
+    layers = [{"mean": x, "scale": x, "noise": x}]
+    with pytest.raises(ValueError, match=r"layers\[0\] has unknown key\(s\) \['mean'\]"):
         save_flow_rows(x, layers, tmp_path / "bad.png")
     layers = flow_layers(x, 1)
     layers[0]["noise"] = torch.rand(3, 1, 6, 6)
@@ -159,6 +169,104 @@ def test_save_flow_rows_validates_layers(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="x must have shape"):
         save_flow_rows(x[:, None], flow_layers(x, 1), tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The matplotlib figures that the save_* functions draw, kept for inspection."""
+    kept = []
+    save = figures._save_figure
+
+    def keep(figure, path):
+        kept.append(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(figures, "_save_figure", keep)
+    return kept
+
+
+def row_labels(figure) -> list[str]:
+    return [axis.get_ylabel() for axis in figure.axes if axis.get_ylabel()]
+
+
+def texts(figure) -> str:
+    return " ".join(text.get_text() for text in figure.texts)
+
+
+@pytest.mark.parametrize("keys", [("shift", "scale", "noise"), ("loc", "scale", "residual")])
+def test_flow_rows_are_labelled_by_their_keys_with_a_colour_bar_each(tmp_path, drawn, keys):
+    x = torch.rand(5, 1, 12, 12)
+    layer = dict(zip(keys, (x * 0.9, x + 0.1, x - 0.5), strict=True))
+    note = "loc and scale: the likelihood p(x_t | z_t)"
+    read_png(save_flow_rows(x, [layer], tmp_path / "rows.png", first_frame=3, note=note))
+    (figure,) = drawn
+    output = "noise y" if keys[2] == "noise" else "residual"
+    assert row_labels(figure) == ["x", keys[0], "scale", output]
+    images = [axis for axis in figure.axes if axis.get_images()]
+    assert len(images) == 4
+    # every row has a colour bar, x and the location included, over [0, 1] for those
+    colour_bars = [axis for axis in figure.axes if axis.axison and not axis.get_images()]
+    assert len(colour_bars) == 4
+    assert [axis.get_ylim() for axis in colour_bars[:2]] == [(0.0, 1.0), (0.0, 1.0)]
+    # columns are time steps, numbered from first_frame, on top of the first row
+    top = images[0]
+    assert top.get_xlabel() == "time step t"
+    assert [label.get_text() for label in top.get_xticklabels()] == ["3", "4", "5", "6", "7"]
+    assert note in texts(figure).replace("\n", " ")
+
+
+def test_flow_rows_of_two_transforms_name_the_intermediate_output(tmp_path, drawn):
+    x = torch.rand(4, 3, 8, 8)
+    save_flow_rows(x, flow_layers(x, 2), tmp_path / "rows.png")
+    labels = [axis.get_ylabel() for axis in drawn[0].axes if axis.get_images()]
+    assert labels == ["x", "shift 1", "scale 1", "u 2", "shift 2", "scale 2", "noise y"]
+
+
+def test_vector_rows_and_predictions_are_line_plots(tmp_path, drawn):
+    T, D = 7, 5
+    x = torch.randn(T, D)
+    layer = {"shift": x + 0.1, "scale": torch.full_like(x, 0.2), "noise": torch.randn(T, D)}
+    read_png(save_vector_rows(x, [layer, layer], tmp_path / "rows.png", first_frame=2))
+    rows = drawn[-1]
+    assert [axis.get_title() for axis in rows.axes[:4]] == [f"dimension {d}" for d in range(4)]
+    assert row_labels(rows)[:3] == ["x (transform 1)", "u 2 (transform 2)", "noise y"]
+    assert list(rows.axes[0].lines[-1].get_xdata()) == list(range(2, 2 + T))  # time steps
+    assert "the first 4 of 5 dimensions" in texts(rows)
+    context, real = torch.randn(3, 4, D), torch.randn(3, 6, D)
+    predicted, spread = torch.randn(3, 6, D), torch.randn(20, 3, 6, D)
+    path = tmp_path / "prediction.png"
+    read_png(save_vector_prediction(context, real, predicted, path, spread=spread, title="t"))
+    prediction = drawn[-1]
+    assert len(prediction.axes) == 3 * 4  # sequences x dimensions (at most 4)
+    legend = [text.get_text() for text in prediction.axes[0].get_legend().get_texts()]
+    assert legend == [
+        "5-95% of 20 samples",
+        "median",
+        "context",
+        "real future",
+        "sampled future",
+    ]
+    # the sampled line starts at the last context frame and runs over the L new steps
+    sampled = prediction.axes[0].lines[-1]
+    assert list(sampled.get_xdata()) == list(range(3, 10))
+    np.testing.assert_allclose(sampled.get_ydata()[1:], predicted[0, :, 0].numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="spread must have shape"):
+        save_vector_prediction(context, real, predicted, path, spread=spread[:, :2])
+    with pytest.raises(ValueError, match="real must have the shape of predicted"):
+        save_vector_prediction(context, real[:, :2], predicted, path)
+    with pytest.raises(ValueError, match=r"x must have shape \(T, D\)"):
+        save_vector_rows(x[None], [layer], path)
+
+
+def test_curves_have_readable_titles_units_and_a_caption(tmp_path, drawn):
+    columns = {"train/loss": [(0.0, 2.0), (1.0, 1.0)], "val/other": [(0.0, 1.0)]}
+    labels = {"train/loss": ("training loss", "nats / frame")}
+    save_curves(columns, tmp_path / "c.png", title="1-AF on balls", labels=labels, note="why")
+    (figure,) = drawn
+    assert [axis.get_title() for axis in figure.axes] == ["training loss", "val/other"]
+    assert figure.axes[0].get_ylabel() == "nats / frame"
+    assert figure.axes[-1].get_xlabel() == "training step"
+    assert figure.get_suptitle() == "1-AF on balls" and "why" in texts(figure)
 
 
 def test_save_curves_skips_nan(tmp_path: Path) -> None:
@@ -251,3 +359,21 @@ def test_figures_leave_the_backend_and_pyplot_alone(tmp_path: Path) -> None:
     assert result.stdout.split("\n")[-2] == "pdf []"
     for name in ("grid", "prediction", "flow", "curves", "overlay", "motion"):
         read_png(tmp_path / f"{name}.png")
+
+
+def test_the_rows_caption_explains_the_border_with_the_measured_scales() -> None:
+    from seqflows import FlowModel
+    from seqflows.app.commands import rows_note
+
+    x = torch.rand(3, 1, 8, 8)
+    scale = torch.full_like(x, 0.02)
+    scale[..., 0, :] = scale[..., -1, :] = scale[..., :, 0] = scale[..., :, -1] = 0.06
+    rows = [{"shift": x, "scale": scale, "noise": x}]
+    note = rows_note(FlowModel((1, 8, 8), window=1), rows)
+    assert "pad with zeros (model.padding=zeros" in note
+    assert "the outermost rows and columns is 3.00x the interior's" in note
+    two = rows_note(FlowModel((1, 8, 8), window=1, num_transforms=2), rows * 2)
+    assert "3.00x (transform 1), 3.00x (transform 2)" in two
+    assert rows_note(FlowModel((1, 8, 8), window=1, padding="replicate"), rows) is None
+    slvm_rows = [{"loc": x, "scale": scale, "residual": x}]
+    assert "residual: (x_t - loc) / scale" in rows_note(FlowModel((1, 8, 8)), slvm_rows)

@@ -307,6 +307,37 @@ def test_conv_conditioner_has_the_reference_size() -> None:
         [(1, 64)] + [(64, 64)] * 3 + [(192, 64)] + [(64, 64)] * 3 + [(64, 1), (64, 1)]
     )
     assert all(m.kernel_size == (3, 3) and m.padding == (1, 1) for m in conv_layers)
+    assert all(m.padding_mode == "zeros" for m in conv_layers)  # the paper's padding
+
+
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_padding_of_the_conv_conditioner(padding: str) -> None:
+    """A frame that is the same everywhere: replicate padding gives a shift and a scale that
+    are the same everywhere too; zero padding makes the border differ (the frame of the noise
+    panels). Both keep the flow an exact bijection and cost no parameter."""
+    model = make_flow((1, 6, 6), window=1, padding=padding)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 10 and all(m.padding_mode == padding for m in convs)
+    x = torch.full((2, 4, 1, 6, 6), 0.7, dtype=torch.float64)
+    with torch.no_grad():
+        out = model.normalize(x)
+        x_again = model.generate(out.noise, context=x[:, :1])
+    shift, scale = out.shifts[0], out.scales[0]  # (2, 3, 1, 6, 6)
+    border = torch.ones(6, 6, dtype=torch.bool)
+    border[1:-1, 1:-1] = False
+    for values in (shift, scale):
+        interior = values[..., 1:-1, 1:-1]
+        spread = (values - interior.mean((-1, -2), keepdim=True)).abs()[..., border].max()
+        if padding == "replicate":
+            assert spread < 1e-9
+        else:
+            assert spread > 1e-4
+    torch.testing.assert_close(x_again, x)
+    zeros = make_flow((1, 6, 6), window=1)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in zeros.parameters())
+    assert model.config.padding == padding and zeros.config.padding == "zeros"
+    with pytest.raises(ValueError, match="padding must be one of 'zeros', 'replicate'"):
+        FlowModel(IMAGE, padding="reflect")
 
 
 @pytest.mark.parametrize("context", CONTEXTS)

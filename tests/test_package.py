@@ -12,7 +12,8 @@ def test_core_imports_nothing_beyond_torch_and_numpy() -> None:
     code = (
         "import sys, seqflows, seqflows.flows, seqflows.metrics, seqflows.data;"
         "heavy = [m for m in sys.modules if m.split('.')[0] in "
-        "('matplotlib', 'lightning', 'pytorch_lightning', 'torchvision', 'yaml', 'av')];"
+        "('matplotlib', 'lightning', 'pytorch_lightning', 'torchvision', 'torchmetrics', 'yaml', "
+        "'av')];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

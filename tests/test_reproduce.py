@@ -195,3 +195,22 @@ def test_seed_spread_and_the_tie_rule() -> None:
     assert reproduce.compare(-1.5, -2.2, 0.1, 0.1)[2] == "holds"
     assert reproduce.compare(-2.4, -2.2, 0.1, 0.1)[2] == "tie"
     assert reproduce.compare(-2.9, -2.2, 0.1, 0.1)[2] == "reversed"
+    # A model without seeds of its own spreads as its family's member in the study.
+    assert reproduce.family_sd(spread, "2af") == pytest.approx(0.1)
+    assert reproduce.family_sd(spread, "slvm_1af") is None
+    assert reproduce.family_sd({"slvm": {"sd": 0.3}}, "slvm_1af") == 0.3
+
+
+def test_the_padding_study_compares_zero_and_replicate_padding(tmp_path: Path) -> None:
+    from seqflows.app.config import load_config
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    zeros, replicate = reproduce.study_experiments("padding", array)
+    assert (zeros.study, replicate.study) == ("padding/zeros", "padding/replicate")
+    assert zeros.model == replicate.model == "1af"
+    # Zero padding is the paper's and the default: the main 1-AF run, trained once.
+    assert _main_equivalent(zeros, array, []).name == "moving_mnist/1af"
+    assert _main_equivalent(replicate, array, []) is None
+    config = load_config(replicate.config, replicate.overrides)
+    assert config.model.padding == "replicate" and config.model.num_transforms == 1

@@ -330,3 +330,19 @@ def test_mixed_precision_keeps_the_bound_in_float32():
         bound = model.iwae(torch.rand(2, 5, 1, 8, 8), 3, generator(0))
     assert elbo.dtype == bound.dtype == torch.float32
     assert torch.isfinite(elbo).all() and torch.isfinite(bound).all()
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_rows_are_named_for_what_they_are(num_transforms):
+    """The baseline's rows are its likelihood's loc, scale and residual; with a flow, the
+    flow's shift, scale and noise."""
+    model = small_image_model(num_transforms)
+    x = torch.rand(2, 4, 1, 8, 8)
+    data, layers = model.rows(x, generator(0))
+    torch.testing.assert_close(data, x[:, model.burn_in :])
+    if num_transforms == 0:
+        (layer,) = layers
+        assert list(layer) == ["loc", "scale", "residual"]
+        torch.testing.assert_close(layer["residual"], (data - layer["loc"]) / layer["scale"])
+    else:
+        assert [list(layer) for layer in layers] == [["shift", "scale", "noise"]]

@@ -48,6 +48,7 @@ __all__ = [
 # Appendix B: 4 conv layers in the per-frame encoder and 4 in the window decoder.
 ENCODER_LAYERS, DECODER_LAYERS = 4, 4
 MLP_LAYERS = 2  # hidden layers of the MLP conditioner
+PADDINGS = ("zeros", "replicate")  # padding_mode of the conv conditioner's convolutions
 
 
 class Conditioner(nn.Module):
@@ -120,10 +121,14 @@ class Conditioner(nn.Module):
                 nn.init.zeros_(parameter)
 
 
-def _conv_block(in_channels: int, out_channels: int, normalization: str) -> list[nn.Module]:
+def _conv_block(
+    in_channels: int, out_channels: int, normalization: str, padding: str
+) -> list[nn.Module]:
     batch_norm = normalization == "batch"  # BatchNorm's own shift makes a conv bias redundant
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm)
+        nn.Conv2d(
+            in_channels, out_channels, 3, padding=1, bias=not batch_norm, padding_mode=padding
+        )
     ]
     if batch_norm:
         layers.append(nn.BatchNorm2d(out_channels))
@@ -131,10 +136,14 @@ def _conv_block(in_channels: int, out_channels: int, normalization: str) -> list
     return layers
 
 
-def _conv_stack(in_channels: int, hidden: int, layers: int, normalization: str) -> nn.Sequential:
+def _conv_stack(
+    in_channels: int, hidden: int, layers: int, normalization: str, padding: str
+) -> nn.Sequential:
     blocks: list[nn.Module] = []
     for index in range(layers):
-        blocks += _conv_block(in_channels if index == 0 else hidden, hidden, normalization)
+        blocks += _conv_block(
+            in_channels if index == 0 else hidden, hidden, normalization, padding
+        )
     return nn.Sequential(*blocks)
 
 
@@ -163,6 +172,8 @@ class ConvConditioner(Conditioner):
         identity_init: Zero the heads so that the untrained transform is the identity.
         batch_norm: Training-mode BatchNorm statistics: ``"pooled"`` over all time steps, or
             ``"per_step"`` as the authors' step loop (see :mod:`seqflows.normalization`).
+        padding: How every convolution pads the frame's border: ``"zeros"`` (the paper) or
+            ``"replicate"`` (the outermost pixels repeated), PyTorch's ``padding_mode``.
     """
 
     def __init__(
@@ -174,6 +185,7 @@ class ConvConditioner(Conditioner):
         normalization: str,
         identity_init: bool,
         batch_norm: str,
+        padding: str = "zeros",
         encoder_layers: int = ENCODER_LAYERS,
         decoder_layers: int = DECODER_LAYERS,
     ) -> None:
@@ -182,13 +194,16 @@ class ConvConditioner(Conditioner):
             raise ConfigError(
                 f"the 'conv' conditioner needs frames shaped (C, H, W), got {self.event_shape}"
             )
+        if padding not in PADDINGS:
+            raise ConfigError(f"padding must be one of {PADDINGS}, got {padding!r}")
         channels = self.event_shape[0]
         self.hidden = int(hidden)
         self.batch_norm = batch_norm
-        self.encoder = _conv_stack(channels, hidden, encoder_layers, normalization)
-        self.decoder = _conv_stack(window * hidden, hidden, decoder_layers, normalization)
-        self.shift_head = nn.Conv2d(hidden, channels, 3, padding=1)
-        self.log_scale_head = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.padding = padding
+        self.encoder = _conv_stack(channels, hidden, encoder_layers, normalization, padding)
+        self.decoder = _conv_stack(window * hidden, hidden, decoder_layers, normalization, padding)
+        self.shift_head = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode=padding)
+        self.log_scale_head = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode=padding)
         if identity_init:
             self._zero_heads(self.shift_head, self.log_scale_head)
 
@@ -244,7 +259,10 @@ class ConvConditioner(Conditioner):
         # convolution with one or two output channels is slow on CPU, so this halves their cost.
         weight = torch.cat([self.shift_head.weight, self.log_scale_head.weight])
         bias = torch.cat([self.shift_head.bias, self.log_scale_head.bias])
-        both = F.conv2d(hidden, weight, bias, padding=1)
+        if self.padding == "zeros":
+            both = F.conv2d(hidden, weight, bias, padding=1)
+        else:
+            both = F.conv2d(F.pad(hidden, (1, 1, 1, 1), mode=self.padding), weight, bias)
         shift, log_scale = both.split(self.event_shape[0], dim=1)
         return shift, log_scale
 

@@ -555,16 +555,17 @@ class SLVM(Pretrained, nn.Module):
     ) -> tuple[Tensor, list[dict[str, Tensor]]]:
         r"""The rows of Fig. 4 / Fig. 9 of sequences x, on the scored frames.
 
-        With a flow: the flow's rows (:meth:`~seqflows.flows.FlowModel.rows`). Without one:
-        the likelihood p(x_t | z_t) at a posterior sample, its loc (as ``shift``), its
-        ``scale`` and the standardized residual (x - loc) / scale (as ``noise``).
+        With a flow: the flow's rows (:meth:`~seqflows.flows.FlowModel.rows`: ``shift``,
+        ``scale``, ``noise``). Without one, the likelihood p(x_t | z_t) at a posterior sample:
+        its ``loc``, its ``scale`` and the standardized ``residual`` (x - loc) / scale, each
+        (B, T - burn_in, *event_shape).
         """
         if self.flow is not None:
             return self.flow.rows(x, generator)
         terms = self.elbo_terms(x, generator)
         data = x[:, self.burn_in :]
         loc, scale = terms.likelihood_loc, terms.likelihood_scale
-        return data, [{"shift": loc, "scale": scale, "noise": (data - loc) / scale}]
+        return data, [{"loc": loc, "scale": scale, "residual": (data - loc) / scale}]
 
     def bound(
         self,

@@ -105,6 +105,8 @@ class TransformConfig:
             ``"per_step"`` (the authors' step loop; :mod:`seqflows.normalization`).
         identity_init: Zero heads, so that the untrained transform is the identity (the
             authors' code used PyTorch's default initialisation).
+        padding: How the conv conditioner's convolutions pad the frame's border: ``"zeros"``
+            (the paper) or ``"replicate"`` (the outermost pixels repeated).
     """
 
     window: int = 3
@@ -116,6 +118,7 @@ class TransformConfig:
     normalization: Literal["batch", "none"] = "batch"
     batch_norm: Literal["pooled", "per_step"] = "pooled"
     identity_init: bool = True
+    padding: Literal["zeros", "replicate"] = "zeros"
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -146,6 +149,7 @@ def build_conditioner(event_shape: Sequence[int], config: TransformConfig) -> Co
             normalization=config.normalization,
             identity_init=config.identity_init,
             batch_norm=config.batch_norm,
+            padding=config.padding,
         )
     if kind == "mlp":
         return MLPConditioner(

@@ -318,6 +318,63 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_options(parser: argparse.ArgumentParser) -> None:
+    from .prediction import DEFAULT_SAMPLES
+
+    _checkpoint_options(parser)
+    _device_option(parser)
+    parser.add_argument("--out", required=True, help="folder for NAME.json and NAME.png")
+    parser.add_argument(
+        "--context",
+        type=at_least(1),
+        help="real frames that condition each prediction (default: the model's burn_in, the "
+        "fewest it can take)",
+    )
+    parser.add_argument(
+        "--length", type=at_least(1), default=10, help="frames to predict (default 10)"
+    )
+    parser.add_argument(
+        "--samples",
+        type=at_least(1),
+        default=DEFAULT_SAMPLES,
+        help=f"futures sampled per sequence, K (default {DEFAULT_SAMPLES}, for a CPU; SVG and "
+        "SRVP report K = 100)",
+    )
+    parser.add_argument("--sequences", type=at_least(1), help="predict the first N sequences")
+    parser.add_argument(
+        "--batch-size",
+        type=at_least(1),
+        help="futures per call of the model (evaluate.batch_size)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled noise")
+    parser.add_argument("--name", default="prediction", help="file stem (default: prediction)")
+    parser.add_argument("--json", action="store_true", help="print the JSON result")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .prediction import format_prediction_table, predict
+
+    result = predict(
+        args.checkpoint,
+        args.out,
+        args.overrides,
+        split=args.split,
+        context=args.context,
+        length=args.length,
+        samples=args.samples,
+        sequences=args.sequences,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        name=args.name,
+        device=args.device,
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_prediction_table(result))
+    return 0
+
+
 def _visualize_options(parser: argparse.ArgumentParser) -> None:
     _checkpoint_options(parser)
     parser.add_argument("--out", required=True, help="folder for the figures")
@@ -584,6 +641,13 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[Any], None], Callable[[Any], int]]] 
         "sample sequences, or predict from real context frames (GIF, PNG, tensors)",
         _sample_options,
         _sample,
+    ),
+    (
+        "predict",
+        "predict the futures of evaluation sequences from their first frames: MSE, PSNR and "
+        "SSIM per frame (JSON, plot)",
+        _predict_options,
+        _predict,
     ),
     (
         "visualize",

@@ -11,6 +11,7 @@ reproduction :func:`seqflows.app.reproduce.reproduce`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ from .config import Config
 from .datasets import evaluation_set
 
 __all__ = [
+    "curve_labels",
     "download",
     "evaluate",
     "format_table",
     "resolve_device",
+    "rows_note",
     "sample",
     "visualize",
 ]
@@ -165,7 +168,9 @@ def sample(
 
     Arguments:
         checkpoint: A checkpoint written by ``seqflows train``.
-        out: Folder for NAME.pt (the tensors) and, for frames, NAME.gif and NAME.png.
+        out: Folder for NAME.pt (the tensors) and NAME.png; for frames NAME.gif too. For vector
+            series NAME.png draws lines: the context, the real future and the sampled one, with
+            the 5-95% band of :data:`SPREAD_SAMPLES` more samples of each context.
         overrides: ``data.*`` / ``evaluate.*`` changes (where the context frames come from).
         split: The split of the context frames (default: the configuration's, test).
         num: Sequences to sample.
@@ -180,9 +185,9 @@ def sample(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
 
     Returns:
-        ``{"written": {kind: path}, "context_frames": c}``.
+        ``{"written": {kind: path}, "context_frames": c}``: every file written.
     """
-    from .figures import save_gif, save_prediction
+    from .figures import save_gif, save_prediction, save_vector_prediction
 
     _at_least("num", num, 1)
     _at_least("length", length, 1)
@@ -209,23 +214,73 @@ def sample(
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {"context": None if frames is None else frames.cpu(), "predicted": predicted}
     written = {"pt": str(save_atomically(tensors, folder / f"{name}.pt"))}
+    shown_context = frames.cpu() if frames is not None else predicted[:, :0]
+    title = (
+        f"{model.label} on {_data_label(config)}: {context_frames} real context frames, "
+        f"{length} sampled at temperature {temperature:g}"
+    )
     if len(model.event_shape) == 3:  # frames: pictures too
         full = predicted if frames is None else torch.cat([frames.cpu(), predicted], dim=1)
         written["gif"] = str(save_gif(full.clamp(0, 1), folder / f"{name}.gif", fps=fps))
         written["png"] = str(
-            save_prediction(
-                frames.cpu() if frames is not None else predicted[:, :0],
+            save_prediction(shown_context, real, predicted, folder / f"{name}.png", title=title)
+        )
+    else:  # vector series: lines, with the spread of more samples of the same context
+        repeated = None if frames is None else frames.repeat(SPREAD_SAMPLES, 1, 1)
+        more = model.sample(
+            SPREAD_SAMPLES * num,
+            length,
+            context=repeated,
+            generator=generator,
+            temperature=temperature,
+        ).cpu()
+        written["png"] = str(
+            save_vector_prediction(
+                shown_context,
                 real,
                 predicted,
                 folder / f"{name}.png",
-                title=f"{model.label}: {context_frames} real context frames, "
-                f"{length} sampled at temperature {temperature:g}",
+                spread=more.unflatten(0, (SPREAD_SAMPLES, num)),
+                title=title,
             )
         )
     return {"written": written, "context_frames": context_frames}
 
 
-CURVES = ("train/loss", "train/nats_per_dim", "val/nats_per_dim", "val/corr_noise", "train/kl")
+# More samples of each context for the spread of the line plots of vector series.
+SPREAD_SAMPLES = 50
+
+
+def curve_labels(model: nn.Module) -> tuple[dict[str, tuple[str, str]], str]:
+    r"""Readable titles and units of the logged curves that :func:`visualize` draws, and the
+    caption that explains them, for ``model``: (name -> (title, y-axis label), caption)."""
+    dims = math.prod(model.event_shape)
+    shape = " x ".join(str(size) for size in model.event_shape)
+    objective = "log-likelihood" if model.exact else "ELBO"
+    labels = {
+        "train/loss": (f"training loss (minus the {objective} of a frame)", "nats / frame"),
+        "train/nats_per_dim": (f"training {objective} per dimension", "nats / dim"),
+        "val/nats_per_dim": (
+            "validation " + ("log-likelihood" if model.exact else "bound") + " per dimension",
+            "nats / dim",
+        ),
+        "val/corr_noise": ("validation: lag-1 correlation of the noise y (Eq. 31)", "correlation"),
+        "train/kl": ("training KL(q(z_t) || p(z_t)) of a frame", "nats / frame"),
+    }
+    note = (
+        f"The loss is minus the {objective} of a frame, its {shape} = {dims:,} values summed, "
+        "averaged over the scored frames of a batch"
+        + ("" if model.exact else ", with the KL weighted during warm-up")
+        + f"; divided by {dims:,} it is minus the training curve per dimension. "
+        + (
+            "Per dimension: nats of frames scaled to [0, 1], higher is better; on the paper's "
+            f"0-255 scale they are {math.log(256):.3f} lower. "
+            if len(model.event_shape) == 3
+            else "Per dimension: nats of the series as the model sees it, higher is better. "
+        )
+        + "A correlation of 0 is white noise."
+    )
+    return labels, note
 
 
 @torch.no_grad()
@@ -238,8 +293,9 @@ def visualize(
     frames: int = 8,
 ) -> dict[str, Any]:
     r"""Fig. 4 / Fig. 9: rows x, then shift, scale and output of each transform (for an SLVM
-    without a flow: the loc, scale and residual of p(x_t | z_t)); and the training curves of
-    every session of the run (the first training and each resume): curves.png and curves.csv.
+    without a flow: the loc, scale and residual of p(x_t | z_t)), as images for frames and as
+    line plots for vector series; and the training curves of every session of the run (the
+    first training and each resume): curves.png and curves.csv.
 
     Arguments:
         checkpoint: A checkpoint written by ``seqflows train`` (its run folder has the logs).
@@ -255,42 +311,90 @@ def visualize(
         run_metrics_files,
         save_curves,
         save_flow_rows,
+        save_vector_rows,
         write_metrics_csv,
     )
 
     _at_least("index", index, 0)
     _at_least("frames", frames, 1)
     model, config = load_for_evaluation(checkpoint, overrides, split)
-    if len(model.event_shape) != 3:
-        raise ConfigError(
-            f"visualize draws frames (C, H, W); this model has vector events {model.event_shape}"
-        )
     dataset = evaluation_set(config, config.evaluate.split, count=index + 1)
     x = dataset[index].unsqueeze(0)
     generator = torch.Generator().manual_seed(config.data.seed)
     data, layers = model.rows(x, generator)  # the model's own rows
     shown = slice(0, frames)
+    rows = [{key: value[0, shown] for key, value in layer.items()} for layer in layers]
     folder = Path(out)
-    written = {
-        "flow_rows": str(
-            save_flow_rows(
-                data[0, shown],
-                [{key: value[0, shown] for key, value in layer.items()} for layer in layers],
-                folder / "flow_rows.png",
-                first_frame=model.burn_in,
-                title=f"{model.label} on {_data_label(config)} "
-                f"({config.evaluate.split} sequence {index})",
-            )
+    data_label = _data_label(config)
+    title = f"{model.label} on {data_label} ({config.evaluate.split} sequence {index})"
+    if len(model.event_shape) == 3:
+        path = save_flow_rows(
+            data[0, shown],
+            rows,
+            folder / "flow_rows.png",
+            first_frame=model.burn_in,
+            title=title,
+            note=rows_note(model, rows),
         )
-    }
+    else:
+        path = save_vector_rows(
+            data[0, shown], rows, folder / "flow_rows.png", first_frame=model.burn_in, title=title
+        )
+    written = {"flow_rows": str(path)}
     metrics = run_metrics_files(Path(checkpoint).resolve().parent.parent)
     if metrics:
         columns = merge_curves([read_metrics_csv(path) for path in metrics])
         written["curves_data"] = str(write_metrics_csv(columns, folder / "curves.csv"))
         curves = {key: columns[key] for key in CURVES if columns.get(key)}
         if curves:
-            written["curves"] = str(save_curves(curves, folder / "curves.png"))
+            labels, note = curve_labels(model)
+            written["curves"] = str(
+                save_curves(
+                    curves,
+                    folder / "curves.png",
+                    title=f"{model.label} on {data_label}: training curves",
+                    labels=labels,
+                    note=note,
+                )
+            )
     return {"written": written, "curves_from": [str(path) for path in metrics]}
+
+
+def rows_note(model: nn.Module, rows: Sequence[dict[str, torch.Tensor]]) -> str | None:
+    r"""The caption of :func:`visualize`'s rows: what the SLVM's rows are, and for conv flows
+    with zero padding the frame that the border leaves in the noise, measured on these rows."""
+    if "residual" in rows[0]:
+        return (
+            "loc and scale: the likelihood p(x_t | z_t) at one sample of the posterior; "
+            "residual: (x_t - loc) / scale."
+        )
+    settings = model.config
+    if settings.conditioner_kind(model.event_shape) != "conv" or settings.padding != "zeros":
+        return None
+    H, W = model.event_shape[1:]
+    if H < 3 or W < 3:
+        return None
+    border = torch.ones(H, W, dtype=torch.bool)
+    border[1:-1, 1:-1] = False
+    ratios = []
+    for row in rows:
+        scale = row["scale"].double()
+        ratios.append(float(scale[..., border].mean() / scale[..., ~border].mean()))
+    if len(ratios) == 1:
+        measured = f"{ratios[0]:.2f}x"
+    else:
+        measured = ", ".join(f"{ratio:.2f}x (transform {m})" for m, ratio in enumerate(ratios, 1))
+    return (
+        "Border: the conditioner's convolutions pad with zeros (model.padding=zeros, the "
+        "paper's), so at the outermost rows and columns they see zeros beyond the frame. Where "
+        "the data there are nearly always black, the model learns another scale there and the "
+        "noise panels show a frame: here the mean scale of the outermost rows and columns is "
+        f"{measured} the interior's. docs/design.md explains it; model.padding=replicate "
+        "repeats the outermost pixels instead."
+    )
+
+
+CURVES = ("train/loss", "train/nats_per_dim", "val/nats_per_dim", "val/corr_noise", "train/kl")
 
 
 def download(dataset: str = "mnist", root: str | Path = "data", every: bool = False) -> dict:

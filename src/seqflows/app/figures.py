@@ -3,7 +3,11 @@ r"""Figures for ``seqflows sample`` and ``seqflows visualize``: frame grids, GIF
 * :func:`save_gif` and :func:`save_grid` show generated sequences (Fig. 10, 11);
 * :func:`save_prediction` shows context frames followed by real and predicted continuations;
 * :func:`save_flow_rows` shows the flow component of one sequence (Fig. 4, 8, 9): the data
-  x_t, the shift mu(x_<t), the scale sigma(x_<t) and the noise y_t of each stacked transform;
+  x_t, the shift mu(x_<t), the scale sigma(x_<t) and the noise y_t of each stacked transform
+  (for an SLVM without a flow: the loc, scale and residual of p(x_t | z_t));
+  :func:`save_vector_rows` draws the same for vector series as line plots, and
+  :func:`save_vector_prediction` their context, real and sampled continuations;
+* :func:`save_prediction_metrics` plots per-frame prediction metrics (``seqflows predict``);
 * :func:`save_curves` and :func:`read_metrics_csv` plot training curves from a Lightning
   ``CSVLogger`` file; :func:`read_run_metrics` merges those of every session of a run (the
   first training and each resume log to their own ``logs/version_N``), and
@@ -24,6 +28,7 @@ import io
 import math
 import os
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,11 +54,31 @@ __all__ = [
     "save_grid",
     "save_overlay",
     "save_prediction",
+    "save_prediction_metrics",
+    "save_vector_prediction",
+    "save_vector_rows",
     "tile_frames",
     "write_metrics_csv",
 ]
 
-FLOW_KEYS = ("shift", "scale", "noise")
+# The rows of a layer (FlowModel.rows, SLVM.rows), by key: how each is drawn, and which keys
+# fill the three slots of a layer (location, scale, output).
+ROW_KINDS = {
+    "shift": "image",
+    "loc": "image",
+    "scale": "scale",
+    "noise": "noise",
+    "residual": "noise",
+}
+ROW_SLOTS = (("shift", "loc"), ("scale",), ("noise", "residual"))
+PREDICTION_LABELS = {
+    "mean_prediction": "mean of the K samples",
+    "best_of_k": "best of K samples",
+    "sample_average": "one sample (average)",
+    "temperature_0": "temperature 0",
+}
+NOTE_SIZE = 7  # points, captions below figures
+NOTE_LINE = 0.14  # inches per caption line
 DPI = 120
 INCHES_PER_PIXEL = 0.6 / 64  # 0.6 inch per 64 pixels, before the minimum sizes below
 MIN_IMAGE_WIDTH = 4.0  # inches
@@ -217,25 +242,32 @@ def save_flow_rows(
     path: str | os.PathLike[str],
     first_frame: int = 0,
     title: str | None = None,
+    note: str | None = None,
 ) -> Path:
     r"""Writes the flow visualisation of Fig. 4 (one transform) or Fig. 9 (two) for one sequence.
 
     Transform m (1-based, outermost first) maps u_m to u_{m+1} = (u_m - mu_m) / sigma_m (Eq. 6),
     with u_1 = x and u_{M+1} = y. Rows, top to bottom: "x", then for each transform "shift m",
     "scale m" and "u m+1" ("noise y" for the last); a single transform gives x, shift, scale,
-    noise y. Each row has its own colour scale: x and shift as images in [0, 1]; scale with
-    viridis over the row's min..max; u and y with a diverging map symmetric around 0 up to the
-    99.5th percentile of |value|. For RGB frames, x and shift are shown in colour and the other
-    rows as the mean over channels.
+    noise y. An SLVM without a flow gives its likelihood p(x_t | z_t) instead: "loc", "scale"
+    and "residual" (x - loc) / scale. Columns are time steps, numbered from ``first_frame``.
+    Each row has its own colour scale and colour bar: x, shift and loc in gray over [0, 1]
+    (arrows when values leave it); scale with viridis over the row's min..max; u, y and the
+    residual with a diverging map symmetric around 0 up to the 99.5th percentile of |value|.
+    For RGB frames, x, shift and loc are shown in colour (no colour bar) and the other rows as
+    the mean over channels.
 
     Arguments:
         x: Data frames (the scored frames), with shape (T, C, H, W) and C = 1 or 3.
-        layers: One mapping per transform, outermost first, with keys "shift" (mu), "scale"
-            (sigma, not log sigma) and "noise" (the transform's output), each with the shape
-            of ``x``. Other keys are ignored.
+        layers: One mapping per transform, outermost first, with a location (``"shift"`` mu
+            or ``"loc"``), ``"scale"`` (sigma, not log sigma) and an output (``"noise"``, the
+            transform's output, or ``"residual"``), each with the shape of ``x``
+            (:meth:`~seqflows.flows.FlowModel.rows`, :meth:`~seqflows.slvm.SLVM.rows`).
         path: The ``.png`` file to write.
         first_frame: Time step of the first frame, shown above the first row.
         title: Figure title.
+        note: A caption below the rows (e.g. what a pattern in them means), wrapped to the
+            figure's width.
 
     Returns:
         ``path``, as a Path.
@@ -244,28 +276,15 @@ def save_flow_rows(
         raise ValueError(f"x must have shape (T, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
     if len(layers) == 0:
         raise ValueError("layers must hold at least one transform")
-    for m, layer in enumerate(layers, start=1):
-        missing = [key for key in FLOW_KEYS if key not in layer]
-        if missing:
-            raise ValueError(
-                f"layers[{m - 1}] misses key(s) {missing}; each layer needs {list(FLOW_KEYS)}"
-            )
-        for key in FLOW_KEYS:
-            if tuple(layer[key].shape) != tuple(x.shape):
-                raise ValueError(
-                    f"layers[{m - 1}][{key!r}] must have the shape of x {tuple(x.shape)}, "
-                    f"got {tuple(layer[key].shape)}"
-                )
     M = len(layers)
     rows: list[tuple[str, str, np.ndarray]] = [("x", "image", _as_numpy(x))]
-    for m, layer in enumerate(layers, start=1):
+    for m, layer in enumerate(_checked_layers(layers, tuple(x.shape)), start=1):
         suffix = f" {m}" if M > 1 else ""
-        output = "noise y" if m == M else f"u {m + 1}"
-        rows += [
-            (f"shift{suffix}", "image", _as_numpy(layer["shift"])),
-            (f"scale{suffix}", "scale", _as_numpy(layer["scale"])),
-            (output, "noise", _as_numpy(layer["noise"])),
-        ]
+        for key, values in layer:
+            label = f"{key}{suffix}"
+            if key == "noise":
+                label = "noise y" if m == M else f"u {m + 1}"
+            rows.append((label, ROW_KINDS[key], _as_numpy(values)))
 
     import matplotlib
     from matplotlib.figure import Figure
@@ -276,8 +295,11 @@ def save_flow_rows(
     image_width = max(width_px * INCHES_PER_PIXEL, MIN_IMAGE_WIDTH)
     row_height = max(H * image_width / width_px, MIN_ROW_HEIGHT)
     left, gap, bar, right = 1.0, 0.1, 0.12, 0.6  # label, image-bar gap, colourbar, bar ticks
-    row_gap, top, bottom = 0.08, 0.35 + (0.3 if title is not None else 0.0), 0.1
+    row_gap, top, bottom = 0.08, 0.55 + (0.3 if title is not None else 0.0), 0.1
     width = left + image_width + gap + bar + right
+    caption = _wrap(note, width) if note else None
+    if caption is not None:
+        bottom += NOTE_LINE * (caption.count("\n") + 1) + 0.15
     height = top + len(rows) * row_height + (len(rows) - 1) * row_gap + bottom
     figure = Figure(figsize=(width, height))
     grid = figure.add_gridspec(
@@ -302,7 +324,8 @@ def save_flow_rows(
             frames = values.mean(axis=1)  # (T, H, W)
             row = _tile(frames[None, :, :, :, None], 1, fill=np.nan)[..., 0]  # (H, T*W + T-1)
             if kind == "image":
-                cmap, vmin, vmax, extend = "gray", 0.0, 1.0, "neither"
+                cmap, vmin, vmax = "gray", 0.0, 1.0
+                extend = _extension(frames, vmin, vmax)
             elif kind == "scale":
                 cmap, (vmin, vmax), extend = "viridis", _finite_range(frames), "neither"
             else:
@@ -312,14 +335,302 @@ def save_flow_rows(
             bad = "0.5" if kind == "noise" else "white"
             colormap = matplotlib.colormaps[cmap].with_extremes(bad=bad)
             shown = axis.imshow(row, cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
-            if kind == "image":
-                colorbar_axis.set_axis_off()
-            else:
-                colorbar = figure.colorbar(shown, cax=colorbar_axis, extend=extend)
-                colorbar.ax.tick_params(labelsize=6, length=2)
+            colorbar = figure.colorbar(shown, cax=colorbar_axis, extend=extend)
+            colorbar.ax.tick_params(labelsize=6, length=2)
         _label_row(axis, label, H, W, T, first_frame if i == 0 else None)
     if title is not None:
         figure.suptitle(title, fontsize=10)
+    if caption is not None:
+        figure.text(0.02, 0.1 / height, caption, fontsize=NOTE_SIZE, va="bottom", ha="left")
+    return _save_figure(figure, path)
+
+
+def _checked_layers(
+    layers: Sequence[Mapping[str, Tensor]], shape: tuple[int, ...]
+) -> list[list[tuple[str, Tensor]]]:
+    """Each layer's (key, values) in the order location, scale, output; checked."""
+    checked = []
+    for m, layer in enumerate(layers):
+        unknown = [key for key in layer if key not in ROW_KINDS]
+        if unknown:
+            raise ValueError(
+                f"layers[{m}] has unknown key(s) {unknown}; the rows are {list(ROW_KINDS)}"
+            )
+        chosen, missing = [], []
+        for choices in ROW_SLOTS:
+            present = [key for key in choices if key in layer]
+            if len(present) != 1:
+                missing.append(" or ".join(repr(key) for key in choices))
+            else:
+                chosen.append(present[0])
+        if missing:
+            raise ValueError(
+                f"layers[{m}] needs one of each: {', '.join(missing)} (it has {list(layer)})"
+            )
+        for key in chosen:
+            if tuple(layer[key].shape) != shape:
+                raise ValueError(
+                    f"layers[{m}][{key!r}] must have the shape of x {shape}, "
+                    f"got {tuple(layer[key].shape)}"
+                )
+        checked.append([(key, layer[key]) for key in chosen])
+    return checked
+
+
+def save_vector_rows(
+    x: Tensor,
+    layers: Sequence[Mapping[str, Tensor]],
+    path: str | os.PathLike[str],
+    first_frame: int = 0,
+    title: str | None = None,
+    dimensions: int = 4,
+) -> Path:
+    r"""The rows of :func:`save_flow_rows` for vector series, as line plots over time.
+
+    One column per dimension (the first ``dimensions``). Row m (m = 1 .. M) shows the input
+    u_m of transform m (u_1 = x, black) with the transform's prediction of it, the shift
+    (or an SLVM's loc), and the band shift +- scale; the last row shows the output: the noise
+    y (or the residual) with the band +-1 of the standard normal base.
+
+    Arguments:
+        x: Data (the scored frames), with shape (T, D).
+        layers: As for :func:`save_flow_rows`, each value with shape (T, D).
+        path: The ``.png`` file to write.
+        first_frame: Time step of the first frame.
+        title: Figure title.
+        dimensions: How many dimensions to show (the first ones).
+
+    Returns:
+        ``path``, as a Path.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (T, D), got {tuple(x.shape)}")
+    if len(layers) == 0:
+        raise ValueError("layers must hold at least one transform")
+    checked = _checked_layers(layers, tuple(x.shape))
+    T, D = x.shape
+    shown = min(D, dimensions)
+    M = len(checked)
+    steps = np.arange(first_frame, first_frame + T)
+
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2.6 * shown + 0.8, 1.7 * (M + 1) + 0.6))
+    axes = figure.subplots(M + 1, shown, sharex=True, squeeze=False)
+    inputs = [_as_numpy(x)] + [_as_numpy(layer[2][1]) for layer in checked]
+    for m, layer in enumerate(checked):
+        (location_key, location), (_, scale) = layer[0], layer[1]
+        centre, spread = _as_numpy(location), _as_numpy(scale)
+        name = "x" if m == 0 else f"u {m + 1}"
+        for d in range(shown):
+            axis = axes[m, d]
+            axis.fill_between(
+                steps,
+                centre[:, d] - spread[:, d],
+                centre[:, d] + spread[:, d],
+                color="tab:blue",
+                alpha=0.25,
+                linewidth=0,
+                label=f"{location_key} ± scale",
+            )
+            axis.plot(steps, centre[:, d], color="tab:blue", linewidth=1.2, label=location_key)
+            axis.plot(steps, inputs[m][:, d], color="black", marker=".", linewidth=1, label=name)
+            if m == 0:
+                axis.set_title(f"dimension {d}", fontsize=9)
+        axes[m, 0].set_ylabel(name if M == 1 else f"{name} (transform {m + 1})", fontsize=8)
+    output_key = checked[-1][2][0]
+    output_label = "noise y" if output_key == "noise" else output_key
+    for d in range(shown):
+        axis = axes[M, d]
+        axis.axhspan(-1.0, 1.0, color="0.85", zorder=0, label="±1")
+        axis.axhline(0.0, color="0.5", linewidth=0.8)
+        axis.plot(steps, inputs[M][:, d], color="tab:red", marker=".", linewidth=1)
+        axis.set_xlabel("time step t", fontsize=8)
+    axes[M, 0].set_ylabel(output_label, fontsize=8)
+    for axis in axes.flat:
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="best")
+    if D > shown:
+        figure.text(0.01, 0.005, f"the first {shown} of {D} dimensions", fontsize=NOTE_SIZE)
+    if title is not None:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def save_vector_prediction(
+    context: Tensor,
+    real: Tensor | None,
+    predicted: Tensor,
+    path: str | os.PathLike[str],
+    spread: Tensor | None = None,
+    title: str | None = None,
+    first_frame: int = 0,
+    sequences: int = 4,
+    dimensions: int = 4,
+) -> Path:
+    r"""Line plots of vector sequences: context, real continuation and sampled futures.
+
+    One row per sequence (the first ``sequences``), one column per dimension (the first
+    ``dimensions``). The context is black; the real continuation black and dashed; the sampled
+    continuation red; with ``spread``, more samples of the same context give a band from their
+    5th to their 95th percentile and their median (dotted).
+
+    Arguments:
+        context: Observed frames, with shape (B, c, D) (c may be 0).
+        real: True continuation, with shape (B, L, D), or None.
+        predicted: One sampled continuation, with shape (B, L, D).
+        path: The ``.png`` file to write.
+        spread: More sampled continuations of the same contexts, with shape (K, B, L, D).
+        title: Figure title.
+        first_frame: Time step of the first context frame.
+        sequences: How many sequences to show.
+        dimensions: How many dimensions to show.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    if predicted.dim() != 3 or context.dim() != 3:
+        raise ValueError(
+            "context and predicted must have shape (B, T, D), got "
+            f"{tuple(context.shape)} and {tuple(predicted.shape)}"
+        )
+    B, L, D = predicted.shape
+    if context.shape[0] != B or context.shape[2] != D:
+        raise ValueError(
+            f"context must have shape (B, c, D) = ({B}, c, {D}), got {tuple(context.shape)}"
+        )
+    if real is not None and real.shape != predicted.shape:
+        raise ValueError(
+            f"real must have the shape of predicted {tuple(predicted.shape)}, "
+            f"got {tuple(real.shape)}"
+        )
+    if spread is not None and (spread.dim() != 4 or spread.shape[1:] != predicted.shape):
+        raise ValueError(
+            f"spread must have shape (K, *predicted.shape) = (K, {B}, {L}, {D}), "
+            f"got {tuple(spread.shape)}"
+        )
+    c = context.shape[1]
+    rows, columns = min(B, sequences), min(D, dimensions)
+    past = np.arange(first_frame, first_frame + c)
+    future = np.arange(first_frame + c, first_frame + c + L)
+    joined = np.arange(first_frame + c - 1, first_frame + c + L) if c > 0 else future
+
+    def after_context(values: np.ndarray, b: int, d: int) -> np.ndarray:
+        """The continuation, joined to the last context frame so that the lines meet."""
+        last = _as_numpy(context[b, -1:, d]) if c > 0 else np.zeros(0)
+        return np.concatenate([last, values])
+
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2.6 * columns + 0.8, 1.6 * rows + 0.8))
+    axes = figure.subplots(rows, columns, sharex=True, squeeze=False)
+    band = None if spread is None else _as_numpy(spread)
+    for b in range(rows):
+        for d in range(columns):
+            axis = axes[b, d]
+            if band is not None:
+                low, middle, high = np.percentile(band[:, b, :, d], [5, 50, 95], axis=0)
+                axis.fill_between(
+                    future,
+                    low,
+                    high,
+                    color="tab:red",
+                    alpha=0.2,
+                    linewidth=0,
+                    label=f"5-95% of {band.shape[0]} samples",
+                )
+                axis.plot(
+                    future, middle, color="tab:red", linestyle=":", linewidth=1, label="median"
+                )
+            if c > 0:
+                axis.plot(past, _as_numpy(context[b, :, d]), color="black", label="context")
+                axis.axvline(first_frame + c - 0.5, color="0.6", linewidth=0.8)
+            if real is not None:
+                axis.plot(
+                    joined,
+                    after_context(_as_numpy(real[b, :, d]), b, d),
+                    color="black",
+                    linestyle="--",
+                    label="real future",
+                )
+            axis.plot(
+                joined,
+                after_context(_as_numpy(predicted[b, :, d]), b, d),
+                color="tab:red",
+                label="sampled future",
+            )
+            axis.tick_params(labelsize=7)
+            axis.grid(alpha=0.3)
+            if b == 0:
+                axis.set_title(f"dimension {d}", fontsize=9)
+            if b == rows - 1:
+                axis.set_xlabel("time step t", fontsize=8)
+        axes[b, 0].set_ylabel(f"sequence {b}", fontsize=8)
+    axes[0, 0].legend(fontsize=6, loc="best")
+    if title is not None:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def save_prediction_metrics(
+    time_steps: Sequence[int],
+    result: Mapping[str, Mapping[str, Mapping[str, Sequence[float] | None]]],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    r"""Per-frame prediction metrics (``seqflows predict``): one panel per metric, one line per
+    prediction.
+
+    Arguments:
+        time_steps: The time step of each predicted frame.
+        result: Prediction name -> {"per_frame": metric -> values per frame, or None for a
+            metric that was not computed}; the metrics are ``mse``, ``psnr`` and ``ssim``.
+        path: The ``.png`` file to write.
+        title: Figure title.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    units = {
+        "mse": ("MSE", "mean squared error, lower is better"),
+        "psnr": ("PSNR", "dB, higher is better"),
+        "ssim": ("SSIM", "higher is better"),
+    }
+    kinds = {name: values["per_frame"] for name, values in result.items()}
+    metrics = [m for m in units if any(kinds[name].get(m) is not None for name in kinds)]
+    if not metrics:
+        raise ValueError("result holds no metric to plot")
+
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(3.4 * len(metrics) + 0.4, 3.2))
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    for axis, metric in zip(axes, metrics, strict=True):
+        for name, per_frame in kinds.items():
+            values = per_frame.get(metric)
+            if values is None:
+                continue
+            if len(values) != len(time_steps):
+                raise ValueError(
+                    f"{name} {metric} has {len(values)} values for {len(time_steps)} time steps"
+                )
+            label = PREDICTION_LABELS.get(name, name.replace("_", " "))
+            axis.plot(time_steps, values, marker=".", linewidth=1.2, label=label)
+        heading, unit = units[metric]
+        axis.set_title(heading, fontsize=9)
+        axis.set_ylabel(unit, fontsize=8)
+        axis.set_xlabel("predicted time step t", fontsize=8)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title is not None:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
     return _save_figure(figure, path)
 
 
@@ -327,6 +638,8 @@ def save_curves(
     columns: Mapping[str, Sequence[tuple[float, float]]],
     path: str | os.PathLike[str],
     title: str | None = None,
+    labels: Mapping[str, tuple[str, str]] | None = None,
+    note: str | None = None,
 ) -> Path:
     r"""Writes line plots of training curves, one subplot per curve, stacked vertically.
 
@@ -335,16 +648,23 @@ def save_curves(
             skipped, and points are sorted by step.
         path: The ``.png`` file to write.
         title: Figure title.
+        labels: Curve name -> (the subplot's title, the y axis' label with its unit); a curve
+            without one is titled by its name.
+        note: A caption below the plots, wrapped to the figure's width.
 
     Returns:
         ``path``, as a Path.
     """
     if len(columns) == 0:
         raise ValueError("columns must hold at least one curve")
+    labels = labels or {}
 
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6.4, 1.7 * len(columns) + 0.6))
+    width = 6.4
+    caption = _wrap(note, width) if note else None
+    extra = NOTE_LINE * (caption.count("\n") + 1) + 0.2 if caption is not None else 0.0
+    figure = Figure(figsize=(width, 1.9 * len(columns) + 0.6 + extra))
     axes = figure.subplots(len(columns), 1, sharex=True, squeeze=False)
     for axis, (name, points) in zip(axes[:, 0], columns.items(), strict=True):
         kept = _finite_points(points)
@@ -361,13 +681,19 @@ def save_curves(
                 fontsize=8,
                 transform=axis.transAxes,
             )
-        axis.set_ylabel(name, fontsize=8)
+        panel, unit = labels.get(name, (name, ""))
+        axis.set_title(panel, fontsize=9)
+        axis.set_ylabel(unit, fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("step")
+    axes[-1, 0].set_xlabel("training step")
     if title is not None:
         figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    if caption is not None:
+        figure.tight_layout(rect=(0.0, extra / figure.get_figheight(), 1.0, 1.0))
+        figure.text(0.02, 0.02, caption, fontsize=NOTE_SIZE, va="bottom", ha="left")
+    else:
+        figure.tight_layout()
     return _save_figure(figure, path)
 
 
@@ -569,6 +895,24 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
+def _extension(values: np.ndarray, vmin: float, vmax: float) -> str:
+    """The colour bar's arrows for values beyond vmin..vmax: neither, min, max or both."""
+    finite = values[np.isfinite(values)]
+    below = finite.size > 0 and bool(finite.min() < vmin)
+    above = finite.size > 0 and bool(finite.max() > vmax)
+    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+        (below, above), "both"
+    )
+
+
+def _wrap(text: str, width: float) -> str:
+    """``text`` wrapped for a caption of NOTE_SIZE points across ``width`` inches."""
+    characters = max(int(width * 144 / NOTE_SIZE / 1.1), 30)  # about 0.55 em per character
+    return "\n".join(
+        textwrap.fill(paragraph, characters) for paragraph in text.split("\n") if paragraph
+    )
+
+
 def _noise_limit(values: np.ndarray) -> tuple[float, str]:
     """Symmetric colour limit: the 99.5th percentile of |value|, and the colourbar extension."""
     magnitude = np.abs(values[np.isfinite(values)])
@@ -595,6 +939,8 @@ def _label_row(
     every = max(1, math.ceil(T / MAX_TIME_LABELS))
     steps = range(0, T, every)
     axis.xaxis.tick_top()
+    axis.xaxis.set_label_position("top")
+    axis.set_xlabel("time step t", fontsize=8, labelpad=4)
     axis.set_xticks([k * (W + 1) + (W - 1) / 2 for k in steps])
     axis.set_xticklabels([str(first_frame + k) for k in steps], fontsize=7)
     axis.tick_params(axis="x", length=0, pad=2)

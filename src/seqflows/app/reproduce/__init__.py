@@ -43,7 +43,7 @@ from .experiments import (
     study_experiments,
     unused_parameters,
 )
-from .report import compare, format_tables, seed_spread
+from .report import compare, family_sd, format_tables, seed_spread
 from .run import DATASETS, DEFAULT_MODELS, reproduce, validation_progress
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "Study",
     "budget",
     "compare",
+    "family_sd",
     "experiments",
     "format_tables",
     "parameter_counts",
