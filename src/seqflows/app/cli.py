@@ -349,6 +349,9 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled noise")
     parser.add_argument("--name", default="prediction", help="file stem (default: prediction)")
     parser.add_argument("--json", action="store_true", help="print the JSON result")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress (sequences, time left) on stderr"
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -367,6 +370,7 @@ def _predict(args: argparse.Namespace) -> int:
         seed=args.seed,
         name=args.name,
         device=args.device,
+        progress=None if args.no_progress else f"predict {args.split or 'test'}",
     )
     if args.json:
         _print_json(result)
