@@ -24,9 +24,10 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: run motion reproduce test lint bench clean
 
-# Re-running continues an interrupted training (--resume) and redraws the figures.
+# Re-running continues an interrupted training (--resume) and redraws the figures. Training
+# shows its progress and the time left: a bar on a terminal, a line every 15 s in a log.
 run: $(VENV)/.installed-train
-	$(BIN)/seqflows train configs/bouncing_balls_1af.yaml --out $(RUN_DIR) --no-progress $(RUN_ARGS) --resume
+	$(BIN)/seqflows train configs/bouncing_balls_1af.yaml --out $(RUN_DIR) $(RUN_ARGS) --resume
 	$(BIN)/seqflows evaluate $(RUN_DIR)/checkpoints/best.ckpt --output $(RUN_DIR)/evaluation.json
 	$(BIN)/seqflows sample $(RUN_DIR)/checkpoints/best.ckpt --out $(RUN_DIR)/figures --num 4 --length 12 --context 4 > /dev/null
 	$(BIN)/seqflows sample $(RUN_DIR)/checkpoints/best.ckpt --out $(RUN_DIR)/figures --num 4 --length 12 --context 4 --temperature 0 --name mean_prediction > /dev/null
@@ -60,9 +61,19 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_SPEC)
 	touch $@
 
+# One stamp per extra, remade when pyproject.toml changes. An extra that includes the one asked
+# for (dev: all of them; train: plot) and is installed already needs no pip: `make run` after
+# `make test` installs nothing.
+INCLUDED_BY_plot := train dev
+INCLUDED_BY_train := dev
+
 $(VENV)/.installed-%: pyproject.toml $(VENV)/.torch
-	$(PIP) install -e ".[$*]"
-	touch $@
+	@for wider in $(INCLUDED_BY_$*); do \
+		if [ $(VENV)/.installed-$$wider -nt pyproject.toml ]; then \
+			echo "seqflows[$*]: installed with seqflows[$$wider]"; touch $@; exit 0; \
+		fi; \
+	done; \
+	echo '$(PIP) install -e ".[$*]"'; $(PIP) install -e ".[$*]" && touch $@
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache src/*.egg-info

@@ -145,7 +145,9 @@ def test_predict_reports_every_prediction_per_frame(flow_checkpoint, tmp_path, c
     out = tmp_path / "prediction"
     command = ["predict", flow_checkpoint, "--out", str(out), "--samples", "4", "--length", "3"]
     assert main([*command, "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # the progress goes to stderr: stdout stays JSON
+    assert captured.err.startswith("predict test: 5/5 sequences (100%)")
     assert json.loads((out / "prediction.json").read_text()) == result
     assert (out / "prediction.png").stat().st_size > 1000
     assert result["written"] == {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,15 @@ def _reproduce(tmp_path: Path, *options: str) -> int:
 def test_reproduce_runs_every_step_on_a_tiny_budget(tmp_path: Path, capsys) -> None:
     assert _reproduce(tmp_path, "--models", "1af,slvm", "--studies", "none") == 0
     out, runs = tmp_path / "results", tmp_path / "runs"
+    # Progress on stderr: which run of how many, its training's steps (from its log), the time
+    # left overall, and the evaluations' batches.
+    err = capsys.readouterr().err
+    assert "1/4 moving_mnist/1af: training (1-AF), 2 steps to go; overall: 0/4 runs done\n" in err
+    last = r"4/4 bouncing_balls/slvm: training \(SLVM\), 2 steps to go; overall: 3/4 runs done, "
+    assert re.search(last + r"\d+:\d\d left\n", err), err
+    assert re.search(r"1/4 moving_mnist/1af: step 2/2, \d+:\d\d elapsed, 0:00 left, loss ", err)
+    assert "moving_mnist/1af: evaluate test: 1/1 batches (100%)" in err
+    assert "train: 2/2 steps (100%)" in (runs / "moving_mnist" / "1af" / "train.log").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["runs"]) == {
         "moving_mnist/1af",

@@ -311,14 +311,19 @@ def test_slurm_runs_without_lightnings_auto_requeue(monkeypatch):
     assert isinstance(plugin, SLURMEnvironment) and plugin.auto_requeue is False
 
 
-def test_run_forwarding_signals_passes_sigterm_on_and_waits(tmp_path):
+@pytest.mark.parametrize("piped", [False, True])
+def test_run_forwarding_signals_passes_sigterm_on_and_waits(tmp_path, piped):
+    """Also while this process reads the child's lines (``on_line``: reproduce's progress)."""
     ready = tmp_path / "ready"
     child = (
         "import pathlib, signal, sys, time\n"
         "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+        "print('train: 1/2 steps', flush=True)\n"
         f"pathlib.Path({str(ready)!r}).touch()\n"
         "time.sleep(60)\n"
     )
+    lines: list[str] = []
+    log = tmp_path / "child.log"
     received = []
     previous = signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
 
@@ -330,10 +335,15 @@ def test_run_forwarding_signals_passes_sigterm_on_and_waits(tmp_path):
 
     try:
         threading.Thread(target=terminate_this_process, daemon=True).start()
-        assert run_forwarding_signals([sys.executable, "-c", child]) == 143
+        with open(log, "w") as output:
+            on_line = lines.append if piped else None
+            command = [sys.executable, "-c", child]
+            assert run_forwarding_signals(command, stdout=output, on_line=on_line) == 143
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert received == []  # the signal went to the child, not to the test's handler
+    assert log.read_text() == "train: 1/2 steps\n"  # the child's output in its log either way
+    assert lines == (["train: 1/2 steps\n"] if piped else [])
 
 
 def test_reproduce_stops_with_one_line_when_a_training_fails(tmp_path, capsys):

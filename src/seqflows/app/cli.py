@@ -174,7 +174,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         "checkpoints/ and logs/ and start afresh (without --resume or --overwrite, a folder "
         "that holds a run is refused)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress (steps done, time left)"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -251,6 +253,9 @@ def _evaluate_options(parser: argparse.ArgumentParser) -> None:
         "sequences.csv and frames.csv (with the sequences' ids) and .npy arrays, e.g. for "
         "anomaly detection (the lowest scores are the least likely)",
     )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress (batches, time left) on stderr"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -266,6 +271,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         output=args.output,
         scores=args.scores,
+        progress=not args.no_progress,
     )
     if args.json:
         _print_json(result)
@@ -352,6 +358,9 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled noise")
     parser.add_argument("--name", default="prediction", help="file stem (default: prediction)")
     parser.add_argument("--json", action="store_true", help="print the JSON result")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress (sequences, time left) on stderr"
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -370,6 +379,7 @@ def _predict(args: argparse.Namespace) -> int:
         seed=args.seed,
         name=args.name,
         device=args.device,
+        progress=None if args.no_progress else f"predict {args.split or 'test'}",
     )
     if args.json:
         _print_json(result)
@@ -573,10 +583,12 @@ def _reproduce_options(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "The paper's findings at reduced scale, from scratch, with fixed seeds: renders "
         "half-resolution Moving MNIST from MNIST digits, trains every model (and bouncing balls "
-        "and the studies), each as its own resumable `seqflows train` process, evaluates the "
-        "best-by-validation checkpoints on both scales, draws the paper's figures and writes "
-        "OUT/summary.json and OUT/tables.md (docs/results.md reads them). Run it again after an "
-        "interruption: finished trainings are not repeated."
+        "and the studies), each as its own resumable seqflows train process logging into "
+        "RUNS/NAME/train.log, evaluates the best-by-validation checkpoints on both scales, draws "
+        "the paper's figures and writes OUT/summary.json and OUT/tables.md (docs/results.md "
+        "reads them). Progress goes to stderr: which run of how many, each training's steps "
+        "and time left, and the time left overall. Run it again after an interruption: "
+        "finished trainings are not repeated."
     )
     parser.add_argument(
         "overrides",

@@ -47,6 +47,7 @@ def evaluate(
     device: str = "auto",
     output: str | Path | None = None,
     scores: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     r"""Scores a checkpoint on fixed evaluation sequences (nats/dim, bounds, correlations).
 
@@ -63,6 +64,8 @@ def evaluate(
         output: Also write the result to this JSON file.
         scores: Also write the score of every sequence and every frame into this folder
             (CSV and .npy, with the sequences' ids: :func:`~seqflows.app.evaluation.write_scores`).
+        progress: Show the batches scored and the time left on stderr (a bar on a terminal, a
+            line every few seconds elsewhere: the IWAE bound of an SLVM takes minutes).
 
     Returns:
         The result of :func:`~seqflows.app.evaluation.evaluate_model` and the checkpoint.
@@ -95,6 +98,7 @@ def evaluate(
             iwae_chunk=settings.iwae_chunk,
             scored_frames=settings.scored_frames,
             scores=scores,
+            progress=f"evaluate {settings.split}" if progress else None,
         )
     except NonFiniteError as error:
         raise NonFiniteError(f"{checkpoint}: {error}") from None

@@ -6,15 +6,15 @@ r"""``seqflows convert``: datasets from their original files into a store (see d
     seqflows convert series SRC DST     vector time series from CSV or NPY files
 
 Conversion is atomic per shard and resumable: run the same command again after an interruption.
-A progress bar with the time left goes to stderr; at the end the command prints (stdout, JSON) the
-sequences and frames per split, what was skipped, notes (e.g. values clipped to the training
-range), and the throughput. Worker processes (--workers) end with the command, however it ends.
+Progress with the time left goes to stderr (a bar on a terminal, a line every few seconds in a
+log); at the end the command prints (stdout, JSON) the sequences and frames per split, what was
+skipped, notes (e.g. values clipped to the training range), and the throughput. Worker
+processes (--workers) end with the command, however it ends.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,32 +32,22 @@ __all__ = [
 
 
 def _progress_bar() -> tuple[Callable[[Progress], None], Callable[[], None]]:
-    """A progress callback (a bar of shards with the time left, on stderr) and its closer."""
-    try:
-        from tqdm import tqdm
-    except ModuleNotFoundError:  # pragma: no cover - tqdm comes with the data and train extras
+    """A progress callback (shards with the time left, on stderr: a bar on a terminal, a line
+    every few seconds in a log) and its closer."""
+    from .progress import Progress as ProgressDisplay
 
-        def show(progress: Progress) -> None:
-            if progress.shard is not None:
-                print(
-                    f"{progress.done}/{progress.total} {progress.split}/{progress.shard}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-        return show, (lambda: None)
-    bars: list[tqdm] = []
+    shown: list[ProgressDisplay] = []
 
     def update(progress: Progress) -> None:
-        if not bars:
-            bars.append(tqdm(total=progress.total, unit="shard", file=sys.stderr))
+        if not shown:
+            shown.append(ProgressDisplay(progress.total, "convert", "shards"))
         if progress.shard is not None:
-            bars[0].set_postfix_str(f"{progress.split}/{progress.shard}", refresh=False)
-        bars[0].update(progress.done - bars[0].n)
+            shown[0].set_postfix(f"{progress.split}/{progress.shard}")
+        shown[0].update_to(progress.done)
 
     def close() -> None:
-        if bars:
-            bars[0].close()
+        if shown:
+            shown[0].close()
 
     return update, close
 

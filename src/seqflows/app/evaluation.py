@@ -43,6 +43,7 @@ from ..metrics import (
 )
 from ..objective import SequenceModel
 from .config import Config
+from .progress import Progress
 
 __all__ = [
     "SequenceScores",
@@ -209,6 +210,7 @@ def evaluate_model(
     iwae_chunk: int | None = None,
     scored_frames: int | None = None,
     scores: str | Path | None = None,
+    progress: str | None = None,
 ) -> dict[str, Any]:
     r"""Scores ``model`` on every sequence of ``dataset``, in eval mode.
 
@@ -222,6 +224,9 @@ def evaluate_model(
 
     ``scores``: a folder for the score of every sequence and frame (:func:`write_scores`),
     written once every score is known to be finite.
+
+    ``progress``: show the batches done and the time left on stderr under this description
+    (:class:`~seqflows.app.progress.Progress`); None: nothing.
 
     Returns:
         A JSON-ready dict: ``nats_per_dim`` (the log-likelihood for flows; for SLVMs the tightest
@@ -251,8 +256,15 @@ def evaluate_model(
     )
     generator = torch.Generator(device=device).manual_seed(config.data.seed)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    for x in loader:
-        accumulator.update(model, x.to(device), generator)
+    shown = None if progress is None else Progress(len(loader), progress, "batches")
+    try:
+        for x in loader:
+            accumulator.update(model, x.to(device), generator)
+            if shown is not None:
+                shown.update()
+    finally:
+        if shown is not None:
+            shown.close()
     summary = accumulator.summary()
     eight_bit = nats_per_dim_8bit if not preprocessing.standardizes else (lambda value: None)
     result: dict[str, Any] = {"model": model.label}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import IO, Any
 
@@ -105,7 +105,11 @@ class StopRequest:
             raise KeyboardInterrupt
 
 
-def run_forwarding_signals(command: Sequence[str], stdout: IO[Any] | None = None) -> int:
+def run_forwarding_signals(
+    command: Sequence[str],
+    stdout: IO[Any] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> int:
     r"""Runs ``command`` and waits for it; a SIGTERM to this process is passed on to it.
 
     The child can then stop cleanly (``seqflows train`` writes its checkpoint and exits with 143),
@@ -114,10 +118,19 @@ def run_forwarding_signals(command: Sequence[str], stdout: IO[Any] | None = None
     process of the terminal's foreground group, the child included, and a second SIGINT would stop
     it at once; this process keeps waiting.
 
+    The child's stdout and stderr go to ``stdout`` (None: this process's stdout). With
+    ``on_line``, they pass through this process, line by line: each line is written to
+    ``stdout`` (when given) and handed to ``on_line`` (e.g. to report the child's progress).
+
     Returns:
         The exit status of the child (negative: killed by that signal).
     """
-    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT)
+    if on_line is None:
+        process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT)
+    else:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
 
     def forward(number: int, frame: FrameType | None) -> None:
         if number == signal.SIGTERM and process.poll() is None:
@@ -128,6 +141,12 @@ def run_forwarding_signals(command: Sequence[str], stdout: IO[Any] | None = None
     try:
         for number in previous:
             signal.signal(number, forward)
+        if on_line is not None and process.stdout is not None:
+            for line in process.stdout:  # until the child closes it (ends)
+                if stdout is not None:
+                    stdout.write(line)
+                    stdout.flush()
+                on_line(line)
         return process.wait()
     finally:
         for number, handler in previous.items():

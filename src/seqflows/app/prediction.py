@@ -47,6 +47,7 @@ from ..atomic import write_text_atomically
 from ..errors import ConfigError, MissingDependency, NonFiniteError
 from .commands import _at_least, _data_label, load_for_evaluation, resolve_device
 from .datasets import build_source, evaluation_set, resolve_data
+from .progress import Progress
 
 __all__ = [
     "DEFAULT_SAMPLES",
@@ -145,6 +146,7 @@ def predict(
     seed: int = 0,
     name: str = "prediction",
     device: str = "auto",
+    progress: str | None = None,
 ) -> dict[str, Any]:
     r"""Predicts the futures of evaluation sequences and scores them (the module's protocol).
 
@@ -164,6 +166,8 @@ def predict(
             and device.
         name: File stem.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
+        progress: Show the sequences predicted and the time left on stderr under this
+            description (:class:`~seqflows.app.progress.Progress`); None: nothing.
 
     Returns:
         The metrics per predicted frame (averaged over sequences) and over all predicted
@@ -211,6 +215,7 @@ def predict(
     generator = torch.Generator(device=target).manual_seed(seed)
     scores: dict[str, dict[str, list[Tensor]]] = {kind: {} for kind in PREDICTIONS}
     group = max(1, per_call // samples)  # sequences whose K samples share a call
+    shown = None if progress is None else Progress(count, progress, "sequences")
     for start in range(0, count, group):
         batch = torch.stack([dataset[i] for i in range(start, min(start + group, count))])
         observed = batch[:, :context_frames].to(target)
@@ -219,6 +224,10 @@ def predict(
         for kind, metrics in found.items():
             for metric, values in metrics.items():
                 scores[kind].setdefault(metric, []).append(values.double().cpu())
+        if shown is not None:
+            shown.update(len(batch))
+    if shown is not None:
+        shown.close()
     result = _summarize(scores)
     _check_finite(result, checkpoint)
     steps = list(range(context_frames, context_frames + length))

@@ -21,7 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
@@ -36,6 +36,7 @@ from .config import Config
 from .datasets import evaluation_set, preprocessing_of, training_set
 from .evaluation import SequenceScores
 from .interrupt import Interrupted, StopRequest
+from .progress import Progress
 
 __all__ = [
     "DIVERGED_BELOW",
@@ -44,6 +45,7 @@ __all__ = [
     "BestCheckpoint",
     "DivergenceMonitor",
     "LastCheckpoint",
+    "ProgressLines",
     "ResumedRun",
     "SequenceDataModule",
     "SequenceTask",
@@ -350,6 +352,69 @@ class StepTimer(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
         self._end = None  # validation is not time spent waiting for training data
+
+
+class ProgressLines(ProgressBar):
+    r"""Training progress for a log (where a redrawn bar would be one endless line): a line
+    every ``interval`` seconds and one at the end, on stderr, with the step, the share done, the
+    time elapsed and left (at the rate of this session), the loss and the validation score::
+
+        train: 200/600 steps (33%), 0:45 elapsed, 1:30 left, loss 61.2, validation nats/dim 2.31
+
+    Lightning's own bar (tqdm) serves terminals; this one replaces it elsewhere.
+    """
+
+    NAMES = {"train/loss": "loss", "val/nats_per_dim": "validation nats/dim"}
+
+    def __init__(self, interval: float = 15.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self.enabled = True
+        self._progress: Progress | None = None
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def on_train_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        if self.enabled:
+            self._progress = Progress(
+                trainer.max_steps,
+                "train",
+                "steps",
+                initial=trainer.global_step,
+                interval=self.interval,
+                bar=False,
+            )
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        task: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_index: int,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.set_postfix(self._metrics(trainer))
+            self._progress.update_to(trainer.global_step)
+
+    def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        if self._progress is not None and not trainer.sanity_checking:
+            self._progress.set_postfix(self._metrics(trainer))
+
+    def on_train_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def _metrics(self, trainer: pl.Trainer) -> str:
+        values = trainer.progress_bar_metrics
+        return ", ".join(
+            f"{self.NAMES.get(key, key)} {float(value):.4g}" for key, value in values.items()
+        )
 
 
 DIVERGED_BELOW = -50.0

@@ -10,10 +10,14 @@ data-stream state; :mod:`seqflows.app.runs` has the rules of the folder and of r
 
 from __future__ import annotations
 
+import logging
 import math
 import platform
 import signal
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
 from .interrupt import Interrupted, StopRequest, signal_name
+from .progress import is_terminal
 from .runs import (
     RunFolderError,
     append_resume,
@@ -64,7 +69,8 @@ def train(
             checkpoint path, or None (a fresh start: refused in a folder that holds a run).
             Settings may change on resume only as :func:`~seqflows.app.runs.resume_changes`
             allows.
-        progress: Show the progress bar.
+        progress: Show the progress, with the time left: Lightning's bar where stdout is a
+            terminal, else a line every 15 s on stderr (a log stays readable).
         overwrite: Replace the run that ``out`` holds (:func:`~seqflows.app.runs.remove_run`).
         allocator: What the caller set the process's memory allocator to (``retain``:
             :func:`~seqflows.app.runtime.retain_freed_memory`), for the log; the library never
@@ -145,6 +151,7 @@ def _train(
         BestCheckpoint,
         DivergenceMonitor,
         LastCheckpoint,
+        ProgressLines,
         ResumedRun,
         SequenceDataModule,
         SequenceTask,
@@ -194,11 +201,13 @@ def _train(
     )
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
-    with StopRequest() as stop:
+    with StopRequest() as stop, _quiet_lightning():
         last = LastCheckpoint(
             checkpoints / "last.ckpt", train_config.checkpoint_every, train_config.val_every, stop
         )
         divergence = DivergenceMonitor(best)
+        # Lightning's bar on a terminal; lines in a log, where a redrawn bar would be one line.
+        lines = [ProgressLines()] if progress and not is_terminal(sys.stdout) else []
         trainer = pl.Trainer(
             default_root_dir=out,
             max_steps=train_config.max_steps,
@@ -221,6 +230,7 @@ def _train(
                 divergence,
                 ResumedRun(train_config.learning_rate),  # before the monitor
                 LearningRateMonitor(logging_interval="step"),
+                *lines,
             ],
             logger=loggers,
             plugins=[AtomicCheckpointIO(), *cluster_plugins()],
@@ -268,6 +278,42 @@ def _train(
         "log_dir": csv_logger.log_dir,
         "is_global_zero": trainer.is_global_zero,
     }
+
+
+# What Lightning says that is noise here: its advertisements, accelerators that are not used
+# (seqflows prints the device it trains on itself) and the reason of a stop the summary gives.
+_LIGHTNING_NOISE = (
+    "💡 Tip:",
+    "GPU available: False",
+    "TPU available: False",
+    "HPU available: False",
+    "`Trainer.fit` stopped: `max_steps=",
+)
+
+
+class _LightningNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_LIGHTNING_NOISE)
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Hides the lines of ``_LIGHTNING_NOISE`` from Lightning's log while training."""
+    noise = _LightningNoise()
+    loggers = [
+        logging.getLogger(name)
+        for name in (
+            "lightning.pytorch.utilities.rank_zero",
+            "lightning.fabric.utilities.rank_zero",
+        )
+    ]
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
 
 
 def cluster_plugins() -> list[Any]:

@@ -4,6 +4,10 @@ Each training runs as its own ``seqflows train ... --resume`` process, so an int
 reproduction continues where it stopped and a finished training is not started again; the
 evaluations and figures are redone at every invocation. ``summary.json`` keeps the results of
 earlier invocations unless they are redone, and the time of every invocation.
+
+Progress goes to stderr: which run of how many starts, its training's steps and time left (read
+from the lines it writes into its ``train.log``) every minute, and the time the whole
+reproduction has left, extrapolated from the time elapsed per training step so far.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -25,6 +30,7 @@ from ...errors import ConfigError, TrainingError
 from ...saving import read_checkpoint
 from ..config import Config, load_config
 from ..interrupt import Interrupted, run_forwarding_signals, signal_name
+from ..progress import format_duration, seconds_left
 from ..runs import resume_changes
 from .experiments import (
     BOUNCING_BALLS_SCALE,
@@ -116,14 +122,25 @@ def reproduce(
     }
     if "motion" in earlier:  # kept unless redone below
         summary["motion"] = earlier["motion"]
-    evaluated: set[str] = set()
-    for experiment in experiments(array, models):
-        if experiment.dataset not in datasets:
-            continue
-        say(f"{experiment.name}: training ({experiment.label})")
+    # The plan first: every run this invocation trains (or finds trained) and evaluates, with
+    # the steps it has left, for the progress (runs done, time left).
+    mains = [run for run in experiments(array, models) if run.dataset in datasets]
+    evaluated = {run.name for run in mains}  # by this invocation
+    study_runs = [
+        (name, run, _main_equivalent(run, array, extra))
+        for name in (studies if "moving_mnist" in datasets else ())
+        for run in study_experiments(name, array)
+    ]
+    planned = [(run, runs_root / run.name) for run in mains] + [
+        (run, runs_root / (run if main is None else main).name)
+        for _, run, main in study_runs
+        if main is None or main.name not in evaluated
+    ]
+    overall = _Overall([_steps_left(run, run_dir, extra) for run, run_dir in planned])
+    for experiment in mains:
         run_dir = runs_root / experiment.name
-        timing = _train(experiment, run_dir, extra)
-        say(f"{experiment.name}: evaluating and drawing")
+        timing = _train(experiment, run_dir, extra, overall.start(experiment, say))
+        say(f"{overall.label}: evaluating and drawing")
         evaluations = ["test", "test_same_frames"]
         if experiment.dataset == "moving_mnist":
             evaluations.append("train")
@@ -132,29 +149,27 @@ def reproduce(
         )
         _draw(run_dir, out / experiment.name)
         summary["runs"][experiment.name] = result
-        evaluated.add(experiment.name)
-    for name in studies if "moving_mnist" in datasets else ():
+        overall.finish()
+    for name, experiment, main in study_runs:
         study = summary["studies"].setdefault(name, {})
-        for experiment in study_experiments(name, array):
-            variant = experiment.study.split("/", 1)[1]
-            main = _main_equivalent(experiment, array, extra)
-            if main is not None and main.name in evaluated:  # by this invocation
-                say(f"{experiment.name}: the main run {main.name}")
-                study.setdefault(variant, {})[experiment.model] = summary["runs"][main.name]
-                continue
-            run_dir = runs_root / (experiment if main is None else main).name
-            say(f"{experiment.name}: training ({experiment.label}) in {run_dir}")
-            timing = _train(experiment, run_dir, extra)
-            say(f"{experiment.name}: evaluating")
-            result = _evaluate(
-                experiment,
-                run_dir,
-                out / experiment.name,
-                sequences,
-                timing,
-                STUDIES[name].evaluations,
-            )
-            study.setdefault(variant, {})[experiment.model] = result
+        variant = experiment.study.split("/", 1)[1]
+        if main is not None and main.name in evaluated:
+            say(f"{experiment.name}: the main run {main.name}")
+            study.setdefault(variant, {})[experiment.model] = summary["runs"][main.name]
+            continue
+        run_dir = runs_root / (experiment if main is None else main).name
+        timing = _train(experiment, run_dir, extra, overall.start(experiment, say, run_dir))
+        say(f"{overall.label}: evaluating")
+        result = _evaluate(
+            experiment,
+            run_dir,
+            out / experiment.name,
+            sequences,
+            timing,
+            STUDIES[name].evaluations,
+        )
+        study.setdefault(variant, {})[experiment.model] = result
+        overall.finish()
     summary["parameters"] = parameter_counts()
     if motion:
         from ...examples.motion import run_and_write
@@ -217,6 +232,85 @@ def _invocations(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"seconds": summary["seconds"]}] if "seconds" in summary else []
 
 
+# A progress line of ``seqflows train`` in a log (:class:`~seqflows.app.task.ProgressLines`).
+TRAIN_PROGRESS = re.compile(r"train: (\d+)/(\d+) steps \(\d+%\), (.*)")
+
+
+class _Overall:
+    r"""The progress of a reproduction: the runs done of those planned, and the time left,
+    extrapolated from the time elapsed per training step so far (evaluations included).
+
+    Arguments:
+        steps_left: The training steps each planned run has left (0: trained already).
+        interval: Seconds between two reports of a training's progress.
+    """
+
+    def __init__(self, steps_left: Sequence[int], interval: float = 60.0) -> None:
+        self.steps_left = list(steps_left)
+        self.interval = interval
+        self.started = time.perf_counter()
+        self.runs_done = 0
+        self.steps_done = 0  # of the runs done
+        self.current_steps = 0  # of the run in progress
+        self.label = ""
+
+    def start(
+        self, experiment: Experiment, say: Callable[[str], None], run_dir: Path | None = None
+    ) -> Callable[[str], None]:
+        r"""Says which run starts and returns what to call with each line of its training,
+        which reports the training's progress every ``interval`` seconds and at its end."""
+        index, count = self.runs_done + 1, len(self.steps_left)
+        self.label = f"{index}/{count} {experiment.name}"
+        steps = self.steps_left[self.runs_done]
+        where = f" in {run_dir}" if run_dir is not None else ""
+        to_go = f"{steps} steps to go" if steps else "trained already"
+        say(f"{self.label}: training ({experiment.label}){where}, {to_go}; {self.describe()}")
+        reported = [time.perf_counter()]
+        start_step: list[int] = []
+
+        def on_line(line: str) -> None:
+            match = TRAIN_PROGRESS.match(line.strip())
+            if match is None:
+                return
+            step, total = int(match[1]), int(match[2])
+            if not start_step:
+                start_step.append(total - steps)
+            self.current_steps = step - start_step[0]
+            now = time.perf_counter()
+            if now - reported[0] >= self.interval or step == total:
+                reported[0] = now
+                say(f"{self.label}: step {step}/{total}, {match[3]}; {self.describe()}")
+
+        return on_line
+
+    def finish(self) -> None:
+        """The run in progress is trained and evaluated."""
+        self.steps_done += self.steps_left[self.runs_done]
+        self.current_steps = 0
+        self.runs_done += 1
+
+    def seconds_left(self) -> float | None:
+        """The seconds the whole reproduction has left (None until some work is done)."""
+        elapsed = time.perf_counter() - self.started
+        total = sum(self.steps_left)
+        if total:
+            return seconds_left(self.steps_done + self.current_steps, total, elapsed)
+        return seconds_left(self.runs_done, len(self.steps_left), elapsed)
+
+    def describe(self) -> str:
+        """``overall: 3/12 runs done, 1:02:05 left`` (no time left until some work is done, nor
+        once every step is trained and only evaluations are left)."""
+        left = self.seconds_left()
+        text = f"overall: {self.runs_done}/{len(self.steps_left)} runs done"
+        return text + (f", {format_duration(left)} left" if left else "")
+
+
+def _steps_left(experiment: Experiment, run_dir: Path, extra: list[str]) -> int:
+    """The training steps the run of ``experiment`` in ``run_dir`` has left."""
+    config = load_config(experiment.config, [*experiment.overrides, *extra])
+    return max(config.train.max_steps - _trained_steps(run_dir, config), 0)
+
+
 def _reporter() -> Callable[[str], None]:
     start = time.perf_counter()
 
@@ -232,9 +326,17 @@ def _download_digits(root: Path) -> Path:
     return mnist.download_mnist(root / "mnist", files=(name,))[name]
 
 
-def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str, float]:
+def _train(
+    experiment: Experiment,
+    run_dir: Path,
+    extra: list[str],
+    on_line: Callable[[str], None] | None = None,
+) -> dict[str, float]:
     r"""Runs (or continues) ``seqflows train`` in its own process, unless the run has reached
     ``train.max_steps`` already; returns its accumulated time.
+
+    The process writes into ``RUN/train.log`` (its progress a line every 15 s), and each line
+    goes to ``on_line`` too.
 
     The seconds spent training are summed over interrupted invocations in
     ``RUN/reproduce_timing.json``, so the reported time is that of the whole run.
@@ -255,14 +357,13 @@ def _train(experiment: Experiment, run_dir: Path, extra: list[str]) -> dict[str,
         "--out",
         str(run_dir),
         "--resume",
-        "--no-progress",
     ]
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(run_dir / "train.log", "a") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        status = run_forwarding_signals(command, stdout=log)
+        status = run_forwarding_signals(command, stdout=log, on_line=on_line)
     interrupted = 128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT
     if status in interrupted:
         raise Interrupted(
@@ -376,6 +477,7 @@ def _evaluate(
             iwae_samples=settings.evaluate.iwae_samples,
             iwae_chunk=settings.evaluate.iwae_chunk,
             scored_frames=settings.evaluate.scored_frames,
+            progress=f"{experiment.name}: evaluate {evaluation_name}",
         )
         evaluation["checkpoint"] = str(checkpoint)
         text = json.dumps(evaluation, indent=2, allow_nan=False) + "\n"
