@@ -76,8 +76,8 @@ class FlowConfig(TransformConfig):
         base: ``"standard"`` N(0, I) (what the paper's code effectively used) or ``"learned"``
             (a per-dimension loc and log-scale).
         transforms: The kind of each transform, outermost first: ``"affine"`` (Eq. 5-6, the
-            paper) or ``"spline"`` (beyond the paper: :class:`~seqflows.transforms.
-            SplineAutoregressiveTransform`, with ``bins`` and ``bound``); one per transform.
+            paper) or ``"spline"`` (beyond the paper, with ``bins`` and ``bound``:
+            :class:`~seqflows.transforms.SplineAutoregressiveTransform`); one per transform.
             None (the default): every transform is affine.
     """
 
