@@ -22,13 +22,19 @@ from . import (  # noqa: E402
     objective,
     saving,
     slvm,
+    splines,
     transforms,
     version,
 )
 from .flows import FlowConfig, FlowModel, FlowOutput  # noqa: E402
 from .saving import load  # noqa: E402
 from .slvm import SLVM, LatentSequenceModel, SLVMConfig  # noqa: E402
-from .transforms import AffineAutoregressiveTransform, TransformConfig, TransformOutput  # noqa: E402
+from .transforms import (  # noqa: E402
+    AffineAutoregressiveTransform,
+    SplineAutoregressiveTransform,
+    TransformConfig,
+    TransformOutput,
+)
 from .version import __version__
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "FlowOutput",
     "LatentSequenceModel",
     "SLVMConfig",
+    "SplineAutoregressiveTransform",
     "TransformConfig",
     "TransformOutput",
     "__version__",
@@ -56,6 +63,7 @@ __all__ = [
     "objective",
     "saving",
     "slvm",
+    "splines",
     "transforms",
     "version",
 ]

@@ -12,7 +12,11 @@ window in one batched call:
     shift, log_scale = conditioner.decode(window)  # (N, k, *feature) -> 2 x (N, *event_shape)
 
 ``log_scale`` is the raw network output; the transform bounds it (see
-:mod:`seqflows.transforms`).
+:mod:`seqflows.transforms`). A conditioner built with ``extra=P`` has a third head that gives P
+more raw parameters per element (the spline transform's widths, heights and derivatives, see
+:mod:`seqflows.splines`): ``decode`` then returns (shift, log_scale, extra), the last with shape
+(N, *event_shape, P). Without it (``extra=0``, the affine transform) nothing changes: the same
+layers, parameters and outputs.
 
 Three conditioners are provided:
 
@@ -57,14 +61,18 @@ class Conditioner(nn.Module):
     Arguments:
         event_shape: Shape of one frame, (C, H, W) or (D,).
         window: Number k of past frames that condition each step.
+        extra: Raw parameters per element beyond the shift and the log-scale (0: none).
     """
 
-    def __init__(self, event_shape: Sequence[int], window: int) -> None:
+    def __init__(self, event_shape: Sequence[int], window: int, extra: int = 0) -> None:
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be a positive number of frames, got {window}")
+        if extra < 0:
+            raise ValueError(f"extra must be a non-negative number of parameters, got {extra}")
         self.event_shape = check_event_shape(event_shape)
         self.window = int(window)
+        self.extra = int(extra)
 
     def encode(self, frames: Tensor) -> Tensor:
         r"""Per-frame features, with shape (N, *feature_shape), of frames (N, *event_shape)."""
@@ -82,15 +90,17 @@ class Conditioner(nn.Module):
         """
         return torch.stack([features[:, j : j + length] for j in range(self.window)], dim=2)
 
-    def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and raw log-scale, each (N, *event_shape), of a window (N, k, *feature_shape).
+    def decode(self, window: Tensor) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale, each (N, *event_shape), of a window (N, k, *feature_shape),
+        and with ``extra`` the extra parameters (N, *event_shape, extra).
 
         Slot 0 of the window holds the oldest frame x_{t-k}, slot k-1 the newest x_{t-1}.
         """
         raise NotImplementedError
 
-    def all_steps(self, history: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and raw log-scale of every step of the density direction (Eq. 6), at once.
+    def all_steps(self, history: Tensor) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale (and the extra parameters) of every step of the density
+        direction (Eq. 6), at once.
 
         Each conditioning frame is encoded once and all windows are decoded in one call.
 
@@ -99,18 +109,20 @@ class Conditioner(nn.Module):
                 s .. s + k - 1 and transforms frame s + k (the newest input conditions nothing).
 
         Returns:
-            Shift and raw log-scale of the S steps, each with shape (B, S, *event_shape).
+            Shift and raw log-scale of the S steps, each with shape (B, S, *event_shape) (and
+            the extra parameters, (B, S, *event_shape, extra)).
         """
         B, length = history.shape[:2]
         steps = length - self.window
         features = self.encode(history[:, :-1].flatten(0, 1))  # each frame once
         features = features.unflatten(0, (B, length - 1))  # (B, S + k - 1, *feature_shape)
         windows = self.windows(features, steps)  # (B, S, k, *feature_shape)
-        shift, log_scale = self.decode(windows.flatten(0, 1))  # (B * S, *event_shape)
-        return shift.unflatten(0, (B, steps)), log_scale.unflatten(0, (B, steps))
+        outputs = self.decode(windows.flatten(0, 1))  # (B * S, *event_shape) each
+        return tuple(output.unflatten(0, (B, steps)) for output in outputs)
 
-    def forward(self, window_frames: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and raw log-scale of a window of raw frames (N, k, *event_shape)."""
+    def forward(self, window_frames: Tensor) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale (and the extra parameters) of a window of raw frames
+        (N, k, *event_shape)."""
         N, k = window_frames.shape[:2]
         features = self.encode(window_frames.flatten(0, 1))  # (N * k, *feature_shape)
         return self.decode(features.unflatten(0, (N, k)))
@@ -174,6 +186,7 @@ class ConvConditioner(Conditioner):
             ``"per_step"`` as the authors' step loop (see :mod:`seqflows.normalization`).
         padding: How every convolution pads the frame's border: ``"zeros"`` (the paper) or
             ``"replicate"`` (the outermost pixels repeated), PyTorch's ``padding_mode``.
+        extra: Extra raw parameters per element, from a third conv 3x3 head (hidden -> C*extra).
     """
 
     def __init__(
@@ -188,8 +201,9 @@ class ConvConditioner(Conditioner):
         padding: str = "zeros",
         encoder_layers: int = ENCODER_LAYERS,
         decoder_layers: int = DECODER_LAYERS,
+        extra: int = 0,
     ) -> None:
-        super().__init__(event_shape, window)
+        super().__init__(event_shape, window, extra)
         if len(self.event_shape) != 3:
             raise ConfigError(
                 f"the 'conv' conditioner needs frames shaped (C, H, W), got {self.event_shape}"
@@ -204,8 +218,14 @@ class ConvConditioner(Conditioner):
         self.decoder = _conv_stack(window * hidden, hidden, decoder_layers, normalization, padding)
         self.shift_head = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode=padding)
         self.log_scale_head = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode=padding)
+        heads = [self.shift_head, self.log_scale_head]
+        if self.extra:
+            self.extra_head = nn.Conv2d(
+                hidden, channels * self.extra, 3, padding=1, padding_mode=padding
+            )
+            heads.append(self.extra_head)
         if identity_init:
-            self._zero_heads(self.shift_head, self.log_scale_head)
+            self._zero_heads(*heads)
 
     def encode(self, frames: Tensor) -> Tensor:
         r"""Features (N, hidden, H, W) of frames (N, C, H, W)."""
@@ -224,13 +244,15 @@ class ConvConditioner(Conditioner):
         slots = torch.cat([frames[:, j : j + length] for j in range(self.window)], dim=-1)
         return slots.unflatten(-1, (self.window, self.hidden)).permute(0, 1, 4, 5, 2, 3)
 
-    def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and raw log-scale (N, C, H, W) of encoded windows (N, k, hidden, H, W)."""
+    def decode(self, window: Tensor) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale (N, C, H, W) (and the extra parameters (N, C, H, W,
+        extra)) of encoded windows (N, k, hidden, H, W)."""
         channels = _window_channels(window)  # (N, k * hidden, H, W), oldest frame first
         return self._heads(self.decoder(channels))  # from (N, hidden, H, W)
 
-    def all_steps(self, history: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and raw log-scale of every step (B, S, C, H, W) from inputs (B, S + k, C, H, W).
+    def all_steps(self, history: Tensor) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale of every step (B, S, C, H, W) (and the extra parameters,
+        (B, S, C, H, W, extra)) from inputs (B, S + k, C, H, W).
 
         With ``batch_norm="per_step"`` in training mode, BatchNorm normalizes each step with the
         statistics of that step alone: the encoder sees the B * k frames of the step's windows
@@ -247,24 +269,30 @@ class ConvConditioner(Conditioner):
         features = run_stack(self.encoder, _cpu_channels_last(frames), steps)
         window = features.unflatten(0, (steps * B, k))  # (S * B, k, hidden, H, W)
         hidden = run_stack(self.decoder, _window_channels(window), steps)
-        shift, log_scale = self._heads(hidden)  # (S * B, C, H, W)
-        return (
-            shift.unflatten(0, (steps, B)).transpose(0, 1),
-            log_scale.unflatten(0, (steps, B)).transpose(0, 1),
-        )
+        outputs = self._heads(hidden)  # (S * B, C, H, W) each
+        return tuple(output.unflatten(0, (steps, B)).transpose(0, 1) for output in outputs)
 
-    def _heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and raw log-scale (N, C, H, W) of decoded windows (N, hidden, H, W)."""
-        # The two heads run as one convolution (hidden -> 2C): the same filters and sums, but a
+    def _heads(self, hidden: Tensor) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale (N, C, H, W) (and the extra parameters (N, C, H, W, extra))
+        of decoded windows (N, hidden, H, W)."""
+        # The heads run as one convolution (hidden -> 2C): the same filters and sums, but a
         # convolution with one or two output channels is slow on CPU, so this halves their cost.
-        weight = torch.cat([self.shift_head.weight, self.log_scale_head.weight])
-        bias = torch.cat([self.shift_head.bias, self.log_scale_head.bias])
+        heads = [self.shift_head, self.log_scale_head]
+        if self.extra:
+            heads.append(self.extra_head)
+        weight = torch.cat([head.weight for head in heads])
+        bias = torch.cat([head.bias for head in heads])
         if self.padding == "zeros":
             both = F.conv2d(hidden, weight, bias, padding=1)
         else:
             both = F.conv2d(F.pad(hidden, (1, 1, 1, 1), mode=self.padding), weight, bias)
-        shift, log_scale = both.split(self.event_shape[0], dim=1)
-        return shift, log_scale
+        channels = self.event_shape[0]
+        if not self.extra:
+            shift, log_scale = both.split(channels, dim=1)
+            return shift, log_scale
+        shift, log_scale, extra = both.split([channels, channels, channels * self.extra], dim=1)
+        extra = extra.unflatten(1, (channels, self.extra)).movedim(2, -1)  # (N, C, H, W, P)
+        return shift, log_scale, extra
 
 
 def _cpu_channels_last(frames: Tensor) -> Tensor:
@@ -302,8 +330,8 @@ def _window_channels(window: Tensor) -> Tensor:
 class _VectorConditioner(Conditioner):
     """Vectors (D,): the encoder is the identity and the decoder sees the flattened window."""
 
-    def __init__(self, event_shape: Sequence[int], window: int) -> None:
-        super().__init__(event_shape, window)
+    def __init__(self, event_shape: Sequence[int], window: int, extra: int = 0) -> None:
+        super().__init__(event_shape, window, extra)
         if len(self.event_shape) != 1:
             raise ConfigError(
                 f"the {type(self).__name__} needs vectors shaped (D,), got {self.event_shape}; "
@@ -315,15 +343,29 @@ class _VectorConditioner(Conditioner):
         r"""Identity: the features of a vector (N, D) are the vector."""
         return frames
 
-    def decode(self, window: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and raw log-scale (N, D) of a window (N, k, D)."""
+    def decode(self, window: Tensor) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale (N, D) (and the extra parameters (N, D, extra)) of a window
+        (N, k, D)."""
         return self._heads(self._body(window.flatten(1)))  # (N, k * D)
 
     def _body(self, flat_window: Tensor) -> Tensor:
         return flat_window
 
-    def _heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        return self.shift_head(hidden), self.log_scale_head(hidden)
+    def _make_heads(self, inputs: int, identity_init: bool) -> None:
+        self.shift_head = nn.Linear(inputs, self.features)
+        self.log_scale_head = nn.Linear(inputs, self.features)
+        heads = [self.shift_head, self.log_scale_head]
+        if self.extra:
+            self.extra_head = nn.Linear(inputs, self.features * self.extra)
+            heads.append(self.extra_head)
+        if identity_init:
+            self._zero_heads(*heads)
+
+    def _heads(self, hidden: Tensor) -> tuple[Tensor, ...]:
+        if not self.extra:
+            return self.shift_head(hidden), self.log_scale_head(hidden)
+        extra = self.extra_head(hidden).unflatten(-1, (self.features, self.extra))
+        return self.shift_head(hidden), self.log_scale_head(hidden), extra
 
 
 class MLPConditioner(_VectorConditioner):
@@ -335,6 +377,7 @@ class MLPConditioner(_VectorConditioner):
         hidden: Units of every hidden layer.
         layers: Number of hidden layers.
         identity_init: Zero the heads so that the untrained transform is the identity.
+        extra: Extra raw parameters per element, from a third linear head.
     """
 
     def __init__(
@@ -345,8 +388,9 @@ class MLPConditioner(_VectorConditioner):
         *,
         identity_init: bool,
         layers: int = MLP_LAYERS,
+        extra: int = 0,
     ) -> None:
-        super().__init__(event_shape, window)
+        super().__init__(event_shape, window, extra)
         blocks: list[nn.Module] = []
         for index in range(layers):
             blocks += [
@@ -354,10 +398,7 @@ class MLPConditioner(_VectorConditioner):
                 nn.ReLU(),
             ]
         self.body = nn.Sequential(*blocks)
-        self.shift_head = nn.Linear(hidden, self.features)
-        self.log_scale_head = nn.Linear(hidden, self.features)
-        if identity_init:
-            self._zero_heads(self.shift_head, self.log_scale_head)
+        self._make_heads(hidden, identity_init)
 
     def _body(self, flat_window: Tensor) -> Tensor:
         return self.body(flat_window)
@@ -374,11 +415,11 @@ class LinearConditioner(_VectorConditioner):
         event_shape: Vector shape (D,).
         window: Number k of past vectors.
         identity_init: Zero the heads so that the untrained transform is the identity.
+        extra: Extra raw parameters per element, also affine in the window.
     """
 
-    def __init__(self, event_shape: Sequence[int], window: int, *, identity_init: bool) -> None:
-        super().__init__(event_shape, window)
-        self.shift_head = nn.Linear(window * self.features, self.features)
-        self.log_scale_head = nn.Linear(window * self.features, self.features)
-        if identity_init:
-            self._zero_heads(self.shift_head, self.log_scale_head)
+    def __init__(
+        self, event_shape: Sequence[int], window: int, *, identity_init: bool, extra: int = 0
+    ) -> None:
+        super().__init__(event_shape, window, extra)
+        self._make_heads(window * self.features, identity_init)

@@ -11,7 +11,11 @@ The outermost transform conditions on past x, the next one on past u^1 = T_0^{-1
 transform uses its first k inputs as context only, so the stack needs M*k context frames and
 scores frames M*k .. T-1; in ``padded`` mode every frame is scored.
 
-1-AF is ``FlowModel(..., num_transforms=1)`` and 2-AF is ``num_transforms=2``.
+1-AF is ``FlowModel(..., num_transforms=1)`` and 2-AF is ``num_transforms=2``. Beyond the paper,
+``transforms=["spline"]`` makes the transform a monotonic rational-quadratic spline transform
+(:class:`~seqflows.transforms.SplineAutoregressiveTransform`), and ``transforms=["affine",
+"spline"]`` (with ``num_transforms=2``) stacks the two kinds, outermost first; the log-determinant
+of each transform is its own (Eq. 9 holds with any invertible transform).
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ from torch import Tensor, nn
 from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
 from .config import check_at_least
 from .distributions import make_base
+from .errors import ConfigError
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
-from .transforms import AffineAutoregressiveTransform, TransformConfig
+from .transforms import TRANSFORM_KINDS, TransformConfig, build_transform
 
 __all__ = [
     "FlowConfig",
     "FlowModel",
     "FlowOutput",
+    "check_transform_kinds",
 ]
 
 
@@ -69,22 +75,48 @@ class FlowConfig(TransformConfig):
             (learned initial frames; every frame is scored).
         base: ``"standard"`` N(0, I) (what the paper's code effectively used) or ``"learned"``
             (a per-dimension loc and log-scale).
+        transforms: The kind of each transform, outermost first: ``"affine"`` (Eq. 5-6, the
+            paper) or ``"spline"`` (beyond the paper, with ``bins`` and ``bound``:
+            :class:`~seqflows.transforms.SplineAutoregressiveTransform`); one per transform.
+            None (the default): every transform is affine.
     """
 
     type: Literal["flow"] = "flow"
     num_transforms: int = 1
     context: Literal["burn_in", "padded"] = "burn_in"
     base: Literal["standard", "learned"] = "standard"
+    transforms: list[Literal["affine", "spline"]] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_at_least(self, 1, "num_transforms")
+        check_transform_kinds(self.transforms, self.num_transforms)
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kind of each transform, outermost first (``transforms``, or all affine)."""
+        return list(self.transforms or ["affine"] * self.num_transforms)
 
     @property
     def transform(self) -> TransformConfig:
         """The settings every transform of the stack shares."""
         return TransformConfig(
             **{field.name: getattr(self, field.name) for field in fields(TransformConfig)}
+        )
+
+
+def check_transform_kinds(kinds: Sequence[str] | None, num_transforms: int) -> None:
+    """Raises ConfigError unless ``kinds`` is None or names one known kind per transform."""
+    if kinds is None:
+        return
+    for kind in kinds:
+        if kind not in TRANSFORM_KINDS:
+            listed = ", ".join(repr(item) for item in TRANSFORM_KINDS)
+            raise ConfigError(f"transforms must hold {listed}; got {kind!r}")
+    if len(kinds) != num_transforms:
+        raise ConfigError(
+            f"transforms lists {len(kinds)} kinds for num_transforms={num_transforms}: give "
+            "one kind per transform, outermost first"
         )
 
 
@@ -117,8 +149,8 @@ class FlowModel(Pretrained, nn.Module):
         self.config = config
         self.event_shape = check_event_shape(event_shape)
         self.transforms = nn.ModuleList(
-            AffineAutoregressiveTransform(self.event_shape, config.transform, config.context)
-            for _ in range(config.num_transforms)
+            build_transform(kind, self.event_shape, config.transform, config.context)
+            for kind in config.kinds
         )
         self.base = make_base(config.base, self.event_shape)
 
@@ -131,8 +163,12 @@ class FlowModel(Pretrained, nn.Module):
 
     @property
     def label(self) -> str:
-        """The paper's name of the model: ``1-AF``, ``2-AF``, ..."""
-        return f"{self.num_transforms}-AF"
+        """The paper's name of the model: ``1-AF``, ``2-AF``, ...; with spline transforms the
+        kinds follow, outermost first: ``1-AF (spline)``, ``2-AF (affine, spline)``."""
+        kinds = self.config.kinds
+        if all(kind == "affine" for kind in kinds):
+            return f"{self.num_transforms}-AF"
+        return f"{self.num_transforms}-AF ({', '.join(kinds)})"
 
     def loss(
         self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0

@@ -34,7 +34,7 @@ from .checks import check_dtype, check_event_shape, check_finite, check_sequence
 from .config import check_at_least
 from .distributions import normal_kl, normal_log_prob
 from .errors import ConfigError
-from .flows import FlowConfig, FlowModel, FlowOutput
+from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
 from .networks import make_frame_networks
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
@@ -396,8 +396,8 @@ class SLVMConfig(TransformConfig):
     r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
 
     The fields of :class:`~seqflows.transforms.TransformConfig` (window, conditioner, hidden,
-    scales, normalization, batch_norm, identity_init) set the flow's transforms and the
-    training-mode BatchNorm statistics of every network; and
+    scales, normalization, batch_norm, identity_init, bins, bound) set the flow's transforms and
+    the training-mode BatchNorm statistics of every network; and
 
     Attributes:
         type: ``"slvm"``: what a configuration's ``model.type`` says for this model.
@@ -419,6 +419,8 @@ class SLVMConfig(TransformConfig):
         train_frames: Frames of the training ELBO: ``"all"`` (every frame the latent model sees:
             the whole crop for the baseline, as the authors trained it; after the flow's
             context with a flow) or ``"scored"`` (the frames after ``burn_in``).
+        transforms: The kind of each of the flow's transforms, outermost first (``"affine"``
+            or ``"spline"``, see :class:`~seqflows.flows.FlowConfig`); None: all affine.
     """
 
     type: Literal["slvm"] = "slvm"
@@ -433,10 +435,12 @@ class SLVMConfig(TransformConfig):
     likelihood_loc: Literal["sigmoid", "linear"] | None = None
     init: Literal["default", "reference"] = "reference"
     train_frames: Literal["all", "scored"] = "all"
+    transforms: list[Literal["affine", "spline"]] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_at_least(self, 0, "num_transforms", "burn_in")
+        check_transform_kinds(self.transforms, self.num_transforms)
         check_at_least(
             self,
             1,
@@ -460,7 +464,7 @@ class SLVMConfig(TransformConfig):
         if not self.num_transforms:
             return None
         shared = {field.name: getattr(self, field.name) for field in fields(TransformConfig)}
-        return FlowConfig(**shared, num_transforms=self.num_transforms)
+        return FlowConfig(**shared, num_transforms=self.num_transforms, transforms=self.transforms)
 
 
 class SLVM(Pretrained, nn.Module):
@@ -517,7 +521,7 @@ class SLVM(Pretrained, nn.Module):
     @property
     def label(self) -> str:
         """The paper's name of the model: ``SLVM``, ``SLVM w/ 1-AF``, ..."""
-        return "SLVM" if self.flow is None else f"SLVM w/ {self.num_transforms}-AF"
+        return "SLVM" if self.flow is None else f"SLVM w/ {self.flow.label}"
 
     def loss(
         self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0

@@ -1,4 +1,4 @@
-r"""The affine autoregressive transform across time (Sec. 2.3 and 3.2).
+r"""Autoregressive transforms across time: the affine one (Sec. 2.3 and 3.2) and a spline one.
 
 One transform relates a sequence x_{1:T} to a sequence y_{1:T} of the same shape through a window
 of k past inputs:
@@ -28,6 +28,17 @@ never binds on such data, while it keeps y finite when the shift predicts a fram
 Context. With ``context="burn_in"`` (the paper) the first k inputs only condition: the transform
 outputs y for frames k..T-1 (T - k frames). With ``context="padded"`` every window starts with k
 learned initial frames, so every frame gets a y (a density of the whole sequence).
+
+Spline (beyond the paper). :class:`SplineAutoregressiveTransform` puts an element-wise monotonic
+rational-quadratic spline g (:mod:`seqflows.splines`, identity outside [-B, B]) after the
+standardisation, its 3K - 1 parameters per element produced by the same conditioner:
+
+    normalize:  r_t = (x_t - shift) / scale,  y_t = g(r_t)
+    generate:   x_t = shift + scale * g^{-1}(y_t)
+    log |det dy_t/dx_t| = sum_i [log g'(r_{t,i}) - log scale_{t,i}]
+
+with shift, scale and g all functions of x_{t-k:t-1}. With the spline's parameters at zero it
+is the affine transform (exactly, up to rounding), so ``identity_init`` makes it the identity.
 
 Shapes: sequences are (B, T, *event_shape), with event_shape (C, H, W) for frames and (D,) for
 vectors.
@@ -59,17 +70,22 @@ from .checks import check_event_shape, check_sequence
 from .conditioners import Conditioner, ConvConditioner, LinearConditioner, MLPConditioner
 from .config import check_at_least, check_choices
 from .errors import ConfigError
+from .splines import MIN_BIN, RationalQuadraticSpline, spline_parameters
 
 __all__ = [
+    "TRANSFORM_KINDS",
     "AffineAutoregressiveTransform",
+    "SplineAutoregressiveTransform",
     "TransformConfig",
     "TransformOutput",
     "bound_log_scale",
     "build_conditioner",
+    "build_transform",
 ]
 
 CONTEXTS = ("burn_in", "padded")
 SCALE_MAPS = ("clamp", "soft")
+TRANSFORM_KINDS = ("affine", "spline")  # what a stack's ``transforms`` list may hold
 
 
 def bound_log_scale(raw: Tensor, min_scale: float, max_scale: float, scale_map: str) -> Tensor:
@@ -107,6 +123,9 @@ class TransformConfig:
             authors' code used PyTorch's default initialisation).
         padding: How the conv conditioner's convolutions pad the frame's border: ``"zeros"``
             (the paper) or ``"replicate"`` (the outermost pixels repeated).
+        bins: K, the bins of a spline transform's spline (spline transforms only).
+        bound: B: a spline transform's spline acts on the standardised input in [-B, B] and is
+            the identity outside (spline transforms only).
     """
 
     window: int = 3
@@ -119,10 +138,17 @@ class TransformConfig:
     batch_norm: Literal["pooled", "per_step"] = "pooled"
     identity_init: bool = True
     padding: Literal["zeros", "replicate"] = "zeros"
+    bins: int = 8
+    bound: float = 5.0
 
     def __post_init__(self) -> None:
         check_choices(self)
         check_at_least(self, 1, "window", "hidden")
+        check_at_least(self, 2, "bins")
+        if self.bins * MIN_BIN >= 1:
+            raise ConfigError(f"bins must be below {round(1 / MIN_BIN)}, got {self.bins}")
+        if not self.bound > 0:
+            raise ConfigError(f"bound must be positive, got {self.bound}")
         if not 0 < self.min_scale < self.max_scale:
             raise ConfigError(
                 f"min_scale and max_scale need 0 < min_scale < max_scale, got {self.min_scale} "
@@ -138,8 +164,11 @@ class TransformConfig:
         return "conv" if len(event_shape) == 3 else "mlp"
 
 
-def build_conditioner(event_shape: Sequence[int], config: TransformConfig) -> Conditioner:
-    r"""The conditioner that ``config`` describes, for frames of ``event_shape``."""
+def build_conditioner(
+    event_shape: Sequence[int], config: TransformConfig, extra: int = 0
+) -> Conditioner:
+    r"""The conditioner that ``config`` describes, for frames of ``event_shape``, with ``extra``
+    raw parameters per element beyond the shift and the log-scale."""
     kind = config.conditioner_kind(event_shape)
     if kind == "conv":
         return ConvConditioner(
@@ -150,12 +179,19 @@ def build_conditioner(event_shape: Sequence[int], config: TransformConfig) -> Co
             identity_init=config.identity_init,
             batch_norm=config.batch_norm,
             padding=config.padding,
+            extra=extra,
         )
     if kind == "mlp":
         return MLPConditioner(
-            event_shape, config.window, config.hidden, identity_init=config.identity_init
+            event_shape,
+            config.window,
+            config.hidden,
+            identity_init=config.identity_init,
+            extra=extra,
         )
-    return LinearConditioner(event_shape, config.window, identity_init=config.identity_init)
+    return LinearConditioner(
+        event_shape, config.window, identity_init=config.identity_init, extra=extra
+    )
 
 
 @dataclass
@@ -166,16 +202,23 @@ class TransformOutput:
         y: Normalized sequence, with shape (B, T - burn_in, *event_shape).
         shift: shift(x_{t-k:t-1}) of every output frame, same shape as ``y``.
         log_scale: Bounded log scale(x_{t-k:t-1}), same shape as ``y``.
+        log_derivative: log g'(r_t) of a spline transform's spline at the standardised input,
+            same shape as ``y``; None for the affine transform.
     """
 
     y: Tensor
     shift: Tensor
     log_scale: Tensor
+    log_derivative: Tensor | None = None
 
     @property
     def log_abs_det(self) -> Tensor:
-        r"""log |det dy_t/dx_t| = -sum_i log scale_{t,i} per frame, with shape (B, T - burn_in)."""
-        return -self.log_scale.flatten(2).sum(-1)
+        r"""log |det dy_t/dx_t| = sum_i [log g'(r_{t,i}) - log scale_{t,i}] per frame (no g'
+        for the affine transform), with shape (B, T - burn_in)."""
+        log_abs_det = -self.log_scale.flatten(2).sum(-1)
+        if self.log_derivative is not None:
+            log_abs_det = log_abs_det + self.log_derivative.flatten(2).sum(-1)
+        return log_abs_det
 
 
 class AffineAutoregressiveTransform(nn.Module):
@@ -213,12 +256,18 @@ class AffineAutoregressiveTransform(nn.Module):
         config = replace(config or TransformConfig(), **settings)
         self.config = config
         self.event_shape = check_event_shape(event_shape)
-        self.conditioner = build_conditioner(self.event_shape, config)
+        self.conditioner = build_conditioner(self.event_shape, config, self._extra_parameters())
         self.context = context
         if context == "padded":
             self.initial_frames = nn.Parameter(torch.zeros(self.window, *self.event_shape))
         else:
             self.register_parameter("initial_frames", None)
+
+    kind = "affine"  # the name of this transform in a stack's ``transforms`` list
+
+    def _extra_parameters(self) -> int:
+        """Raw parameters per element that the conditioner gives beyond shift and log-scale."""
+        return 0
 
     @property
     def window(self) -> int:
@@ -301,8 +350,7 @@ class AffineAutoregressiveTransform(nn.Module):
         window = self.start_window(context)
         frames: list[Tensor] = []
         for t in range(y.shape[1]):
-            shift, log_scale = self.predict(window)
-            frame = shift + torch.exp(log_scale) * y[:, t].to(shift.dtype)  # Eq. 5
+            frame = self.generate_frame(window, y[:, t])
             frames.append(frame)
             if t + 1 < y.shape[1]:
                 window = self.advance(window, frame)
@@ -334,9 +382,21 @@ class AffineAutoregressiveTransform(nn.Module):
 
     def predict(self, window: Tensor) -> tuple[Tensor, Tensor]:
         r"""Shift and bounded log-scale (B, *event_shape) of the next frame from a window."""
-        shift, raw_log_scale = self.conditioner.decode(window)
+        shift, raw_log_scale = self.conditioner.decode(window)[:2]
         dtype = torch.promote_types(shift.dtype, torch.float32)
         return shift.to(dtype), self.bound_log_scale(raw_log_scale.to(dtype))
+
+    def generate_frame(self, window: Tensor, y: Tensor) -> Tensor:
+        r"""Eq. 5 for one step: the frame x_t (B, *event_shape) of noise y_t after a window."""
+        shift, log_scale = self.predict(window)
+        return shift + torch.exp(log_scale) * y.to(shift.dtype)
+
+    def normalize_frame(self, window: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Eq. 6 for one step: y_t (B, *event_shape) of the frame x_t after a window, and
+        log |det dy_t/dx_t| (B,)."""
+        shift, log_scale = self.predict(window)
+        y = (x.to(shift.dtype) - shift) * torch.exp(-log_scale)
+        return y, -log_scale.flatten(1).sum(-1)
 
     def advance(self, window: Tensor, frame: Tensor) -> Tensor:
         r"""Drops the oldest frame of the window and appends ``frame`` (B, *event_shape)."""
@@ -369,6 +429,102 @@ class AffineAutoregressiveTransform(nn.Module):
 
     def _check_sequence(self, x: Tensor, name: str) -> None:
         check_sequence(x, self.event_shape, name)
+
+
+class SplineAutoregressiveTransform(AffineAutoregressiveTransform):
+    r"""A monotonic rational-quadratic spline transform across time (beyond the paper).
+
+    The affine transform (Eq. 5-6) followed, in the density direction, by an element-wise
+    monotonic rational-quadratic spline g of the standardised input (Durkan et al. 2019, Eq.
+    4-6; :mod:`seqflows.splines`), whose K bin widths, K bin heights and K - 1 inner knot
+    derivatives per element come from the same conditioner as the shift and the scale:
+
+        normalize:  y_t = g((x_t - shift) / scale)
+        generate:   x_t = shift + scale * g^{-1}(y_t)
+
+    g is the identity outside [-B, B] (linear tails of slope 1), so that the tails of the
+    standardised input stay those of the affine transform. The conditioner's output per element
+    is 3K + 1 numbers: shift, raw log-scale, then the spline's 3K - 1. All zero (identity_init)
+    is the identity. Burn-in, context, caching and scored frames are those of the affine
+    transform.
+
+    Arguments: as :class:`AffineAutoregressiveTransform`; ``config.bins`` (K) and
+    ``config.bound`` (B) set the spline.
+
+    Example:
+        >>> transform = SplineAutoregressiveTransform((3,), window=2, bins=4).eval()
+        >>> x = torch.randn(2, 5, 3)
+        >>> out = transform.normalize(x)
+        >>> torch.allclose(out.y, x[:, 2:], atol=1e-6)  # untrained: the identity
+        True
+        >>> torch.allclose(transform.generate(out.y, context=x[:, :2]), x, atol=1e-5)
+        True
+    """
+
+    kind = "spline"
+
+    def _extra_parameters(self) -> int:
+        return spline_parameters(self.config.bins)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bins={self.config.bins}, bound={self.config.bound:g}"
+
+    def spline(self, raw: Tensor) -> RationalQuadraticSpline:
+        r"""The spline of raw conditioner outputs (..., 3K - 1)."""
+        return RationalQuadraticSpline.from_raw(raw, self.config.bins, self.config.bound)
+
+    def normalize(self, x: Tensor) -> TransformOutput:
+        r"""y_t = g((x_t - shift) / scale) for all time steps at once.
+
+        Arguments:
+            x: Input sequence, with shape (B, T, *event_shape).
+
+        Returns:
+            y, shift, log-scale and log g' of the frames x_{burn_in:T}, each (B, T - burn_in,
+            *event_shape); ``.log_abs_det`` is log |det dy_t/dx_t| per frame.
+        """
+        self._check_sequence(x, "x")
+        T = x.shape[1]
+        if T <= self.burn_in:
+            return super().normalize(x)  # which explains the error
+        history = self._with_initial_frames(x)
+        shift, raw_log_scale, raw_spline = self.conditioner.all_steps(history)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # spline maths in fp32 under autocast
+        shift = shift.to(dtype)
+        log_scale = self.bound_log_scale(raw_log_scale.to(dtype))
+        standardised = (x[:, self.burn_in :].to(dtype) - shift) * torch.exp(-log_scale)
+        y, log_derivative = self.spline(raw_spline.to(dtype)).forward(standardised)
+        return TransformOutput(
+            y=y, shift=shift, log_scale=log_scale, log_derivative=log_derivative
+        )
+
+    def predict_spline(self, window: Tensor) -> tuple[Tensor, Tensor, RationalQuadraticSpline]:
+        r"""Shift, bounded log-scale (B, *event_shape) and spline of the next frame."""
+        shift, raw_log_scale, raw_spline = self.conditioner.decode(window)
+        dtype = torch.promote_types(shift.dtype, torch.float32)
+        log_scale = self.bound_log_scale(raw_log_scale.to(dtype))
+        return shift.to(dtype), log_scale, self.spline(raw_spline.to(dtype))
+
+    def generate_frame(self, window: Tensor, y: Tensor) -> Tensor:
+        r"""x_t = shift + scale * g^{-1}(y_t) for one step, (B, *event_shape)."""
+        shift, log_scale, spline = self.predict_spline(window)
+        return shift + torch.exp(log_scale) * spline.inverse(y.to(shift.dtype))
+
+    def normalize_frame(self, window: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""y_t = g((x_t - shift) / scale) (B, *event_shape) for one step, and log |det| (B,)."""
+        shift, log_scale, spline = self.predict_spline(window)
+        y, log_derivative = spline.forward((x.to(shift.dtype) - shift) * torch.exp(-log_scale))
+        return y, (log_derivative - log_scale).flatten(1).sum(-1)
+
+
+def build_transform(
+    kind: str, event_shape: Sequence[int], config: TransformConfig, context: str = "burn_in"
+) -> AffineAutoregressiveTransform:
+    r"""The transform of ``kind`` (``"affine"`` or ``"spline"``) that ``config`` describes."""
+    classes = {"affine": AffineAutoregressiveTransform, "spline": SplineAutoregressiveTransform}
+    if kind not in classes:
+        raise ConfigError(f"a transform must be one of {TRANSFORM_KINDS}, got {kind!r}")
+    return classes[kind](event_shape, config, context)
 
 
 def _warn_if_batch_statistics(module: nn.Module) -> None:
