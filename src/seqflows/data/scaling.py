@@ -99,9 +99,9 @@ class Preprocessing:
         >>> frames = torch.zeros(1, 3, 1, 4, 4, dtype=torch.uint8)  # (B, T, C, H, W)
         >>> Preprocessing("none")(frames).dtype
         torch.float32
-        >>> series = Preprocessing("none", mean=(10.0, 0.0), std=(2.0, 0.5))
+        >>> series = Preprocessing("none", mean=(10.0, 0.0), std=(2.0, 4.0))
         >>> series(np.array([[12.0, 1.0]])).tolist(), round(series.log_abs_det, 4)
-        ([[1.0, 2.0]], 0.0)
+        ([[1.0, 0.25]], -2.0794)
     """
 
     noise: Literal["gaussian", "uniform", "none"] = "gaussian"
