@@ -214,3 +214,17 @@ def test_the_padding_study_compares_zero_and_replicate_padding(tmp_path: Path) -
     assert _main_equivalent(replicate, array, []) is None
     config = load_config(replicate.config, replicate.overrides)
     assert config.model.padding == "replicate" and config.model.num_transforms == 1
+
+
+def test_the_transform_study_compares_affine_and_spline_1afs(tmp_path: Path) -> None:
+    from seqflows.app.config import load_config
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    affine, spline = reproduce.study_experiments("transform", array)
+    assert (affine.study, spline.study) == ("transform/affine", "transform/spline")
+    # The affine variant is the main 1-AF run, trained once; the spline one is its own run.
+    assert _main_equivalent(affine, array, []).name == "moving_mnist/1af"
+    assert _main_equivalent(spline, array, []) is None
+    config = load_config(spline.config, list(spline.overrides))
+    assert list(config.model.transforms) == ["spline"]

@@ -192,6 +192,12 @@ STUDIES: dict[str, Study] = {
         ("1af",),
         {"zeros": ("model.padding=zeros",), "replicate": ("model.padding=replicate",)},
     ),
+    "transform": Study(
+        "the 1-AF's transform: affine in y_t (the paper's), or a monotonic rational-quadratic "
+        "spline of the standardised frame (beyond the paper: its future work)",
+        ("1af",),
+        {"affine": (), "spline": ("model.transforms=[spline]",)},
+    ),
     "seeds": Study(
         "seed-to-seed spread (initial weights, data order, crops and noise) of a flow and of an "
         "SLVM at a third of the budget (the 2-AF and SLVM w/ 1-AF are taken to spread as their "
