@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import build, check_at_least, check_choices, coerce
+from ..data.scaling import check_standardization
 from ..errors import ConfigError
 from ..flows import FlowConfig
 from ..slvm import SLVMConfig
@@ -141,20 +142,10 @@ class DataConfig:
         if (self.mean is None) != (self.std is None):
             raise ConfigError("mean and std standardise together: give both or neither")
         if self.mean is not None:
-            if len(self.mean) != len(self.std) or not self.mean:
-                raise ConfigError(
-                    f"mean and std need one value per dimension, got {len(self.mean)} and "
-                    f"{len(self.std)}"
-                )
-            if not all(math.isfinite(value) for value in self.mean) or not all(
-                0 < value < math.inf for value in self.std
-            ):
-                raise ConfigError("mean must be finite and std positive and finite")
-            if self.noise not in (None, "none"):
-                raise ConfigError(
-                    f"noise {self.noise!r} is pixel noise for uint8 frames; standardised real "
-                    "series (mean, std) take noise none"
-                )
+            try:
+                check_standardization(self.mean, self.std, self.noise)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:

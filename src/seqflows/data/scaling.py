@@ -28,6 +28,7 @@ __all__ = [
     "NOISES",
     "Preprocessing",
     "check_frames",
+    "check_standardization",
     "frames_to_unit_interval",
     "series_statistics",
 ]
@@ -77,6 +78,29 @@ def frames_to_unit_interval(
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
 
+def check_standardization(mean: Sequence[float], std: Sequence[float], noise: str | None) -> None:
+    r"""Checks a per-dimension standardisation z = (x - mean) / std of a real-valued series:
+    one finite mean and one positive, finite std per dimension, and no pixel noise (``noise``
+    ``"none"``, or None while it is not known yet).
+
+    Raises:
+        ValueError: Naming what is wrong.
+    """
+    if len(mean) != len(std) or not mean:
+        raise ValueError(
+            f"mean and std need one value per dimension, got {len(mean)} and {len(std)}"
+        )
+    if not all(math.isfinite(value) for value in mean) or not all(
+        0 < value < math.inf for value in std
+    ):
+        raise ValueError("mean must be finite and std positive and finite in every dimension")
+    if noise not in (None, "none"):
+        raise ValueError(
+            f"noise {noise!r} is pixel noise for uint8 frames; standardised real series take "
+            "noise 'none'"
+        )
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     r"""How raw frames become a model's input.
@@ -117,20 +141,7 @@ class Preprocessing:
             return
         object.__setattr__(self, "mean", tuple(float(value) for value in self.mean))
         object.__setattr__(self, "std", tuple(float(value) for value in self.std))
-        if len(self.mean) != len(self.std) or not self.mean:
-            raise ValueError(
-                f"mean and std need one value per dimension, got {len(self.mean)} and "
-                f"{len(self.std)}"
-            )
-        if not all(math.isfinite(value) for value in self.mean) or not all(
-            0 < value < math.inf for value in self.std
-        ):
-            raise ValueError("mean must be finite and std positive and finite in every dimension")
-        if self.noise != "none":
-            raise ValueError(
-                f"noise {self.noise!r} is pixel noise for uint8 frames; standardised real "
-                "series take noise 'none'"
-            )
+        check_standardization(self.mean, self.std, self.noise)
 
     @property
     def standardizes(self) -> bool:
