@@ -246,21 +246,7 @@ def experiments(
     unknown = sorted(set(models) - set(LABELS))
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {list(LABELS)}")
-    runs = []
-    for model in models:
-        runs.append(
-            Experiment(
-                "moving_mnist",
-                model,
-                CONFIGS / f"mmnist_{model}.yaml",
-                (
-                    *MOVING_MNIST_SCALE,
-                    *moving_mnist_width(model),
-                    *budget("moving_mnist", model),
-                    f"data.path={moving_mnist_array}",
-                ),
-            )
-        )
+    runs = [_moving_mnist_run(model, moving_mnist_array) for model in models]
     for model in models:
         runs.append(
             Experiment(
@@ -281,26 +267,41 @@ def study_experiments(name: str, moving_mnist_array: str | os.PathLike[str]) -> 
         ['batch_norm/pooled', 'batch_norm/per_step']
     """
     study = STUDIES[name]
-    runs = []
-    for variant, overrides in study.variants.items():
-        for model in study.models:
-            runs.append(
-                Experiment(
-                    "moving_mnist",
-                    model,
-                    CONFIGS / f"mmnist_{model}.yaml",
-                    (
-                        *MOVING_MNIST_SCALE,
-                        *moving_mnist_width(model),
-                        *budget("moving_mnist", model, study.budget),
-                        f"data.path={moving_mnist_array}",
-                        *overrides,
-                        *(("evaluate.iwae_samples=0",) if study.elbo_only else ()),
-                    ),
-                    study=f"{name}/{variant}",
-                )
-            )
-    return runs
+    return [
+        _moving_mnist_run(
+            model,
+            moving_mnist_array,
+            study.budget,
+            (*overrides, *(("evaluate.iwae_samples=0",) if study.elbo_only else ())),
+            study=f"{name}/{variant}",
+        )
+        for variant, overrides in study.variants.items()
+        for model in study.models
+    ]
+
+
+def _moving_mnist_run(
+    model: str,
+    moving_mnist_array: str | os.PathLike[str],
+    fraction: float = 1.0,
+    changes: Sequence[str] = (),
+    study: str = "",
+) -> Experiment:
+    r"""A run of ``model`` on the reduced-scale Moving MNIST: the full-size configuration at
+    half width, ``fraction`` of the budget, then ``changes``."""
+    return Experiment(
+        "moving_mnist",
+        model,
+        CONFIGS / f"mmnist_{model}.yaml",
+        (
+            *MOVING_MNIST_SCALE,
+            *moving_mnist_width(model),
+            *budget("moving_mnist", model, fraction),
+            f"data.path={moving_mnist_array}",
+            *changes,
+        ),
+        study=study,
+    )
 
 
 def render_moving_mnist(
