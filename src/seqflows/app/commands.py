@@ -26,6 +26,7 @@ from .config import Config
 from .datasets import build_source, evaluation_set, preprocessing_of, resolve_data
 
 __all__ = [
+    "check_context",
     "curve_labels",
     "download",
     "evaluate",
@@ -214,11 +215,7 @@ def sample(
     model, config = load_for_evaluation(checkpoint, overrides, split)
     model.to(target)
     context_frames = model.burn_in if context is None else context
-    if context_frames < model.burn_in:
-        raise ConfigError(
-            f"context {context_frames} is too short: this model needs {model.burn_in} "
-            "context frames"
-        )
+    check_context(model, context_frames)
     real = frames = None
     if context_frames > 0:
         frames, real = _real_sequences(config, num, context_frames, length)
@@ -443,6 +440,15 @@ def download(dataset: str = "mnist", root: str | Path = "data", every: bool = Fa
     files = tuple(mnist.MNIST_FILES) if every else ("train-images-idx3-ubyte.gz",)
     paths = mnist.download_mnist(Path(root) / "mnist", files=files)
     return {name: str(path) for name, path in paths.items()}
+
+
+def check_context(model: nn.Module, context_frames: int) -> None:
+    """Refuses fewer real context frames than the model's ``burn_in`` (what it conditions on)."""
+    if context_frames < model.burn_in:
+        raise ConfigError(
+            f"context {context_frames} is too short: this model needs {model.burn_in} "
+            "context frames"
+        )
 
 
 def load_for_evaluation(

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from ..atomic import write_text_atomically
 from ..errors import ConfigError, MissingDependency, NonFiniteError
-from .commands import _at_least, _data_label, load_for_evaluation, resolve_device
+from .commands import _at_least, _data_label, check_context, load_for_evaluation, resolve_device
 from .datasets import build_source, evaluation_set, resolve_data
 from .progress import Progress
 
@@ -187,11 +187,7 @@ def predict(
     model, config = load_for_evaluation(checkpoint, overrides, split)
     model.to(target)
     context_frames = max(model.burn_in, 1) if context is None else context
-    if context_frames < model.burn_in:
-        raise ConfigError(
-            f"context {context_frames} is too short: this model needs {model.burn_in} "
-            "context frames"
-        )
+    check_context(model, context_frames)
     crop = context_frames + length
     source = build_source(resolve_data(config, config.evaluate.split).data, config.evaluate.split)
     if source.stored and crop > source.num_frames:  # named by the options, not data.eval_length
