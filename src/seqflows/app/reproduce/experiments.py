@@ -198,6 +198,13 @@ STUDIES: dict[str, Study] = {
         ("1af",),
         {"affine": (), "spline": ("model.transforms=[spline]",)},
     ),
+    "precision": Study(
+        "training precision of every model: float32, or bfloat16 mixed precision (autocast: "
+        "convolutions and matrix products in bf16; weights, optimizer state, log-determinants, "
+        "base densities and KL terms in float32); evaluated in float32",
+        ("1af", "2af", "slvm", "slvm_1af"),
+        {"fp32": ("train.precision=32",), "bf16": ("train.precision=bf16-mixed",)},
+    ),
     "seeds": Study(
         "seed-to-seed spread (initial weights, data order, crops and noise) of a flow and of an "
         "SLVM at a third of the budget (the 2-AF and SLVM w/ 1-AF are taken to spread as their "

@@ -126,6 +126,11 @@ def reproduce(
     # the steps it has left, for the progress (runs done, time left).
     mains = [run for run in experiments(array, models) if run.dataset in datasets]
     evaluated = {run.name for run in mains}  # by this invocation
+    # a study's run identical to a main run that an earlier invocation evaluated with the same
+    # overrides takes that evaluation instead of doing it again
+    same_protocol = earlier.get("sequences") == sequences  # absent: all sequences
+    if earlier.get("overrides", {}).get("extra", []) == extra and same_protocol:
+        evaluated |= set(summary["runs"])
     study_runs = [
         (name, run, _main_equivalent(run, array, extra))
         for name in (studies if "moving_mnist" in datasets else ())
@@ -185,6 +190,7 @@ def reproduce(
         "extra": extra,
     }
     summary["paper"] = PAPER
+    summary["sequences"] = sequences
     summary["seconds"] = round(time.perf_counter() - started, 1)  # this invocation
     # every invocation's wall-clock time, oldest first (a resumed reproduction has several)
     summary["invocations"] = _invocations(earlier) + [
