@@ -9,7 +9,7 @@ import torch
 
 from seqflows.distributions import normal_kl, normal_log_prob
 from seqflows.networks import ConvDecoder, ConvEncoder
-from seqflows.slvm import SLVM
+from seqflows.slvm import MAX_LOG_SCALE, MIN_LOG_SCALE, SLVM
 
 
 def generator(seed: int) -> torch.Generator:
@@ -330,6 +330,43 @@ def test_mixed_precision_keeps_the_bound_in_float32():
         bound = model.iwae(torch.rand(2, 5, 1, 8, 8), 3, generator(0))
     assert elbo.dtype == bound.dtype == torch.float32
     assert torch.isfinite(elbo).all() and torch.isfinite(bound).all()
+
+
+def test_mixed_precision_computes_likelihood_and_kl_in_float32(monkeypatch):
+    """Under autocast the encoder and decoder run in bf16, but the KL and log p(v_t | z_t) are
+    float32 maths: given the networks' outputs they match float64 to float32 precision."""
+    latent = small_image_model(0).latent
+    recorded = {}
+    decoder_outputs = []
+    latent.decoder.register_forward_hook(lambda module, args, out: decoder_outputs.append(out))
+    for name in ("infer", "prior"):
+        method = getattr(latent, name)
+
+        def recording(*args, method=method, name=name, **kwargs):
+            recorded[name] = method(*args, **kwargs)
+            return recorded[name]
+
+        monkeypatch.setattr(latent, name, recording)
+    v = torch.rand(2, 5, 1, 8, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        log_likelihood, kl, _, _ = latent.terms(v, generator(0))
+    ((raw_loc, raw_log_scale),) = decoder_outputs
+    assert raw_loc.dtype == torch.bfloat16  # the decoder ran in bf16
+    assert log_likelihood.dtype == kl.dtype == torch.float32
+    posterior, (prior_loc, prior_log_scale) = recorded["infer"], recorded["prior"]
+    expected_kl = normal_kl(
+        posterior.loc.double(),
+        posterior.log_scale.double(),
+        prior_loc.double(),
+        prior_log_scale.double(),
+    )
+    loc = torch.sigmoid(raw_loc.double()).unflatten(0, (2, 5))  # the baseline's loc map
+    log_scale = raw_log_scale.double().clamp(MIN_LOG_SCALE, MAX_LOG_SCALE).unflatten(0, (2, 5))
+    expected_likelihood = normal_log_prob(v.double(), loc, log_scale, 3)
+    torch.testing.assert_close(kl.double(), expected_kl, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(
+        log_likelihood.double(), expected_likelihood, rtol=1e-6, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("num_transforms", [0, 1])
