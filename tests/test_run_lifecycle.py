@@ -22,10 +22,12 @@ import yaml
 
 pytest.importorskip("lightning.pytorch")
 
+from seqflows.app import precision
 from seqflows.app.checkpoints import read_checkpoint  # noqa: E402
 from seqflows.app.cli import main  # noqa: E402
 from seqflows.app.config import ConfigError  # noqa: E402
 from seqflows.app.interrupt import StopRequest, run_forwarding_signals  # noqa: E402
+from seqflows.app.precision import bf16_native, resolve_precision
 from seqflows.app.task import AtomicCheckpointIO  # noqa: E402
 from seqflows.app.train import cluster_plugins, train  # noqa: E402
 from test_training import TINY, logged, tiny_config  # noqa: E402
@@ -457,3 +459,28 @@ def test_a_finished_run_is_checked_against_the_configuration_before_nothing_is_t
     capsys.readouterr()
     train(tiny_config(*SHORT, "train.learning_rate=1e-3"), tmp_path, resume="last")
     assert "already at step 2" in capsys.readouterr().out
+
+
+def test_auto_precision_trains_in_bf16_where_the_cpu_has_it(tmp_path, config_file, capsys):
+    """``--precision auto`` resolves once, says what it chose, and trains at that precision."""
+    expected = resolve_precision("auto", "cpu")
+    run = tmp_path / "run"
+    assert main(command(config_file, run, *SHORT, "--precision", "auto")) == 0
+    out = capsys.readouterr().out
+    assert f"precision {expected} (auto)" in out
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"] == "auto"
+
+
+def test_auto_precision_follows_the_hardware(tmp_path, monkeypatch):
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    assert bf16_native("cpu", flags)
+    flags.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f\n")
+    assert not bf16_native("cpu", flags)
+    assert not bf16_native("cpu", tmp_path / "missing")
+    for native in (True, False):
+        monkeypatch.setattr(precision, "bf16_native", lambda device, native=native: native)
+        assert resolve_precision("auto", "cpu") == ("bf16-mixed" if native else "32")
+        assert resolve_precision("auto", "mps") == "32"
+        for explicit in ("32", "bf16-mixed", "16-mixed", "64"):
+            assert resolve_precision(explicit, "cpu") == explicit

@@ -364,9 +364,7 @@ def test_mixed_precision_computes_likelihood_and_kl_in_float32(monkeypatch):
     log_scale = raw_log_scale.double().clamp(MIN_LOG_SCALE, MAX_LOG_SCALE).unflatten(0, (2, 5))
     expected_likelihood = normal_log_prob(v.double(), loc, log_scale, 3)
     torch.testing.assert_close(kl.double(), expected_kl, rtol=1e-6, atol=1e-5)
-    torch.testing.assert_close(
-        log_likelihood.double(), expected_likelihood, rtol=1e-6, atol=1e-4
-    )
+    torch.testing.assert_close(log_likelihood.double(), expected_likelihood, rtol=1e-6, atol=1e-4)
 
 
 @pytest.mark.parametrize("num_transforms", [0, 1])

@@ -154,7 +154,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-nodes", type=at_least(1), help="train.num_nodes")
     parser.add_argument("--strategy", help="train.strategy: auto, ddp, ... (Lightning)")
     parser.add_argument(
-        "--precision", choices=("32", "bf16-mixed", "16-mixed", "64"), help="train.precision"
+        "--precision",
+        choices=("32", "bf16-mixed", "16-mixed", "64", "auto"),
+        help="train.precision",
     )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(

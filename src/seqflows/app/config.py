@@ -186,7 +186,9 @@ class TrainConfig:
         val_sequences: Validation sequences scored each time (None: all).
         checkpoint_every: Steps between writes of ``last.ckpt``.
         log_every: Steps between logged training metrics.
-        precision: ``32``, ``bf16-mixed``, ``16-mixed`` (or ``64``).
+        precision: ``32``, ``bf16-mixed``, ``16-mixed``, ``64``, or ``auto``: ``bf16-mixed``
+            where the device computes in bf16 natively, ``32`` elsewhere
+            (:func:`~seqflows.app.precision.resolve_precision`).
         accelerator: ``auto``, ``cpu``, ``gpu``, ...
         devices: Devices per node (an int >= 1, -1 for all, or ``auto``).
         num_nodes: Nodes.
@@ -209,7 +211,7 @@ class TrainConfig:
     val_sequences: int | None = None
     checkpoint_every: int = 1000
     log_every: int = 50
-    precision: Literal["32", "bf16-mixed", "16-mixed", "64"] = "32"
+    precision: Literal["32", "bf16-mixed", "16-mixed", "64", "auto"] = "32"
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = 1

@@ -29,6 +29,7 @@ from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
 from .interrupt import Interrupted, StopRequest, signal_name
+from .precision import resolve_precision
 from .progress import is_terminal
 from .runs import (
     RunFolderError,
@@ -217,7 +218,7 @@ def _train(
             num_nodes=train_config.num_nodes,
             strategy=train_config.strategy,
             sync_batchnorm=train_config.sync_batchnorm,
-            precision=train_config.precision,
+            precision=resolve_precision(train_config.precision, train_config.accelerator),
             val_check_interval=min(train_config.val_every, train_config.max_steps),
             check_val_every_n_epoch=None,
             log_every_n_steps=train_config.log_every,
@@ -356,6 +357,12 @@ def _resume_path(out: Path, resume: str | None) -> Path | None:
     return path
 
 
+def _precision(train_config: Any) -> str:
+    """The precision in effect, and ``(auto)`` where ``auto`` chose it."""
+    chosen = resolve_precision(train_config.precision, train_config.accelerator)
+    return f"{chosen} (auto)" if train_config.precision == "auto" else chosen
+
+
 def _print_start(
     config: Config, task: Any, trainer: Any, start_step: int, allocator: str | None
 ) -> None:
@@ -366,7 +373,7 @@ def _print_start(
     print(
         f"seqflows: training {task.model.label} ({parameters:,} parameters) on "
         f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
-        f"{trainer.world_size} process(es), precision {config.train.precision}, "
+        f"{trainer.world_size} process(es), precision {_precision(config.train)}, "
         f"{torch.get_num_threads()} threads"
         + (f", allocator {allocator}" if allocator else "")
         + f"; steps {start_step} -> {config.train.max_steps}",
