@@ -180,6 +180,16 @@ def test_a_study_trains_its_variants_and_reports_them(tmp_path: Path) -> None:
     )
     tables = (tmp_path / "results" / "tables.md").read_text()
     assert "### Study `init`" in tables and "| default | SLVM |" in tables
+    # Again, the study alone: the main run evaluated by the first invocation is taken as it is
+    # (not evaluated again), the other variant's run is complete and evaluated again.
+    main_test = tmp_path / "results" / "moving_mnist" / "slvm" / "test.json"
+    written = main_test.stat().st_mtime_ns
+    options = ("--models", "none", "--datasets", "moving_mnist", "--studies", "init")
+    assert _reproduce(tmp_path, *options) == 0
+    assert main_test.stat().st_mtime_ns == written
+    again = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert again["studies"]["init"]["reference"]["slvm"] == summary["runs"]["moving_mnist/slvm"]
+    assert again["studies"]["init"]["default"]["slvm"]["test"] == run["test"]
 
 
 def test_seed_spread_and_the_tie_rule() -> None:
@@ -228,3 +238,38 @@ def test_the_transform_study_compares_affine_and_spline_1afs(tmp_path: Path) -> 
     assert _main_equivalent(spline, array, []) is None
     config = load_config(spline.config, list(spline.overrides))
     assert list(config.model.transforms) == ["spline"]
+
+
+def test_the_transform_study_on_bouncing_balls_pairs_with_the_main_bouncing_balls_run(
+    tmp_path: Path,
+) -> None:
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    affine, spline = reproduce.study_experiments("transform_balls", array)
+    assert affine.dataset == spline.dataset == "bouncing_balls"
+    assert affine.name == "studies/transform_balls/affine/bouncing_balls/1af"
+    assert _main_equivalent(affine, array, []).name == "bouncing_balls/1af"
+    assert _main_equivalent(spline, array, []) is None
+
+
+def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_runs(
+    tmp_path: Path,
+) -> None:
+    from seqflows.app.config import load_config
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    runs = reproduce.study_experiments("precision", array)
+    assert [(run.study, run.model) for run in runs] == [
+        (f"precision/{variant}", model)
+        for variant in ("fp32", "bf16")
+        for model in ("1af", "2af", "slvm", "slvm_1af")
+    ]
+    for run in runs:
+        main = _main_equivalent(run, array, [])
+        precision = load_config(run.config, list(run.overrides)).train.precision
+        if run.study == "precision/fp32":
+            assert main.name == f"moving_mnist/{run.model}" and precision == "32"
+        else:
+            assert main is None and precision == "bf16-mixed"

@@ -162,6 +162,7 @@ class Study:
         budget: Fraction of the main reproduction's steps.
         evaluations: The evaluations of each run (``test``, ``test_same_frames``, ``train``).
         elbo_only: Score SLVMs by the ELBO alone (no IWAE bound): cheaper, for spreads.
+        dataset: Where it trains: ``moving_mnist`` (reduced scale) or ``bouncing_balls``.
     """
 
     question: str
@@ -170,6 +171,7 @@ class Study:
     budget: float = 1.0
     evaluations: tuple[str, ...] = ("test",)
     elbo_only: bool = False
+    dataset: str = "moving_mnist"
 
 
 STUDIES: dict[str, Study] = {
@@ -197,6 +199,13 @@ STUDIES: dict[str, Study] = {
         "spline of the standardised frame (beyond the paper: its future work)",
         ("1af",),
         {"affine": (), "spline": ("model.transforms=[spline]",)},
+    ),
+    "transform_balls": Study(
+        "the 1-AF's transform on bouncing balls: affine in y_t, or a monotonic "
+        "rational-quadratic spline (beyond the paper)",
+        ("1af",),
+        {"affine": (), "spline": ("model.transforms=[spline]",)},
+        dataset="bouncing_balls",
     ),
     "precision": Study(
         "training precision of every model: float32, or bfloat16 mixed precision (autocast: "
@@ -253,38 +262,32 @@ def experiments(
     unknown = sorted(set(models) - set(LABELS))
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {list(LABELS)}")
-    runs = [_moving_mnist_run(model, moving_mnist_array) for model in models]
-    for model in models:
-        runs.append(
-            Experiment(
-                "bouncing_balls",
-                model,
-                CONFIGS / f"bouncing_balls_{model}.yaml",
-                (*BOUNCING_BALLS_SCALE, *budget("bouncing_balls", model)),
-            )
-        )
-    return runs
+    return [_moving_mnist_run(model, moving_mnist_array) for model in models] + [
+        _bouncing_balls_run(model) for model in models
+    ]
 
 
 def study_experiments(name: str, moving_mnist_array: str | os.PathLike[str]) -> list[Experiment]:
-    r"""The runs of the study ``name`` (:data:`STUDIES`), on reduced-scale Moving MNIST.
+    r"""The runs of the study ``name`` (:data:`STUDIES`), on its dataset (reduced-scale Moving
+    MNIST unless it says otherwise).
 
     Example:
         >>> [run.study for run in study_experiments("batch_norm", "mm.npy")]
         ['batch_norm/pooled', 'batch_norm/per_step']
     """
     study = STUDIES[name]
-    return [
-        _moving_mnist_run(
-            model,
-            moving_mnist_array,
-            study.budget,
-            (*overrides, *(("evaluate.iwae_samples=0",) if study.elbo_only else ())),
-            study=f"{name}/{variant}",
-        )
-        for variant, overrides in study.variants.items()
-        for model in study.models
-    ]
+    runs = []
+    for variant, overrides in study.variants.items():
+        changes = (*overrides, *(("evaluate.iwae_samples=0",) if study.elbo_only else ()))
+        for model in study.models:
+            if study.dataset == "bouncing_balls":
+                run = _bouncing_balls_run(model, study.budget, changes, f"{name}/{variant}")
+            else:
+                run = _moving_mnist_run(
+                    model, moving_mnist_array, study.budget, changes, f"{name}/{variant}"
+                )
+            runs.append(run)
+    return runs
 
 
 def _moving_mnist_run(
@@ -307,6 +310,20 @@ def _moving_mnist_run(
             f"data.path={moving_mnist_array}",
             *changes,
         ),
+        study=study,
+    )
+
+
+def _bouncing_balls_run(
+    model: str, fraction: float = 1.0, changes: Sequence[str] = (), study: str = ""
+) -> Experiment:
+    r"""A run of ``model`` on bouncing balls (its shipped configuration is at half width
+    already): ``fraction`` of the budget, then ``changes``."""
+    return Experiment(
+        "bouncing_balls",
+        model,
+        CONFIGS / f"bouncing_balls_{model}.yaml",
+        (*BOUNCING_BALLS_SCALE, *budget("bouncing_balls", model, fraction), *changes),
         study=study,
     )
 

@@ -15,6 +15,11 @@ from typing import Any
 
 from .experiments import LABELS, PAPER, STUDIES
 
+DATASET_NAMES = {
+    "moving_mnist": "Moving MNIST at reduced scale",
+    "bouncing_balls": "Bouncing balls",
+}  # the study tables' captions
+
 __all__ = [
     "FINDINGS",
     "MAIN_MODELS",
@@ -311,7 +316,8 @@ def _study_tables(summary: Mapping[str, Any], spread: Mapping[str, Any]) -> list
         lines += [
             f"### Study `{name}`: {study.question}",
             "",
-            "Moving MNIST at reduced scale, "
+            DATASET_NAMES[study.dataset]
+            + ", "
             + (
                 "the same budget and seed for every variant"
                 if study.budget == 1

@@ -84,7 +84,8 @@ def reproduce(
         models: Models of the main reproduction (``1af``, ``2af``, ``slvm``, ``slvm_1af``,
             ``slvm_2af``).
         datasets: ``moving_mnist`` and/or ``bouncing_balls``.
-        studies: Studies to run (:data:`~.experiments.STUDIES`), on Moving MNIST.
+        studies: Studies to run (:data:`~.experiments.STUDIES`), each on its dataset (when
+            ``datasets`` holds it).
         overrides: ``section.key=value`` for every run (a quick try; the published results use
             none).
         sequences: Evaluate only the first N sequences of each split (None: all 256).
@@ -133,7 +134,8 @@ def reproduce(
         evaluated |= set(summary["runs"])
     study_runs = [
         (name, run, _main_equivalent(run, array, extra))
-        for name in (studies if "moving_mnist" in datasets else ())
+        for name in studies
+        if STUDIES[name].dataset in datasets
         for run in study_experiments(name, array)
     ]
     planned = [(run, runs_root / run.name) for run in mains] + [
@@ -214,7 +216,7 @@ def _main_equivalent(experiment: Experiment, array: Path, extra: list[str]) -> E
     r"""The main reproduction's run that a study's run is identical to (the same resolved
     configuration but for its name), so that it is trained once; None if there is none."""
     (main,) = [
-        run for run in experiments(array, [experiment.model]) if run.dataset == "moving_mnist"
+        run for run in experiments(array, [experiment.model]) if run.dataset == experiment.dataset
     ]
 
     def resolved(run: Experiment) -> dict[str, Any]:
