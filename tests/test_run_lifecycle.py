@@ -22,6 +22,7 @@ import yaml
 
 pytest.importorskip("lightning.pytorch")
 
+from seqflows import FlowModel
 from seqflows.app import precision
 from seqflows.app.checkpoints import read_checkpoint  # noqa: E402
 from seqflows.app.cli import main  # noqa: E402
@@ -461,7 +462,9 @@ def test_a_finished_run_is_checked_against_the_configuration_before_nothing_is_t
     assert "already at step 2" in capsys.readouterr().out
 
 
-def test_auto_precision_trains_in_bf16_where_the_cpu_has_it(tmp_path, config_file, capsys):
+def test_auto_precision_trains_in_bf16_where_the_cpu_has_it(
+    tmp_path, config_file, capsys, monkeypatch
+):
     """``--precision auto`` resolves once, says what it chose, and trains at that precision."""
     expected = resolve_precision("auto", "cpu")
     run = tmp_path / "run"
@@ -469,6 +472,17 @@ def test_auto_precision_trains_in_bf16_where_the_cpu_has_it(tmp_path, config_fil
     out = capsys.readouterr().out
     assert f"precision {expected} (auto)" in out
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"] == "auto"
+    # evaluation is float32 whatever the run trained in: no autocast while scoring
+    autocast = []
+    scores = FlowModel.scores
+
+    def recording(self, *args, **kwargs):
+        autocast.append(torch.is_autocast_enabled("cpu"))
+        return scores(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowModel, "scores", recording)
+    assert main(["evaluate", str(run / "checkpoints" / "best.ckpt"), "--no-progress"]) == 0
+    assert autocast and not any(autocast)
 
 
 def test_auto_precision_follows_the_hardware(tmp_path, monkeypatch):
