@@ -87,7 +87,11 @@ SLVM_HALF_WIDTH = (
     "model.latent_dim=64",
     "model.lstm_hidden=128",
 )
+# The published runs trained in float32; the shipped configurations now train the models that
+# the precision study found neutral in bf16 where the CPU has it (``precision: auto``), so the
+# reproduction pins float32 to stay the runs it published.
 MOVING_MNIST_SCALE = (
+    "train.precision=32",
     "data.dataset=array",
     "data.size=32",
     "data.validation_sequences=256",
@@ -101,6 +105,7 @@ MOVING_MNIST_SCALE = (
     "evaluate.iwae_samples=100",
 )
 BOUNCING_BALLS_SCALE = (
+    "train.precision=32",
     "data.test_sequences=256",
     "train.lr_schedule=cosine",
     "evaluate.iwae_samples=100",
