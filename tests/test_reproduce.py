@@ -228,3 +228,20 @@ def test_the_transform_study_compares_affine_and_spline_1afs(tmp_path: Path) -> 
     assert _main_equivalent(spline, array, []) is None
     config = load_config(spline.config, list(spline.overrides))
     assert list(config.model.transforms) == ["spline"]
+
+
+def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path) -> None:
+    from seqflows.app.config import load_config
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    gaussian, flow = reproduce.study_experiments("prior", array)
+    assert (gaussian.study, flow.study) == ("prior/gaussian", "prior/flow")
+    assert gaussian.model == flow.model == "slvm_1af"
+    # The Gaussian prior is the paper's: the main SLVM w/ 1-AF run, trained once.
+    assert _main_equivalent(gaussian, array, []).name == "moving_mnist/slvm_1af"
+    assert _main_equivalent(flow, array, []) is None
+    config = load_config(flow.config, list(flow.overrides))
+    assert list(config.model.prior_transforms) == ["affine"]
+    assert config.model.num_transforms == 1
+    assert load_config(gaussian.config, list(gaussian.overrides)).model.prior_transforms == []
