@@ -28,7 +28,11 @@ PACKAGE = ROOT / "src" / "seqflows"
 def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():
     names = available_configs()
     assert {"mmnist_1af", "mmnist_slvm_1af", "bouncing_balls_slvm", "bair_slvm"} <= set(names)
-    own_data = {"my_video_array": (1, 8, 8), "my_time_series": (3,)}  # shapes from the data
+    own_data = {  # shapes from the data
+        "my_video_array": (1, 8, 8),
+        "my_time_series": (3,),
+        "my_time_series_slvm_prior": (3,),
+    }
     assert set(own_data) <= set(names)
     for name in names:
         config = load_config(name, ["data.path=data.npy"] if name in own_data else [])

@@ -459,7 +459,7 @@ def test_a_store_of_series_is_scored_with_its_ids(tmp_path, capsys):
 
 
 def test_the_my_configurations_need_the_data_path():
-    for name in ("my_video_array", "my_time_series"):
+    for name in ("my_video_array", "my_time_series", "my_time_series_slvm_prior"):
         with pytest.raises(ConfigError, match="data.path is required for dataset array"):
             load_config(name)
 

@@ -273,3 +273,20 @@ def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_
             assert main.name == f"moving_mnist/{run.model}" and precision == "32"
         else:
             assert main is None and precision == "bf16-mixed"
+
+
+def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path) -> None:
+    from seqflows.app.config import load_config
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    gaussian, flow = reproduce.study_experiments("prior", array)
+    assert (gaussian.study, flow.study) == ("prior/gaussian", "prior/flow")
+    assert gaussian.model == flow.model == "slvm_1af"
+    # The Gaussian prior is the paper's: the main SLVM w/ 1-AF run, trained once.
+    assert _main_equivalent(gaussian, array, []).name == "moving_mnist/slvm_1af"
+    assert _main_equivalent(flow, array, []) is None
+    config = load_config(flow.config, list(flow.overrides))
+    assert list(config.model.prior_transforms) == ["affine"]
+    assert config.model.num_transforms == 1
+    assert load_config(gaussian.config, list(gaussian.overrides)).model.prior_transforms == []

@@ -105,14 +105,16 @@ class FlowConfig(TransformConfig):
         )
 
 
-def check_transform_kinds(kinds: Sequence[str] | None, num_transforms: int) -> None:
+def check_transform_kinds(
+    kinds: Sequence[str] | None, num_transforms: int, name: str = "transforms"
+) -> None:
     """Raises ConfigError unless ``kinds`` is None or names one known kind per transform."""
     if kinds is None:
         return
     for kind in kinds:
         if kind not in TRANSFORM_KINDS:
             listed = ", ".join(repr(item) for item in TRANSFORM_KINDS)
-            raise ConfigError(f"transforms must hold {listed}; got {kind!r}")
+            raise ConfigError(f"{name} must hold {listed}; got {kind!r}")
     if len(kinds) != num_transforms:
         raise ConfigError(
             f"transforms lists {len(kinds)} kinds for num_transforms={num_transforms}: give "

@@ -24,7 +24,7 @@ layers); 1 and 2 are SLVM w/ 1-AF and w/ 2-AF (linear loc, 1 LSTM layer).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import torch
@@ -35,6 +35,7 @@ from .config import check_at_least
 from .distributions import normal_kl, normal_log_prob
 from .errors import ConfigError
 from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
+from .latent_prior import LatentFlow
 from .networks import make_frame_networks
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
@@ -73,7 +74,8 @@ class ELBOTerms:
 
     Attributes:
         log_likelihood: log p(v_t | z_t) at a posterior sample (v = y with a flow, else x).
-        kl: KL(q(z_t | ...) || p(z_t | z_{<t})), analytic.
+        kl: KL(q(z_t | ...) || p(z_t | z_{<t})): analytic for the Gaussian prior, the
+            Monte-Carlo estimate log q - log p at the sample with a flow prior.
         log_abs_det: log |det dy_t/dx_t| of the flow (zeros without one).
         flow: The flow's outputs (shift, scale, noise of every transform), or None.
         likelihood_loc: Loc of p(v_t | z_t), (B, T - burn_in, *event_shape).
@@ -189,6 +191,10 @@ class LatentSequenceModel(nn.Module):
             authors' step loop; see :mod:`seqflows.normalization`).
         init: ``"default"`` (PyTorch's) or ``"reference"`` (the authors' SLVM:
             :func:`reference_initialization`).
+        prior_transforms: The kinds of a flow across time on z that the prior's Gaussian is
+            pushed through (:class:`~seqflows.latent_prior.LatentFlow`), outermost first; empty:
+            the paper's Gaussian prior.
+        prior_config: Settings of those transforms (needed with ``prior_transforms``).
     """
 
     def __init__(
@@ -204,6 +210,8 @@ class LatentSequenceModel(nn.Module):
         loc_map: str,
         batch_norm: str,
         init: str,
+        prior_transforms: Sequence[str] = (),
+        prior_config: TransformConfig | None = None,
     ) -> None:
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
@@ -228,6 +236,12 @@ class LatentSequenceModel(nn.Module):
         self.prior_log_scale = nn.Linear(hidden, latent_dim)
         if init == "reference":
             reference_initialization(self)
+        # After the initialisation above, which would undo the flow's identity_init.
+        self.prior_flow = (
+            LatentFlow(latent_dim, prior_transforms, prior_config or TransformConfig())
+            if prior_transforms
+            else None
+        )
 
     def _per_step(self) -> bool:
         return self.batch_norm == "per_step" and self.training
@@ -280,6 +294,28 @@ class LatentSequenceModel(nn.Module):
             output = torch.stack(outputs, dim=1)
             return self.prior_loc(output), _clamp(self.prior_log_scale(output))
 
+    def log_prior(self, z: Tensor) -> Tensor:
+        r"""log p(z_t | z_{<t}) of every step at once: (B, T, latent) -> (B, T), in float32.
+
+        With a flow prior: the Gaussian density of u = flow^{-1}(z) plus log |det du_t/dz_t|
+        (:mod:`seqflows.latent_prior`).
+        """
+        loc, log_scale = self.prior(z)
+        with torch.autocast(z.device.type, enabled=False):
+            if self.prior_flow is None:
+                return normal_log_prob(z.float(), loc, log_scale, 1)
+            u, log_abs_det = self.prior_flow.normalize(z.float())
+            return normal_log_prob(u, loc, log_scale, 1) + log_abs_det
+
+    def kl(self, posterior: Posterior) -> Tensor:
+        r"""KL_t of every step, (B, T): analytic for the Gaussian prior; with a flow prior the
+        Monte-Carlo estimate log q(z_t | v_{<=t}, z_{<t}) - log p(z_t | z_{<t}) at the sample."""
+        if self.prior_flow is None:
+            prior_loc, prior_log_scale = self.prior(posterior.z)
+            return normal_kl(posterior.loc, posterior.log_scale, prior_loc, prior_log_scale)
+        log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
+        return log_posterior - self.log_prior(posterior.z)
+
     def likelihood(self, z: Tensor) -> tuple[Tensor, Tensor]:
         r"""Loc and log-scale of p(v_t | z_t) for all frames at once: (B, T, latent) ->
         2 x (B, T, *event_shape), in float32."""
@@ -302,15 +338,14 @@ class LatentSequenceModel(nn.Module):
     def terms(
         self, v: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        r"""Per-frame log p(v_t | z_t) and analytic KL_t at one posterior sample.
+        r"""Per-frame log p(v_t | z_t) and KL_t (:meth:`kl`) at one posterior sample.
 
         Returns:
             log_likelihood (B, T), kl (B, T), and the likelihood's loc and log-scale
             (B, T, *event_shape).
         """
         posterior = self.infer(self.encode(v), generator)
-        prior_loc, prior_log_scale = self.prior(posterior.z)
-        kl = normal_kl(posterior.loc, posterior.log_scale, prior_loc, prior_log_scale)
+        kl = self.kl(posterior)
         loc, log_scale = self.likelihood(posterior.z)
         log_likelihood = normal_log_prob(v, loc, log_scale, len(self.event_shape))
         return log_likelihood, kl, loc, log_scale
@@ -339,8 +374,7 @@ class LatentSequenceModel(nn.Module):
         features = features.repeat_interleave(num_samples, dim=0)
         repeated = v.repeat_interleave(num_samples, dim=0)
         posterior = self.infer(features, generator)
-        prior_loc, prior_log_scale = self.prior(posterior.z)
-        log_prior = normal_log_prob(posterior.z, prior_loc, prior_log_scale, 1)
+        log_prior = self.log_prior(posterior.z)
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
         loc, log_scale = self.likelihood(posterior.z)
         log_likelihood = normal_log_prob(repeated, loc, log_scale, len(self.event_shape))
@@ -378,6 +412,7 @@ class LatentSequenceModel(nn.Module):
             for t in range(history.shape[1]):  # the prior's state after z_0 .. z_{c-1}
                 _, state = self.prior_lstm(self.prior_input(previous[:, t]), state)
             z = previous[:, -1]
+            windows = None if self.prior_flow is None else self.prior_flow.start(history)
             latents = []
             for _ in range(length):
                 output, state = self.prior_lstm(self.prior_input(z), state)
@@ -385,6 +420,8 @@ class LatentSequenceModel(nn.Module):
                 log_scale = _clamp(self.prior_log_scale(output))
                 noise = torch.randn(loc.shape, generator=generator, device=device)
                 z = loc + torch.exp(log_scale) * noise
+                if windows is not None:  # flow prior: z_t from u_t through the windows
+                    z, windows = self.prior_flow.generate_step(z, windows)
                 latents.append(z)
         loc, log_scale = self.likelihood(torch.stack(latents, 1))
         noise = torch.randn(loc.shape, generator=generator, device=device)
@@ -421,6 +458,13 @@ class SLVMConfig(TransformConfig):
             context with a flow) or ``"scored"`` (the frames after ``burn_in``).
         transforms: The kind of each of the flow's transforms, outermost first (``"affine"``
             or ``"spline"``, see :class:`~seqflows.flows.FlowConfig`); None: all affine.
+        prior_transforms: Beyond the paper: the kinds (``"affine"``, ``"spline"``) of a flow
+            across time on z that the prior's Gaussian is pushed through, outermost first
+            (:mod:`seqflows.latent_prior`); the KL term is then estimated at the posterior
+            sample. Empty (the default): the paper's Gaussian prior.
+        prior_window: k of the prior's transforms: the past latents each one sees.
+        prior_conditioner: ``"mlp"`` or ``"linear"``: the conditioner of the prior's
+            transforms (``hidden`` units; the other transform settings are shared).
     """
 
     type: Literal["slvm"] = "slvm"
@@ -436,11 +480,18 @@ class SLVMConfig(TransformConfig):
     init: Literal["default", "reference"] = "reference"
     train_frames: Literal["all", "scored"] = "all"
     transforms: list[Literal["affine", "spline"]] | None = None
+    prior_transforms: list[Literal["affine", "spline"]] = field(default_factory=list)
+    prior_window: int = 1
+    prior_conditioner: Literal["mlp", "linear"] = "mlp"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_at_least(self, 0, "num_transforms", "burn_in")
         check_transform_kinds(self.transforms, self.num_transforms)
+        check_transform_kinds(
+            self.prior_transforms, len(self.prior_transforms), "prior_transforms"
+        )
+        check_at_least(self, 1, "prior_window")
         check_at_least(
             self,
             1,
@@ -465,6 +516,13 @@ class SLVMConfig(TransformConfig):
             return None
         shared = {field.name: getattr(self, field.name) for field in fields(TransformConfig)}
         return FlowConfig(**shared, num_transforms=self.num_transforms, transforms=self.transforms)
+
+    @property
+    def prior_transform(self) -> TransformConfig:
+        """The settings of every transform of the flow prior (``prior_window``, ...)."""
+        shared = {item.name: getattr(self, item.name) for item in fields(TransformConfig)}
+        shared.update(window=self.prior_window, conditioner=self.prior_conditioner)
+        return TransformConfig(**shared)
 
 
 class SLVM(Pretrained, nn.Module):
@@ -504,6 +562,8 @@ class SLVM(Pretrained, nn.Module):
             loc_map=config.likelihood_loc or ("sigmoid" if image and not flow else "linear"),
             batch_norm=config.batch_norm,
             init=config.init,
+            prior_transforms=config.prior_transforms,
+            prior_config=config.prior_transform,
         )
 
     @classmethod
@@ -520,8 +580,10 @@ class SLVM(Pretrained, nn.Module):
 
     @property
     def label(self) -> str:
-        """The paper's name of the model: ``SLVM``, ``SLVM w/ 1-AF``, ..."""
-        return "SLVM" if self.flow is None else f"SLVM w/ {self.flow.label}"
+        """The paper's name of the model: ``SLVM``, ``SLVM w/ 1-AF``, ...; with a flow prior
+        ``, flow prior`` follows (``SLVM w/ 1-AF, flow prior``)."""
+        label = "SLVM" if self.flow is None else f"SLVM w/ {self.flow.label}"
+        return label if self.latent.prior_flow is None else f"{label}, flow prior"
 
     def loss(
         self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0

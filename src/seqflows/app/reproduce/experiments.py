@@ -212,6 +212,13 @@ STUDIES: dict[str, Study] = {
         {"affine": (), "spline": ("model.transforms=[spline]",)},
         dataset="bouncing_balls",
     ),
+    "prior": Study(
+        "the prior of SLVM w/ 1-AF: the LSTM Gaussian (the paper's), or that Gaussian pushed "
+        "through an affine autoregressive flow across time on z (beyond the paper: its future "
+        "work; the KL term is then a Monte-Carlo estimate)",
+        ("slvm_1af",),
+        {"gaussian": (), "flow": ("model.prior_transforms=[affine]",)},
+    ),
     "precision": Study(
         "training precision of every model: float32, or bfloat16 mixed precision (autocast: "
         "convolutions and matrix products in bf16; weights, optimizer state, log-determinants, "
