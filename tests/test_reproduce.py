@@ -251,6 +251,9 @@ def test_the_transform_study_on_bouncing_balls_pairs_with_the_main_bouncing_ball
     assert affine.name == "studies/transform_balls/affine/bouncing_balls/1af"
     assert _main_equivalent(affine, array, []).name == "bouncing_balls/1af"
     assert _main_equivalent(spline, array, []) is None
+    gaussian, flow = reproduce.study_experiments("prior_balls", array)
+    assert _main_equivalent(gaussian, array, []).name == "bouncing_balls/slvm_1af"
+    assert _main_equivalent(flow, array, []) is None and flow.dataset == "bouncing_balls"
 
 
 def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_runs(

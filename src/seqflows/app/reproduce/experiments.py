@@ -219,6 +219,13 @@ STUDIES: dict[str, Study] = {
         ("slvm_1af",),
         {"gaussian": (), "flow": ("model.prior_transforms=[affine]",)},
     ),
+    "prior_balls": Study(
+        "the prior of SLVM w/ 1-AF on bouncing balls: the LSTM Gaussian, or that Gaussian pushed "
+        "through an affine autoregressive flow across time on z (beyond the paper)",
+        ("slvm_1af",),
+        {"gaussian": (), "flow": ("model.prior_transforms=[affine]",)},
+        dataset="bouncing_balls",
+    ),
     "precision": Study(
         "training precision of every model: float32, or bfloat16 mixed precision (autocast: "
         "convolutions and matrix products in bf16; weights, optimizer state, log-determinants, "
