@@ -427,3 +427,43 @@ def test_evaluation_normalizes_and_encodes_the_data_once(num_transforms):
     assert accumulator.iwae_total == pytest.approx(float(bound.double().sum()), rel=1e-6)
     expected = scores.log_prob[:, -4:].double().sum()
     assert accumulator.likelihood.total == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_sampling_costs_the_same_per_step_whatever_the_length(num_transforms):
+    """Without timing: each new step runs the prior's LSTM once on B latents, the decoder
+    sees the B * T new latents in one call, the flow decodes one window of B per step, and
+    the context is filtered once: nothing per step grows with T (the encoder never re-runs)."""
+    model = small_image_model(num_transforms)
+    batch, context = 2, torch.rand(2, 3, 1, 8, 8)
+    found = {}
+    for length in (3, 9):
+        calls = {"prior": [], "decoder": [], "encoder": [], "flow": []}
+        networks = {
+            "prior": model.latent.prior_lstm,
+            "decoder": model.latent.decoder,
+            "encoder": model.latent.encoder,
+        }
+        if model.flow is not None:
+            networks["flow"] = model.flow.transforms[0].conditioner
+        for name, network in networks.items():
+            method = "decode" if name == "flow" else "forward"
+            original = getattr(network, method)
+
+            def wrapper(tensor, *args, _original=original, _calls=calls[name], **kwargs):
+                _calls.append(tensor.shape[0])
+                return _original(tensor, *args, **kwargs)
+
+            setattr(network, method, wrapper)
+        model.sample(batch, length, context, generator(0))
+        for name, network in networks.items():
+            delattr(network, "decode" if name == "flow" else "forward")
+        found[length] = calls
+    for length, calls in found.items():
+        # the context frames the latent model filters: all of them, or those after the flow's
+        filtered = context.shape[1] - (0 if model.flow is None else model.burn_in)
+        assert calls["prior"] == [batch] * (filtered + length)
+        assert calls["decoder"] == [batch * length]
+        assert calls["encoder"] == ([batch * filtered] if filtered else [])
+        if model.flow is not None:  # the context's noise once, then one window per step
+            assert calls["flow"] == [batch * filtered] + [batch] * length
