@@ -1,4 +1,4 @@
-"""Inference copies: BatchNorm folded into the convolutions gives the same densities and samples."""
+"""Inference copies: BatchNorm folded into the convolutions, the same densities and samples."""
 
 from __future__ import annotations
 
