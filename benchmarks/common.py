@@ -10,6 +10,8 @@ r"""What the benchmarks share: the paper's models, the conv peak, FLOP counts, t
 * :class:`Usage`: wall time, this process's CPU time and page faults of a block, and the cores
   that other processes kept busy meanwhile (``others``: the numbers are clean when it is ~0);
 * :func:`training_step`: one training step (loss, backward, Adam), timed by phase;
+* :func:`inference_variant`: a model as evaluation and sampling run it (eval mode, BatchNorm
+  folded or not, channels-last or not);
 * :func:`machine`: the torch version, threads and CPU of the run, for the JSON files.
 
 The scripts run from the repository root as ``python benchmarks/NAME.py``, which puts this
@@ -18,7 +20,8 @@ folder on ``sys.path``: they import this module as ``common``.
 
 from __future__ import annotations
 
-import math
+import argparse
+import json
 import os
 import platform
 import resource
@@ -31,10 +34,12 @@ from typing import Any
 import torch
 
 from seqflows import SLVM, FlowModel
+from seqflows.inference import fold_batch_norm
 
 WINDOW = 3  # k, the paper's window
 MODELS = ("1af", "2af", "slvm", "slvm_1af")
 LABELS = {"1af": "1-AF", "2af": "2-AF", "slvm": "SLVM", "slvm_1af": "SLVM w/ 1-AF"}
+VARIANTS = ("eval", "folded", "folded_cl")  # how the inference benchmarks run a model
 BUSY = 0.1  # cores used by other processes above which a measurement is not clean
 
 
@@ -274,8 +279,19 @@ def training_step(
     return forward - start, backward - forward, end - backward
 
 
-def finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+def inference_variant(model: torch.nn.Module, variant: str) -> torch.nn.Module:
+    r"""The model as a benchmark's variant (:data:`VARIANTS`) runs it for inference: ``eval``
+    (eval mode), ``folded`` (:func:`seqflows.inference.fold_batch_norm`) or ``folded_cl``
+    (folded, channels-last weights). No parameter requires a gradient (FlopCounterMode trips
+    over views of such parameters under inference mode)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    if variant == "eval":
+        return model.eval().requires_grad_(False)
+    folded = fold_batch_norm(model)
+    if variant == "folded_cl":
+        folded = folded.to(memory_format=torch.channels_last)
+    return folded
 
 
 def busy_warning(results: list[dict[str, Any]], key: str = "others") -> str | None:
@@ -283,4 +299,45 @@ def busy_warning(results: list[dict[str, Any]], key: str = "others") -> str | No
     noisy = [str(row["name"]) for row in results if row[key] > BUSY]
     if not noisy:
         return None
-    return f"warning: other processes used the CPU during {', '.join(noisy)}: rerun them"
+    named = ", ".join(noisy[:4]) + (f" and {len(noisy) - 4} more" if len(noisy) > 4 else "")
+    return f"warning: other processes used the CPU during {named}: rerun them"
+
+
+def choices(parser: argparse.ArgumentParser, value: str, allowed: tuple[str, ...]) -> list[str]:
+    """The comma-separated items of an option, each one of ``allowed`` (else a parser error)."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    for item in items:
+        if item not in allowed:
+            parser.error(f"unknown {item!r}; choose from {', '.join(allowed)}")
+    return items
+
+
+def apply_quick(args: argparse.Namespace, quick: dict[str, Any]) -> None:
+    """``--quick``: the tiny sizes of ``quick`` replace the options'."""
+    if args.quick:
+        for key, value in quick.items():
+            setattr(args, key, value)
+
+
+def check_at_least_one(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, *keys: str
+) -> None:
+    """A parser error for the first of the options ``keys`` below 1."""
+    for key in keys:
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} must be at least 1")
+
+
+def run_info(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`machine` and the run's options (what the JSON file starts with)."""
+    config = {key: value for key, value in vars(args).items() if key != "json"}
+    return {**machine(args.threads), "config": config}
+
+
+def report(info: dict[str, Any], rows: list[dict[str, Any]], path: str | None) -> None:
+    """Writes the run's ``info`` with its ``rows`` as JSON to ``path`` (if given)."""
+    info["results"] = rows
+    if path:
+        with open(path, "w") as handle:
+            json.dump(info, handle, indent=2)
+        print(f"\nwrote {path}")
