@@ -101,7 +101,7 @@ class SequenceScores:
 
         With ``iwae_samples``, an SLVM's ELBO and bound come from one call
         (:meth:`~seqflows.slvm.SLVM.scores_and_bound`: the flow and the encoder see the data
-        once), with the numbers of :meth:`scores` followed by :meth:`bound`."""
+        once), with the numbers of ``model.scores`` followed by ``model.bound``."""
         available = x.shape[1] - model.burn_in
         scored = available if self.scored_frames is None else self.scored_frames
         if self.scored_frames is not None and available >= 1 and not 1 <= scored <= available:
