@@ -54,8 +54,6 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -63,83 +61,20 @@ from typing import Any
 
 import torch
 
+from common import (
+    WINDOW,
+    Usage,
+    conv_peak,
+    count_flops,
+    machine,
+    maxrss_mib,
+    paper_model,
+    training_step,
+)
 from seqflows.app.runtime import retain_freed_memory
 
 MODES = ("fp32", "fp32_cl", "bf16", "bf16_cl")
 ALLOCATORS = ("system", "retain")
-WINDOW = 3
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> list[str]:
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [flag for flag in wanted if flag in flags]
-    except OSError:
-        pass
-    return []
-
-
-def maxrss_mib() -> float:
-    """Peak resident set size of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_busy_seconds() -> float | None:
-    """CPU seconds used by the whole machine (all processes) since boot, or None."""
-    try:
-        with open("/proc/stat") as handle:
-            fields = handle.readline().split()[1:]
-    except OSError:
-        return None
-    ticks = [int(field) for field in fields]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class Usage:
-    """What a block cost: wall time, this process's user/system CPU and page faults, and the
-    average number of cores that other processes kept busy meanwhile."""
-
-    def __enter__(self) -> Usage:
-        self._start = (
-            time.perf_counter(),
-            cpu_busy_seconds(),
-            resource.getrusage(resource.RUSAGE_SELF),
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall, busy, usage = (
-            time.perf_counter(),
-            cpu_busy_seconds(),
-            resource.getrusage(resource.RUSAGE_SELF),
-        )
-        wall0, busy0, usage0 = self._start
-        self.wall = wall - wall0
-        self.user = usage.ru_utime - usage0.ru_utime
-        self.system = usage.ru_stime - usage0.ru_stime
-        self.minor_faults = usage.ru_minflt - usage0.ru_minflt
-        if busy is None or busy0 is None:
-            self.other_cores = float("nan")
-        else:
-            # /proc/stat counts in clock ticks: discount a few ticks of rounding.
-            others = (busy - busy0) - (self.user + self.system) - 4 / os.sysconf("SC_CLK_TCK")
-            self.other_cores = max(others, 0.0) / self.wall
 
 
 def mode_settings(mode: str) -> tuple[torch.memory_format, bool]:
@@ -147,10 +82,6 @@ def mode_settings(mode: str) -> tuple[torch.memory_format, bool]:
         raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
     memory_format = torch.channels_last if mode.endswith("_cl") else torch.contiguous_format
     return memory_format, mode.startswith("bf16")
-
-
-def autocast(enabled: bool) -> torch.autocast:
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
 def closed_form_conv_flops(args: argparse.Namespace) -> dict[str, int]:
@@ -174,65 +105,28 @@ def closed_form_conv_flops(args: argparse.Namespace) -> dict[str, int]:
 def measure_conv_peak(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """GFLOP/s of one hidden -> hidden 3x3 conv, forward + backward, in the given mode."""
     memory_format, bf16 = mode_settings(mode)
-    torch.manual_seed(args.seed)
-    conv = torch.nn.Conv2d(args.hidden, args.hidden, 3, padding=1, bias=False)
-    conv = conv.to(memory_format=memory_format)
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    shape = (args.peak_batch, args.hidden, args.size, args.size)
-    # Under autocast the model's convs get bf16 inputs (BN/ReLU outputs), so does this one.
-    x = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
-    grad = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format)
-    flops = 3 * 2 * 9 * args.hidden * args.hidden * args.size * args.size * args.peak_batch
-    times = []
-    with Usage() as usage:
-        for rep in range(args.peak_reps + 1):
-            x.grad = None
-            conv.zero_grad(set_to_none=True)
-            start = time.perf_counter()
-            with autocast(bf16):
-                out = conv(x)
-            out.backward(grad)
-            if rep > 0:  # the first call is a warm-up
-                times.append(time.perf_counter() - start)
-            del out
-    seconds = statistics.median(times)
-    return {
-        "batch": args.peak_batch,
-        "memory_format": "channels_last" if memory_format == torch.channels_last else "NCHW",
-        "seconds": seconds,
-        "times": times,
-        "gflop": flops / 1e9,
-        "gflops_per_s": flops / seconds / 1e9,
-        "other_cpu_cores": usage.other_cores,
-    }
+    return conv_peak(
+        args.hidden,
+        args.size,
+        args.peak_batch,
+        args.peak_reps,
+        backward=True,
+        bf16=bf16,
+        memory_format=memory_format,
+        seed=args.seed,
+    )
 
 
 def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """Times the training step of one mode, then the conv peak of the same mode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     import seqflows
-    from seqflows import SLVM, FlowModel
 
     retained = retain_freed_memory() if args.allocator == "retain" else False
     torch.set_num_threads(args.threads)
     memory_format, bf16 = mode_settings(mode)
     torch.manual_seed(args.seed)
-    if args.model == "1af":
-        model = FlowModel(
-            event_shape=(1, args.size, args.size),
-            num_transforms=1,
-            window=WINDOW,
-            conditioner="conv",
-            hidden=args.hidden,
-        )
-    else:  # the paper's SLVM (Appendix B, Fig. 6), with the 1-AF in front for slvm_1af
-        model = SLVM(
-            event_shape=(1, args.size, args.size),
-            num_transforms=1 if args.model == "slvm_1af" else 0,
-            window=WINDOW,
-            hidden=args.hidden,
-        )
+    # the paper's 1-AF, SLVM (Appendix B, Fig. 6) or SLVM w/ 1-AF
+    model = paper_model(args.model, args.size, args.hidden)
     model = model.to(memory_format=memory_format).train()
     generator = torch.Generator().manual_seed(args.seed)  # SLVM posterior samples
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -240,29 +134,9 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     scored = args.batch * (args.frames - model.burn_in)
 
     def step() -> tuple[float, float, float]:
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(bf16):
-            loss = model.loss(x, generator).loss
-        forward = time.perf_counter()
-        loss.backward()
-        backward = time.perf_counter()
-        optimizer.step()
-        end = time.perf_counter()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} in mode {mode}")
-        return forward - start, backward - forward, end - backward
+        return training_step(model, optimizer, x, generator, bf16)
 
-    counter = FlopCounterMode(display=False)
-    with counter:  # FLOPs are counted on the first, untimed step
-        step()
-    by_op = {str(op): count for op, count in counter.get_flop_counts().get("Global", {}).items()}
-    flops = {
-        "forward": sum(n for op, n in by_op.items() if op.endswith("convolution")),
-        "backward": sum(n for op, n in by_op.items() if op.endswith("convolution_backward")),
-        "total": counter.get_total_flops(),
-        "by_op": by_op,
-    }
+    _, flops = count_flops(step)  # FLOPs are counted on the first, untimed step
     for _ in range(args.warmup - 1):
         step()
 
@@ -416,14 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     # The closed form covers the flow's convolutions; SLVM FLOPs are counted only.
     expected = closed_form_conv_flops(args) if args.model == "1af" else None
     info: dict[str, Any] = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": args.threads,
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_flags": cpu_flags(),
-        "mkldnn": torch.backends.mkldnn.is_available(),
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        **machine(args.threads),
         "config": {k: v for k, v in vars(args).items() if k not in ("json", "isolate")},
         "closed_form_conv_flops": expected,
     }

@@ -339,6 +339,31 @@ def test_sample_and_visualize_write_figures(run, capsys):
     assert "needs 2 context frames" in capsys.readouterr().err
 
 
+def test_sample_runs_the_model_with_batch_norm_folded(run, tmp_path, capsys, monkeypatch):
+    """``seqflows sample`` generates with an inference copy (BatchNorm folded into the
+    convolutions) and gives the frames of the model itself to float tolerance."""
+    from seqflows import FlowModel
+    from seqflows.inference import folded_layers
+
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    seen = []
+    original = FlowModel.sample
+
+    def spy(self, *args, **kwargs):
+        seen.append(folded_layers(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowModel, "sample", spy)
+    command = ["sample", checkpoint, "--out", str(tmp_path), "--num", "2", "--length", "4"]
+    assert main([*command, "--seed", "5"]) == 0
+    assert "samples.pt" in capsys.readouterr().out
+    assert seen == [16]  # 2 transforms, 8 BatchNorms each
+    written = torch.load(tmp_path / "samples.pt", weights_only=True)
+    model = model_from_checkpoint(checkpoint)[0].eval()
+    expected = original(model, 2, 4, written["context"], torch.Generator().manual_seed(5))
+    torch.testing.assert_close(written["predicted"], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_bad_input_ends_with_a_clear_error(run, tmp_path, capsys):
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     capsys.readouterr()

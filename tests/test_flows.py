@@ -698,3 +698,42 @@ def test_channels_last_model_gives_the_same_density_and_inverse(kind: str) -> No
         torch.testing.assert_close(channels_last.log_prob(x), model.log_prob(x))
         noise = channels_last.normalize(x).noise
         torch.testing.assert_close(channels_last.generate(noise, x[:, :4]), x)
+
+
+def record_inputs(module: torch.nn.Module, name: str, calls: list[int]) -> None:
+    """Replaces ``module.name`` by a wrapper that appends the batch size of each input."""
+    method = getattr(module, name)
+
+    def wrapper(tensor, *args, **kwargs):
+        calls.append(tensor.shape[0])
+        return method(tensor, *args, **kwargs)
+
+    setattr(module, name, wrapper)
+
+
+@pytest.mark.parametrize("num_transforms", [1, 2])
+def test_generation_costs_the_same_per_step_whatever_the_length(num_transforms):
+    """Without timing: each generated step encodes one frame and decodes one window per
+    transform (B of each), and what is done once (the context) does not grow with T, so the
+    cost per step cannot grow with the length (no history concatenated or re-run)."""
+    batch = 2
+    model = FlowModel((1, 8, 8), num_transforms=num_transforms, window=2, hidden=4).eval()
+    context = torch.rand(batch, model.burn_in + 1, 1, 8, 8)
+    calls = {}
+    for length in (3, 9):
+        encode, decode = [], []
+        for transform in model.transforms:
+            record_inputs(transform.conditioner, "encode", encode)
+            record_inputs(transform.conditioner, "decode", decode)
+        model.sample(batch, length, context, torch.Generator().manual_seed(0))
+        for transform in model.transforms:  # back to the class's methods
+            del transform.conditioner.encode, transform.conditioner.decode
+        calls[length] = {"encode": encode, "decode": decode}
+    steps = {"decode": lambda length: length, "encode": lambda length: length - 1}
+    for kind, per_transform in steps.items():  # the window advances by one encoded frame
+        for length, found in calls.items():
+            per_step = [size for size in found[kind] if size == batch]
+            assert len(per_step) == per_transform(length) * num_transforms, (kind, length)
+        # the context's share (the window's start, the inner contexts) is the same for any T
+        once = [sorted(size for size in found[kind] if size != batch) for found in calls.values()]
+        assert once[0] == once[1] and max(once[1], default=0) <= batch * context.shape[1]

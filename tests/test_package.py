@@ -22,6 +22,7 @@ def test_core_imports_nothing_beyond_torch_and_numpy() -> None:
 
 def test_public_api() -> None:
     assert {"FlowModel", "AffineAutoregressiveTransform", "metrics"} <= set(seqflows.__all__)
+    assert seqflows.fold_batch_norm is seqflows.inference.fold_batch_norm
     assert seqflows.__version__
 
 

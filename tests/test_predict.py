@@ -186,6 +186,24 @@ def test_predict_reports_every_prediction_per_frame(flow_checkpoint, tmp_path, c
     assert (out / "longer.json").is_file()
 
 
+def test_predict_samples_with_batch_norm_folded(flow_checkpoint, tmp_path, capsys, monkeypatch):
+    from seqflows import FlowModel
+    from seqflows.inference import folded_layers
+
+    seen = []
+    original = FlowModel.sample
+
+    def spy(self, *args, **kwargs):
+        seen.append(folded_layers(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowModel, "sample", spy)
+    command = ["predict", flow_checkpoint, "--out", str(tmp_path), "--samples", "2"]
+    assert main([*command, "--length", "2", "--sequences", "2", "--no-progress"]) == 0
+    assert "best_of_k" in capsys.readouterr().out
+    assert seen and set(seen) == {8}  # every call: the 1-AF's 8 BatchNorms folded
+
+
 def test_predict_refuses_what_it_cannot_do(flow_checkpoint, tmp_path, capsys):
     out = str(tmp_path / "p")
     capsys.readouterr()

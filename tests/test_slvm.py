@@ -381,3 +381,124 @@ def test_rows_are_named_for_what_they_are(num_transforms):
         torch.testing.assert_close(layer["residual"], (data - layer["loc"]) / layer["scale"])
     else:
         assert [list(layer) for layer in layers] == [["shift", "scale", "noise"]]
+
+
+def reference_log_weights(model: SLVM, v: torch.Tensor, num_samples: int, seed: int):
+    """The log-weights as first written: features and data copied K times, no broadcasting."""
+    latent = model.latent
+    batch, length = v.shape[:2]
+    features = latent.encode(v).repeat_interleave(num_samples, dim=0)
+    repeated = v.repeat_interleave(num_samples, dim=0)
+    posterior = latent.infer(features, generator(seed))
+    prior_loc, prior_log_scale = latent.prior(posterior.z)
+    log_prior = normal_log_prob(posterior.z, prior_loc, prior_log_scale, 1)
+    log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
+    loc, log_scale = latent.likelihood(posterior.z)
+    log_likelihood = normal_log_prob(repeated, loc, log_scale, len(latent.event_shape))
+    return (log_likelihood + log_prior - log_posterior).view(batch, num_samples, length)
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_log_weights_equal_the_reference_computation(image):
+    model = small_image_model() if image else small_vector_model()
+    v = torch.rand(3, 5, 1, 8, 8) if image else torch.randn(3, 5, 3)
+    expected = reference_log_weights(model, v, 4, seed=6)
+    torch.testing.assert_close(model.latent.log_weights(v, 4, generator(6)), expected)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_k_samples_in_one_batch_equal_k_separate_calls(num_transforms):
+    """For one sequence the generator's stream gives sample k the same noise whether the K
+    samples are drawn in one batch, in chunks or one call at a time (torch fills normal noise
+    in blocks of 16 numbers: each sample draws T * latent_dim = 32 here, so the blocks align)."""
+    model = small_vector_model(num_transforms)
+    x = torch.randn(1, 8 if model.flow is None else 8 + model.burn_in, 3)  # v: 8 frames
+    v = x if model.flow is None else model.flow.normalize(x).noise
+    stream = generator(8)
+    separate = torch.cat([model.latent.log_weights(v, 1, stream) for _ in range(6)], dim=1)
+    torch.testing.assert_close(model.latent.log_weights(v, 6, generator(8)), separate)
+    whole = model.iwae(x, 6, generator(8))
+    for chunk in (1, 4, 6):
+        torch.testing.assert_close(model.iwae(x, 6, generator(8), chunk=chunk), whole)
+
+
+class Calls:
+    """Counts the calls of a function (and whether they ran under inference mode)."""
+
+    def __init__(self, function):
+        self.function, self.count, self.inference = function, 0, []
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        self.inference.append(torch.is_inference_mode_enabled())
+        return self.function(*args, **kwargs)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_evaluation_normalizes_and_encodes_the_data_once(num_transforms):
+    """The ELBO and the bound of an evaluation share the flow's normalize and the encoder's
+    features (they do not depend on the samples): the same numbers as scores() then bound()
+    with one generator, with x normalized once and encoded once, under inference mode."""
+    from seqflows.app.evaluation import SequenceScores
+
+    model = small_image_model(num_transforms)
+    x = torch.rand(3, 6, 1, 8, 8)
+    stream = generator(9)
+    scores = model.scores(x, stream)
+    bound = model.bound(x, 5, stream, chunk=2, scored=4)
+    frame_scores, both_bound = model.scores_and_bound(x, 5, generator(9), chunk=2, scored=4)
+    torch.testing.assert_close(frame_scores.log_prob, scores.log_prob)
+    torch.testing.assert_close(both_bound, bound)
+
+    encoder = Calls(model.latent.encoder.forward)
+    model.latent.encoder.forward = encoder
+    if model.flow is not None:
+        normalize = model.flow.normalize = Calls(model.flow.normalize)
+    accumulator = SequenceScores(model.event_shape, iwae_samples=5, iwae_chunk=2, scored_frames=4)
+    accumulator.update(model, x, generator(9))
+    assert encoder.count == 1 and encoder.inference == [True]
+    if model.flow is not None:
+        assert normalize.count == 1
+    assert accumulator.iwae_total == pytest.approx(float(bound.double().sum()), rel=1e-6)
+    expected = scores.log_prob[:, -4:].double().sum()
+    assert accumulator.likelihood.total == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_sampling_costs_the_same_per_step_whatever_the_length(num_transforms):
+    """Without timing: each new step runs the prior's LSTM once on B latents, the decoder
+    sees the B * T new latents in one call, the flow decodes one window of B per step, and
+    the context is filtered once: nothing per step grows with T (the encoder never re-runs)."""
+    model = small_image_model(num_transforms)
+    batch, context = 2, torch.rand(2, 3, 1, 8, 8)
+    found = {}
+    for length in (3, 9):
+        calls = {"prior": [], "decoder": [], "encoder": [], "flow": []}
+        networks = {
+            "prior": model.latent.prior_lstm,
+            "decoder": model.latent.decoder,
+            "encoder": model.latent.encoder,
+        }
+        if model.flow is not None:
+            networks["flow"] = model.flow.transforms[0].conditioner
+        for name, network in networks.items():
+            method = "decode" if name == "flow" else "forward"
+            original = getattr(network, method)
+
+            def wrapper(tensor, *args, _original=original, _calls=calls[name], **kwargs):
+                _calls.append(tensor.shape[0])
+                return _original(tensor, *args, **kwargs)
+
+            setattr(network, method, wrapper)
+        model.sample(batch, length, context, generator(0))
+        for name, network in networks.items():
+            delattr(network, "decode" if name == "flow" else "forward")
+        found[length] = calls
+    for length, calls in found.items():
+        # the context frames the latent model filters: all of them, or those after the flow's
+        filtered = context.shape[1] - (0 if model.flow is None else model.burn_in)
+        assert calls["prior"] == [batch] * (filtered + length)
+        assert calls["decoder"] == [batch * length]
+        assert calls["encoder"] == ([batch * filtered] if filtered else [])
+        if model.flow is not None:  # the context's noise once, then one window per step
+            assert calls["flow"] == [batch * filtered] + [batch] * length

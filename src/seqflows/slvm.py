@@ -336,15 +336,21 @@ class LatentSequenceModel(nn.Module):
         return loc, log_scale
 
     def terms(
-        self, v: Tensor, generator: torch.Generator | None = None
+        self,
+        v: Tensor,
+        generator: torch.Generator | None = None,
+        features: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Per-frame log p(v_t | z_t) and KL_t (:meth:`kl`) at one posterior sample.
+
+        ``features``: ``encode(v)`` when the caller has it.
 
         Returns:
             log_likelihood (B, T), kl (B, T), and the likelihood's loc and log-scale
             (B, T, *event_shape).
         """
-        posterior = self.infer(self.encode(v), generator)
+        features = self.encode(v) if features is None else features
+        posterior = self.infer(features, generator)
         kl = self.kl(posterior)
         loc, log_scale = self.likelihood(posterior.z)
         log_likelihood = normal_log_prob(v, loc, log_scale, len(self.event_shape))
@@ -371,15 +377,17 @@ class LatentSequenceModel(nn.Module):
         """
         batch, length = v.shape[:2]
         features = self.encode(v) if features is None else features
-        features = features.repeat_interleave(num_samples, dim=0)
-        repeated = v.repeat_interleave(num_samples, dim=0)
-        posterior = self.infer(features, generator)
+        # Sequence-major: the samples of sequence b are rows b * K .. (b + 1) * K - 1.
+        posterior = self.infer(features.repeat_interleave(num_samples, dim=0), generator)
         log_prior = self.log_prior(posterior.z)
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
         loc, log_scale = self.likelihood(posterior.z)
-        log_likelihood = normal_log_prob(repeated, loc, log_scale, len(self.event_shape))
-        weights = log_likelihood + log_prior - log_posterior
-        return weights.view(batch, num_samples, length)
+        per_sample = (batch, num_samples, length, *self.event_shape)
+        log_likelihood = normal_log_prob(  # v broadcast over the samples, not copied K times
+            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), len(self.event_shape)
+        )
+        samples = (batch, num_samples, length)
+        return log_likelihood + log_prior.view(samples) - log_posterior.view(samples)
 
     @torch.no_grad()
     def sample(
@@ -687,7 +695,19 @@ class SLVM(Pretrained, nn.Module):
         if frames not in TRAIN_FRAMES:
             raise ValueError(f"frames must be one of {TRAIN_FRAMES}, got {frames!r}")
         v, flow = self._modelled(x)
-        log_likelihood, kl, loc, log_scale = self.latent.terms(v, generator)
+        return self._elbo_terms(x, v, flow, generator, frames)
+
+    def _elbo_terms(
+        self,
+        x: Tensor,
+        v: Tensor,
+        flow: FlowOutput | None,
+        generator: torch.Generator | None,
+        frames: str,
+        features: Tensor | None = None,
+    ) -> ELBOTerms:
+        """:meth:`elbo_terms` of x, given what the latent model sees (``_modelled(x)``)."""
+        log_likelihood, kl, loc, log_scale = self.latent.terms(v, generator, features)
         start = 0
         if frames == "scored":  # the baseline models its context frames too: drop them
             start = log_likelihood.shape[1] - (x.shape[1] - self.burn_in)
@@ -747,6 +767,48 @@ class SLVM(Pretrained, nn.Module):
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         v, flow = self._modelled(x)
+        return self._iwae(x, v, flow, self.latent.encode(v), num_samples, generator, chunk, scored)
+
+    def scores_and_bound(
+        self,
+        x: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+        scored: int | None = None,
+    ) -> tuple[FrameScores, Tensor]:
+        r""":meth:`scores` and then :meth:`iwae` of the same sequences, what evaluation needs.
+
+        The same numbers as ``scores(x, generator)`` followed by ``iwae(x, num_samples,
+        generator, chunk, scored)`` with the same generator (the ELBO's posterior sample is
+        drawn first), but what does not depend on the samples is computed once: the flow
+        normalizes x once and the encoder sees the data once.
+
+        Returns:
+            The ELBO of each scored frame (B, T - burn_in) with the flow's noise (or None), and
+            the importance-weighted bound of each sequence (B,).
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        v, flow = self._modelled(x)
+        features = self.latent.encode(v)
+        terms = self._elbo_terms(x, v, flow, generator, "scored", features)
+        frame_scores = FrameScores(log_prob=terms.elbo, noise=None if flow is None else flow.noise)
+        bound = self._iwae(x, v, flow, features, num_samples, generator, chunk, scored)
+        return frame_scores, bound
+
+    def _iwae(
+        self,
+        x: Tensor,
+        v: Tensor,
+        flow: FlowOutput | None,
+        features: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None,
+        chunk: int | None,
+        scored: int | None,
+    ) -> Tensor:
+        """:meth:`iwae` of x, given ``_modelled(x)`` and the encoder's features of v."""
         available = x.shape[1] - self.burn_in
         scored = available if scored is None else scored
         if not 1 <= scored <= available:
@@ -756,7 +818,6 @@ class SLVM(Pretrained, nn.Module):
             )
         totals = []
         remaining = num_samples
-        features = self.latent.encode(v)  # once for all samples and chunks
         while remaining > 0:
             size = remaining if chunk is None else min(chunk, remaining)
             weights = self.latent.log_weights(v, size, generator, features)

@@ -92,21 +92,31 @@ class SequenceScores:
         self.correlation_x = TemporalCorrelation(offset=torch.zeros(dims, dtype=torch.float64))
         self.correlation_noise = TemporalCorrelation(offset=torch.zeros(dims, dtype=torch.float64))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def update(
         self, model: SequenceModel, x: Tensor, generator: torch.Generator | None = None
     ) -> None:
         r"""Scores a batch of sequences x with shape (B, T, *event_shape): the frames after the
-        model's ``burn_in``, or the last ``scored_frames`` of them."""
-        scores = model.scores(x, generator)
-        available = scores.log_prob.shape[1]
+        model's ``burn_in``, or the last ``scored_frames`` of them.
+
+        With ``iwae_samples``, an SLVM's ELBO and bound come from one call
+        (:meth:`~seqflows.slvm.SLVM.scores_and_bound`: the flow and the encoder see the data
+        once), with the numbers of ``model.scores`` followed by ``model.bound``."""
+        available = x.shape[1] - model.burn_in
         scored = available if self.scored_frames is None else self.scored_frames
-        if not 1 <= scored <= available:
-            raise ValueError(
+        if self.scored_frames is not None and available >= 1 and not 1 <= scored <= available:
+            raise ValueError(  # (too short for the model at all: the model says so)
                 f"evaluate.scored_frames={scored}: crops of {x.shape[1]} frames leave "
                 f"{available} frames after the model's {model.burn_in} context frames; "
                 "lengthen data.eval_length or score fewer frames"
             )
+        bound = None
+        if self.iwae_samples and not model.exact:
+            scores, bound = model.scores_and_bound(
+                x, self.iwae_samples, generator, self.iwae_chunk, scored
+            )
+        else:
+            scores = model.scores(x, generator)
         offset = self.preprocessing.log_abs_det  # log |dz/dx| of a frame (0: not standardised)
         log_prob = scores.log_prob[:, available - scored :].detach().double() + offset
         self.likelihood.update(log_prob, self.event_shape)
@@ -117,8 +127,7 @@ class SequenceScores:
         if scores.noise is not None:
             noise = scores.noise[:, scores.noise.shape[1] - scored :]
             self.correlation_noise.update(noise.float().cpu())
-        if self.iwae_samples and not model.exact:
-            bound = model.bound(x, self.iwae_samples, generator, self.iwae_chunk, scored)
+        if bound is not None:
             bound = bound.detach().double() + scored * offset
             self.iwae_total += float(bound.sum())
             if self.keep:
@@ -197,7 +206,7 @@ def _safe_correlation(correlation: TemporalCorrelation) -> float | None:
         return None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_model(
     model: nn.Module,
     dataset: Dataset,

@@ -1,0 +1,103 @@
+"""The benchmarks' --quick modes: they run, print their table and write consistent JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_quick(script: str, tmp_path: Path, *options: str) -> tuple[str, dict]:
+    path = tmp_path / f"{script}.json"
+    command = [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--json", str(path)]
+    done = subprocess.run(
+        [*command, *options], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(path.read_text())
+
+
+def table(stdout: str, first: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of the printed table (rows start with a model's label)."""
+    lines = stdout.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith(first))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip() or ":" in line:  # the notes under the table
+            break
+        rows.append(line)
+    return lines[start].split(), rows
+
+
+def positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def test_evaluate_quick_reports_every_model_beside_the_peak_and_training(tmp_path):
+    stdout, result = run_quick("evaluate", tmp_path)
+    header, rows = table(stdout, "model")
+    assert header[-4:] == ["train", "t.ratio", "eval/train", "others"] and "ratio" in header
+    labels = ("1-AF", "2-AF", "SLVM ", "SLVM w/ 1-AF")
+    for label in labels:
+        assert any(row.startswith(label) for row in rows), label
+    assert len(rows) == 8  # 4 models x (eval, folded)
+    for row in rows:
+        assert row.split()[-5].endswith("%")  # the ratio to the peak
+        assert math.isfinite(float(row.split()[-2]))  # eval/train
+    assert len(result["results"]) == 8
+    for row in result["results"]:
+        for key in ("seconds_per_batch", "frames_per_s", "gflops_per_s", "ratio"):
+            assert positive(row[key]), (row["name"], key)
+        assert positive(row["training"]["ratio"]) and positive(row["eval_over_train"])
+        assert row["peak"]["backward"] is False and row["training"]["peak"]["backward"]
+        assert row["flops"]["forward"] > 0  # convolutions counted
+        samples = row["importance_samples"] or 1
+        assert (
+            row["scored_per_batch"]
+            == row["batch"]
+            * (row["frames"] - {"1af": 3, "2af": 6, "slvm": 3, "slvm_1af": 3}[row["model"]])
+            * samples
+        )
+    assert {row["importance_samples"] for row in result["results"]} == {None, 4}
+    assert result["config"]["quick"] is True and result["torch"]
+
+
+def test_sample_quick_reports_seconds_per_step_and_the_growth_in_t(tmp_path):
+    stdout, result = run_quick("sample", tmp_path, "--variants", "folded")
+    header, rows = table(stdout, "model")
+    assert header[:4] == ["model", "variant", "B", "T"] and "T-ratio" in header
+    rows_found = result["results"]
+    assert len(rows) == len(rows_found) == 3 * 2 * 2  # models x batches x lengths
+    assert {(row["batch"], row["length"]) for row in rows_found} == {
+        (1, 2),
+        (1, 6),
+        (2, 2),
+        (2, 6),
+    }
+    for row in rows_found:
+        for key in ("seconds_per_step", "frames_per_s", "gflops_per_s", "ratio"):
+            assert positive(row[key]), (row["name"], key)
+        assert row["flops_per_step"] > 0 and row["flops"] == pytest.approx(
+            row["flops_once"] + row["length"] * row["flops_per_step"]
+        )
+        assert row["frames_per_s"] == pytest.approx(row["batch"] * row["length"] / row["seconds"])
+        assert positive(row["step_ratio_to_shortest"])
+    for line, row in zip(rows, rows_found, strict=True):  # the T-ratio on the longest T only
+        printed = line.split()[-2]
+        if row["length"] == 6:
+            assert float(printed) == pytest.approx(row["step_ratio_to_shortest"], abs=0.006)
+        else:
+            assert printed.endswith("%")  # no T-ratio: the column before is the ratio
+
+
+@pytest.mark.parametrize("script", ["evaluate", "sample"])
+def test_benchmarks_refuse_unknown_models(script, tmp_path):
+    command = [sys.executable, str(BENCHMARKS / f"{script}.py"), "--models", "3af"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2 and "unknown '3af'" in done.stderr
