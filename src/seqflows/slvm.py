@@ -194,6 +194,8 @@ class LatentSequenceModel(nn.Module):
             authors' step loop; see :mod:`seqflows.normalization`).
         init: ``"default"`` (PyTorch's) or ``"reference"`` (the authors' SLVM:
             :func:`reference_initialization`).
+        checkpoint_activations: The encoder and the decoder recompute their activations in the
+            backward pass instead of keeping them (:mod:`seqflows.normalization`).
     """
 
     def __init__(
@@ -209,6 +211,7 @@ class LatentSequenceModel(nn.Module):
         loc_map: str,
         batch_norm: str,
         init: str,
+        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
@@ -221,6 +224,7 @@ class LatentSequenceModel(nn.Module):
             features=features,
             width=width,
             hidden=mlp_hidden,
+            checkpoint_activations=checkpoint_activations,
         )
         self.posterior_lstm = StackedLSTM(features + latent_dim, hidden, layers)
         self.posterior_loc = nn.Linear(hidden, latent_dim)
@@ -406,8 +410,9 @@ class SLVMConfig(TransformConfig):
     r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
 
     The fields of :class:`~seqflows.transforms.TransformConfig` (window, conditioner, hidden,
-    scales, normalization, batch_norm, identity_init, bins, bound) set the flow's transforms and
-    the training-mode BatchNorm statistics of every network; and
+    scales, normalization, batch_norm, identity_init, bins, bound, checkpoint_activations) set
+    the flow's transforms, and the training-mode BatchNorm statistics and the activation
+    checkpointing of every network; and
 
     Attributes:
         type: ``"slvm"``: what a configuration's ``model.type`` says for this model.
@@ -514,6 +519,7 @@ class SLVM(Pretrained, nn.Module):
             loc_map=config.likelihood_loc or ("sigmoid" if image and not flow else "linear"),
             batch_norm=config.batch_norm,
             init=config.init,
+            checkpoint_activations=config.checkpoint_activations,
         )
 
     @classmethod
