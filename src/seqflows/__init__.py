@@ -9,6 +9,7 @@ training, evaluation, figures and the command line), which the first two never i
 """
 
 from . import (  # noqa: E402
+    allocator,
     checks,
     conditioners,
     config,
@@ -26,6 +27,7 @@ from . import (  # noqa: E402
     transforms,
     version,
 )
+from .allocator import retain_freed_memory  # noqa: E402
 from .flows import FlowConfig, FlowModel, FlowOutput  # noqa: E402
 from .saving import load  # noqa: E402
 from .slvm import SLVM, LatentSequenceModel, SLVMConfig  # noqa: E402
@@ -49,6 +51,7 @@ __all__ = [
     "TransformConfig",
     "TransformOutput",
     "__version__",
+    "allocator",
     "checks",
     "conditioners",
     "config",
@@ -61,6 +64,7 @@ __all__ = [
     "networks",
     "normalization",
     "objective",
+    "retain_freed_memory",
     "saving",
     "slvm",
     "splines",
