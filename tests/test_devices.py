@@ -108,3 +108,32 @@ def test_the_training_objective_waits_for_no_value(name, monkeypatch):
     monkeypatch.undo()
     assert checked == ["x"]
     assert torch.isfinite(terms.loss)
+
+
+def test_training_progress_reads_the_metrics_only_for_the_lines_it_writes(capsys):
+    """Lightning turns the progress-bar metrics into Python numbers when they are asked for (on
+    a GPU, a wait for the device): the progress lines ask once per line, not once per step."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from seqflows.app.task import ProgressLines
+
+    reads = []
+
+    class Trainer(SimpleNamespace):
+        @property
+        def progress_bar_metrics(self) -> dict:
+            reads.append(self.global_step)
+            return {"train/loss": torch.tensor(float(self.global_step))}
+
+    trainer = Trainer(max_steps=100, global_step=0, sanity_checking=False)
+    progress = ProgressLines(interval=3600.0)
+    progress.on_train_start(trainer, None)
+    for step in range(1, 101):
+        trainer.global_step = step
+        progress.on_train_batch_end(trainer, None, None, None, step - 1)
+    progress.on_train_end(trainer, None)
+    assert reads == [100]  # the last line's, none per step
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("train: 100/100 steps (100%)") and last.endswith("loss 100")

@@ -407,7 +407,9 @@ class ProgressLines(ProgressBar):
         batch_index: int,
     ) -> None:
         if self._progress is not None:
-            self._progress.set_postfix(self._metrics(trainer))
+            # The metrics are read (on a GPU: waited for) only for a line that is written.
+            if self._progress.due():
+                self._progress.set_postfix(self._metrics(trainer))
             self._progress.update_to(trainer.global_step)
 
     def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
@@ -416,6 +418,7 @@ class ProgressLines(ProgressBar):
 
     def on_train_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
         if self._progress is not None:
+            self._progress.set_postfix(self._metrics(trainer))
             self._progress.close()
             self._progress = None
 
