@@ -29,8 +29,8 @@ per second, the achieved GFLOP/s counting only the convolutions' FLOPs, the peak
 ``hidden -> hidden`` 3x3 convolution (forward + grad-input + grad-weight at S x S, on a batch of
 as many images as the step has windows, in the same dtype, layout, thread count and process),
 their ratio, the ratio to the best peak measured in the run for the same dtype (any layout), the
-process's peak resident memory, and the share of the CPU time spent in the kernel (page faults:
-see ``--allocator``).
+process's peak resident memory during the timed steps, and the share of the CPU time spent in
+the kernel (page faults: see ``--allocator``).
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` during the first
 warm-up step (2*K*K*Cin*Cout*H*W per image and convolution for the forward; the backward counts
@@ -109,10 +109,31 @@ def maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_memory(device: str) -> None:
+    """Starts a new peak: the GPU's allocated peak, or the process's resident high-water mark
+    (Linux: ``/proc/self/clear_refs``; elsewhere the peak stays that of the whole process)."""
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mib(device: str) -> float:
-    """Peak memory of the step: the GPU's allocated peak on CUDA, the process's max RSS else."""
+    """Peak memory since :func:`reset_peak_memory`: the GPU's allocated peak on CUDA, else the
+    process's resident high-water mark (VmHWM; max RSS where /proc cannot tell)."""
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return maxrss_mib()
 
 
@@ -278,8 +299,6 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(args.batch, args.frames, 1, args.size, args.size, device=device)
     scored = args.batch * (args.frames - model.burn_in)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
 
     def step() -> tuple[float, float, float]:
         synchronize(device)
@@ -312,6 +331,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     for _ in range(args.warmup - 1):
         step()
 
+    reset_peak_memory(device)  # the peak of the timed steps, after the warm-up
     with Usage() as usage:
         phases = [step() for _ in range(args.steps)]
     totals = [sum(phase) for phase in phases]
@@ -390,7 +410,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
         "s/step: median of the timed steps; GFLOP/s: counted FLOPs (convolutions; SLVMs add "
         "~1% matmuls);\npeak: one hidden->hidden 3x3 conv fwd+bwd in the same mode; vs best: "
         "ratio to the best peak of\nthe same dtype in this run; memory: peak resident memory "
-        "of the mode's process (CUDA:\nthe GPU's peak allocated memory); sys CPU: "
+        "of the mode's process during the\ntimed steps (CUDA: the GPU's peak allocated "
+        "memory); sys CPU: "
         "share of its CPU time in the kernel (page faults);\n"
         "others: cores kept busy by other processes meanwhile (should be ~0)."
     )
