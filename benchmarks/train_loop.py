@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
+from seqflows import retain_freed_memory
 from seqflows.app.checkpoints import build_model
 from seqflows.app.config import load_config
 from seqflows.app.datasets import resolve_data, training_set
-from seqflows.app.runtime import retain_freed_memory
 from seqflows.app.train import train
 
 

@@ -1,4 +1,4 @@
-r"""Training-step throughput of the paper's 1-AF on Moving-MNIST-sized input (CPU).
+r"""Training-step throughput of the paper's 1-AF on Moving-MNIST-sized input (CPU or CUDA).
 
 Model: ``FlowModel(event_shape=(1, S, S), num_transforms=1, window=3, conditioner="conv",
 hidden=H)``; by default S = 64, H = 64, a batch of 16 sequences of 13 frames, so 10 scored frames
@@ -10,8 +10,16 @@ Modes:
 * ``fp32``: float32, the model in the default (NCHW) memory format;
 * ``fp32_cl``: float32, ``model.to(memory_format=torch.channels_last)``; the input has one
   channel, so it is passed as it is (NCHW and NHWC are then the same bytes);
-* ``bf16``: ``torch.autocast("cpu", dtype=torch.bfloat16)``, NCHW model;
+* ``tf32``: float32 with TensorFloat-32 convolutions and matrix products on CUDA
+  (``torch.backends.cudnn.allow_tf32``, ``torch.backends.cuda.matmul.allow_tf32``); on CPU the
+  same as ``fp32``;
+* ``bf16``: ``torch.autocast(device, dtype=torch.bfloat16)``, NCHW model;
 * ``bf16_cl``: autocast bf16 and a channels-last model.
+
+``--device cuda`` runs the step on the GPU (timings between ``torch.cuda.synchronize()`` calls;
+peak memory from ``torch.cuda.max_memory_allocated``). ``--checkpoint-activations`` builds the
+model with ``checkpoint_activations=True`` (:mod:`seqflows.normalization`); ``--quick`` runs
+tiny sizes (a check that the script works, not a measurement).
 
 (On CPU the conv conditioner runs its activations channels-last whatever the memory format of
 the model, so the ``_cl`` modes differ from the others only in the layout of the weights.)
@@ -21,8 +29,8 @@ per second, the achieved GFLOP/s counting only the convolutions' FLOPs, the peak
 ``hidden -> hidden`` 3x3 convolution (forward + grad-input + grad-weight at S x S, on a batch of
 as many images as the step has windows, in the same dtype, layout, thread count and process),
 their ratio, the ratio to the best peak measured in the run for the same dtype (any layout), the
-process's peak resident memory, and the share of the CPU time spent in the kernel (page faults:
-see ``--allocator``).
+process's peak resident memory during the timed steps, and the share of the CPU time spent in
+the kernel (page faults: see ``--allocator``).
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` during the first
 warm-up step (2*K*K*Cin*Cout*H*W per image and convolution for the forward; the backward counts
@@ -45,6 +53,7 @@ Examples::
     python benchmarks/train_step.py                 # all modes, about 3 minutes on 2 cores
     python benchmarks/train_step.py --allocator retain --json retain.json
     python benchmarks/train_step.py --modes fp32_cl --steps 5
+    python benchmarks/train_step.py --device cuda --modes fp32,tf32,bf16 --steps 20
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
+import platform
 import statistics
 import sys
 import time
@@ -61,20 +71,53 @@ from typing import Any
 
 import torch
 
-from common import (
-    WINDOW,
-    Usage,
-    conv_peak,
-    count_flops,
-    machine,
-    maxrss_mib,
-    paper_model,
-    training_step,
-)
-from seqflows.app.runtime import retain_freed_memory
+from common import Usage, cpu_flags, cpu_model, maxrss_mib
+from seqflows import retain_freed_memory
 
-MODES = ("fp32", "fp32_cl", "bf16", "bf16_cl")
+MODES = ("fp32", "fp32_cl", "tf32", "bf16", "bf16_cl")
+DEVICES = ("cpu", "cuda")
 ALLOCATORS = ("system", "retain")
+WINDOW = 3
+
+
+def reset_peak_memory(device: str) -> None:
+    """Starts a new peak: the GPU's allocated peak, or the process's resident high-water mark
+    (Linux: ``/proc/self/clear_refs``; elsewhere the peak stays that of the whole process)."""
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mib(device: str) -> float:
+    """Peak memory since :func:`reset_peak_memory`: the GPU's allocated peak on CUDA, else the
+    process's resident high-water mark (VmHWM; max RSS where /proc cannot tell)."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return maxrss_mib()
+
+
+def synchronize(device: str) -> None:
+    """Waits for the device's queued work (CUDA kernels run asynchronously)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def set_tf32(enabled: bool) -> None:
+    """TensorFloat-32 for CUDA convolutions and matrix products (no effect on CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def mode_settings(mode: str) -> tuple[torch.memory_format, bool]:
@@ -82,6 +125,10 @@ def mode_settings(mode: str) -> tuple[torch.memory_format, bool]:
         raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
     memory_format = torch.channels_last if mode.endswith("_cl") else torch.contiguous_format
     return memory_format, mode.startswith("bf16")
+
+
+def autocast(enabled: bool, device: str = "cpu") -> torch.autocast:
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
 
 
 def closed_form_conv_flops(args: argparse.Namespace) -> dict[str, int]:
@@ -105,53 +152,131 @@ def closed_form_conv_flops(args: argparse.Namespace) -> dict[str, int]:
 def measure_conv_peak(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """GFLOP/s of one hidden -> hidden 3x3 conv, forward + backward, in the given mode."""
     memory_format, bf16 = mode_settings(mode)
-    return conv_peak(
-        args.hidden,
-        args.size,
-        args.peak_batch,
-        args.peak_reps,
-        backward=True,
-        bf16=bf16,
-        memory_format=memory_format,
-        seed=args.seed,
-    )
+    device = args.device
+    torch.manual_seed(args.seed)
+    conv = torch.nn.Conv2d(args.hidden, args.hidden, 3, padding=1, bias=False)
+    conv = conv.to(device=device, memory_format=memory_format)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    shape = (args.peak_batch, args.hidden, args.size, args.size)
+    # Under autocast the model's convs get bf16 inputs (BN/ReLU outputs), so does this one.
+    x = torch.randn(shape, dtype=dtype, device=device).contiguous(memory_format=memory_format)
+    x.requires_grad_()
+    grad = torch.randn(shape, dtype=dtype, device=device)
+    grad = grad.contiguous(memory_format=memory_format)
+    flops = 3 * 2 * 9 * args.hidden * args.hidden * args.size * args.size * args.peak_batch
+    times = []
+    with Usage() as usage:
+        for rep in range(args.peak_reps + 1):
+            x.grad = None
+            conv.zero_grad(set_to_none=True)
+            synchronize(device)
+            start = time.perf_counter()
+            with autocast(bf16, device):
+                out = conv(x)
+            out.backward(grad)
+            synchronize(device)
+            if rep > 0:  # the first call is a warm-up
+                times.append(time.perf_counter() - start)
+            del out
+    seconds = statistics.median(times)
+    return {
+        "batch": args.peak_batch,
+        "memory_format": "channels_last" if memory_format == torch.channels_last else "NCHW",
+        "seconds": seconds,
+        "times": times,
+        "gflop": flops / 1e9,
+        "gflops_per_s": flops / seconds / 1e9,
+        "other_cpu_cores": usage.other_cores,
+    }
 
 
 def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """Times the training step of one mode, then the conv peak of the same mode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     import seqflows
+    from seqflows import SLVM, FlowModel
 
     retained = retain_freed_memory() if args.allocator == "retain" else False
     torch.set_num_threads(args.threads)
     memory_format, bf16 = mode_settings(mode)
+    device = args.device
+    set_tf32(mode == "tf32")
     torch.manual_seed(args.seed)
-    # the paper's 1-AF, SLVM (Appendix B, Fig. 6) or SLVM w/ 1-AF
-    model = paper_model(args.model, args.size, args.hidden)
-    model = model.to(memory_format=memory_format).train()
-    generator = torch.Generator().manual_seed(args.seed)  # SLVM posterior samples
+    if args.model == "1af":
+        model = FlowModel(
+            event_shape=(1, args.size, args.size),
+            num_transforms=1,
+            window=WINDOW,
+            conditioner="conv",
+            hidden=args.hidden,
+            checkpoint_activations=args.checkpoint_activations,
+        )
+    else:  # the paper's SLVM (Appendix B, Fig. 6), with the 1-AF in front for slvm_1af
+        model = SLVM(
+            event_shape=(1, args.size, args.size),
+            num_transforms=1 if args.model == "slvm_1af" else 0,
+            window=WINDOW,
+            hidden=args.hidden,
+            checkpoint_activations=args.checkpoint_activations,
+            **args.slvm_sizes,
+        )
+    model = model.to(device=device, memory_format=memory_format).train()
+    # SLVM posterior samples, drawn on the device
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(args.batch, args.frames, 1, args.size, args.size)
+    x = torch.rand(args.batch, args.frames, 1, args.size, args.size, device=device)
     scored = args.batch * (args.frames - model.burn_in)
 
     def step() -> tuple[float, float, float]:
-        return training_step(model, optimizer, x, generator, bf16)
+        synchronize(device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(bf16, device):
+            loss = model.loss(x, generator).loss
+        synchronize(device)
+        forward = time.perf_counter()
+        loss.backward()
+        synchronize(device)
+        backward = time.perf_counter()
+        optimizer.step()
+        synchronize(device)
+        end = time.perf_counter()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} in mode {mode}")
+        return forward - start, backward - forward, end - backward
 
-    _, flops = count_flops(step)  # FLOPs are counted on the first, untimed step
+    counter = FlopCounterMode(display=False)
+    with counter:  # FLOPs are counted on the first, untimed step
+        step()
+    by_op = {str(op): count for op, count in counter.get_flop_counts().get("Global", {}).items()}
+    flops = {
+        "forward": sum(n for op, n in by_op.items() if op.endswith("convolution")),
+        "backward": sum(n for op, n in by_op.items() if op.endswith("convolution_backward")),
+        "total": counter.get_total_flops(),
+        "by_op": by_op,
+    }
     for _ in range(args.warmup - 1):
         step()
 
+    reset_peak_memory(device)  # the peak of the timed steps, after the warm-up
     with Usage() as usage:
         phases = [step() for _ in range(args.steps)]
     totals = [sum(phase) for phase in phases]
     seconds = statistics.median(totals)
     median_step = phases[totals.index(sorted(totals)[(len(totals) - 1) // 2])]
     rss_steps = maxrss_mib()
+    memory_steps = peak_memory_mib(device)
 
     peak = measure_conv_peak(args, mode)
     achieved = flops["total"] / seconds / 1e9
     return {
         "model": args.model,
         "mode": mode,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else cpu_model(),
+        "checkpoint_activations": args.checkpoint_activations,
+        "batch": args.batch,
         "seqflows": os.path.dirname(seqflows.__file__),
         "memory_format": "channels_last" if memory_format == torch.channels_last else "NCHW",
         "autocast": "bfloat16" if bf16 else None,
@@ -174,6 +299,8 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         "other_cpu_cores": usage.other_cores,
         "maxrss_mib_after_steps": rss_steps,
         "maxrss_mib_final": maxrss_mib(),
+        "peak_memory_mib": memory_steps,
+        "peak_memory_kind": "cuda max allocated" if device == "cuda" else "max RSS",
     }
 
 
@@ -192,7 +319,7 @@ def add_best_peak_ratios(results: list[dict[str, Any]]) -> None:
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         f"{'mode':<8} {'s/step':>6} {'fwd/bwd/opt s':>15} {'frames/s':>8} {'GFLOP/s':>7} "
-        f"{'peak':>6} {'ratio':>6} {'vs best':>7} {'max RSS':>8} {'sys CPU':>7} {'others':>6}"
+        f"{'peak':>6} {'ratio':>6} {'vs best':>7} {'memory':>8} {'sys CPU':>7} {'others':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -204,15 +331,17 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{r['mode']:<8} {r['seconds_per_step']:>6.2f} {phases:>15} "
             f"{r['frames_per_s']:>8.1f} {r['gflops_per_s']:>7.1f} "
             f"{r['peak']['gflops_per_s']:>6.1f} {r['ratio']:>6.1%} "
-            f"{r['ratio_to_best_peak']:>7.1%} {r['maxrss_mib_after_steps'] / 1024:>6.2f} G "
+            f"{r['ratio_to_best_peak']:>7.1%} {r['peak_memory_mib'] / 1024:>6.2f} G "
             f"{r['system_cpu_share']:>7.1%} {others:>6.2f}"
         )
     print(
         "s/step: median of the timed steps; GFLOP/s: counted FLOPs (convolutions; SLVMs add "
         "~1% matmuls);\npeak: one hidden->hidden 3x3 conv fwd+bwd in the same mode; vs best: "
-        "ratio to the best peak of\nthe same dtype in this run; max RSS: peak resident memory "
-        "of the mode's process; sys CPU:\nshare of its CPU time in the kernel (page faults); "
-        "others: cores kept busy by other processes\nmeanwhile (should be ~0)."
+        "ratio to the best peak of\nthe same dtype in this run; memory: peak resident memory "
+        "of the mode's process during the\ntimed steps (CUDA: the GPU's peak allocated "
+        "memory); sys CPU: "
+        "share of its CPU time in the kernel (page faults);\n"
+        "others: cores kept busy by other processes meanwhile (should be ~0)."
     )
     noisy = [
         r["mode"] for r in results if max(r["other_cpu_cores"], r["peak"]["other_cpu_cores"]) > 0.1
@@ -247,6 +376,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=64, help="frame height and width")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
+        "--device", choices=DEVICES, default="cpu", help="where the step runs (cuda: one GPU)"
+    )
+    parser.add_argument(
+        "--checkpoint-activations",
+        action="store_true",
+        help="recompute the networks' activations in the backward pass (less memory)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and one step (checks that the script runs; not a measurement)",
+    )
+    parser.add_argument(
         "--allocator",
         choices=ALLOCATORS,
         default="system",
@@ -268,6 +410,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the modes in this process (peak memory is then cumulative)",
     )
     args = parser.parse_args(argv)
+    args.slvm_sizes = {}
+    if args.quick:
+        args.size, args.hidden, args.batch, args.frames = 8, 4, 2, 5
+        args.steps, args.warmup, args.peak_reps, args.threads = 1, 1, 1, 1
+        args.slvm_sizes = {
+            "latent_dim": 4,
+            "lstm_hidden": 8,
+            "encoder_features": 8,
+            "conv_width": 4,
+        }
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available to this torch")
     args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     for mode in args.modes:
         if mode not in MODES:
@@ -290,13 +444,22 @@ def main(argv: list[str] | None = None) -> int:
     # The closed form covers the flow's convolutions; SLVM FLOPs are counted only.
     expected = closed_form_conv_flops(args) if args.model == "1af" else None
     info: dict[str, Any] = {
-        **machine(args.threads),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "config": {k: v for k, v in vars(args).items() if k not in ("json", "isolate")},
         "closed_form_conv_flops": expected,
     }
     print(
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']} "
-        f"({', '.join(info['cpu_flags'])}), {args.allocator} allocator\n"
+        f"({', '.join(info['cpu_flags'])}), {args.allocator} allocator, device {args.device}"
+        + (", activation checkpointing" if args.checkpoint_activations else "")
+        + "\n"
         f"{args.model}: batch {args.batch} x {args.frames} frames of 1x{args.size}x{args.size}, "
         f"hidden {args.hidden}: {args.batch * (args.frames - WINDOW)} scored frames"
         + (f" and {expected['total'] / 1e12:.3f} conv TFLOP per step" if expected else "")

@@ -9,6 +9,7 @@ Lightning training, evaluation, figures and the command line), which the first t
 """
 
 from . import (  # noqa: E402
+    allocator,
     checks,
     conditioners,
     config,
@@ -27,6 +28,7 @@ from . import (  # noqa: E402
     transforms,
     version,
 )
+from .allocator import retain_freed_memory  # noqa: E402
 from .flows import FlowConfig, FlowModel, FlowOutput  # noqa: E402
 from .inference import fold_batch_norm  # noqa: E402
 from .saving import load  # noqa: E402
@@ -51,6 +53,7 @@ __all__ = [
     "TransformConfig",
     "TransformOutput",
     "__version__",
+    "allocator",
     "checks",
     "conditioners",
     "config",
@@ -65,6 +68,7 @@ __all__ = [
     "networks",
     "normalization",
     "objective",
+    "retain_freed_memory",
     "saving",
     "slvm",
     "splines",

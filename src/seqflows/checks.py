@@ -72,8 +72,11 @@ def check_finite(x: Tensor, name: str) -> None:
 
     One ``isfinite`` reduction per call (on a GPU it waits for the input: once per batch). In
     training mode a NaN would reach the BatchNorm running statistics and spoil every later
-    evaluation of the model, so the check runs before anything else.
+    evaluation of the model, so the check runs before anything else. Tensors without values
+    (on the ``meta`` device, which propagates shapes, dtypes and devices only) pass.
     """
+    if x.device.type == "meta":
+        return
     finite = torch.isfinite(x.flatten(2)).all(-1)  # (B, T)
     if not bool(finite.all()):
         sequence, frame = (int(index) for index in (~finite).nonzero()[0])

@@ -62,10 +62,19 @@ class Conditioner(nn.Module):
         event_shape: Shape of one frame, (C, H, W) or (D,).
         window: Number k of past frames that condition each step.
         extra: Raw parameters per element beyond the shift and the log-scale (0: none).
+        checkpoint_activations: Recompute the hidden layers' activations in the backward pass
+            instead of keeping them (:func:`~seqflows.normalization.run_stack`).
     """
 
-    def __init__(self, event_shape: Sequence[int], window: int, extra: int = 0) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        window: int,
+        extra: int = 0,
+        checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         if window < 1:
             raise ValueError(f"window must be a positive number of frames, got {window}")
         if extra < 0:
@@ -187,6 +196,8 @@ class ConvConditioner(Conditioner):
         padding: How every convolution pads the frame's border: ``"zeros"`` (the paper) or
             ``"replicate"`` (the outermost pixels repeated), PyTorch's ``padding_mode``.
         extra: Extra raw parameters per element, from a third conv 3x3 head (hidden -> C*extra).
+        checkpoint_activations: Recompute the encoder's and the decoder's activations in the
+            backward pass instead of keeping them (less memory, one more forward pass).
     """
 
     def __init__(
@@ -202,8 +213,9 @@ class ConvConditioner(Conditioner):
         encoder_layers: int = ENCODER_LAYERS,
         decoder_layers: int = DECODER_LAYERS,
         extra: int = 0,
+        checkpoint_activations: bool = False,
     ) -> None:
-        super().__init__(event_shape, window, extra)
+        super().__init__(event_shape, window, extra, checkpoint_activations)
         if len(self.event_shape) != 3:
             raise ConfigError(
                 f"the 'conv' conditioner needs frames shaped (C, H, W), got {self.event_shape}"
@@ -229,7 +241,8 @@ class ConvConditioner(Conditioner):
 
     def encode(self, frames: Tensor) -> Tensor:
         r"""Features (N, hidden, H, W) of frames (N, C, H, W)."""
-        return self.encoder(_cpu_channels_last(frames))
+        frames = _cpu_channels_last(frames)
+        return run_stack(self.encoder, frames, checkpoint=self.checkpoint_activations)
 
     def windows(self, features: Tensor, length: int) -> Tensor:
         r"""Windows (B, length, k, hidden, H, W) of features (B, length + k - 1, hidden, H, W).
@@ -248,7 +261,8 @@ class ConvConditioner(Conditioner):
         r"""Shift and raw log-scale (N, C, H, W) (and the extra parameters (N, C, H, W,
         extra)) of encoded windows (N, k, hidden, H, W)."""
         channels = _window_channels(window)  # (N, k * hidden, H, W), oldest frame first
-        return self._heads(self.decoder(channels))  # from (N, hidden, H, W)
+        hidden = run_stack(self.decoder, channels, checkpoint=self.checkpoint_activations)
+        return self._heads(hidden)  # from (N, hidden, H, W)
 
     def all_steps(self, history: Tensor) -> tuple[Tensor, ...]:
         r"""Shift and raw log-scale of every step (B, S, C, H, W) (and the extra parameters,
@@ -266,9 +280,10 @@ class ConvConditioner(Conditioner):
         steps = length - k
         frames = torch.stack([history[:, j : j + steps] for j in range(k)], dim=2)
         frames = frames.transpose(0, 1).flatten(0, 2)  # (S * B * k, C, H, W), step-major
-        features = run_stack(self.encoder, _cpu_channels_last(frames), steps)
+        checkpoint = self.checkpoint_activations
+        features = run_stack(self.encoder, _cpu_channels_last(frames), steps, checkpoint)
         window = features.unflatten(0, (steps * B, k))  # (S * B, k, hidden, H, W)
-        hidden = run_stack(self.decoder, _window_channels(window), steps)
+        hidden = run_stack(self.decoder, _window_channels(window), steps, checkpoint)
         outputs = self._heads(hidden)  # (S * B, C, H, W) each
         return tuple(output.unflatten(0, (steps, B)).transpose(0, 1) for output in outputs)
 
@@ -330,8 +345,14 @@ def _window_channels(window: Tensor) -> Tensor:
 class _VectorConditioner(Conditioner):
     """Vectors (D,): the encoder is the identity and the decoder sees the flattened window."""
 
-    def __init__(self, event_shape: Sequence[int], window: int, extra: int = 0) -> None:
-        super().__init__(event_shape, window, extra)
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        window: int,
+        extra: int = 0,
+        checkpoint_activations: bool = False,
+    ) -> None:
+        super().__init__(event_shape, window, extra, checkpoint_activations)
         if len(self.event_shape) != 1:
             raise ConfigError(
                 f"the {type(self).__name__} needs vectors shaped (D,), got {self.event_shape}; "
@@ -378,6 +399,7 @@ class MLPConditioner(_VectorConditioner):
         layers: Number of hidden layers.
         identity_init: Zero the heads so that the untrained transform is the identity.
         extra: Extra raw parameters per element, from a third linear head.
+        checkpoint_activations: Recompute the hidden layers' activations in the backward pass.
     """
 
     def __init__(
@@ -389,8 +411,9 @@ class MLPConditioner(_VectorConditioner):
         identity_init: bool,
         layers: int = MLP_LAYERS,
         extra: int = 0,
+        checkpoint_activations: bool = False,
     ) -> None:
-        super().__init__(event_shape, window, extra)
+        super().__init__(event_shape, window, extra, checkpoint_activations)
         blocks: list[nn.Module] = []
         for index in range(layers):
             blocks += [
@@ -401,7 +424,7 @@ class MLPConditioner(_VectorConditioner):
         self._make_heads(hidden, identity_init)
 
     def _body(self, flat_window: Tensor) -> Tensor:
-        return self.body(flat_window)
+        return run_stack(self.body, flat_window, checkpoint=self.checkpoint_activations)
 
 
 class LinearConditioner(_VectorConditioner):

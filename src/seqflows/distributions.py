@@ -10,6 +10,7 @@ Both are diagonal Gaussians over one frame, applied independently to every frame
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 __all__ = [
     "DiagonalNormal",
     "StandardNormal",
+    "full_precision",
     "make_base",
     "normal_kl",
     "normal_log_prob",
@@ -92,6 +94,15 @@ class DiagonalNormal(StandardNormal):
 
 
 BASES = ("standard", "learned")
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    r"""Autocast switched off on ``device``: densities, KL and log-determinants computed in
+    float32 (at least) under mixed precision. The ``meta`` device, which has no autocast,
+    needs nothing switched off."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)
 
 
 def make_base(kind: str, event_shape: Sequence[int]) -> StandardNormal:

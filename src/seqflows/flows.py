@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
 from .config import check_at_least
-from .distributions import make_base
+from .distributions import full_precision, make_base
 from .errors import ConfigError
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
@@ -188,8 +188,9 @@ class FlowModel(Pretrained, nn.Module):
             The loss, the per-frame log-likelihood (B, T - burn_in) and the flow's outputs.
         """
         out = self.normalize(x)
-        with torch.autocast(x.device.type, enabled=False):  # float32 density (mixed precision)
-            objective = self.base.log_prob(out.noise.float()) + out.log_abs_det.float()
+        with full_precision(x.device):  # float32 density (mixed precision)
+            dtype = torch.promote_types(out.noise.dtype, torch.float32)  # float64 stays
+            objective = self.base.log_prob(out.noise.to(dtype)) + out.log_abs_det.to(dtype)
         return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
 
     def scores(self, x: Tensor, generator: torch.Generator | None = None) -> FrameScores:

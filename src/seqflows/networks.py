@@ -10,7 +10,9 @@ r"""Frame encoders and decoders of the sequential latent variable model (Appendi
 
 Frames of side S = 4 * 2^n use n stride-2 layers: n = 4 for the paper's 64x64; 32x32 frames use
 three (64, 128, 256 filters). ``width`` scales every filter count (64 in the paper).
-All frames of a batch go through in one call: (N, *event_shape) with N = B * T.
+All frames of a batch go through in one call: (N, *event_shape) with N = B * T. With
+``checkpoint_activations`` each network keeps only the input of each of its blocks for the
+backward pass and recomputes the rest there (:func:`~seqflows.normalization.run_stack`).
 """
 
 from __future__ import annotations
@@ -53,10 +55,19 @@ class ConvEncoder(nn.Module):
         event_shape: (C, S, S), S = 4 * 2^n.
         features: Output size (128 in the paper).
         width: Filters of the first layer (64); each stride-2 layer doubles them.
+        checkpoint_activations: Recompute the activations in the backward pass.
     """
 
-    def __init__(self, event_shape: Sequence[int], *, features: int, width: int) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        *,
+        features: int,
+        width: int,
+        checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         channels, height, width_pixels = (int(size) for size in event_shape)
         if height != width_pixels:
             raise ValueError(f"the convolutional encoder needs square frames, got {event_shape}")
@@ -72,7 +83,7 @@ class ConvEncoder(nn.Module):
     def forward(self, frames: Tensor, steps: int | None = None) -> Tensor:
         r"""Features (N, features) of frames (N, C, S, S); ``steps``: BatchNorm statistics per
         time step for step-major frames (:func:`~seqflows.normalization.run_stack`)."""
-        return run_stack(self.net, frames, steps).flatten(1)
+        return run_stack(self.net, frames, steps, self.checkpoint_activations).flatten(1)
 
 
 class ConvDecoder(nn.Module):
@@ -82,10 +93,19 @@ class ConvDecoder(nn.Module):
         event_shape: (C, S, S), S = 4 * 2^n.
         latent_dim: Size of z_t (256 in the paper).
         width: Filters of the last hidden layer (64); the earlier ones double going back.
+        checkpoint_activations: Recompute the activations in the backward pass.
     """
 
-    def __init__(self, event_shape: Sequence[int], *, latent_dim: int, width: int) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        *,
+        latent_dim: int,
+        width: int,
+        checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         channels, height, _ = (int(size) for size in event_shape)
         count = _stride_two_layers(height)
         filters = [width * 2**index for index in reversed(range(count))]  # 512, 256, 128, 64
@@ -103,15 +123,23 @@ class ConvDecoder(nn.Module):
     def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
         r"""Loc and raw log-scale (N, C, S, S) of latents (N, latent); ``steps``: BatchNorm
         statistics per time step for step-major latents."""
-        hidden = run_stack(self.net, z[:, :, None, None], steps)
+        hidden = run_stack(self.net, z[:, :, None, None], steps, self.checkpoint_activations)
         return self.loc_head(hidden), self.log_scale_head(hidden)
 
 
 class MLPEncoder(nn.Module):
     r"""Encoder of a vector frame: (N, D) -> (N, features), two LeakyReLU layers."""
 
-    def __init__(self, event_shape: Sequence[int], *, features: int, hidden: int) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        *,
+        features: int,
+        hidden: int,
+        checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         (dim,) = (int(size) for size in event_shape)
         self.net = nn.Sequential(
             nn.Linear(dim, hidden),
@@ -122,14 +150,22 @@ class MLPEncoder(nn.Module):
 
     def forward(self, frames: Tensor, steps: int | None = None) -> Tensor:
         r"""Features (N, features) of vectors (N, D); ``steps`` changes nothing (no BatchNorm)."""
-        return self.net(frames)
+        return run_stack(self.net, frames, checkpoint=self.checkpoint_activations)
 
 
 class MLPDecoder(nn.Module):
     r"""Decoder of p(x_t | z_t) for vectors: (N, latent) -> loc, log_scale, each (N, D)."""
 
-    def __init__(self, event_shape: Sequence[int], *, latent_dim: int, hidden: int) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        *,
+        latent_dim: int,
+        hidden: int,
+        checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         (dim,) = (int(size) for size in event_shape)
         self.net = nn.Sequential(
             nn.Linear(latent_dim, hidden),
@@ -142,7 +178,7 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
         r"""Loc and raw log-scale (N, D) of latents (N, latent); ``steps`` changes nothing."""
-        hidden = self.net(z)
+        hidden = run_stack(self.net, z, checkpoint=self.checkpoint_activations)
         return self.loc_head(hidden), self.log_scale_head(hidden)
 
 
@@ -151,18 +187,37 @@ def _conv_block(conv: nn.Module, filters: int) -> list[nn.Module]:
 
 
 def make_frame_networks(
-    event_shape: Sequence[int], *, latent_dim: int, features: int, width: int, hidden: int
+    event_shape: Sequence[int],
+    *,
+    latent_dim: int,
+    features: int,
+    width: int,
+    hidden: int,
+    checkpoint_activations: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
     r"""The encoder and decoder for frames of ``event_shape``: convolutional for (C, S, S)
-    (``width`` filters first), MLPs (``hidden`` units) for vectors (D,)."""
+    (``width`` filters first), MLPs (``hidden`` units) for vectors (D,); with
+    ``checkpoint_activations`` both recompute their activations in the backward pass."""
+    checkpoint = checkpoint_activations
     if len(event_shape) == 3:
         return (
-            ConvEncoder(event_shape, features=features, width=width),
-            ConvDecoder(event_shape, latent_dim=latent_dim, width=width),
+            ConvEncoder(
+                event_shape, features=features, width=width, checkpoint_activations=checkpoint
+            ),
+            ConvDecoder(
+                event_shape, latent_dim=latent_dim, width=width, checkpoint_activations=checkpoint
+            ),
         )
     if len(event_shape) == 1:
         return (
-            MLPEncoder(event_shape, features=features, hidden=hidden),
-            MLPDecoder(event_shape, latent_dim=latent_dim, hidden=hidden),
+            MLPEncoder(
+                event_shape, features=features, hidden=hidden, checkpoint_activations=checkpoint
+            ),
+            MLPDecoder(
+                event_shape,
+                latent_dim=latent_dim,
+                hidden=hidden,
+                checkpoint_activations=checkpoint,
+            ),
         )
     raise ValueError(f"event_shape must be (C, H, W) or (D,), got {tuple(event_shape)}")

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
 from .config import check_at_least
-from .distributions import normal_kl, normal_log_prob
+from .distributions import full_precision, normal_kl, normal_log_prob
 from .errors import ConfigError
 from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
 from .latent_prior import LatentFlow
@@ -97,6 +97,11 @@ class ELBOTerms:
 
 def _clamp(log_scale: Tensor) -> Tensor:
     return log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """x in float32 under mixed precision (bfloat16, float16), float64 kept as it is."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 TRAIN_FRAMES = ("all", "scored")
@@ -195,6 +200,8 @@ class LatentSequenceModel(nn.Module):
             pushed through (:class:`~seqflows.latent_prior.LatentFlow`), outermost first; empty:
             the paper's Gaussian prior.
         prior_config: Settings of those transforms (needed with ``prior_transforms``).
+        checkpoint_activations: The encoder and the decoder recompute their activations in the
+            backward pass instead of keeping them (:mod:`seqflows.normalization`).
     """
 
     def __init__(
@@ -212,6 +219,7 @@ class LatentSequenceModel(nn.Module):
         init: str,
         prior_transforms: Sequence[str] = (),
         prior_config: TransformConfig | None = None,
+        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
@@ -224,6 +232,7 @@ class LatentSequenceModel(nn.Module):
             features=features,
             width=width,
             hidden=mlp_hidden,
+            checkpoint_activations=checkpoint_activations,
         )
         self.posterior_lstm = StackedLSTM(features + latent_dim, hidden, layers)
         self.posterior_loc = nn.Linear(hidden, latent_dim)
@@ -262,13 +271,18 @@ class LatentSequenceModel(nn.Module):
             generator: Random numbers of the reparameterized samples.
         """
         batch, length = features.shape[:2]
-        features = features.float()
-        with torch.autocast(features.device.type, enabled=False):
+        features = _at_least_float32(features)
+        with full_precision(features.device):
             state = self.posterior_lstm.start(batch)
             z = features.new_zeros(batch, self.latent_dim)
             samples, locs, log_scales = [], [], []
             noise = torch.randn(
-                batch, length, self.latent_dim, generator=generator, device=features.device
+                batch,
+                length,
+                self.latent_dim,
+                generator=generator,
+                device=features.device,
+                dtype=features.dtype,
             )
             for t in range(length):
                 output, state = self.posterior_lstm(torch.cat([features[:, t], z], -1), state)
@@ -282,8 +296,8 @@ class LatentSequenceModel(nn.Module):
 
     def prior(self, z: Tensor) -> tuple[Tensor, Tensor]:
         r"""Parameters of p(z_t | z_{<t}) for every t at once, given z_{1:T} (B, T, latent)."""
-        with torch.autocast(z.device.type, enabled=False):
-            z = z.float()
+        with full_precision(z.device):
+            z = _at_least_float32(z)
             previous = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], dim=1)  # z_0 = 0
             inputs = self.prior_input(previous)  # all time steps at once
             state = self.prior_lstm.start(z.shape[0])
@@ -301,10 +315,11 @@ class LatentSequenceModel(nn.Module):
         (:mod:`seqflows.latent_prior`).
         """
         loc, log_scale = self.prior(z)
-        with torch.autocast(z.device.type, enabled=False):
+        with full_precision(z.device):
+            z = _at_least_float32(z)
             if self.prior_flow is None:
-                return normal_log_prob(z.float(), loc, log_scale, 1)
-            u, log_abs_det = self.prior_flow.normalize(z.float())
+                return normal_log_prob(z, loc, log_scale, 1)
+            u, log_abs_det = self.prior_flow.normalize(z)
             return normal_log_prob(u, loc, log_scale, 1) + log_abs_det
 
     def kl(self, posterior: Posterior) -> Tensor:
@@ -330,7 +345,7 @@ class LatentSequenceModel(nn.Module):
                 loc.unflatten(0, (batch, length)),
                 log_scale.unflatten(0, (batch, length)),
             )
-        loc, log_scale = loc.float(), _clamp(log_scale.float())
+        loc, log_scale = _at_least_float32(loc), _clamp(_at_least_float32(log_scale))
         if self.loc_map == "sigmoid":
             loc = torch.sigmoid(loc)
         return loc, log_scale
@@ -407,16 +422,16 @@ class LatentSequenceModel(nn.Module):
         check_sizes(num_sequences=num_sequences, length=length)
         reference = self.posterior_loc.weight
         device = reference.device
+        dtype = torch.promote_types(reference.dtype, torch.float32)
         if context is not None and context.shape[1] > 0:
             posterior = self.infer(self.encode(context), generator)
             history = posterior.z
         else:
-            history = torch.zeros(num_sequences, 0, self.latent_dim, device=device)
-        with torch.autocast(device.type, enabled=False):
+            history = torch.zeros(num_sequences, 0, self.latent_dim, device=device, dtype=dtype)
+        with full_precision(device):
             state = self.prior_lstm.start(num_sequences)
-            previous = torch.cat(
-                [torch.zeros(num_sequences, 1, self.latent_dim, device=device), history], dim=1
-            )
+            start = torch.zeros(num_sequences, 1, self.latent_dim, device=device, dtype=dtype)
+            previous = torch.cat([start, history], dim=1)
             for t in range(history.shape[1]):  # the prior's state after z_0 .. z_{c-1}
                 _, state = self.prior_lstm(self.prior_input(previous[:, t]), state)
             z = previous[:, -1]
@@ -426,13 +441,13 @@ class LatentSequenceModel(nn.Module):
                 output, state = self.prior_lstm(self.prior_input(z), state)
                 loc = self.prior_loc(output)
                 log_scale = _clamp(self.prior_log_scale(output))
-                noise = torch.randn(loc.shape, generator=generator, device=device)
+                noise = torch.randn(loc.shape, generator=generator, device=device, dtype=dtype)
                 z = loc + torch.exp(log_scale) * noise
                 if windows is not None:  # flow prior: z_t from u_t through the windows
                     z, windows = self.prior_flow.generate_step(z, windows)
                 latents.append(z)
         loc, log_scale = self.likelihood(torch.stack(latents, 1))
-        noise = torch.randn(loc.shape, generator=generator, device=device)
+        noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
         return loc + temperature * torch.exp(log_scale) * noise
 
 
@@ -441,8 +456,9 @@ class SLVMConfig(TransformConfig):
     r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
 
     The fields of :class:`~seqflows.transforms.TransformConfig` (window, conditioner, hidden,
-    scales, normalization, batch_norm, identity_init, bins, bound) set the flow's transforms and
-    the training-mode BatchNorm statistics of every network; and
+    scales, normalization, batch_norm, identity_init, bins, bound, checkpoint_activations) set
+    the flow's transforms, and the training-mode BatchNorm statistics and the activation
+    checkpointing of every network; and
 
     Attributes:
         type: ``"slvm"``: what a configuration's ``model.type`` says for this model.
@@ -572,6 +588,7 @@ class SLVM(Pretrained, nn.Module):
             init=config.init,
             prior_transforms=config.prior_transforms,
             prior_config=config.prior_transform,
+            checkpoint_activations=config.checkpoint_activations,
         )
 
     @classmethod
@@ -714,7 +731,9 @@ class SLVM(Pretrained, nn.Module):
         return ELBOTerms(
             log_likelihood=log_likelihood[:, start:],
             kl=kl[:, start:],
-            log_abs_det=flow.log_abs_det.float() if flow else torch.zeros_like(kl[:, start:]),
+            log_abs_det=(
+                _at_least_float32(flow.log_abs_det) if flow else torch.zeros_like(kl[:, start:])
+            ),
             flow=flow,
             likelihood_loc=loc[:, start:],
             likelihood_scale=torch.exp(log_scale[:, start:]),
@@ -828,7 +847,7 @@ class SLVM(Pretrained, nn.Module):
             log_weights.new_tensor(float(num_samples))
         )
         if flow is not None:
-            bound = bound + flow.log_abs_det[:, available - scored :].float().sum(1)
+            bound = bound + _at_least_float32(flow.log_abs_det[:, available - scored :]).sum(1)
         return bound
 
     @torch.no_grad()

@@ -157,6 +157,10 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix_str(text, refresh=False)
 
+    def due(self) -> bool:
+        """Whether a line would be written now (always with a bar, which redraws itself)."""
+        return self._bar is not None or time.perf_counter() - self._printed_at >= self.interval
+
     def update(self, count: int = 1) -> None:
         """``count`` more units done."""
         self.update_to(self.done + count)

@@ -2,9 +2,10 @@ r"""Process-level settings for fast training on CPU, and what fits in this machi
 
 glibc's malloc returns every freed block larger than 32 MiB to the kernel, so the activations of
 each training step are page-faulted in again: 20-30 % of a conv flow's CPU step (see
-benchmarks/README.md). :func:`retain_freed_memory` makes malloc keep and reuse freed memory, at
-the cost of a larger resident size. The same effect from the shell, before Python starts:
-``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
+benchmarks/README.md). :func:`retain_freed_memory` (from the core,
+:func:`seqflows.retain_freed_memory`, re-exported here) makes malloc keep and reuse freed
+memory, at the cost of a larger resident size. The same effect from the shell, before Python
+starts: ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
 
 :func:`check_batch_fits` refuses, before anything is allocated, a frame size or a batch size
 whose frames alone cannot fit in memory (``data.size=100000``, ``train.batch_size=100000000``
@@ -13,13 +14,12 @@ grew to 21 GB before being killed).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..allocator import retain_freed_memory
 from .config import Config, ConfigError
 
 __all__ = [
@@ -27,22 +27,6 @@ __all__ = [
     "memory_bytes",
     "retain_freed_memory",
 ]
-
-
-def retain_freed_memory() -> bool:
-    """Makes glibc malloc keep and reuse freed memory (no mmap per block, no trimming).
-
-    Returns:
-        Whether the setting took effect (False off glibc, e.g. on macOS or musl).
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(
-            libc.mallopt(m_trim_threshold, 2**31 - 1)
-        )
-    except (OSError, AttributeError):
-        return False
 
 
 def memory_bytes() -> int | None:

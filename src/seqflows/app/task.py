@@ -87,6 +87,11 @@ def stable_seed(*keys: int) -> int:
     return signed % 2**63
 
 
+# Model settings that change how much memory training takes, not the model: a run may resume
+# with another value.
+MEMORY_SETTINGS = frozenset({"checkpoint_activations"})
+
+
 class SequenceTask(pl.LightningModule):
     r"""Trains a flow (:class:`~seqflows.FlowModel`, by maximum likelihood) or an SLVM
     (:class:`~seqflows.SLVM`, by the ELBO).
@@ -214,7 +219,11 @@ class SequenceTask(pl.LightningModule):
             raise CheckpointError("not a seqflows checkpoint (no 'seqflows' entry)")
         stored = dataclasses.asdict(model_config(info["config"]["model"]))
         current = self.config.to_dict()["model"]
-        different = sorted(key for key in current if stored.get(key) != current[key])
+        different = sorted(
+            key
+            for key in current
+            if stored.get(key) != current[key] and key not in MEMORY_SETTINGS
+        )
         if different or list(info["event_shape"]) != list(self.event_shape):
             details = ", ".join(
                 f"{key}: {stored.get(key)!r} vs {current[key]!r}" for key in different
@@ -398,7 +407,9 @@ class ProgressLines(ProgressBar):
         batch_index: int,
     ) -> None:
         if self._progress is not None:
-            self._progress.set_postfix(self._metrics(trainer))
+            # The metrics are read (on a GPU: waited for) only for a line that is written.
+            if self._progress.due():
+                self._progress.set_postfix(self._metrics(trainer))
             self._progress.update_to(trainer.global_step)
 
     def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
@@ -407,6 +418,7 @@ class ProgressLines(ProgressBar):
 
     def on_train_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
         if self._progress is not None:
+            self._progress.set_postfix(self._metrics(trainer))
             self._progress.close()
             self._progress = None
 
