@@ -13,6 +13,9 @@ r"""What the benchmarks share: the paper's models, the conv peak, FLOP counts, t
 * :func:`inference_variant`: a model as evaluation and sampling run it (eval mode, BatchNorm
   folded or not, channels-last or not);
 * :func:`machine`: the torch version, threads and CPU of the run, for the JSON files.
+* :func:`add_device_options`, :func:`check_device`: ``--device cpu|cuda`` and ``--precision
+  32|tf32|bf16`` of the inference benchmarks; :func:`synchronize`, :func:`set_tf32` and
+  :func:`autocast` (bf16 on a device), shared with ``train_step.py``.
 
 The scripts run from the repository root as ``python benchmarks/NAME.py``, which puts this
 folder on ``sys.path``: they import this module as ``common``.
@@ -41,6 +44,8 @@ MODELS = ("1af", "2af", "slvm", "slvm_1af")
 LABELS = {"1af": "1-AF", "2af": "2-AF", "slvm": "SLVM", "slvm_1af": "SLVM w/ 1-AF"}
 VARIANTS = ("eval", "folded", "folded_cl")  # how the inference benchmarks run a model
 BUSY = 0.1  # cores used by other processes above which a measurement is not clean
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("32", "tf32", "bf16")  # --precision of the inference benchmarks
 
 
 def cpu_model() -> str:
@@ -129,9 +134,41 @@ class Usage:
             self.other_cores = max(others, 0.0) / max(self.wall, 1e-9)
 
 
-def autocast(enabled: bool) -> torch.autocast:
-    """bf16 autocast on CPU when ``enabled``, else nothing."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+def autocast(enabled: bool, device: str = "cpu") -> torch.autocast:
+    """bf16 autocast on ``device`` when ``enabled``, else nothing."""
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+
+
+def synchronize(device: str) -> None:
+    """Waits for the device's queued work (CUDA kernels run asynchronously)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def set_tf32(enabled: bool) -> None:
+    """TensorFloat-32 for CUDA convolutions and matrix products (no effect on CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--precision`` (see :func:`check_device`)."""
+    parser.add_argument(
+        "--device", choices=DEVICES, default="cpu", help="where the models run (cuda: one GPU)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="32",
+        help="32: float32; tf32: TensorFloat-32 on CUDA (as 32 on CPU); bf16: bf16 autocast",
+    )
+
+
+def check_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A parser error (exit 2) for ``--device cuda`` without CUDA; sets TF32 as asked."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available to this torch")
+    set_tf32(args.precision == "tf32")
 
 
 def paper_model(
@@ -177,6 +214,7 @@ def conv_peak(
     bf16: bool = False,
     memory_format: torch.memory_format = torch.contiguous_format,
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     r"""GFLOP/s of one ``channels -> channels`` 3x3 convolution on ``batch`` images of S x S.
 
@@ -186,26 +224,29 @@ def conv_peak(
     """
     torch.manual_seed(seed)
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-    conv = conv.to(memory_format=memory_format).requires_grad_(backward)
+    conv = conv.to(device=device, memory_format=memory_format).requires_grad_(backward)
     dtype = torch.bfloat16 if bf16 else torch.float32
     shape = (batch, channels, size, size)
-    x = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format)
+    x = torch.randn(shape, dtype=dtype, device=device).contiguous(memory_format=memory_format)
     x.requires_grad_(backward)
-    grad = torch.randn(shape, dtype=dtype).contiguous(memory_format=memory_format)
+    grad = torch.randn(shape, dtype=dtype, device=device)
+    grad = grad.contiguous(memory_format=memory_format)
     flops = (3 if backward else 1) * 2 * 9 * channels * channels * size * size * batch
     times = []
     with Usage() as usage:
         for rep in range(reps + 1):
             x.grad = None
             conv.zero_grad(set_to_none=True)
+            synchronize(device)
             start = time.perf_counter()
             if backward:
-                with autocast(bf16):
+                with autocast(bf16, device):
                     out = conv(x)
                 out.backward(grad)
             else:
-                with torch.inference_mode(), autocast(bf16):
+                with torch.inference_mode(), autocast(bf16, device):
                     out = conv(x)
+            synchronize(device)
             if rep > 0:  # the first call is a warm-up
                 times.append(time.perf_counter() - start)
             del out
@@ -246,13 +287,18 @@ def count_flops(function: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
     }
 
 
-def time_calls(function: Callable[[], Any], reps: int) -> tuple[list[float], Usage]:
-    """Seconds of each of ``reps`` calls of ``function`` (no warm-up), and what they cost."""
+def time_calls(
+    function: Callable[[], Any], reps: int, device: str = "cpu"
+) -> tuple[list[float], Usage]:
+    """Seconds of each of ``reps`` calls of ``function`` (no warm-up), and what they cost;
+    on CUDA between synchronizations."""
     times = []
     with Usage() as usage:
         for _ in range(reps):
+            synchronize(device)
             start = time.perf_counter()
             function()
+            synchronize(device)
             times.append(time.perf_counter() - start)
     return times, usage
 
@@ -263,16 +309,22 @@ def training_step(
     x: torch.Tensor,
     generator: torch.Generator,
     bf16: bool = False,
+    device: str = "cpu",
 ) -> tuple[float, float, float]:
-    """One training step (the model's loss, backward, Adam): seconds of its three phases."""
+    """One training step (the model's loss, backward, Adam): seconds of its three phases (on
+    CUDA between synchronizations)."""
+    synchronize(device)
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    with autocast(bf16):
+    with autocast(bf16, device):
         loss = model.loss(x, generator).loss
+    synchronize(device)
     forward = time.perf_counter()
     loss.backward()
+    synchronize(device)
     backward = time.perf_counter()
     optimizer.step()
+    synchronize(device)
     end = time.perf_counter()
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {loss.item()}")

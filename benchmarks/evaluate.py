@@ -46,9 +46,12 @@ from common import (
     MODELS,
     VARIANTS,
     WINDOW,
+    add_device_options,
     apply_quick,
+    autocast,
     busy_warning,
     check_at_least_one,
+    check_device,
     choices,
     conv_peak,
     count_flops,
@@ -84,23 +87,33 @@ def evaluation_call(model: Any, x: torch.Tensor, args: argparse.Namespace) -> Ca
     scores = SequenceScores(
         model.event_shape, iwae_samples=0 if model.exact else args.samples, iwae_chunk=args.chunk
     )
-    return lambda: scores.update(model, x, torch.Generator().manual_seed(args.seed))
+
+    def call() -> Any:
+        with autocast(args.precision == "bf16", args.device):
+            return scores.update(model, x, generator(args))
+
+    return call
+
+
+def generator(args: argparse.Namespace) -> torch.Generator:
+    return torch.Generator(device=args.device).manual_seed(args.seed)
 
 
 def measure_training(args: argparse.Namespace, name: str) -> dict[str, Any]:
     """GFLOP/s of the model's training step and its ratio to the forward + backward peak."""
     torch.manual_seed(args.seed)
-    model = build(args, name).train()
+    model = build(args, name).to(args.device).train()
     batch = args.train_batch or TRAINING_BATCH[name]
-    x = torch.rand(batch, args.frames, 1, args.size, args.size)
+    x = torch.rand(batch, args.frames, 1, args.size, args.size, device=args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    generator = torch.Generator().manual_seed(args.seed)
+    samples = generator(args)
+    bf16 = args.precision == "bf16"
 
     def step() -> tuple[float, float, float]:
-        return training_step(model, optimizer, x, generator)
+        return training_step(model, optimizer, x, samples, bf16, args.device)
 
     _, flops = count_flops(step)
-    times, usage = time_calls(step, args.train_steps)
+    times, usage = time_calls(step, args.train_steps, args.device)
     seconds = statistics.median(times)
     peak = conv_peak(
         args.width,
@@ -108,7 +121,9 @@ def measure_training(args: argparse.Namespace, name: str) -> dict[str, Any]:
         batch * (args.frames - WINDOW),
         args.peak_reps,
         backward=True,
+        bf16=bf16,
         seed=args.seed,
+        device=args.device,
     )
     gflops = flops["total"] / seconds / 1e9
     return {
@@ -138,9 +153,9 @@ def measure_model(args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
     """The evaluation of one model in every variant, beside its training step."""
     training = measure_training(args, name)
     torch.manual_seed(args.seed)
-    model = build(args, name).eval()
+    model = build(args, name).to(args.device).eval()
     batch = args.batch or EVALUATION_BATCH[name]
-    x = torch.rand(batch, args.frames, 1, args.size, args.size)
+    x = torch.rand(batch, args.frames, 1, args.size, args.size, device=args.device)
     samples = 1 if model.exact else args.samples
     scored = batch * (args.frames - model.burn_in) * samples
     peak = conv_peak(
@@ -149,14 +164,16 @@ def measure_model(args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
         batch * (args.frames - WINDOW),
         args.peak_reps,
         backward=False,
+        bf16=args.precision == "bf16",
         seed=args.seed,
+        device=args.device,
     )
     rows = []
     for variant in args.variants:
         candidate = inference_variant(model, variant)
         call = evaluation_call(candidate, x, args)
         _, flops = count_flops(call)  # also the warm-up call
-        times, usage = time_calls(call, args.reps)
+        times, usage = time_calls(call, args.reps, args.device)
         seconds = statistics.median(times)
         gflops = flops["total"] / seconds / 1e9
         ratio = gflops / peak["gflops_per_s"]
@@ -166,12 +183,15 @@ def measure_model(args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
                 "model": name,
                 "label": LABELS[name],
                 "variant": variant,
+                "device": args.device,
+                "precision": args.precision,
                 "batch": batch,
                 "frames": args.frames,
                 "importance_samples": None if model.exact else args.samples,
                 "chunk": None if model.exact else args.chunk,
                 "scored_per_batch": scored,
                 "seconds_per_batch": seconds,
+                "seconds": seconds,
                 "times": times,
                 "frames_per_s": scored / seconds,
                 "flops": flops,
@@ -245,6 +265,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="timed evaluation calls (median)")
     parser.add_argument("--train-steps", type=int, default=2, help="timed training steps")
     parser.add_argument("--peak-reps", type=int, default=5, help="timed reps of the conv peak")
+    add_device_options(parser)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -253,6 +274,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     apply_quick(args, QUICK)
+    check_device(parser, args)
     args.models = choices(parser, args.models, MODELS)
     args.variants = choices(parser, args.variants, VARIANTS)
     if args.frames <= 2 * WINDOW and "2af" in args.models:
@@ -272,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"
         f"frames 1x{args.size}x{args.size}, crops of {args.frames}, width {args.width}, "
-        f"K = {args.samples} in chunks of {args.chunk} for SLVMs",
+        f"K = {args.samples} in chunks of {args.chunk} for SLVMs; device {args.device}, "
+        f"precision {args.precision}",
         flush=True,
     )
     rows = []

@@ -40,9 +40,12 @@ import torch
 from common import (
     LABELS,
     VARIANTS,
+    add_device_options,
     apply_quick,
+    autocast,
     busy_warning,
     check_at_least_one,
+    check_device,
     choices,
     conv_peak,
     count_flops,
@@ -68,26 +71,39 @@ QUICK = {
 def measure(args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
     """Every variant, batch and length of one model."""
     torch.manual_seed(args.seed)
-    model = paper_model(
-        name,
-        args.size,
-        args.width,
-        latent_dim=args.latent,
-        lstm_hidden=args.latent,
-        encoder_features=args.latent // 2 or 1,
-    ).eval()
+    model = (
+        paper_model(
+            name,
+            args.size,
+            args.width,
+            latent_dim=args.latent,
+            lstm_hidden=args.latent,
+            encoder_features=args.latent // 2 or 1,
+        )
+        .to(args.device)
+        .eval()
+    )
+    device, bf16 = args.device, args.precision == "bf16"
     rows = []
     for batch in args.batches:
         peak = conv_peak(
-            args.width, args.size, batch, args.peak_reps, backward=False, seed=args.seed
+            args.width,
+            args.size,
+            batch,
+            args.peak_reps,
+            backward=False,
+            bf16=bf16,
+            seed=args.seed,
+            device=device,
         )
-        context = torch.rand(batch, model.burn_in, 1, args.size, args.size)
+        context = torch.rand(batch, model.burn_in, 1, args.size, args.size, device=device)
         for variant in args.variants:
             candidate = inference_variant(model, variant)
 
             def call(length: int, sampler: Any = candidate, context: Any = context) -> Any:
-                generator = torch.Generator().manual_seed(args.seed)
-                return sampler.sample(context.shape[0], length, context, generator)
+                generator = torch.Generator(device=device).manual_seed(args.seed)
+                with autocast(bf16, device):
+                    return sampler.sample(context.shape[0], length, context, generator)
 
             _, one = count_flops(lambda call=call: call(1))
             _, two = count_flops(lambda call=call: call(2))
@@ -95,7 +111,9 @@ def measure(args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
             once = one["total"] - per_step
             first = None
             for length in args.lengths:
-                times, usage = time_calls(lambda call=call, length=length: call(length), args.reps)
+                times, usage = time_calls(
+                    lambda call=call, length=length: call(length), args.reps, device
+                )
                 seconds = statistics.median(times)
                 flops = once + length * per_step
                 step = seconds / length
@@ -106,6 +124,8 @@ def measure(args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
                     "model": name,
                     "label": LABELS[name],
                     "variant": variant,
+                    "device": device,
+                    "precision": args.precision,
                     "batch": batch,
                     "length": length,
                     "seconds": seconds,
@@ -173,6 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latent", type=int, default=256, help="SLVM latent and LSTM size")
     parser.add_argument("--reps", type=int, default=1, help="timed calls per length (median)")
     parser.add_argument("--peak-reps", type=int, default=5, help="timed reps of the conv peak")
+    add_device_options(parser)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -181,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     apply_quick(args, QUICK)
+    check_device(parser, args)
     args.models = choices(parser, args.models, MODELS)
     args.variants = choices(parser, args.variants, VARIANTS)
     try:
@@ -201,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"
         f"frames 1x{args.size}x{args.size}, width {args.width}, batches {args.batches}, "
-        f"lengths {args.lengths}",
+        f"lengths {args.lengths}; device {args.device}, precision {args.precision}",
         flush=True,
     )
     rows = []

@@ -71,11 +71,19 @@ from typing import Any
 
 import torch
 
-from common import Usage, cpu_flags, cpu_model, maxrss_mib
+from common import (
+    DEVICES,
+    Usage,
+    autocast,
+    cpu_flags,
+    cpu_model,
+    maxrss_mib,
+    set_tf32,
+    synchronize,
+)
 from seqflows import retain_freed_memory
 
 MODES = ("fp32", "fp32_cl", "tf32", "bf16", "bf16_cl")
-DEVICES = ("cpu", "cuda")
 ALLOCATORS = ("system", "retain")
 WINDOW = 3
 
@@ -108,27 +116,11 @@ def peak_memory_mib(device: str) -> float:
     return maxrss_mib()
 
 
-def synchronize(device: str) -> None:
-    """Waits for the device's queued work (CUDA kernels run asynchronously)."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def set_tf32(enabled: bool) -> None:
-    """TensorFloat-32 for CUDA convolutions and matrix products (no effect on CPU)."""
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
-
-
 def mode_settings(mode: str) -> tuple[torch.memory_format, bool]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
     memory_format = torch.channels_last if mode.endswith("_cl") else torch.contiguous_format
     return memory_format, mode.startswith("bf16")
-
-
-def autocast(enabled: bool, device: str = "cpu") -> torch.autocast:
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
 
 
 def closed_form_conv_flops(args: argparse.Namespace) -> dict[str, int]:

@@ -195,3 +195,24 @@ def test_gpu_script_refuses_a_machine_without_cuda_and_unknown_options():
         done = _run("bash", str(BENCHMARKS / "gpu.sh"))
         assert done.returncode == 2
         assert "torch sees no CUDA device here; run with --dry-run" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["evaluate", "sample"])
+def test_inference_benchmarks_run_in_bf16_and_record_device_and_precision(script, tmp_path):
+    options = ("--models", "1af,slvm_1af", "--variants", "folded", "--precision", "bf16")
+    _, result = run_quick(script, tmp_path, *options)
+    assert result["results"] and result["config"]["precision"] == "bf16"
+    for row in result["results"]:
+        assert row["precision"] == "bf16" and row["device"] == "cpu"
+        for key in ("frames_per_s", "gflops_per_s", "ratio"):
+            assert positive(row[key]), (row["name"], key)
+
+
+@pytest.mark.parametrize("script", ["evaluate", "sample"])
+def test_inference_benchmarks_refuse_cuda_where_there_is_none(script):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = _run(sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--device=cuda")
+    assert done.returncode == 2 and "no CUDA device" in done.stderr
