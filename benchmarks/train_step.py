@@ -80,6 +80,7 @@ from common import (
     maxrss_mib,
     set_tf32,
     synchronize,
+    training_step,
 )
 from seqflows import retain_freed_memory
 
@@ -221,22 +222,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     scored = args.batch * (args.frames - model.burn_in)
 
     def step() -> tuple[float, float, float]:
-        synchronize(device)
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(bf16, device):
-            loss = model.loss(x, generator).loss
-        synchronize(device)
-        forward = time.perf_counter()
-        loss.backward()
-        synchronize(device)
-        backward = time.perf_counter()
-        optimizer.step()
-        synchronize(device)
-        end = time.perf_counter()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} in mode {mode}")
-        return forward - start, backward - forward, end - backward
+        return training_step(model, optimizer, x, generator, bf16, device)
 
     counter = FlopCounterMode(display=False)
     with counter:  # FLOPs are counted on the first, untimed step
