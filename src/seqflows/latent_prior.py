@@ -45,6 +45,7 @@ class LatentFlow(nn.Module):
             hidden units, scale bounds, spline bins and bound, identity_init).
 
     Example:
+        >>> import torch
         >>> flow = LatentFlow(4, ["affine", "spline"], TransformConfig(window=2, hidden=8))
         >>> z = torch.randn(3, 6, 4)
         >>> u, log_abs_det = flow.normalize(z)
