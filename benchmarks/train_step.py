@@ -74,12 +74,11 @@ import torch
 from common import (
     DEVICES,
     Usage,
-    autocast,
+    conv_peak,
     cpu_flags,
     cpu_model,
     maxrss_mib,
     set_tf32,
-    synchronize,
     training_step,
 )
 from seqflows import retain_freed_memory
@@ -145,42 +144,17 @@ def closed_form_conv_flops(args: argparse.Namespace) -> dict[str, int]:
 def measure_conv_peak(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """GFLOP/s of one hidden -> hidden 3x3 conv, forward + backward, in the given mode."""
     memory_format, bf16 = mode_settings(mode)
-    device = args.device
-    torch.manual_seed(args.seed)
-    conv = torch.nn.Conv2d(args.hidden, args.hidden, 3, padding=1, bias=False)
-    conv = conv.to(device=device, memory_format=memory_format)
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    shape = (args.peak_batch, args.hidden, args.size, args.size)
-    # Under autocast the model's convs get bf16 inputs (BN/ReLU outputs), so does this one.
-    x = torch.randn(shape, dtype=dtype, device=device).contiguous(memory_format=memory_format)
-    x.requires_grad_()
-    grad = torch.randn(shape, dtype=dtype, device=device)
-    grad = grad.contiguous(memory_format=memory_format)
-    flops = 3 * 2 * 9 * args.hidden * args.hidden * args.size * args.size * args.peak_batch
-    times = []
-    with Usage() as usage:
-        for rep in range(args.peak_reps + 1):
-            x.grad = None
-            conv.zero_grad(set_to_none=True)
-            synchronize(device)
-            start = time.perf_counter()
-            with autocast(bf16, device):
-                out = conv(x)
-            out.backward(grad)
-            synchronize(device)
-            if rep > 0:  # the first call is a warm-up
-                times.append(time.perf_counter() - start)
-            del out
-    seconds = statistics.median(times)
-    return {
-        "batch": args.peak_batch,
-        "memory_format": "channels_last" if memory_format == torch.channels_last else "NCHW",
-        "seconds": seconds,
-        "times": times,
-        "gflop": flops / 1e9,
-        "gflops_per_s": flops / seconds / 1e9,
-        "other_cpu_cores": usage.other_cores,
-    }
+    return conv_peak(
+        args.hidden,
+        args.size,
+        args.peak_batch,
+        args.peak_reps,
+        backward=True,
+        bf16=bf16,
+        memory_format=memory_format,
+        seed=args.seed,
+        device=args.device,
+    )
 
 
 def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
