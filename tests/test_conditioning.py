@@ -6,11 +6,12 @@ import math
 
 import pytest
 import torch
-from helpers import IMAGE, VECTOR, conditions_for, make_flow, sequence
 
 from seqflows import SLVM, FlowConfig, FlowModel
 from seqflows.config import build
 from seqflows.errors import ConfigError
+
+from helpers import IMAGE, VECTOR, conditions_for, make_flow, sequence
 
 A = 2  # size of the conditions
 STACK = ["spline", "affine"]  # both kinds of transform in one model

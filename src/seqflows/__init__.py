@@ -11,6 +11,7 @@ training, evaluation, figures and the command line), which the first two never i
 from . import (  # noqa: E402
     checks,
     conditioners,
+    conditioning,
     config,
     data,
     distributions,
@@ -51,6 +52,7 @@ __all__ = [
     "__version__",
     "checks",
     "conditioners",
+    "conditioning",
     "config",
     "data",
     "distributions",
