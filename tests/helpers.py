@@ -62,10 +62,20 @@ def make_flow(
             batch_norm.momentum = None
         model.train()
         for _ in range(WARM_UP_PASSES):
-            model.log_prob(torch.randn(4, model.burn_in + 3, *event_shape, dtype=dtype))
+            x = torch.randn(4, model.burn_in + 3, *event_shape, dtype=dtype)
+            model.log_prob(x, conditions_for(model, x))
         for batch_norm in batch_norms:
             batch_norm.momentum = 0.1
     return model.eval()
+
+
+def conditions_for(model: torch.nn.Module, x: torch.Tensor, seed: int = 2) -> torch.Tensor | None:
+    """Random conditions (B, T, A) of sequences x for a conditioned model, else None."""
+    if not model.config.condition_dim:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    shape = (*x.shape[:2], model.config.condition_dim)
+    return torch.randn(shape, generator=generator, dtype=x.dtype)
 
 
 def sequence(

@@ -669,8 +669,10 @@ def test_bf16_autocast_runs_only_the_conditioner_in_bf16(monkeypatch) -> None:
     recorded = []
     all_steps = transform.conditioner.all_steps
 
-    def recording(history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        recorded.append(all_steps(history))
+    def recording(
+        history: torch.Tensor, conditions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        recorded.append(all_steps(history, conditions))
         return recorded[-1]
 
     monkeypatch.setattr(transform.conditioner, "all_steps", recording)

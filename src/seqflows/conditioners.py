@@ -18,6 +18,12 @@ more raw parameters per element (the spline transform's widths, heights and deri
 (N, *event_shape, P). Without it (``extra=0``, the affine transform) nothing changes: the same
 layers, parameters and outputs.
 
+A conditioner built with ``condition_dim=A`` also takes the conditions of each step's window,
+c_{t-k+1}, ..., c_t (N, k, A), the last being the current step's (:mod:`seqflows.conditioning`):
+a linear projection of the flattened window (k*A) is added to the decoder's input (conv,
+broadcast over H and W), to the first hidden layer (mlp) or to the outputs (linear). With
+``condition_dim=0`` (the default) there is no projection and nothing changes.
+
 Three conditioners are provided:
 
 * :class:`ConvConditioner`, the network of Appendix B for frames (C, H, W);
@@ -39,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_event_shape
+from .conditioning import condition_windows, projection
 from .errors import ConfigError
 from .normalization import run_stack
 
@@ -64,6 +71,7 @@ class Conditioner(nn.Module):
         extra: Raw parameters per element beyond the shift and the log-scale (0: none).
         checkpoint_activations: Recompute the hidden layers' activations in the backward pass
             instead of keeping them (:func:`~seqflows.normalization.run_stack`).
+        condition_dim: A, the size of each step's conditions (0: unconditioned).
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class Conditioner(nn.Module):
         window: int,
         extra: int = 0,
         checkpoint_activations: bool = False,
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         self.checkpoint_activations = bool(checkpoint_activations)
@@ -79,9 +88,12 @@ class Conditioner(nn.Module):
             raise ValueError(f"window must be a positive number of frames, got {window}")
         if extra < 0:
             raise ValueError(f"extra must be a non-negative number of parameters, got {extra}")
+        if condition_dim < 0:
+            raise ValueError(f"condition_dim must be at least 0, got {condition_dim}")
         self.event_shape = check_event_shape(event_shape)
         self.window = int(window)
         self.extra = int(extra)
+        self.condition_dim = int(condition_dim)
 
     def encode(self, frames: Tensor) -> Tensor:
         r"""Per-frame features, with shape (N, *feature_shape), of frames (N, *event_shape)."""
@@ -99,15 +111,16 @@ class Conditioner(nn.Module):
         """
         return torch.stack([features[:, j : j + length] for j in range(self.window)], dim=2)
 
-    def decode(self, window: Tensor) -> tuple[Tensor, ...]:
+    def decode(self, window: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, ...]:
         r"""Shift and raw log-scale, each (N, *event_shape), of a window (N, k, *feature_shape),
         and with ``extra`` the extra parameters (N, *event_shape, extra).
 
         Slot 0 of the window holds the oldest frame x_{t-k}, slot k-1 the newest x_{t-1}.
+        ``conditions`` (conditioned only): c_{t-k+1}, ..., c_t, with shape (N, k, A).
         """
         raise NotImplementedError
 
-    def all_steps(self, history: Tensor) -> tuple[Tensor, ...]:
+    def all_steps(self, history: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, ...]:
         r"""Shift and raw log-scale (and the extra parameters) of every step of the density
         direction (Eq. 6), at once.
 
@@ -116,6 +129,8 @@ class Conditioner(nn.Module):
         Arguments:
             history: Inputs (B, S + k, *event_shape): step s is conditioned on frames
                 s .. s + k - 1 and transforms frame s + k (the newest input conditions nothing).
+            conditions: Conditions aligned with ``history``, (B, S + k, A) (conditioned only):
+                step s also sees those of frames s + 1 .. s + k.
 
         Returns:
             Shift and raw log-scale of the S steps, each with shape (B, S, *event_shape) (and
@@ -126,15 +141,31 @@ class Conditioner(nn.Module):
         features = self.encode(history[:, :-1].flatten(0, 1))  # each frame once
         features = features.unflatten(0, (B, length - 1))  # (B, S + k - 1, *feature_shape)
         windows = self.windows(features, steps)  # (B, S, k, *feature_shape)
-        outputs = self.decode(windows.flatten(0, 1))  # (B * S, *event_shape) each
+        if conditions is not None:
+            conditions = condition_windows(conditions, self.window, steps).flatten(0, 1)
+        outputs = self.decode(windows.flatten(0, 1), conditions)  # (B * S, *event_shape) each
         return tuple(output.unflatten(0, (B, steps)) for output in outputs)
 
-    def forward(self, window_frames: Tensor) -> tuple[Tensor, ...]:
+    def forward(
+        self, window_frames: Tensor, conditions: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
         r"""Shift and raw log-scale (and the extra parameters) of a window of raw frames
-        (N, k, *event_shape)."""
+        (N, k, *event_shape) and, conditioned, its conditions (N, k, A)."""
         N, k = window_frames.shape[:2]
         features = self.encode(window_frames.flatten(0, 1))  # (N * k, *feature_shape)
-        return self.decode(features.unflatten(0, (N, k)))
+        return self.decode(features.unflatten(0, (N, k)), conditions)
+
+    def _condition_offset(self, conditions: Tensor | None) -> Tensor | None:
+        r"""The projection (N, outputs) of a window of conditions (N, k, A), or None."""
+        layer = getattr(self, "condition_layer", None)
+        if layer is None and conditions is None:
+            return None
+        if layer is None or conditions is None:
+            raise ValueError(
+                f"this conditioner has condition_dim={self.condition_dim} but conditions were "
+                f"{'not ' if conditions is None else ''}given"
+            )
+        return layer(conditions.flatten(1))
 
     def _zero_heads(self, *heads: nn.Module) -> None:
         for head in heads:
@@ -198,6 +229,8 @@ class ConvConditioner(Conditioner):
         extra: Extra raw parameters per element, from a third conv 3x3 head (hidden -> C*extra).
         checkpoint_activations: Recompute the encoder's and the decoder's activations in the
             backward pass instead of keeping them (less memory, one more forward pass).
+        condition_dim: A: a linear map of the window's conditions (k*A -> k*hidden) is added
+            to the decoder's input at every pixel (0: unconditioned).
     """
 
     def __init__(
@@ -214,8 +247,9 @@ class ConvConditioner(Conditioner):
         decoder_layers: int = DECODER_LAYERS,
         extra: int = 0,
         checkpoint_activations: bool = False,
+        condition_dim: int = 0,
     ) -> None:
-        super().__init__(event_shape, window, extra, checkpoint_activations)
+        super().__init__(event_shape, window, extra, checkpoint_activations, condition_dim)
         if len(self.event_shape) != 3:
             raise ConfigError(
                 f"the 'conv' conditioner needs frames shaped (C, H, W), got {self.event_shape}"
@@ -238,6 +272,7 @@ class ConvConditioner(Conditioner):
             heads.append(self.extra_head)
         if identity_init:
             self._zero_heads(*heads)
+        self.condition_layer = projection(window * self.condition_dim, window * self.hidden)
 
     def encode(self, frames: Tensor) -> Tensor:
         r"""Features (N, hidden, H, W) of frames (N, C, H, W)."""
@@ -257,14 +292,20 @@ class ConvConditioner(Conditioner):
         slots = torch.cat([frames[:, j : j + length] for j in range(self.window)], dim=-1)
         return slots.unflatten(-1, (self.window, self.hidden)).permute(0, 1, 4, 5, 2, 3)
 
-    def decode(self, window: Tensor) -> tuple[Tensor, ...]:
+    def decode(self, window: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, ...]:
         r"""Shift and raw log-scale (N, C, H, W) (and the extra parameters (N, C, H, W,
-        extra)) of encoded windows (N, k, hidden, H, W)."""
+        extra)) of encoded windows (N, k, hidden, H, W) (and their conditions (N, k, A))."""
         channels = _window_channels(window)  # (N, k * hidden, H, W), oldest frame first
+        channels = self._conditioned(channels, conditions)
         hidden = run_stack(self.decoder, channels, checkpoint=self.checkpoint_activations)
         return self._heads(hidden)  # from (N, hidden, H, W)
 
-    def all_steps(self, history: Tensor) -> tuple[Tensor, ...]:
+    def _conditioned(self, channels: Tensor, conditions: Tensor | None) -> Tensor:
+        r"""Decoder inputs (N, k * hidden, H, W) plus the conditions' projection, per pixel."""
+        offset = self._condition_offset(conditions)  # (N, k * hidden)
+        return channels if offset is None else channels + offset[:, :, None, None]
+
+    def all_steps(self, history: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, ...]:
         r"""Shift and raw log-scale of every step (B, S, C, H, W) (and the extra parameters,
         (B, S, C, H, W, extra)) from inputs (B, S + k, C, H, W).
 
@@ -274,7 +315,7 @@ class ConvConditioner(Conditioner):
         Otherwise each frame is encoded once and statistics are pooled over all steps.
         """
         if self.batch_norm == "pooled" or not self.training:
-            return super().all_steps(history)
+            return super().all_steps(history, conditions)
         B, length = history.shape[:2]
         k = self.window
         steps = length - k
@@ -283,7 +324,10 @@ class ConvConditioner(Conditioner):
         checkpoint = self.checkpoint_activations
         features = run_stack(self.encoder, _cpu_channels_last(frames), steps, checkpoint)
         window = features.unflatten(0, (steps * B, k))  # (S * B, k, hidden, H, W)
-        hidden = run_stack(self.decoder, _window_channels(window), steps, checkpoint)
+        if conditions is not None:  # (S * B, k, A), step-major as the windows
+            conditions = condition_windows(conditions, k, steps).transpose(0, 1).flatten(0, 1)
+        channels = self._conditioned(_window_channels(window), conditions)
+        hidden = run_stack(self.decoder, channels, steps, checkpoint)
         outputs = self._heads(hidden)  # (S * B, C, H, W) each
         return tuple(output.unflatten(0, (steps, B)).transpose(0, 1) for output in outputs)
 
@@ -351,8 +395,9 @@ class _VectorConditioner(Conditioner):
         window: int,
         extra: int = 0,
         checkpoint_activations: bool = False,
+        condition_dim: int = 0,
     ) -> None:
-        super().__init__(event_shape, window, extra, checkpoint_activations)
+        super().__init__(event_shape, window, extra, checkpoint_activations, condition_dim)
         if len(self.event_shape) != 1:
             raise ConfigError(
                 f"the {type(self).__name__} needs vectors shaped (D,), got {self.event_shape}; "
@@ -364,12 +409,12 @@ class _VectorConditioner(Conditioner):
         r"""Identity: the features of a vector (N, D) are the vector."""
         return frames
 
-    def decode(self, window: Tensor) -> tuple[Tensor, ...]:
+    def decode(self, window: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, ...]:
         r"""Shift and raw log-scale (N, D) (and the extra parameters (N, D, extra)) of a window
-        (N, k, D)."""
-        return self._heads(self._body(window.flatten(1)))  # (N, k * D)
+        (N, k, D) (and its conditions (N, k, A))."""
+        return self._heads(self._body(window.flatten(1), self._condition_offset(conditions)))
 
-    def _body(self, flat_window: Tensor) -> Tensor:
+    def _body(self, flat_window: Tensor, offset: Tensor | None) -> Tensor:
         return flat_window
 
     def _make_heads(self, inputs: int, identity_init: bool) -> None:
@@ -400,6 +445,8 @@ class MLPConditioner(_VectorConditioner):
         identity_init: Zero the heads so that the untrained transform is the identity.
         extra: Extra raw parameters per element, from a third linear head.
         checkpoint_activations: Recompute the hidden layers' activations in the backward pass.
+        condition_dim: A: a linear map of the window's conditions (k*A -> hidden) is added to
+            the first hidden layer before its ReLU (0: unconditioned).
     """
 
     def __init__(
@@ -412,8 +459,9 @@ class MLPConditioner(_VectorConditioner):
         layers: int = MLP_LAYERS,
         extra: int = 0,
         checkpoint_activations: bool = False,
+        condition_dim: int = 0,
     ) -> None:
-        super().__init__(event_shape, window, extra, checkpoint_activations)
+        super().__init__(event_shape, window, extra, checkpoint_activations, condition_dim)
         blocks: list[nn.Module] = []
         for index in range(layers):
             blocks += [
@@ -422,9 +470,14 @@ class MLPConditioner(_VectorConditioner):
             ]
         self.body = nn.Sequential(*blocks)
         self._make_heads(hidden, identity_init)
+        self.condition_layer = projection(window * self.condition_dim, hidden)
 
-    def _body(self, flat_window: Tensor) -> Tensor:
-        return run_stack(self.body, flat_window, checkpoint=self.checkpoint_activations)
+    def _body(self, flat_window: Tensor, offset: Tensor | None) -> Tensor:
+        checkpoint = self.checkpoint_activations
+        if offset is None:
+            return run_stack(self.body, flat_window, checkpoint=checkpoint)
+        first = self.body[0](flat_window) + offset  # the conditions enter before the first ReLU
+        return run_stack(self.body[1:], first, checkpoint=checkpoint)
 
 
 class LinearConditioner(_VectorConditioner):
@@ -439,10 +492,34 @@ class LinearConditioner(_VectorConditioner):
         window: Number k of past vectors.
         identity_init: Zero the heads so that the untrained transform is the identity.
         extra: Extra raw parameters per element, also affine in the window.
+        condition_dim: A: every output is also affine in the window's conditions (k*A)
+            (0: unconditioned).
     """
 
     def __init__(
-        self, event_shape: Sequence[int], window: int, *, identity_init: bool, extra: int = 0
+        self,
+        event_shape: Sequence[int],
+        window: int,
+        *,
+        identity_init: bool,
+        extra: int = 0,
+        condition_dim: int = 0,
     ) -> None:
-        super().__init__(event_shape, window, extra)
+        super().__init__(event_shape, window, extra, condition_dim=condition_dim)
         self._make_heads(window * self.features, identity_init)
+        outputs = self.features * (2 + self.extra)  # shift, log-scale and the extra parameters
+        self.condition_layer = projection(window * self.condition_dim, outputs)
+
+    def decode(self, window: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, ...]:
+        r"""Shift and raw log-scale (N, D) (and the extra parameters (N, D, extra)) of a window
+        (N, k, D), each affine in the window (and in its conditions (N, k, A))."""
+        outputs = self._heads(window.flatten(1))
+        offset = self._condition_offset(conditions)
+        if offset is None:
+            return outputs
+        D = self.features
+        shift, log_scale = outputs[0] + offset[:, :D], outputs[1] + offset[:, D : 2 * D]
+        if not self.extra:
+            return shift, log_scale
+        extra = outputs[2] + offset[:, 2 * D :].unflatten(-1, (D, self.extra))
+        return shift, log_scale, extra

@@ -16,6 +16,11 @@ scores frames M*k .. T-1; in ``padded`` mode every frame is scored.
 (:class:`~seqflows.transforms.SplineAutoregressiveTransform`), and ``transforms=["affine",
 "spline"]`` (with ``num_transforms=2``) stacks the two kinds, outermost first; the log-determinant
 of each transform is its own (Eq. 9 holds with any invertible transform).
+
+Beyond the paper, ``condition_dim=A`` makes the model conditional on per-step conditions c
+(B, T, A) (actions, covariates) that every method takes beside x: each transform's shift and
+scale at step t see c_{t-k+1:t} (:mod:`seqflows.conditioning`), so the model is a density of x
+given c, log p(x_t | x_<t, c_<=t).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
+from .conditioning import check_conditions
 from .config import check_at_least
 from .distributions import full_precision, make_base
 from .errors import ConfigError
@@ -173,7 +179,11 @@ class FlowModel(Pretrained, nn.Module):
         return f"{self.num_transforms}-AF ({', '.join(kinds)})"
 
     def loss(
-        self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        kl_weight: float = 1.0,
+        conditions: Tensor | None = None,
     ) -> LossTerms:
         r"""The paper's loss: minus the mean exact log-likelihood of the scored frames (Eq. 7-9).
 
@@ -183,23 +193,32 @@ class FlowModel(Pretrained, nn.Module):
 
         Arguments:
             x: Sequences, with shape (B, T, *event_shape).
+            conditions: Their conditions (B, T, A), for a conditioned model only.
 
         Returns:
             The loss, the per-frame log-likelihood (B, T - burn_in) and the flow's outputs.
         """
-        out = self.normalize(x)
+        out = self.normalize(x, conditions)
         with full_precision(x.device):  # float32 density (mixed precision)
             dtype = torch.promote_types(out.noise.dtype, torch.float32)  # float64 stays
             objective = self.base.log_prob(out.noise.to(dtype)) + out.log_abs_det.to(dtype)
         return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
 
-    def scores(self, x: Tensor, generator: torch.Generator | None = None) -> FrameScores:
+    def scores(
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> FrameScores:
         r"""Exact log p(x_t | x_<t) of each scored frame, (B, T - burn_in), and the noise y."""
-        terms = self.loss(x)
+        terms = self.loss(x, conditions=conditions)
         return FrameScores(log_prob=terms.objective, noise=terms.flow.noise)
 
     def rows(
-        self, x: Tensor, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
     ) -> tuple[Tensor, list[dict[str, Tensor]]]:
         r"""The rows of Fig. 4 and Fig. 9 of sequences x, on the scored frames.
 
@@ -208,7 +227,7 @@ class FlowModel(Pretrained, nn.Module):
             output (``noise``: u^{m+1}, y for the innermost), each (B, T - burn_in,
             *event_shape).
         """
-        out = self.normalize(x)
+        out = self.normalize(x, conditions)
         outputs = [*out.inputs[1:], out.noise]
         layers = [
             {"shift": shift, "scale": scale, "noise": output}
@@ -223,12 +242,13 @@ class FlowModel(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        conditions: Tensor | None = None,
     ) -> Tensor:
         r"""The exact log-likelihood of the last ``scored`` frames of each sequence, (B,).
 
         ``num_samples``, ``generator`` and ``chunk`` are unused (exact: nothing to sample).
         """
-        log_prob = self.scores(x).log_prob
+        log_prob = self.scores(x, conditions=conditions).log_prob
         available = log_prob.shape[1]
         scored = available if scored is None else scored
         if not 1 <= scored <= available:
@@ -245,17 +265,24 @@ class FlowModel(Pretrained, nn.Module):
         """Frames that are context only: M*k in ``burn_in`` mode, 0 in ``padded`` mode."""
         return sum(transform.burn_in for transform in self.transforms)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Same as :meth:`log_prob`."""
-        return self.log_prob(x)
+    @property
+    def condition_dim(self) -> int:
+        """A, the size of the per-step conditions the model takes (0: unconditioned)."""
+        return self.config.condition_dim
 
-    def normalize(self, x: Tensor) -> FlowOutput:
+    def forward(self, x: Tensor, conditions: Tensor | None = None) -> Tensor:
+        """Same as :meth:`log_prob`."""
+        return self.log_prob(x, conditions)
+
+    def normalize(self, x: Tensor, conditions: Tensor | None = None) -> FlowOutput:
         r"""Maps data to noise through every transform, all time steps at once (Eq. 15).
 
         Arguments:
             x: Sequences, with shape (B, T, *event_shape), T > burn_in, of the parameters'
                 dtype and finite (NaN or infinite values raise a ValueError before they reach
                 the BatchNorm statistics).
+            conditions: Their conditions (B, T, A), for a conditioned model only (each
+                transform sees those of its input's frames).
 
         Returns:
             Noise, per-transform shifts and scales, and log |det dy/dx| of the scored frames.
@@ -263,6 +290,7 @@ class FlowModel(Pretrained, nn.Module):
         check_sequence(x, self.event_shape, "x")
         check_dtype(x, self, "x")
         check_finite(x, "x")
+        check_conditions(conditions, self.condition_dim, x.shape[0], x.shape[1])
         if x.shape[1] <= self.burn_in:
             raise ValueError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
@@ -272,7 +300,7 @@ class FlowModel(Pretrained, nn.Module):
         inputs, outputs = [], []
         for transform in self.transforms:
             inputs.append(u)
-            outputs.append(transform.normalize(u))
+            outputs.append(transform.normalize(u, _aligned(conditions, u.shape[1])))
             u = outputs[-1].y
         scored = u.shape[1]
 
@@ -288,26 +316,32 @@ class FlowModel(Pretrained, nn.Module):
             inputs=tuple(on_scored_frames(u_m) for u_m in inputs),
         )
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, conditions: Tensor | None = None) -> Tensor:
         r"""Exact log-density of each scored frame given its past (Eq. 7-9).
 
         Arguments:
             x: Sequences, with shape (B, T, *event_shape).
+            conditions: Their conditions (B, T, A), for a conditioned model only.
 
         Returns:
-            log p(x_t | x_{<t}) in nats, summed over the event dimensions, with shape
-            (B, T - burn_in). ``-model.log_prob(x).mean()`` is the training loss.
+            log p(x_t | x_{<t}) in nats (log p(x_t | x_{<t}, c_{<=t}) conditioned), summed
+            over the event dimensions, with shape (B, T - burn_in).
+            ``-model.log_prob(x).mean()`` is the training loss.
         """
-        out = self.normalize(x)
+        out = self.normalize(x, conditions)
         return self.base.log_prob(out.noise) + out.log_abs_det
 
-    def generate(self, noise: Tensor, context: Tensor | None = None) -> Tensor:
+    def generate(
+        self, noise: Tensor, context: Tensor | None = None, conditions: Tensor | None = None
+    ) -> Tensor:
         r"""Maps noise to data, one time step at a time (Eq. 5): the inverse of :meth:`normalize`.
 
         Arguments:
             noise: y for the frames after the context, with shape (B, T', *event_shape).
             context: Preceding data frames, with shape (B, c, *event_shape), c >= burn_in;
                 None (no context) is allowed in ``padded`` mode.
+            conditions: The conditions of the context's frames and of the frames to generate,
+                (B, c + T', A), for a conditioned model only.
 
         Returns:
             The context followed by the generated frames, with shape (B, c + T', *event_shape).
@@ -333,19 +367,24 @@ class FlowModel(Pretrained, nn.Module):
                 f"context has {context.shape[1]} frames; this model needs at least "
                 f"{self.burn_in} (num_transforms * window)"
             )
+        total = context.shape[1] + noise.shape[1]
+        check_conditions(conditions, self.condition_dim, noise.shape[0], total)
         # Context of each level: u^0 = x, u^{m+1} = T_m^{-1}(u^m), for m = 0 .. M-2.
+        known = None if conditions is None else conditions[:, : context.shape[1]]  # context's
         contexts = [context]
         for transform in self.transforms[:-1]:
             previous = contexts[-1]
             if previous.shape[1] > transform.burn_in:
-                contexts.append(transform.normalize(previous).y)
+                level = _aligned(known, previous.shape[1])
+                contexts.append(transform.normalize(previous, level).y)
             else:
                 contexts.append(previous[:, :0])
         u = noise
         for index in reversed(range(self.num_transforms)):
             transform = self.transforms[index]
+            level = _aligned(conditions, contexts[index].shape[1] + noise.shape[1])
             try:
-                u = transform.generate(u, contexts[index])[:, contexts[index].shape[1] :]
+                u = transform.generate(u, contexts[index], level)[:, contexts[index].shape[1] :]
             except FloatingPointError as error:
                 raise FloatingPointError(f"transform {index} (0 = outermost): {error}") from None
         return torch.cat([context.to(u.dtype), u], dim=1)
@@ -358,6 +397,7 @@ class FlowModel(Pretrained, nn.Module):
         context: Tensor | None = None,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
+        conditions: Tensor | None = None,
     ) -> Tensor:
         r"""Samples ``length`` new frames, after ``context`` when one is given.
 
@@ -369,6 +409,9 @@ class FlowModel(Pretrained, nn.Module):
             generator: Random number generator for the base noise.
             temperature: Spread of the base noise around its mean (1: the model; 0: the mean
                 noise, so every frame is the flow's prediction shift + scale * mean).
+            conditions: For a conditioned model, the conditions of the context's frames and of
+                the frames to generate (B, c + length, A): the future ones say what is done
+                ("what happens if the robot pushes left instead").
 
         Returns:
             Generated frames (without the context), with shape (B, length, *event_shape).
@@ -387,4 +430,9 @@ class FlowModel(Pretrained, nn.Module):
             temperature=temperature,
         )
         start = 0 if context is None else context.shape[1]
-        return self.generate(noise, context)[:, start:]
+        return self.generate(noise, context, conditions)[:, start:]
+
+
+def _aligned(conditions: Tensor | None, length: int) -> Tensor | None:
+    r"""The conditions (B, length, A) of the last ``length`` frames, or None."""
+    return None if conditions is None else conditions[:, conditions.shape[1] - length :]

@@ -19,6 +19,12 @@ x to y and the latent model models y, so that (Eq. 16, 20, 30)
 
 ``num_transforms=0`` is the paper's SLVM baseline (sigmoid on the likelihood's loc, 2 LSTM
 layers); 1 and 2 are SLVM w/ 1-AF and w/ 2-AF (linear loc, 1 LSTM layer).
+
+Beyond the paper, ``condition_dim=A`` conditions the model on per-step conditions c (B, T, A)
+that every method takes beside x: the prior p(z_t | z_{<t}, c_{<=t}), the posterior
+q(z_t | v_{<=t}, z_{<t}, c_{<=t}) and the likelihood p(v_t | z_t, c_t) each add a linear
+projection of c_t to their input (the LSTMs' inputs, the decoder's z_t), and the flow's
+transforms see c_{t-k+1:t} (:mod:`seqflows.conditioning`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
+from .conditioning import check_conditions, projection
 from .config import check_at_least
 from .distributions import full_precision, normal_kl, normal_log_prob
 from .errors import ConfigError
@@ -202,6 +209,7 @@ class LatentSequenceModel(nn.Module):
         prior_config: Settings of those transforms (needed with ``prior_transforms``).
         checkpoint_activations: The encoder and the decoder recompute their activations in the
             backward pass instead of keeping them (:mod:`seqflows.normalization`).
+        condition_dim: A, the size of each step's conditions c_t (0: unconditioned).
     """
 
     def __init__(
@@ -220,6 +228,7 @@ class LatentSequenceModel(nn.Module):
         prior_transforms: Sequence[str] = (),
         prior_config: TransformConfig | None = None,
         checkpoint_activations: bool = False,
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
@@ -243,6 +252,10 @@ class LatentSequenceModel(nn.Module):
         self.prior_lstm = StackedLSTM(hidden, hidden, layers)
         self.prior_loc = nn.Linear(hidden, latent_dim)
         self.prior_log_scale = nn.Linear(hidden, latent_dim)
+        self.condition_dim = condition_dim  # c_t added, projected, to each network's input:
+        self.posterior_condition = projection(condition_dim, features + latent_dim)
+        self.prior_condition = projection(condition_dim, hidden)
+        self.decoder_condition = projection(condition_dim, latent_dim)
         if init == "reference":
             reference_initialization(self)
         # After the initialisation above, which would undo the flow's identity_init.
@@ -263,16 +276,23 @@ class LatentSequenceModel(nn.Module):
             return features.unflatten(0, (length, batch)).transpose(0, 1)
         return self.encoder(v.flatten(0, 1)).unflatten(0, (batch, length))
 
-    def infer(self, features: Tensor, generator: torch.Generator | None = None) -> Posterior:
+    def infer(
+        self,
+        features: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> Posterior:
         r"""Samples z_{1:T} from the filtering posterior q(z_t | v_{<=t}, z_{<t}) (Eq. 19).
 
         Arguments:
             features: Encoded frames, with shape (B, T, features).
             generator: Random numbers of the reparameterized samples.
+            conditions: c_{1:T} (B, T, A) of a conditioned model (q also sees c_{<=t}).
         """
         batch, length = features.shape[:2]
         features = _at_least_float32(features)
         with full_precision(features.device):
+            offsets = _offsets(self.posterior_condition, conditions)  # (B, T, features + latent)
             state = self.posterior_lstm.start(batch)
             z = features.new_zeros(batch, self.latent_dim)
             samples, locs, log_scales = [], [], []
@@ -285,7 +305,10 @@ class LatentSequenceModel(nn.Module):
                 dtype=features.dtype,
             )
             for t in range(length):
-                output, state = self.posterior_lstm(torch.cat([features[:, t], z], -1), state)
+                step = torch.cat([features[:, t], z], -1)
+                if offsets is not None:
+                    step = step + offsets[:, t]
+                output, state = self.posterior_lstm(step, state)
                 loc = self.posterior_loc(output)
                 log_scale = _clamp(self.posterior_log_scale(output))
                 z = loc + torch.exp(log_scale) * noise[:, t]
@@ -294,12 +317,16 @@ class LatentSequenceModel(nn.Module):
                 log_scales.append(log_scale)
         return Posterior(torch.stack(samples, 1), torch.stack(locs, 1), torch.stack(log_scales, 1))
 
-    def prior(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Parameters of p(z_t | z_{<t}) for every t at once, given z_{1:T} (B, T, latent)."""
+    def prior(self, z: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""Parameters of p(z_t | z_{<t}) (p(z_t | z_{<t}, c_{<=t}) with conditions (B, T, A))
+        for every t at once, given z_{1:T} (B, T, latent)."""
         with full_precision(z.device):
             z = _at_least_float32(z)
             previous = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], dim=1)  # z_0 = 0
             inputs = self.prior_input(previous)  # all time steps at once
+            offsets = _offsets(self.prior_condition, conditions)
+            if offsets is not None:
+                inputs = inputs + offsets
             state = self.prior_lstm.start(z.shape[0])
             outputs = []
             for t in range(z.shape[1]):
@@ -308,13 +335,14 @@ class LatentSequenceModel(nn.Module):
             output = torch.stack(outputs, dim=1)
             return self.prior_loc(output), _clamp(self.prior_log_scale(output))
 
-    def log_prior(self, z: Tensor) -> Tensor:
-        r"""log p(z_t | z_{<t}) of every step at once: (B, T, latent) -> (B, T), in float32.
+    def log_prior(self, z: Tensor, conditions: Tensor | None = None) -> Tensor:
+        r"""log p(z_t | z_{<t}) (with conditions (B, T, A): log p(z_t | z_{<t}, c_{<=t})) of every
+        step at once: (B, T, latent) -> (B, T), in float32.
 
         With a flow prior: the Gaussian density of u = flow^{-1}(z) plus log |det du_t/dz_t|
-        (:mod:`seqflows.latent_prior`).
+        (:mod:`seqflows.latent_prior`); the conditions enter through the Gaussian's LSTM only.
         """
-        loc, log_scale = self.prior(z)
+        loc, log_scale = self.prior(z, conditions)
         with full_precision(z.device):
             z = _at_least_float32(z)
             if self.prior_flow is None:
@@ -322,18 +350,21 @@ class LatentSequenceModel(nn.Module):
             u, log_abs_det = self.prior_flow.normalize(z)
             return normal_log_prob(u, loc, log_scale, 1) + log_abs_det
 
-    def kl(self, posterior: Posterior) -> Tensor:
+    def kl(self, posterior: Posterior, conditions: Tensor | None = None) -> Tensor:
         r"""KL_t of every step, (B, T): analytic for the Gaussian prior; with a flow prior the
         Monte-Carlo estimate log q(z_t | v_{<=t}, z_{<t}) - log p(z_t | z_{<t}) at the sample."""
         if self.prior_flow is None:
-            prior_loc, prior_log_scale = self.prior(posterior.z)
+            prior_loc, prior_log_scale = self.prior(posterior.z, conditions)
             return normal_kl(posterior.loc, posterior.log_scale, prior_loc, prior_log_scale)
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
-        return log_posterior - self.log_prior(posterior.z)
+        return log_posterior - self.log_prior(posterior.z, conditions)
 
-    def likelihood(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Loc and log-scale of p(v_t | z_t) for all frames at once: (B, T, latent) ->
-        2 x (B, T, *event_shape), in float32."""
+    def likelihood(self, z: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""Loc and log-scale of p(v_t | z_t) (p(v_t | z_t, c_t) with conditions (B, T, A)) for
+        all frames at once: (B, T, latent) -> 2 x (B, T, *event_shape), in float32."""
+        offsets = _offsets(self.decoder_condition, conditions)
+        if offsets is not None:
+            z = z + offsets.to(z.dtype)
         batch, length = z.shape[:2]
         if self._per_step():  # step-major, one set of BatchNorm statistics per time step
             loc, log_scale = self.decoder(z.transpose(0, 1).flatten(0, 1), steps=length)
@@ -355,25 +386,32 @@ class LatentSequenceModel(nn.Module):
         v: Tensor,
         generator: torch.Generator | None = None,
         features: Tensor | None = None,
+        conditions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Per-frame log p(v_t | z_t) and KL_t (:meth:`kl`) at one posterior sample.
 
-        ``features``: ``encode(v)`` when the caller has it.
+        ``features``: ``encode(v)`` when the caller has it; ``conditions``: (B, T, A) of a
+        conditioned model.
 
         Returns:
             log_likelihood (B, T), kl (B, T), and the likelihood's loc and log-scale
             (B, T, *event_shape).
         """
         features = self.encode(v) if features is None else features
-        posterior = self.infer(features, generator)
-        kl = self.kl(posterior)
-        loc, log_scale = self.likelihood(posterior.z)
+        posterior = self.infer(features, generator, conditions)
+        kl = self.kl(posterior, conditions)
+        loc, log_scale = self.likelihood(posterior.z, conditions)
         log_likelihood = normal_log_prob(v, loc, log_scale, len(self.event_shape))
         return log_likelihood, kl, loc, log_scale
 
-    def elbo(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def elbo(
+        self,
+        v: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> Tensor:
         r"""Per-frame ELBO terms log p(v_t | z_t) - KL_t (Eq. 18-19), with shape (B, T)."""
-        log_likelihood, kl, _, _ = self.terms(v, generator)
+        log_likelihood, kl, _, _ = self.terms(v, generator, conditions)
         return log_likelihood - kl
 
     def log_weights(
@@ -382,21 +420,27 @@ class LatentSequenceModel(nn.Module):
         num_samples: int,
         generator: torch.Generator | None = None,
         features: Tensor | None = None,
+        conditions: Tensor | None = None,
     ) -> Tensor:
         r"""Per-frame log importance weights of ``num_samples`` posterior trajectories.
 
         log w_t = log p(v_t | z_t) + log p(z_t | z_{<t}) - log q(z_t | v_{<=t}, z_{<t}), with
         the densities evaluated at the samples; summed over t, their log-mean-exp over samples
         is the importance-weighted bound (Burda et al.). ``features``: ``encode(v)`` when the
-        caller has it (it does not depend on the samples). Returns (B, num_samples, T).
+        caller has it (it does not depend on the samples). ``conditions``: (B, T, A) of a
+        conditioned model. Returns (B, num_samples, T).
         """
         batch, length = v.shape[:2]
         features = self.encode(v) if features is None else features
         # Sequence-major: the samples of sequence b are rows b * K .. (b + 1) * K - 1.
-        posterior = self.infer(features.repeat_interleave(num_samples, dim=0), generator)
-        log_prior = self.log_prior(posterior.z)
+        if conditions is not None:
+            conditions = conditions.repeat_interleave(num_samples, dim=0)
+        posterior = self.infer(
+            features.repeat_interleave(num_samples, dim=0), generator, conditions
+        )
+        log_prior = self.log_prior(posterior.z, conditions)
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
-        loc, log_scale = self.likelihood(posterior.z)
+        loc, log_scale = self.likelihood(posterior.z, conditions)
         per_sample = (batch, num_samples, length, *self.event_shape)
         log_likelihood = normal_log_prob(  # v broadcast over the samples, not copied K times
             v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), len(self.event_shape)
@@ -412,33 +456,44 @@ class LatentSequenceModel(nn.Module):
         context: Tensor | None = None,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
+        conditions: Tensor | None = None,
     ) -> Tensor:
         r"""Samples ``length`` frames v after optional ``context`` frames.
 
         The latents of the context come from the posterior (filtering), the new ones from the
         prior; each new frame is the likelihood's loc plus ``temperature`` times its scale times
-        standard normal noise. Returns (B, length, *event_shape), without the context.
+        standard normal noise. ``conditions``: those of the context's frames and of the new
+        ones, (B, c + length, A), for a conditioned model. Returns (B, length, *event_shape),
+        without the context.
         """
         check_sizes(num_sequences=num_sequences, length=length)
         reference = self.posterior_loc.weight
         device = reference.device
         dtype = torch.promote_types(reference.dtype, torch.float32)
+        known = 0 if context is None else context.shape[1]
+        offsets = _offsets(self.prior_condition, conditions)  # (B, c + length, hidden)
         if context is not None and context.shape[1] > 0:
-            posterior = self.infer(self.encode(context), generator)
+            known_conditions = None if conditions is None else conditions[:, :known]
+            posterior = self.infer(self.encode(context), generator, known_conditions)
             history = posterior.z
         else:
             history = torch.zeros(num_sequences, 0, self.latent_dim, device=device, dtype=dtype)
+
+        def prior_input(previous_z: Tensor, t: int) -> Tensor:  # of step t, from z_{t-1}
+            inputs = self.prior_input(previous_z)
+            return inputs if offsets is None else inputs + offsets[:, t]
+
         with full_precision(device):
             state = self.prior_lstm.start(num_sequences)
             start = torch.zeros(num_sequences, 1, self.latent_dim, device=device, dtype=dtype)
             previous = torch.cat([start, history], dim=1)
             for t in range(history.shape[1]):  # the prior's state after z_0 .. z_{c-1}
-                _, state = self.prior_lstm(self.prior_input(previous[:, t]), state)
+                _, state = self.prior_lstm(prior_input(previous[:, t], t), state)
             z = previous[:, -1]
             windows = None if self.prior_flow is None else self.prior_flow.start(history)
             latents = []
-            for _ in range(length):
-                output, state = self.prior_lstm(self.prior_input(z), state)
+            for t in range(length):
+                output, state = self.prior_lstm(prior_input(z, known + t), state)
                 loc = self.prior_loc(output)
                 log_scale = _clamp(self.prior_log_scale(output))
                 noise = torch.randn(loc.shape, generator=generator, device=device, dtype=dtype)
@@ -446,9 +501,22 @@ class LatentSequenceModel(nn.Module):
                 if windows is not None:  # flow prior: z_t from u_t through the windows
                     z, windows = self.prior_flow.generate_step(z, windows)
                 latents.append(z)
-        loc, log_scale = self.likelihood(torch.stack(latents, 1))
+        future = None if conditions is None else conditions[:, known:]
+        loc, log_scale = self.likelihood(torch.stack(latents, 1), future)
         noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
         return loc + temperature * torch.exp(log_scale) * noise
+
+
+def _offsets(layer: nn.Module | None, conditions: Tensor | None) -> Tensor | None:
+    r"""A network's projection (B, T, outputs) of conditions (B, T, A) in float32, or None."""
+    if layer is None and conditions is None:
+        return None
+    if layer is None or conditions is None:
+        raise ValueError(
+            "conditions must be given to a conditioned latent model and only to one, got "
+            f"{'none' if conditions is None else 'some'}"
+        )
+    return layer(conditions.to(layer.weight.dtype))
 
 
 @dataclass(frozen=True)
@@ -589,6 +657,7 @@ class SLVM(Pretrained, nn.Module):
             prior_transforms=config.prior_transforms,
             prior_config=config.prior_transform,
             checkpoint_activations=config.checkpoint_activations,
+            condition_dim=config.condition_dim,
         )
 
     @classmethod
@@ -611,7 +680,11 @@ class SLVM(Pretrained, nn.Module):
         return label if self.latent.prior_flow is None else f"{label}, flow prior"
 
     def loss(
-        self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        kl_weight: float = 1.0,
+        conditions: Tensor | None = None,
     ) -> LossTerms:
         r"""The paper's loss: minus the mean ELBO (Eq. 20) of the ``train_frames`` frames.
 
@@ -620,8 +693,9 @@ class SLVM(Pretrained, nn.Module):
             generator: Random numbers of the posterior sample.
             kl_weight: Weight of the KL term in the loss (KL warm-up; 1: the ELBO). The
                 reported ``objective`` is the ELBO whatever the weight.
+            conditions: Their conditions (B, T, A), for a conditioned model only.
         """
-        terms = self.training_terms(x, generator)
+        terms = self.training_terms(x, generator, conditions)
         elbo = terms.elbo
         loss = -elbo.mean()
         if kl_weight != 1.0:
@@ -634,15 +708,23 @@ class SLVM(Pretrained, nn.Module):
             log_likelihood=terms.log_likelihood,
         )
 
-    def scores(self, x: Tensor, generator: torch.Generator | None = None) -> FrameScores:
+    def scores(
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> FrameScores:
         r"""The ELBO of each scored frame, (B, T - burn_in), and the flow's noise y (or None)."""
-        terms = self.elbo_terms(x, generator)
+        terms = self.elbo_terms(x, generator, conditions=conditions)
         return FrameScores(
             log_prob=terms.elbo, noise=None if terms.flow is None else terms.flow.noise
         )
 
     def rows(
-        self, x: Tensor, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
     ) -> tuple[Tensor, list[dict[str, Tensor]]]:
         r"""The rows of Fig. 4 / Fig. 9 of sequences x, on the scored frames.
 
@@ -652,8 +734,8 @@ class SLVM(Pretrained, nn.Module):
         (B, T - burn_in, *event_shape).
         """
         if self.flow is not None:
-            return self.flow.rows(x, generator)
-        terms = self.elbo_terms(x, generator)
+            return self.flow.rows(x, generator, conditions)
+        terms = self.elbo_terms(x, generator, conditions=conditions)
         data = x[:, self.burn_in :]
         loc, scale = terms.likelihood_loc, terms.likelihood_scale
         return data, [{"loc": loc, "scale": scale, "residual": (data - loc) / scale}]
@@ -665,9 +747,10 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        conditions: Tensor | None = None,
     ) -> Tensor:
         r"""The importance-weighted bound of each sequence, (B,): :meth:`iwae`."""
-        return self.iwae(x, num_samples, generator, chunk=chunk, scored=scored)
+        return self.iwae(x, num_samples, generator, chunk, scored, conditions)
 
     @property
     def burn_in(self) -> int:
@@ -680,6 +763,23 @@ class SLVM(Pretrained, nn.Module):
     def num_transforms(self) -> int:
         """M, the number of flow transforms (0 for the baseline)."""
         return 0 if self.flow is None else self.flow.num_transforms
+
+    @property
+    def condition_dim(self) -> int:
+        """A, the size of the per-step conditions the model takes (0: unconditioned)."""
+        return self.config.condition_dim
+
+    def _modelled_conditions(
+        self, x: Tensor, conditions: Tensor | None
+    ) -> tuple[Tensor, FlowOutput | None, Tensor | None]:
+        """The sequence the latent model sees, the flow's outputs and the conditions of the
+        latent model's frames (x and conditions checked)."""
+        check_sequence(x, self.event_shape, "x")
+        check_conditions(conditions, self.condition_dim, x.shape[0], x.shape[1])
+        if self.flow is None:
+            return (*self._modelled(x), conditions)
+        out = self.flow.normalize(x, conditions)
+        return out.noise, out, None if conditions is None else conditions[:, self.burn_in :]
 
     def _modelled(self, x: Tensor) -> tuple[Tensor, FlowOutput | None]:
         """The sequence the latent model sees, and the flow's outputs (x checked: shape, dtype,
@@ -698,7 +798,11 @@ class SLVM(Pretrained, nn.Module):
         return out.noise, out
 
     def elbo_terms(
-        self, x: Tensor, generator: torch.Generator | None = None, frames: str = "scored"
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        frames: str = "scored",
+        conditions: Tensor | None = None,
     ) -> ELBOTerms:
         r"""The terms of Eq. 20 for each scored frame, at one posterior sample.
 
@@ -708,11 +812,12 @@ class SLVM(Pretrained, nn.Module):
             frames: ``"scored"``: the frames after ``burn_in``, (B, T - burn_in); ``"all"``:
                 every frame the latent model sees, (B, T) for the baseline (its context frames
                 included) and (B, T - burn_in) with a flow.
+            conditions: Their conditions (B, T, A), for a conditioned model only.
         """
         if frames not in TRAIN_FRAMES:
             raise ValueError(f"frames must be one of {TRAIN_FRAMES}, got {frames!r}")
-        v, flow = self._modelled(x)
-        return self._elbo_terms(x, v, flow, generator, frames)
+        v, flow, latent_conditions = self._modelled_conditions(x, conditions)
+        return self._elbo_terms(x, v, flow, generator, frames, None, latent_conditions)
 
     def _elbo_terms(
         self,
@@ -722,9 +827,12 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None,
         frames: str,
         features: Tensor | None = None,
+        latent_conditions: Tensor | None = None,
     ) -> ELBOTerms:
-        """:meth:`elbo_terms` of x, given what the latent model sees (``_modelled(x)``)."""
-        log_likelihood, kl, loc, log_scale = self.latent.terms(v, generator, features)
+        """:meth:`elbo_terms` of x, given what the latent model sees (``_modelled_conditions``)."""
+        log_likelihood, kl, loc, log_scale = self.latent.terms(
+            v, generator, features, latent_conditions
+        )
         start = 0
         if frames == "scored":  # the baseline models its context frames too: drop them
             start = log_likelihood.shape[1] - (x.shape[1] - self.burn_in)
@@ -739,26 +847,36 @@ class SLVM(Pretrained, nn.Module):
             likelihood_scale=torch.exp(log_scale[:, start:]),
         )
 
-    def elbo(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def elbo(
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> Tensor:
         r"""Per-frame ELBO in nats of the scored frames (Eq. 20), with shape (B, T - burn_in).
 
         log-likelihood - KL + log-determinant, the per-frame terms of the bound that evaluation
         reports.
         """
-        return self.elbo_terms(x, generator).elbo
+        return self.elbo_terms(x, generator, conditions=conditions).elbo
 
-    def training_terms(self, x: Tensor, generator: torch.Generator | None = None) -> ELBOTerms:
+    def training_terms(
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> ELBOTerms:
         r"""The ELBO terms of the training objective: those of the ``train_frames`` frames.
 
         ``-model.training_terms(x).elbo.mean()`` is the paper's loss: for the baseline with
         ``train_frames="all"``, the mean over every frame of the crop (the authors' objective,
         13 terms for crops of 13), although evaluation scores the frames after ``burn_in`` only.
         """
-        return self.elbo_terms(x, generator, frames=self.train_frames)
+        return self.elbo_terms(x, generator, self.train_frames, conditions)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, conditions: Tensor | None = None) -> Tensor:
         """Same as :meth:`elbo`."""
-        return self.elbo(x)
+        return self.elbo(x, conditions=conditions)
 
     def iwae(
         self,
@@ -767,6 +885,7 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        conditions: Tensor | None = None,
     ) -> Tensor:
         r"""Importance-weighted bound on log p(x_scored | x_context), with shape (B,).
 
@@ -782,11 +901,15 @@ class SLVM(Pretrained, nn.Module):
             chunk: Samples per pass (memory); None: all K at once.
             scored: Score only the last ``scored`` frames (the earlier ones are context);
                 None: every frame after ``burn_in``.
+            conditions: Their conditions (B, T, A), for a conditioned model only.
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        v, flow = self._modelled(x)
-        return self._iwae(x, v, flow, self.latent.encode(v), num_samples, generator, chunk, scored)
+        v, flow, latent_conditions = self._modelled_conditions(x, conditions)
+        features = self.latent.encode(v)
+        return self._iwae(
+            x, v, flow, features, num_samples, generator, chunk, scored, latent_conditions
+        )
 
     def scores_and_bound(
         self,
@@ -795,13 +918,14 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        conditions: Tensor | None = None,
     ) -> tuple[FrameScores, Tensor]:
         r""":meth:`scores` and then :meth:`iwae` of the same sequences, what evaluation needs.
 
         The same numbers as ``scores(x, generator)`` followed by ``iwae(x, num_samples,
-        generator, chunk, scored)`` with the same generator (the ELBO's posterior sample is
-        drawn first), but what does not depend on the samples is computed once: the flow
-        normalizes x once and the encoder sees the data once.
+        generator, chunk, scored)`` (with the same ``conditions``) with the same generator (the
+        ELBO's posterior sample is drawn first), but what does not depend on the samples is
+        computed once: the flow normalizes x once and the encoder sees the data once.
 
         Returns:
             The ELBO of each scored frame (B, T - burn_in) with the flow's noise (or None), and
@@ -809,11 +933,13 @@ class SLVM(Pretrained, nn.Module):
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        v, flow = self._modelled(x)
+        v, flow, latent_conditions = self._modelled_conditions(x, conditions)
         features = self.latent.encode(v)
-        terms = self._elbo_terms(x, v, flow, generator, "scored", features)
+        terms = self._elbo_terms(x, v, flow, generator, "scored", features, latent_conditions)
         frame_scores = FrameScores(log_prob=terms.elbo, noise=None if flow is None else flow.noise)
-        bound = self._iwae(x, v, flow, features, num_samples, generator, chunk, scored)
+        bound = self._iwae(
+            x, v, flow, features, num_samples, generator, chunk, scored, latent_conditions
+        )
         return frame_scores, bound
 
     def _iwae(
@@ -826,8 +952,9 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None,
         chunk: int | None,
         scored: int | None,
+        latent_conditions: Tensor | None = None,
     ) -> Tensor:
-        """:meth:`iwae` of x, given ``_modelled(x)`` and the encoder's features of v."""
+        """:meth:`iwae` of x, given ``_modelled_conditions`` and the encoder's features of v."""
         available = x.shape[1] - self.burn_in
         scored = available if scored is None else scored
         if not 1 <= scored <= available:
@@ -839,7 +966,7 @@ class SLVM(Pretrained, nn.Module):
         remaining = num_samples
         while remaining > 0:
             size = remaining if chunk is None else min(chunk, remaining)
-            weights = self.latent.log_weights(v, size, generator, features)
+            weights = self.latent.log_weights(v, size, generator, features, latent_conditions)
             totals.append(weights[:, :, weights.shape[2] - scored :].sum(-1))
             remaining -= size
         log_weights = torch.cat(totals, dim=1)  # (B, K)
@@ -858,6 +985,7 @@ class SLVM(Pretrained, nn.Module):
         context: Tensor | None = None,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
+        conditions: Tensor | None = None,
     ) -> Tensor:
         r"""Samples ``length`` new frames after ``context`` (real frames: prediction).
 
@@ -865,7 +993,8 @@ class SLVM(Pretrained, nn.Module):
         step (Eq. 5), which needs at least M*k context frames; the latent model filters the y of
         any context frames beyond those. Without a flow, the context's latents come from the
         filtering posterior. New latents come from the prior. ``temperature`` scales the
-        likelihood's noise (0: its loc; the latents are still sampled).
+        likelihood's noise (0: its loc; the latents are still sampled). ``conditions``: for a
+        conditioned model, those of the context's frames and of the new ones, (B, c + length, A).
         Returns (B, length, *event_shape).
         """
         check_sizes(num_sequences=num_sequences, length=length)
@@ -876,14 +1005,24 @@ class SLVM(Pretrained, nn.Module):
                 raise ValueError(
                     f"num_sequences is {num_sequences} but context has {context.shape[0]}"
                 )
+        known = 0 if context is None else context.shape[1]
+        check_conditions(conditions, self.condition_dim, num_sequences, known + length)
         if self.flow is None:
-            return self.latent.sample(num_sequences, length, context, generator, temperature)
+            return self.latent.sample(
+                num_sequences, length, context, generator, temperature, conditions
+            )
         if context is None or context.shape[1] < self.flow.burn_in:
             raise ValueError(
                 f"this model needs {self.flow.burn_in} context frames (num_transforms * window)"
             )
         # Context frames after the flow's burn-in have noise y: the latent model filters them.
-        history = self.flow.normalize(context).noise if context.shape[1] > self.burn_in else None
-        noise = self.latent.sample(num_sequences, length, history, generator, temperature)
-        generated = self.flow.generate(noise.to(context.dtype), context)
+        history = None
+        if context.shape[1] > self.burn_in:
+            known_conditions = None if conditions is None else conditions[:, :known]
+            history = self.flow.normalize(context, known_conditions).noise
+        latent_conditions = None if conditions is None else conditions[:, self.burn_in :]
+        noise = self.latent.sample(
+            num_sequences, length, history, generator, temperature, latent_conditions
+        )
+        generated = self.flow.generate(noise.to(context.dtype), context, conditions)
         return generated[:, context.shape[1] :]

@@ -43,6 +43,11 @@ is the affine transform (exactly, up to rounding), so ``identity_init`` makes it
 Shapes: sequences are (B, T, *event_shape), with event_shape (C, H, W) for frames and (D,) for
 vectors.
 
+Conditions. With ``condition_dim=A`` > 0 every method that takes a sequence also takes conditions
+c (B, T, A) aligned with it: shift and scale of step t then depend on x_{t-k:t-1} and on
+c_{t-k+1:t} (:mod:`seqflows.conditioning`); the padded mode's initial frames have zero
+conditions. ``generate`` takes the conditions of the context and of the frames to generate.
+
 BatchNorm. The conv conditioner has BatchNorm layers (as in the paper). In training mode they
 use the statistics of the current batch. With ``batch_norm="pooled"`` that is all B * (T - 1)
 conditioning frames for the encoder and all B * (T - k) windows for the decoder in ``normalize``,
@@ -68,6 +73,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .checks import check_event_shape, check_sequence
 from .conditioners import Conditioner, ConvConditioner, LinearConditioner, MLPConditioner
+from .conditioning import check_conditions
 from .config import check_at_least, check_choices
 from .errors import ConfigError
 from .splines import MIN_BIN, RationalQuadraticSpline, spline_parameters
@@ -130,6 +136,8 @@ class TransformConfig:
             an SLVM's encoder and decoder too) in the backward pass instead of keeping them:
             less memory for about one more forward pass of those networks; the same results
             (:mod:`seqflows.normalization`).
+        condition_dim: A, the size of the per-step conditions (actions, covariates) that the
+            model takes beside the frames (:mod:`seqflows.conditioning`); 0: unconditioned.
     """
 
     window: int = 3
@@ -145,9 +153,11 @@ class TransformConfig:
     bins: int = 8
     bound: float = 5.0
     checkpoint_activations: bool = False
+    condition_dim: int = 0
 
     def __post_init__(self) -> None:
         check_choices(self)
+        check_at_least(self, 0, "condition_dim")
         check_at_least(self, 1, "window", "hidden")
         check_at_least(self, 2, "bins")
         if self.bins * MIN_BIN >= 1:
@@ -186,6 +196,7 @@ def build_conditioner(
             padding=config.padding,
             extra=extra,
             checkpoint_activations=config.checkpoint_activations,
+            condition_dim=config.condition_dim,
         )
     if kind == "mlp":
         return MLPConditioner(
@@ -195,9 +206,14 @@ def build_conditioner(
             identity_init=config.identity_init,
             extra=extra,
             checkpoint_activations=config.checkpoint_activations,
+            condition_dim=config.condition_dim,
         )
     return LinearConditioner(
-        event_shape, config.window, identity_init=config.identity_init, extra=extra
+        event_shape,
+        config.window,
+        identity_init=config.identity_init,
+        extra=extra,
+        condition_dim=config.condition_dim,
     )
 
 
@@ -310,11 +326,12 @@ class AffineAutoregressiveTransform(nn.Module):
         """Same as :meth:`normalize`."""
         return self.normalize(x)
 
-    def normalize(self, x: Tensor) -> TransformOutput:
+    def normalize(self, x: Tensor, conditions: Tensor | None = None) -> TransformOutput:
         r"""Eq. 6 (Eq. 15 inside a stack) for all time steps at once.
 
         Arguments:
             x: Input sequence, with shape (B, T, *event_shape).
+            conditions: Its conditions (B, T, A), for a conditioned transform only.
 
         Returns:
             y, shift and log-scale of the frames x_{burn_in:T}, each (B, T - burn_in,
@@ -329,20 +346,25 @@ class AffineAutoregressiveTransform(nn.Module):
                 f"more than {self.burn_in} frames ({self.burn_in} are context only)"
             )
         history = self._with_initial_frames(x)  # (B, scored + k, *event_shape)
-        shift, raw_log_scale = self.conditioner.all_steps(history)  # (B, scored, *event_shape)
+        conditions = self._history_conditions(conditions, *x.shape[:2])
+        shift, raw_log_scale = self.conditioner.all_steps(history, conditions)  # (B, scored, ...)
         dtype = torch.promote_types(x.dtype, torch.float32)  # affine maths in fp32 under autocast
         shift = shift.to(dtype)
         log_scale = self.bound_log_scale(raw_log_scale.to(dtype))
         y = (x[:, self.burn_in :].to(dtype) - shift) * torch.exp(-log_scale)
         return TransformOutput(y=y, shift=shift, log_scale=log_scale)
 
-    def generate(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+    def generate(
+        self, y: Tensor, context: Tensor | None = None, conditions: Tensor | None = None
+    ) -> Tensor:
         r"""Eq. 5, one step at a time: the inverse of :meth:`normalize`.
 
         Arguments:
             y: Normalized frames to turn into data, with shape (B, T', *event_shape).
             context: Inputs that precede them, with shape (B, c, *event_shape): at least k
                 frames for ``burn_in``; any number (or None) for ``padded``.
+            conditions: The conditions of the context and of the frames to generate,
+                (B, c + T', A), for a conditioned transform only.
 
         Returns:
             The context followed by the generated frames, with shape (B, c + T', *event_shape).
@@ -350,14 +372,23 @@ class AffineAutoregressiveTransform(nn.Module):
         self._check_sequence(y, "y")
         context = self._context_or_empty(context, y)
         _warn_if_batch_statistics(self)
-        return torch.cat([context.to(y.dtype), self.generate_frames(y, context)], dim=1)
+        generated = self.generate_frames(y, context, conditions)
+        return torch.cat([context.to(y.dtype), generated], dim=1)
 
-    def generate_frames(self, y: Tensor, context: Tensor) -> Tensor:
+    def generate_frames(
+        self, y: Tensor, context: Tensor, conditions: Tensor | None = None
+    ) -> Tensor:
         r"""The frames that :meth:`generate` appends to ``context``, (B, T', *event_shape)."""
         window = self.start_window(context)
+        B, length = context.shape[0], context.shape[1] + y.shape[1]
+        conditions = self._history_conditions(conditions, B, length)  # aligned with the history
+        newest = context.shape[1] + (self.window if self.initial_frames is not None else 0) - 1
         frames: list[Tensor] = []
         for t in range(y.shape[1]):
-            frame = self.generate_frame(window, y[:, t])
+            step = None
+            if conditions is not None:  # c_{t-k+1} .. c_t of the frame being generated
+                step = conditions[:, newest + t + 2 - self.window : newest + t + 2]
+            frame = self.generate_frame(window, y[:, t], step)
             frames.append(frame)
             if t + 1 < y.shape[1]:
                 window = self.advance(window, frame)
@@ -389,21 +420,27 @@ class AffineAutoregressiveTransform(nn.Module):
         recent = history[:, available - self.window :]
         return self.conditioner.encode(recent.flatten(0, 1)).unflatten(0, (B, self.window))
 
-    def predict(self, window: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Shift and bounded log-scale (B, *event_shape) of the next frame from a window."""
-        shift, raw_log_scale = self.conditioner.decode(window)[:2]
+    def predict(self, window: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""Shift and bounded log-scale (B, *event_shape) of the next frame from a window (and,
+        conditioned, the window's conditions c_{t-k+1:t}, (B, k, A))."""
+        shift, raw_log_scale = self.conditioner.decode(window, conditions)[:2]
         dtype = torch.promote_types(shift.dtype, torch.float32)
         return shift.to(dtype), self.bound_log_scale(raw_log_scale.to(dtype))
 
-    def generate_frame(self, window: Tensor, y: Tensor) -> Tensor:
-        r"""Eq. 5 for one step: the frame x_t (B, *event_shape) of noise y_t after a window."""
-        shift, log_scale = self.predict(window)
+    def generate_frame(
+        self, window: Tensor, y: Tensor, conditions: Tensor | None = None
+    ) -> Tensor:
+        r"""Eq. 5 for one step: the frame x_t (B, *event_shape) of noise y_t after a window
+        (and its conditions (B, k, A))."""
+        shift, log_scale = self.predict(window, conditions)
         return shift + torch.exp(log_scale) * y.to(shift.dtype)
 
-    def normalize_frame(self, window: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Eq. 6 for one step: y_t (B, *event_shape) of the frame x_t after a window, and
-        log |det dy_t/dx_t| (B,)."""
-        shift, log_scale = self.predict(window)
+    def normalize_frame(
+        self, window: Tensor, x: Tensor, conditions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        r"""Eq. 6 for one step: y_t (B, *event_shape) of the frame x_t after a window (and its
+        conditions (B, k, A)), and log |det dy_t/dx_t| (B,)."""
+        shift, log_scale = self.predict(window, conditions)
         y = (x.to(shift.dtype) - shift) * torch.exp(-log_scale)
         return y, -log_scale.flatten(1).sum(-1)
 
@@ -411,6 +448,17 @@ class AffineAutoregressiveTransform(nn.Module):
         r"""Drops the oldest frame of the window and appends ``frame`` (B, *event_shape)."""
         features = self.conditioner.encode(frame)  # one frame encoded per step
         return torch.cat([window[:, 1:], features.unsqueeze(1).to(window.dtype)], dim=1)
+
+    def _history_conditions(
+        self, conditions: Tensor | None, batch: int, length: int
+    ) -> Tensor | None:
+        r"""Conditions (B, T, A) of B inputs of T frames (checked), aligned with their history:
+        after zero conditions for the initial frames in ``padded`` mode."""
+        check_conditions(conditions, self.config.condition_dim, batch, length)
+        if conditions is None or self.initial_frames is None:
+            return conditions
+        initial = conditions.new_zeros(batch, self.window, conditions.shape[-1])
+        return torch.cat([initial, conditions], dim=1)
 
     def _with_initial_frames(self, x: Tensor) -> Tensor:
         if self.initial_frames is None:
@@ -482,11 +530,12 @@ class SplineAutoregressiveTransform(AffineAutoregressiveTransform):
         r"""The spline of raw conditioner outputs (..., 3K - 1)."""
         return RationalQuadraticSpline.from_raw(raw, self.config.bins, self.config.bound)
 
-    def normalize(self, x: Tensor) -> TransformOutput:
+    def normalize(self, x: Tensor, conditions: Tensor | None = None) -> TransformOutput:
         r"""y_t = g((x_t - shift) / scale) for all time steps at once.
 
         Arguments:
             x: Input sequence, with shape (B, T, *event_shape).
+            conditions: Its conditions (B, T, A), for a conditioned transform only.
 
         Returns:
             y, shift, log-scale and log g' of the frames x_{burn_in:T}, each (B, T - burn_in,
@@ -495,9 +544,10 @@ class SplineAutoregressiveTransform(AffineAutoregressiveTransform):
         self._check_sequence(x, "x")
         T = x.shape[1]
         if T <= self.burn_in:
-            return super().normalize(x)  # which explains the error
+            return super().normalize(x, conditions)  # which explains the error
         history = self._with_initial_frames(x)
-        shift, raw_log_scale, raw_spline = self.conditioner.all_steps(history)
+        conditions = self._history_conditions(conditions, *x.shape[:2])
+        shift, raw_log_scale, raw_spline = self.conditioner.all_steps(history, conditions)
         dtype = torch.promote_types(x.dtype, torch.float32)  # spline maths in fp32 under autocast
         shift = shift.to(dtype)
         log_scale = self.bound_log_scale(raw_log_scale.to(dtype))
@@ -507,21 +557,28 @@ class SplineAutoregressiveTransform(AffineAutoregressiveTransform):
             y=y, shift=shift, log_scale=log_scale, log_derivative=log_derivative
         )
 
-    def predict_spline(self, window: Tensor) -> tuple[Tensor, Tensor, RationalQuadraticSpline]:
-        r"""Shift, bounded log-scale (B, *event_shape) and spline of the next frame."""
-        shift, raw_log_scale, raw_spline = self.conditioner.decode(window)
+    def predict_spline(
+        self, window: Tensor, conditions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, RationalQuadraticSpline]:
+        r"""Shift, bounded log-scale (B, *event_shape) and spline of the next frame (from a
+        window and, conditioned, its conditions (B, k, A))."""
+        shift, raw_log_scale, raw_spline = self.conditioner.decode(window, conditions)
         dtype = torch.promote_types(shift.dtype, torch.float32)
         log_scale = self.bound_log_scale(raw_log_scale.to(dtype))
         return shift.to(dtype), log_scale, self.spline(raw_spline.to(dtype))
 
-    def generate_frame(self, window: Tensor, y: Tensor) -> Tensor:
+    def generate_frame(
+        self, window: Tensor, y: Tensor, conditions: Tensor | None = None
+    ) -> Tensor:
         r"""x_t = shift + scale * g^{-1}(y_t) for one step, (B, *event_shape)."""
-        shift, log_scale, spline = self.predict_spline(window)
+        shift, log_scale, spline = self.predict_spline(window, conditions)
         return shift + torch.exp(log_scale) * spline.inverse(y.to(shift.dtype))
 
-    def normalize_frame(self, window: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def normalize_frame(
+        self, window: Tensor, x: Tensor, conditions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         r"""y_t = g((x_t - shift) / scale) (B, *event_shape) for one step, and log |det| (B,)."""
-        shift, log_scale, spline = self.predict_spline(window)
+        shift, log_scale, spline = self.predict_spline(window, conditions)
         y, log_derivative = spline.forward((x.to(shift.dtype) - shift) * torch.exp(-log_scale))
         return y, (log_derivative - log_scale).flatten(1).sum(-1)
 

@@ -4,16 +4,30 @@ What every dataset shares: :mod:`.sources` (the :class:`Source` protocol: stored
 :class:`ArraySource`, or a :class:`Simulator` that renders them), :mod:`.scaling` (uint8 frames
 to [0, 1], with noise), :mod:`.datasets` (the reproducible training stream and fixed evaluation
 sets), :mod:`.samplers` (each process's share) and :mod:`.simulators` (helpers of the synthetic
-datasets). The datasets: :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` and
+datasets). The datasets: :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` (and
+:mod:`.controlled`, balls driven by known per-step actions, for conditioned models) and
 :mod:`.motion` (Sec. 3.1), :mod:`.bair` (with :mod:`.tfrecord`), :mod:`.kth` and :mod:`.folder`
 (with :mod:`.video`); :mod:`.store` holds converted data; and :mod:`.linear_gaussian` is a
 state-space model with an exact log-likelihood (Kalman filter) for testing latent variable
 models.
 """
 
-from . import bair, datasets, folder, kth, samplers, scaling, simulators, sources, tfrecord, video
+from . import (
+    bair,
+    controlled,
+    datasets,
+    folder,
+    kth,
+    samplers,
+    scaling,
+    simulators,
+    sources,
+    tfrecord,
+    video,
+)
 from .bair import convert_bair
 from .bouncing_balls import BouncingBalls
+from .controlled import ControlledBalls
 from .datasets import FixedSequences, TrainingSequences, item_rng
 from .folder import convert_folder, convert_series
 from .kth import convert_kth
@@ -51,7 +65,14 @@ from .scaling import (
     series_statistics,
 )
 from .simulators import bounce, render_sequences
-from .sources import ArraySource, Simulator, Source, StoredSource, load_array
+from .sources import (
+    ArraySource,
+    Simulator,
+    Source,
+    StoredSource,
+    load_array,
+    load_conditioned_array,
+)
 from .store import (
     ShardData,
     StoreError,
@@ -71,6 +92,7 @@ __all__ = [
     "NOISES",
     "ArraySource",
     "BouncingBalls",
+    "ControlledBalls",
     "DownloadError",
     "EvaluationSampler",
     "FixedSequences",
@@ -90,6 +112,7 @@ __all__ = [
     "bair",
     "bounce",
     "check_frames",
+    "controlled",
     "convert_bair",
     "convert_folder",
     "convert_kth",
@@ -105,6 +128,7 @@ __all__ = [
     "kalman_log_prob_per_frame",
     "kth",
     "load_array",
+    "load_conditioned_array",
     "load_digits",
     "load_moving_mnist_file",
     "md5sum",

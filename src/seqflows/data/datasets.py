@@ -11,6 +11,12 @@ authors redrew both at every evaluation).
 Sequences come from a :class:`~seqflows.data.sources.Source`; crops become model input with a
 :class:`~seqflows.data.scaling.Preprocessing` (uint8 frames: scaled to [0, 1] with noise; real
 series: standardised); :mod:`.samplers` split the items across processes.
+
+Conditions. With ``conditions=True`` an item is a pair (frames, conditions): the per-step
+conditions (actions, covariates) of the same crop, float32 (L, A), read with
+``source.read_conditions(n, start, stop)`` (a stored source) or rendered with the sequence by
+``source.render_with_conditions(rng)`` (a simulator), so that frames and conditions stay aligned.
+Without it items are the frames alone, as before.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -65,6 +72,38 @@ def _check_source(source: Source, length: int) -> int:
             f"{source.name}: cannot crop {length} frames from sequences of {available} frames"
         )
     return available
+
+
+def _check_conditioned(source: Source, conditions: bool) -> bool:
+    """Refuses ``conditions=True`` for a source whose sequences have no conditions."""
+    if conditions and getattr(source, "condition_dim", 0) < 1:
+        raise ValueError(
+            f"{source.name}: conditions were asked for but the sequences have none (give the "
+            "source conditions, e.g. an .npz with 'frames' and 'conditions')"
+        )
+    return bool(conditions)
+
+
+def _with_conditions(
+    source: Source,
+    n: int | None,
+    rng: np.random.Generator,
+    length: int,
+    crop: str,
+) -> tuple[np.ndarray, int, Tensor]:
+    """A crop of stored sequence n (or of a sequence rendered with ``rng`` when n is None),
+    its start and its conditions, float32 (length, A)."""
+    if n is not None:
+        frames, start = _read_crop(source, n, rng, length, crop)
+        return frames, start, torch.from_numpy(source.read_conditions(n, start, start + length))
+    frames, conditions = source.render_with_conditions(rng)
+    if len(conditions) != len(frames):
+        raise ValueError(
+            f"{source.name}: rendered {len(frames)} frames but {len(conditions)} conditions"
+        )
+    start = _crop_start(rng, len(frames), length, crop)
+    stop = start + length
+    return frames[start:stop], start, torch.as_tensor(conditions[start:stop], dtype=torch.float32)
 
 
 def _crop_start(rng: np.random.Generator, available: int, length: int, crop: str) -> int:
@@ -124,6 +163,7 @@ class TrainingSequences(Dataset):
         num_items: Nominal length of the dataset; default 2^31 - 1 (endless).
         preprocessing: How crops become model input (default ``Preprocessing(noise)``; e.g. the
             standardisation of a real-valued series); it replaces ``noise``.
+        conditions: Items are (frames, conditions (length, A)) pairs (see the module's notes).
 
     Example:
         >>> from seqflows.data import ArraySource
@@ -141,8 +181,10 @@ class TrainingSequences(Dataset):
         seed: int = 0,
         num_items: int | None = None,
         preprocessing: Preprocessing | None = None,
+        conditions: bool = False,
     ) -> None:
         self.available = _check_source(source, length)
+        self.conditions = _check_conditioned(source, conditions)
         self.preprocessing = _preprocessing(noise, preprocessing)
         if num_items is not None and num_items < 1:
             raise ValueError(f"num_items must be positive, got {num_items}")
@@ -168,15 +210,23 @@ class TrainingSequences(Dataset):
             self._permutation = (epoch, order)
         return self._permutation[1]
 
-    def __getitem__(self, i: int) -> Tensor:
-        r"""Item i, float32 with shape (length, *frame_shape)."""
+    def __getitem__(self, i: int) -> Tensor | tuple[Tensor, Tensor]:
+        r"""Item i, float32 with shape (length, *frame_shape) (and its conditions (length, A)
+        with ``conditions``)."""
         i = int(i)
         if not 0 <= i < len(self):
             raise IndexError(f"item {i} out of range 0..{len(self) - 1}")
         rng = item_rng(self.seed, "train", i)
+        sequence = None
         if self.source.stored:
             epoch, place = divmod(i, len(self.source))
             sequence = int(self.permutation(epoch)[place])
+        if self.conditions:
+            crop, _, conditions = _with_conditions(
+                self.source, sequence, rng, self.length, "random"
+            )
+            return self.preprocessing(crop, rng), conditions
+        if sequence is not None:
             crop, _ = _read_crop(self.source, sequence, rng, self.length, "random")
         else:
             crop, _ = _render_crop(self.source, rng, self.length, "random")
@@ -201,6 +251,7 @@ class FixedSequences(Dataset):
         crop: "random", "first" or "last".
         preprocessing: How crops become model input (default ``Preprocessing(noise)``); it
             replaces ``noise``.
+        conditions: Items are (frames, conditions (length, A)) pairs (see the module's notes).
 
     Example:
         >>> import torch
@@ -221,8 +272,10 @@ class FixedSequences(Dataset):
         count: int | None = None,
         crop: str = "random",
         preprocessing: Preprocessing | None = None,
+        conditions: bool = False,
     ) -> None:
         self.available = _check_source(source, length)
+        self.conditions = _check_conditioned(source, conditions)
         self.preprocessing = _preprocessing(noise, preprocessing)
         if crop not in CROPS:
             raise ValueError(f"unknown crop {crop!r}: choose one of {', '.join(CROPS)}")
@@ -280,7 +333,22 @@ class FixedSequences(Dataset):
         rng = item_rng(self.seed, self.stream, j)
         return _crop_start(rng, self.source.lengths[j], self.length, self.crop)
 
-    def __getitem__(self, j: int) -> Tensor:
-        r"""Item j, float32 with shape (length, *frame_shape)."""
+    def __getitem__(self, j: int) -> Tensor | tuple[Tensor, Tensor]:
+        r"""Item j, float32 with shape (length, *frame_shape) (and its conditions (length, A)
+        with ``conditions``)."""
+        if self.conditions:
+            return self.with_conditions(j)
         frames, _, rng = self._raw(j)
         return self.preprocessing(frames, rng)
+
+    def with_conditions(self, j: int) -> tuple[Tensor, Tensor]:
+        r"""Item j, (length, *frame_shape), and the conditions of its frames, (length, A): the
+        frames of ``self[j]`` whatever ``conditions`` says."""
+        j = int(j)
+        if not 0 <= j < self.count:
+            raise IndexError(f"item {j} out of range 0..{self.count - 1}")
+        _check_conditioned(self.source, True)
+        rng = item_rng(self.seed, self.stream, j)
+        n = j if self.source.stored else None
+        frames, _, conditions = _with_conditions(self.source, n, rng, self.length, self.crop)
+        return self.preprocessing(frames, rng), conditions

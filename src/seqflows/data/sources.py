@@ -37,6 +37,7 @@ __all__ = [
     "Source",
     "StoredSource",
     "load_array",
+    "load_conditioned_array",
     "picklable_array",
     "unpickled_array",
 ]
@@ -150,6 +151,8 @@ class ArraySource(StoredSource):
         name: What the array is (e.g. the file path), for error messages.
         offset: Index of its first sequence in the array it was cut from (a split of a file),
             for reports: sequence n is ``offset + n`` there.
+        conditions: Per-step conditions of the sequences (actions, covariates), with shape
+            (N, T, A), real-valued and finite, or None (:mod:`seqflows.conditioning`).
 
     Example:
         >>> source = ArraySource(np.zeros((4, 10, 8, 8), dtype=np.uint8), name="zeros")
@@ -161,7 +164,9 @@ class ArraySource(StoredSource):
         dtype('float32')
     """
 
-    def __init__(self, array: Any, name: str = "array", offset: int = 0) -> None:
+    def __init__(
+        self, array: Any, name: str = "array", offset: int = 0, conditions: Any = None
+    ) -> None:
         if not hasattr(array, "shape") or not hasattr(array, "dtype"):
             array = np.asarray(array)
         shape = tuple(int(size) for size in array.shape)
@@ -195,6 +200,19 @@ class ArraySource(StoredSource):
         self.dtype = dtype
         self._shape = shape
         self.lengths = (shape[1],) * shape[0]  # every sequence has T frames
+        self.conditions = None if conditions is None else _checked_conditions(conditions, self)
+
+    @property
+    def condition_dim(self) -> int:
+        """A, the size of each step's conditions (0: the sequences have none)."""
+        return 0 if self.conditions is None else int(self.conditions.shape[-1])
+
+    def read_conditions(self, n: int, start: int, stop: int) -> np.ndarray:
+        r"""Conditions of frames start .. stop - 1 of sequence n, float32 (stop - start, A)."""
+        if self.conditions is None:
+            raise ValueError(f"{self.name}: the sequences have no conditions")
+        self.read(n, start, start)  # the checks of n, start and stop
+        return np.array(self.conditions[int(n) % self.num_sequences, start:stop], np.float32)
 
     @property
     def num_sequences(self) -> int:
@@ -243,6 +261,39 @@ class ArraySource(StoredSource):
 
     def __repr__(self) -> str:
         return f"ArraySource({self.name!r}, shape={self._shape})"
+
+
+def load_conditioned_array(path: str | os.PathLike) -> ArraySource:
+    r"""The sequences of an .npz archive holding ``frames`` (N, T, ...) and their per-step
+    ``conditions`` (N, T, A), as an :class:`ArraySource` with conditions.
+
+    Raises:
+        ValueError: A missing array (naming the file and what it holds), conditions that do
+            not match the frames (a length mismatch), or a bad file.
+    """
+    frames = load_array(path, "frames")
+    return ArraySource(frames, name=os.fspath(path), conditions=load_array(path, "conditions"))
+
+
+def _checked_conditions(conditions: Any, source: ArraySource) -> np.ndarray:
+    """Conditions (N, T, A) of a source's sequences, as float32, or a clear ValueError."""
+    conditions = np.asarray(conditions)
+    N, T = source.num_sequences, source.num_frames
+    if conditions.ndim != 3 or conditions.shape[:2] != (N, T):
+        raise ValueError(
+            f"{source.name}: conditions must have shape (N, T, A) = ({N}, {T}, A) to match the "
+            f"{N} sequences of {T} frames, got {conditions.shape}"
+        )
+    if conditions.dtype.kind not in "fiub" or conditions.shape[-1] < 1:
+        raise ValueError(
+            f"{source.name}: conditions must be numbers with at least one per step, got "
+            f"{conditions.dtype} {conditions.shape}"
+        )
+    conditions = conditions.astype(np.float32)
+    if not np.isfinite(conditions).all():
+        n, t = (int(index) for index in np.argwhere(~np.isfinite(conditions))[0][:2])
+        raise ValueError(f"{source.name}: conditions of sequence {n}, frame {t} are not finite")
+    return conditions
 
 
 def load_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:

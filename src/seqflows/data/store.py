@@ -424,9 +424,14 @@ class StoreSource(StoredSource):
     Arguments:
         root: The store folder.
         split: ``train``, ``validation``, ``test`` or any split the converter wrote.
+        conditions: Names of per-frame arrays of the store that are the sequences' conditions
+            (:mod:`seqflows.conditioning`), concatenated in this order: e.g. ``("action",)``
+            or ``("action", "endeffector_pos")`` for BAIR; () for none.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str) -> None:
+    def __init__(
+        self, root: str | os.PathLike, split: str, conditions: Sequence[str] = ()
+    ) -> None:
         self.root = Path(root)
         manifest = read_manifest(self.root)
         if split not in manifest["splits"]:
@@ -449,6 +454,32 @@ class StoreSource(StoredSource):
             )
         ]
         self._frames: dict[int, np.ndarray] = {}
+        self.condition_arrays = tuple(conditions)
+        self.condition_dim = 0
+        if self.condition_arrays and self.lengths:  # the sizes, from the first sequence
+            self.condition_dim = int(self.read_conditions(0, 0, self.lengths[0]).shape[-1])
+
+    def read_conditions(self, n: int, start: int, stop: int) -> np.ndarray:
+        r"""The conditions of frames start .. stop - 1 of sequence n: the arrays named in
+        ``conditions``, flattened per frame and concatenated, float32 (stop - start, A)."""
+        if not self.condition_arrays:
+            raise StoreError(f"{self.name}: no conditions were named for this store")
+        arrays = self.arrays(n)
+        length = self.lengths[n]
+        parts = []
+        for key in self.condition_arrays:
+            if key not in arrays:
+                raise StoreError(
+                    f"{self.name}: sequence {n} has no per-frame array {key!r} for the "
+                    f"conditions; it has {', '.join(sorted(arrays)) or 'none'}"
+                )
+            if len(arrays[key]) != length:
+                raise StoreError(
+                    f"{self.name}: sequence {n} has {length} frames but {len(arrays[key])} "
+                    f"values of {key!r}: frames and conditions must have the same length"
+                )
+            parts.append(np.asarray(arrays[key][start:stop], np.float32).reshape(stop - start, -1))
+        return np.concatenate(parts, axis=-1)
 
     @property
     def num_sequences(self) -> int:
@@ -513,13 +544,19 @@ class _StoreDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, n: int) -> Tensor:
-        return torch.from_numpy(self.source[n])
+    def __getitem__(self, n: int) -> Tensor | tuple[Tensor, Tensor]:
+        frames = torch.from_numpy(self.source[n])
+        if not self.source.condition_arrays:
+            return frames
+        return frames, torch.from_numpy(self.source.read_conditions(n, 0, len(frames)))
 
 
-def open_dataset(path: str | os.PathLike, split: str = "train") -> Dataset:
+def open_dataset(
+    path: str | os.PathLike, split: str = "train", conditions: Sequence[str] = ()
+) -> Dataset:
     r"""A split of a store as a torch Dataset of tensors (T, C, H, W) or (T, D) (uint8, or float
-    for real-valued series).
+    for real-valued series); with ``conditions`` (names of per-frame arrays, e.g.
+    ``("action",)`` for BAIR) items are pairs (frames, conditions (T, A) float32).
 
     Example:
         >>> import tempfile
@@ -531,4 +568,4 @@ def open_dataset(path: str | os.PathLike, split: str = "train") -> Dataset:
         >>> len(data), tuple(data[1].shape), data[1].dtype
         (2, (2, 2), torch.uint8)
     """
-    return _StoreDataset(StoreSource(path, split))
+    return _StoreDataset(StoreSource(path, split, conditions))
