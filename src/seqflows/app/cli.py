@@ -305,6 +305,17 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", default="samples", help="file stem (default: samples)")
     parser.add_argument("--fps", type=float, default=4.0, help="frames per second of the GIF")
+    _conditions_option(parser)
+
+
+def _conditions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conditions",
+        metavar="FILE",
+        help="a conditioned model: the conditions (actions, covariates) of the generated "
+        "frames, a .npy/.npz (L, A) or (N, L, A) or a .csv of L rows of A numbers, instead of "
+        "the data's (what really followed the context)",
+    )
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -324,6 +335,7 @@ def _sample(args: argparse.Namespace) -> int:
             name=args.name,
             fps=args.fps,
             device=args.device,
+            conditions=args.conditions,
         )
     )
     return 0
@@ -363,6 +375,7 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress (sequences, time left) on stderr"
     )
+    _conditions_option(parser)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -382,6 +395,7 @@ def _predict(args: argparse.Namespace) -> int:
         name=args.name,
         device=args.device,
         progress=None if args.no_progress else f"predict {args.split or 'test'}",
+        conditions=args.conditions,
     )
     if args.json:
         _print_json(result)

@@ -23,6 +23,7 @@ from ..atomic import write_text_atomically
 from ..errors import ConfigError, NonFiniteError
 from ..inference import fold_batch_norm
 from .checkpoints import model_from_checkpoint, save_atomically
+from .conditions import generation_conditions
 from .config import Config
 from .datasets import build_source, evaluation_set, preprocessing_of, resolve_data
 
@@ -180,6 +181,7 @@ def sample(
     name: str = "samples",
     fps: float = 4.0,
     device: str = "auto",
+    conditions: str | Path | None = None,
 ) -> dict[str, Any]:
     r"""Samples sequences, or predicts the continuation of real context frames.
 
@@ -203,9 +205,13 @@ def sample(
         name: File stem.
         fps: Frames per second of the GIF.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        conditions: A conditioned model's conditions of the generated frames, a file
+            (:mod:`seqflows.app.conditions`); None: the data's (what followed the context).
 
     Returns:
-        ``{"written": {kind: path}, "context_frames": c, "units": ...}``: every file written.
+        ``{"written": {kind: path}, "context_frames": c, "units": ..., "conditions": ...}``:
+        every file written, and where the generated frames' conditions came from (``data``,
+        ``file`` or None for an unconditioned model).
     """
     from .figures import save_gif, save_prediction, save_vector_prediction
 
@@ -217,13 +223,17 @@ def sample(
     model = fold_batch_norm(model.to(target))  # BatchNorm in the convolutions: faster steps
     context_frames = model.burn_in if context is None else context
     check_context(model, context_frames)
-    real = frames = None
-    if context_frames > 0:
-        frames, real = _real_sequences(config, num, context_frames, length)
-        frames = frames.to(target)
+    real = frames = known = None
+    if context_frames > 0 or (model.condition_dim and conditions is None):
+        frames, real, known = _real_sequences(config, num, context_frames, length)
+        frames = frames.to(target) if context_frames > 0 else None
+    steps = generation_conditions(
+        model.condition_dim, num, context_frames, length, known, conditions
+    )
+    steps = None if steps is None else steps.to(target)
     generator = torch.Generator(device=target).manual_seed(seed)
     predicted = model.sample(
-        num, length, context=frames, generator=generator, temperature=temperature
+        num, length, context=frames, generator=generator, temperature=temperature, conditions=steps
     ).cpu()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -232,6 +242,7 @@ def sample(
         "context": None if frames is None else preprocessing.inverse(frames.cpu()),
         "predicted": preprocessing.inverse(predicted),
         "future": None if real is None else preprocessing.inverse(real),
+        "conditions": None if steps is None else steps.cpu(),
     }
     written = {"pt": str(save_atomically(tensors, folder / f"{name}.pt"))}
     units = (
@@ -262,6 +273,7 @@ def sample(
             context=repeated,
             generator=generator,
             temperature=temperature,
+            conditions=None if steps is None else steps.repeat(SPREAD_SAMPLES, 1, 1),
         ).cpu()
 
         def own_units(values: torch.Tensor | None) -> torch.Tensor | None:
@@ -277,7 +289,13 @@ def sample(
                 title=title,
             )
         )
-    return {"written": written, "context_frames": context_frames, "units": units}
+    source = None if steps is None else "file" if conditions is not None else "data"
+    return {
+        "written": written,
+        "context_frames": context_frames,
+        "units": units,
+        "conditions": source,
+    }
 
 
 # More samples of each context for the spread of the line plots of vector series.
@@ -470,10 +488,11 @@ def load_for_evaluation(
 
 def _real_sequences(
     config: Config, count: int, context: int, length: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     r"""The first ``context`` frames of ``count`` evaluation sequences (the split's first ones,
-    again from the first when it has fewer) and the real frames that follow them, up to
-    ``length`` (fewer where the sequences end, None when none follow)."""
+    again from the first when it has fewer), the real frames that follow them, up to ``length``
+    (fewer where the sequences end, None when none follow), and the conditions of all those
+    frames (N, context + L', A) where the data has conditions (else None)."""
     split = config.evaluate.split
     total = context + length
     config = config.replace(
@@ -492,9 +511,20 @@ def _real_sequences(
     else:
         count_read = count
     dataset = evaluation_set(config.replace(data={"eval_length": total}), split, count=count_read)
-    sequences = torch.stack([dataset[index % count_read] for index in range(count)])
+    items = [sequence_item(dataset, index % count_read) for index in range(count)]
+    sequences = torch.stack([frames for frames, _ in items])
+    known = None if items[0][1] is None else torch.stack([steps for _, steps in items])
     future = sequences[:, context:] if total > context else None
-    return sequences[:, :context], future
+    return sequences[:, :context], future, known
+
+
+def sequence_item(dataset: Any, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Item ``index`` of an evaluation set as (frames (L, ...), conditions (L, A) or None):
+    the conditions where its data has them, whether or not its items carry them."""
+    if getattr(dataset.source, "condition_dim", 0) > 0:
+        return dataset.with_conditions(index)
+    item = dataset[index]
+    return (item, None) if isinstance(item, torch.Tensor) else item
 
 
 def _check_event_shape(model: nn.Module, dataset: Any, config: Config) -> None:

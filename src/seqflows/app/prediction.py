@@ -46,7 +46,15 @@ from torch import Tensor, nn
 from ..atomic import write_text_atomically
 from ..errors import ConfigError, MissingDependency, NonFiniteError
 from ..inference import fold_batch_norm
-from .commands import _at_least, _data_label, check_context, load_for_evaluation, resolve_device
+from .commands import (
+    _at_least,
+    _data_label,
+    check_context,
+    load_for_evaluation,
+    resolve_device,
+    sequence_item,
+)
+from .conditions import generation_conditions
 from .datasets import build_source, evaluation_set, resolve_data
 from .progress import Progress
 
@@ -148,6 +156,7 @@ def predict(
     name: str = "prediction",
     device: str = "auto",
     progress: str | None = None,
+    conditions: str | Path | None = None,
 ) -> dict[str, Any]:
     r"""Predicts the futures of evaluation sequences and scores them (the module's protocol).
 
@@ -169,6 +178,9 @@ def predict(
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
         progress: Show the sequences predicted and the time left on stderr under this
             description (:class:`~seqflows.app.progress.Progress`); None: nothing.
+        conditions: A conditioned model's conditions of the predicted frames, from a file
+            (:mod:`seqflows.app.conditions`) instead of the data's: the predictions are then
+            "what if" futures, still scored against what really followed.
 
     Returns:
         The metrics per predicted frame (averaged over sequences) and over all predicted
@@ -214,10 +226,16 @@ def predict(
     group = max(1, per_call // samples)  # sequences whose K samples share a call
     shown = None if progress is None else Progress(count, progress, "sequences")
     for start in range(0, count, group):
-        batch = torch.stack([dataset[i] for i in range(start, min(start + group, count))])
+        items = [sequence_item(dataset, i) for i in range(start, min(start + group, count))]
+        batch = torch.stack([frames for frames, _ in items])
+        known = None if items[0][1] is None else torch.stack([steps for _, steps in items])
+        steps = generation_conditions(
+            model.condition_dim, len(items), context_frames, length, known, conditions
+        )
         observed = batch[:, :context_frames].to(target)
         real = batch[:, context_frames:].to(target)
-        found = _predict_batch(model, observed, real, length, samples, per_call, generator)
+        steps = None if steps is None else steps.to(target)
+        found = _predict_batch(model, observed, real, length, samples, per_call, generator, steps)
         for kind, metrics in found.items():
             for metric, values in metrics.items():
                 scores[kind].setdefault(metric, []).append(values.double().cpu())
@@ -237,10 +255,17 @@ def predict(
         "json": str(folder / f"{name}.json"),
         "png": str(save_prediction_metrics(steps, result, folder / f"{name}.png", title=title)),
     }
+    protocol = _protocol(model, config, count, context_frames, length, samples, seed)
+    if model.condition_dim:
+        protocol["conditions"] = (
+            f"the predicted frames' conditions from {conditions}"
+            if conditions is not None
+            else "the data's conditions of every frame (what really happened)"
+        )
     report = {
         "model": model.label,
         "checkpoint": str(checkpoint),
-        "protocol": _protocol(model, config, count, context_frames, length, samples, seed),
+        "protocol": protocol,
         "time_steps": steps,
         **result,
         "written": written,
@@ -257,8 +282,10 @@ def _predict_batch(
     samples: int,
     per_call: int,
     generator: torch.Generator,
+    conditions: Tensor | None = None,
 ) -> dict[str, dict[str, Tensor]]:
-    """The metrics (G, L) of every prediction of G sequences, for each of PREDICTIONS."""
+    """The metrics (G, L) of every prediction of G sequences, for each of PREDICTIONS (under
+    their conditions (G, c + L, A) for a conditioned model)."""
     G = observed.shape[0]
     frames = len(model.event_shape) == 3
     ones = [1] * (observed.dim() - 1)
@@ -268,7 +295,11 @@ def _predict_batch(
     for first in range(0, samples, chunk):
         n = min(chunk, samples - first)
         futures = model.sample(
-            n * G, length, context=observed.repeat(n, *ones), generator=generator
+            n * G,
+            length,
+            context=observed.repeat(n, *ones),
+            generator=generator,
+            conditions=None if conditions is None else conditions.repeat(n, 1, 1),
         )  # (n * G, L, ...), sample-major
         if frames:
             futures = futures.clamp(0.0, 1.0)
@@ -277,7 +308,9 @@ def _predict_batch(
             if values is not None:
                 each.setdefault(metric, []).append(values.unflatten(0, (n, G)))
     per_sample = {metric: torch.cat(chunks) for metric, chunks in each.items()}  # (K, G, L)
-    deterministic = model.sample(G, length, context=observed, generator=generator, temperature=0.0)
+    deterministic = model.sample(
+        G, length, context=observed, generator=generator, temperature=0.0, conditions=conditions
+    )
     found = {
         "mean_prediction": _present(frame_metrics(total / samples, real)),
         "temperature_0": _present(frame_metrics(deterministic, real)),
@@ -396,6 +429,7 @@ def format_prediction_table(result: dict[str, Any]) -> str:
         f"{result['model']} on {protocol['dataset']}, split {protocol['split']}: "
         f"{protocol['sequences']} sequences, {protocol['context_frames']} context frames, "
         f"{protocol['predicted_frames']} predicted, K = {protocol['samples']} samples",
+        *([f"conditions: {protocol['conditions']}"] if "conditions" in protocol else []),
         "",
         f"{'prediction':<16}" + "".join(f"{metric.upper():>10}" for metric in present),
     ]

@@ -1,0 +1,130 @@
+"""Conditions of generated frames: from the data or from a file (``seqflows sample`` and
+``seqflows predict`` with ``--conditions``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqflows import FlowModel
+from seqflows.app.conditions import generation_conditions, read_conditions
+from seqflows.app.prediction import _predict_batch
+from seqflows.errors import ConfigError
+
+
+def test_conditions_files_in_every_format_give_the_same_array(tmp_path: Path) -> None:
+    values = np.array([[0.5, -1.0], [2.0, 0.0], [-0.25, 3.0]], dtype=np.float32)
+    np.save(tmp_path / "future.npy", values)
+    np.savez(tmp_path / "future.npz", conditions=values, other=np.zeros(3))
+    np.savez(tmp_path / "only.npz", values)
+    (tmp_path / "future.csv").write_text("push_row,push_column\n0.5,-1\n2,0\n-0.25,3\n")
+    (tmp_path / "bare.csv").write_text("0.5,-1\n2,0\n\n-0.25,3\n")  # no header, a blank line
+    for name in ("future.npy", "future.npz", "only.npz", "future.csv", "bare.csv"):
+        read = read_conditions(tmp_path / name)
+        assert read.dtype == np.float32
+        np.testing.assert_array_equal(read, values, err_msg=name)
+    np.save(tmp_path / "each.npy", np.stack([values, -values]))
+    assert read_conditions(tmp_path / "each.npy").shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "no such conditions file"),
+        ("bad.txt", "1,2\n", r"\.npy, \.npz or \.csv"),
+        ("ragged.csv", "1,2\n3\n", "every row needs the same A"),
+        ("words.csv", "a,b\n1,2\nx,3\n", "row 2 of conditions is not all numbers"),
+        ("nan.csv", "1,2\nnan,3\n", r"at \(1, 0\) is not a finite number"),
+        ("header.csv", "a,b\n", "no rows of conditions"),
+    ],
+)
+def test_bad_conditions_files_name_the_file_and_the_problem(
+    tmp_path: Path, name: str, content: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=message) as error:
+        read_conditions(path)
+    assert str(path) in str(error.value)
+
+
+def test_bad_conditions_arrays_name_the_file_and_the_problem(tmp_path: Path) -> None:
+    np.save(tmp_path / "flat.npy", np.zeros(4))
+    np.savez(tmp_path / "two.npz", a=np.zeros((2, 2)), b=np.zeros((2, 2)))
+    np.save(tmp_path / "text.npy", np.array([["a", "b"]]))
+    for name, message in [
+        ("flat.npy", r"shape \(L, A\) or \(N, L, A\), got \(4,\)"),
+        ("two.npz", "name the conditions' array 'conditions'"),
+        ("text.npy", "must be numbers"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            read_conditions(tmp_path / name)
+
+
+def test_the_context_keeps_the_datas_conditions_and_a_file_replaces_the_future(
+    tmp_path: Path,
+) -> None:
+    known = torch.arange(2 * 5 * 2, dtype=torch.float32).view(2, 5, 2)  # (N, c + L, A)
+    # From the data: the context's and the future's conditions as they were.
+    torch.testing.assert_close(generation_conditions(2, 2, 2, 3, known), known)
+    # From a file (L, A): the same future for every sequence, after each one's own context.
+    future = np.array([[9.0, 8.0], [7.0, 6.0], [5.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    np.save(tmp_path / "future.npy", future)
+    steps = generation_conditions(2, 2, 2, 3, known, tmp_path / "future.npy")
+    assert steps.shape == (2, 5, 2)
+    torch.testing.assert_close(steps[:, :2], known[:, :2])
+    torch.testing.assert_close(steps[:, 2:], torch.from_numpy(future[:3]).expand(2, 3, 2))
+    # No context: the file alone; an unconditioned model: nothing.
+    alone = generation_conditions(2, 3, 0, 2, None, tmp_path / "future.npy")
+    torch.testing.assert_close(alone, torch.from_numpy(future[:2]).expand(3, 2, 2))
+    assert generation_conditions(0, 2, 2, 3, None) is None
+
+
+def test_missing_or_mismatched_conditions_are_refused(tmp_path: Path) -> None:
+    known = torch.zeros(2, 4, 2)
+    np.save(tmp_path / "three.npy", np.zeros((3, 3), dtype=np.float32))
+    np.save(tmp_path / "short.npy", np.zeros((1, 2), dtype=np.float32))
+    np.save(tmp_path / "others.npy", np.zeros((3, 4, 2), dtype=np.float32))
+    cases = [
+        ((0, 2, 1, 3, None, tmp_path / "three.npy"), "takes no conditions"),
+        ((2, 2, 1, 3, None), "no conditions of the context frames"),
+        ((3, 2, 1, 3, known), "the data's conditions have 2 values per step, the model takes 3"),
+        ((2, 2, 1, 5, known), "gives the conditions of 3 of the 5 frames.*--conditions FILE"),
+        ((2, 2, 1, 3, known, tmp_path / "three.npy"), "3 conditions per step, the model takes 2"),
+        ((2, 2, 1, 3, known, tmp_path / "short.npy"), "conditions of 1 frames, 3 are generated"),
+        ((2, 2, 1, 3, known, tmp_path / "others.npy"), "conditions of 3 sequences, 2 are"),
+    ]
+    for arguments, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            generation_conditions(*arguments)
+
+
+def test_predictions_of_a_conditioned_flow_follow_the_given_conditions() -> None:
+    torch.manual_seed(0)
+    model = FlowModel((1, 6, 6), window=1, hidden=4, condition_dim=2).eval()
+    conditioner = model.transforms[0].conditioner
+    with torch.no_grad():  # no longer the identity: the conditions move the shift
+        conditioner.condition_layer.weight.normal_(0, 3.0)
+        conditioner.shift_head.weight.normal_(0, 0.3)
+    observed = torch.rand(2, 1, 1, 6, 6)
+    real = torch.rand(2, 3, 1, 6, 6)
+    conditions = torch.randn(2, 4, 2)
+
+    def metrics(steps: torch.Tensor) -> dict:
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            return _predict_batch(model, observed, real, 3, 4, 8, generator, steps)
+
+    same = metrics(conditions)
+    again = metrics(conditions.clone())
+    other = metrics(-conditions)
+    for kind, values in same.items():
+        for metric, scores in values.items():
+            torch.testing.assert_close(scores, again[kind][metric])
+    assert not torch.allclose(same["temperature_0"]["mse"], other["temperature_0"]["mse"])
+    with pytest.raises(ValueError, match="condition"):
+        metrics(None)  # a conditioned model needs them
