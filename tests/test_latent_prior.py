@@ -245,7 +245,11 @@ def test_sampling_draws_the_latents_from_the_flow_prior(monkeypatch):
     latent = model.latent
     drawn = []
     likelihood = latent.likelihood
-    monkeypatch.setattr(latent, "likelihood", lambda z: drawn.append(z) or likelihood(z))
+    monkeypatch.setattr(
+        latent,
+        "likelihood",
+        lambda z, conditions=None: drawn.append(z) or likelihood(z, conditions),
+    )
     x = torch.randn(2, 4, 3)
     context_noise = model.flow.normalize(x).noise  # 3 frames past the flow's context
     frames = model.sample(2, 5, context=x, generator=generator(4))
