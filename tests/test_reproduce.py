@@ -278,6 +278,37 @@ def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_
             assert main is None and precision == "bf16-mixed"
 
 
+def test_the_bf16_budget_study_gives_bf16_the_steps_its_speed_up_buys(tmp_path: Path) -> None:
+    from seqflows.app.config import load_config
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    runs = {
+        run.study + "/" + run.model: run
+        for run in reproduce.study_experiments("bf16_budget", array)
+    }
+    for model, main_steps in (("1af", 1500), ("slvm", 3000), ("slvm_1af", 1500)):
+        fp32 = load_config(
+            runs[f"bf16_budget/fp32/{model}"].config,
+            list(runs[f"bf16_budget/fp32/{model}"].overrides),
+        )
+        bf16 = load_config(
+            runs[f"bf16_budget/bf16/{model}"].config,
+            list(runs[f"bf16_budget/bf16/{model}"].overrides),
+        )
+        # float32 is the main run, trained once; bf16 trains for about as long, more steps.
+        assert (
+            _main_equivalent(runs[f"bf16_budget/fp32/{model}"], array, []).name
+            == f"moving_mnist/{model}"
+        )
+        assert (fp32.train.precision, bf16.train.precision) == ("32", "bf16-mixed")
+        assert fp32.train.max_steps == main_steps
+        factor = reproduce.BF16_SPEEDUP[model]
+        assert abs(bf16.train.max_steps - main_steps * factor) <= 2
+        assert bf16.train.val_every == bf16.train.max_steps // 6
+    assert _main_equivalent(runs["bf16_budget/bf16/1af"], array, []) is None
+
+
 def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path) -> None:
     from seqflows.app.config import load_config
     from seqflows.app.reproduce.run import _main_equivalent

@@ -19,7 +19,8 @@ What it does, in order (docs/results.md reads the results):
    and on the paper's 0-255 scale, and the temporal correlations of x and of the noise y
    (Table 4).
 4. **Studies** (:data:`STUDIES`): BatchNorm statistics pooled or per time step (1-AF),
-   PyTorch's or the authors' initialisation (SLVM), and the seed-to-seed spread of every model
+   PyTorch's or the authors' initialisation (SLVM), float32 or bf16 (same steps, and same
+   training time), and the seed-to-seed spread of every model
    at a third of the budget, which decides which differences are ties.
 5. **Figures.** Fig. 4 / Fig. 9 rows, samples (Fig. 10 / 11), training curves, corr_y during
    training (Fig. 7); parameter counts at the paper's full size reconciled with Table 2
@@ -30,6 +31,7 @@ table, ``tables.md`` and the figures. Runs (checkpoints, logs) go to ``--runs``.
 """
 
 from .experiments import (
+    BF16_SPEEDUP,
     CONFIGS,
     LABELS,
     PAPER,
@@ -47,6 +49,7 @@ from .report import compare, family_sd, format_tables, seed_spread
 from .run import DATASETS, DEFAULT_MODELS, reproduce, validation_progress
 
 __all__ = [
+    "BF16_SPEEDUP",
     "CONFIGS",
     "DATASETS",
     "DEFAULT_MODELS",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..config import load_config
 
 __all__ = [
     "AUTHORS_PARAMETERS",
+    "BF16_SPEEDUP",
     "BOUNCING_BALLS_SCALE",
     "CONFIGS",
     "EVALUATED_TRAIN_SEQUENCES",
@@ -168,6 +169,8 @@ class Study:
         evaluations: The evaluations of each run (``test``, ``test_same_frames``, ``train``).
         elbo_only: Score SLVMs by the ELBO alone (no IWAE bound): cheaper, for spreads.
         dataset: Where it trains: ``moving_mnist`` (reduced scale) or ``bouncing_balls``.
+        step_factors: Variant -> model -> factor on its steps (1 where absent): a variant that
+            trains faster per step gets the steps the same time buys.
     """
 
     question: str
@@ -177,7 +180,12 @@ class Study:
     evaluations: tuple[str, ...] = ("test",)
     elbo_only: bool = False
     dataset: str = "moving_mnist"
+    step_factors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
+
+# Training step time float32 / bf16-mixed at the paper's full size (benchmarks/train_step.py
+# --allocator retain, benchmarks/results/train_step*.json): the steps bf16 buys in float32's time.
+BF16_SPEEDUP = {"1af": 1.96, "slvm": 1.65, "slvm_1af": 1.94}
 
 STUDIES: dict[str, Study] = {
     "batch_norm": Study(
@@ -232,6 +240,14 @@ STUDIES: dict[str, Study] = {
         "base densities and KL terms in float32); evaluated in float32",
         ("1af", "2af", "slvm", "slvm_1af"),
         {"fp32": ("train.precision=32",), "bf16": ("train.precision=bf16-mixed",)},
+    ),
+    "bf16_budget": Study(
+        "float32 against bfloat16 mixed precision given the same training time: the bf16 runs "
+        "take the steps their measured speed-up buys (1-AF 1.96x, SLVM 1.65x, SLVM w/ 1-AF "
+        "1.94x the main runs' steps); evaluated in float32",
+        ("1af", "slvm", "slvm_1af"),
+        {"fp32": ("train.precision=32",), "bf16": ("train.precision=bf16-mixed",)},
+        step_factors={"bf16": BF16_SPEEDUP},
     ),
     "seeds": Study(
         "seed-to-seed spread (initial weights, data order, crops and noise) of a flow and of an "
@@ -299,11 +315,12 @@ def study_experiments(name: str, moving_mnist_array: str | os.PathLike[str]) -> 
     for variant, overrides in study.variants.items():
         changes = (*overrides, *(("evaluate.iwae_samples=0",) if study.elbo_only else ()))
         for model in study.models:
+            fraction = study.budget * study.step_factors.get(variant, {}).get(model, 1.0)
             if study.dataset == "bouncing_balls":
-                run = _bouncing_balls_run(model, study.budget, changes, f"{name}/{variant}")
+                run = _bouncing_balls_run(model, fraction, changes, f"{name}/{variant}")
             else:
                 run = _moving_mnist_run(
-                    model, moving_mnist_array, study.budget, changes, f"{name}/{variant}"
+                    model, moving_mnist_array, fraction, changes, f"{name}/{variant}"
                 )
             runs.append(run)
     return runs

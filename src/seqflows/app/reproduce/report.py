@@ -319,7 +319,9 @@ def _study_tables(summary: Mapping[str, Any], spread: Mapping[str, Any]) -> list
             DATASET_NAMES[study.dataset]
             + ", "
             + (
-                "the same budget and seed for every variant"
+                "the same training time and seed for every variant (steps scaled by speed)"
+                if study.step_factors
+                else "the same budget and seed for every variant"
                 if study.budget == 1
                 else f"{study.budget:.2g} of the budget"
             )
