@@ -284,6 +284,35 @@ def test_evaluate_prints_a_json_result_with_its_protocol(run, capsys):
     assert f"{result['nats_per_dim_8bit']:.4f} on 0-255" in table
 
 
+def test_evaluate_scores_with_batch_norm_folded_and_the_same_numbers(run, capsys, monkeypatch):
+    import seqflows.app.commands as commands
+    import seqflows.app.evaluation as evaluation
+    from seqflows.inference import folded_layers
+
+    evaluate_model = evaluation.evaluate_model
+
+    checkpoint = str(run / "checkpoints" / "best.ckpt")
+    capsys.readouterr()
+    assert main(["evaluate", checkpoint, "--json"]) == 0
+    folded = json.loads(capsys.readouterr().out)
+    seen = []
+
+    def unfolded_evaluation(model, *args, **kwargs):
+        seen.append(folded_layers(model))
+        return evaluate_model(model, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_model", unfolded_evaluation)
+    assert main(["evaluate", checkpoint, "--json"]) == 0
+    assert seen == [16]  # the 2-AF's 16 BatchNorms folded
+    capsys.readouterr()
+    monkeypatch.setattr(commands, "fold_batch_norm", lambda model: model)
+    assert main(["evaluate", checkpoint, "--json"]) == 0
+    assert seen == [16, 0]
+    unfolded = json.loads(capsys.readouterr().out)
+    assert folded["nats_per_dim"] == pytest.approx(unfolded["nats_per_dim"], abs=1e-5)
+    assert folded["corr_noise"] == pytest.approx(unfolded["corr_noise"], abs=1e-4)
+
+
 def test_evaluate_scores_the_last_frames_of_longer_crops(run, capsys):
     """Same frames for every model: crops of 6, the last 3 scored, the rest context."""
     checkpoint = str(run / "checkpoints" / "best.ckpt")

@@ -128,3 +128,98 @@ def test_predictions_of_a_conditioned_flow_follow_the_given_conditions() -> None
     assert not torch.allclose(same["temperature_0"]["mse"], other["temperature_0"]["mse"])
     with pytest.raises(ValueError, match="condition"):
         metrics(None)  # a conditioned model needs them
+
+
+# The command line -------------------------------------------------------------------------
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = [
+    "data.num_workers=0",
+    "data.validation_sequences=2",
+    "data.test_sequences=3",
+    "data.size=8",
+    "data.length=4",
+    "model.window=1",
+    "model.hidden=4",
+    "train.batch_size=2",
+    "train.val_every=2",
+    "train.checkpoint_every=2",
+    "train.log_every=1",
+]
+
+
+@pytest.fixture(scope="module")
+def conditioned_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny 1-AF conditioned on the controlled balls' actions, trained 2 steps."""
+    pytest.importorskip("lightning")
+    from seqflows.app.cli import main
+
+    folder = tmp_path_factory.mktemp("conditioned")
+    config = str(CONFIGS / "controlled_balls_1af.yaml")
+    arguments = ["train", config, "--out", str(folder), "--max-steps", "2", "--no-progress"]
+    assert main([*arguments, *TINY]) == 0
+    return str(folder / "checkpoints" / "last.ckpt")
+
+
+def test_sample_takes_the_future_conditions_from_the_data_or_a_file(
+    conditioned_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from seqflows.app.cli import main
+
+    capsys.readouterr()
+    command = ["sample", conditioned_checkpoint, "--num", "2", "--length", "3", "--context", "1"]
+    assert main([*command, "--out", str(tmp_path / "data")]) == 0
+    from_data = json.loads(capsys.readouterr().out)
+    assert from_data["conditions"] == "data"
+    saved = torch.load(tmp_path / "data" / "samples.pt", weights_only=True)
+    assert saved["conditions"].shape == (2, 4, 2) and saved["predicted"].shape == (2, 3, 1, 8, 8)
+    # "What if": a file's actions for the 3 generated frames; the context keeps the data's.
+    (tmp_path / "push.csv").write_text("d_row,d_column\n1,0\n1,0\n1,0\n")
+    arguments = ["--out", str(tmp_path / "file"), "--conditions", str(tmp_path / "push.csv")]
+    assert main([*command, *arguments, "--temperature", "0"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert from_file["conditions"] == "file"
+    given = torch.load(tmp_path / "file" / "samples.pt", weights_only=True)["conditions"]
+    torch.testing.assert_close(given[:, :1], saved["conditions"][:, :1])
+    torch.testing.assert_close(given[:, 1:], torch.tensor([1.0, 0.0]).expand(2, 3, 2))
+    # Too few rows for the frames to generate: a one-line error naming the file.
+    assert main([*command, "--length", "5", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert "push.csv: conditions of 3 frames, 5 are generated (--length)" in error
+
+
+def test_predict_scores_futures_under_the_datas_or_given_conditions(
+    conditioned_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from seqflows.app.cli import main
+
+    capsys.readouterr()
+    command = ["predict", conditioned_checkpoint, "--samples", "2", "--length", "2"]
+    assert main([*command, "--out", str(tmp_path / "p"), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "conditions: the data's conditions of every frame" in table and "best_of_k" in table
+    np.save(tmp_path / "still.npy", np.zeros((2, 2), dtype=np.float32))
+    arguments = ["--out", str(tmp_path / "q"), "--conditions", str(tmp_path / "still.npy")]
+    assert main([*command, *arguments, "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"]["conditions"].endswith("still.npy")
+
+
+def test_an_unconditioned_model_refuses_conditions(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("lightning")
+    from seqflows.app.cli import main
+
+    config = str(CONFIGS / "bouncing_balls_1af.yaml")
+    folder = tmp_path / "run"
+    arguments = ["train", config, "--out", str(folder), "--max-steps", "2", "--no-progress"]
+    assert main([*arguments, *TINY]) == 0
+    np.save(tmp_path / "c.npy", np.zeros((3, 2), dtype=np.float32))
+    checkpoint = str(folder / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    command = ["sample", checkpoint, "--out", str(tmp_path / "s"), "--length", "3"]
+    assert main([*command, "--conditions", str(tmp_path / "c.npy")]) == 2
+    assert "c.npy: this model takes no conditions" in capsys.readouterr().err

@@ -70,6 +70,10 @@ def evaluate(
         progress: Show the batches scored and the time left on stderr (a bar on a terminal, a
             line every few seconds elsewhere: the IWAE bound of an SLVM takes minutes).
 
+    The model is scored with its BatchNorm layers folded into the convolutions before them
+    (:func:`~seqflows.inference.fold_batch_norm`): in eval mode that is the same function, and
+    it moves the numbers by float rounding only (within 1e-5 nats per dimension: tested).
+
     Returns:
         The result of :func:`~seqflows.app.evaluation.evaluate_model` and the checkpoint.
 
@@ -83,6 +87,7 @@ def evaluate(
     _at_least("iwae_samples", iwae_samples, 0)
     target = resolve_device(device)
     model, config = load_for_evaluation(checkpoint, overrides, split)
+    model = fold_batch_norm(model)  # the same densities, to float rounding; faster
     changed = {"batch_size": batch_size, "iwae_samples": iwae_samples}
     config = config.replace(evaluate={k: v for k, v in changed.items() if v is not None})
     settings = config.evaluate

@@ -294,12 +294,9 @@ def _predict_batch(
     chunk = max(1, per_call // G)
     for first in range(0, samples, chunk):
         n = min(chunk, samples - first)
+        given = {} if conditions is None else {"conditions": conditions.repeat(n, 1, 1)}
         futures = model.sample(
-            n * G,
-            length,
-            context=observed.repeat(n, *ones),
-            generator=generator,
-            conditions=None if conditions is None else conditions.repeat(n, 1, 1),
+            n * G, length, context=observed.repeat(n, *ones), generator=generator, **given
         )  # (n * G, L, ...), sample-major
         if frames:
             futures = futures.clamp(0.0, 1.0)
@@ -308,8 +305,9 @@ def _predict_batch(
             if values is not None:
                 each.setdefault(metric, []).append(values.unflatten(0, (n, G)))
     per_sample = {metric: torch.cat(chunks) for metric, chunks in each.items()}  # (K, G, L)
+    given = {} if conditions is None else {"conditions": conditions}
     deterministic = model.sample(
-        G, length, context=observed, generator=generator, temperature=0.0, conditions=conditions
+        G, length, context=observed, generator=generator, temperature=0.0, **given
     )
     found = {
         "mean_prediction": _present(frame_metrics(total / samples, real)),

@@ -113,7 +113,7 @@ BOUNCING_BALLS_SCALE = (
 )  # configs/bouncing_balls_*.yaml are at half width already
 # Steps of the flows and of SLVM w/ M-AF; the SLVM baseline gets twice as many (Appendix B:
 # 200k against 100k; it is also about 4x cheaper per step here).
-STEPS = {"moving_mnist": 1500, "bouncing_balls": 600}
+STEPS = {"moving_mnist": 1500, "bouncing_balls": 600, "controlled_balls": 600}
 # One evaluation protocol for every model of a comparison: crops of 16 frames (the longest
 # context any model here needs is the 2-AF's 6), the last 10 scored, the others context.
 SAME_FRAMES = ("data.eval_length=16", "evaluate.scored_frames=10")
@@ -168,7 +168,8 @@ class Study:
         budget: Fraction of the main reproduction's steps.
         evaluations: The evaluations of each run (``test``, ``test_same_frames``, ``train``).
         elbo_only: Score SLVMs by the ELBO alone (no IWAE bound): cheaper, for spreads.
-        dataset: Where it trains: ``moving_mnist`` (reduced scale) or ``bouncing_balls``.
+        dataset: Where it trains: ``moving_mnist`` (reduced scale), ``bouncing_balls`` or
+            ``controlled_balls`` (balls that known per-step actions move).
         step_factors: Variant -> model -> factor on its steps (1 where absent): a variant that
             trains faster per step gets the steps the same time buys.
     """
@@ -249,6 +250,16 @@ STUDIES: dict[str, Study] = {
         {"fp32": ("train.precision=32",), "bf16": ("train.precision=bf16-mixed",)},
         step_factors={"bf16": BF16_SPEEDUP},
     ),
+    "conditioning": Study(
+        "conditioning on known actions (beyond the paper): the 1-AF and the SLVM w/ 1-AF on "
+        "controlled balls, given each step's velocity command or not",
+        ("1af", "slvm_1af"),
+        {
+            "unconditioned": ("model.condition_dim=0", "data.conditions=null"),
+            "conditioned": (),
+        },
+        dataset="controlled_balls",
+    ),
     "seeds": Study(
         "seed-to-seed spread (initial weights, data order, crops and noise) of a flow and of an "
         "SLVM at a third of the budget (the 2-AF and SLVM w/ 1-AF are taken to spread as their "
@@ -298,7 +309,7 @@ def experiments(
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {list(LABELS)}")
     return [_moving_mnist_run(model, moving_mnist_array) for model in models] + [
-        _bouncing_balls_run(model) for model in models
+        _rendered_run("bouncing_balls", model) for model in models
     ]
 
 
@@ -316,8 +327,8 @@ def study_experiments(name: str, moving_mnist_array: str | os.PathLike[str]) -> 
         changes = (*overrides, *(("evaluate.iwae_samples=0",) if study.elbo_only else ()))
         for model in study.models:
             fraction = study.budget * study.step_factors.get(variant, {}).get(model, 1.0)
-            if study.dataset == "bouncing_balls":
-                run = _bouncing_balls_run(model, fraction, changes, f"{name}/{variant}")
+            if study.dataset != "moving_mnist":
+                run = _rendered_run(study.dataset, model, fraction, changes, f"{name}/{variant}")
             else:
                 run = _moving_mnist_run(
                     model, moving_mnist_array, fraction, changes, f"{name}/{variant}"
@@ -350,16 +361,21 @@ def _moving_mnist_run(
     )
 
 
-def _bouncing_balls_run(
-    model: str, fraction: float = 1.0, changes: Sequence[str] = (), study: str = ""
+def _rendered_run(
+    dataset: str,
+    model: str,
+    fraction: float = 1.0,
+    changes: Sequence[str] = (),
+    study: str = "",
 ) -> Experiment:
-    r"""A run of ``model`` on bouncing balls (its shipped configuration is at half width
-    already): ``fraction`` of the budget, then ``changes``."""
+    r"""A run of ``model`` on rendered balls, ``bouncing_balls`` or ``controlled_balls`` (their
+    shipped configurations are at half width already): ``fraction`` of the budget, then
+    ``changes``."""
     return Experiment(
-        "bouncing_balls",
+        dataset,
         model,
-        CONFIGS / f"bouncing_balls_{model}.yaml",
-        (*BOUNCING_BALLS_SCALE, *budget("bouncing_balls", model, fraction), *changes),
+        CONFIGS / f"{dataset}_{model}.yaml",
+        (*BOUNCING_BALLS_SCALE, *budget(dataset, model, fraction), *changes),
         study=study,
     )
 

@@ -18,6 +18,7 @@ from .experiments import LABELS, PAPER, STUDIES
 DATASET_NAMES = {
     "moving_mnist": "Moving MNIST at reduced scale",
     "bouncing_balls": "Bouncing balls",
+    "controlled_balls": "Controlled balls",
 }  # the study tables' captions
 
 __all__ = [

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 DEFAULT_MODELS = ("1af", "2af", "slvm", "slvm_1af")  # SLVM w/ 2-AF: --models to add it
-DATASETS = ("moving_mnist", "bouncing_balls")
+DATASETS = ("moving_mnist", "bouncing_balls", "controlled_balls")
 
 
 def reproduce(
@@ -83,7 +83,8 @@ def reproduce(
         root: Data root for the download.
         models: Models of the main reproduction (``1af``, ``2af``, ``slvm``, ``slvm_1af``,
             ``slvm_2af``).
-        datasets: ``moving_mnist`` and/or ``bouncing_balls``.
+        datasets: ``moving_mnist``, ``bouncing_balls`` (their main runs and studies) and
+            ``controlled_balls`` (studies only).
         studies: Studies to run (:data:`~.experiments.STUDIES`), each on its dataset (when
             ``datasets`` holds it).
         overrides: ``section.key=value`` for every run (a quick try; the published results use
@@ -183,7 +184,7 @@ def reproduce(
 
         say("motivating example (Sec. 3.1)")
         summary["motion"] = run_and_write(out / "motion")
-    for dataset in datasets:
+    for dataset in sorted({run.dataset for run in mains}, key=datasets.index):
         comparison_figures(summary["runs"], dataset, runs_root, out / dataset)
     summary["overrides"] = {
         "moving_mnist": list(MOVING_MNIST_SCALE),
@@ -215,9 +216,12 @@ def reproduce(
 def _main_equivalent(experiment: Experiment, array: Path, extra: list[str]) -> Experiment | None:
     r"""The main reproduction's run that a study's run is identical to (the same resolved
     configuration but for its name), so that it is trained once; None if there is none."""
-    (main,) = [
+    mains = [
         run for run in experiments(array, [experiment.model]) if run.dataset == experiment.dataset
     ]
+    if not mains:  # a dataset of studies only
+        return None
+    (main,) = mains
 
     def resolved(run: Experiment) -> dict[str, Any]:
         values = load_config(run.config, [*run.overrides, *extra]).to_dict()
