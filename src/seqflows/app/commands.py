@@ -86,7 +86,8 @@ def evaluate(
     config = config.replace(evaluate={k: v for k, v in changed.items() if v is not None})
     settings = config.evaluate
     count = settings.sequences if sequences is None else sequences
-    dataset = evaluation_set(config, settings.split, count=count)
+    conditioned = bool(config.data.conditions)
+    dataset = evaluation_set(config, settings.split, count=count, conditions=conditioned)
     _check_event_shape(model, dataset, config)
     try:
         result = evaluate_model(
