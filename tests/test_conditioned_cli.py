@@ -77,8 +77,14 @@ def test_controlled_balls_train_and_evaluate_with_actions(tmp_path, capsys) -> N
     assert stored["model"]["condition_dim"] == 2 and stored["data"]["conditions"] == ["action"]
     assert result["protocol"]["conditions"] == ["action"] and result["sequences"] == 3
     assert np.isfinite(result["nats_per_dim"]) and result["bound"] == "exact log-likelihood"
-    # The model needs its conditions: evaluating it without them is refused, naming both.
     checkpoint = str(out / "checkpoints" / "last.ckpt")
+    # Fig. 4's rows of a conditioned model: with the sequence's conditions.
+    assert (
+        main(["visualize", checkpoint, "--out", str(tmp_path / "figures"), "--frames", "3"]) == 0
+    )
+    assert (tmp_path / "figures" / "flow_rows.png").stat().st_size > 1000
+    capsys.readouterr()
+    # The model needs its conditions: evaluating it without them is refused, naming both.
     line = error_of(capsys, ["evaluate", checkpoint, "data.conditions=null"])
     assert "model.condition_dim=2 but the data gives no conditions" in line
 
