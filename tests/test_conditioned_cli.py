@@ -169,6 +169,12 @@ def test_csv_covariate_columns_become_conditions(tmp_path, capsys) -> None:
     )
     assert "no per-frame array 'temperature'" not in line
     assert f"{store} [train]" in line and "'holiday'" in line and "load, price" in line
+    every = "data.conditions=[load,price,temperature]"
+    out = ["--out", str(tmp_path / "x")]
+    line = error_of(
+        capsys, ["train", "my_time_series_covariates", f"data.path={store}", every, *out]
+    )
+    assert "take every column" in line and "at least one must remain" in line
 
 
 def write_bair_like(root: Path, broken: bool = False) -> Path:
