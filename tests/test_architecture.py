@@ -32,6 +32,7 @@ def test_every_shipped_configuration_builds_its_model_from_the_models_own_config
         "my_video_array": (1, 8, 8),
         "my_time_series": (3,),
         "my_time_series_slvm_prior": (3,),
+        "my_time_series_covariates": (3,),
     }
     assert set(own_data) <= set(names)
     for name in names:

@@ -92,7 +92,8 @@ def evaluate(
     config = config.replace(evaluate={k: v for k, v in changed.items() if v is not None})
     settings = config.evaluate
     count = settings.sequences if sequences is None else sequences
-    dataset = evaluation_set(config, settings.split, count=count)
+    conditioned = bool(config.data.conditions)
+    dataset = evaluation_set(config, settings.split, count=count, conditions=conditioned)
     _check_event_shape(model, dataset, config)
     try:
         result = evaluate_model(
@@ -376,8 +377,11 @@ def visualize(
     model, config = load_for_evaluation(checkpoint, overrides, split)
     dataset = evaluation_set(config, config.evaluate.split, count=index + 1)
     x = dataset[index].unsqueeze(0)
+    conditions = None  # a conditioned model's rows are those of the sequence's conditions
+    if config.data.conditions:
+        conditions = dataset.with_conditions(index)[1].unsqueeze(0)
     generator = torch.Generator().manual_seed(config.data.seed)
-    data, layers = model.rows(x, generator)  # the model's own rows
+    data, layers = model.rows(x, generator, conditions)  # the model's own rows
     shown = slice(0, frames)
     rows = [{key: value[0, shown] for key, value in layer.items()} for layer in layers]
     folder = Path(out)

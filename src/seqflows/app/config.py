@@ -65,7 +65,9 @@ class DataConfig:
     wins (and is checked against the data).
 
     Attributes:
-        dataset: ``bouncing_balls`` (rendered on the fly, no download), ``moving_mnist``
+        dataset: ``bouncing_balls`` (rendered on the fly, no download), ``controlled_balls``
+            (balls that a known velocity action moves at every step, rendered on the fly with
+            their actions: for conditioned models), ``moving_mnist``
             (two MNIST digits bouncing, rendered on the fly from an IDX digits file),
             ``moving_mnist_file`` (the standard ``mnist_test_seq.npy``, the paper's data),
             ``array`` (a .npy/.npz of shape (N, T, C, H, W), (N, T, H, W) or (N, T, D): uint8,
@@ -81,6 +83,15 @@ class DataConfig:
             or the shortest sequence when that is shorter).
         eval_length: Frames of each evaluation crop (None: ``length``); the model scores the last
             eval_length - burn_in of them (10 in the paper).
+        conditions: What the model is conditioned on (beyond the paper,
+            :mod:`seqflows.conditioning`): the names of per-step values the data carries beside
+            its frames, concatenated in this order into the conditions c_t of each step.
+            ``controlled_balls``: ``[action]``; a store: per-frame arrays (BAIR: ``[action]``
+            or ``[action, endeffector_pos]``) or, for a series converted from a CSV, columns
+            (covariates: they become conditions instead of modelled dimensions); an .npz:
+            arrays (N, T) or (N, T, A_i) beside its ``frames``. None: no conditions (an
+            unconditioned model). ``model.condition_dim`` left at 0 is set to the number of
+            values per step (A); a non-zero one must equal it.
         noise: ``gaussian``: x/255 + N(0, (1/256)^2), the paper's; ``uniform``: (x + u)/256,
             dequantization, which makes bits/dim meaningful; ``none``: x/255, and real-valued
             series as they are. None: ``gaussian`` for uint8 data, ``none`` for real series.
@@ -98,13 +109,23 @@ class DataConfig:
         validation_digits: [start, stop) of the digits of validation sequences.
         test_digits: [start, stop) of the digits of test sequences.
         num_digits: Digits per Moving MNIST sequence.
-        num_balls: Balls per bouncing-balls sequence.
+        num_balls: Balls per bouncing-balls (and controlled-balls) sequence.
+        speed: ``controlled_balls``: the largest commanded displacement per frame and
+            coordinate, in pixels (None: size / 16).
         seed: Seed of the fixed validation and test sets (crops, noise, generated sequences).
         num_workers: DataLoader worker processes.
     """
 
     dataset: (
-        Literal["bouncing_balls", "moving_mnist", "moving_mnist_file", "array", "store"] | None
+        Literal[
+            "bouncing_balls",
+            "controlled_balls",
+            "moving_mnist",
+            "moving_mnist_file",
+            "array",
+            "store",
+        ]
+        | None
     ) = None
     path: str | None = None
     root: str = "data"
@@ -112,6 +133,7 @@ class DataConfig:
     size: int | None = None
     length: int | None = None
     eval_length: int | None = None
+    conditions: list[str] | None = None
     noise: Literal["gaussian", "uniform", "none"] | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -123,6 +145,7 @@ class DataConfig:
     test_digits: list[int] = field(default_factory=lambda: [8000, 10000])
     num_digits: int = 2
     num_balls: int = 2
+    speed: float | None = None
     seed: int = 1234
     num_workers: int = 1
 
@@ -139,6 +162,16 @@ class DataConfig:
                 raise ConfigError(f"{name} must be [start, stop) with start < stop: {value}")
         check_at_least(self, 1, "channels", "size", "length", "num_frames", "eval_length")
         check_at_least(self, 0, "num_workers", "validation_sequences", "test_sequences")
+        if self.conditions is not None:
+            names = self.conditions
+            if not names or any(not isinstance(name, str) or not name for name in names):
+                raise ConfigError(
+                    f"conditions must be a non-empty list of names (or null: none), got {names}"
+                )
+            if len(set(names)) != len(names):
+                raise ConfigError(f"conditions name a value twice: {names}")
+        if self.speed is not None and not 0 <= self.speed < math.inf:
+            raise ConfigError(f"speed must be >= 0 and finite, got {self.speed}")
         if (self.mean is None) != (self.std is None):
             raise ConfigError("mean and std standardise together: give both or neither")
         if self.mean is not None:
@@ -156,6 +189,11 @@ class DataConfig:
                 "data.channels and data.size are read from the data (resolve_data) or given"
             )
         return (self.channels, self.size, self.size)
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        """The names of ``conditions``, () for none."""
+        return tuple(self.conditions or ())
 
     @property
     def evaluation_length(self) -> int | None:

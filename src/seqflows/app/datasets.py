@@ -12,13 +12,25 @@ model that leaves no frame to score are one-line errors before Lightning starts.
 train`` prints what it read and records the result in the run's ``config.yaml`` and checkpoints,
 so that a resume and ``evaluate`` see the same values.
 
+Conditions (beyond the paper, :mod:`seqflows.conditioning`): ``data.conditions`` names the
+per-step values the data carries beside its frames, and :func:`resolve_data` checks that the data
+has them and sets ``model.condition_dim`` to their number per step A when it is 0 (a non-zero
+value must equal it). The training stream and the evaluation sets then give (frames, conditions)
+items, crops of both from the same frames. Which names a dataset has:
+
+- ``controlled_balls``: ``[action]``, each step's velocity command (A = 2);
+- ``store``: its per-frame arrays (BAIR: ``action``, A = 4, and ``endeffector_pos``, A = 3) or,
+  for a series converted from a CSV, its columns: covariates, which then leave the modelled
+  vector (one store serves with and without them);
+- ``array``: arrays of an .npz beside its ``frames``, (N, T) or (N, T, A_i) each.
+
 Splits, by ``data.dataset``:
 
 | dataset | train | validation | test |
 | --- | --- | --- | --- |
 | ``moving_mnist_file`` | sequences 0 .. 8999 - V | the V before 9000 | 9000 .. 9999 |
 | ``moving_mnist`` | rendered from ``train_digits`` | ``validation_digits`` | ``test_digits`` |
-| ``bouncing_balls`` | rendered on the fly | own seed stream | own seed stream |
+| ``bouncing_balls``, ``controlled_balls`` | rendered on the fly | own seed stream | own seed |
 | ``array`` | the rest | the V before the test part | the last ``test_sequences`` |
 | ``store`` | the store's splits (``seqflows convert``) | | |
 
@@ -42,6 +54,7 @@ import numpy as np
 from ..data import (
     ArraySource,
     BouncingBalls,
+    ControlledBalls,
     FixedSequences,
     MovingMNIST,
     Preprocessing,
@@ -62,6 +75,7 @@ __all__ = [
     "HELD_OUT_SHARE",
     "build_source",
     "burn_in_of",
+    "condition_dim_of",
     "dataset_of",
     "evaluation_set",
     "event_shape_of",
@@ -73,7 +87,8 @@ __all__ = [
 ]
 
 SPLITS = ("train", "validation", "test", "all")
-SIMULATORS = ("bouncing_balls", "moving_mnist")
+SIMULATORS = ("bouncing_balls", "controlled_balls", "moving_mnist")
+RENDERED_CONDITIONS = {"controlled_balls": ("action",)}  # what a simulator renders with frames
 DEFAULT_LENGTH = 13  # the paper's crops: 3 context + 10 scored frames
 RENDERED_SHAPE = (1, 32)  # channels and size of the rendered datasets, unless set
 HELD_OUT_SHARE = 0.1  # of an array's sequences, for each of validation and test
@@ -131,6 +146,14 @@ def build_source(data: DataConfig, split: str) -> Source:
         return BouncingBalls(
             num_frames=data.num_frames, size=size, num_balls=data.num_balls, channels=channels
         )
+    if dataset == "controlled_balls":
+        return ControlledBalls(
+            num_frames=data.num_frames,
+            size=size,
+            num_balls=data.num_balls,
+            speed=data.speed,
+            channels=channels,
+        )
     if dataset == "moving_mnist":
         start, stop = getattr(data, f"{split}_digits")
         digits = load_digits(_digits_file(data), start, stop)
@@ -146,12 +169,15 @@ def build_source(data: DataConfig, split: str) -> Source:
         )
     if dataset == "store":
         return StoreSource(
-            _existing(data.path, "a store folder written by seqflows convert"), split
+            _existing(data.path, "a store folder written by seqflows convert"),
+            split,
+            data.condition_names,
         )
     array = _load_array(data)
+    conditions = _load_conditions(data, array)
     count = array.shape[0]
     if split == "all":
-        return ArraySource(array, name=str(data.path))
+        return ArraySource(array, name=str(data.path), conditions=conditions)
     validation, test = held_out_sequences(count, data)
     if test + validation >= count:
         raise ConfigError(
@@ -165,7 +191,10 @@ def build_source(data: DataConfig, split: str) -> Source:
         "test": (count - test, count),
     }[split]
     return ArraySource(
-        array[bounds[0] : bounds[1]], name=f"{data.path} [{split}]", offset=bounds[0]
+        array[bounds[0] : bounds[1]],
+        name=f"{data.path} [{split}]",
+        offset=bounds[0],
+        conditions=None if conditions is None else conditions[bounds[0] : bounds[1]],
     )
 
 
@@ -191,14 +220,16 @@ def resolve_data(config: Config, split: str | None = None) -> Config:
 
     Returns:
         The configuration with ``dataset``, ``channels`` and ``size`` (frames), ``length``,
-        ``noise``, ``validation_sequences`` and ``test_sequences`` (arrays and simulators), and
-        ``mean`` and ``std`` (real-valued series) set.
+        ``noise``, ``validation_sequences`` and ``test_sequences`` (arrays and simulators),
+        ``mean`` and ``std`` (real-valued series), and ``model.condition_dim`` (conditions)
+        set.
 
     Raises:
         ConfigError: A setting that does not fit the data (the message names it and the data):
             frames of another size, a crop longer than the shortest sequence, a crop that leaves
             no frame to score, pixel noise or no standardisation for real values, too few
-            sequences to hold out validation and test ones.
+            sequences to hold out validation and test ones, conditions the data does not have or
+            a ``model.condition_dim`` that differs from theirs.
         FileNotFoundError: No data at ``data.path``.
         ValueError: A real-valued series with a NaN or an infinite value (named).
     """
@@ -220,6 +251,8 @@ def resolve_data(config: Config, split: str | None = None) -> Config:
             )
         changes["noise"] = data.noise or "gaussian"
         shortest = dict.fromkeys(reads, (data.num_frames, dataset))
+        condition_dim = _rendered_condition_dim(data, dataset)
+        where = dataset
     else:
         if dataset == "array":
             array = _load_array(data)
@@ -237,8 +270,57 @@ def resolve_data(config: Config, split: str | None = None) -> Config:
         real = np.dtype(getattr(first, "dtype", np.uint8)).kind == "f"
         changes.update(_value_settings(real, shape, data, sources, first.name))
         shortest = {name: (source.num_frames, source.name) for name, source in sources.items()}
+        condition_dim = condition_dim_of(first)
+        where = first.name
     changes.update(_lengths(config, shortest, split))
-    return config.replace(data=_replace(data, changes))
+    model = _model_conditions(config.model, data, condition_dim, where)
+    return config.replace(data=_replace(data, changes), model=model)
+
+
+def condition_dim_of(source: Source) -> int:
+    r"""A, the number of conditions per step that the items of ``source`` carry (0: none)."""
+    return int(getattr(source, "condition_dim", 0) or 0)
+
+
+def _rendered_condition_dim(data: DataConfig, dataset: str) -> int:
+    """A of a simulator's ``data.conditions``, checked against what it renders."""
+    names = data.condition_names
+    if not names:
+        return 0
+    rendered = RENDERED_CONDITIONS.get(dataset, ())
+    if names != rendered:
+        has = f"it renders {list(rendered)}" if rendered else "it renders frames only"
+        raise ConfigError(
+            f"{dataset}: data.conditions={list(names)} are not values of this dataset: {has} "
+            "(data.conditions=null: no conditions)"
+        )
+    return ControlledBalls.condition_dim
+
+
+def _model_conditions(
+    model: ModelConfig, data: DataConfig, condition_dim: int, where: str
+) -> dict[str, int]:
+    """``model.condition_dim`` set from the data's A when 0, or checked against it."""
+    given = model.condition_dim
+    if not condition_dim and data.conditions:
+        raise ConfigError(
+            f"{where}: data.conditions={list(data.condition_names)} but these sequences have no "
+            "conditions (data.conditions=null: none)"
+        )
+    if not condition_dim:
+        if given:
+            raise ConfigError(
+                f"{where}: model.condition_dim={given} but the data gives no conditions; name "
+                "them with data.conditions (e.g. [action]) or set model.condition_dim=0"
+            )
+        return {}
+    if given and given != condition_dim:
+        raise ConfigError(
+            f"{where}: data.conditions={list(data.condition_names)} hold {condition_dim} values "
+            f"per step but model.condition_dim={given}; set model.condition_dim="
+            f"{condition_dim} or leave it 0 (read from the data)"
+        )
+    return {"condition_dim": condition_dim}
 
 
 def _replace(data: DataConfig, changes: dict[str, Any]) -> DataConfig:
@@ -367,9 +449,11 @@ def _lengths(
 def inferred_settings(given: Config, resolved: Config) -> dict[str, Any]:
     r"""The data settings that :func:`resolve_data` read from stored data (files, stores):
     ``{"data.key": value}`` of every field that was None in ``given`` (``mean`` and ``std``:
-    how many values were fitted). Empty for the rendered datasets, whose unset fields take
-    their defaults."""
+    how many values were fitted), and ``model.condition_dim`` when it was read from the
+    conditions. The rendered datasets' unset data fields take their defaults (not listed)."""
     settings: dict[str, Any] = {}
+    if resolved.model.condition_dim != given.model.condition_dim:
+        settings["model.condition_dim"] = resolved.model.condition_dim
     if resolved.data.dataset in SIMULATORS:
         return settings
     for key, value in vars(resolved.data).items():
@@ -418,7 +502,8 @@ def training_set(config: Config, source: Source | None = None) -> TrainingSequen
 
     ``config`` is resolved first (:func:`resolve_data`; a resolved one stays as it is).
     ``source``: the training sequences when the caller has built them already (checked
-    against the configuration then), else built from ``config.data``.
+    against the configuration then), else built from ``config.data``. With
+    ``data.conditions`` its items are (frames, conditions) pairs.
     """
     config = resolve_data(config)
     if source is None:
@@ -429,10 +514,13 @@ def training_set(config: Config, source: Source | None = None) -> TrainingSequen
         length=config.data.length,
         seed=config.train.seed,
         preprocessing=preprocessing_of(config.data),
+        conditions=bool(config.data.conditions),
     )
 
 
-def evaluation_set(config: Config, split: str, count: int | None = None) -> FixedSequences:
+def evaluation_set(
+    config: Config, split: str, count: int | None = None, conditions: bool = False
+) -> FixedSequences:
     r"""A fixed evaluation set: the same crops and noise every time (seed ``data.seed``).
 
     Arguments:
@@ -442,6 +530,9 @@ def evaluation_set(config: Config, split: str, count: int | None = None) -> Fixe
             stream of ``data.seed``, which training never sees) or ``all`` (every sequence of
             an array).
         count: Sequences (None: the whole split, or the configured number for simulators).
+        conditions: Items are (frames, conditions (length, A)) pairs (``data.conditions`` must
+            name them); without it, the frames alone, whose conditions
+            :meth:`~seqflows.data.FixedSequences.with_conditions` still gives.
     """
     config = resolve_data(config, split)
     source = build_source(config.data, split)
@@ -459,17 +550,63 @@ def evaluation_set(config: Config, split: str, count: int | None = None) -> Fixe
         count=count,
         crop=config.evaluate.crop,
         preprocessing=preprocessing_of(config.data),
+        conditions=conditions,
     )
 
 
 def _load_array(data: DataConfig) -> Any:
+    """The frames of an array file: a .npy, or the .npz's one array (its ``frames`` when it
+    holds several)."""
     path = _existing(data.path, "an array of sequences (.npy or .npz)")
     if path.is_dir():
         raise ConfigError(
             f"data.path={data.path} is a folder, not an array file: for a store written by "
             "seqflows convert, set data.dataset=store"
         )
+    if path.suffix.lower() == ".npz" and "frames" in _npz_keys(path):
+        return load_array(path, "frames")
     return load_array(path)
+
+
+def _npz_keys(path: Path) -> list[str]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return list(archive.keys())
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path}: not a readable .npz archive ({error})") from None
+
+
+def _load_conditions(data: DataConfig, frames: Any) -> np.ndarray | None:
+    """The conditions (N, T, A) of an array file: its arrays named in ``data.conditions``,
+    (N, T) or (N, T, A_i) each, concatenated; None without ``data.conditions``."""
+    names = data.condition_names
+    if not names:
+        return None
+    path = Path(data.path)
+    if path.suffix.lower() != ".npz":
+        raise ConfigError(
+            f"{path}: data.conditions={list(names)} but a .npy file holds frames only; save the "
+            "frames and the conditions into one .npz (np.savez(file, frames=..., "
+            f"{names[0]}=...))"
+        )
+    keys = _npz_keys(path)
+    missing = [name for name in names if name not in keys]
+    if missing or "frames" in names:
+        raise ConfigError(
+            f"{path}: data.conditions={list(names)}: no array {(missing or ['frames'])[0]!r} of "
+            f"conditions; the file holds {keys} (the frames are 'frames')"
+        )
+    parts = []
+    for name in names:
+        part = np.asarray(load_array(path, name))
+        if part.ndim < 2 or part.shape[:2] != tuple(frames.shape[:2]):
+            raise ConfigError(
+                f"{path}: conditions {name!r} have shape {part.shape} but the frames "
+                f"{tuple(frames.shape)}: they need (N, T) = {tuple(frames.shape[:2])} first, "
+                "one value (or vector) per frame of every sequence"
+            )
+        parts.append(part.reshape(*part.shape[:2], -1).astype(np.float32))
+    return np.concatenate(parts, axis=-1)
 
 
 def _digits_file(data: DataConfig) -> Path:

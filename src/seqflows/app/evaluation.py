@@ -11,7 +11,8 @@ Every quantity is kept as a sum with its count (float64), so the scores of sever
 several processes combine by adding (:meth:`SequenceScores.as_tensor` packs them for one
 ``all_reduce``): never an average of per-process averages, and no sequence counted twice.
 Posterior samples come from a generator seeded by the evaluation seed: evaluation is
-deterministic.
+deterministic. A conditioned model is scored with the conditions of every crop (batches of
+(frames, conditions) pairs).
 """
 
 from __future__ import annotations
@@ -94,10 +95,15 @@ class SequenceScores:
 
     @torch.inference_mode()
     def update(
-        self, model: SequenceModel, x: Tensor, generator: torch.Generator | None = None
+        self,
+        model: SequenceModel,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
     ) -> None:
         r"""Scores a batch of sequences x with shape (B, T, *event_shape): the frames after the
-        model's ``burn_in``, or the last ``scored_frames`` of them.
+        model's ``burn_in``, or the last ``scored_frames`` of them. ``conditions``: theirs,
+        (B, T, A), for a conditioned model.
 
         With ``iwae_samples``, an SLVM's ELBO and bound come from one call
         (:meth:`~seqflows.slvm.SLVM.scores_and_bound`: the flow and the encoder see the data
@@ -111,12 +117,13 @@ class SequenceScores:
                 "lengthen data.eval_length or score fewer frames"
             )
         bound = None
+        given = {} if conditions is None else {"conditions": conditions}
         if self.iwae_samples and not model.exact:
             scores, bound = model.scores_and_bound(
-                x, self.iwae_samples, generator, self.iwae_chunk, scored
+                x, self.iwae_samples, generator, self.iwae_chunk, scored, **given
             )
         else:
-            scores = model.scores(x, generator)
+            scores = model.scores(x, generator, **given)
         offset = self.preprocessing.log_abs_det  # log |dz/dx| of a frame (0: not standardised)
         log_prob = scores.log_prob[:, available - scored :].detach().double() + offset
         self.likelihood.update(log_prob, self.event_shape)
@@ -267,8 +274,11 @@ def evaluate_model(
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     shown = None if progress is None else Progress(len(loader), progress, "batches")
     try:
-        for x in loader:
-            accumulator.update(model, x.to(device), generator)
+        for batch in loader:
+            x, conditions = (batch, None) if isinstance(batch, Tensor) else batch
+            if conditions is not None:
+                conditions = conditions.to(device)
+            accumulator.update(model, x.to(device), generator, conditions)
             if shown is not None:
                 shown.update()
     finally:
@@ -361,6 +371,7 @@ def protocol(
             "none": "none",
         }[data.noise],
         "seed": data.seed,
+        "conditions": list(data.conditions) if data.conditions else None,
         "units": PIXEL_UNITS if len(model.event_shape) == 3 else VECTOR_UNITS,
     }
     if standardized:

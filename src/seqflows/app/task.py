@@ -6,6 +6,8 @@ scores are sums and counts reduced across processes
 (:class:`~seqflows.app.evaluation.SequenceScores`), and evaluation batches are split between
 processes without padding. The posterior samples of SLVMs come from generators seeded by the
 seed, the step and the process, so that they do not depend on the global random state.
+A conditioned model's batches are (frames, conditions) pairs (``data.conditions``): every step
+passes the conditions to the model with the frames.
 """
 
 from __future__ import annotations
@@ -50,8 +52,18 @@ __all__ = [
     "SequenceDataModule",
     "SequenceTask",
     "StepTimer",
+    "split_batch",
     "stable_seed",
 ]
+
+
+def split_batch(batch: Tensor | Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+    r"""The frames (B, T, *event_shape) and the conditions (B, T, A) of a batch, None for a
+    batch of frames alone."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    frames, conditions = batch
+    return frames, conditions
 
 
 _XXPRIME_1, _XXPRIME_2, _XXPRIME_5 = (
@@ -114,13 +126,18 @@ class SequenceTask(pl.LightningModule):
         seed = stable_seed(*keys, self.global_rank)
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def training_step(self, x: Tensor, batch_index: int) -> Tensor:
-        r"""The model's loss on a batch (B, T, *event_shape); logs it and its parts."""
+    def training_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> Tensor:
+        r"""The model's loss on a batch (B, T, *event_shape) (or a pair of it and its
+        conditions (B, T, A)); logs it and its parts."""
+        x, conditions = split_batch(batch)
         generator = self._generator(self.config.train.seed, self.global_step)
         warmup = self.config.train.kl_warmup
         # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
         kl_weight = self.global_step / warmup if self.global_step < warmup else 1.0
-        terms = self.model.loss(x, generator, kl_weight=kl_weight)
+        if conditions is None:
+            terms = self.model.loss(x, generator, kl_weight=kl_weight)
+        else:
+            terms = self.model.loss(x, generator, kl_weight=kl_weight, conditions=conditions)
         loss = -terms.objective.mean()  # logged: minus the log-likelihood or ELBO
         if not torch.isfinite(loss):
             raise NonFiniteError(
@@ -186,8 +203,10 @@ class SequenceTask(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._scores = SequenceScores(self.event_shape, preprocessing=self.preprocessing)
 
-    def validation_step(self, x: Tensor, batch_index: int) -> None:
-        self._scores.update(self.model, x, self._generator(self.config.data.seed, batch_index))
+    def validation_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> None:
+        x, conditions = split_batch(batch)
+        generator = self._generator(self.config.data.seed, batch_index)
+        self._scores.update(self.model, x, generator, conditions)
 
     def on_validation_epoch_end(self) -> None:
         """Reduces the sums of all processes, then logs nats/dim and the correlations."""
@@ -257,7 +276,10 @@ class SequenceDataModule(pl.LightningDataModule):
         if stage == "fit":
             self.train_set = training_set(self.config, self.train_source)
         self.validation_set = evaluation_set(
-            self.config, "validation", count=self.config.train.val_sequences
+            self.config,
+            "validation",
+            count=self.config.train.val_sequences,
+            conditions=bool(self.config.data.conditions),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -351,7 +373,7 @@ class StepTimer(pl.Callback):
         self._steps += 1
         if self._steps == trainer.log_every_n_steps:
             total = self._wait + self._busy
-            sequences = batch.shape[0] * trainer.world_size
+            sequences = split_batch(batch)[0].shape[0] * trainer.world_size
             rate = self._steps * sequences * self.scored_frames / total
             values = {"time/data_share": self._wait / total, "time/frames_per_second": rate}
             task.log_dict(values)

@@ -426,7 +426,9 @@ class StoreSource(StoredSource):
         split: ``train``, ``validation``, ``test`` or any split the converter wrote.
         conditions: Names of per-frame arrays of the store that are the sequences' conditions
             (:mod:`seqflows.conditioning`), concatenated in this order: e.g. ``("action",)``
-            or ``("action", "endeffector_pos")`` for BAIR; () for none.
+            or ``("action", "endeffector_pos")`` for BAIR; () for none. For a series converted
+            from a CSV they may instead name columns (covariates): those columns become the
+            conditions and leave the frames, which then hold the other columns only.
     """
 
     def __init__(
@@ -442,6 +444,7 @@ class StoreSource(StoredSource):
         self.split = split
         self.name = f"{self.root} [{split}]"
         self.frame_shape = tuple(manifest["frame_shape"])
+        self.stored_shape = self.frame_shape  # of the stored frames (with covariate columns)
         self.dtype = np.dtype(manifest.get("dtype", "uint8"))
         self.shards = manifest["splits"][split]
         self.lengths = [length for shard in self.shards for length in shard["lengths"]]
@@ -455,23 +458,51 @@ class StoreSource(StoredSource):
         ]
         self._frames: dict[int, np.ndarray] = {}
         self.condition_arrays = tuple(conditions)
+        self.columns = list(manifest.get("options", {}).get("columns") or [])
+        self._covariates = self._covariate_columns()  # (modelled, covariates) or None
+        if self._covariates is not None:
+            self.frame_shape = (len(self._covariates[0]),)
         self.condition_dim = 0
         if self.condition_arrays and self.lengths:  # the sizes, from the first sequence
             self.condition_dim = int(self.read_conditions(0, 0, self.lengths[0]).shape[-1])
 
+    def _covariate_columns(self) -> tuple[list[int], list[int]] | None:
+        """The indices of the modelled and of the covariate columns of a series whose
+        conditions name columns; None when they name per-frame arrays (or nothing)."""
+        covariates = [name for name in self.condition_arrays if name in self.columns]
+        if not covariates:
+            return None
+        if len(covariates) != len(self.condition_arrays):
+            others = [name for name in self.condition_arrays if name not in self.columns]
+            raise StoreError(
+                f"{self.name}: the conditions name the columns {covariates} and {others}, which "
+                f"is no column; the columns are {', '.join(self.columns)}"
+            )
+        modelled = [index for index, name in enumerate(self.columns) if name not in covariates]
+        if not modelled:
+            raise StoreError(
+                f"{self.name}: the conditions take every column ({', '.join(self.columns)}); "
+                "at least one must remain to be modelled"
+            )
+        return modelled, [self.columns.index(name) for name in covariates]
+
     def read_conditions(self, n: int, start: int, stop: int) -> np.ndarray:
         r"""The conditions of frames start .. stop - 1 of sequence n: the arrays named in
-        ``conditions``, flattened per frame and concatenated, float32 (stop - start, A)."""
+        ``conditions``, flattened per frame and concatenated (or the named columns of a
+        series), float32 (stop - start, A)."""
         if not self.condition_arrays:
             raise StoreError(f"{self.name}: no conditions were named for this store")
+        if self._covariates is not None:
+            return np.asarray(self._read_rows(n, start, stop)[:, self._covariates[1]], np.float32)
         arrays = self.arrays(n)
         length = self.lengths[n]
         parts = []
         for key in self.condition_arrays:
             if key not in arrays:
+                columns = f" and the columns {', '.join(self.columns)}" if self.columns else ""
                 raise StoreError(
                     f"{self.name}: sequence {n} has no per-frame array {key!r} for the "
-                    f"conditions; it has {', '.join(sorted(arrays)) or 'none'}"
+                    f"conditions; it has {', '.join(sorted(arrays)) or 'no arrays'}{columns}"
                 )
             if len(arrays[key]) != length:
                 raise StoreError(
@@ -504,10 +535,10 @@ class StoreSource(StoredSource):
             except (ValueError, OSError) as error:
                 raise StoreError(f"{path}: corrupt or truncated shard ({error})") from None
             expected = sum(self.shards[position]["lengths"])
-            if frames.shape != (expected, *self.frame_shape) or frames.dtype != self.dtype:
+            if frames.shape != (expected, *self.stored_shape) or frames.dtype != self.dtype:
                 raise StoreError(
                     f"{path}: holds {frames.dtype} {frames.shape}, the manifest says "
-                    f"{self.dtype} {(expected, *self.frame_shape)}"
+                    f"{self.dtype} {(expected, *self.stored_shape)}"
                 )
             self._frames[position] = frames
         return self._frames[position]
@@ -517,7 +548,12 @@ class StoreSource(StoredSource):
 
     def read(self, n: int, start: int, stop: int) -> np.ndarray:
         """Frames start .. stop - 1 of sequence n, copied from the memory map (a crop of a long
-        video reads only its frames)."""
+        video reads only its frames); without the covariate columns of a series."""
+        rows = self._read_rows(n, start, stop)
+        return rows if self._covariates is None else rows[:, self._covariates[0]]
+
+    def _read_rows(self, n: int, start: int, stop: int) -> np.ndarray:
+        """Frames start .. stop - 1 of sequence n as stored (every column)."""
         position, first, length = self._index[n]
         if not 0 <= start <= stop <= length:
             raise IndexError(f"frames {start}..{stop} out of range for a sequence of {length}")
