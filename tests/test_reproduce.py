@@ -309,6 +309,47 @@ def test_the_bf16_budget_study_gives_bf16_the_steps_its_speed_up_buys(tmp_path: 
     assert _main_equivalent(runs["bf16_budget/bf16/1af"], array, []) is None
 
 
+def test_the_conditioning_study_trains_on_controlled_balls_with_and_without_actions(
+    tmp_path: Path,
+) -> None:
+    from seqflows.app.config import load_config
+    from seqflows.app.datasets import resolve_data
+    from seqflows.app.reproduce.run import _main_equivalent
+
+    array = tmp_path / "moving_mnist.npy"
+    runs = reproduce.study_experiments("conditioning", array)
+    assert [(run.study, run.model) for run in runs] == [
+        (f"conditioning/{variant}", model)
+        for variant in ("unconditioned", "conditioned")
+        for model in ("1af", "slvm_1af")
+    ]
+    for run in runs:
+        assert run.dataset == "controlled_balls" and _main_equivalent(run, array, []) is None
+        config = resolve_data(load_config(run.config, list(run.overrides)), "test")
+        conditioned = run.study.endswith("/conditioned")
+        assert config.model.condition_dim == (2 if conditioned else 0)
+        assert config.data.conditions == (["action"] if conditioned else None)
+        assert config.train.max_steps == 600 and config.evaluate.iwae_samples == 100
+
+
+def test_the_conditioning_study_runs_end_to_end_and_reports_both_variants(tmp_path: Path) -> None:
+    options = ("--models", "none", "--datasets", "controlled_balls", "--studies", "conditioning")
+    assert _reproduce(tmp_path, *options, "data.size=16") == 0
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    study = summary["studies"]["conditioning"]
+    assert set(study) == {"unconditioned", "conditioned"} and summary["runs"] == {}
+    for variant in study.values():
+        assert set(variant) == {"1af", "slvm_1af"}
+        for run in variant.values():
+            assert run["dataset"] == "controlled_balls"
+            assert math.isfinite(run["test"]["nats_per_dim_8bit"])
+    runs = tmp_path / "runs" / "studies" / "conditioning"
+    stored = (runs / "conditioned" / "controlled_balls" / "1af" / "config.yaml").read_text()
+    assert "condition_dim: 2" in stored
+    tables = (tmp_path / "results" / "tables.md").read_text()
+    assert "### Study `conditioning`" in tables and "Controlled balls" in tables
+
+
 def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path) -> None:
     from seqflows.app.config import load_config
     from seqflows.app.reproduce.run import _main_equivalent

@@ -482,7 +482,9 @@ def _evaluate(
         count = sequences or (EVALUATED_TRAIN_SEQUENCES if split == "train" else None)
         evaluation = evaluate_model(
             model,
-            evaluation_set(settings, split, count=count),
+            evaluation_set(
+                settings, split, count=count, conditions=bool(settings.data.conditions)
+            ),
             settings,
             split,
             batch_size=settings.evaluate.batch_size,
