@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bouncing_balls import disc_coverage
-from .sources import Simulator
+from .bouncing_balls import BouncingBalls, disc_coverage
 
 __all__ = [
     "ControlledBalls",
@@ -53,8 +52,11 @@ def controlled_centres(
     return np.stack(positions)
 
 
-class ControlledBalls(Simulator):
+class ControlledBalls(BouncingBalls):
     r"""Renders balls that every step's action moves, with the actions that moved them.
+
+    The balls, settings and checks of :class:`~seqflows.data.BouncingBalls`; only the motion
+    differs (:meth:`render_frames`).
 
     Arguments:
         num_frames: Number of frames T.
@@ -82,28 +84,7 @@ class ControlledBalls(Simulator):
         speed: float | None = None,
         channels: int = 1,
     ) -> None:
-        if num_frames < 1 or size < 1 or num_balls < 1 or channels < 1:
-            raise ValueError(
-                "num_frames, size, num_balls and channels must be positive, got "
-                f"{num_frames}, {size}, {num_balls}, {channels}"
-            )
-        radius = size / 8 if radius is None else float(radius)
-        speed = size / 16 if speed is None else float(speed)
-        if not 0 < radius <= size / 2:
-            raise ValueError(f"radius must be in (0, size / 2] = (0, {size / 2}], got {radius}")
-        if speed < 0:
-            raise ValueError(f"speed must be non-negative, got {speed}")
-        self.num_frames = num_frames
-        self.size = size
-        self.num_balls = num_balls
-        self.radius = radius
-        self.speed = speed
-        self.channels = channels
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        """Shape of one frame: (channels, size, size)."""
-        return (self.channels, self.size, self.size)
+        super().__init__(num_frames, size, num_balls, radius, speed, channels)
 
     def actions(self, rng: np.random.Generator) -> np.ndarray:
         r"""Per-step actions, float32 (num_frames, 2): a_0 = 0, then uniform in
