@@ -223,3 +223,28 @@ def test_an_unconditioned_model_refuses_conditions(tmp_path: Path, capsys) -> No
     command = ["sample", checkpoint, "--out", str(tmp_path / "s"), "--length", "3"]
     assert main([*command, "--conditions", str(tmp_path / "c.npy")]) == 2
     assert "c.npy: this model takes no conditions" in capsys.readouterr().err
+
+
+def test_a_conditioned_slvm_samples_under_a_files_conditions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    pytest.importorskip("lightning")
+    from seqflows.app.cli import main
+
+    config = str(CONFIGS / "controlled_balls_slvm_1af.yaml")
+    folder = tmp_path / "run"
+    arguments = ["train", config, "--out", str(folder), "--max-steps", "2", "--no-progress"]
+    assert main([*arguments, *TINY]) == 0
+    (tmp_path / "c.csv").write_text("1,0\n1,0\n")
+    checkpoint = str(folder / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    command = ["sample", checkpoint, "--out", str(tmp_path / "s"), "--length", "2"]
+    assert main([*command, "--conditions", str(tmp_path / "c.csv")]) == 0
+    assert json.loads(capsys.readouterr().out)["conditions"] == "file"
+    saved = torch.load(tmp_path / "s" / "samples.pt", weights_only=True)
+    assert saved["predicted"].shape == (4, 2, 1, 8, 8) and torch.isfinite(saved["predicted"]).all()
+    torch.testing.assert_close(
+        saved["conditions"][:, 1:], torch.tensor([1.0, 0.0]).expand(4, 2, 2)
+    )
