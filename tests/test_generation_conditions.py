@@ -248,3 +248,34 @@ def test_a_conditioned_slvm_samples_under_a_files_conditions(
     torch.testing.assert_close(
         saved["conditions"][:, 1:], torch.tensor([1.0, 0.0]).expand(4, 2, 2)
     )
+
+
+def test_centre_of_mass_of_known_frames() -> None:
+    from seqflows.app.what_if import centre_of_mass
+
+    frames = torch.zeros(2, 1, 5, 7)
+    frames[0, 0, 1, 2] = 1.0
+    frames[1, 0, 4, 0] = 3.0
+    frames[1, 0, 0, 6] = 1.0  # weights 3 and 1: row 3, column 1.5
+    frames[1, 0, 2, 2] = -5.0  # negative values weigh nothing
+    torch.testing.assert_close(centre_of_mass(frames), torch.tensor([[1.0, 2.0], [3.0, 1.5]]))
+
+
+def test_what_if_predicts_under_four_pushes_from_the_command_line(
+    conditioned_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from seqflows.app.what_if import main as what_if_main
+
+    arguments = [conditioned_checkpoint, "--out", str(tmp_path), "--sequences", "2"]
+    assert what_if_main([*arguments, "--length", "2", "--push", "1.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines[:4]] == ["down", "up", "right", "left"]
+    assert "(a free ball: (+3.0, +0.0))" in lines[0] and lines[-1].startswith("written: ")
+    report = json.loads((tmp_path / "what_if.json").read_text())
+    assert report["pushes"]["left"]["without_walls"] == [-0.0, -3.0]
+    assert report["protocol"]["predicted_frames"] == 2 and (tmp_path / "what_if.png").is_file()
+    unconditioned = tmp_path / "plain"
+    assert what_if_main([str(unconditioned / "missing.ckpt"), "--out", str(tmp_path)]) == 2
+    assert "what_if: error:" in capsys.readouterr().err
