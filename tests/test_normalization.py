@@ -124,3 +124,37 @@ def test_slvm_training_mode_terms_ignore_later_frames_per_step(num_transforms: i
     first = pooled.elbo_terms(x, torch.Generator().manual_seed(1)).elbo[:, :3]
     second = pooled.elbo_terms(later, torch.Generator().manual_seed(1)).elbo[:, :3]
     assert not torch.allclose(first, second)  # pooled statistics see the later frames
+
+
+def test_the_slvm_networks_run_channels_last_on_cpu_with_the_same_outputs():
+    from seqflows.layout import cpu_channels_last
+    from seqflows.networks import make_frame_networks
+
+    torch.manual_seed(0)
+    encoder, decoder = make_frame_networks(
+        (2, 16, 16), latent_dim=6, features=5, width=4, hidden=8
+    )
+    encoder.eval(), decoder.eval()
+    layouts = []
+
+    def record(module, inputs, output):
+        layouts.append(output.shape[1] > 1 and output.stride(1) == 1)
+
+    for network in (encoder, decoder):
+        for layer in network.net:
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                layer.register_forward_hook(record)
+    frames, z = torch.randn(3, 2, 16, 16), torch.randn(3, 6)
+    with torch.no_grad():
+        features = encoder(frames)
+        loc, log_scale = decoder(z)
+    assert layouts and all(layouts), layouts  # every convolution's output channels-last
+    # The same values as NCHW convolutions give.
+    with torch.no_grad():
+        expected = encoder.net(frames.contiguous()).flatten(1)
+        hidden = decoder.net(z[:, :, None, None].contiguous())
+    torch.testing.assert_close(features, expected)
+    # The two heads, run as one transposed convolution, are the heads.
+    torch.testing.assert_close(loc, decoder.loc_head(hidden))
+    torch.testing.assert_close(log_scale, decoder.log_scale_head(hidden))
+    assert cpu_channels_last(z[:, :, None, None]).stride() == (6, 1, 6, 6)

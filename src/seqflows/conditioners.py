@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from .checks import check_event_shape
 from .conditioning import condition_windows, projection
 from .errors import ConfigError
+from .layout import cpu_channels_last
 from .normalization import run_stack
 
 __all__ = [
@@ -276,7 +277,7 @@ class ConvConditioner(Conditioner):
 
     def encode(self, frames: Tensor) -> Tensor:
         r"""Features (N, hidden, H, W) of frames (N, C, H, W)."""
-        frames = _cpu_channels_last(frames)
+        frames = cpu_channels_last(frames)
         return run_stack(self.encoder, frames, checkpoint=self.checkpoint_activations)
 
     def windows(self, features: Tensor, length: int) -> Tensor:
@@ -322,7 +323,7 @@ class ConvConditioner(Conditioner):
         frames = torch.stack([history[:, j : j + steps] for j in range(k)], dim=2)
         frames = frames.transpose(0, 1).flatten(0, 2)  # (S * B * k, C, H, W), step-major
         checkpoint = self.checkpoint_activations
-        features = run_stack(self.encoder, _cpu_channels_last(frames), steps, checkpoint)
+        features = run_stack(self.encoder, cpu_channels_last(frames), steps, checkpoint)
         window = features.unflatten(0, (steps * B, k))  # (S * B, k, hidden, H, W)
         if conditions is not None:  # (S * B, k, A), step-major as the windows
             conditions = condition_windows(conditions, k, steps).transpose(0, 1).flatten(0, 1)
@@ -352,21 +353,6 @@ class ConvConditioner(Conditioner):
         shift, log_scale, extra = both.split([channels, channels, channels * self.extra], dim=1)
         extra = extra.unflatten(1, (channels, self.extra)).movedim(2, -1)  # (N, C, H, W, P)
         return shift, log_scale, extra
-
-
-def _cpu_channels_last(frames: Tensor) -> Tensor:
-    r"""On CPU, frames (N, C, H, W) in channels-last memory; elsewhere, frames as they are.
-
-    oneDNN, which runs PyTorch's CPU convolutions, takes channels-last activations as they are
-    but reorders NCHW ones to and from its own blocked layout around every convolution (forward
-    and backward), which costs time and large temporary buffers. A convolution follows the layout
-    of its input, so starting the encoder channels-last keeps every activation of the
-    conditioner channels-last, whatever the memory format of the weights.
-    """
-    if frames.device.type != "cpu" or _is_channels_last(frames):
-        return frames
-    # A copy even for C = 1, where the bytes do not move: the strides tell the layout.
-    return torch.empty_like(frames, memory_format=torch.channels_last).copy_(frames)
 
 
 def _is_channels_last(images: Tensor) -> bool:

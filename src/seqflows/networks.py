@@ -19,8 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layout import cpu_channels_last
 from .normalization import run_stack
 
 __all__ = [
@@ -83,6 +86,7 @@ class ConvEncoder(nn.Module):
     def forward(self, frames: Tensor, steps: int | None = None) -> Tensor:
         r"""Features (N, features) of frames (N, C, S, S); ``steps``: BatchNorm statistics per
         time step for step-major frames (:func:`~seqflows.normalization.run_stack`)."""
+        frames = cpu_channels_last(frames)  # faster CPU convolutions (seqflows.layout)
         return run_stack(self.net, frames, steps, self.checkpoint_activations).flatten(1)
 
 
@@ -123,8 +127,16 @@ class ConvDecoder(nn.Module):
     def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
         r"""Loc and raw log-scale (N, C, S, S) of latents (N, latent); ``steps``: BatchNorm
         statistics per time step for step-major latents."""
-        hidden = run_stack(self.net, z[:, :, None, None], steps, self.checkpoint_activations)
-        return self.loc_head(hidden), self.log_scale_head(hidden)
+        latents = cpu_channels_last(z[:, :, None, None])  # so every activation is (layout)
+        hidden = run_stack(self.net, latents, steps, self.checkpoint_activations)
+        # The heads run as one transposed convolution (width -> 2C): the same filters and sums,
+        # but one with one or two output channels is slow on CPU, so this halves their cost.
+        weight = torch.cat([self.loc_head.weight, self.log_scale_head.weight], dim=1)
+        bias = torch.cat([self.loc_head.bias, self.log_scale_head.bias])
+        head = self.loc_head
+        both = F.conv_transpose2d(hidden, weight, bias, head.stride, head.padding)
+        loc, log_scale = both.split(self.loc_head.out_channels, dim=1)
+        return loc, log_scale
 
 
 class MLPEncoder(nn.Module):
