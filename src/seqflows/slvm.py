@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -519,6 +519,14 @@ def _offsets(layer: nn.Module | None, conditions: Tensor | None) -> Tensor | Non
     return layer(conditions.to(layer.weight.dtype))
 
 
+class _Modelled(NamedTuple):
+    """What the latent model of an SLVM sees of sequences x (:meth:`SLVM._modelled`)."""
+
+    v: Tensor  # the flow's noise y (B, T - burn_in, ...), or x itself without a flow
+    flow: FlowOutput | None  # the flow's outputs, None without a flow
+    conditions: Tensor | None  # the conditions of v's frames (B, T', A), or None
+
+
 @dataclass(frozen=True)
 class SLVMConfig(TransformConfig):
     r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
@@ -769,22 +777,12 @@ class SLVM(Pretrained, nn.Module):
         """A, the size of the per-step conditions the model takes (0: unconditioned)."""
         return self.config.condition_dim
 
-    def _modelled_conditions(
-        self, x: Tensor, conditions: Tensor | None
-    ) -> tuple[Tensor, FlowOutput | None, Tensor | None]:
-        """The sequence the latent model sees, the flow's outputs and the conditions of the
-        latent model's frames (x and conditions checked)."""
+    def _modelled(self, x: Tensor, conditions: Tensor | None) -> _Modelled:
+        """What the latent model sees of x: the flow's noise (or x itself), the flow's outputs
+        and the conditions of those frames (x checked: shape, dtype, finite values; and the
+        conditions)."""
         check_sequence(x, self.event_shape, "x")
         check_conditions(conditions, self.condition_dim, x.shape[0], x.shape[1])
-        if self.flow is None:
-            return (*self._modelled(x), conditions)
-        out = self.flow.normalize(x, conditions)
-        return out.noise, out, None if conditions is None else conditions[:, self.burn_in :]
-
-    def _modelled(self, x: Tensor) -> tuple[Tensor, FlowOutput | None]:
-        """The sequence the latent model sees, and the flow's outputs (x checked: shape, dtype,
-        finite values)."""
-        check_sequence(x, self.event_shape, "x")
         if x.shape[1] <= self.burn_in:
             raise ValueError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
@@ -793,9 +791,10 @@ class SLVM(Pretrained, nn.Module):
         if self.flow is None:
             check_dtype(x, self, "x")
             check_finite(x, "x")
-            return x, None
-        out = self.flow.normalize(x)  # which checks the dtype and the values of x
-        return out.noise, out
+            return _Modelled(x, None, conditions)
+        out = self.flow.normalize(x, conditions)  # which checks the dtype and the values of x
+        latent_conditions = None if conditions is None else conditions[:, self.burn_in :]
+        return _Modelled(out.noise, out, latent_conditions)
 
     def elbo_terms(
         self,
@@ -816,22 +815,21 @@ class SLVM(Pretrained, nn.Module):
         """
         if frames not in TRAIN_FRAMES:
             raise ValueError(f"frames must be one of {TRAIN_FRAMES}, got {frames!r}")
-        v, flow, latent_conditions = self._modelled_conditions(x, conditions)
-        return self._elbo_terms(x, v, flow, generator, frames, None, latent_conditions)
+        return self._elbo_terms(x, self._modelled(x, conditions), generator, frames)
 
     def _elbo_terms(
         self,
         x: Tensor,
-        v: Tensor,
-        flow: FlowOutput | None,
+        seen: _Modelled,
         generator: torch.Generator | None,
         frames: str,
         features: Tensor | None = None,
-        latent_conditions: Tensor | None = None,
     ) -> ELBOTerms:
-        """:meth:`elbo_terms` of x, given what the latent model sees (``_modelled_conditions``)."""
+        """:meth:`elbo_terms` of x, given what the latent model sees of it (:meth:`_modelled`)
+        and, when the caller has them, the encoder's features of that."""
+        flow = seen.flow
         log_likelihood, kl, loc, log_scale = self.latent.terms(
-            v, generator, features, latent_conditions
+            seen.v, generator, features, seen.conditions
         )
         start = 0
         if frames == "scored":  # the baseline models its context frames too: drop them
@@ -905,10 +903,9 @@ class SLVM(Pretrained, nn.Module):
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        v, flow, latent_conditions = self._modelled_conditions(x, conditions)
-        features = self.latent.encode(v)
+        seen = self._modelled(x, conditions)
         return self._iwae(
-            x, v, flow, features, num_samples, generator, chunk, scored, latent_conditions
+            x, seen, self.latent.encode(seen.v), num_samples, generator, chunk, scored
         )
 
     def scores_and_bound(
@@ -933,28 +930,25 @@ class SLVM(Pretrained, nn.Module):
         """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        v, flow, latent_conditions = self._modelled_conditions(x, conditions)
-        features = self.latent.encode(v)
-        terms = self._elbo_terms(x, v, flow, generator, "scored", features, latent_conditions)
-        frame_scores = FrameScores(log_prob=terms.elbo, noise=None if flow is None else flow.noise)
-        bound = self._iwae(
-            x, v, flow, features, num_samples, generator, chunk, scored, latent_conditions
-        )
-        return frame_scores, bound
+        seen = self._modelled(x, conditions)
+        features = self.latent.encode(seen.v)
+        terms = self._elbo_terms(x, seen, generator, "scored", features)
+        noise = None if seen.flow is None else seen.flow.noise
+        bound = self._iwae(x, seen, features, num_samples, generator, chunk, scored)
+        return FrameScores(log_prob=terms.elbo, noise=noise), bound
 
     def _iwae(
         self,
         x: Tensor,
-        v: Tensor,
-        flow: FlowOutput | None,
+        seen: _Modelled,
         features: Tensor,
         num_samples: int,
         generator: torch.Generator | None,
         chunk: int | None,
         scored: int | None,
-        latent_conditions: Tensor | None = None,
     ) -> Tensor:
-        """:meth:`iwae` of x, given ``_modelled_conditions`` and the encoder's features of v."""
+        """:meth:`iwae` of x, given what the latent model sees of it (:meth:`_modelled`) and
+        the encoder's features of that."""
         available = x.shape[1] - self.burn_in
         scored = available if scored is None else scored
         if not 1 <= scored <= available:
@@ -966,15 +960,16 @@ class SLVM(Pretrained, nn.Module):
         remaining = num_samples
         while remaining > 0:
             size = remaining if chunk is None else min(chunk, remaining)
-            weights = self.latent.log_weights(v, size, generator, features, latent_conditions)
+            weights = self.latent.log_weights(seen.v, size, generator, features, seen.conditions)
             totals.append(weights[:, :, weights.shape[2] - scored :].sum(-1))
             remaining -= size
         log_weights = torch.cat(totals, dim=1)  # (B, K)
         bound = torch.logsumexp(log_weights, dim=1) - torch.log(
             log_weights.new_tensor(float(num_samples))
         )
-        if flow is not None:
-            bound = bound + _at_least_float32(flow.log_abs_det[:, available - scored :]).sum(1)
+        if seen.flow is not None:
+            log_abs_det = seen.flow.log_abs_det[:, available - scored :]
+            bound = bound + _at_least_float32(log_abs_det).sum(1)
         return bound
 
     @torch.no_grad()
