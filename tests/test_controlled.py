@@ -6,19 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from seqflows import metrics
 from seqflows.data import ArraySource, FixedSequences, TrainingSequences
 from seqflows.data.controlled import ControlledBalls, controlled_centres
 
 
 def centre_of_mass(frames: np.ndarray) -> np.ndarray:
-    """(row, column) centre of mass of frames (..., 1, H, W)."""
-    weights = frames[..., 0, :, :].astype(np.float64)
-    rows, columns = np.arange(weights.shape[-2]), np.arange(weights.shape[-1])
-    total = weights.sum((-2, -1))
-    return np.stack(
-        [(weights.sum(-1) * rows).sum(-1) / total, (weights.sum(-2) * columns).sum(-1) / total],
-        axis=-1,
-    )
+    """(row, column) centre of mass of frames (..., C, H, W), in float64
+    (:func:`seqflows.metrics.centre_of_mass`)."""
+    return metrics.centre_of_mass(torch.from_numpy(np.asarray(frames, np.float64))).numpy()
 
 
 def test_actions_move_the_ball_by_what_they_command() -> None:

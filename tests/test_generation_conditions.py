@@ -251,7 +251,7 @@ def test_a_conditioned_slvm_samples_under_a_files_conditions(
 
 
 def test_centre_of_mass_of_known_frames() -> None:
-    from seqflows.app.what_if import centre_of_mass
+    from seqflows.metrics import centre_of_mass
 
     frames = torch.zeros(2, 1, 5, 7)
     frames[0, 0, 1, 2] = 1.0

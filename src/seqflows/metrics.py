@@ -35,6 +35,7 @@ __all__ = [
     "LogLikelihoodSum",
     "TemporalCorrelation",
     "bits_per_dim",
+    "centre_of_mass",
     "dims_per_frame",
     "gaussian_noise_ceiling",
     "nats_per_dim",
@@ -46,6 +47,18 @@ __all__ = [
 def dims_per_frame(event_shape: Sequence[int]) -> int:
     """Number of dimensions of one frame: C * H * W, or D."""
     return math.prod(int(size) for size in event_shape)
+
+
+def centre_of_mass(frames: Tensor) -> Tensor:
+    r"""Centre of mass (row, column) in pixels of frames (..., C, H, W), their intensity
+    clipped at 0 as weights: (..., 2)."""
+    weights = frames.clamp(min=0).sum(-3)  # (..., H, W), over channels
+    rows = torch.arange(weights.shape[-2], dtype=weights.dtype, device=weights.device)
+    columns = torch.arange(weights.shape[-1], dtype=weights.dtype, device=weights.device)
+    total = weights.sum((-2, -1)).clamp(min=1e-12)
+    row = (weights.sum(-1) * rows).sum(-1) / total
+    column = (weights.sum(-2) * columns).sum(-1) / total
+    return torch.stack([row, column], -1)
 
 
 def nats_per_dim(log_likelihood: Tensor | float, num_dims: int) -> float:

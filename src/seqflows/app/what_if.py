@@ -26,16 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ..atomic import write_text_atomically
 from ..errors import ConfigError
 from ..inference import fold_batch_norm
+from ..metrics import centre_of_mass
 from .commands import _real_sequences, check_context, load_for_evaluation
 
 __all__ = [
     "PUSHES",
-    "centre_of_mass",
     "main",
     "what_if",
 ]
@@ -47,18 +46,6 @@ PUSHES: dict[str, tuple[float, float]] = {
     "right": (0.0, 1.0),
     "left": (0.0, -1.0),
 }
-
-
-def centre_of_mass(frames: Tensor) -> Tensor:
-    r"""Centre of mass (row, column) in pixels of frames (..., C, H, W), their intensity
-    clipped at 0 as weights: (..., 2)."""
-    weights = frames.clamp(min=0).sum(-3)  # (..., H, W), over channels
-    rows = torch.arange(weights.shape[-2], dtype=weights.dtype, device=weights.device)
-    columns = torch.arange(weights.shape[-1], dtype=weights.dtype, device=weights.device)
-    total = weights.sum((-2, -1)).clamp(min=1e-12)
-    row = (weights.sum(-1) * rows).sum(-1) / total
-    column = (weights.sum(-2) * columns).sum(-1) / total
-    return torch.stack([row, column], -1)
 
 
 @torch.no_grad()
