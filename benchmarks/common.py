@@ -164,6 +164,49 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_model_options(parser: argparse.ArgumentParser, models: tuple[str, ...] = MODELS) -> None:
+    """``--models`` (of ``models``), ``--variants`` and the sizes of the paper's models
+    (:func:`paper_model`)."""
+    parser.add_argument("--models", default=",".join(models), help=f"comma-separated, {models}")
+    parser.add_argument(
+        "--variants", default="eval,folded", help=f"comma-separated, of {VARIANTS}"
+    )
+    parser.add_argument("--size", type=int, default=64, help="frame height and width")
+    parser.add_argument(
+        "--width", type=int, default=64, help="conditioner channels and DC-GAN filters"
+    )
+    parser.add_argument("--latent", type=int, default=256, help="SLVM latent and LSTM size")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The conv peak's reps, ``--device``/``--precision``, threads, seed, JSON and ``--quick``."""
+    parser.add_argument("--peak-reps", type=int, default=5, help="timed reps of the conv peak")
+    add_device_options(parser)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, every model, in seconds (tests)"
+    )
+
+
+def parse_model_run(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    quick: dict[str, Any],
+    models: tuple[str, ...] = MODELS,
+) -> argparse.Namespace:
+    """Parses the options of :func:`add_model_options` and :func:`add_run_options` (and the
+    script's own): ``--quick`` applied, the device checked, the model (of ``models``) and
+    variant lists split."""
+    args = parser.parse_args(argv)
+    apply_quick(args, quick)
+    check_device(parser, args)
+    args.models = choices(parser, args.models, models)
+    args.variants = choices(parser, args.variants, VARIANTS)
+    return args
+
+
 def check_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """A parser error (exit 2) for ``--device cuda`` without CUDA; sets TF32 as asked."""
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -43,20 +43,17 @@ import torch
 
 from common import (
     LABELS,
-    MODELS,
-    VARIANTS,
     WINDOW,
-    add_device_options,
-    apply_quick,
+    add_model_options,
+    add_run_options,
     autocast,
     busy_warning,
     check_at_least_one,
-    check_device,
-    choices,
     conv_peak,
     count_flops,
     inference_variant,
     paper_model,
+    parse_model_run,
     report,
     run_info,
     time_calls,
@@ -244,15 +241,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Evaluation throughput of the paper's models beside the conv peak.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, {MODELS}")
-    parser.add_argument(
-        "--variants", default="eval,folded", help=f"comma-separated, of {VARIANTS}"
-    )
-    parser.add_argument("--size", type=int, default=64, help="frame height and width")
-    parser.add_argument(
-        "--width", type=int, default=64, help="conditioner channels and DC-GAN filters"
-    )
-    parser.add_argument("--latent", type=int, default=256, help="SLVM latent and LSTM size")
+    add_model_options(parser)
     parser.add_argument("--frames", type=int, default=13, help="frames per evaluated crop")
     parser.add_argument(
         "--batch", type=int, default=None, help="sequences per batch (default: the configs')"
@@ -264,19 +253,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=10, help="importance samples per pass")
     parser.add_argument("--reps", type=int, default=3, help="timed evaluation calls (median)")
     parser.add_argument("--train-steps", type=int, default=2, help="timed training steps")
-    parser.add_argument("--peak-reps", type=int, default=5, help="timed reps of the conv peak")
-    add_device_options(parser)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes, every model, in seconds (tests)"
-    )
-    args = parser.parse_args(argv)
-    apply_quick(args, QUICK)
-    check_device(parser, args)
-    args.models = choices(parser, args.models, MODELS)
-    args.variants = choices(parser, args.variants, VARIANTS)
+    add_run_options(parser)
+    args = parse_model_run(parser, argv, QUICK)
     if args.frames <= 2 * WINDOW and "2af" in args.models:
         parser.error(f"--frames must exceed the 2-AF's context ({2 * WINDOW})")
     if args.frames <= WINDOW:

@@ -39,18 +39,16 @@ import torch
 
 from common import (
     LABELS,
-    VARIANTS,
-    add_device_options,
-    apply_quick,
+    add_model_options,
+    add_run_options,
     autocast,
     busy_warning,
     check_at_least_one,
-    check_device,
-    choices,
     conv_peak,
     count_flops,
     inference_variant,
     paper_model,
+    parse_model_run,
     report,
     run_info,
     time_calls,
@@ -180,31 +178,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Generation speed of the paper's models beside the conv peak.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, {MODELS}")
-    parser.add_argument(
-        "--variants", default="eval,folded", help=f"comma-separated, of {VARIANTS}"
-    )
+    add_model_options(parser, MODELS)
     parser.add_argument("--batches", default="1,16,64", help="comma-separated batch sizes")
     parser.add_argument("--lengths", default="10,100", help="comma-separated lengths T")
-    parser.add_argument("--size", type=int, default=64, help="frame height and width")
-    parser.add_argument(
-        "--width", type=int, default=64, help="conditioner channels and DC-GAN filters"
-    )
-    parser.add_argument("--latent", type=int, default=256, help="SLVM latent and LSTM size")
     parser.add_argument("--reps", type=int, default=1, help="timed calls per length (median)")
-    parser.add_argument("--peak-reps", type=int, default=5, help="timed reps of the conv peak")
-    add_device_options(parser)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes, every model, in seconds (tests)"
-    )
-    args = parser.parse_args(argv)
-    apply_quick(args, QUICK)
-    check_device(parser, args)
-    args.models = choices(parser, args.models, MODELS)
-    args.variants = choices(parser, args.variants, VARIANTS)
+    add_run_options(parser)
+    args = parse_model_run(parser, argv, QUICK, MODELS)
     try:
         args.batches = [int(item) for item in args.batches.split(",")]
         args.lengths = sorted(int(item) for item in args.lengths.split(","))
