@@ -376,10 +376,10 @@ def visualize(
     _at_least("frames", frames, 1)
     model, config = load_for_evaluation(checkpoint, overrides, split)
     dataset = evaluation_set(config, config.evaluate.split, count=index + 1)
-    x = dataset[index].unsqueeze(0)
-    conditions = None  # a conditioned model's rows are those of the sequence's conditions
-    if config.data.conditions:
-        conditions = dataset.with_conditions(index)[1].unsqueeze(0)
+    sequence, known = sequence_item(dataset, index)  # read once, with its conditions if any
+    x = sequence.unsqueeze(0)
+    # a conditioned model's rows are those of the sequence's conditions
+    conditions = known.unsqueeze(0) if model.condition_dim else None
     generator = torch.Generator().manual_seed(config.data.seed)
     data, layers = model.rows(x, generator, conditions)  # the model's own rows
     shown = slice(0, frames)
