@@ -376,10 +376,9 @@ def visualize(
     _at_least("frames", frames, 1)
     model, config = load_for_evaluation(checkpoint, overrides, split)
     dataset = evaluation_set(config, config.evaluate.split, count=index + 1)
-    sequence, known = sequence_item(dataset, index)  # read once, with its conditions if any
-    x = sequence.unsqueeze(0)
+    x, known = sequence_batch(dataset, [index])  # read once, with its conditions if any
     # a conditioned model's rows are those of the sequence's conditions
-    conditions = known.unsqueeze(0) if model.condition_dim else None
+    conditions = known if model.condition_dim else None
     generator = torch.Generator().manual_seed(config.data.seed)
     data, layers = model.rows(x, generator, conditions)  # the model's own rows
     shown = slice(0, frames)
@@ -520,20 +519,25 @@ def _real_sequences(
     else:
         count_read = count
     dataset = evaluation_set(config.replace(data={"eval_length": total}), split, count=count_read)
-    items = [sequence_item(dataset, index % count_read) for index in range(count)]
-    sequences = torch.stack([frames for frames, _ in items])
-    known = None if items[0][1] is None else torch.stack([steps for _, steps in items])
+    sequences, known = sequence_batch(dataset, [index % count_read for index in range(count)])
     future = sequences[:, context:] if total > context else None
     return sequences[:, :context], future, known
 
 
-def sequence_item(dataset: Any, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    r"""Item ``index`` of an evaluation set as (frames (L, ...), conditions (L, A) or None):
-    the conditions where its data has them, whether or not its items carry them."""
+def sequence_batch(
+    dataset: Any, indices: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Items ``indices`` of an evaluation set, stacked: frames (N, L, ...) and conditions
+    (N, L, A) where its data has conditions (whether or not its items carry them), else None."""
     if getattr(dataset.source, "condition_dim", 0) > 0:
-        return dataset.with_conditions(index)
-    item = dataset[index]
-    return (item, None) if isinstance(item, torch.Tensor) else item
+        items = [dataset.with_conditions(index) for index in indices]
+    else:
+        items = [dataset[index] for index in indices]
+        items = [(item, None) if isinstance(item, torch.Tensor) else item for item in items]
+    frames = torch.stack([sequence for sequence, _ in items])
+    if items[0][1] is None:
+        return frames, None
+    return frames, torch.stack([conditions for _, conditions in items])
 
 
 def _check_event_shape(model: nn.Module, dataset: Any, config: Config) -> None:

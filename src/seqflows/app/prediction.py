@@ -52,7 +52,7 @@ from .commands import (
     check_context,
     load_for_evaluation,
     resolve_device,
-    sequence_item,
+    sequence_batch,
 )
 from .conditions import generation_conditions
 from .datasets import build_source, evaluation_set, resolve_data
@@ -226,11 +226,9 @@ def predict(
     group = max(1, per_call // samples)  # sequences whose K samples share a call
     shown = None if progress is None else Progress(count, progress, "sequences")
     for start in range(0, count, group):
-        items = [sequence_item(dataset, i) for i in range(start, min(start + group, count))]
-        batch = torch.stack([frames for frames, _ in items])
-        known = None if items[0][1] is None else torch.stack([steps for _, steps in items])
+        batch, known = sequence_batch(dataset, range(start, min(start + group, count)))
         steps = generation_conditions(
-            model.condition_dim, len(items), context_frames, length, known, conditions
+            model.condition_dim, len(batch), context_frames, length, known, conditions
         )
         observed = batch[:, :context_frames].to(target)
         real = batch[:, context_frames:].to(target)
