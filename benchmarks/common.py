@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from seqflows import SLVM, FlowModel
+from seqflows import SLVM, FlowModel, retain_freed_memory
 from seqflows.inference import fold_batch_norm
 
 WINDOW = 3  # k, the paper's window
@@ -184,6 +184,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_device_options(parser)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--allocator",
+        choices=("retain", "system"),
+        default="retain",
+        help="'retain': glibc keeps freed memory, as the seqflows commands run; 'system': its "
+        "default (a page fault for every large block, every call)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, every model, in seconds (tests)"
@@ -198,12 +205,14 @@ def parse_model_run(
 ) -> argparse.Namespace:
     """Parses the options of :func:`add_model_options` and :func:`add_run_options` (and the
     script's own): ``--quick`` applied, the device checked, the model (of ``models``) and
-    variant lists split."""
+    variant lists split, the process's allocator set (``--allocator``)."""
     args = parser.parse_args(argv)
     apply_quick(args, quick)
     check_device(parser, args)
     args.models = choices(parser, args.models, models)
     args.variants = choices(parser, args.variants, VARIANTS)
+    # The process's allocator, as `seqflows train`, `evaluate` and `sample` set theirs.
+    args.allocator_retains = args.allocator == "retain" and retain_freed_memory()
     return args
 
 

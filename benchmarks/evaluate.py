@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"
         f"frames 1x{args.size}x{args.size}, crops of {args.frames}, width {args.width}, "
         f"K = {args.samples} in chunks of {args.chunk} for SLVMs; device {args.device}, "
-        f"precision {args.precision}",
+        f"precision {args.precision}, allocator {args.allocator}",
         flush=True,
     )
     rows = []

@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"
         f"frames 1x{args.size}x{args.size}, width {args.width}, batches {args.batches}, "
-        f"lengths {args.lengths}; device {args.device}, precision {args.precision}",
+        f"lengths {args.lengths}; device {args.device}, precision {args.precision}, "
+        f"allocator {args.allocator}",
         flush=True,
     )
     rows = []

@@ -93,3 +93,36 @@ def test_importing_seqflows_leaves_the_allocator_alone():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "1"
+
+
+@glibc
+@pytest.mark.parametrize(
+    ("command", "mmapped"),
+    [
+        (["evaluate", "missing.ckpt"], 0),
+        (["sample", "missing.ckpt", "--out", "x"], 0),
+        (["configs"], 1),
+    ],
+)
+def test_the_commands_that_run_models_keep_freed_memory(command, mmapped, tmp_path):
+    """evaluate, sample, predict, visualize, motion and reproduce retain freed memory (as
+    seqflows train does); the others leave glibc's default. Run in a fresh interpreter: the
+    command (here one that fails on a missing checkpoint, after the setting) then the probe."""
+    probe = PROBE.replace(
+        "before = ",
+        "import contextlib, io, seqflows.app.cli\n"
+        "quiet = io.StringIO()\n"
+        "with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):\n"
+        f"    seqflows.app.cli.main({command!r})\n"
+        "before = ",
+    )
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=environment,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == str(mmapped)

@@ -43,6 +43,12 @@ AFTER_TRAINING = (
     "changes of data.* or evaluate.* of the stored configuration, e.g. "
     "data.path=/data/mnist_test_seq.npy when the data moved"
 )
+# Commands that run models forward (evaluation, generation): they keep freed memory
+# (seqflows.retain_freed_memory) instead of page-faulting their large activations in again on
+# every batch; 1.2x faster evaluation of the paper's SLVM (benchmarks/README.md).
+RETAINING_COMMANDS = frozenset(
+    {"evaluate", "sample", "predict", "visualize", "motion", "reproduce"}
+)
 # Built-in errors that bad input raises; everything else is a bug and keeps its traceback.
 USER_ERRORS = (
     SeqflowsError,
@@ -104,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from .interrupt import Interrupted
 
+    if args.command in RETAINING_COMMANDS:
+        # The process's memory allocator: set here, by the command, never by the library
+        # (seqflows train sets it from train.allocator).
+        from .runtime import retain_freed_memory
+
+        retain_freed_memory()
     try:
         return args.run(args) or 0
     except Interrupted as interrupted:  # SIGTERM, SIGINT: one line, exit status 143 or 130
