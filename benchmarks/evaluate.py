@@ -24,6 +24,10 @@ channels-last weights):
   at least as efficient per FLOP as training;
 * **others**: cores other processes kept busy meanwhile (should be ~0).
 
+The process keeps freed memory (``--allocator retain``, the default), as ``seqflows train`` and
+``seqflows evaluate`` do; ``--allocator system`` measures glibc's default, under which every
+large block is page-faulted in again on every call (the conv peak included).
+
 ``--quick`` runs every model at a tiny size in seconds (what the tests run). Examples::
 
     python benchmarks/evaluate.py --json evaluate.json            # the paper's sizes

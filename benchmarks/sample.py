@@ -21,6 +21,9 @@ Reported per model, variant, batch and T:
   shortest: ~1 when the cost per step is constant in T;
 * **others**: cores other processes kept busy meanwhile (should be ~0).
 
+The process keeps freed memory (``--allocator retain``, the default, as ``seqflows sample`` and
+``seqflows predict`` do); ``--allocator system`` measures glibc's default.
+
 ``--quick`` runs every model at a tiny size in seconds (what the tests run). Examples::
 
     python benchmarks/sample.py --json sample.json                  # the paper's sizes

@@ -95,6 +95,95 @@ class ConvEncoder(nn.Module):
         return run_stack(self.net, frames, steps, self.checkpoint_activations).flatten(1)
 
 
+class LatentProjection(nn.ConvTranspose2d):
+    r"""The decoder's first layer: a transposed convolution, kernel k, stride 1, no padding, of
+    a 1 x 1 image (the latent z_t), computed as the matrix product it is.
+
+    On a 1 x 1 input the transposed convolution is a linear map,
+    out[n, c, i, j] = sum_l z[n, l] W[l, c, i, j] + b[c], from ``in_channels`` to
+    ``out_channels`` x k x k; oneDNN computes it 2.5-3x slower than the same matmul (training
+    and inference). It is an ``nn.ConvTranspose2d`` in everything else (parameters, state-dict
+    keys, BatchNorm folding), and returns (N, out_channels, k, k) in channels-last memory,
+    as the layers after it expect (:mod:`seqflows.layout`).
+
+    Arguments:
+        in_channels: Size of the latent.
+        out_channels: Filters.
+        kernel_size: k, the side of the output.
+        bias: Whether the layer adds a bias.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, 1, 0, bias=bias)
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        r"""(N, in_channels, 1, 1) -> (N, out_channels, k, k)."""
+        if input.shape[-2:] != (1, 1) or output_size is not None:
+            return super().forward(input, output_size)
+        side_h, side_w = self.kernel_size
+        # (in, out, kh, kw) -> (in, kh * kw * out): the output comes out as (N, kh, kw, out).
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.in_channels, -1)
+        if self.bias is None:
+            projected = input.flatten(1) @ weight
+        else:  # addmm: under autocast the bias is cast with the product, as the conv's is
+            projected = torch.addmm(self.bias.repeat(side_h * side_w), input.flatten(1), weight)
+        images = projected.unflatten(1, (side_h, side_w, self.out_channels)).permute(0, 3, 1, 2)
+        # Channels-last strides on CPU, as the convolutions after it want; elsewhere NCHW.
+        return images if input.device.type == "cpu" else images.contiguous()
+
+
+def transposed_conv_by_matmul(
+    images: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int
+) -> Tensor:
+    r"""``F.conv_transpose2d(images, weight, bias, stride, padding)`` computed by its
+    definition: every input pixel's contribution W^T x (one batched matmul) summed into the
+    output by col2im (``F.fold``).
+
+    oneDNN's transposed convolution with a handful of output channels (the decoder's heads)
+    leaves most of the vector units idle; this is 2.2x faster forward on CPU at the paper's
+    sizes, but its backward (im2col) is slower, so the decoder uses it without gradients only.
+
+    Arguments:
+        images: (N, C_in, H, W).
+        weight: (C_in, C_out, k, k), as ``nn.ConvTranspose2d`` stores it.
+        bias: (C_out,) or None.
+        stride: The same in both directions.
+        padding: The same on every side.
+
+    Returns:
+        (N, C_out, (H - 1) * stride - 2 * padding + k, the same for W).
+
+    Example:
+        >>> images, weight = torch.randn(2, 3, 5, 5), torch.randn(3, 2, 4, 4)
+        >>> expected = F.conv_transpose2d(images, weight, None, 2, 1)
+        >>> torch.allclose(transposed_conv_by_matmul(images, weight, None, 2, 1), expected,
+        ...     atol=1e-5)
+        True
+    """
+    batch, _, height, width = images.shape
+    out_channels, kernel = weight.shape[1], weight.shape[2]
+    # (N, C_out * k * k, H * W): the k x k patch each input pixel adds to the output.
+    patches = torch.matmul(weight.flatten(1).T, images.flatten(2))
+    size = (
+        (height - 1) * stride - 2 * padding + kernel,
+        (width - 1) * stride - 2 * padding + kernel,
+    )
+    output = F.fold(patches, size, kernel, stride=stride, padding=padding)
+    if bias is not None:
+        output = output + bias.view(1, out_channels, 1, 1)
+    return output
+
+
+def _forward_only_on_cpu(*tensors: Tensor) -> bool:
+    """Whether a CPU computation on ``tensors`` needs no gradient and runs outside autocast (the
+    decoder's heads then use :func:`transposed_conv_by_matmul`)."""
+    if tensors[0].device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return False
+    return not (torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors))
+
+
 class ConvDecoder(nn.Module):
     r"""DC-GAN decoder of p(x_t | z_t): (N, latent) -> loc, log_scale, each (N, C, S, S).
 
@@ -201,95 +290,6 @@ class MLPDecoder(nn.Module):
         r"""Loc and raw log-scale (N, D) of latents (N, latent); ``steps`` changes nothing."""
         hidden = run_stack(self.net, z, checkpoint=self.checkpoint_activations)
         return self.loc_head(hidden), self.log_scale_head(hidden)
-
-
-class LatentProjection(nn.ConvTranspose2d):
-    r"""The decoder's first layer: a transposed convolution, kernel k, stride 1, no padding, of
-    a 1 x 1 image (the latent z_t), computed as the matrix product it is.
-
-    On a 1 x 1 input the transposed convolution is a linear map,
-    out[n, c, i, j] = sum_l z[n, l] W[l, c, i, j] + b[c], from ``in_channels`` to
-    ``out_channels`` x k x k; oneDNN computes it 2.5-3x slower than the same matmul (training
-    and inference). It is an ``nn.ConvTranspose2d`` in everything else (parameters, state-dict
-    keys, BatchNorm folding), and returns (N, out_channels, k, k) in channels-last memory,
-    as the layers after it expect (:mod:`seqflows.layout`).
-
-    Arguments:
-        in_channels: Size of the latent.
-        out_channels: Filters.
-        kernel_size: k, the side of the output.
-        bias: Whether the layer adds a bias.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, 1, 0, bias=bias)
-
-    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
-        r"""(N, in_channels, 1, 1) -> (N, out_channels, k, k)."""
-        if input.shape[-2:] != (1, 1) or output_size is not None:
-            return super().forward(input, output_size)
-        side_h, side_w = self.kernel_size
-        # (in, out, kh, kw) -> (in, kh * kw * out): the output comes out as (N, kh, kw, out).
-        weight = self.weight.permute(0, 2, 3, 1).reshape(self.in_channels, -1)
-        if self.bias is None:
-            projected = input.flatten(1) @ weight
-        else:  # addmm: under autocast the bias is cast with the product, as the conv's is
-            projected = torch.addmm(self.bias.repeat(side_h * side_w), input.flatten(1), weight)
-        images = projected.unflatten(1, (side_h, side_w, self.out_channels)).permute(0, 3, 1, 2)
-        # Channels-last strides on CPU, as the convolutions after it want; elsewhere NCHW.
-        return images if input.device.type == "cpu" else images.contiguous()
-
-
-def transposed_conv_by_matmul(
-    images: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int
-) -> Tensor:
-    r"""``F.conv_transpose2d(images, weight, bias, stride, padding)`` computed by its
-    definition: every input pixel's contribution W^T x (one batched matmul) summed into the
-    output by col2im (``F.fold``).
-
-    oneDNN's transposed convolution with a handful of output channels (the decoder's heads)
-    leaves most of the vector units idle; this is 2.2x faster forward on CPU at the paper's
-    sizes, but its backward (im2col) is slower, so the decoder uses it without gradients only.
-
-    Arguments:
-        images: (N, C_in, H, W).
-        weight: (C_in, C_out, k, k), as ``nn.ConvTranspose2d`` stores it.
-        bias: (C_out,) or None.
-        stride: The same in both directions.
-        padding: The same on every side.
-
-    Returns:
-        (N, C_out, (H - 1) * stride - 2 * padding + k, the same for W).
-
-    Example:
-        >>> images, weight = torch.randn(2, 3, 5, 5), torch.randn(3, 2, 4, 4)
-        >>> expected = F.conv_transpose2d(images, weight, None, 2, 1)
-        >>> torch.allclose(transposed_conv_by_matmul(images, weight, None, 2, 1), expected,
-        ...     atol=1e-5)
-        True
-    """
-    batch, _, height, width = images.shape
-    out_channels, kernel = weight.shape[1], weight.shape[2]
-    # (N, C_out * k * k, H * W): the k x k patch each input pixel adds to the output.
-    patches = torch.matmul(weight.flatten(1).T, images.flatten(2))
-    size = (
-        (height - 1) * stride - 2 * padding + kernel,
-        (width - 1) * stride - 2 * padding + kernel,
-    )
-    output = F.fold(patches, size, kernel, stride=stride, padding=padding)
-    if bias is not None:
-        output = output + bias.view(1, out_channels, 1, 1)
-    return output
-
-
-def _forward_only_on_cpu(*tensors: Tensor) -> bool:
-    """Whether a CPU computation on ``tensors`` needs no gradient and runs outside autocast (the
-    decoder's heads then use :func:`transposed_conv_by_matmul`)."""
-    if tensors[0].device.type != "cpu" or torch.is_autocast_enabled("cpu"):
-        return False
-    return not (torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors))
 
 
 def _conv_block(conv: nn.Module, filters: int) -> list[nn.Module]:
