@@ -216,3 +216,15 @@ def test_inference_benchmarks_refuse_cuda_where_there_is_none(script):
         pytest.skip("this machine has CUDA")
     done = _run(sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--device=cuda")
     assert done.returncode == 2 and "no CUDA device" in done.stderr
+
+
+def test_decoder_layers_quick_times_both_forms_of_both_layers(tmp_path):
+    stdout, result = run_quick("decoder_layers", tmp_path)
+    header, rows = table(stdout, "layer")
+    assert header[0] == "layer" and header[-1] == "diff"
+    assert [row.split()[0] for row in rows] == ["first", "heads", "first", "heads"]
+    assert len(result["results"]) == 4
+    for row in result["results"]:
+        assert row["max_abs_difference"] < 1e-4, row  # the same function
+        for key in ("forward_onednn", "forward_matmul", "train_onednn", "train_matmul"):
+            assert positive(row[key]), (row["layer"], key)

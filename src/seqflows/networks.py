@@ -101,10 +101,11 @@ class LatentProjection(nn.ConvTranspose2d):
 
     On a 1 x 1 input the transposed convolution is a linear map,
     out[n, c, i, j] = sum_l z[n, l] W[l, c, i, j] + b[c], from ``in_channels`` to
-    ``out_channels`` x k x k; oneDNN computes it 2.5-3x slower than the same matmul (training
-    and inference). It is an ``nn.ConvTranspose2d`` in everything else (parameters, state-dict
-    keys, BatchNorm folding), and returns (N, out_channels, k, k) in channels-last memory,
-    as the layers after it expect (:mod:`seqflows.layout`).
+    ``out_channels`` x k x k; oneDNN computes it 1.4-2.5x slower than the same matmul
+    (training and inference; benchmarks/decoder_layers.py). It is an ``nn.ConvTranspose2d`` in
+    everything else (parameters, state-dict keys, BatchNorm folding), and returns
+    (N, out_channels, k, k) in channels-last memory on CPU, as the layers after it expect
+    (:mod:`seqflows.layout`).
 
     Arguments:
         in_channels: Size of the latent.
@@ -142,7 +143,7 @@ def transposed_conv_by_matmul(
     output by col2im (``F.fold``).
 
     oneDNN's transposed convolution with a handful of output channels (the decoder's heads)
-    leaves most of the vector units idle; this is 2.2x faster forward on CPU at the paper's
+    leaves most of the vector units idle; this is about 2x faster forward on CPU at the paper's
     sizes, but its backward (im2col) is slower, so the decoder uses it without gradients only.
 
     Arguments:
@@ -229,7 +230,7 @@ class ConvDecoder(nn.Module):
         bias = torch.cat([self.loc_head.bias, self.log_scale_head.bias])
         head = self.loc_head
         if _forward_only_on_cpu(hidden, weight):
-            # Evaluation and sampling: 2.2x faster than oneDNN's at the paper's sizes.
+            # Evaluation and sampling: about 2x faster than oneDNN's at the paper's sizes.
             both = transposed_conv_by_matmul(hidden, weight, bias, head.stride[0], head.padding[0])
         else:  # with gradients, oneDNN's transposed convolution: its backward is the faster
             both = F.conv_transpose2d(hidden, weight, bias, head.stride, head.padding)
