@@ -184,13 +184,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_device_options(parser)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--allocator",
-        choices=("retain", "system"),
-        default="retain",
-        help="'retain': glibc keeps freed memory, as the seqflows commands run; 'system': its "
-        "default (a page fault for every large block, every call)",
-    )
+    add_allocator_option(parser)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, every model, in seconds (tests)"
@@ -211,9 +205,38 @@ def parse_model_run(
     check_device(parser, args)
     args.models = choices(parser, args.models, models)
     args.variants = choices(parser, args.variants, VARIANTS)
-    # The process's allocator, as `seqflows train`, `evaluate` and `sample` set theirs.
-    args.allocator_retains = args.allocator == "retain" and retain_freed_memory()
+    set_allocator(args)
     return args
+
+
+def add_allocator_option(parser: argparse.ArgumentParser) -> None:
+    """``--allocator retain|system`` (default ``retain``, as the seqflows commands run)."""
+    parser.add_argument(
+        "--allocator",
+        choices=("retain", "system"),
+        default="retain",
+        help="'retain': glibc keeps freed memory, as the seqflows commands run; 'system': its "
+        "default (a page fault for every large block, every call)",
+    )
+
+
+def set_allocator(args: argparse.Namespace) -> None:
+    """Sets the process's allocator as ``--allocator`` asks (as ``seqflows train``,
+    ``evaluate`` and ``sample`` set theirs); ``args.allocator_retains``: whether it took."""
+    args.allocator_retains = args.allocator == "retain" and retain_freed_memory()
+
+
+def start_run(args: argparse.Namespace, settings: str) -> dict[str, Any]:
+    """Sets the threads, prints the machine and the run's ``settings`` (with the allocator),
+    and returns :func:`run_info`."""
+    torch.set_num_threads(args.threads)
+    info = run_info(args)
+    print(
+        f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"
+        f"{settings}, allocator {args.allocator}",
+        flush=True,
+    )
+    return info
 
 
 def check_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -30,8 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from common import report, run_info, time_calls
-from seqflows import retain_freed_memory
+from common import add_allocator_option, report, set_allocator, start_run, time_calls
 from seqflows.networks import ConvDecoder, transposed_conv_by_matmul
 
 QUICK = {"size": 8, "width": 4, "latent": 8, "frames": "16,4", "reps": 1}
@@ -115,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="timed calls (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--allocator", choices=("retain", "system"), default="retain")
+    add_allocator_option(parser)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, in seconds (tests)")
     args = parser.parse_args(argv)
@@ -125,19 +124,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.frames = [int(item) for item in str(args.frames).split(",") if item.strip()]
     if args.reps < 1 or not args.frames or min(args.frames) < 1:
         parser.error("--reps and every --frames must be at least 1")
-    args.allocator_retains = args.allocator == "retain" and retain_freed_memory()
+    set_allocator(args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    info = run_info(args)
-    print(
-        f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}, "
-        f"allocator {args.allocator}",
-        flush=True,
-    )
+    info = start_run(args, f"decoder of {args.size}x{args.size} frames, width {args.width}")
     rows = [row for frames in args.frames for row in measure(args, frames)]
     header = (
         f"{'layer':<6} {'N':>5} {'shape':<24} {'fwd oneDNN':>10} {'fwd matmul':>10} {'x':>5} "

@@ -59,7 +59,7 @@ from common import (
     paper_model,
     parse_model_run,
     report,
-    run_info,
+    start_run,
     time_calls,
     training_step,
 )
@@ -271,14 +271,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    info = run_info(args)
-    print(
-        f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"
+    info = start_run(
+        args,
         f"frames 1x{args.size}x{args.size}, crops of {args.frames}, width {args.width}, "
         f"K = {args.samples} in chunks of {args.chunk} for SLVMs; device {args.device}, "
-        f"precision {args.precision}, allocator {args.allocator}",
-        flush=True,
+        f"precision {args.precision}",
     )
     rows = []
     for name in args.models:

@@ -53,7 +53,7 @@ from common import (
     paper_model,
     parse_model_run,
     report,
-    run_info,
+    start_run,
     time_calls,
 )
 
@@ -200,14 +200,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    info = run_info(args)
-    print(
-        f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"
+    info = start_run(
+        args,
         f"frames 1x{args.size}x{args.size}, width {args.width}, batches {args.batches}, "
-        f"lengths {args.lengths}; device {args.device}, precision {args.precision}, "
-        f"allocator {args.allocator}",
-        flush=True,
+        f"lengths {args.lengths}; device {args.device}, precision {args.precision}",
     )
     rows = []
     with torch.inference_mode():
