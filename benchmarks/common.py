@@ -199,13 +199,12 @@ def parse_model_run(
 ) -> argparse.Namespace:
     """Parses the options of :func:`add_model_options` and :func:`add_run_options` (and the
     script's own): ``--quick`` applied, the device checked, the model (of ``models``) and
-    variant lists split, the process's allocator set (``--allocator``)."""
+    variant lists split."""
     args = parser.parse_args(argv)
     apply_quick(args, quick)
     check_device(parser, args)
     args.models = choices(parser, args.models, models)
     args.variants = choices(parser, args.variants, VARIANTS)
-    set_allocator(args)
     return args
 
 
@@ -220,16 +219,12 @@ def add_allocator_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def set_allocator(args: argparse.Namespace) -> None:
-    """Sets the process's allocator as ``--allocator`` asks (as ``seqflows train``,
-    ``evaluate`` and ``sample`` set theirs); ``args.allocator_retains``: whether it took."""
-    args.allocator_retains = args.allocator == "retain" and retain_freed_memory()
-
-
 def start_run(args: argparse.Namespace, settings: str) -> dict[str, Any]:
-    """Sets the threads, prints the machine and the run's ``settings`` (with the allocator),
-    and returns :func:`run_info`."""
+    """Sets the threads and the process's allocator as ``--allocator`` asks (as ``seqflows
+    train``, ``evaluate`` and ``sample`` set theirs; ``args.allocator_retains``: whether it
+    took), prints the machine and the run's ``settings``, and returns :func:`run_info`."""
     torch.set_num_threads(args.threads)
+    args.allocator_retains = args.allocator == "retain" and retain_freed_memory()
     info = run_info(args)
     print(
         f"torch {info['torch']}, {args.threads} threads, CPU {info['cpu_model']}\n"

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from common import add_allocator_option, report, set_allocator, start_run, time_calls
+from common import add_allocator_option, apply_quick, report, start_run, time_calls
 from seqflows.networks import ConvDecoder, transposed_conv_by_matmul
 
 QUICK = {"size": 8, "width": 4, "latent": 8, "frames": "16,4", "reps": 1}
@@ -74,10 +74,7 @@ def measure(args: argparse.Namespace, frames: int) -> list[dict[str, Any]]:
     decoder = ConvDecoder((1, args.size, args.size), latent_dim=args.latent, width=args.width)
     first = decoder.net[0]  # a LatentProjection
     latents = torch.randn(frames, args.latent, 1, 1).contiguous(memory_format=torch.channels_last)
-    heads = decoder.loc_head
-    weight = torch.cat([heads.weight, decoder.log_scale_head.weight], 1).detach()
-    bias = torch.cat([heads.bias, decoder.log_scale_head.bias]).detach()
-    weight.requires_grad_(), bias.requires_grad_()
+    weight, bias = (tensor.detach().requires_grad_() for tensor in decoder.joined_heads())
     side = args.size // 2
     hidden = torch.randn(frames, args.width, side, side)
     hidden = hidden.contiguous(memory_format=torch.channels_last)
@@ -118,13 +115,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, in seconds (tests)")
     args = parser.parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    apply_quick(args, QUICK)
     args.frames = [int(item) for item in str(args.frames).split(",") if item.strip()]
     if args.reps < 1 or not args.frames or min(args.frames) < 1:
         parser.error("--reps and every --frames must be at least 1")
-    set_allocator(args)
     return args
 
 

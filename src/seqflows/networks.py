@@ -219,15 +219,20 @@ class ConvDecoder(nn.Module):
         self.loc_head = nn.ConvTranspose2d(filters[-1], channels, 4, 2, 1)
         self.log_scale_head = nn.ConvTranspose2d(filters[-1], channels, 4, 2, 1)
 
+    def joined_heads(self) -> tuple[Tensor, Tensor]:
+        r"""The loc and log-scale heads as one transposed convolution (width -> 2C): its weight
+        (width, 2C, 4, 4) and bias (2C,). The same filters and sums, but one transposed
+        convolution with one or two output channels is slow on CPU, so this halves their cost."""
+        weight = torch.cat([self.loc_head.weight, self.log_scale_head.weight], dim=1)
+        return weight, torch.cat([self.loc_head.bias, self.log_scale_head.bias])
+
     def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
         r"""Loc and raw log-scale (N, C, S, S) of latents (N, latent); ``steps``: BatchNorm
         statistics per time step for step-major latents."""
-        latents = cpu_channels_last(z[:, :, None, None])  # so every activation is (layout)
-        hidden = run_stack(self.net, latents, steps, self.checkpoint_activations)
-        # The heads run as one transposed convolution (width -> 2C): the same filters and sums,
-        # but one with one or two output channels is slow on CPU, so this halves their cost.
-        weight = torch.cat([self.loc_head.weight, self.log_scale_head.weight], dim=1)
-        bias = torch.cat([self.loc_head.bias, self.log_scale_head.bias])
+        # The first layer (LatentProjection) returns channels-last on CPU, so every
+        # activation after it is (seqflows.layout).
+        hidden = run_stack(self.net, z[:, :, None, None], steps, self.checkpoint_activations)
+        weight, bias = self.joined_heads()
         head = self.loc_head
         if _forward_only_on_cpu(hidden, weight):
             # Evaluation and sampling: about 2x faster than oneDNN's at the paper's sizes.
