@@ -13,6 +13,16 @@ import torch
 from seqflows import FlowModel
 from seqflows.distributions import DiagonalNormal
 
+# Training runs of the command-line tests: tiny networks, no loader workers, and a validation,
+# a checkpoint and a log line every few steps (each test adds its data's sizes).
+TINY_RUN = [
+    "data.num_workers=0",
+    "model.hidden=4",
+    "train.batch_size=2",
+    "train.val_every=2",
+    "train.checkpoint_every=2",
+    "train.log_every=1",
+]
 IMAGE = (1, 3, 2)  # (C, H, W): tiny, non-square, so that H/W mix-ups fail
 COLOR = (2, 2, 3)
 VECTOR = (3,)

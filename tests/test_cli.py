@@ -19,20 +19,17 @@ from seqflows.app.cli import main
 from seqflows.app.convert import SOURCES
 from seqflows.app.progress import Progress, format_duration, seconds_left
 
+from helpers import TINY_RUN
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
+    *TINY_RUN,
     "data.size=8",
     "data.num_frames=12",
     "data.length=6",
     "data.validation_sequences=4",
     "data.test_sequences=6",
-    "data.num_workers=0",
     "model.window=1",
-    "model.hidden=4",
-    "train.batch_size=2",
-    "train.val_every=2",
-    "train.checkpoint_every=2",
-    "train.log_every=1",
     "evaluate.batch_size=4",
 ]
 

@@ -16,17 +16,11 @@ from seqflows.app.config import Config, load_config
 from seqflows.app.datasets import evaluation_set, inferred_settings, resolve_data, training_set
 from seqflows.data.store import ShardData, StoreWriter, convert_shards, open_dataset
 
+from helpers import TINY_RUN
+
 pytest.importorskip("lightning")
 
-TINY = [
-    "data.num_workers=0",
-    "model.hidden=4",
-    "train.batch_size=2",
-    "train.val_every=2",
-    "train.checkpoint_every=2",
-    "train.log_every=1",
-    "evaluate.batch_size=4",
-]
+TINY = [*TINY_RUN, "evaluate.batch_size=4"]
 TINY_FRAMES = [
     *TINY,
     "data.size=8",

@@ -14,6 +14,8 @@ from seqflows.app.conditions import generation_conditions, read_conditions
 from seqflows.app.prediction import _predict_batch
 from seqflows.errors import ConfigError
 
+from helpers import TINY_RUN
+
 
 def test_conditions_files_in_every_format_give_the_same_array(tmp_path: Path) -> None:
     values = np.array([[0.5, -1.0], [2.0, 0.0], [-0.25, 3.0]], dtype=np.float32)
@@ -134,17 +136,12 @@ def test_predictions_of_a_conditioned_flow_follow_the_given_conditions() -> None
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
-    "data.num_workers=0",
+    *TINY_RUN,
     "data.validation_sequences=2",
     "data.test_sequences=3",
     "data.size=8",
     "data.length=4",
     "model.window=1",
-    "model.hidden=4",
-    "train.batch_size=2",
-    "train.val_every=2",
-    "train.checkpoint_every=2",
-    "train.log_every=1",
 ]
 
 
