@@ -42,8 +42,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         arguments = ["train", configuration, f"data.path={path}", *TINY_RUN, "--no-progress"]
         status = main([*arguments, "--out", str(folder / name), "--max-steps", "2"])
         assert status == 0
+    rendered = ["data.size=8", "data.num_frames=8", "data.length=6", "model.window=1"]
+    arguments = ["train", "bouncing_balls_1af", *TINY_RUN, *rendered, "--no-progress"]
+    assert main([*arguments, "--out", str(folder / "balls"), "--max-steps", "2"]) == 0
     return {
         "folder": folder,
+        "balls": folder / "balls" / "checkpoints" / "best.ckpt",
         "videos": videos,
         "series": series,
         "video": folder / "video" / "checkpoints" / "best.ckpt",
@@ -92,6 +96,17 @@ def test_frames_of_another_size_are_refused_at_once_in_the_models_terms(runs, ca
         assert "(1, 8, 8)" in line
         assert "this file holds video frames (C, H, W) = (1, 16, 16)" in line
         assert "[test]" not in line and "set data." not in line and "sequences cannot" not in line
+
+
+def test_a_model_of_rendered_frames_checks_a_file_given_to_it(runs, capsys):
+    """bouncing_balls (8x8) given a 16x16 array: the file is read and refused (it was ignored:
+    the stored data.dataset kept rendering balls)."""
+    bigger = runs["folder"] / "bigger_for_balls.npy"
+    np.save(bigger, np.zeros((4, 8, 16, 16), np.uint8))
+    status, _, err = evaluate(capsys, runs["balls"], f"data.path={bigger}")
+    line = one_error_line(err)
+    assert status == 2 and line.startswith(f"seqflows: error: {bigger}: the checkpoint models")
+    assert "(1, 8, 8)" in line and "(1, 16, 16)" in line
 
 
 def test_a_new_files_splits_are_its_own(runs, capsys):

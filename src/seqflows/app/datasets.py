@@ -509,10 +509,17 @@ def event_shape_of(source: Source, config: Config) -> tuple[int, ...]:
 
 
 def reads_new_file(trained: DataConfig, data: DataConfig) -> bool:
-    r"""Whether ``data`` reads another file (array or store) than the training run's data."""
-    if data.path is None or trained.path is None or dataset_of(trained) not in FILE_DATASETS:
+    r"""Whether ``data`` reads another file (array or store) than the training run's data
+    ``trained`` (a file, or a rendered dataset, which has no path)."""
+    if data.path is None:
         return False
-    return Path(data.path).resolve() != Path(trained.path).resolve()
+    if trained.path is None:  # a model of rendered frames given a file (not MNIST digits)
+        try:
+            return dataset_of(_replace(data, {"dataset": None})) in FILE_DATASETS
+        except ConfigError:
+            return False
+    same = Path(data.path).resolve() == Path(trained.path).resolve()
+    return not same and dataset_of(trained) in FILE_DATASETS
 
 
 def new_file_settings(data: DataConfig, given: Collection[str]) -> DataConfig:
