@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_example_runs_and_inverts() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    assert len(blocks) == 3, "README should have the flow, SLVM and saving examples"
+    assert len(blocks) == 4, "README should have the flow, SLVM, saving and series examples"
     namespace: dict = {}
     for block in blocks[:2]:  # the second continues the first
         exec(compile(block, str(README), "exec"), namespace)
@@ -42,3 +42,28 @@ def test_readme_saving_example_runs(tmp_path) -> None:
     exec(compile(block, str(README), "exec"), namespace)
     assert namespace["score"].shape == (1, 13 - 3) and torch.isfinite(namespace["score"]).all()
     assert namespace["same"].config == saved.config
+
+
+def test_readme_series_example_gives_the_datas_units(tmp_path) -> None:
+    """The fourth block, on a series model saved with its standardisation: the prediction comes
+    back in the data's units (values near 1000), not standardised ones (near 0)."""
+    import numpy as np
+
+    import seqflows
+    from seqflows.data import Preprocessing
+
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)[3]
+    rng = np.random.default_rng(0)
+    series = 1000 + 50 * rng.standard_normal((6, 12, 2))  # (N, T, D) around 1000
+    np.save(tmp_path / "series.npy", series)
+    standardisation = Preprocessing("none", mean=(1000.0, 1000.0), std=(50.0, 50.0))
+    saved = seqflows.FlowModel((2,), window=3, conditioner="mlp", hidden=4).eval()
+    folder = saved.save_pretrained(tmp_path / "trained", standardisation)
+    block = block.replace('"runs/series/checkpoints/best.ckpt"', repr(str(folder)))
+    block = block.replace('"series.npy"', repr(str(tmp_path / "series.npy")))
+    namespace: dict = {"torch": torch, "seqflows": seqflows}
+    exec(compile(block, str(README), "exec"), namespace)
+    future, log_p = namespace["future"], namespace["log_p"]
+    assert future.shape == (4, 10, 2) and future.dtype == torch.float64
+    assert 500 < float(future.mean()) < 1500
+    assert log_p.shape == (4, 12 - 3) and torch.isfinite(log_p).all()

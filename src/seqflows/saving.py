@@ -160,7 +160,8 @@ def load_checkpoint_model(checkpoint: Mapping[str, Any], path: str | Path) -> Fl
         if data.get("mean") is not None:
             recorded.update(noise="none", mean=data["mean"], std=data["std"])
     try:
-        model.preprocessing = build(Preprocessing, recorded, f"{path} (preprocessing)")
+        preprocessing = build(Preprocessing, recorded, f"{path} (preprocessing)")
+        model.preprocessing = dataclasses.replace(preprocessing, frame_shape=model.event_shape)
     except ValueError as error:
         raise CheckpointError(f"{path}: malformed preprocessing record: {error}") from None
     return model.eval()
@@ -190,7 +191,7 @@ def save_pretrained(
         "model_type": model.config.type,
         "config": dataclasses.asdict(model.config),
         "event_shape": list(model.event_shape),
-        "preprocessing": None if preprocessing is None else dataclasses.asdict(preprocessing),
+        "preprocessing": None if preprocessing is None else preprocessing.record(),
     }
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     write_atomically(folder / WEIGHTS_NAME, lambda stream: stream.write(save_tensors(state)))
@@ -236,7 +237,10 @@ def from_pretrained(folder: str | Path, expected: type[nn.Module] | None = None)
         raise CheckpointError(f"{weights_file}: weights do not fit the model: {error}") from None
     stored = info.get("preprocessing")
     try:
-        model.preprocessing = None if stored is None else build(Preprocessing, stored)
+        if stored is not None:
+            stored = build(Preprocessing, stored)
+            stored = dataclasses.replace(stored, frame_shape=model.event_shape)
+        model.preprocessing = stored
     except ValueError as error:
         raise CheckpointError(f"{config_file}: malformed preprocessing: {error}") from None
     return model.eval()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,15 @@ from ..inference import fold_batch_norm
 from .checkpoints import model_from_checkpoint, save_atomically
 from .conditions import generation_conditions
 from .config import Config
-from .datasets import build_source, evaluation_set, preprocessing_of, resolve_data
+from .datasets import (
+    build_source,
+    check_new_file,
+    evaluation_set,
+    new_file_settings,
+    preprocessing_of,
+    reads_new_file,
+    resolve_data,
+)
 
 __all__ = [
     "check_context",
@@ -481,8 +490,16 @@ def check_context(model: nn.Module, context_frames: int) -> None:
 def load_for_evaluation(
     checkpoint: str | Path, overrides: Sequence[str] = (), split: str | None = None
 ) -> tuple[nn.Module, Config]:
-    """The model of a checkpoint (eval mode) and its configuration with the allowed changes."""
+    r"""The model of a checkpoint (eval mode) and its configuration with the allowed changes.
+
+    ``data.path`` of another file than the training run's: the file's dataset kind, frame size
+    and held-out parts are its own (read from it, unless ``overrides`` give them), and the file
+    is checked against what the checkpoint models before anything else
+    (:func:`~seqflows.app.datasets.check_new_file`); a series far outside the model's
+    standardisation gets a warning line on stderr.
+    """
     model, config, _ = model_from_checkpoint(checkpoint)
+    trained = config.data
     changes = list(overrides)
     for override in changes:
         if override.partition(".")[0] not in ("data", "evaluate"):
@@ -491,6 +508,12 @@ def load_for_evaluation(
         changes.append(f"evaluate.split={split}")
     if changes:
         config = Config.from_dict(config.to_dict(), changes, source=str(checkpoint))
+    if reads_new_file(trained, config.data):
+        given = {override.partition("=")[0].removeprefix("data.") for override in overrides}
+        config = config.replace(data=new_file_settings(config.data, given))
+        _, warning = check_new_file(config.data, tuple(model.event_shape), config.evaluate.split)
+        if warning is not None:
+            print(f"seqflows: warning: {warning}", file=sys.stderr, flush=True)
     return model, config
 
 

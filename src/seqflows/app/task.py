@@ -225,7 +225,7 @@ class SequenceTask(pl.LightningModule):
             "model_type": self.config.model.type,
             "config": self.config.to_dict(),
             "event_shape": list(self.event_shape),
-            "preprocessing": dataclasses.asdict(self.preprocessing),
+            "preprocessing": self.preprocessing.record(),
         }
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():

@@ -118,6 +118,9 @@ class Preprocessing:
             ((x + u) / 256, dequantization) or ``"none"`` (x / 255; real values as they are).
         mean: Per-dimension mean of a real-valued series (D values), or None.
         std: Per-dimension standard deviation (D positive values), or None.
+        frame_shape: The model's frame shape, (C, H, W) or (D,), that inputs are checked
+            against (a loaded model's preprocessing has it), or None: not checked. Not part of
+            the stored record (:meth:`record`): the model's event shape is stored beside it.
 
     Example:
         >>> frames = torch.zeros(1, 3, 1, 4, 4, dtype=torch.uint8)  # (B, T, C, H, W)
@@ -131,10 +134,13 @@ class Preprocessing:
     noise: Literal["gaussian", "uniform", "none"] = "gaussian"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    frame_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.noise not in NOISES:
             raise ValueError(f"unknown noise {self.noise!r}: choose one of {', '.join(NOISES)}")
+        if self.frame_shape is not None:
+            object.__setattr__(self, "frame_shape", tuple(int(n) for n in self.frame_shape))
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std standardise together: give both or neither")
         if self.mean is None:
@@ -142,6 +148,30 @@ class Preprocessing:
         object.__setattr__(self, "mean", tuple(float(value) for value in self.mean))
         object.__setattr__(self, "std", tuple(float(value) for value in self.std))
         check_standardization(self.mean, self.std, self.noise)
+
+    def record(self) -> dict[str, object]:
+        """The stored record (checkpoints, ``config.json``): noise, mean and std."""
+        return {"noise": self.noise, "mean": self.mean, "std": self.std}
+
+    def check_shape(self, shape: Sequence[int], what: str = "frames") -> None:
+        r"""Checks that ``shape`` ends in :attr:`frame_shape` (nothing to check without it).
+
+        Raises:
+            ValueError: Naming the shape given, the one expected and, for one-channel video
+                given as (B, T, H, W), the missing channel axis.
+        """
+        if self.frame_shape is None:
+            return
+        shape, expected = tuple(shape), self.frame_shape
+        if len(shape) > len(expected) and shape[-len(expected) :] == expected:
+            return
+        hint = ""
+        if len(expected) == 3 and expected[0] == 1 and shape[-2:] == expected[1:]:
+            hint = "; add the channel axis: x[:, :, None] (or x.unsqueeze(2))"
+        raise ValueError(
+            f"{what} of shape {shape}: the model takes frames {expected}, as (B, T, "
+            f"{', '.join(map(str, expected))}){hint}"
+        )
 
     @property
     def standardizes(self) -> bool:
@@ -167,6 +197,7 @@ class Preprocessing:
                 a frame size other than the standardisation's dimensions.
         """
         x = frames.numpy(force=True) if isinstance(frames, Tensor) else np.asarray(frames)
+        self.check_shape(x.shape)
         if x.dtype == np.uint8:
             if self.standardizes:
                 raise ValueError(
@@ -194,10 +225,20 @@ class Preprocessing:
         (float64); anything else (frames scaled to [0, 1]) is returned as it is.
 
         Arguments:
-            z: Model input or output, with shape (*, D).
+            z: Model input or output, with shape (*, D): e.g. ``model.sample(...)`` (B, L, D).
+
+        Raises:
+            ValueError: ``z`` does not end in :attr:`frame_shape` (or, for a standardisation,
+                in its D dimensions).
         """
+        self.check_shape(z.shape, "values")
         if not self.standardizes:
             return z
+        if z.shape[-1:] != (len(self.mean),):
+            raise ValueError(
+                f"values of shape {tuple(z.shape)}: the standardisation has {len(self.mean)} "
+                "dimensions"
+            )
         mean = torch.tensor(self.mean, dtype=torch.float64, device=z.device)
         std = torch.tensor(self.std, dtype=torch.float64, device=z.device)
         return mean + std * z.double()
