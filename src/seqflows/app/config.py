@@ -97,6 +97,9 @@ class DataConfig:
         noise: ``gaussian``: x/255 + N(0, (1/256)^2), the paper's; ``uniform``: (x + u)/256,
             dequantization, which makes bits/dim meaningful; ``none``: x/255, and real-valued
             series as they are. None: ``gaussian`` for uint8 data, ``none`` for real series.
+        dimension_names: Vector series: the name of each of the D dimensions, for figures
+            (None: read from the data, the CSV's columns of a series converted from a CSV;
+            series without names are drawn as "dimension 0", "dimension 1", ...).
         mean: Real-valued series: the per-dimension mean of the standardisation
             (x - mean) / std (None: fitted on the training split).
         std: Real-valued series: the per-dimension standard deviation (None: fitted on the
@@ -137,6 +140,7 @@ class DataConfig:
     eval_length: int | None = None
     conditions: list[str] | None = None
     noise: Literal["gaussian", "uniform", "none"] | None = None
+    dimension_names: list[str] | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
     num_frames: int = 20
@@ -172,6 +176,13 @@ class DataConfig:
                 )
             if len(set(names)) != len(names):
                 raise ConfigError(f"conditions name a value twice: {names}")
+        names = self.dimension_names
+        if names is not None and (
+            not names or any(not isinstance(name, str) or not name for name in names)
+        ):
+            raise ConfigError(
+                f"dimension_names must be a non-empty list of names (or null), got {names}"
+            )
         if self.speed is not None and not 0 <= self.speed < math.inf:
             raise ConfigError(f"speed must be >= 0 and finite, got {self.speed}")
         if (self.mean is None) != (self.std is None):
