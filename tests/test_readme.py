@@ -42,3 +42,19 @@ def test_readme_saving_example_runs(tmp_path) -> None:
     exec(compile(block, str(README), "exec"), namespace)
     assert namespace["score"].shape == (1, 13 - 3) and torch.isfinite(namespace["score"]).all()
     assert namespace["same"].config == saved.config
+
+
+def test_readme_says_how_to_install_the_cpu_wheel_and_the_train_extra() -> None:
+    text = README.read_text()
+    section = text[text.index("## Installing with pip") :]
+    section = section[: section.index("\n## ", 1)]
+    block = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)[0]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines()]
+    # The CPU wheel of torch first, so that seqflows' own install finds torch there already.
+    assert commands == [
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu",
+        'pip install "seqflows[train]"',
+    ]
+    assert 'pip install ".[train]"' in block  # from a checkout
+    # The one line that seqflows train says without the extra (tests/test_cli.py checks it).
+    assert "`seqflows train needs Lightning: pip install 'seqflows[train]'`" in section
