@@ -596,3 +596,12 @@ def test_the_tables_of_a_series_say_what_is_standardised(csv_series_run, capsys)
         "MSE (standardised): mean squared error over the D values of a frame, of the "
         "standardised series (x - mean) / std (1: the variance of the training split)" in table
     )
+
+
+def test_a_run_from_before_dimension_names_resumes_with_them():
+    from seqflows.app.runs import resume_changes
+
+    before = Config.from_dict({}, ["data.path=s.npy"])
+    now = before.replace(data={"dimension_names": ["temperature", "pressure"]})
+    changes = resume_changes(before.to_dict(), now, [2], [2], "last.ckpt")
+    assert changes == {"data.dimension_names": (None, ["temperature", "pressure"])}
