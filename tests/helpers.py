@@ -141,3 +141,19 @@ def flip_weight_bytes(checkpoint: Path) -> str:
     data[middle : middle + 4] = bytes(byte ^ 0xFF for byte in data[middle : middle + 4])
     checkpoint.write_bytes(bytes(data))
     return name
+
+
+def captured_figures(monkeypatch) -> list:
+    """The matplotlib figures that seqflows' figure functions save from now on (saved as well),
+    for tests of their titles and labels."""
+    from seqflows.app import figures
+
+    saved: list = []
+    save = figures._save_figure
+
+    def keep(figure, path):
+        saved.append(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(figures, "_save_figure", keep)
+    return saved

@@ -206,3 +206,52 @@ def test_make_targets_do_not_reinstall_when_nothing_changed(make_copy: Path) -> 
         os.utime(stamp, (1.1e9, 1.1e9))
     os.utime(make_copy / "pyproject.toml", (1.2e9, 1.2e9))
     assert "install -e .[train]" in _make(make_copy, ".venv/.installed-train")[1]
+
+
+def test_configs_lists_whole_sentences_wrapped_beside_the_names(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    names = [line.split()[0] for line in lines if not line.startswith(" ")]
+    assert names == sorted(path.stem for path in (ROOT / "configs").glob("*.yaml"))
+    descriptions = " ".join(line.strip() for line in lines).split()
+    for name, following in zip(names, [*names[1:], None], strict=True):
+        start = descriptions.index(name) + 1
+        end = descriptions.index(following) if following else len(descriptions)
+        description = " ".join(descriptions[start:end])
+        assert description.endswith((".", "?", "!")), f"{name}: {description}"
+    # The first sentence of a comment that spans lines, not its first line.
+    assert "this is the setting behind the paper's -3.57." in " ".join(descriptions)
+
+
+def test_a_misspelled_configuration_suggests_the_closest_in_one_line(tmp_path, capsys) -> None:
+    assert main(["train", "mmnist_1fa", "--out", str(tmp_path / "run")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "seqflows: error: configuration file not found: mmnist_1fa is neither a file nor a "
+        "shipped experiment; did you mean mmnist_1af? (seqflows configs lists them)\n"
+    )
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "nothing_like_it", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "did you mean" not in error and "bair_1af" not in error
+    assert error.endswith("(seqflows configs lists them)\n")
+
+
+def test_training_without_lightning_names_the_extra_in_one_line(tmp_path, capsys) -> None:
+    """A plain ``pip install seqflows`` has no Lightning: ``train`` says which extra it needs."""
+    script = (
+        "import sys\n"
+        "sys.modules['lightning'] = sys.modules['lightning.pytorch'] = None\n"
+        "from seqflows.app.cli import main\n"
+        f"sys.exit(main(['train', 'bouncing_balls_1af', '--out', {str(tmp_path / 'run')!r}]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "seqflows: error: seqflows train needs Lightning: pip install 'seqflows[train]'\n"
+    )
+    assert not (tmp_path / "run").exists()

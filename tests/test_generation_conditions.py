@@ -14,7 +14,7 @@ from seqflows.app.conditions import generation_conditions, read_conditions
 from seqflows.app.prediction import _predict_batch
 from seqflows.errors import ConfigError
 
-from helpers import TINY_RUN
+from helpers import TINY_RUN, captured_figures
 
 
 def test_conditions_files_in_every_format_give_the_same_array(tmp_path: Path) -> None:
@@ -276,3 +276,20 @@ def test_what_if_predicts_under_four_pushes_from_the_command_line(
     unconditioned = tmp_path / "plain"
     assert what_if_main([str(unconditioned / "missing.ckpt"), "--out", str(tmp_path)]) == 2
     assert "what_if: error:" in capsys.readouterr().err
+
+
+def test_the_figure_of_a_conditions_file_says_the_frames_follow_it(
+    conditioned_checkpoint: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from seqflows.app.cli import main
+
+    figures = captured_figures(monkeypatch)
+    command = ["sample", conditioned_checkpoint, "--num", "2", "--length", "3", "--context", "1"]
+    assert main([*command, "--out", str(tmp_path / "data")]) == 0
+    (tmp_path / "push.csv").write_text("d_row,d_column\n1,0\n1,0\n1,0\n")
+    arguments = ["--out", str(tmp_path / "file"), "--conditions", str(tmp_path / "push.csv")]
+    assert main([*command, *arguments]) == 0
+    capsys.readouterr()
+    from_data, from_file = (figure.axes[0].get_title() for figure in figures)
+    assert "push.csv" not in from_data and "following" not in from_data
+    assert from_file.endswith("following the action of push.csv (not the data's)")

@@ -9,7 +9,9 @@ scores written as CSV and .npy with the sequences' ids; the README's "Your own d
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import re
@@ -37,6 +39,8 @@ from seqflows.data import ArraySource, FixedSequences, Preprocessing, convert_se
 from seqflows.data.folder import series_range
 from seqflows.data.scaling import series_statistics
 from seqflows.data.store import StoreSource, read_manifest
+
+from helpers import TINY_RUN, captured_figures
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 lightning = pytest.importorskip("lightning")
@@ -521,3 +525,83 @@ def test_the_readme_commands_for_your_own_data_run_as_written(tmp_path, capsys, 
     assert "standardised series" in metrics["protocol"]["metrics"]["mse"]
     assert metrics["time_steps"] == [3, 4, 5, 6, 7]
     assert math.isfinite(metrics["mean_prediction"]["mean"]["mse"])
+
+
+# A series converted from a CSV: drawn and reported by its column names, in words that say what
+# the numbers are
+
+
+@pytest.fixture(scope="module")
+def csv_series_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A tiny 1-AF trained 2 steps on a store converted from a CSV with the columns
+    temperature, pressure and flow: the run folder and what the training printed."""
+    folder = tmp_path_factory.mktemp("csv_series")
+    rows = ["machine,time,temperature,pressure,flow"]
+    for machine in range(20):
+        walk = float_series(count=1, frames=12, seed=machine)[0]
+        rows += [f"m{machine},{t},{a},{b},{c}" for t, (a, b, c) in enumerate(walk.tolist())]
+    (folder / "sensors.csv").write_text("\n".join(rows) + "\n")
+    store = folder / "store"
+    convert = ["convert", "series", str(folder / "sensors.csv"), str(store)]
+    assert (
+        main([*convert, "--id-column", "machine", "--time-column", "time", "--test", "0.2"]) == 0
+    )
+    run = folder / "run"
+    command = ["train", "my_time_series", "data.dataset=store", f"data.path={store}"]
+    command += ["--out", str(run), "--max-steps", "2", "--no-progress", *TINY_RUN]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        assert main(command) == 0
+    return run, output.getvalue()
+
+
+def test_series_figures_are_labelled_by_the_csv_columns(csv_series_run, capsys, monkeypatch):
+    run, trained = csv_series_run
+    names = ["temperature", "pressure", "flow"]
+    assert f"data.dimension_names={names}" in trained  # read from the data, said, and stored
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=True)["seqflows"]["config"]
+    assert stored["data"]["dimension_names"] == names
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["dimension_names"] == names
+    figures = captured_figures(monkeypatch)
+    out = str(run.parent / "figures")
+    assert main(["sample", str(checkpoint), "--out", out, "--num", "2", "--length", "3"]) == 0
+    assert main(["visualize", str(checkpoint), "--out", out, "--frames", "4"]) == 0
+    capsys.readouterr()
+    samples, rows = figures[0], figures[1]
+    assert [axis.get_title() for axis in samples.axes[:3]] == names  # the first row
+    assert [axis.get_title() for axis in rows.axes[:3]] == names
+    assert not any("dimension" in axis.get_title() for axis in samples.axes + rows.axes)
+    # A name per dimension, when given.
+    line = "data.dimension_names=[a,b]"
+    assert main(["evaluate", str(checkpoint), line]) == 2
+    assert "data.dimension_names has 2 names for series of 3 dimensions" in capsys.readouterr().err
+
+
+def test_the_tables_of_a_series_say_what_is_standardised(csv_series_run, capsys):
+    run, _ = csv_series_run
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    assert main(["evaluate", checkpoint, "--no-progress"]) == 0
+    rows = dict(
+        re.split(r"\s{2,}", line, maxsplit=1) for line in capsys.readouterr().out.splitlines()
+    )
+    assert "noise" not in rows
+    assert rows["standardisation"].startswith("(x - mean) / std per dimension")
+    command = ["predict", checkpoint, "--out", str(run.parent / "p"), "--samples", "2"]
+    assert main([*command, "--length", "2", "--no-progress"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    header = next(line for line in table if line.startswith("prediction"))
+    assert header.split(maxsplit=1)[1] == "MSE (standardised)"
+    assert (
+        "MSE (standardised): mean squared error over the D values of a frame, of the "
+        "standardised series (x - mean) / std (1: the variance of the training split)" in table
+    )
+
+
+def test_a_run_from_before_dimension_names_resumes_with_them():
+    from seqflows.app.runs import resume_changes
+
+    before = Config.from_dict({}, ["data.path=s.npy"])
+    now = before.replace(data={"dimension_names": ["temperature", "pressure"]})
+    changes = resume_changes(before.to_dict(), now, [2], [2], "last.ckpt")
+    assert changes == {"data.dimension_names": (None, ["temperature", "pressure"])}

@@ -67,3 +67,19 @@ def test_readme_series_example_gives_the_datas_units(tmp_path) -> None:
     assert future.shape == (4, 10, 2) and future.dtype == torch.float64
     assert 500 < float(future.mean()) < 1500
     assert log_p.shape == (4, 12 - 3) and torch.isfinite(log_p).all()
+
+
+def test_readme_says_how_to_install_the_cpu_wheel_and_the_train_extra() -> None:
+    text = README.read_text()
+    section = text[text.index("## Installing with pip") :]
+    section = section[: section.index("\n## ", 1)]
+    block = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)[0]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines()]
+    # The CPU wheel of torch first, so that seqflows' own install finds torch there already.
+    assert commands == [
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu",
+        'pip install "seqflows[train]"',
+    ]
+    assert 'pip install ".[train]"' in block  # from a checkout
+    # The one line that seqflows train says without the extra (tests/test_cli.py checks it).
+    assert "`seqflows train needs Lightning: pip install 'seqflows[train]'`" in section

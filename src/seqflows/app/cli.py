@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -551,9 +553,12 @@ def _configs(args: argparse.Namespace) -> int:
 
     configs = available_configs()
     width = max(len(name) for name in configs)
+    # Whole sentences, wrapped to the terminal beside the names (at least 40 columns of text).
+    text_width = max(shutil.get_terminal_size((100, 24)).columns - width - 2, 40)
     for name, summary in configs.items():
-        where = f"  ({find_config(name)})" if args.path else ""
-        print(f"{name:<{width}}  {summary}{where}")
+        where = f" ({find_config(name)})" if args.path else ""
+        lines = textwrap.wrap(summary + where, text_width, break_on_hyphens=False)
+        print(f"{name:<{width}}  " + f"\n{'':<{width}}  ".join(lines))
     return 0
 
 

@@ -160,7 +160,10 @@ def format_table(result: dict[str, Any]) -> str:
             f"after {protocol['context_frames']} context frames; crops of "
             f"{protocol['crop_length']})",
         ),
-        ("noise", f"{protocol['scaling']}, {protocol['noise']}; seed {protocol['seed']}"),
+        # a series is standardised, not noised; frames are scaled and noised
+        ("standardisation", protocol["scaling"])
+        if series
+        else ("noise", f"{protocol['scaling']}, {protocol['noise']}; seed {protocol['seed']}"),
         (
             f"{unit} (best bound)" if result.get("elbo_nats_per_dim") is not None else unit,
             both_scales("nats_per_dim"),
@@ -274,6 +277,9 @@ def sample(
         f"{model.label} on {_data_label(config)}: {context_frames} real context frames, "
         f"{length} sampled at temperature {temperature:g}"
     )
+    if conditions is not None:  # "what if": not what followed the context in the data
+        names = ", ".join(config.data.condition_names) or "conditions"
+        title += f",\nfollowing the {names} of {Path(conditions).name} (not the data's)"
     if len(model.event_shape) == 3:  # frames: pictures too
         full = predicted if frames is None else torch.cat([frames.cpu(), predicted], dim=1)
         written["gif"] = str(save_gif(full.clamp(0, 1), folder / f"{name}.gif", fps=fps))
@@ -302,6 +308,7 @@ def sample(
                 folder / f"{name}.png",
                 spread=own_units(more.unflatten(0, (SPREAD_SAMPLES, num))),
                 title=title,
+                names=config.data.dimension_names,
             )
         )
     source = None if steps is None else "file" if conditions is not None else "data"
@@ -406,7 +413,12 @@ def visualize(
         )
     else:
         path = save_vector_rows(
-            data[0, shown], rows, folder / "flow_rows.png", first_frame=model.burn_in, title=title
+            data[0, shown],
+            rows,
+            folder / "flow_rows.png",
+            first_frame=model.burn_in,
+            title=title,
+            names=config.data.dimension_names,
         )
     written = {"flow_rows": str(path)}
     metrics = run_metrics_files(Path(checkpoint).resolve().parent.parent)

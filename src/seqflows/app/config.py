@@ -19,7 +19,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +97,9 @@ class DataConfig:
         noise: ``gaussian``: x/255 + N(0, (1/256)^2), the paper's; ``uniform``: (x + u)/256,
             dequantization, which makes bits/dim meaningful; ``none``: x/255, and real-valued
             series as they are. None: ``gaussian`` for uint8 data, ``none`` for real series.
+        dimension_names: Vector series: the name of each of the D dimensions, for figures
+            (None: read from the data, the CSV's columns of a series converted from a CSV;
+            series without names are drawn as "dimension 0", "dimension 1", ...).
         mean: Real-valued series: the per-dimension mean of the standardisation
             (x - mean) / std (None: fitted on the training split).
         std: Real-valued series: the per-dimension standard deviation (None: fitted on the
@@ -135,6 +140,7 @@ class DataConfig:
     eval_length: int | None = None
     conditions: list[str] | None = None
     noise: Literal["gaussian", "uniform", "none"] | None = None
+    dimension_names: list[str] | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
     num_frames: int = 20
@@ -170,6 +176,13 @@ class DataConfig:
                 )
             if len(set(names)) != len(names):
                 raise ConfigError(f"conditions name a value twice: {names}")
+        names = self.dimension_names
+        if names is not None and (
+            not names or any(not isinstance(name, str) or not name for name in names)
+        ):
+            raise ConfigError(
+                f"dimension_names must be a non-empty list of names (or null), got {names}"
+            )
         if self.speed is not None and not 0 <= self.speed < math.inf:
             raise ConfigError(f"speed must be >= 0 and finite, got {self.speed}")
         if (self.mean is None) != (self.std is None):
@@ -448,14 +461,34 @@ def _build_section(
 
 
 def available_configs() -> dict[str, str]:
-    r"""The experiment configurations that ship with seqflows: name -> first comment line."""
+    r"""The experiment configurations that ship with seqflows: name -> the first sentence of
+    the file's leading comment (which may span several comment lines)."""
     folder = resources.files("seqflows") / "configs"
     configs = {}
     for entry in sorted(folder.iterdir(), key=lambda item: item.name):
         if entry.name.endswith(".yaml"):
-            first = entry.read_text(encoding="utf-8").splitlines()[0]
-            configs[entry.name[: -len(".yaml")]] = first.lstrip("# ").strip()
+            text = entry.read_text(encoding="utf-8")
+            configs[entry.name[: -len(".yaml")]] = _first_sentence(text)
     return configs
+
+
+# A sentence ends at ". " (or the comment's end), but not after these abbreviations.
+ABBREVIATIONS = ("e.g.", "i.e.", "Fig.", "al.", "cf.", "vs.")
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of the comment lines that open a YAML file, joined into one line."""
+    comment = []
+    for line in text.splitlines():
+        if not line.startswith("#") or not line.lstrip("# ").strip():
+            break
+        comment.append(line.lstrip("# ").strip())
+    joined = " ".join(comment)
+    for match in re.finditer(r"(?<!\.)[.!?](?=\s)", joined):  # not "..."
+        words = joined[: match.end()].split()
+        if words[-1] not in ABBREVIATIONS:
+            return joined[: match.end()]
+    return joined
 
 
 def find_config(name_or_path: str | Path) -> Path:
@@ -463,7 +496,8 @@ def find_config(name_or_path: str | Path) -> Path:
     (``mmnist_1af`` or ``mmnist_1af.yaml``, see ``seqflows configs``).
 
     Raises:
-        FileNotFoundError: Neither a file nor a shipped experiment; the message lists them.
+        FileNotFoundError: Neither a file nor a shipped experiment; the message suggests the
+            closest shipped name and points to ``seqflows configs``.
     """
     path = Path(name_or_path)
     if path.is_file():
@@ -472,9 +506,11 @@ def find_config(name_or_path: str | Path) -> Path:
     shipped = resources.files("seqflows") / "configs" / f"{name}.yaml"
     if str(path.parent) in ("", ".", "configs") and shipped.is_file():
         return Path(str(shipped))
+    closest = difflib.get_close_matches(name, available_configs(), n=1)
+    guess = f"; did you mean {closest[0]}?" if closest else ""
     raise FileNotFoundError(
-        f"configuration file not found: {name_or_path} (neither a file nor one of the shipped "
-        f"experiments: {', '.join(available_configs())})"
+        f"configuration file not found: {name_or_path} is neither a file nor a shipped "
+        f"experiment{guess} (seqflows configs lists them)"
     )
 
 

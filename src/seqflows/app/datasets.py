@@ -6,7 +6,8 @@ training or evaluation starts: the dataset (from the path), the frame size and c
 crop length (13, or the shortest sequence when that is shorter), how many sequences of an array
 are held out, the noise (the paper's for uint8 frames, none for real-valued series) and the
 standardisation of real-valued series (mean and standard deviation per dimension, fitted on the
-training split). Settings given in the file or on the command line always win, and everything
+training split) and the names of a series' dimensions (the columns of a CSV, for figures).
+Settings given in the file or on the command line always win, and everything
 is checked against the data there: a crop longer than the sequences, frames of another size or a
 model that leaves no frame to score are one-line errors before Lightning starts. ``seqflows
 train`` prints what it read and records the result in the run's ``config.yaml`` and checkpoints,
@@ -232,8 +233,8 @@ def resolve_data(config: Config, split: str | None = None) -> Config:
     Returns:
         The configuration with ``dataset``, ``channels`` and ``size`` (frames), ``length``,
         ``noise``, ``validation_sequences`` and ``test_sequences`` (arrays and simulators),
-        ``mean`` and ``std`` (real-valued series), and ``model.condition_dim`` (conditions)
-        set.
+        ``mean`` and ``std`` (real-valued series), ``dimension_names`` (a series converted from
+        a CSV) and ``model.condition_dim`` (conditions) set.
 
     Raises:
         ConfigError: A setting that does not fit the data (the message names it and the data):
@@ -276,6 +277,7 @@ def resolve_data(config: Config, split: str | None = None) -> Config:
         first = sources[reads[0]]
         shape = tuple(int(size) for size in first.frame_shape)
         changes.update(_frame_settings(shape, data, first.name))
+        changes.update(_dimension_names(shape, data, first))
         for source in sources.values():  # every split of a store has the store's frames
             event_shape_of(source, config.replace(data=_replace(data, changes)))
         real = np.dtype(getattr(first, "dtype", np.uint8)).kind == "f"
@@ -355,6 +357,28 @@ def _frame_settings(shape: tuple[int, ...], data: DataConfig, name: str) -> dict
                 f"data.{key}={value} or leave it unset (read from the data)"
             )
     return {"channels": channels, "size": height}
+
+
+def _dimension_names(shape: tuple[int, ...], data: DataConfig, source: Source) -> dict[str, Any]:
+    """``dimension_names`` of a vector series (D,): the given ones, checked, or the data's (a
+    CSV's columns); nothing for frames and for series without names."""
+    names = data.dimension_names
+    if len(shape) != 1:
+        if names is not None:
+            raise ConfigError(
+                f"{source.name}: data.dimension_names names the dimensions of vector series; "
+                f"these are frames of shape {shape}"
+            )
+        return {}
+    if names is None:
+        found = list(getattr(source, "dimension_names", ()))
+        return {"dimension_names": found} if found else {}
+    if len(names) != shape[0]:
+        raise ConfigError(
+            f"{source.name}: data.dimension_names has {len(names)} names for series of "
+            f"{shape[0]} dimensions"
+        )
+    return {}
 
 
 def _value_settings(

@@ -384,6 +384,7 @@ def save_vector_rows(
     first_frame: int = 0,
     title: str | None = None,
     dimensions: int = 4,
+    names: Sequence[str] | None = None,
 ) -> Path:
     r"""The rows of :func:`save_flow_rows` for vector series, as line plots over time.
 
@@ -399,12 +400,15 @@ def save_vector_rows(
         first_frame: Time step of the first frame.
         title: Figure title.
         dimensions: How many dimensions to show (the first ones).
+        names: The D dimensions' names (a CSV's columns), the columns' titles; None:
+            "dimension 0", "dimension 1", ...
 
     Returns:
         ``path``, as a Path.
     """
     if x.dim() != 2:
         raise ValueError(f"x must have shape (T, D), got {tuple(x.shape)}")
+    headings = _dimension_headings(names, x.shape[1])
     if len(layers) == 0:
         raise ValueError("layers must hold at least one transform")
     checked = _checked_layers(layers, tuple(x.shape))
@@ -436,7 +440,7 @@ def save_vector_rows(
             axis.plot(steps, centre[:, d], color="tab:blue", linewidth=1.2, label=location_key)
             axis.plot(steps, inputs[m][:, d], color="black", marker=".", linewidth=1, label=name)
             if m == 0:
-                axis.set_title(f"dimension {d}", fontsize=9)
+                axis.set_title(headings[d], fontsize=9)
         axes[m, 0].set_ylabel(name if M == 1 else f"{name} (transform {m + 1})", fontsize=8)
     output_key = checked[-1][2][0]
     output_label = "noise y" if output_key == "noise" else output_key
@@ -469,6 +473,7 @@ def save_vector_prediction(
     first_frame: int = 0,
     sequences: int = 4,
     dimensions: int = 4,
+    names: Sequence[str] | None = None,
 ) -> Path:
     r"""Line plots of vector sequences: context, real continuation and sampled futures.
 
@@ -487,6 +492,8 @@ def save_vector_prediction(
         first_frame: Time step of the first context frame.
         sequences: How many sequences to show.
         dimensions: How many dimensions to show.
+        names: The D dimensions' names (a CSV's columns), the columns' titles; None:
+            "dimension 0", "dimension 1", ...
 
     Returns:
         ``path``, as a Path.
@@ -511,6 +518,7 @@ def save_vector_prediction(
             f"spread must have shape (K, *predicted.shape) = (K, {B}, {L}, {D}), "
             f"got {tuple(spread.shape)}"
         )
+    headings = _dimension_headings(names, D)
     c = context.shape[1]
     rows, columns = min(B, sequences), min(D, dimensions)
     past = np.arange(first_frame, first_frame + c)
@@ -564,7 +572,7 @@ def save_vector_prediction(
             axis.tick_params(labelsize=7)
             axis.grid(alpha=0.3)
             if b == 0:
-                axis.set_title(f"dimension {d}", fontsize=9)
+                axis.set_title(headings[d], fontsize=9)
             if b == rows - 1:
                 axis.set_xlabel("time step t", fontsize=8)
         axes[b, 0].set_ylabel(f"sequence {b}", fontsize=8)
@@ -903,6 +911,15 @@ def _extension(values: np.ndarray, vmin: float, vmax: float) -> str:
     return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
         (below, above), "both"
     )
+
+
+def _dimension_headings(names: Sequence[str] | None, D: int) -> list[str]:
+    """The titles of the D dimensions' columns: their names, or "dimension d"."""
+    if names is None:
+        return [f"dimension {d}" for d in range(D)]
+    if len(names) != D:
+        raise ValueError(f"names must hold {D} names, one per dimension, got {len(names)}")
+    return list(names)
 
 
 def _wrap(text: str, width: float) -> str:

@@ -360,6 +360,7 @@ def _protocol(
     seed: int,
 ) -> dict[str, Any]:
     frames = len(model.event_shape) == 3
+    standardised = not frames and config.data.mean is not None
     side = min(model.event_shape[1:]) if frames else 0
     metrics = {
         "mse": (
@@ -367,7 +368,7 @@ def _protocol(
             if frames
             else "mean squared error over the D values of a frame, of the standardised series "
             "(x - mean) / std (1: the variance of the training split)"
-            if config.data.mean is not None
+            if standardised
             else "mean squared error over the D values of a frame, as the model sees them"
         ),
         "psnr": (
@@ -399,8 +400,9 @@ def _protocol(
         "frames": "the data scaled to [0, 1] without noise (x / 255); samples clipped to [0, 1]"
         if frames
         else "the series standardised with the mean and std of the training split"
-        if config.data.mean is not None
+        if standardised
         else "the series as the model sees it, without noise",
+        "standardised": standardised,
         "frame_shape": list(model.event_shape),
         "predictions": {
             "mean_prediction": "the pixel-wise mean of the K samples",
@@ -421,17 +423,22 @@ def format_prediction_table(result: dict[str, Any]) -> str:
     present = [
         metric for metric in METRICS if result["mean_prediction"]["mean"][metric] is not None
     ]
+    headings = {metric: metric.upper() for metric in present}
+    if protocol.get("standardised"):  # a series' MSE is of its standardised values
+        headings["mse"] = "MSE (standardised)"
+    widths = {metric: max(10, len(heading) + 2) for metric, heading in headings.items()}
     lines = [
         f"{result['model']} on {protocol['dataset']}, split {protocol['split']}: "
         f"{protocol['sequences']} sequences, {protocol['context_frames']} context frames, "
         f"{protocol['predicted_frames']} predicted, K = {protocol['samples']} samples",
         *([f"conditions: {protocol['conditions']}"] if "conditions" in protocol else []),
         "",
-        f"{'prediction':<16}" + "".join(f"{metric.upper():>10}" for metric in present),
+        f"{'prediction':<16}" + "".join(f"{headings[m]:>{widths[m]}}" for m in present),
     ]
     for kind in PREDICTIONS:
         values = result[kind]["mean"]
-        lines.append(f"{kind:<16}" + "".join(f"{values[metric]:>10.4f}" for metric in present))
+        lines.append(f"{kind:<16}" + "".join(f"{values[m]:>{widths[m]}.4f}" for m in present))
+    lines += [""] + [f"{headings[m]}: {protocol['metrics'][m]}" for m in present]
     lines += ["", *protocol["notes"]]
     lines += [f"{kind}: {path}" for kind, path in result["written"].items()]
     return "\n".join(lines)

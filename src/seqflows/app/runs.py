@@ -69,6 +69,8 @@ RESUMABLE = frozenset(
         # where the same data lives (seqflows cannot check that it is the same)
         "data.path",
         "data.root",
+        # the names of a series' dimensions: labels of figures (runs before they were read)
+        "data.dimension_names",
     }
 )
 RESUMABLE_SECTIONS = ("evaluate",)  # not used by training: the later evaluation's protocol

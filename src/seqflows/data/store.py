@@ -513,6 +513,17 @@ class StoreSource(StoredSource):
         return np.concatenate(parts, axis=-1)
 
     @property
+    def dimension_names(self) -> tuple[str, ...]:
+        r"""The names of the D dimensions of the frames that ``read`` returns: the CSV columns
+        of a series converted from a CSV (without its covariate columns); () for frames and for
+        series without names (.npy files)."""
+        if self._covariates is not None:
+            return tuple(self.columns[index] for index in self._covariates[0])
+        if len(self.frame_shape) == 1 and len(self.columns) == self.frame_shape[0]:
+            return tuple(self.columns)
+        return ()
+
+    @property
     def num_sequences(self) -> int:
         """Number of sequences."""
         return len(self.lengths)
