@@ -8,8 +8,13 @@ setting and exit status 2 (130 for Ctrl-C), and leaves nothing half-written.
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from seqflows.app.cli import main
@@ -18,12 +23,16 @@ from helpers import TINY_RUN
 
 
 def one_line_error(capsys, arguments: list[str], status: int = 2) -> str:
-    """Runs the command, checks its exit status and that stderr is one line; returns it."""
+    """Runs the command, checks its exit status and that it ends with one line (after the
+    progress lines of convert); returns that line."""
     got = main(arguments)
     error = capsys.readouterr().err
     assert got == status, error
-    assert error.count("\n") == 1 and error.startswith("seqflows: "), error
-    return error
+    assert "Traceback" not in error and error.endswith("\n"), error
+    last = error.splitlines()[-1]
+    assert last.startswith("seqflows: "), error
+    assert all(line.startswith("convert: ") for line in error.splitlines()[:-1]), error
+    return last
 
 
 # Settings -------------------------------------------------------------------------------------
@@ -57,3 +66,81 @@ def test_settings_that_are_no_clip_or_seed_are_refused_naming_them(
     error = one_line_error(capsys, arguments)
     assert message in error
     assert not out.exists()
+
+
+# convert under faults ---------------------------------------------------------------------------
+
+
+def series_folder(folder: Path, count: int = 4) -> Path:
+    """``count`` float series (6, 2), one .npy file each."""
+    folder.mkdir()
+    for index in range(count):
+        np.save(folder / f"run{index}.npy", np.arange(12.0).reshape(6, 2) * index)
+    return folder
+
+
+def convert_series_arguments(tmp_path: Path) -> list[str]:
+    src = series_folder(tmp_path / "series")
+    return ["convert", "series", str(src), str(tmp_path / "s"), "--validation", "0", "--test", "0"]
+
+
+def test_a_short_write_is_a_full_disk_and_the_store_stays_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    arguments = convert_series_arguments(tmp_path)
+
+    def short_write(stream, array, *args, **kwargs):
+        stream.write(b"\x93NUMPY" + bytes(100))  # what fitted before the disk filled up
+        raise OSError("92160 requested and 20352 written")  # numpy's tofile: no errno
+
+    monkeypatch.setattr(np.lib.format, "write_array", short_write)
+    error = one_line_error(capsys, arguments)
+    monkeypatch.undo()
+    shard = tmp_path / "s" / "train" / "000000.frames.npy"
+    assert error.startswith("seqflows: error: no space left on ")
+    assert error.endswith(f"while writing {shard}")
+    assert not list((tmp_path / "s").rglob("*.tmp")) and not shard.exists()
+    assert main(arguments) == 0  # space again: the same command completes the store
+    assert json.loads(capsys.readouterr().out)["splits"]["train"]["sequences"] == 4
+
+
+def read_only_below(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Files created under ``folder`` fail as on a read-only file system (tests run as root,
+    whom chmod does not stop)."""
+    mkstemp = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).is_relative_to(folder):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+
+
+def test_convert_into_a_read_only_folder_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    arguments = convert_series_arguments(tmp_path)
+    read_only_below(monkeypatch, tmp_path / "s")
+    error = one_line_error(capsys, arguments)
+    shard = tmp_path / "s" / "train" / "000000.frames.npy"
+    assert error == (
+        f"seqflows: error: cannot write {shard}: not writable (read-only file system)"
+    )
+
+
+def test_stale_temporary_files_of_a_killed_conversion_are_removed(tmp_path: Path, capsys) -> None:
+    arguments = convert_series_arguments(tmp_path)
+    assert main(arguments) == 0
+    capsys.readouterr()
+    store = tmp_path / "s"
+    stale = [
+        store / ".manifest.json.k3j_9x2a.tmp",
+        store / "train" / ".000001.frames.npy.abcdefgh.tmp",
+    ]
+    kept = [store / "notes.tmp", store / ".hidden.tmp", store / "train" / "mine.tmp"]
+    for path in stale + kept:
+        path.write_text("left by kill -9" if path in stale else "the user's")
+    assert main(arguments) == 0  # nothing left to convert: only the cleaning
+    assert not any(path.exists() for path in stale)
+    assert all(path.read_text() == "the user's" for path in kept)
