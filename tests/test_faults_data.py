@@ -11,13 +11,19 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from seqflows.app.cli import main
+from test_store import children, running, written
 
 from helpers import TINY_RUN
 
@@ -144,3 +150,73 @@ def test_stale_temporary_files_of_a_killed_conversion_are_removed(tmp_path: Path
     assert main(arguments) == 0  # nothing left to convert: only the cleaning
     assert not any(path.exists() for path in stale)
     assert all(path.read_text() == "the user's" for path in kept)
+
+
+SLOW_FOLDER_CONVERSION = """
+import os
+import sys
+import time
+
+import seqflows.data.folder as folder
+from seqflows.app.cli import main
+
+original = folder.convert_folder_item
+
+
+def slow(argument):
+    time.sleep(0.3)
+    return original(argument)
+
+
+folder.convert_folder_item = slow  # what convert_folder hands its workers
+options = ["--workers", "2", "--size", "4", "--grayscale", "--validation", "0", "--test", "0"]
+sys.exit(main(["convert", "folder", sys.argv[1], sys.argv[2], *options]))
+"""
+
+
+def frame_folders(folder: Path, count: int = 16) -> Path:
+    """``count`` folders of two 4x4 PNG frames each."""
+    for index in range(count):
+        (folder / f"clip{index:02d}").mkdir(parents=True)
+        for frame in range(2):
+            image = Image.fromarray(np.full((4, 4), 10 * index + frame, np.uint8))
+            image.save(folder / f"clip{index:02d}" / f"{frame}.png")
+    return folder
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_convert_with_one_line_and_no_worker_left(tmp_path: Path, capsys) -> None:
+    src, store = frame_folders(tmp_path / "clips"), tmp_path / "store"
+    (tmp_path / "slow.py").write_text(SLOW_FOLDER_CONVERSION)
+    command = [sys.executable, str(tmp_path / "slow.py"), str(src), str(store)]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, start_new_session=True, env=environment
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not written(store) and process.poll() is None and time.monotonic() < deadline:
+            workers = children(process.pid) or workers
+            time.sleep(0.02)
+        assert len(workers) == 2 and written(store), "the conversion did not start"
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        _, error = process.communicate(timeout=30)
+        assert running(workers) == [] and children(process.pid) == []  # none left, no zombie
+    finally:
+        for pid in running(workers):
+            os.kill(pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
+    assert process.returncode == 130, error
+    assert "Traceback" not in error and "KeyboardInterrupt" not in error, error
+    *progress, last = error.splitlines()
+    assert all(line.startswith("convert: ") for line in progress), error
+    assert last == (
+        "seqflows: convert stopped by SIGINT; the shards written so far are kept: run the same "
+        "command again to resume"
+    )
+    assert 0 < written(store) < 16
+    options = ["--size", "4", "--grayscale", "--validation", "0", "--test", "0"]
+    assert main(["convert", "folder", str(src), str(store), *options]) == 0  # resumed
+    assert json.loads(capsys.readouterr().out)["splits"]["train"]["sequences"] == 16
