@@ -220,3 +220,33 @@ def test_ctrl_c_stops_convert_with_one_line_and_no_worker_left(tmp_path: Path, c
     options = ["--size", "4", "--grayscale", "--validation", "0", "--test", "0"]
     assert main(["convert", "folder", str(src), str(store), *options]) == 0  # resumed
     assert json.loads(capsys.readouterr().out)["splits"]["train"]["sequences"] == 16
+
+
+# Inputs ---------------------------------------------------------------------------------------
+
+
+def test_a_csv_cell_too_large_for_the_model_is_refused_naming_its_line_and_column(
+    tmp_path: Path, capsys
+) -> None:
+    rows = ["id,t,a,b"] + [f"m{m},{t},{t * 1.5},{t}" for m in range(6) for t in range(5)]
+    rows[14] = "m2,3,4.5,1e308"  # line 15 of the file
+    (tmp_path / "x.csv").write_text("\n".join(rows) + "\n")
+    arguments = ["convert", "series", str(tmp_path / "x.csv"), str(tmp_path / "s")]
+    error = one_line_error(capsys, [*arguments, "--id-column", "id", "--time-column", "t"])
+    assert error.startswith(f"seqflows: error: {tmp_path / 'x.csv'}, line 15, column 'b': 1e+308")
+    assert "too large (beyond +-1.8e+19" in error
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_training_value_that_overflows_float32_statistics_is_refused(
+    tmp_path: Path, capsys
+) -> None:
+    series = np.cumsum(np.random.default_rng(0).normal(size=(20, 12, 3)), axis=1)
+    series = series.astype(np.float32)
+    series[3, 5, 1] = 3e38  # finite in float32
+    np.save(tmp_path / "big.npy", series)
+    out = tmp_path / "run"
+    arguments = ["train", "my_time_series", f"data.path={tmp_path / 'big.npy'}", *TINY_RUN]
+    error = one_line_error(capsys, [*arguments, "--out", str(out), "--max-steps", "1"])
+    assert f"{tmp_path / 'big.npy'} [train]: sequence 3, frame 5, dimension 1 is 3e+38" in error
+    assert "too large" in error and not out.exists()
