@@ -250,3 +250,34 @@ def test_a_training_value_that_overflows_float32_statistics_is_refused(
     error = one_line_error(capsys, [*arguments, "--out", str(out), "--max-steps", "1"])
     assert f"{tmp_path / 'big.npy'} [train]: sequence 3, frame 5, dimension 1 is 3e+38" in error
     assert "too large" in error and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def series_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model of a float series, trained for 2 steps by the command line."""
+    pytest.importorskip("lightning")
+    folder = tmp_path_factory.mktemp("series")
+    series = np.cumsum(np.random.default_rng(1).normal(size=(12, 8, 2)), axis=1)
+    np.save(folder / "series.npy", series)
+    arguments = ["train", "my_time_series", f"data.path={folder / 'series.npy'}", *TINY_RUN]
+    arguments += ["--out", str(folder / "run"), "--max-steps", "2", "--no-progress"]
+    assert main(arguments) == 0
+    return folder / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("option, written", [("--output", "result.json"), ("--scores", "")])
+def test_evaluate_into_a_read_only_folder_names_the_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    series_checkpoint: Path,
+    option: str,
+    written: str,
+) -> None:
+    capsys.readouterr()
+    target = tmp_path / "read-only" / written if written else tmp_path / "read-only"
+    read_only_below(monkeypatch, tmp_path / "read-only")
+    arguments = ["evaluate", str(series_checkpoint), option, str(target), "--no-progress"]
+    error = one_line_error(capsys, arguments)
+    assert error.startswith(f"seqflows: error: cannot write {target}")
+    assert error.endswith(": not writable (read-only file system)")
