@@ -8,6 +8,13 @@ configurations and results use it.
 A full disk or an exhausted quota (``ENOSPC``, ``EDQUOT``) at any step removes the temporary file,
 leaves the target as it was, and raises :class:`DiskFullError`, whose message names the device
 and the file: "no space left on /dev/sdb1 (mounted on /data) while writing /data/run/last.ckpt".
+So does a short write without an errno (numpy's ``OSError: 92160 requested and 20352 written``
+when the disk fills during ``np.save``). A folder that cannot be written (a read-only file
+system, no permission) raises :class:`NotWritableError`, naming the target.
+
+A process killed (SIGKILL) between creating its temporary file and the rename leaves that file
+behind: :func:`remove_stale_temporaries` removes those of a folder, matched by the exact names
+this module gives them, before a command writes there again.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from .errors import SeqflowsError
 
 __all__ = [
     "DiskFullError",
+    "NotWritableError",
+    "remove_stale_temporaries",
     "write_atomically",
     "write_text_atomically",
 ]
@@ -31,6 +40,14 @@ __all__ = [
 _FULL = {errno.ENOSPC: "no space left"} | (
     {errno.EDQUOT: "disk quota exceeded"} if hasattr(errno, "EDQUOT") else {}
 )
+_NOT_WRITABLE = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # numpy's tofile, no errno
+# mkstemp's names in write_atomically: "." + the target's name + "." + 8 random characters + ".tmp"
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 _PROC_STATUS = "/proc/self/status"  # where Linux shows the umask (see _umask)
 
 
@@ -44,6 +61,20 @@ class DiskFullError(SeqflowsError, OSError):
     def __init__(self, path: str | os.PathLike, code: int = errno.ENOSPC) -> None:
         what = _FULL.get(code, os.strerror(code))
         super().__init__(f"{what} on {_device_of(Path(path).parent)} while writing {path}")
+        self.errno = code
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotWritableError(SeqflowsError, PermissionError):
+    r"""A file that cannot be written where it should go: a read-only file system, or no
+    permission. ``str()`` is one line naming the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, code: int = errno.EACCES) -> None:
+        reason = _NOT_WRITABLE.get(code, os.strerror(code))
+        super().__init__(f"cannot write {path}: not writable ({reason})")
         self.errno = code
         self.filename = str(path)
 
@@ -130,8 +161,33 @@ def write_atomically(
             Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError) and error.errno in _FULL:
             raise DiskFullError(path, error.errno) from error
+        if isinstance(error, OSError) and error.errno is None and _SHORT_WRITE.search(str(error)):
+            raise DiskFullError(path) from error  # a short write: the disk filled up
+        if isinstance(error, OSError) and error.errno in _NOT_WRITABLE:
+            raise NotWritableError(path, error.errno) from error
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    r"""Removes the temporary files that :func:`write_atomically` left in ``folder`` when its
+    process was killed (SIGKILL) before the rename; other files are never touched.
+
+    Call it only where no other process is writing into ``folder`` at the same time.
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:

@@ -31,6 +31,7 @@ __all__ = [
     "build",
     "check_at_least",
     "check_choices",
+    "check_seed",
     "choices",
     "coerce",
 ]
@@ -139,6 +140,15 @@ def check_at_least(config: object, minimum: int, *names: str) -> None:
         value = getattr(config, name)
         if value is not None and value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+
+
+MAX_SEED = 2**32 - 1  # the largest seed that numpy's legacy seeding and Lightning accept
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Raises ConfigError unless ``seed`` is an integer in 0 .. 2^32 - 1 (naming ``name``)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer from 0 to {MAX_SEED}, got {seed}")
 
 
 def check_choices(config: object) -> None:

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import build, check_at_least, check_choices, coerce
+from ..config import build, check_at_least, check_choices, check_seed, coerce
 from ..data.scaling import check_standardization
 from ..errors import ConfigError
 from ..flows import FlowConfig
@@ -168,6 +168,7 @@ class DataConfig:
                 raise ConfigError(f"{name} must be [start, stop) with start < stop: {value}")
         check_at_least(self, 1, "channels", "size", "length", "num_frames", "eval_length")
         check_at_least(self, 0, "num_workers", "validation_sequences", "test_sequences")
+        check_seed(self.seed)
         if self.conditions is not None:
             names = self.conditions
             if not names or any(not isinstance(name, str) or not name for name in names):
@@ -284,12 +285,15 @@ class TrainConfig:
             "val_sequences",
         )
         check_at_least(self, 0, "kl_warmup")
+        check_seed(self.seed)
         if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
             raise ConfigError(f"devices must be at least 1 (-1 or auto: all), got {self.devices}")
         if not 0 < self.learning_rate < math.inf:
             raise ConfigError(f"learning_rate must be > 0 and finite, got {self.learning_rate}")
-        if self.gradient_clip < 0:
-            raise ConfigError(f"gradient_clip must be >= 0, got {self.gradient_clip}")
+        if not 0 <= self.gradient_clip < math.inf:  # NaN fails too
+            raise ConfigError(
+                f"gradient_clip must be >= 0 and finite (0: no clipping), got {self.gradient_clip}"
+            )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ Conversion is atomic per shard and resumable: run the same command again after a
 Progress with the time left goes to stderr (a bar on a terminal, a line every few seconds in a
 log); at the end the command prints (stdout, JSON) the sequences and frames per split, what was
 skipped, notes (e.g. values clipped to the training range), and the throughput. Worker
-processes (--workers) end with the command, however it ends.
+processes (--workers) end with the command, however it ends. Ctrl-C (SIGINT) or SIGTERM stops
+it at once with one line and exit status 130 or 143 (workers ignore Ctrl-C and are terminated
+and waited for by the command).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .interrupt import InterruptAtOnce
 
 if TYPE_CHECKING:
     from ..data.store import Progress
@@ -64,6 +67,10 @@ class _Notes(logging.Handler):
 
 
 SOURCES = ("bair", "kth", "folder", "series")
+STOPPED = (
+    "convert stopped by {signal}; the shards written so far are kept: run the same command "
+    "again to resume"
+)
 
 
 def convert(
@@ -103,7 +110,8 @@ def convert(
     logger.addHandler(notes)
     started = time.perf_counter()
     try:
-        summary = function(src, dst, progress=update, **options)
+        with InterruptAtOnce(STOPPED):  # writes are atomic: stopping anywhere keeps the store
+            summary = function(src, dst, progress=update, **options)
     finally:
         close()
         logger.removeHandler(notes)

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import IO, Any
 
 __all__ = [
+    "InterruptAtOnce",
     "Interrupted",
     "STOP_SIGNALS",
     "StopRequest",
@@ -103,6 +104,25 @@ class StopRequest:
             self.signal_number = number
         elif number == signal.SIGINT:
             raise KeyboardInterrupt
+
+
+class InterruptAtOnce(StopRequest):
+    r"""Raises :class:`Interrupted` at the first SIGTERM or SIGINT, while active (a context
+    manager): for work that may stop anywhere because it writes atomically (``seqflows
+    convert``). Further signals are ignored while the first one unwinds.
+
+    Arguments:
+        message: The one line to print; ``{signal}`` becomes the signal's name.
+    """
+
+    def __init__(self, message: str, signals: Sequence[int] = STOP_SIGNALS) -> None:
+        super().__init__(signals)
+        self.message = message
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.signal_number is None:
+            self.signal_number = number
+            raise Interrupted(number, self.message.format(signal=signal_name(number)))
 
 
 def run_forwarding_signals(

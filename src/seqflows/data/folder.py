@@ -52,6 +52,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .scaling import TOO_LARGE, first_too_large
 from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
 from .video import (
     IMAGE_SUFFIXES,
@@ -527,7 +528,11 @@ def convert_series(
         "count": len(arrays),
         "sources_sha1": _fingerprint([f"{m['source']}#{m.get('id', '')}" for m in metadata]),
     }
-    if not quantize:
+    if not quantize:  # real values reach the float32 model: refuse those that overflow it
+        for series in loaded:
+            large = first_too_large(series.values)
+            if large is not None:
+                raise ValueError(f"{series.cell(*large)}: {series.values[large]:g} is {TOO_LARGE}")
         options["values"] = "as read (float64), not quantised"
         grouped = {}
         for array, item, split in zip(arrays, metadata, splits, strict=True):

@@ -29,11 +29,27 @@ __all__ = [
     "Preprocessing",
     "check_frames",
     "check_standardization",
+    "first_too_large",
     "frames_to_unit_interval",
     "series_statistics",
 ]
 
 NOISES = ("gaussian", "uniform", "none")
+# Real series must stay within +-1.8e19, the square root of float32's largest value: the squares
+# of the float32 statistics of larger values (BatchNorm's running variance) are infinite.
+LARGEST_SERIES_VALUE = math.sqrt(float(np.finfo(np.float32).max))
+TOO_LARGE = (
+    f"too large (beyond +-{LARGEST_SERIES_VALUE:.2g} the squares in the model's float32 "
+    "statistics overflow); rescale the series (other units) or drop the value"
+)
+
+
+def first_too_large(values: np.ndarray) -> tuple[int, ...] | None:
+    r"""The index of the first value of ``values`` (any shape) whose magnitude exceeds
+    :data:`LARGEST_SERIES_VALUE`, or None when all are within it (NaN is not checked here)."""
+    with np.errstate(invalid="ignore"):
+        found = np.argwhere(np.abs(np.asarray(values, np.float64)) > LARGEST_SERIES_VALUE)
+    return tuple(int(item) for item in found[0]) if len(found) else None
 
 
 def frames_to_unit_interval(
@@ -261,8 +277,9 @@ def series_statistics(
         mean and std, float64 arrays with shape (D,).
 
     Raises:
-        ValueError: No frames, or a value that is NaN or infinite (the message names the
-            sequence, the frame and the dimension).
+        ValueError: No frames, or a value that is NaN or infinite or beyond
+            :data:`LARGEST_SERIES_VALUE` (the message names the sequence, the frame and the
+            dimension).
 
     Example:
         >>> mean, std = series_statistics([np.array([[0.0, 5.0], [2.0, 5.0]])])
@@ -278,6 +295,13 @@ def series_statistics(
             raise ValueError(
                 f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
                 f"{values[tuple(bad[0])]}: every value must be finite (fill or drop it)"
+            )
+        large = first_too_large(values)
+        if large is not None:
+            frame, dimension = large[-2:]
+            raise ValueError(
+                f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
+                f"{values[large]:g}, {TOO_LARGE}"
             )
         summed = values.reshape(-1, values.shape[-1]).sum(axis=0)
         total = summed if total is None else total + summed

@@ -15,7 +15,8 @@ different lengths (KTH); frames of one store all have one shape, (C, H, W) or (D
 
 A shard is the unit of work: :func:`convert_shards` computes shards in worker processes, writes
 each one through a temporary file and a rename, and then rewrites the manifest atomically, so an
-interrupted conversion leaves only complete shards, and running it again skips them. Worker
+interrupted conversion leaves only complete shards, and running it again skips them (and removes
+the temporary files that a conversion killed by SIGKILL left behind). Worker
 processes end with the converting process, however it ends (an error, Ctrl-C, SIGTERM or
 SIGKILL), and it reports each written shard as a :class:`Progress`.
 :func:`open_dataset` reads a split as a torch Dataset of uint8 sequences.
@@ -36,8 +37,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..atomic import write_atomically, write_text_atomically
+from ..atomic import remove_stale_temporaries, write_atomically, write_text_atomically
 from ..errors import DataError
 from .sources import StoredSource
 
@@ -232,6 +234,15 @@ class StoreWriter:
                 )
         else:
             self.manifest = {**header, "splits": {}, "skipped": []}
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Removes the temporary files of shards and manifests that a killed conversion left
+        (write_atomically's own names only, in the store folder and its split folders)."""
+        folders = [self.root, *(path for path in self.root.glob("*") if path.is_dir())]
+        for folder in folders:
+            for path in remove_stale_temporaries(folder):
+                _log.info("removed %s, left by an interrupted conversion", path)
 
     def done(self, split: str, name: str) -> bool:
         """Whether shard ``name`` of ``split`` is complete (listed and its files present)."""
@@ -360,9 +371,10 @@ def convert_shards(
     elif pending:
         pool = ProcessPoolExecutor(min(workers, len(pending)), initializer=_end_with_parent)
         try:
-            futures = {
-                pool.submit(work, argument): (split, name) for split, name, argument in pending
-            }
+            with _signals_blocked():  # workers start with them blocked, see _end_with_parent
+                futures = {
+                    pool.submit(work, argument): (split, name) for split, name, argument in pending
+                }
             for count, future in enumerate(as_completed(futures), 1):
                 split, name = futures[future]
                 writer.write_shard(split, name, future.result())
@@ -380,8 +392,34 @@ def convert_shards(
     return writer.summary()
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Blocks SIGINT and SIGTERM in this thread while workers are started (where the system
+    can), so that a worker never runs its parent's handlers before its own are set; a signal
+    that came meanwhile is delivered on leaving."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _end_with_parent() -> None:
-    """Initializer of conversion workers: a worker ends when the process that started it does."""
+    """Initializer of conversion workers: a worker ends when the process that started it does.
+
+    Ctrl-C reaches every process of the terminal's group: a worker ignores SIGINT and leaves
+    the stop to its parent, which terminates it (SIGTERM, here its default action: end).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -399,17 +437,26 @@ def _exit_after(sentinel: int) -> None:
     os._exit(1)
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancels the pending shards and terminates the running workers without waiting."""
+def _stop_workers(pool: ProcessPoolExecutor, patience: float = 5.0) -> None:
+    """Cancels the pending shards, terminates the running workers and waits for them to end
+    (``patience`` seconds each, then SIGKILL), so that none is left running or a zombie."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     if hasattr(pool, "terminate_workers"):  # Python >= 3.14
         pool.terminate_workers()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            try:
+                process.terminate()
+            except (ProcessLookupError, ValueError):  # already ended, or closed
+                pass
     for process in processes:
         try:
-            process.terminate()
-        except (ProcessLookupError, ValueError):  # already ended, or closed
+            process.join(patience)
+            if process.exitcode is None:
+                process.kill()
+                process.join(patience)
+        except (ProcessLookupError, ValueError, AssertionError):  # ended, closed, not ours
             pass
 
 
