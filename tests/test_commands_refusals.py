@@ -1,0 +1,67 @@
+"""Hostile use of the commands (issue 24, item 11): each mistake ends with one line that names
+the file or setting, exit status 2 (130 for Ctrl-C), and nothing of the user's is lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning.pytorch")
+
+from seqflows.app.cli import main  # noqa: E402
+
+from helpers import TINY_RUN  # noqa: E402
+
+TINY = [
+    *TINY_RUN,
+    "data.size=8",
+    "data.num_frames=12",
+    "data.length=6",
+    "data.validation_sequences=4",
+    "data.test_sequences=6",
+    "model.window=1",
+    "evaluate.batch_size=4",
+]
+
+
+def train_command(out: Path | str, *extra: str) -> list[str]:
+    """``seqflows train`` of a tiny 1-AF for 2 steps into ``out``."""
+    return ["train", "bouncing_balls_1af", "--out", str(out), "--max-steps", "2"] + [
+        "--no-progress",
+        *TINY,
+        *extra,
+    ]
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The command's stderr, checked to be one ``seqflows: error:`` line without a traceback."""
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("seqflows: error: ") and "\n" not in error, error
+    return error
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("commands") / "run"
+    assert main(train_command(run)) == 0
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_evaluate_scores_onto_a_file_is_refused_before_scoring(checkpoint, tmp_path, capsys):
+    file = tmp_path / "scores.csv"
+    file.write_text("mine")
+    for scores in (file, file / "more"):
+        capsys.readouterr()
+        assert main(["evaluate", str(checkpoint), "--scores", str(scores), "--no-progress"]) == 2
+        error = one_line_error(capsys)
+        assert f"--scores {scores}" in error and "folder" in error
+        assert file.read_text() == "mine"
+    # A folder that exists already is written into (as every other output is replaced).
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    command = ["evaluate", str(checkpoint), "--scores", str(folder), "--no-progress", "--json"]
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out)["scores"]["folder"] == str(folder)
+    assert (folder / "sequences.csv").is_file()
