@@ -4,6 +4,7 @@ the file or setting, exit status 2 (130 for Ctrl-C), and nothing of the user's i
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,25 @@ def test_evaluate_scores_onto_a_file_is_refused_before_scoring(checkpoint, tmp_p
     assert main(command) == 0
     assert json.loads(capsys.readouterr().out)["scores"]["folder"] == str(folder)
     assert (folder / "sequences.csv").is_file()
+
+
+def test_overwrite_refuses_a_link_out_of_the_run_folder_before_removing_anything(
+    checkpoint, tmp_path, capsys
+):
+    outside = tmp_path / "elsewhere"
+    (outside / "version_0").mkdir(parents=True)
+    (outside / "version_0" / "metrics.csv").write_text("someone else's")
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint.parent.parent, run)
+    shutil.rmtree(run / "logs")
+    (run / "logs").symlink_to(outside, target_is_directory=True)
+    before = sorted(path.relative_to(run) for path in run.rglob("*"))
+    capsys.readouterr()
+
+    assert main(train_command(run, "--overwrite")) == 2
+    error = one_line_error(capsys)
+    assert f"{run / 'logs'} is a symbolic link" in error and str(outside) in error
+    # Nothing removed: neither the run (config.yaml, checkpoints) nor what the link points to.
+    assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (outside / "version_0" / "metrics.csv").read_text() == "someone else's"

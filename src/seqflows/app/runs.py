@@ -145,22 +145,53 @@ def holds_run(folder: str | Path) -> bool:
 
 def remove_run(folder: str | Path) -> list[str]:
     r"""Removes the run of ``folder`` (``--overwrite``): ``config.yaml``, ``resumes.yaml``,
-    ``checkpoints/`` and ``logs/``; other files stay. Call it with the lock held.
+    ``checkpoints/`` and ``logs/``; other files stay. Call it with the lock held. Every one
+    of them is checked before any is removed (:func:`_run_entries`).
 
     Returns:
         The names removed.
+
+    Raises:
+        RunFolderError: One of them is a symbolic link or not of its kind; nothing was removed.
     """
     folder = Path(folder)
-    removed = []
-    for name in RUN_FILES:
-        if (folder / name).is_file():
-            (folder / name).unlink()
-            removed.append(name)
-    for name in RUN_FOLDERS:
-        if (folder / name).is_dir():
-            shutil.rmtree(folder / name)
-            removed.append(f"{name}/")
-    return removed
+    entries = _run_entries(folder)  # all checked before anything is removed
+    for path in entries:
+        if path.is_dir():
+            shutil.rmtree(path)  # removes links inside, never what they point to
+        else:
+            path.unlink()
+    return [f"{path.name}/" if path.name in RUN_FOLDERS else path.name for path in entries]
+
+
+def _run_entries(folder: Path) -> list[Path]:
+    r"""The run's files and folders that ``folder`` holds, in :data:`RUN_FILES`,
+    :data:`RUN_FOLDERS` order, each checked to be what a run writes there.
+
+    Raises:
+        RunFolderError: One of them is a symbolic link (removing it would reach out of the run
+            folder, or leave what the link points to half deleted) or not of its kind (a folder
+            ``config.yaml``, a file ``checkpoints``).
+    """
+    entries = []
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        path = folder / name
+        if path.is_symlink():
+            raise RunFolderError(
+                f"--overwrite: {path} is a symbolic link (to {os.readlink(path)}); seqflows "
+                "removes nothing through a link: remove or move the link yourself, or train "
+                "into another --out"
+            )
+        if not path.exists():
+            continue
+        kind = "folder" if name in RUN_FOLDERS else "file"
+        if path.is_dir() != (kind == "folder"):
+            raise RunFolderError(
+                f"--overwrite: {path} is not a {kind}, so it is not the run's; move it away "
+                "first, or train into another --out"
+            )
+        entries.append(path)
+    return entries
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
