@@ -88,3 +88,29 @@ def test_overwrite_refuses_a_link_out_of_the_run_folder_before_removing_anything
     assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert (outside / "version_0" / "metrics.csv").read_text() == "someone else's"
+
+
+def test_a_model_too_big_for_memory_is_refused_naming_model_hidden(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_command(run, "model.hidden=1000000")) == 2
+    error = one_line_error(capsys)
+    assert "model.hidden=1000000: the 1-AF has " in error and " parameters; " in error
+    assert "PB, more than the " in error and "of memory of this machine" in error
+    assert not (run / "config.yaml").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("bound", "expected"),
+    [
+        ("1e39", "model.bound must be at most 1e+38 (the spline's knots span 2 * bound, in "),
+        (".inf", "model.bound must be at most 1e+38"),
+        (".nan", "model.bound must be positive, got nan"),
+    ],
+)
+def test_a_spline_bound_outside_float32_is_refused_naming_model_bound(
+    bound, expected, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    assert main(train_command(run, "model.transforms=[spline]", f"model.bound={bound}")) == 2
+    assert expected in one_line_error(capsys)
+    assert not run.exists()

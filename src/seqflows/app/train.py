@@ -41,7 +41,7 @@ from .runs import (
     resume_changes,
     run_lock,
 )
-from .runtime import check_batch_fits
+from .runtime import check_batch_fits, check_model_fits
 
 __all__ = [
     "cluster_plugins",
@@ -175,6 +175,7 @@ def _train(
         start_step = int(checkpoint["global_step"])
         del checkpoint
     check_batch_fits(config, event_shape)
+    check_model_fits(config, event_shape)
     if start_step >= train_config.max_steps:
         print(
             f"seqflows: {checkpoint_path} is already at step {start_step} "
