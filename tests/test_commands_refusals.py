@@ -4,6 +4,7 @@ the file or setting, exit status 2 (130 for Ctrl-C), and nothing of the user's i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,49 @@ def test_a_spline_bound_outside_float32_is_refused_naming_model_bound(
     assert main(train_command(run, "model.transforms=[spline]", f"model.bound={bound}")) == 2
     assert expected in one_line_error(capsys)
     assert not run.exists()
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_status_130(tmp_path, capsys, monkeypatch):
+    import seqflows.app.train as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run = tmp_path / "new" / "run"
+    # Before the run folder exists (reading the data), then with it locked (building the
+    # training stream): the folder this command created goes again.
+    for start_up in ("resolve_data", "build_source"):
+        with monkeypatch.context() as patched:
+            patched.setattr(training, start_up, interrupted)
+            try:
+                status = main(train_command(run))
+            except KeyboardInterrupt:
+                pytest.fail(f"Ctrl-C in {start_up} escaped main() (a traceback)")
+        assert status == 130
+        assert capsys.readouterr().err == "seqflows: interrupted by SIGINT\n"
+        assert not (tmp_path / "new").exists()
+
+
+def test_a_refused_training_leaves_no_folder_it_created(tmp_path, capsys):
+    run = tmp_path / "new" / "run"
+    refusals = [
+        ("train.batch_size=100000000000",),  # the batch cannot fit in memory
+        ("--resume", str(tmp_path / "missing.ckpt")),  # no such checkpoint
+    ]
+    for refusal in refusals:
+        assert main(train_command(run, *refusal)) == 2
+        one_line_error(capsys)
+        assert not (tmp_path / "new").exists()
+    # A folder that was there before is the user's: it stays.
+    run.mkdir(parents=True)
+    assert main(train_command(run, *refusals[0])) == 2
+    one_line_error(capsys)
+    assert run.is_dir()
+
+
+def test_out_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path, capsys):
+    run = Path(os.fsdecode(os.fsencode(tmp_path) + b"/run\xff"))
+    assert main(train_command(run)) == 2
+    error = one_line_error(capsys)
+    assert f"--out {tmp_path}/run\\xff: the path is not valid UTF-8" in error
+    assert list(tmp_path.iterdir()) == []

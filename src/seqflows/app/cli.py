@@ -7,7 +7,8 @@ what it returns. Configuration changes are ``section.key=value`` arguments for e
 (:class:`~seqflows.errors.SeqflowsError` and the built-in errors of bad values and missing
 files) end with one line ``seqflows: error: ...`` and exit status 2; set SEQFLOWS_DEBUG=1 to see
 the traceback. SIGTERM and SIGINT stop training at a step boundary with a resumable checkpoint,
-one line saying how to resume, and exit status 143 or 130.
+one line saying how to resume, and exit status 143 or 130; SIGINT before training starts (or in
+another command) ends with the line ``seqflows: interrupted by SIGINT`` and exit status 130.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -122,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if interrupted.message:
             print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
         return interrupted.exit_status
+    except KeyboardInterrupt:  # Ctrl-C before training takes it over (start-up), or elsewhere
+        if os.environ.get("SEQFLOWS_DEBUG"):
+            raise
+        print("seqflows: interrupted by SIGINT", file=sys.stderr, flush=True)
+        return Interrupted(signal.SIGINT).exit_status
     except USER_ERRORS as error:
         if os.environ.get("SEQFLOWS_DEBUG"):
             raise

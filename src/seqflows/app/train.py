@@ -34,12 +34,13 @@ from .progress import is_terminal
 from .runs import (
     RunFolderError,
     append_resume,
+    check_run_folder_path,
     holds_run,
     is_launching_process,
+    locked_run_folder,
     remove_run,
     remove_stale_temporaries,
     resume_changes,
-    run_lock,
 )
 from .runtime import check_batch_fits, check_model_fits
 
@@ -59,7 +60,8 @@ def train(
 ) -> dict[str, Any]:
     r"""Trains the model of ``config`` with Lightning and writes the run folder ``out``.
 
-    The folder is locked for the whole run (:func:`~seqflows.app.runs.run_lock`). SIGTERM and
+    The folder is locked for the whole run, and removed again when the run is refused while it
+    holds only its lock (:func:`~seqflows.app.runs.locked_run_folder`). SIGTERM and
     SIGINT stop the run at the next step boundary with a resumable ``last.ckpt`` and raise
     :class:`~seqflows.app.interrupt.Interrupted` (:mod:`seqflows.app.interrupt`).
 
@@ -85,8 +87,8 @@ def train(
         Paths of the checkpoints, the best validation score and throughput measurements.
 
     Raises:
-        RunFolderError: ``out`` is a file, holds a run (without ``resume`` or ``overwrite``), or
-            is in use by another run.
+        RunFolderError: ``out`` is a file, holds a run (without ``resume`` or ``overwrite``),
+            is in use by another run, or its path is not valid UTF-8.
         ConfigError: A setting that does not fit the data, or a resume that changes settings
             it cannot change.
         Interrupted: SIGTERM or SIGINT; ``last.ckpt`` holds the run up to the step it names.
@@ -102,6 +104,7 @@ def train(
             "--resume continues the run of --out and --overwrite replaces it: give one"
         )
     out = Path(out)
+    check_run_folder_path(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; the run folder must be a folder")
     launching = is_launching_process()
@@ -113,11 +116,7 @@ def train(
     config = resolved
     if not launching:  # another process of a data-parallel run: the launching one holds the lock
         return _train(config, out, resume, progress, launching, allocator)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunFolderError(f"cannot create the run folder {out}: {error.strerror}") from None
-    with run_lock(out):
+    with locked_run_folder(out):  # removed again if refused while it holds only .lock
         if holds_run(out) and resume is None and not overwrite:
             raise RunFolderError(
                 f"{out} holds a run already (config.yaml, checkpoints); continue it with --resume "
