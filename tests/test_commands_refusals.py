@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,23 @@ def test_out_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path, ca
     error = one_line_error(capsys)
     assert f"--out {tmp_path}/run\\xff: the path is not valid UTF-8" in error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_command_imports_torch_is_one_line_and_exit_status_130():
+    # The command line starts without torch (import seqflows is lazy), so main() is running
+    # before the slow imports; during them SIGINT ends the process at once with one line.
+    code = (
+        "import os, signal, sys\n"
+        "import seqflows.app.cli\n"
+        "assert 'torch' not in sys.modules, 'torch imported before main()'\n"
+        "from seqflows.app.interrupt import exit_on_sigint\n"
+        "with exit_on_sigint():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    import torch\n"
+        "    signal.pause()\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 130, completed.stderr
+    assert completed.stderr == "seqflows: interrupted by SIGINT\n"

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from ..errors import SeqflowsError
 from ..version import __version__
+from .interrupt import Interrupted, exit_on_sigint
 
 __all__ = [
     "build_parser",
@@ -102,7 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqflows`` console script; returns the exit status."""
-    parser = build_parser()
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C before training takes it over (start-up), or elsewhere
+        if os.environ.get("SEQFLOWS_DEBUG"):
+            raise
+        print("seqflows: interrupted by SIGINT", file=sys.stderr, flush=True)
+        return Interrupted(signal.SIGINT).exit_status
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """:func:`main` but for Ctrl-C: the parsing (which imports the commands' modules) and the
+    command, with the user's errors as one line."""
+    with exit_on_sigint():  # the commands' modules import torch
+        parser = build_parser()
     argv = _resume_before_override(list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE changes may come after options: collect them wherever they are.
@@ -110,8 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = list(args.overrides or []) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from .interrupt import Interrupted
-
     if args.command in RETAINING_COMMANDS:
         # The process's memory allocator: set here, by the command, never by the library
         # (seqflows train sets it from train.allocator).
@@ -124,11 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if interrupted.message:
             print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
         return interrupted.exit_status
-    except KeyboardInterrupt:  # Ctrl-C before training takes it over (start-up), or elsewhere
-        if os.environ.get("SEQFLOWS_DEBUG"):
-            raise
-        print("seqflows: interrupted by SIGINT", file=sys.stderr, flush=True)
-        return Interrupted(signal.SIGINT).exit_status
     except USER_ERRORS as error:
         if os.environ.get("SEQFLOWS_DEBUG"):
             raise

@@ -28,7 +28,7 @@ from ..errors import MissingDependency
 from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
-from .interrupt import Interrupted, StopRequest, signal_name
+from .interrupt import Interrupted, StopRequest, exit_on_sigint, signal_name
 from .precision import resolve_precision
 from .progress import is_terminal
 from .runs import (
@@ -94,7 +94,10 @@ def train(
         Interrupted: SIGTERM or SIGINT; ``last.ckpt`` holds the run up to the step it names.
     """
     try:
-        import lightning.pytorch  # noqa: F401
+        with exit_on_sigint():  # Lightning's imports: Ctrl-C ends the process at once
+            import lightning.pytorch  # noqa: F401
+
+            from . import task  # noqa: F401
     except ModuleNotFoundError:
         raise MissingDependency(
             "seqflows train needs Lightning: pip install 'seqflows[train]'"
