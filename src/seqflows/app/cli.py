@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, NoReturn
 
 from ..errors import SeqflowsError
 from ..version import __version__
-from .interrupt import Interrupted, exit_on_sigint
+from .interrupt import Interrupted, exit_on_sigint, sigint_at_once
 
 __all__ = [
     "build_parser",
@@ -108,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before training takes it over (start-up), or elsewhere
         if os.environ.get("SEQFLOWS_DEBUG"):
             raise
-        print("seqflows: interrupted by SIGINT", file=sys.stderr, flush=True)
-        return Interrupted(signal.SIGINT).exit_status
+        interrupted = sigint_at_once()
+        print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
+        return interrupted.exit_status
 
 
 def _run(argv: Sequence[str] | None) -> int:

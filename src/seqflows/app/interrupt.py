@@ -29,6 +29,7 @@ __all__ = [
     "StopRequest",
     "exit_on_sigint",
     "run_forwarding_signals",
+    "sigint_at_once",
 ]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -109,10 +110,17 @@ class StopRequest:
             raise KeyboardInterrupt
 
 
+def sigint_at_once() -> Interrupted:
+    """The :class:`Interrupted` of a Ctrl-C that no training took over (start-up, other commands):
+    ``interrupted by SIGINT``, exit status 130."""
+    return Interrupted(signal.SIGINT, "interrupted by SIGINT")
+
+
 @contextmanager
-def exit_on_sigint(line: str = "seqflows: interrupted by SIGINT") -> Iterator[None]:
-    r"""SIGINT prints ``line`` and ends the process at once with exit status 130, for the body of
-    the ``with``: the imports of a command's modules, which write nothing.
+def exit_on_sigint() -> Iterator[None]:
+    r"""SIGINT prints the line of :func:`sigint_at_once` and ends the process at once with exit
+    status 130, for the body of the ``with``: the imports of a command's modules, which write
+    nothing.
 
     A ``KeyboardInterrupt`` raised inside an import does not reliably reach the command line:
     torch swallows one that hits its import of NumPy (leaving NumPy half imported, to fail
@@ -124,8 +132,9 @@ def exit_on_sigint(line: str = "seqflows: interrupted by SIGINT") -> Iterator[No
         return
 
     def leave(number: int, frame: FrameType | None) -> None:
-        print(line, file=sys.stderr, flush=True)
-        os._exit(128 + number)
+        interrupted = sigint_at_once()
+        print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
+        os._exit(interrupted.exit_status)
 
     previous = signal.signal(signal.SIGINT, leave)
     try:
