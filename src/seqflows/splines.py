@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "MAX_BOUND",
     "MIN_BIN",
     "MIN_DERIVATIVE",
     "RationalQuadraticSpline",
@@ -51,6 +52,7 @@ __all__ = [
 
 MIN_BIN = 1e-3  # the smallest bin width (and height) as a fraction of the range 2B
 MIN_DERIVATIVE = 1e-3  # knot derivatives lie in [MIN_DERIVATIVE, 1 / MIN_DERIVATIVE]
+MAX_BOUND = 1e38  # the largest B: the range 2B stays finite in float32 (at most 3.4e38)
 
 
 def spline_parameters(bins: int) -> int:

@@ -76,7 +76,7 @@ from .conditioners import Conditioner, ConvConditioner, LinearConditioner, MLPCo
 from .conditioning import check_conditions
 from .config import check_at_least, check_choices
 from .errors import ConfigError
-from .splines import MIN_BIN, RationalQuadraticSpline, spline_parameters
+from .splines import MAX_BOUND, MIN_BIN, RationalQuadraticSpline, spline_parameters
 
 __all__ = [
     "TRANSFORM_KINDS",
@@ -162,8 +162,13 @@ class TransformConfig:
         check_at_least(self, 2, "bins")
         if self.bins * MIN_BIN >= 1:
             raise ConfigError(f"bins must be below {round(1 / MIN_BIN)}, got {self.bins}")
-        if not self.bound > 0:
+        if not self.bound > 0:  # NaN too
             raise ConfigError(f"bound must be positive, got {self.bound}")
+        if self.bound > MAX_BOUND:  # infinity too
+            raise ConfigError(
+                f"bound must be at most {MAX_BOUND:g} (the spline's knots span 2 * bound, in "
+                f"float32), got {self.bound}"
+            )
         if not 0 < self.min_scale < self.max_scale:
             raise ConfigError(
                 f"min_scale and max_scale need 0 < min_scale < max_scale, got {self.min_scale} "

@@ -7,7 +7,8 @@ what it returns. Configuration changes are ``section.key=value`` arguments for e
 (:class:`~seqflows.errors.SeqflowsError` and the built-in errors of bad values and missing
 files) end with one line ``seqflows: error: ...`` and exit status 2; set SEQFLOWS_DEBUG=1 to see
 the traceback. SIGTERM and SIGINT stop training at a step boundary with a resumable checkpoint,
-one line saying how to resume, and exit status 143 or 130.
+one line saying how to resume, and exit status 143 or 130; SIGINT before training starts (or in
+another command) ends with the line ``seqflows: interrupted by SIGINT`` and exit status 130.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, NoReturn
 
 from ..errors import SeqflowsError
 from ..version import __version__
+from .interrupt import Interrupted, exit_on_sigint, sigint_at_once
 
 __all__ = [
     "build_parser",
@@ -102,7 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqflows`` console script; returns the exit status."""
-    parser = build_parser()
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C before training takes it over (start-up), or elsewhere
+        if os.environ.get("SEQFLOWS_DEBUG"):
+            raise
+        interrupted = sigint_at_once()
+        print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
+        return interrupted.exit_status
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """:func:`main` but for Ctrl-C: the parsing (which imports the commands' modules) and the
+    command, with the user's errors as one line."""
+    with exit_on_sigint():  # the commands' modules import torch
+        parser = build_parser()
     argv = _resume_before_override(list(sys.argv[1:] if argv is None else argv))
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE changes may come after options: collect them wherever they are.
@@ -110,8 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = list(args.overrides or []) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from .interrupt import Interrupted
-
     if args.command in RETAINING_COMMANDS:
         # The process's memory allocator: set here, by the command, never by the library
         # (seqflows train sets it from train.allocator).

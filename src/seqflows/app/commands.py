@@ -38,6 +38,7 @@ from .datasets import (
 
 __all__ = [
     "check_context",
+    "check_folder_argument",
     "curve_labels",
     "download",
     "evaluate",
@@ -87,10 +88,13 @@ def evaluate(
         The result of :func:`~seqflows.app.evaluation.evaluate_model` and the checkpoint.
 
     Raises:
+        ConfigError: ``scores`` is a file, or lies under one (checked before scoring).
         NonFiniteError: A score is NaN or infinite (diverged weights); nothing is written.
     """
     from .evaluation import evaluate_model
 
+    if scores is not None:
+        check_folder_argument("--scores", scores)
     _at_least("sequences", sequences, 1)
     _at_least("batch_size", batch_size, 1)
     _at_least("iwae_samples", iwae_samples, 0)
@@ -614,6 +618,19 @@ def resolve_device(name: str) -> torch.device:
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device {name}: MPS is not available on this machine")
     return device
+
+
+def check_folder_argument(option: str, folder: str | Path) -> None:
+    """Refuses a folder argument that is a file or lies under one, before any work is done."""
+    path = Path(folder)
+    for existing in (path, *path.parents):
+        if existing.is_symlink() or existing.exists():  # a dangling link is in the way too
+            break
+    else:
+        return
+    if not existing.is_dir():
+        where = "is not a folder" if existing == path else f"lies under {existing}, not a folder"
+        raise ConfigError(f"{option} {folder} {where}; it must name a folder (made when missing)")
 
 
 def _at_least(name: str, value: int | None, minimum: int) -> None:

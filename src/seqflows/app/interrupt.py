@@ -13,10 +13,13 @@ nothing (SLURM, for one, signals every process of a job step, so a child may get
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import FrameType
 from typing import IO, Any
 
@@ -25,7 +28,9 @@ __all__ = [
     "Interrupted",
     "STOP_SIGNALS",
     "StopRequest",
+    "exit_on_sigint",
     "run_forwarding_signals",
+    "sigint_at_once",
 ]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -123,6 +128,39 @@ class InterruptAtOnce(StopRequest):
         if self.signal_number is None:
             self.signal_number = number
             raise Interrupted(number, self.message.format(signal=signal_name(number)))
+
+
+def sigint_at_once() -> Interrupted:
+    """The :class:`Interrupted` of a Ctrl-C that no training took over (start-up, other commands):
+    ``interrupted by SIGINT``, exit status 130."""
+    return Interrupted(signal.SIGINT, "interrupted by SIGINT")
+
+
+@contextmanager
+def exit_on_sigint() -> Iterator[None]:
+    r"""SIGINT prints the line of :func:`sigint_at_once` and ends the process at once with exit
+    status 130, for the body of the ``with``: the imports of a command's modules, which write
+    nothing.
+
+    A ``KeyboardInterrupt`` raised inside an import does not reliably reach the command line:
+    torch swallows one that hits its import of NumPy (leaving NumPy half imported, to fail
+    later), and one inside torch's C++ initialisation aborts the process. Outside the main
+    thread the body runs with the signal's action unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(number: int, frame: FrameType | None) -> None:
+        interrupted = sigint_at_once()
+        print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
+        os._exit(interrupted.exit_status)
+
+    previous = signal.signal(signal.SIGINT, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def run_forwarding_signals(

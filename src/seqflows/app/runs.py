@@ -12,6 +12,10 @@ r"""The run folder of ``seqflows train``: its lock, what may replace it, and the
   (:data:`RESUMABLE`); settings that define the model, the data, the training stream, the
   optimizer or the schedule cannot, and a resume that changes them is refused with the list of
   them (:func:`resume_changes`). Every resume is recorded in ``RUN/resumes.yaml``.
+* **Refusals.** A run folder that the command created and that holds nothing but its ``.lock``
+  when the command fails (a refused setting, Ctrl-C during start-up) is removed again
+  (:func:`locked_run_folder`); a path that is not valid UTF-8 is refused before anything is
+  created (:func:`check_run_folder_path`).
 * **Leftovers.** Temporary files of atomic writes that a kill interrupted
   (``.NAME.XXXXXXXX.tmp``, see :mod:`seqflows.atomic`) are removed when the next run starts.
 """
@@ -36,7 +40,9 @@ __all__ = [
     "RunFolderError",
     "append_resume",
     "holds_run",
+    "check_run_folder_path",
     "is_launching_process",
+    "locked_run_folder",
     "remove_run",
     "remove_stale_temporaries",
     "resume_changes",
@@ -139,6 +145,67 @@ def run_lock(folder: str | Path) -> Iterator[Path]:
         os.close(handle)  # releases the lock
 
 
+@contextmanager
+def locked_run_folder(folder: str | Path) -> Iterator[Path]:
+    r"""Creates ``folder`` (and its missing parents) and holds its lock (:func:`run_lock`) for
+    the body of the ``with``.
+
+    When the body fails (any exception, Ctrl-C too) and the folder is one this call created and
+    holds nothing but its ``.lock``, the lock file and the folders this call created are removed
+    again: a refused training leaves no empty run folder behind. A folder that existed, or
+    that holds anything else, stays.
+
+    Raises:
+        RunFolderError: The folder cannot be created, or another process holds its lock.
+    """
+    folder = Path(folder)
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(f"cannot create the run folder {folder}: {error.strerror}") from None
+    try:
+        with run_lock(folder) as lock:
+            try:
+                yield lock
+            except BaseException:
+                if created and _holds_only_lock(folder):
+                    lock.unlink(missing_ok=True)  # while still locked
+                raise
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()  # only an empty folder: never anything of the user's
+            except OSError:
+                break
+        raise
+
+
+def _holds_only_lock(folder: Path) -> bool:
+    try:
+        return {path.name for path in folder.iterdir()} <= {".lock"}
+    except OSError:
+        return False
+
+
+def check_run_folder_path(folder: str | Path) -> None:
+    r"""Refuses a run folder path that is not valid UTF-8 (bytes that ``os.fsdecode`` kept as
+    surrogates), before anything is created: TensorBoard's logs cannot be written under it.
+
+    Raises:
+        RunFolderError: Naming the path, its invalid bytes shown as ``\xNN``.
+    """
+    for path in (str(folder), os.path.abspath(folder)):
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise RunFolderError(
+                f"--out {shown}: the path is not valid UTF-8, and the run's logs (TensorBoard) "
+                "need one; train into a folder whose path is UTF-8"
+            ) from None
+
+
 def holds_run(folder: str | Path) -> bool:
     """Whether ``folder`` holds a run: its ``config.yaml`` or a checkpoint in ``checkpoints/``."""
     folder = Path(folder)
@@ -147,22 +214,53 @@ def holds_run(folder: str | Path) -> bool:
 
 def remove_run(folder: str | Path) -> list[str]:
     r"""Removes the run of ``folder`` (``--overwrite``): ``config.yaml``, ``resumes.yaml``,
-    ``checkpoints/`` and ``logs/``; other files stay. Call it with the lock held.
+    ``checkpoints/`` and ``logs/``; other files stay. Call it with the lock held. Every one
+    of them is checked before any is removed (:func:`_run_entries`).
 
     Returns:
         The names removed.
+
+    Raises:
+        RunFolderError: One of them is a symbolic link or not of its kind; nothing was removed.
     """
     folder = Path(folder)
-    removed = []
-    for name in RUN_FILES:
-        if (folder / name).is_file():
-            (folder / name).unlink()
-            removed.append(name)
-    for name in RUN_FOLDERS:
-        if (folder / name).is_dir():
-            shutil.rmtree(folder / name)
-            removed.append(f"{name}/")
-    return removed
+    entries = _run_entries(folder)  # all checked before anything is removed
+    for path in entries:
+        if path.is_dir():
+            shutil.rmtree(path)  # removes links inside, never what they point to
+        else:
+            path.unlink()
+    return [f"{path.name}/" if path.name in RUN_FOLDERS else path.name for path in entries]
+
+
+def _run_entries(folder: Path) -> list[Path]:
+    r"""The run's files and folders that ``folder`` holds, in :data:`RUN_FILES`,
+    :data:`RUN_FOLDERS` order, each checked to be what a run writes there.
+
+    Raises:
+        RunFolderError: One of them is a symbolic link (removing it would reach out of the run
+            folder, or leave what the link points to half deleted) or not of its kind (a folder
+            ``config.yaml``, a file ``checkpoints``).
+    """
+    entries = []
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        path = folder / name
+        if path.is_symlink():
+            raise RunFolderError(
+                f"--overwrite: {path} is a symbolic link (to {os.readlink(path)}); seqflows "
+                "removes nothing through a link: remove or move the link yourself, or train "
+                "into another --out"
+            )
+        if not path.exists():
+            continue
+        kind = "folder" if name in RUN_FOLDERS else "file"
+        if path.is_dir() != (kind == "folder"):
+            raise RunFolderError(
+                f"--overwrite: {path} is not a {kind}, so it is not the run's; move it away "
+                "first, or train into another --out"
+            )
+        entries.append(path)
+    return entries
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

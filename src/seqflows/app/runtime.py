@@ -9,7 +9,8 @@ starts: ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
 
 :func:`check_batch_fits` refuses, before anything is allocated, a frame size or a batch size
 whose frames alone cannot fit in memory (``data.size=100000``, ``train.batch_size=100000000``
-grew to 21 GB before being killed).
+grew to 21 GB before being killed), and :func:`check_model_fits` a model whose weights cannot
+(``model.hidden=1000000`` asked the allocator for 36 TB).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .config import Config, ConfigError
 
 __all__ = [
     "check_batch_fits",
+    "check_model_fits",
     "memory_bytes",
     "retain_freed_memory",
 ]
@@ -83,6 +85,46 @@ def check_batch_fits(
             f"train.batch_size={config.train.batch_size}: one batch ({per_machine} sequences "
             f"per machine) of {length} frames of {frames} takes {_size(per_machine * sequence)}, "
             f"{memory}"
+        )
+
+
+def check_model_fits(
+    config: Config, event_shape: Sequence[int], available: int | None = None
+) -> None:
+    r"""Refuses a model whose training state alone cannot fit in memory, before it is built.
+
+    The model is built on the ``meta`` device (no memory) to count its parameters. Training
+    holds each of them 4 times with Adam (weights, gradients, two moments), 2 times with SGD,
+    as float32 (float64 with ``train.precision=64``): a lower bound of what training needs.
+
+    Arguments:
+        config: The experiment.
+        event_shape: Frame shape (C, H, W) or (D,) of the data.
+        available: Bytes of memory (None: :func:`memory_bytes`; not checked when unknown).
+
+    Raises:
+        ConfigError: Naming ``model.hidden``, the parameters and the bytes they take.
+    """
+    import torch
+
+    from .checkpoints import build_model
+
+    available = memory_bytes() if available is None else available
+    if available is None:
+        return
+    with torch.device("meta"):
+        model = build_model(config, tuple(event_shape))
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    copies = 4 if config.train.optimizer == "adam" else 2
+    needed = parameters * copies * (8 if config.train.precision == "64" else 4)
+    if needed > available:
+        what = (
+            "weights, gradients and Adam's two moments" if copies == 4 else "weights and gradients"
+        )
+        raise ConfigError(
+            f"model.hidden={config.model.hidden}: the {model.label} has {parameters:,} "
+            f"parameters; training holds them {copies} times ({what}), {_size(needed)}, more "
+            f"than the {_size(available)} of memory of this machine"
         )
 
 

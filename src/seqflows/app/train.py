@@ -28,20 +28,21 @@ from ..errors import MissingDependency
 from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
-from .interrupt import Interrupted, StopRequest, signal_name
+from .interrupt import Interrupted, StopRequest, exit_on_sigint, signal_name
 from .precision import resolve_precision
 from .progress import is_terminal
 from .runs import (
     RunFolderError,
     append_resume,
+    check_run_folder_path,
     holds_run,
     is_launching_process,
+    locked_run_folder,
     remove_run,
     remove_stale_temporaries,
     resume_changes,
-    run_lock,
 )
-from .runtime import check_batch_fits
+from .runtime import check_batch_fits, check_model_fits
 
 __all__ = [
     "cluster_plugins",
@@ -59,7 +60,8 @@ def train(
 ) -> dict[str, Any]:
     r"""Trains the model of ``config`` with Lightning and writes the run folder ``out``.
 
-    The folder is locked for the whole run (:func:`~seqflows.app.runs.run_lock`). SIGTERM and
+    The folder is locked for the whole run, and removed again when the run is refused while it
+    holds only its lock (:func:`~seqflows.app.runs.locked_run_folder`). SIGTERM and
     SIGINT stop the run at the next step boundary with a resumable ``last.ckpt`` and raise
     :class:`~seqflows.app.interrupt.Interrupted` (:mod:`seqflows.app.interrupt`).
 
@@ -85,14 +87,17 @@ def train(
         Paths of the checkpoints, the best validation score and throughput measurements.
 
     Raises:
-        RunFolderError: ``out`` is a file, holds a run (without ``resume`` or ``overwrite``), or
-            is in use by another run.
+        RunFolderError: ``out`` is a file, holds a run (without ``resume`` or ``overwrite``),
+            is in use by another run, or its path is not valid UTF-8.
         ConfigError: A setting that does not fit the data, or a resume that changes settings
             it cannot change.
         Interrupted: SIGTERM or SIGINT; ``last.ckpt`` holds the run up to the step it names.
     """
     try:
-        import lightning.pytorch  # noqa: F401
+        with exit_on_sigint():  # Lightning's imports: Ctrl-C ends the process at once
+            import lightning.pytorch  # noqa: F401
+
+            from . import task  # noqa: F401
     except ModuleNotFoundError:
         raise MissingDependency(
             "seqflows train needs Lightning: pip install 'seqflows[train]'"
@@ -102,6 +107,7 @@ def train(
             "--resume continues the run of --out and --overwrite replaces it: give one"
         )
     out = Path(out)
+    check_run_folder_path(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; the run folder must be a folder")
     launching = is_launching_process()
@@ -113,11 +119,7 @@ def train(
     config = resolved
     if not launching:  # another process of a data-parallel run: the launching one holds the lock
         return _train(config, out, resume, progress, launching, allocator)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunFolderError(f"cannot create the run folder {out}: {error.strerror}") from None
-    with run_lock(out):
+    with locked_run_folder(out):  # removed again if refused while it holds only .lock
         if holds_run(out) and resume is None and not overwrite:
             raise RunFolderError(
                 f"{out} holds a run already (config.yaml, checkpoints); continue it with --resume "
@@ -175,6 +177,7 @@ def _train(
         start_step = int(checkpoint["global_step"])
         del checkpoint
     check_batch_fits(config, event_shape)
+    check_model_fits(config, event_shape)
     if start_step >= train_config.max_steps:
         print(
             f"seqflows: {checkpoint_path} is already at step {start_step} "
