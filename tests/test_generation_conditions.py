@@ -12,7 +12,7 @@ import torch
 from seqflows import FlowModel
 from seqflows.app.conditions import generation_conditions, read_conditions
 from seqflows.app.prediction import _predict_batch
-from seqflows.errors import ConfigError
+from seqflows.errors import ConfigError, NonFiniteError
 
 from helpers import TINY_RUN, captured_figures
 
@@ -74,15 +74,15 @@ def test_the_context_keeps_the_datas_conditions_and_a_file_replaces_the_future(
     # From the data: the context's and the future's conditions as they were.
     torch.testing.assert_close(generation_conditions(2, 2, 2, 3, known), known)
     # From a file (L, A): the same future for every sequence, after each one's own context.
-    future = np.array([[9.0, 8.0], [7.0, 6.0], [5.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    future = np.array([[9.0, 8.0], [7.0, 6.0], [5.0, 4.0]], dtype=np.float32)
     np.save(tmp_path / "future.npy", future)
     steps = generation_conditions(2, 2, 2, 3, known, tmp_path / "future.npy")
     assert steps.shape == (2, 5, 2)
     torch.testing.assert_close(steps[:, :2], known[:, :2])
-    torch.testing.assert_close(steps[:, 2:], torch.from_numpy(future[:3]).expand(2, 3, 2))
+    torch.testing.assert_close(steps[:, 2:], torch.from_numpy(future).expand(2, 3, 2))
     # No context: the file alone; an unconditioned model: nothing.
-    alone = generation_conditions(2, 3, 0, 2, None, tmp_path / "future.npy")
-    torch.testing.assert_close(alone, torch.from_numpy(future[:2]).expand(3, 2, 2))
+    alone = generation_conditions(2, 3, 0, 3, None, tmp_path / "future.npy")
+    torch.testing.assert_close(alone, torch.from_numpy(future).expand(3, 3, 2))
     assert generation_conditions(0, 2, 2, 3, None) is None
 
 
@@ -90,7 +90,7 @@ def test_missing_or_mismatched_conditions_are_refused(tmp_path: Path) -> None:
     known = torch.zeros(2, 4, 2)
     np.save(tmp_path / "three.npy", np.zeros((3, 3), dtype=np.float32))
     np.save(tmp_path / "short.npy", np.zeros((1, 2), dtype=np.float32))
-    np.save(tmp_path / "others.npy", np.zeros((3, 4, 2), dtype=np.float32))
+    np.save(tmp_path / "others.npy", np.zeros((3, 3, 2), dtype=np.float32))
     cases = [
         ((0, 2, 1, 3, None, tmp_path / "three.npy"), "takes no conditions"),
         ((2, 2, 1, 3, None), "no conditions of the context frames"),
@@ -204,6 +204,87 @@ def test_predict_scores_futures_under_the_datas_or_given_conditions(
     assert main([*command, *arguments, "--json", "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"]["conditions"].endswith("still.npy")
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], command: list[str]) -> str:
+    """The one error line of a command that must fail with exit status 2."""
+    from seqflows.app.cli import main
+
+    capsys.readouterr()
+    assert main(command) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqflows: error: "), lines
+    return lines[0]
+
+
+def test_conditions_beyond_float32s_safe_range_are_one_line_errors(
+    conditioned_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seqflows.app.cli import main
+
+    # 1e30 and 3e38 are finite float32 numbers, but their squares overflow inside the model
+    # (a series model's predictions reach 1e33): refused before generating, with the place.
+    sample = ["sample", conditioned_checkpoint, "--num", "2", "--context", "1", "--length", "2"]
+    predict = ["predict", conditioned_checkpoint, "--samples", "2", "--length", "2"]
+    for value in ("1e30", "3e38", "-2e19"):
+        path = tmp_path / f"{value}.csv"
+        path.write_text(f"d_row,d_column\n0,1\n1,{value}\n")
+        for command in (sample, predict):
+            out = tmp_path / f"{command[0]}{value}"
+            line = one_error_line(capsys, [*command, "--out", str(out), "--conditions", str(path)])
+            assert f"{path}: row 2, column 2 of conditions is {float(value):g}" in line
+            assert "beyond +-1.8e+19" in line and "diverged" not in line
+            assert not out.exists()  # nothing written
+    each = np.zeros((2, 2, 2), dtype=np.float32)
+    each[1, 0, 1] = 3e38
+    np.save(tmp_path / "each.npy", each)
+    arguments = ["--out", str(tmp_path / "each"), "--conditions", str(tmp_path / "each.npy")]
+    line = one_error_line(capsys, [*sample, *arguments])
+    assert "each.npy: sequence 2, row 1, column 2 of conditions is 3e+38" in line
+    # Large values within the range are the model's to judge: still generated.
+    (tmp_path / "large.csv").write_text("1e6,0\n0,-1e6\n")
+    arguments = ["--out", str(tmp_path / "large"), "--conditions", str(tmp_path / "large.csv")]
+    assert main([*sample, *arguments]) == 0
+
+
+def test_a_conditions_file_longer_than_the_frames_generated_is_refused(
+    conditioned_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seqflows.app.cli import main
+
+    # 2,000,000 rows for --length 10: almost certainly the wrong file; refused, not truncated.
+    np.save(tmp_path / "long.npy", np.zeros((2_000_000, 2), dtype=np.float32))
+    command = ["sample", conditioned_checkpoint, "--num", "2", "--context", "1", "--length", "10"]
+    out = tmp_path / "s"
+    line = one_error_line(
+        capsys, [*command, "--out", str(out), "--conditions", str(tmp_path / "long.npy")]
+    )
+    assert "long.npy: conditions of 2000000 frames, but 10 are generated (--length)" in line
+    assert "give exactly 10 rows" in line and not out.exists()
+    # A CSV one row too long, through predict; one of the right length is used.
+    (tmp_path / "four.csv").write_text("d_row,d_column\n1,0\n1,0\n1,0\n1,0\n")
+    predict = ["predict", conditioned_checkpoint, "--samples", "2", "--length", "3"]
+    arguments = ["--out", str(tmp_path / "p"), "--no-progress", "--json"]
+    line = one_error_line(
+        capsys, [*predict, *arguments, "--conditions", str(tmp_path / "four.csv")]
+    )
+    assert "four.csv: conditions of 4 frames, but 3 are generated (--length)" in line
+    assert (
+        main([*predict, *arguments, "--length", "4", "--conditions", str(tmp_path / "four.csv")])
+        == 0
+    )
+
+
+def test_non_finite_predictions_name_the_conditions_file_before_the_weights() -> None:
+    from seqflows.app.prediction import PREDICTIONS, _check_finite
+
+    result = {kind: {"mean": {"mse": 1.0}} for kind in PREDICTIONS}
+    result["temperature_0"]["mean"]["mse"] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"not finite \(diverged weights\?\)"):
+        _check_finite(result, "last.ckpt")
+    with pytest.raises(NonFiniteError, match=r"conditions in push\.csv far beyond") as error:
+        _check_finite(result, "last.ckpt", "push.csv")
+    assert str(error.value).startswith("last.ckpt: the mse of the temperature_0 is inf")
 
 
 def test_an_unconditioned_model_refuses_conditions(tmp_path: Path, capsys) -> None:

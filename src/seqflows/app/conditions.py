@@ -14,7 +14,10 @@ A conditions file holds the conditions of the L predicted frames:
 * ``.csv``: L rows of A numbers, one row per predicted frame (a first row of column names is
   skipped); the same future for every sequence.
 
-A file with more than L rows gives its first L.
+The file must hold exactly L rows: fewer leave frames without conditions, and more are refused too
+(a 2,000,000-row file for ``--length 10`` is almost certainly the wrong file), counted before the
+values are read whole. Values beyond +-1.8e19 (:data:`~seqflows.data.scaling.LARGEST_SERIES_VALUE`,
+whose float32 squares overflow) are refused: the model's float32 arithmetic cannot carry them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.scaling import LARGEST_SERIES_VALUE, first_too_large
 from ..errors import ConfigError
 
 __all__ = [
@@ -35,12 +39,19 @@ __all__ = [
 ]
 
 
-def read_conditions(path: str | os.PathLike[str]) -> np.ndarray:
+def read_conditions(path: str | os.PathLike[str], frames: int | None = None) -> np.ndarray:
     r"""The conditions in a file: float32 (L, A) or (N, L, A) (the module's formats).
 
+    Arguments:
+        path: The conditions file.
+        frames: The rows L that the command needs (None: any number); a file with another
+            number of rows is refused before its values are read whole (a .npy is mapped, a CSV
+            counted row by row).
+
     Raises:
-        ConfigError: A missing or unreadable file, values that are not finite numbers, or an
-            array of another rank, each naming the file.
+        ConfigError: A missing or unreadable file, another number of rows than ``frames``,
+            values that are not finite numbers or beyond +-1.8e19, or an array of another rank,
+            each naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -48,11 +59,14 @@ def read_conditions(path: str | os.PathLike[str]) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            values = _read_csv(path)
+            values, rows = _read_csv(path, frames)
         elif suffix in (".npy", ".npz"):
             values = _read_array(path)
+            rows = values.shape[-2] if values.ndim >= 2 else 0
         else:
             raise ConfigError(f"{path}: conditions are read from .npy, .npz or .csv files")
+    except ConfigError:
+        raise
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: cannot read conditions: {error}") from None
     if values.ndim not in (2, 3) or values.shape[-1] < 1 or values.shape[-2] < 1:
@@ -61,17 +75,40 @@ def read_conditions(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if values.dtype.kind not in "fiub":
         raise ConfigError(f"{path}: conditions must be numbers, got {values.dtype}")
-    values = values.astype(np.float32)
+    if frames is not None and rows < frames:
+        raise ConfigError(
+            f"{path}: conditions of {rows} frames, {frames} are generated (--length)"
+        )
+    if frames is not None and rows > frames:
+        raise ConfigError(
+            f"{path}: conditions of {rows} frames, but {frames} are generated (--length): "
+            f"give exactly {frames} rows (a longer file is likely the wrong one)"
+        )
+    values = np.asarray(values[..., :frames, :] if frames is not None else values)
+    _check_values(path, values)
+    return values.astype(np.float32)
+
+
+def _check_values(path: Path, values: np.ndarray) -> None:
+    """Refuses values that are not finite or beyond float32's safe range, naming the place."""
     if not np.isfinite(values).all():
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
         raise ConfigError(f"{path}: the condition at {index} is not a finite number")
-    return values
+    large = first_too_large(values)
+    if large is not None:
+        names = ("sequence", "row", "column")[-len(large) :]
+        place = ", ".join(f"{name} {item + 1}" for name, item in zip(names, large, strict=True))
+        raise ConfigError(
+            f"{path}: {place} of conditions is {float(values[large]):g}, beyond "
+            f"+-{LARGEST_SERIES_VALUE:.2g} (its float32 square overflows in the model); give "
+            "conditions on the scale of those the model was trained on"
+        )
 
 
 def _read_array(path: Path) -> np.ndarray:
-    loaded = np.load(path, allow_pickle=False)
+    loaded = np.load(path, mmap_mode="r", allow_pickle=False)  # a .npy: mapped, not read whole
     if not isinstance(loaded, np.lib.npyio.NpzFile):
-        return np.asarray(loaded)
+        return loaded
     with loaded:
         keys = list(loaded.keys())
         if "conditions" in keys:
@@ -83,11 +120,21 @@ def _read_array(path: Path) -> np.ndarray:
     )
 
 
-def _read_csv(path: Path) -> np.ndarray:
+def _read_csv(path: Path, limit: int | None = None) -> tuple[np.ndarray, int]:
+    """The first ``limit`` rows of numbers of a CSV (all: None), and how many it holds."""
+    rows: list[list[str]] = []
+    count, first = 0, True
     with path.open(newline="", encoding="utf-8-sig") as stream:
-        rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)]
-    if rows and not _numeric(rows[0]):
-        rows = rows[1:]  # column names
+        for row in csv.reader(stream):
+            if not any(cell.strip() for cell in row):
+                continue
+            if first and not _numeric(row):  # column names
+                first = False
+                continue
+            first = False
+            count += 1
+            if limit is None or count <= limit:
+                rows.append(row)
     if not rows:
         raise ConfigError(f"{path}: no rows of conditions")
     widths = {len(row) for row in rows}
@@ -96,7 +143,7 @@ def _read_csv(path: Path) -> np.ndarray:
     for number, row in enumerate(rows, start=1):
         if not _numeric(row):
             raise ConfigError(f"{path}: row {number} of conditions is not all numbers: {row}")
-    return np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
+    return np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64), count
 
 
 def _numeric(row: list[str]) -> bool:
@@ -166,17 +213,12 @@ def _file_future(
     file: str | os.PathLike[str], condition_dim: int, count: int, length: int
 ) -> Tensor:
     """The file's conditions of the L generated frames, (count, L, A)."""
-    values = torch.from_numpy(read_conditions(file))
+    values = torch.from_numpy(read_conditions(file, length))
     if values.shape[-1] != condition_dim:
         raise ConfigError(
             f"{file}: {values.shape[-1]} conditions per step, the model takes {condition_dim} "
             "(model.condition_dim)"
         )
-    if values.shape[-2] < length:
-        raise ConfigError(
-            f"{file}: conditions of {values.shape[-2]} frames, {length} are generated (--length)"
-        )
-    values = values[..., :length, :]
     if values.dim() == 2:
         return values.expand(count, length, condition_dim)
     if values.shape[0] not in (1, count):

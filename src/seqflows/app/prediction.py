@@ -242,7 +242,7 @@ def predict(
     if shown is not None:
         shown.close()
     result = _summarize(scores)
-    _check_finite(result, checkpoint)
+    _check_finite(result, checkpoint, conditions)
     steps = list(range(context_frames, context_frames + length))
     title = (
         f"{model.label} on {_data_label(config)}: {count} {settings.split} sequences, "
@@ -340,13 +340,22 @@ def _summarize(scores: dict[str, dict[str, list[Tensor]]]) -> dict[str, Any]:
     return result
 
 
-def _check_finite(result: dict[str, Any], checkpoint: str | Path) -> None:
+def _check_finite(
+    result: dict[str, Any], checkpoint: str | Path, conditions: str | Path | None = None
+) -> None:
+    """Refuses NaN or infinite scores; a conditions file (already checked to be within float32's
+    safe range) is named as the likelier cause than the weights."""
+    cause = (
+        "diverged weights?"
+        if conditions is None
+        else f"conditions in {conditions} far beyond those of training, or diverged weights?"
+    )
     for kind in PREDICTIONS:
         for metric, value in result[kind]["mean"].items():
             if value is not None and not math.isfinite(value):
                 raise NonFiniteError(
                     f"{checkpoint}: the {metric} of the {kind} is {value}: the predictions are "
-                    "not finite (diverged weights?)"
+                    f"not finite ({cause})"
                 )
 
 
