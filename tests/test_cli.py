@@ -56,8 +56,8 @@ def test_train_output_shows_progress_and_no_lightning_noise(trained) -> None:
         assert noise not in output, noise
     assert "`Trainer.fit` stopped" not in output
     # What matters stays: the device line seqflows prints, and the run's summary.
-    assert "seqflows: training 1-AF" in completed.stdout and "device cpu" in completed.stdout
-    summary = json.loads(completed.stdout[completed.stdout.index("{") :])
+    assert "seqflows: training 1-AF" in completed.stderr and "device cpu" in completed.stderr
+    summary = json.loads(completed.stdout)  # stdout: the summary alone
     assert summary["steps"] == 4
     # Not a terminal: progress as lines with the time left on stderr, not a redrawn bar.
     line = r"^train: 4/4 steps \(100%\), \d+:\d\d elapsed, 0:00 left, loss .*validation nats/dim"

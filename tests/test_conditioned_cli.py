@@ -40,11 +40,11 @@ TINY_SLVM = [
 def train_and_evaluate(
     capsys: pytest.CaptureFixture, out: Path, config: str, *overrides: str
 ) -> tuple[str, dict, dict]:
-    """``seqflows train`` (2 steps) then ``seqflows evaluate --json`` of its checkpoint: the
-    training's stdout, the stored configuration and the evaluation's result."""
+    """``seqflows train`` (2 steps) then ``seqflows evaluate --json`` of its checkpoint: what
+    the training says (stderr), the stored configuration and the evaluation's result."""
     command = ["train", config, "--out", str(out), "--max-steps", "2", *overrides]
     assert main(command) == 0, capsys.readouterr().err
-    trained = capsys.readouterr().out
+    trained = capsys.readouterr().err
     checkpoint = out / "checkpoints" / "last.ckpt"
     stored = torch.load(checkpoint, map_location="cpu", weights_only=True)["seqflows"]["config"]
     evaluate = ["evaluate", str(checkpoint), "--json", "--no-progress", "--iwae-samples", "2"]

@@ -269,6 +269,25 @@ def test_curves_have_readable_titles_units_and_a_caption(tmp_path, drawn):
     assert figure.get_suptitle() == "1-AF on balls" and "why" in texts(figure)
 
 
+def test_curves_of_too_few_points_say_so_instead_of_a_lone_dot(tmp_path, drawn):
+    columns = {
+        "train/loss": [(0.0, 2.0), (3.0, 1.5), (6.0, 1.0)],
+        "val/nats_per_dim": [(60.0, 2.3125)],  # a 60-step run validating every 500 steps
+        "train/scale_mean_0": [],
+        "lr": [(0.0, float("nan"))],
+    }
+    save_curves(columns, tmp_path / "c.png")
+    (figure,) = drawn
+    loss, validation, empty, rate = figure.axes
+    assert len(loss.lines) == 1 and len(loss.lines[0].get_xdata()) == 3
+    assert [len(axis.lines) for axis in (validation, empty, rate)] == [0, 0, 0]  # no lone dot
+    assert [text.get_text() for text in validation.texts] == [
+        "too few points to draw: 1 (step 60: 2.312)"
+    ]
+    assert [text.get_text() for text in empty.texts] == ["too few points to draw: 0"]
+    assert [text.get_text() for text in rate.texts] == ["no finite values"]
+
+
 def test_save_curves_skips_nan(tmp_path: Path) -> None:
     columns = {
         "train/loss": [(float(i), math.exp(-i / 5)) for i in range(20)],

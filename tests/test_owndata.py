@@ -65,10 +65,11 @@ def float_series(count: int = 20, frames: int = 12, seed: int = 0) -> np.ndarray
 
 
 def train(capsys, *arguments: str) -> str:
+    """``seqflows train`` of 2 steps: what it says (stderr; stdout holds its summary)."""
     status = main(["train", *arguments, "--max-steps", "2", "--no-progress"])
     captured = capsys.readouterr()
     assert status == 0, captured.err
-    return captured.out
+    return captured.err
 
 
 def run_json(capsys, *arguments: str) -> dict:

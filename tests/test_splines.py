@@ -314,7 +314,7 @@ def test_train_and_evaluate_a_spline_flow_from_its_shipped_configuration(tmp_pat
     command = ["train", "bouncing_balls_1af_spline", "--out", str(run), "--max-steps", "2"]
     assert main([*command, *tiny]) == 0
     trained = capsys.readouterr()
-    assert "seqflows: training 1-AF (spline)" in trained.out
+    assert "seqflows: training 1-AF (spline)" in trained.err
     assert json.loads(trained.out[trained.out.index("{") :])["steps"] == 2
     checkpoint = str(run / "checkpoints" / "best.ckpt")
     assert main(["evaluate", checkpoint, "--json", "--no-progress"]) == 0

@@ -44,6 +44,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "available_configs",
+    "default_cadences",
     "find_config",
     "load_config",
     "stored_config",
@@ -234,10 +235,13 @@ class TrainConfig:
             applied it); 0 disables clipping.
         kl_warmup: SLVMs: steps over which the KL weight rises linearly from 0 to 1 (0: the
             ELBO from the start, as the paper).
-        val_every: Steps between validations.
+        val_every: Steps between validations (None: ``max_steps // 10``, between 1 and 1000;
+            see :func:`default_cadences`).
         val_sequences: Validation sequences scored each time (None: all).
-        checkpoint_every: Steps between writes of ``last.ckpt``.
-        log_every: Steps between logged training metrics.
+        checkpoint_every: Steps between writes of ``last.ckpt`` (None: as ``val_every``'s
+            default).
+        log_every: Steps between logged training metrics (None: ``max_steps // 20``, between 1
+            and 50).
         precision: ``32``, ``bf16-mixed``, ``16-mixed``, ``64``, or ``auto``: ``bf16-mixed``
             where the device computes in bf16 natively, ``32`` elsewhere
             (:func:`~seqflows.app.precision.resolve_precision`).
@@ -259,10 +263,10 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     gradient_clip: float = 1.0
     kl_warmup: int = 0
-    val_every: int = 1000
+    val_every: int | None = None
     val_sequences: int | None = None
-    checkpoint_every: int = 1000
-    log_every: int = 50
+    checkpoint_every: int | None = None
+    log_every: int | None = None
     precision: Literal["32", "bf16-mixed", "16-mixed", "64", "auto"] = "32"
     accelerator: str = "auto"
     devices: int | str = 1
@@ -286,6 +290,11 @@ class TrainConfig:
         )
         check_at_least(self, 0, "kl_warmup")
         check_seed(self.seed)
+        # Unset cadences follow max_steps; the values in effect are the fields' values (and
+        # what config.yaml records). A copy with another max_steps keeps them.
+        for name, value in default_cadences(self.max_steps).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if isinstance(self.devices, int) and self.devices < 1 and self.devices != -1:
             raise ConfigError(f"devices must be at least 1 (-1 or auto: all), got {self.devices}")
         if not 0 < self.learning_rate < math.inf:
@@ -294,6 +303,25 @@ class TrainConfig:
             raise ConfigError(
                 f"gradient_clip must be >= 0 and finite (0: no clipping), got {self.gradient_clip}"
             )
+
+
+def default_cadences(max_steps: int) -> dict[str, int]:
+    r"""The cadences of a run of ``max_steps`` steps whose configuration leaves them unset: about
+    20 logged points and 10 validations (and checkpoints), at most every 50 and 1000 steps (the
+    defaults of the paper's 100k steps), so that a short run draws curves too.
+
+    Example:
+        >>> default_cadences(60)
+        {'log_every': 3, 'val_every': 6, 'checkpoint_every': 6}
+        >>> default_cadences(100_000)
+        {'log_every': 50, 'val_every': 1000, 'checkpoint_every': 1000}
+    """
+    validation = min(max(max_steps // 10, 1), 1000)
+    return {
+        "log_every": min(max(max_steps // 20, 1), 50),
+        "val_every": validation,
+        "checkpoint_every": validation,
+    }
 
 
 @dataclass(frozen=True)

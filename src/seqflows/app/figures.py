@@ -653,7 +653,8 @@ def save_curves(
 
     Arguments:
         columns: Curve name -> list of (step, value); NaN, infinite and None values are
-            skipped, and points are sorted by step.
+            skipped, and points are sorted by step. A curve of fewer than 2 points gets a panel
+            that says so (``too few points to draw: 1 (step 60: 2.31)``).
         path: The ``.png`` file to write.
         title: Figure title.
         labels: Curve name -> (the subplot's title, the y axis' label with its unit); a curve
@@ -676,14 +677,19 @@ def save_curves(
     axes = figure.subplots(len(columns), 1, sharex=True, squeeze=False)
     for axis, (name, points) in zip(axes[:, 0], columns.items(), strict=True):
         kept = _finite_points(points)
-        if kept:
+        if len(kept) >= 2:
             steps, values = zip(*kept, strict=True)
             axis.plot(steps, values, marker="." if len(kept) < 50 else None, linewidth=1.2)
-        else:
+        else:  # a lone dot is no curve: say why there is none (a short run, a long cadence)
+            if kept or not points:
+                message = f"too few points to draw: {len(kept)}"
+                message += f" (step {kept[0][0]:g}: {kept[0][1]:.4g})" if kept else ""
+            else:
+                message = "no finite values"
             axis.text(
                 0.5,
                 0.5,
-                "no finite values",
+                message,
                 ha="center",
                 va="center",
                 fontsize=8,

@@ -19,9 +19,11 @@ from typing import IO, Any
 
 __all__ = [
     "Progress",
+    "estimate_line",
     "format_duration",
     "is_terminal",
     "progress_line",
+    "rough_duration",
     "seconds_left",
 ]
 
@@ -37,6 +39,37 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def rough_duration(seconds: float) -> str:
+    """A duration as a person says it: ``40 s``, ``12 min``, ``1 h 5 min``.
+
+    Example:
+        >>> rough_duration(42.4), rough_duration(725), rough_duration(3725)
+        ('42 s', '12 min', '1 h 2 min')
+    """
+    whole = max(int(round(seconds)), 0)
+    if whole < 60:
+        return f"{whole} s"
+    minutes = int(round(whole / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def estimate_line(seconds_per_step: float, steps: int, resumed: bool = False) -> str:
+    r"""The estimate of a run's time that ``seqflows train`` prints once its first steps are
+    timed (:class:`~seqflows.app.task.RunEstimate`).
+
+    Example:
+        >>> estimate_line(1.2, 3000)
+        'about 1.2 s a step: the 3000 steps of this run take about 1 h 0 min'
+        >>> estimate_line(0.25, 2000, resumed=True)
+        'about 0.25 s a step: the 2000 steps left take about 8 min'
+    """
+    rate = f"{seconds_per_step:.2g}" if seconds_per_step < 10 else f"{seconds_per_step:.0f}"
+    which = "left" if resumed else "of this run"
+    duration = rough_duration(seconds_per_step * steps)
+    return f"about {rate} s a step: the {steps} steps {which} take about {duration}"
 
 
 def seconds_left(done: float, total: float, elapsed: float) -> float | None:

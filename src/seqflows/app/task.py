@@ -38,7 +38,7 @@ from .config import Config
 from .datasets import evaluation_set, preprocessing_of, training_set
 from .evaluation import SequenceScores
 from .interrupt import Interrupted, StopRequest
-from .progress import Progress
+from .progress import Progress, estimate_line
 
 __all__ = [
     "DIVERGED_BELOW",
@@ -49,6 +49,7 @@ __all__ = [
     "LastCheckpoint",
     "ProgressLines",
     "ResumedRun",
+    "RunEstimate",
     "SequenceDataModule",
     "SequenceTask",
     "StepTimer",
@@ -497,6 +498,60 @@ class DivergenceMonitor(pl.Callback):
         self.warnings.append(message)
         if trainer.is_global_zero:
             print(f"seqflows: warning: {message}", file=sys.stderr, flush=True)
+
+
+class RunEstimate(pl.Callback):
+    r"""Says once, on stderr, how long the run takes, as soon as its first steps are timed::
+
+        seqflows: about 1.2 s a step: the 3000 steps of this run take about 1 h 0 min
+
+    The first step of a session (allocation, warm-up) is not timed; the estimate comes after
+    ``steps`` timed steps, or earlier once they took ``seconds`` (a slow step is known after
+    one). A step that follows a validation is not timed, and validations are not counted.
+    """
+
+    def __init__(self, steps: int = 5, seconds: float = 10.0) -> None:
+        self.steps = steps
+        self.seconds = seconds
+        self._timed_steps = 0
+        self._timed_seconds = 0.0
+        self._last_end: float | None = None
+        self._first_step: int | None = None
+        self._said = False
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        task: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_index: int,
+    ) -> None:
+        if self._said:
+            return
+        now = time.perf_counter()
+        if self._first_step is None:
+            self._first_step = trainer.global_step - 1  # the step this session started from
+        elif self._last_end is not None:
+            self._timed_steps += 1
+            self._timed_seconds += now - self._last_end
+        self._last_end = now
+        enough = self._timed_steps >= self.steps or (
+            self._timed_steps >= 1 and self._timed_seconds >= self.seconds
+        )
+        if enough and trainer.global_step < trainer.max_steps:
+            self._said = True
+            if trainer.is_global_zero:
+                per_step = self._timed_seconds / self._timed_steps
+                steps = trainer.max_steps - self._first_step
+                print(
+                    f"seqflows: {estimate_line(per_step, steps, resumed=self._first_step > 0)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def on_validation_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        self._last_end = None  # the next step's time would hold the validation's
 
 
 class LastCheckpoint(Checkpoint):

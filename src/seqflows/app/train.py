@@ -115,7 +115,7 @@ def train(
     inferred = inferred_settings(config, resolved)
     if inferred and launching:
         settings = ", ".join(f"{key}={value}" for key, value in inferred.items())
-        print(f"seqflows: read from the data: {settings}", flush=True)
+        _say(f"read from the data: {settings}")
     config = resolved
     if not launching:  # another process of a data-parallel run: the launching one holds the lock
         return _train(config, out, resume, progress, launching, allocator)
@@ -127,11 +127,11 @@ def train(
             )
         if overwrite and holds_run(out):
             removed = remove_run(out)
-            print(f"seqflows: --overwrite: removed {', '.join(removed)} of {out}", flush=True)
+            _say(f"--overwrite: removed {', '.join(removed)} of {out}")
         stale = remove_stale_temporaries(out)
         if stale:
             names = ", ".join(str(path.relative_to(out)) for path in stale)
-            print(f"seqflows: removed stale temporary files of killed writes: {names}", flush=True)
+            _say(f"removed stale temporary files of killed writes: {names}")
         return _train(config, out, resume, progress, launching, allocator)
 
 
@@ -156,6 +156,7 @@ def _train(
         LastCheckpoint,
         ProgressLines,
         ResumedRun,
+        RunEstimate,
         SequenceDataModule,
         SequenceTask,
         StepTimer,
@@ -179,12 +180,15 @@ def _train(
     check_batch_fits(config, event_shape)
     check_model_fits(config, event_shape)
     if start_step >= train_config.max_steps:
-        print(
-            f"seqflows: {checkpoint_path} is already at step {start_step} "
-            f"(train.max_steps={train_config.max_steps}): nothing to train",
-            flush=True,
+        _say(
+            f"{checkpoint_path} is already at step {start_step} "
+            f"(train.max_steps={train_config.max_steps}): nothing to train"
         )
-        return {"run": str(out), "last_checkpoint": str(checkpoint_path), "steps": start_step}
+        return {
+            "run": _absolute(out),
+            "last_checkpoint": _absolute(checkpoint_path),
+            "steps": start_step,
+        }
     if launching:
         write_text_atomically(out / "config.yaml", _to_yaml(config))  # what is in effect
         if checkpoint_path is not None:
@@ -212,6 +216,7 @@ def _train(
         divergence = DivergenceMonitor(best)
         # Lightning's bar on a terminal; lines in a log, where a redrawn bar would be one line.
         lines = [ProgressLines()] if progress and not is_terminal(sys.stdout) else []
+        estimate = [RunEstimate()] if progress else []  # the whole run's time, on stderr
         trainer = pl.Trainer(
             default_root_dir=out,
             max_steps=train_config.max_steps,
@@ -224,7 +229,8 @@ def _train(
             precision=resolve_precision(train_config.precision, train_config.accelerator),
             val_check_interval=min(train_config.val_every, train_config.max_steps),
             check_val_every_n_epoch=None,
-            log_every_n_steps=train_config.log_every,
+            # not above the run's steps: Lightning warns of a log interval longer than the run
+            log_every_n_steps=min(train_config.log_every, train_config.max_steps),
             num_sanity_val_steps=1,
             # best before last: last.ckpt holds the best-checkpoint state of its step
             callbacks=[
@@ -235,6 +241,7 @@ def _train(
                 ResumedRun(train_config.learning_rate),  # before the monitor
                 LearningRateMonitor(logging_interval="step"),
                 *lines,
+                *estimate,
             ],
             logger=loggers,
             plugins=[AtomicCheckpointIO(), *cluster_plugins()],
@@ -246,7 +253,7 @@ def _train(
             _print_start(config, task, trainer, start_step, allocator)
             if changes:
                 changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
-                print(f"seqflows: resumed with changed settings: {changed}", flush=True)
+                _say(f"resumed with changed settings: {changed}")
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -270,16 +277,16 @@ def _train(
             raise _interruption(number, out, trainer, stopped=False) from None
     best_score = None if best.best_model_score is None else float(best.best_model_score)
     return {
-        "run": str(out),
-        "last_checkpoint": str(checkpoints / "last.ckpt"),
-        "best_checkpoint": best.best_model_path or None,
+        "run": _absolute(out),
+        "last_checkpoint": _absolute(checkpoints / "last.ckpt"),
+        "best_checkpoint": _absolute(best.best_model_path) if best.best_model_path else None,
         "best_validation_nats_per_dim": best_score
         if best_score is not None and math.isfinite(best_score)
         else None,
         "warnings": divergence.warnings,
         "steps": trainer.global_step,
         "throughput": timer.history,
-        "log_dir": csv_logger.log_dir,
+        "log_dir": _absolute(csv_logger.log_dir),
         "is_global_zero": trainer.is_global_zero,
     }
 
@@ -373,15 +380,24 @@ def _print_start(
     device = trainer.strategy.root_device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     parameters = sum(p.numel() for p in task.model.parameters())
-    print(
-        f"seqflows: training {task.model.label} ({parameters:,} parameters) on "
+    _say(
+        f"training {task.model.label} ({parameters:,} parameters) on "
         f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {_precision(config.train)}, "
         f"{torch.get_num_threads()} threads"
         + (f", allocator {allocator}" if allocator else "")
-        + f"; steps {start_step} -> {config.train.max_steps}",
-        flush=True,
+        + f"; steps {start_step} -> {config.train.max_steps}"
     )
+
+
+def _say(message: str) -> None:
+    """One line of information on stderr: stdout holds only the run's summary (JSON)."""
+    print(f"seqflows: {message}", file=sys.stderr, flush=True)
+
+
+def _absolute(path: str | Path) -> str:
+    """The absolute path of ``path`` (the summary's paths are all absolute, symlinks resolved)."""
+    return str(Path(path).resolve())
 
 
 def _to_yaml(config: Config) -> str:
