@@ -14,7 +14,10 @@ code (the layout of the Hugging Face ecosystem):
 ``SLVM``) reads it, and :func:`load` reads either such a folder or a training checkpoint of
 ``seqflows train`` and returns the model in eval mode, with ``model.config`` and
 ``model.preprocessing``. Training checkpoints are read with ``torch.load(weights_only=True)``
-(nothing in them can run code) and checked against the SHA-256 of their weights.
+(nothing in them can run code) and checked against the SHA-256 of their weights and of every
+record. A saved folder is checked against the SHA-256 of ``model.safetensors`` that
+``config.json`` records, and its configuration against the names and shapes of the weights
+before the model is built; NaN or infinite weights are refused.
 """
 
 from __future__ import annotations
