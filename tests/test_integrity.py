@@ -131,6 +131,28 @@ def test_an_edited_config_json_fails_fast_naming_the_file(tmp_path, name):
     )
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("lstm_layers", "lstm_layers=1000000 cannot describe .*model.safetensors, which holds"),
+        ("latent_dim", "does not describe the weights of .*model.safetensors: .* in the model"),
+    ],
+)
+def test_an_edited_slvm_config_json_fails_fast(tmp_path, setting, message):
+    model = seqflows.SLVM(
+        FRAME, latent_dim=2, lstm_hidden=4, encoder_features=4, conv_width=2, mlp_hidden=4
+    )
+    folder = edit(
+        model.save_pretrained(tmp_path / "slvm"),
+        lambda info: info["config"].update({setting: 10**6}),
+    )
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=message) as error:
+        seqflows.load(folder)
+    assert time.perf_counter() - start < 5
+    one_line_error(error.value, folder / "config.json")
+
+
 def tiny_checkpoint(path: Path) -> dict:
     """The fixture checkpoint written again by today's seqflows (with every checksum)."""
     from seqflows.app.checkpoints import save_checkpoint
