@@ -2,11 +2,14 @@ r"""Checkpoints: written atomically, read without executing code, checked before
 
 A seqflows checkpoint is a Lightning checkpoint (weights, optimizer, loop and RNG state) with one
 more entry, ``"seqflows"``: the format version, the model type and the whole configuration as
-plain data, and ``weights_sha256``, a SHA-256 of the weights. Reading uses
+plain data, ``weights_sha256``, a SHA-256 of the weights, and ``checkpoint_sha256``, a SHA-256 of
+every record (configuration, loops, optimizer and RNG state too). Reading uses
 ``torch.load(weights_only=True)``, which refuses any pickled object other than tensors and plain
-containers, so opening a checkpoint never runs code from it; the checksum is then verified, so
-that bytes changed inside a weight tensor (torch's zip reader checks no CRC) are an error and not
-a model that scores -6e11. Checkpoints written before the checksum existed load without it.
+containers, so opening a checkpoint never runs code from it; any failure while reading is a
+"corrupt checkpoint" naming the file; the checksums are then verified, so that bytes changed
+inside a tensor or a record (torch's zip reader checks no CRC) are an error and not a model that
+scores -6e11 or a silently changed configuration. Checkpoints written before a checksum existed
+load without it.
 
 :func:`save_checkpoint`, the one function every checkpoint write goes through, refuses a state
 with a NaN or an infinity in the weights or the optimizer state: a diverged run stops and its
@@ -29,6 +32,7 @@ from ..saving import (
     MODEL_CLASSES,
     load_checkpoint_model,
     read_checkpoint,
+    records_checksum,
     weights_checksum,
 )
 from ..slvm import SLVM
@@ -67,7 +71,8 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
     Arguments:
         checkpoint: Lightning's checkpoint dict, with ``state_dict`` and, from
             :class:`~seqflows.app.task.SequenceTask`, the ``"seqflows"`` entry, which gets
-            ``weights_sha256`` (:func:`weights_checksum` of ``state_dict``).
+            ``weights_sha256`` (:func:`weights_checksum` of ``state_dict``) and
+            ``checkpoint_sha256`` (:func:`records_checksum` of the whole checkpoint).
         path: The file (replaced atomically).
 
     Raises:
@@ -90,6 +95,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
     info = checkpoint.get("seqflows")
     if isinstance(info, dict):
         info["weights_sha256"] = weights_checksum(checkpoint["state_dict"])
+        info["checkpoint_sha256"] = records_checksum(checkpoint)
     return save_atomically(checkpoint, path)
 
 
