@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ...atomic import write_atomically
-from ...data import MovingMNIST, downscale_digits, load_digits, render_sequences
-from ..config import load_config
+from seqflows.app.config import find_config, load_config
+from seqflows.atomic import write_atomically
+from seqflows.data import MovingMNIST, downscale_digits, load_digits, render_sequences
 
 __all__ = [
     "AUTHORS_PARAMETERS",
@@ -47,7 +47,7 @@ __all__ = [
     "unused_parameters",
 ]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # shipped with the package
+CONFIGS = find_config("mmnist_1af").parent  # the configurations shipped with the package
 
 # The paper's Moving MNIST numbers (Tables 1-4): nats per pixel per channel on the paper's
 # scale, the density of 0-255 pixel values (``nats_per_dim_8bit``).
@@ -451,7 +451,7 @@ def parameter_counts(configs: Path = CONFIGS) -> dict[str, dict[str, dict[str, A
         {dataset: {model: {"ours", "unused", "reconstructed", "authors", "paper_thousands"}}};
         "authors" is None where we have no exact count of the authors' code.
     """
-    from ..checkpoints import build_model
+    from seqflows.app.checkpoints import build_model
 
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for dataset in ("mmnist", "bair", "kth"):

@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..atomic import write_text_atomically
-from ..data.motion import motion_log_prob, simulate_motion
-from ..flows import FlowModel
-from ..metrics import temporal_correlation
+from seqflows.atomic import write_text_atomically
+from seqflows.flows import FlowModel
+from seqflows.metrics import temporal_correlation
+
+from .motion_data import motion_log_prob, simulate_motion
 
 __all__ = [
     "MODELS",

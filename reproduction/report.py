@@ -34,7 +34,7 @@ __all__ = [
 
 def comparison_figures(runs: Mapping[str, Any], dataset: str, runs_root: Path, out: Path) -> None:
     r"""Training curves of every model of a dataset on shared axes, and corr_y (Fig. 7)."""
-    from ..figures import read_metrics_csv, save_overlay
+    from seqflows.app.figures import read_metrics_csv, save_overlay
 
     columns: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for name, run in runs.items():
