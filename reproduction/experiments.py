@@ -1,10 +1,11 @@
 r"""The reproduction's experiments, as data: the paper's numbers, the reduced scale, the studies.
 
-Every run of ``seqflows reproduce`` is one :class:`Experiment`: a shipped configuration (the
-paper's full-size setting) and the overrides that bring it to the scale of a 2-core CPU
-(:data:`MOVING_MNIST_SCALE`, :func:`moving_mnist_width`, :data:`BOUNCING_BALLS_SCALE`) with a
-budget in the paper's proportions (:func:`budget`). :data:`STUDIES` are controlled comparisons
-(one setting changed). :func:`parameter_counts` reconciles Table 2 with the authors' code.
+Every run of ``python -m reproduction reproduce`` is one :class:`Experiment`: a shipped
+configuration (the paper's full-size setting) and the overrides that bring it to the scale of
+a 2-core CPU (:data:`MOVING_MNIST_SCALE`, :func:`moving_mnist_width`,
+:data:`BOUNCING_BALLS_SCALE`) with a budget in the paper's proportions (:func:`budget`).
+:data:`STUDIES` are controlled comparisons (one setting changed). :func:`parameter_counts`
+reconciles Table 2 with the authors' code.
 """
 
 from __future__ import annotations

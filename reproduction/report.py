@@ -1,6 +1,6 @@
 r"""The reproduction's report: the tables of docs/results.md, the findings, comparison figures.
 
-Everything here reads ``summary.json`` (what :func:`~seqflows.app.reproduce.run.reproduce`
+Everything here reads ``summary.json`` (what :func:`~reproduction.run.reproduce`
 writes): the paper's scale beside the paper's numbers, every model on the same frames, the
 findings with the seed spread's tie rule (:func:`compare`), one table per study, Table 2
 reconciled, and figures with every model's curves on one axis.

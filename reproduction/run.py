@@ -1,4 +1,4 @@
-r"""``seqflows reproduce``: trains, evaluates and draws every experiment, resumably.
+r"""``python -m reproduction reproduce``: trains, evaluates and draws every experiment, resumably.
 
 Each training runs as its own ``seqflows train ... --resume`` process, so an interrupted
 reproduction continues where it stopped and a finished training is not started again; the

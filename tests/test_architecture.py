@@ -158,7 +158,8 @@ def test_the_installed_package_holds_the_library_and_its_command_line_only():
                 reproduction_names.update(ast.literal_eval(node.value))
     # names that the package uses for other things: every command line's, evaluate's table
     reproduction_names -= {"main", "build_parser", "format_table"}
-    assert {"reproduce", "what_if", "run_motion_example", "LinearGaussianSSM"} <= reproduction_names
+    entry_points = {"reproduce", "what_if", "run_motion_example", "LinearGaussianSSM"}
+    assert entry_points <= reproduction_names
     for path in PACKAGE.rglob("*.py"):
         for node in ast.parse(path.read_text()).body:
             defined = getattr(node, "name", None)
