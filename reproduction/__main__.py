@@ -26,6 +26,10 @@ from . import what_if
 __all__ = ["build_parser", "main"]
 
 PROG = "python -m reproduction"
+DESCRIPTION = (
+    "The paper's reproduction, run from the root of the seqflows repository (make reproduce, "
+    "make motion); it is not part of the installed package."
+)
 
 
 def _motion_options(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +150,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m reproduction`` (``what_if`` keeps its own:
     :func:`reproduction.what_if.main`)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, summary, declare, run in (
         (
