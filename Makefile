@@ -4,7 +4,8 @@
 #   make test   create .venv, install seqflows with its dev extras, run the whole test suite
 # Also: make reproduce (the paper's findings at reduced scale, about 75 min on 2 CPU cores:
 # docs/results.md; DIGITS=path/to/t10k-images-idx3-ubyte.gz skips the download), make motion
-# (the motivating example of Sec. 3.1), make lint, make bench.
+# (the motivating example of Sec. 3.1), make lint, make bench. reproduce and motion run
+# python -m reproduction from this folder: the reproduction is not part of the installed package.
 #
 # PyTorch is installed first, from TORCH_SPEC, when the environment has none, so that installing
 # seqflows (which asks for torch>=2.2) never pulls a second build. Examples:
@@ -38,18 +39,18 @@ run: $(VENV)/.installed-train
 	@echo "figures: $(RUN_DIR)/figures/{flow_rows,curves,samples,mean_prediction}.png, samples.gif"
 
 motion: $(VENV)/.installed-plot
-	$(BIN)/seqflows motion --out runs/motion
+	$(BIN)/python -m reproduction motion --out runs/motion
 
 # Re-running continues interrupted trainings and redoes the evaluations and figures.
 reproduce: $(VENV)/.installed-train
-	$(BIN)/seqflows reproduce --out results --runs runs/reproduce $(if $(DIGITS),--digits $(DIGITS))
+	$(BIN)/python -m reproduction reproduce --out results --runs runs/reproduce $(if $(DIGITS),--digits $(DIGITS))
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks reproduction
+	$(BIN)/ruff format --check src tests benchmarks reproduction
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/train_step.py

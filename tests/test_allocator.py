@@ -105,8 +105,8 @@ def test_importing_seqflows_leaves_the_allocator_alone():
     ],
 )
 def test_the_commands_that_run_models_keep_freed_memory(command, mmapped, tmp_path):
-    """evaluate, sample, predict, visualize, motion and reproduce retain freed memory (as
-    seqflows train does); the others leave glibc's default. Run in a fresh interpreter: the
+    """evaluate, sample, predict and visualize retain freed memory (as seqflows train and
+    python -m reproduction do); the others leave glibc's default. Run in a fresh interpreter: the
     command (here one that fails on a missing checkpoint, after the setting) then the probe."""
     probe = PROBE.replace(
         "before = ",

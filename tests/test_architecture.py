@@ -23,6 +23,10 @@ from seqflows.objective import SequenceModel
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "seqflows"
+REPRODUCTION = ROOT / "reproduction"
+# Lines of Python in the installed package. Issue 25 aims at about 16,000; with the reproduction
+# moved out it holds about 16,900 (app/ helpers only the reproduction calls would go next).
+PACKAGE_LINES = 17_500
 
 
 def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():
@@ -138,6 +142,70 @@ def _imports(module: str) -> set[str]:
     return found
 
 
+def test_the_installed_package_holds_the_library_and_its_command_line_only():
+    """The reproduction, its studies, what_if and the motivating example live in the repository's
+    reproduction/ folder; the package defines none of their names and stays within its size."""
+    moved = {path.stem for path in REPRODUCTION.glob("*.py")}
+    assert {"experiments", "run", "report", "what_if", "motion", "motion_data"} <= moved
+    modules = {path.stem for path in PACKAGE.rglob("*.py")} | {
+        path.name for path in PACKAGE.rglob("*") if path.is_dir()
+    }
+    assert not modules & {"reproduce", "what_if", "examples", "motion", "linear_gaussian"}
+    reproduction_names = set()
+    for path in [*REPRODUCTION.glob("*.py"), ROOT / "tests" / "linear_gaussian.py"]:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__":
+                reproduction_names.update(ast.literal_eval(node.value))
+    # names that the package uses for other things: every command line's, evaluate's table
+    reproduction_names -= {"main", "build_parser", "format_table"}
+    entry_points = {"reproduce", "what_if", "run_motion_example", "LinearGaussianSSM"}
+    assert entry_points <= reproduction_names
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            defined = getattr(node, "name", None)
+            assert defined not in reproduction_names, f"{path}: {defined} is reproduction code"
+    lines = sum(len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py"))
+    assert lines <= PACKAGE_LINES, f"src/seqflows holds {lines} lines of Python"
+
+
+def test_the_reproduction_uses_only_public_seqflows_names():
+    """No module, name or attribute with a leading underscore from seqflows in reproduction/."""
+    checked = 0
+    for path in REPRODUCTION.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        bound = set()  # the local names of what reproduction imports from seqflows
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("seqflows"):
+                names = [*node.module.split("."), *(alias.name for alias in node.names)]
+                bound.update(alias.asname or alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                imported = [alias for alias in node.names if alias.name.startswith("seqflows")]
+                names = [part for alias in imported for part in alias.name.split(".")]
+                bound.update((alias.asname or alias.name).split(".")[0] for alias in imported)
+            else:
+                continue
+            checked += 1
+            private = [name for name in names if name.startswith("_")]
+            assert not private, f"{path.name}: {ast.unparse(node)} imports a private name"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                root = node.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                name = getattr(root, "id", None)
+                assert name not in bound, f"{path.name}: {ast.unparse(node)} is private"
+    assert checked >= 10  # the reproduction is there and uses seqflows
+
+
+def test_names_that_moved_out_of_seqflows_data_say_where_they_went():
+    with pytest.raises(ImportError, match="reproduction/motion_data.py"):
+        from seqflows.data import simulate_motion  # noqa: F401
+    with pytest.raises(ImportError, match="tests/linear_gaussian.py"):
+        from seqflows.data import LinearGaussianSSM  # noqa: F401
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        seqflows.data.nothing  # noqa: B018
+
+
 def test_save_pretrained_and_load_round_trip(tmp_path):
     torch.manual_seed(0)
     model = SLVM(
@@ -196,6 +264,21 @@ def test_a_pip_installed_seqflows_works_without_the_repository(tmp_path):
 
     located = run("-c", "import seqflows; print(seqflows.__file__)")
     assert located.startswith(str(site)), located  # not the checkout
+    installed = {path.relative_to(site).as_posix() for path in (site / "seqflows").rglob("*.py")}
+    assert not [path for path in installed if "reproduce" in path or "what_if" in path]
+    # seqflows reproduce moved to the repository: one line saying where, not a traceback
+    moved = subprocess.run(
+        [sys.executable, "-m", "seqflows", "reproduce", "--help"],
+        cwd=work,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert (moved.returncode, moved.stdout) == (2, "")
+    assert moved.stderr == (
+        "seqflows: error: seqflows reproduce moved out of the installed package: run "
+        "python -m reproduction reproduce (make reproduce) from a checkout of the repository\n"
+    )
     tiny = [
         "data.dataset=bouncing_balls",
         "data.size=8",

@@ -121,10 +121,33 @@ def test_help_has_no_markup_and_no_repeated_text(capsys) -> None:
         flat = " ".join(text.split())
         sentences = [s for s in re.split(r"(?<=[.;])\s", flat) if len(s) > 30]
         assert len(sentences) == len(set(sentences)), (command, sentences)
-    reproduce = " ".join(_help(capsys, "reproduce").split())
+    from reproduction.__main__ import main as reproduction_main
+
+    for command in ("reproduce", "motion"):  # the reproduction's own command line, alike
+        with pytest.raises(SystemExit) as stop:
+            reproduction_main([command, "--help"])
+        assert stop.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: python -m reproduction {command}"), text
+        assert "`" not in text and not re.search(r":\w+:", text), (command, text)
+    reproduce = " ".join(_help(capsys, "reproduce").split())  # seqflows reproduce: forwarded
     for explained in ("trains every model", "summary.json", "time left", "interruption"):
         assert explained in reproduce
     assert "docstring" not in reproduce
+
+
+def test_the_moved_commands_still_run_from_a_checkout_with_a_deprecation_line(tmp_path, capsys):
+    """seqflows motion and reproduce moved to python -m reproduction (issue 25): from a checkout
+    they run it, after one line saying where they went."""
+    out = tmp_path / "motion"
+    tiny = ["--steps", "2", "--num-train", "8", "--num-test", "4", "--no-plot"]
+    assert main(["motion", *tiny, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "seqflows: warning: seqflows motion is deprecated: run python -m reproduction motion "
+        "(make motion) from a checkout of the repository\n"
+    )
+    assert "true process" in captured.out and (out / "results.json").is_file()
 
 
 def test_docs_stand_alone() -> None:

@@ -344,7 +344,7 @@ def test_what_if_predicts_under_four_pushes_from_the_command_line(
 ) -> None:
     import json
 
-    from seqflows.app.what_if import main as what_if_main
+    from reproduction.what_if import main as what_if_main
 
     arguments = [conditioned_checkpoint, "--out", str(tmp_path), "--sequences", "2"]
     assert what_if_main([*arguments, "--length", "2", "--push", "1.5"]) == 0

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from seqflows.app.cli import main as seqflows_main
-from seqflows.data import motion_log_prob, simulate_motion
-from seqflows.examples.motion import MotionExampleConfig, run_motion_example
+from reproduction.__main__ import main as reproduction_main
+from reproduction.motion import MotionExampleConfig, run_motion_example
+from reproduction.motion_data import motion_log_prob, simulate_motion
 from seqflows.metrics import temporal_correlation
 
 
@@ -70,7 +70,7 @@ def test_two_transforms_whiten_the_noise(example_results: dict) -> None:
 def test_command_line_writes_results_and_figure(tmp_path, capsys) -> None:
     out = tmp_path / "motion"
     command = ["motion", "--steps", "30", "--num-train", "64", "--num-test", "32"]
-    assert seqflows_main([*command, "--out", str(out)]) == 0
+    assert reproduction_main([*command, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "2-AF (window 1)" in printed and "true process" in printed
     results = json.loads((out / "results.json").read_text())

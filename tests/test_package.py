@@ -32,3 +32,5 @@ def test_console_script_help() -> None:
     )
     assert result.returncode == 0
     assert "--steps" in result.stdout and "Sec. 3.1" in result.stdout
+    # seqflows motion moved to python -m reproduction motion: deprecated, forwarded in a checkout
+    assert "seqflows motion is deprecated" in result.stderr

@@ -1,5 +1,6 @@
-"""``seqflows reproduce``: the half-resolution Moving MNIST set, and the whole pipeline on a
-tiny budget (every model trains 2 steps; the numbers mean nothing, the plumbing is checked)."""
+"""``python -m reproduction reproduce``: the half-resolution Moving MNIST set, and the whole
+pipeline on a tiny budget (every model trains 2 steps; the numbers mean nothing, the plumbing is
+checked)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqflows.app import reproduce
-from seqflows.app.cli import main
+import reproduction as reproduce
+from reproduction.__main__ import main
 from seqflows.data import MovingMNIST, downscale_digits, render_sequences
 
 from helpers import write_idx
@@ -89,7 +90,7 @@ def test_full_size_parameter_counts_reconcile_with_table_2_exactly() -> None:
 
 
 def _reproduce(tmp_path: Path, *options: str) -> int:
-    """``seqflows reproduce`` into tmp_path on a budget of 2 steps per model."""
+    """``python -m reproduction reproduce`` into tmp_path on a budget of 2 steps per model."""
     arguments = ["reproduce", "--out", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")]
     arguments += ["--digits", str(_digits_file(tmp_path)), "--no-motion", "--sequences", "4"]
     budget = [
@@ -212,8 +213,8 @@ def test_seed_spread_and_the_tie_rule() -> None:
 
 
 def test_the_padding_study_compares_zero_and_replicate_padding(tmp_path: Path) -> None:
+    from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
-    from seqflows.app.reproduce.run import _main_equivalent
 
     array = tmp_path / "moving_mnist.npy"
     zeros, replicate = reproduce.study_experiments("padding", array)
@@ -227,8 +228,8 @@ def test_the_padding_study_compares_zero_and_replicate_padding(tmp_path: Path) -
 
 
 def test_the_transform_study_compares_affine_and_spline_1afs(tmp_path: Path) -> None:
+    from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
-    from seqflows.app.reproduce.run import _main_equivalent
 
     array = tmp_path / "moving_mnist.npy"
     affine, spline = reproduce.study_experiments("transform", array)
@@ -243,7 +244,7 @@ def test_the_transform_study_compares_affine_and_spline_1afs(tmp_path: Path) -> 
 def test_the_transform_study_on_bouncing_balls_pairs_with_the_main_bouncing_balls_run(
     tmp_path: Path,
 ) -> None:
-    from seqflows.app.reproduce.run import _main_equivalent
+    from reproduction.run import _main_equivalent
 
     array = tmp_path / "moving_mnist.npy"
     affine, spline = reproduce.study_experiments("transform_balls", array)
@@ -259,8 +260,8 @@ def test_the_transform_study_on_bouncing_balls_pairs_with_the_main_bouncing_ball
 def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_runs(
     tmp_path: Path,
 ) -> None:
+    from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
-    from seqflows.app.reproduce.run import _main_equivalent
 
     array = tmp_path / "moving_mnist.npy"
     runs = reproduce.study_experiments("precision", array)
@@ -279,8 +280,8 @@ def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_
 
 
 def test_the_bf16_budget_study_gives_bf16_the_steps_its_speed_up_buys(tmp_path: Path) -> None:
+    from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
-    from seqflows.app.reproduce.run import _main_equivalent
 
     array = tmp_path / "moving_mnist.npy"
     runs = {
@@ -312,9 +313,9 @@ def test_the_bf16_budget_study_gives_bf16_the_steps_its_speed_up_buys(tmp_path: 
 def test_the_conditioning_study_trains_on_controlled_balls_with_and_without_actions(
     tmp_path: Path,
 ) -> None:
+    from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
     from seqflows.app.datasets import resolve_data
-    from seqflows.app.reproduce.run import _main_equivalent
 
     array = tmp_path / "moving_mnist.npy"
     runs = reproduce.study_experiments("conditioning", array)
@@ -351,8 +352,8 @@ def test_the_conditioning_study_runs_end_to_end_and_reports_both_variants(tmp_pa
 
 
 def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path) -> None:
+    from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
-    from seqflows.app.reproduce.run import _main_equivalent
 
     array = tmp_path / "moving_mnist.npy"
     gaussian, flow = reproduce.study_experiments("prior", array)

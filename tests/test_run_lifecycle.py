@@ -354,15 +354,18 @@ def test_run_forwarding_signals_passes_sigterm_on_and_waits(tmp_path, piped):
 
 def test_reproduce_stops_with_one_line_when_a_training_fails(tmp_path, capsys):
     """A training process that fails (here: its run folder is locked by another process) stops
-    ``seqflows reproduce`` with exit status 2 and one line naming the run, its error and log."""
+    ``python -m reproduction reproduce`` with exit status 2 and one line naming the run, its error
+    and log."""
+    from reproduction.__main__ import main as reproduction_main
+
     run = tmp_path / "runs" / "bouncing_balls" / "1af"
     run.mkdir(parents=True)
     arguments = ["reproduce", "--out", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")]
     arguments += ["--models", "1af", "--datasets", "bouncing_balls", "--no-motion"]
     with locked(run):
-        assert main([*arguments, "train.max_steps=2"]) == 2
+        assert reproduction_main([*arguments, "train.max_steps=2"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("seqflows: error: training bouncing_balls/1af failed (exit 2: ")
+    assert error.startswith("reproduction: error: training bouncing_balls/1af failed (exit 2: ")
     assert "is in use by another seqflows train" in error and str(run / "train.log") in error
     assert not (tmp_path / "results" / "summary.json").exists()
 

@@ -14,13 +14,14 @@ import pytest
 import torch
 from torch import Tensor
 
-from seqflows.data.linear_gaussian import (
+from seqflows.slvm import SLVM
+
+from linear_gaussian import (
     LinearGaussianSSM,
     kalman_log_prob,
     kalman_log_prob_per_frame,
     simulate_linear_gaussian,
 )
-from seqflows.slvm import SLVM
 
 
 def random_spd(dim: int, generator: torch.Generator) -> Tensor:

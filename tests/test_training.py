@@ -359,7 +359,7 @@ def test_resuming_from_a_corrupted_checkpoint_is_refused(trained_run, tmp_path, 
 def test_curves_cover_every_session_of_a_resumed_run(tmp_path, capsys):
     """3 steps, then a resume to 6: visualize and reproduce draw and write both sessions, also
     once their folders are version_9 and version_10 (which sort the other way round as text)."""
-    from seqflows.app import reproduce
+    import reproduction as reproduce
     from seqflows.app.figures import read_metrics_csv
 
     run = tmp_path / "run"
@@ -386,11 +386,12 @@ def test_curves_cover_every_session_of_a_resumed_run(tmp_path, capsys):
 
 
 def _reproduced_metrics(reproduce, run: Path, out: Path) -> Path:
-    """The metrics.csv that ``seqflows reproduce`` writes beside a run's evaluation."""
+    """The metrics.csv that ``python -m reproduction reproduce`` writes beside a run's
+    evaluation."""
     experiment = reproduce.Experiment(
         "bouncing_balls", "1af", reproduce.CONFIGS / "bouncing_balls_1af.yaml", ()
     )
-    from seqflows.app.reproduce import run as reproduction
+    from reproduction import run as reproduction
 
     reproduction._evaluate(experiment, run, out, 2, {"seconds": 1.0}, ["test"])
     return out / "metrics.csv"

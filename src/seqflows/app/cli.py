@@ -50,9 +50,7 @@ AFTER_TRAINING = (
 # Commands that run models forward (evaluation, generation): they keep freed memory
 # (seqflows.retain_freed_memory) instead of page-faulting their large activations in again on
 # every batch; 1.2x faster evaluation of the paper's SLVM (benchmarks/README.md).
-RETAINING_COMMANDS = frozenset(
-    {"evaluate", "sample", "predict", "visualize", "motion", "reproduce"}
-)
+RETAINING_COMMANDS = frozenset({"evaluate", "sample", "predict", "visualize"})
 # Built-in errors that bad input raises; everything else is a bug and keeps its traceback.
 USER_ERRORS = (
     SeqflowsError,
@@ -120,6 +118,8 @@ def _run(argv: Sequence[str] | None) -> int:
     with exit_on_sigint():  # the commands' modules import torch
         parser = build_parser()
     argv = _resume_before_override(list(sys.argv[1:] if argv is None else argv))
+    if argv[:1] and argv[0] in MOVED_COMMANDS:
+        return _run_moved_command(argv[0], argv[1:])
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE changes may come after options: collect them wherever they are.
     if extra and hasattr(args, "overrides") and all(_is_override(item) for item in extra):
@@ -576,122 +576,31 @@ def _configs(args: argparse.Namespace) -> int:
     return 0
 
 
-# motion, reproduce ---------------------------------------------------------------------------
+# motion, reproduce: moved ---------------------------------------------------------------------
+
+# Commands that moved out of the package to the repository's reproduction/ folder (issue 25).
+MOVED_COMMANDS = ("motion", "reproduce")
 
 
-def _motion_options(parser: argparse.ArgumentParser) -> None:
-    from ..examples.motion import MotionExampleConfig
+def _run_moved_command(command: str, arguments: Sequence[str]) -> int:
+    r"""``seqflows motion`` and ``seqflows reproduce``, deprecated: ``python -m reproduction
+    COMMAND ARGUMENTS`` of the repository checkout this package runs from (an editable install),
+    after a warning line; installed without the checkout, one line saying where they went and
+    exit status 2."""
+    root = Path(__file__).resolve().parents[3]  # src/seqflows/app/cli.py -> the checkout
+    where = f"python -m reproduction {command} (make {command}) from a checkout of the repository"
+    if not (root / "reproduction" / "__main__.py").is_file():
+        print(
+            f"seqflows: error: seqflows {command} moved out of the installed package: run {where}",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"seqflows: warning: seqflows {command} is deprecated: run {where}", file=sys.stderr)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from reproduction.__main__ import main as reproduction_main
 
-    defaults = MotionExampleConfig()
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/motion"),
-        help="folder for results.json and motion.png (default: runs/motion)",
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
-    parser.add_argument("--steps", type=at_least(1), default=defaults.steps, help="Adam steps")
-    parser.add_argument(
-        "--sigma", type=float, default=defaults.sigma, help="standard deviation of the force w_t"
-    )
-    parser.add_argument("--length", type=at_least(3), default=defaults.length, help="steps T")
-    parser.add_argument("--dim", type=at_least(1), default=defaults.dim, help="dimension D")
-    parser.add_argument(
-        "--num-train", type=at_least(1), default=defaults.num_train, help="training sequences"
-    )
-    parser.add_argument(
-        "--num-test", type=at_least(1), default=defaults.num_test, help="held-out sequences"
-    )
-    parser.add_argument("--no-plot", action="store_true", help="skip the figure")
-
-
-def _motion(args: argparse.Namespace) -> int:
-    from ..examples.motion import MotionExampleConfig, run_and_write
-
-    config = MotionExampleConfig(
-        num_train=args.num_train,
-        num_test=args.num_test,
-        length=args.length,
-        dim=args.dim,
-        sigma=args.sigma,
-        steps=args.steps,
-        seed=args.seed,
-    )
-    result = run_and_write(args.out, config, plot=not args.no_plot)
-    print(result["table"])
-    for kind, path in result["written"].items():
-        print(f"{kind}: {path}")
-    return 0
-
-
-def _reproduce_options(parser: argparse.ArgumentParser) -> None:
-    from .reproduce import DATASETS, DEFAULT_MODELS, LABELS, STUDIES
-
-    parser.description = (
-        "The paper's findings at reduced scale, from scratch, with fixed seeds: renders "
-        "half-resolution Moving MNIST from MNIST digits, trains every model (and bouncing balls "
-        "and the studies), each as its own resumable seqflows train process logging into "
-        "RUNS/NAME/train.log, evaluates the best-by-validation checkpoints on both scales, draws "
-        "the paper's figures and writes OUT/summary.json and OUT/tables.md (docs/results.md "
-        "reads them). Progress goes to stderr: which run of how many, each training's steps "
-        "and time left, and the time left overall. Run it again after an interruption: "
-        "finished trainings are not repeated."
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help=OVERRIDES + " for every run (a quick try; the published results use none)",
-    )
-    parser.add_argument("--out", default="results", help="results and figures (results)")
-    parser.add_argument("--runs", default="runs/reproduce", help="checkpoints and logs")
-    parser.add_argument(
-        "--digits",
-        help="the MNIST test images t10k-images-idx3-ubyte.gz (default: downloaded into "
-        "ROOT/mnist, MD5-checked)",
-    )
-    parser.add_argument("--root", default="data", help="data root for the download")
-    parser.add_argument(
-        "--models",
-        default=",".join(DEFAULT_MODELS),
-        help=f"comma-separated, of {', '.join(LABELS)}, or none (default: all but slvm_2af)",
-    )
-    parser.add_argument(
-        "--datasets",
-        default=",".join(DATASETS),
-        help="comma-separated, of moving_mnist, bouncing_balls",
-    )
-    parser.add_argument(
-        "--studies",
-        default=",".join(STUDIES),
-        help=f"comma-separated, of {', '.join(STUDIES)}, or none (default: all)",
-    )
-    parser.add_argument(
-        "--sequences", type=at_least(1), help="evaluate the first N sequences of each split"
-    )
-    parser.add_argument("--no-motion", action="store_true", help="skip the motivating example")
-
-
-def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import format_tables, reproduce
-
-    def names(text: str) -> list[str]:
-        return [name for name in text.split(",") if name and name != "none"]
-
-    summary = reproduce(
-        args.out,
-        args.runs,
-        digits=args.digits,
-        root=args.root,
-        models=names(args.models),
-        datasets=names(args.datasets),
-        studies=names(args.studies),
-        overrides=args.overrides,
-        sequences=args.sequences,
-        motion=not args.no_motion,
-    )
-    print(format_tables(summary))
-    return 0
+    return reproduction_main([command, *arguments])
 
 
 SUBCOMMANDS: list[tuple[str, str, Callable[[Any], None], Callable[[Any], int]]] = [
@@ -738,17 +647,5 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[Any], None], Callable[[Any], int]]] 
         "list the experiment configurations that ship with seqflows",
         _configs_options,
         _configs,
-    ),
-    (
-        "motion",
-        "the motivating example of Sec. 3.1: flows on a particle with momentum (seconds)",
-        _motion_options,
-        _motion,
-    ),
-    (
-        "reproduce",
-        "the paper's findings at reduced scale: train, evaluate and draw every model",
-        _reproduce_options,
-        _reproduce,
     ),
 ]

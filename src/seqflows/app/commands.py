@@ -4,8 +4,8 @@ Each takes a checkpoint written by ``seqflows train`` (or other plain arguments)
 and returns a JSON-ready dict of what it computed and wrote; :mod:`seqflows.app.cli` only parses
 the command line and prints. ``overrides`` are ``section.key=value`` strings, as for ``train``;
 after training only ``data.*`` (e.g. a moved data file) and ``evaluate.*`` may change. Training
-is :func:`seqflows.app.train.train`, conversion :func:`seqflows.app.convert.convert` and the
-reproduction :func:`seqflows.app.reproduce.reproduce`.
+is :func:`seqflows.app.train.train` and conversion :func:`seqflows.app.convert.convert`; the
+paper's reproduction lives outside the package, in the repository's ``reproduction/`` folder.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
     "download",
     "evaluate",
     "format_table",
+    "real_sequences",
     "resolve_device",
     "rows_note",
     "sample",
@@ -247,7 +248,7 @@ def sample(
     check_context(model, context_frames)
     real = frames = known = None
     if context_frames > 0 or (model.condition_dim and conditions is None):
-        frames, real, known = _real_sequences(config, num, context_frames, length)
+        frames, real, known = real_sequences(config, num, context_frames, length)
         frames = frames.to(target) if context_frames > 0 else None
     steps = generation_conditions(
         model.condition_dim, num, context_frames, length, known, conditions
@@ -533,13 +534,18 @@ def load_for_evaluation(
     return model, config
 
 
-def _real_sequences(
+def real_sequences(
     config: Config, count: int, context: int, length: int
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     r"""The first ``context`` frames of ``count`` evaluation sequences (the split's first ones,
     again from the first when it has fewer), the real frames that follow them, up to ``length``
     (fewer where the sequences end, None when none follow), and the conditions of all those
-    frames (N, context + L', A) where the data has conditions (else None)."""
+    frames where the data has conditions (else None).
+
+    Returns:
+        (context frames (N, context, ...), following frames (N, L', ...) or None, conditions
+        (N, context + L', A) or None), N = ``count``, L' <= ``length``.
+    """
     split = config.evaluate.split
     total = context + length
     config = config.replace(

@@ -5,7 +5,7 @@ SIGINT. While a :class:`StopRequest` is active, the first of these signals is on
 training loop (:class:`~seqflows.app.task.LastCheckpoint`) looks at it at the next step boundary,
 after that step's validation when one is due, writes ``last.ckpt`` and raises
 :class:`Interrupted`. The command line prints its one line and exits with 128 + the signal number
-(143 for SIGTERM, 130 for SIGINT), so that ``make``, shell pipelines and ``seqflows reproduce``
+(143 for SIGTERM, 130 for SIGINT), so that ``make``, shell pipelines and the reproduction
 stop instead of carrying on with a half-trained model. A second SIGINT (Ctrl-C twice) stops at
 once, without a new checkpoint (the last periodic ``last.ckpt`` stays whole); more SIGTERMs change
 nothing (SLURM, for one, signals every process of a job step, so a child may get two).

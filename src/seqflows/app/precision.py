@@ -4,7 +4,7 @@ elsewhere.
 bf16-mixed trains the convolutions and matrix products in bfloat16 under ``torch.autocast``; the
 weights, the optimizer state, the log-determinants, the base densities and the KL terms stay
 float32. On this project's CPUs (AVX-512 with the ``avx512_bf16`` instructions) it halves the
-time of a training step; the precision study of ``seqflows reproduce`` measured what it does to
+time of a training step; the precision study of the reproduction measured what it does to
 the likelihood (docs/results.md). Where bf16 is emulated (a CPU without ``avx512_bf16`` or
 ``amx_bf16``, a GPU older than Ampere) it is slower than float32, so ``auto`` keeps float32 there.
 """

@@ -5,11 +5,12 @@ What every dataset shares: :mod:`.sources` (the :class:`Source` protocol: stored
 to [0, 1], with noise), :mod:`.datasets` (the reproducible training stream and fixed evaluation
 sets), :mod:`.samplers` (each process's share) and :mod:`.simulators` (helpers of the synthetic
 datasets). The datasets: :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` (and
-:mod:`.controlled`, balls driven by known per-step actions, for conditioned models) and
-:mod:`.motion` (Sec. 3.1), :mod:`.bair` (with :mod:`.tfrecord`), :mod:`.kth` and :mod:`.folder`
-(with :mod:`.video`); :mod:`.store` holds converted data; and :mod:`.linear_gaussian` is a
-state-space model with an exact log-likelihood (Kalman filter) for testing latent variable
-models.
+:mod:`.controlled`, balls driven by known per-step actions, for conditioned models),
+:mod:`.bair` (with :mod:`.tfrecord`), :mod:`.kth` and :mod:`.folder` (with :mod:`.video`);
+:mod:`.store` holds converted data. The motivating example's particle (Sec. 3.1, formerly
+``seqflows.data.motion``) moved to the repository's ``reproduction/motion_data.py`` and the
+linear-Gaussian state-space model (formerly ``seqflows.data.linear_gaussian``) to
+``tests/linear_gaussian.py``: importing their names from here is an ImportError that says so.
 """
 
 from . import (
@@ -31,12 +32,6 @@ from .controlled import ControlledBalls
 from .datasets import FixedSequences, TrainingSequences, item_rng
 from .folder import convert_folder, convert_series
 from .kth import convert_kth
-from .linear_gaussian import (
-    LinearGaussianSSM,
-    kalman_log_prob,
-    kalman_log_prob_per_frame,
-    simulate_linear_gaussian,
-)
 from .mnist import (
     MNIST_FILES,
     MNIST_MIRRORS,
@@ -46,7 +41,6 @@ from .mnist import (
     md5sum,
     read_idx,
 )
-from .motion import MotionSequences, motion_log_prob, simulate_motion
 from .moving_mnist import (
     MOVING_MNIST_SHAPE,
     MOVING_MNIST_SPLITS,
@@ -96,8 +90,6 @@ __all__ = [
     "DownloadError",
     "EvaluationSampler",
     "FixedSequences",
-    "LinearGaussianSSM",
-    "MotionSequences",
     "MovingMNIST",
     "Preprocessing",
     "ShardData",
@@ -124,15 +116,12 @@ __all__ = [
     "folder",
     "frames_to_unit_interval",
     "item_rng",
-    "kalman_log_prob",
-    "kalman_log_prob_per_frame",
     "kth",
     "load_array",
     "load_conditioned_array",
     "load_digits",
     "load_moving_mnist_file",
     "md5sum",
-    "motion_log_prob",
     "moving_mnist_split",
     "open_dataset",
     "read_idx",
@@ -141,11 +130,33 @@ __all__ = [
     "samplers",
     "scaling",
     "series_statistics",
-    "simulate_linear_gaussian",
-    "simulate_motion",
     "simulators",
     "sources",
     "split_indices",
     "tfrecord",
     "video",
 ]
+
+# Names that moved out of the package (issue 25): where they went, for a one-line ImportError.
+_MOVED = {
+    **dict.fromkeys(
+        ("MotionSequences", "motion_log_prob", "simulate_motion", "motion"),
+        "the repository's reproduction/motion_data.py (the motivating example of Sec. 3.1)",
+    ),
+    **dict.fromkeys(
+        (
+            "LinearGaussianSSM",
+            "kalman_log_prob",
+            "kalman_log_prob_per_frame",
+            "simulate_linear_gaussian",
+            "linear_gaussian",
+        ),
+        "the repository's tests/linear_gaussian.py (the Kalman oracle of the SLVM tests)",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:  # an ImportError: ``from seqflows.data import x`` keeps this message
+        raise ImportError(f"seqflows.data.{name} moved out of the package to {_MOVED[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 r"""The motivating example of Sec. 3.1 (Eq. 10-14, Fig. 2), end to end in a few seconds on a CPU.
 
-Sequences of a particle with momentum under random forces (:mod:`seqflows.data.motion`) have
+Sequences of a particle with momentum under random forces (:mod:`reproduction.motion_data`) have
 second-order dynamics in x. Three flows with linear conditioners are trained by maximum
 likelihood and scored on held-out sequences beside the true process:
 
@@ -11,7 +11,8 @@ likelihood and scored on held-out sequences beside the true process:
 All three are scored on the same frames (t >= 3, after the largest burn-in of 2). The last two
 reach the exact log-likelihood and their noise is white (temporal correlation, Eq. 31, near 0).
 
-Run it with ``seqflows motion`` (options: ``seqflows motion --help``) or :func:`run_and_write`.
+Run it with ``python -m reproduction motion`` from the repository root (``make motion``;
+options: ``--help``) or :func:`run_and_write`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..atomic import write_text_atomically
-from ..data.motion import motion_log_prob, simulate_motion
-from ..flows import FlowModel
-from ..metrics import temporal_correlation
+from seqflows.atomic import write_text_atomically
+from seqflows.flows import FlowModel
+from seqflows.metrics import temporal_correlation
+
+from .motion_data import motion_log_prob, simulate_motion
 
 __all__ = [
     "MODELS",

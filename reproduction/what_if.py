@@ -13,7 +13,7 @@ every push.
 
 Run it on a checkpoint of ``configs/controlled_balls_*.yaml``::
 
-    python -m seqflows.app.what_if runs/controlled/checkpoints/best.ckpt --out what_if
+    python -m reproduction what_if runs/controlled/checkpoints/best.ckpt --out what_if
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Any
 
 import torch
 
-from ..atomic import write_text_atomically
-from ..errors import ConfigError
-from ..inference import fold_batch_norm
-from ..metrics import centre_of_mass
-from .commands import _real_sequences, check_context, load_for_evaluation
+from seqflows.app.commands import check_context, load_for_evaluation, real_sequences
+from seqflows.atomic import write_text_atomically
+from seqflows.errors import ConfigError
+from seqflows.inference import fold_batch_norm
+from seqflows.metrics import centre_of_mass
 
 __all__ = [
     "PUSHES",
@@ -70,7 +70,7 @@ def what_if(
     Raises:
         ConfigError: A model not conditioned on 2 values per step.
     """
-    from .figures import save_prediction
+    from seqflows.app.figures import save_prediction
 
     model, config = load_for_evaluation(checkpoint, (), "test")
     if model.condition_dim != 2:
@@ -81,7 +81,7 @@ def what_if(
     model = fold_batch_norm(model)
     context_frames = max(model.burn_in, 1) if context is None else context
     check_context(model, context_frames)
-    frames, _, known = _real_sequences(config, sequences, context_frames, length)
+    frames, _, known = real_sequences(config, sequences, context_frames, length)
     if known is None:
         raise ConfigError(f"{checkpoint}: the data gives no conditions (data.conditions)")
     start = centre_of_mass(frames[:, -1])  # (N, 2)
@@ -122,9 +122,9 @@ def what_if(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m seqflows.app.what_if CHECKPOINT --out DIR``: prints one line per push."""
+    """``python -m reproduction what_if CHECKPOINT --out DIR``: prints one line per push."""
     parser = argparse.ArgumentParser(
-        prog="python -m seqflows.app.what_if", description=__doc__.split("\n\n")[0]
+        prog="python -m reproduction what_if", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("checkpoint")
     parser.add_argument("--out", required=True, help="folder for what_if.json and what_if.png")

@@ -1,4 +1,12 @@
-r"""``seqflows reproduce``: the paper's findings at a scale a 2-core CPU runs in a few hours.
+r"""The paper's reproduction: its findings at a scale a 2-core CPU runs in a few hours.
+
+This folder belongs to the repository, not to the installed package (``pip install seqflows``
+gives the library and the ``seqflows`` command only). It is a plain package, run from the
+repository root, where Python finds it: ``python -m reproduction reproduce`` (``make
+reproduce``), ``python -m reproduction motion`` (``make motion``, the motivating example of
+Sec. 3.1) and ``python -m reproduction what_if CHECKPOINT --out DIR``; ``--help`` lists the
+options. It uses seqflows only through public names (``tests/test_architecture.py`` checks):
+the library, :mod:`seqflows.data`, and the application's functions (``seqflows.app``).
 
 What it does, in order (docs/results.md reads the results):
 

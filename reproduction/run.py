@@ -1,4 +1,4 @@
-r"""``seqflows reproduce``: trains, evaluates and draws every experiment, resumably.
+r"""``python -m reproduction reproduce``: trains, evaluates and draws every experiment, resumably.
 
 Each training runs as its own ``seqflows train ... --resume`` process, so an interrupted
 reproduction continues where it stopped and a finished training is not started again; the
@@ -24,14 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...atomic import write_text_atomically
-from ...data import mnist
-from ...errors import ConfigError, TrainingError
-from ...saving import read_checkpoint
-from ..config import Config, load_config
-from ..interrupt import Interrupted, run_forwarding_signals, signal_name
-from ..progress import format_duration, seconds_left
-from ..runs import resume_changes
+from seqflows.app.config import Config, load_config
+from seqflows.app.interrupt import Interrupted, run_forwarding_signals, signal_name
+from seqflows.app.progress import format_duration, seconds_left
+from seqflows.app.runs import resume_changes
+from seqflows.atomic import write_text_atomically
+from seqflows.data import mnist
+from seqflows.errors import ConfigError, TrainingError
+from seqflows.saving import read_checkpoint
+
 from .experiments import (
     BOUNCING_BALLS_SCALE,
     CONFIGS,
@@ -180,7 +181,7 @@ def reproduce(
         overall.finish()
     summary["parameters"] = parameter_counts()
     if motion:
-        from ...examples.motion import run_and_write
+        from .motion import run_and_write
 
         say("motivating example (Sec. 3.1)")
         summary["motion"] = run_and_write(out / "motion")
@@ -454,10 +455,10 @@ def _evaluate(
     """
     import torch
 
-    from ..checkpoints import model_from_checkpoint
-    from ..datasets import evaluation_set
-    from ..evaluation import evaluate_model
-    from ..figures import read_run_metrics, write_metrics_csv
+    from seqflows.app.checkpoints import model_from_checkpoint
+    from seqflows.app.datasets import evaluation_set
+    from seqflows.app.evaluation import evaluate_model
+    from seqflows.app.figures import read_run_metrics, write_metrics_csv
 
     checkpoint = _selected_checkpoint(run_dir)
     model, config, stored = model_from_checkpoint(checkpoint)
@@ -511,7 +512,7 @@ def validation_progress(metrics: Path, max_steps: int) -> dict[str, Any]:
     (best after 3/4 of the steps minus best before; None without validations on both sides),
     and ``stopped_improving``: that gain is below :data:`STOPPED_IMPROVING`.
     """
-    from ..figures import read_metrics_csv
+    from seqflows.app.figures import read_metrics_csv
 
     points = [
         (step, value) for step, value in read_metrics_csv(metrics).get("val/nats_per_dim", [])
@@ -532,8 +533,8 @@ def validation_progress(metrics: Path, max_steps: int) -> dict[str, Any]:
 
 def _draw(run_dir: Path, out: Path) -> None:
     r"""Fig. 4 / Fig. 9 rows, samples and training curves of the selected checkpoint."""
-    from ..checkpoints import model_from_checkpoint
-    from ..commands import sample, visualize
+    from seqflows.app.checkpoints import model_from_checkpoint
+    from seqflows.app.commands import sample, visualize
 
     checkpoint = _selected_checkpoint(run_dir)
     model, _, _ = model_from_checkpoint(checkpoint)

@@ -1,6 +1,6 @@
 r"""The reproduction's report: the tables of docs/results.md, the findings, comparison figures.
 
-Everything here reads ``summary.json`` (what :func:`~seqflows.app.reproduce.run.reproduce`
+Everything here reads ``summary.json`` (what :func:`~reproduction.run.reproduce`
 writes): the paper's scale beside the paper's numbers, every model on the same frames, the
 findings with the seed spread's tie rule (:func:`compare`), one table per study, Table 2
 reconciled, and figures with every model's curves on one axis.
@@ -34,7 +34,7 @@ __all__ = [
 
 def comparison_figures(runs: Mapping[str, Any], dataset: str, runs_root: Path, out: Path) -> None:
     r"""Training curves of every model of a dataset on shared axes, and corr_y (Fig. 7)."""
-    from ..figures import read_metrics_csv, save_overlay
+    from seqflows.app.figures import read_metrics_csv, save_overlay
 
     columns: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for name, run in runs.items():

@@ -1,10 +1,11 @@
 r"""The reproduction's experiments, as data: the paper's numbers, the reduced scale, the studies.
 
-Every run of ``seqflows reproduce`` is one :class:`Experiment`: a shipped configuration (the
-paper's full-size setting) and the overrides that bring it to the scale of a 2-core CPU
-(:data:`MOVING_MNIST_SCALE`, :func:`moving_mnist_width`, :data:`BOUNCING_BALLS_SCALE`) with a
-budget in the paper's proportions (:func:`budget`). :data:`STUDIES` are controlled comparisons
-(one setting changed). :func:`parameter_counts` reconciles Table 2 with the authors' code.
+Every run of ``python -m reproduction reproduce`` is one :class:`Experiment`: a shipped
+configuration (the paper's full-size setting) and the overrides that bring it to the scale of
+a 2-core CPU (:data:`MOVING_MNIST_SCALE`, :func:`moving_mnist_width`,
+:data:`BOUNCING_BALLS_SCALE`) with a budget in the paper's proportions (:func:`budget`).
+:data:`STUDIES` are controlled comparisons (one setting changed). :func:`parameter_counts`
+reconciles Table 2 with the authors' code.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ...atomic import write_atomically
-from ...data import MovingMNIST, downscale_digits, load_digits, render_sequences
-from ..config import load_config
+from seqflows.app.config import find_config, load_config
+from seqflows.atomic import write_atomically
+from seqflows.data import MovingMNIST, downscale_digits, load_digits, render_sequences
 
 __all__ = [
     "AUTHORS_PARAMETERS",
@@ -47,7 +48,7 @@ __all__ = [
     "unused_parameters",
 ]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # shipped with the package
+CONFIGS = find_config("mmnist_1af").parent  # the configurations shipped with the package
 
 # The paper's Moving MNIST numbers (Tables 1-4): nats per pixel per channel on the paper's
 # scale, the density of 0-255 pixel values (``nats_per_dim_8bit``).
@@ -451,7 +452,7 @@ def parameter_counts(configs: Path = CONFIGS) -> dict[str, dict[str, dict[str, A
         {dataset: {model: {"ours", "unused", "reconstructed", "authors", "paper_thousands"}}};
         "authors" is None where we have no exact count of the authors' code.
     """
-    from ..checkpoints import build_model
+    from seqflows.app.checkpoints import build_model
 
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for dataset in ("mmnist", "bair", "kth"):

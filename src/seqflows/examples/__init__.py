@@ -1,1 +1,0 @@
-r"""Runnable examples. ``motion``: the motivating example of Sec. 3.1."""
