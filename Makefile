@@ -2,6 +2,8 @@
 #   make run    create .venv, install seqflows, train a 1-AF on bouncing balls for a few minutes,
 #               evaluate it, and draw samples and the Fig. 4 rows into $(RUN_DIR)
 #   make test   create .venv, install seqflows with its dev extras, run the whole test suite
+#   make test-avx2  the same with the AVX-512 kernels off (oneDNN, ATen, MKL): close to a CPU
+#               with AVX2 only, where training outcomes take other kernels
 # Also: make reproduce (the paper's findings at reduced scale, about 75 min on 2 CPU cores:
 # docs/results.md; DIGITS=path/to/t10k-images-idx3-ubyte.gz skips the download), make motion
 # (the motivating example of Sec. 3.1), make lint, make bench. reproduce and motion run
@@ -23,7 +25,7 @@ DIGITS ?=
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run motion reproduce test lint bench clean
+.PHONY: run motion reproduce test test-avx2 lint bench clean
 
 # Re-running continues an interrupted training (--resume) and redraws the figures. Training
 # shows its progress and the time left: a bar on a terminal, a line every 15 s in a log.
@@ -47,6 +49,10 @@ reproduce: $(VENV)/.installed-train
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-avx2: $(VENV)/.installed-dev
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks reproduction

@@ -12,7 +12,13 @@ For each precision, two measurements in the same process:
 
 The ratio loop / bare step says what the training loop and the data pipeline cost.
 
+``--devices 1 2`` adds, for each precision, ``seqflows train`` on the CPU as a command with one
+process and with two data-parallel ones (``--strategy ddp``, gloo), the same global batch
+(``train.batch_size`` is split between the processes): frames per second of all processes and
+the seconds of one global step, from the run's ``time/frames_per_second`` (first window dropped).
+
     python benchmarks/train_loop.py configs/bouncing_balls_1af.yaml --steps 40
+    python benchmarks/train_loop.py configs/bouncing_balls_1af.yaml --steps 30 --devices 1 2
     python benchmarks/train_loop.py configs/mmnist_1af.yaml --steps 6 \
         data.dataset=moving_mnist data.path=../shared/data/mnist/t10k-images-idx3-ubyte.gz
     python benchmarks/train_loop.py configs/mmnist_slvm_1af.yaml --steps 6 \
@@ -22,8 +28,11 @@ The ratio loop / bare step says what the training loop and the data pipeline cos
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,6 +90,37 @@ def loop_throughput(config: Any, steps: int) -> dict[str, float]:
     }
 
 
+def command_throughput(
+    config_path: str, overrides: list[str], precision: str, steps: int, devices: int
+) -> dict[str, float]:
+    """Frames/s of all processes and seconds per global step of ``seqflows train`` with
+    ``devices`` CPU processes (data parallel when more than one), run as a command."""
+    window = max(steps // 3, 1)
+    settings = [
+        f"train.precision={precision}",
+        f"train.max_steps={steps}",
+        f"train.log_every={window}",
+        f"train.val_every={10 * steps}",
+        f"train.checkpoint_every={10 * steps}",
+    ]
+    strategy = "ddp" if devices > 1 else "auto"
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "seqflows", "train", config_path, *overrides, *settings]
+        command += ["--out", folder, "--accelerator", "cpu", "--devices", str(devices)]
+        command += ["--strategy", strategy, "--no-progress"]
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        with open(Path(folder) / "logs" / "version_0" / "metrics.csv", newline="") as stream:
+            rates = [
+                float(row["time/frames_per_second"])
+                for row in csv.DictReader(stream)
+                if row.get("time/frames_per_second")
+            ]
+    rate = statistics.mean(rates[1:] or rates)
+    return {"frames_per_second": rate, "windows": len(rates[1:] or rates)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config")
@@ -88,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=9, help="loop steps (3 log windows)")
     parser.add_argument("--bare-steps", type=int, default=3)
     parser.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"])
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        type=int,
+        default=[],
+        help="also time `seqflows train` as a command with these numbers of CPU processes",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_intermixed_args(argv)
     retained = retain_freed_memory()
@@ -123,6 +170,18 @@ def main(argv: list[str] | None = None) -> int:
             f"bare; time between steps {row['data_share']:.1%}",
             flush=True,
         )
+        for devices in args.devices:
+            measured = command_throughput(
+                args.config, args.overrides, precision, args.steps, devices
+            )
+            step = config.train.batch_size * scored / measured["frames_per_second"]
+            row[f"command_{devices}_processes_frames_per_second"] = measured["frames_per_second"]
+            row[f"command_{devices}_processes_step_seconds"] = step
+            print(
+                f"{precision:>10}: seqflows train, {devices} process(es): "
+                f"{measured['frames_per_second']:.1f} frames/s, {step:.3f} s per global step",
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

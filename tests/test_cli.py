@@ -213,6 +213,17 @@ def _make(folder: Path, *arguments: str) -> tuple[str, str]:
     return done.stdout, log
 
 
+def test_make_test_avx2_runs_the_suite_with_the_avx512_kernels_off(make_copy: Path) -> None:
+    python = make_copy / ".venv" / "bin" / "python"
+    python.write_text(
+        '#!/bin/sh\necho "$ONEDNN_MAX_CPU_ISA $ATEN_CPU_CAPABILITY $MKL_ENABLE_INSTRUCTIONS '
+        'python $*" >> calls.log\n'
+    )
+    (make_copy / ".venv" / ".installed-dev").touch()  # newer than pyproject.toml: no pip
+    output, calls = _make(make_copy, "test-avx2", "PYTEST_ARGS=-k x")
+    assert calls == "AVX2 avx2 AVX2 python -m pytest -k x\n"
+
+
 def test_make_targets_do_not_reinstall_when_nothing_changed(make_copy: Path) -> None:
     output, calls = _make(make_copy, ".venv/.installed-train")
     assert "pip --disable-pip-version-check install -e .[train]" in calls  # the first time

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from seqflows import SLVM, FlowModel, flows, slvm
+from seqflows.layout import cpu_gradient_layout
 
 IMAGE = (1, 8, 8)
 VECTOR = (3,)
@@ -71,6 +72,26 @@ def test_models_run_on_the_meta_device(name):
     context = x[:, : max(model.burn_in, 1)]
     sample = model.sample(2, 3, context=context)
     assert sample.shape == (2, 3, *event_shape) and sample.device.type == "meta"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cpu_gradients_have_their_parameters_strides(name):
+    """DDP's gradient buckets take the parameters' strides and warn when a gradient's differ
+    ("Grad strides do not match bucket view strides"): on the CPU, after cpu_gradient_layout,
+    every gradient has exactly its parameter's strides, and the values are unchanged."""
+    model = _model(name).train()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    cpu_gradient_layout(model)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    x = torch.rand(2, 6, *model.event_shape, generator=torch.Generator().manual_seed(0))
+    model.loss(x).loss.backward()
+    mismatched = [
+        (key, parameter.stride(), parameter.grad.stride())
+        for key, parameter in model.named_parameters()
+        if parameter.grad is not None and parameter.grad.stride() != parameter.stride()
+    ]
+    assert not mismatched
 
 
 @pytest.mark.parametrize("name", ["SLVM", "SLVM w/ 1-AF", "SLVM w/ 1-AF vectors"])

@@ -535,7 +535,7 @@ def test_the_readme_commands_for_your_own_data_run_as_written(tmp_path, capsys, 
 @pytest.fixture(scope="module")
 def csv_series_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A tiny 1-AF trained 2 steps on a store converted from a CSV with the columns
-    temperature, pressure and flow: the run folder and what the training printed."""
+    temperature, pressure and flow: the run folder and what the training said on stderr."""
     folder = tmp_path_factory.mktemp("csv_series")
     rows = ["machine,time,temperature,pressure,flow"]
     for machine in range(20):
@@ -550,10 +550,10 @@ def csv_series_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
     run = folder / "run"
     command = ["train", "my_time_series", "data.dataset=store", f"data.path={store}"]
     command += ["--out", str(run), "--max-steps", "2", "--no-progress", *TINY_RUN]
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
         assert main(command) == 0
-    return run, output.getvalue()
+    return run, said.getvalue()
 
 
 def test_series_figures_are_labelled_by_the_csv_columns(csv_series_run, capsys, monkeypatch):

@@ -504,3 +504,29 @@ def test_auto_precision_follows_the_hardware(tmp_path, monkeypatch):
         assert resolve_precision("auto", "mps") == "32"
         for explicit in ("32", "bf16-mixed", "16-mixed", "64"):
             assert resolve_precision(explicit, "cpu") == explicit
+
+
+def test_explicit_bf16_on_a_cpu_that_emulates_it_warns_in_one_line(
+    tmp_path, config_file, capsys, monkeypatch
+):
+    """``--precision bf16-mixed`` (or a config's) where bf16 is emulated: one warning line on
+    stderr naming the missing instructions and ``auto``; the run still trains in bf16. No
+    warning where the CPU has bf16, nor for ``auto`` or float32."""
+    warning = "seqflows: warning: precision bf16-mixed: this CPU has no avx512_bf16 or amx_bf16"
+    for native in (False, True):
+        monkeypatch.setattr(precision, "bf16_native", lambda device, native=native: native)
+        run = tmp_path / f"native_{native}"
+        assert main(command(config_file, run, *SHORT, "--precision", "bf16-mixed")) == 0
+        captured = capsys.readouterr()
+        assert "precision bf16-mixed" in captured.out
+        lines = [line for line in captured.err.splitlines() if "bf16" in line]
+        if native:
+            assert not lines
+        else:
+            assert len(lines) == 1 and lines[0].startswith(warning), captured.err
+            assert "precision auto (or 32) trains in float32 here" in lines[0]
+    monkeypatch.setattr(precision, "bf16_native", lambda device: False)
+    for chosen in ("auto", "32"):
+        run = tmp_path / f"chosen_{chosen}"
+        assert main(command(config_file, run, *SHORT, f"train.precision={chosen}")) == 0
+        assert "bf16" not in capsys.readouterr().err

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..data import EvaluationSampler, Source, StreamSampler
 from ..errors import NonFiniteError
+from ..layout import cpu_gradient_layout
 from ..metrics import temporal_correlation
 from ..objective import LossTerms
 from ..saving import model_config
@@ -121,6 +122,13 @@ class SequenceTask(pl.LightningModule):
         self.model = build_model(self.config, self.event_shape)
         self.preprocessing = preprocessing_of(config.data)  # stored with the model
         self._scores: SequenceScores | None = None
+
+    def setup(self, stage: str) -> None:
+        """Before the strategy wraps the model (DDP): training on the CPU, the convolution
+        weights take the strides of their gradients (:func:`~seqflows.layout.cpu_gradient_layout`),
+        so that DDP's gradient buckets match them."""
+        if self.trainer.strategy.root_device.type == "cpu":
+            cpu_gradient_layout(self.model)
 
     def _generator(self, *keys: int) -> torch.Generator:
         """A generator seeded by ``keys`` and the process rank (SLVM posterior samples)."""

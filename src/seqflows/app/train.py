@@ -29,7 +29,7 @@ from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
 from .interrupt import Interrupted, StopRequest, exit_on_sigint, signal_name
-from .precision import resolve_precision
+from .precision import emulated_bf16_warning, resolve_precision
 from .progress import is_terminal
 from .runs import (
     RunFolderError,
@@ -251,6 +251,9 @@ def _train(
         )
         if trainer.is_global_zero:
             _print_start(config, task, trainer, start_step, allocator)
+            slow = emulated_bf16_warning(train_config.precision, train_config.accelerator)
+            if slow:
+                _say(f"warning: {slow}")
             if changes:
                 changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
                 _say(f"resumed with changed settings: {changed}")
