@@ -362,7 +362,7 @@ def test_curves_cover_every_session_of_a_resumed_run(tmp_path, capsys):
     """3 steps, then a resume to 6: visualize and reproduce draw and write both sessions, also
     once their folders are version_9 and version_10 (which sort the other way round as text)."""
     import reproduction as reproduce
-    from seqflows.app.figures import read_metrics_csv
+    from seqflows.app.metrics_csv import read_metrics_csv
 
     run = tmp_path / "run"
     train(tiny_config("train.max_steps=3"), run, progress=False)
