@@ -245,7 +245,7 @@ def _invocations(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"seconds": summary["seconds"]}] if "seconds" in summary else []
 
 
-# A progress line of ``seqflows train`` in a log (:class:`~seqflows.app.task.ProgressLines`).
+# A progress line of ``seqflows train`` in a log (:class:`~seqflows.app.callbacks.ProgressLines`).
 TRAIN_PROGRESS = re.compile(r"train: (\d+)/(\d+) steps \(\d+%\), (.*)")
 
 

@@ -20,9 +20,10 @@ pl = pytest.importorskip("lightning.pytorch")
 from seqflows.app.checkpoints import model_from_checkpoint, read_checkpoint  # noqa: E402
 from seqflows.app.cli import main  # noqa: E402
 from seqflows.app.config import Config  # noqa: E402
+from seqflows.app.datamodule import SequenceDataModule  # noqa: E402
 from seqflows.app.datasets import evaluation_set  # noqa: E402
 from seqflows.app.evaluation import evaluate_model  # noqa: E402
-from seqflows.app.task import SequenceDataModule, SequenceTask  # noqa: E402
+from seqflows.app.task import SequenceTask  # noqa: E402
 from seqflows.app.train import train  # noqa: E402
 
 from helpers import flip_weight_bytes  # noqa: E402
