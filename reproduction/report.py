@@ -34,7 +34,8 @@ __all__ = [
 
 def comparison_figures(runs: Mapping[str, Any], dataset: str, runs_root: Path, out: Path) -> None:
     r"""Training curves of every model of a dataset on shared axes, and corr_y (Fig. 7)."""
-    from seqflows.app.figures import read_metrics_csv, save_overlay
+    from seqflows.app.figures import save_overlay
+    from seqflows.app.metrics_csv import read_metrics_csv
 
     columns: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for name, run in runs.items():

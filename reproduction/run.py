@@ -245,7 +245,7 @@ def _invocations(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"seconds": summary["seconds"]}] if "seconds" in summary else []
 
 
-# A progress line of ``seqflows train`` in a log (:class:`~seqflows.app.task.ProgressLines`).
+# A progress line of ``seqflows train`` in a log (:class:`~seqflows.app.callbacks.ProgressLines`).
 TRAIN_PROGRESS = re.compile(r"train: (\d+)/(\d+) steps \(\d+%\), (.*)")
 
 
@@ -458,7 +458,7 @@ def _evaluate(
     from seqflows.app.checkpoints import model_from_checkpoint
     from seqflows.app.datasets import evaluation_set
     from seqflows.app.evaluation import evaluate_model
-    from seqflows.app.figures import read_run_metrics, write_metrics_csv
+    from seqflows.app.metrics_csv import read_run_metrics, write_metrics_csv
 
     checkpoint = _selected_checkpoint(run_dir)
     model, config, stored = model_from_checkpoint(checkpoint)
@@ -512,7 +512,7 @@ def validation_progress(metrics: Path, max_steps: int) -> dict[str, Any]:
     (best after 3/4 of the steps minus best before; None without validations on both sides),
     and ``stopped_improving``: that gain is below :data:`STOPPED_IMPROVING`.
     """
-    from seqflows.app.figures import read_metrics_csv
+    from seqflows.app.metrics_csv import read_metrics_csv
 
     points = [
         (step, value) for step, value in read_metrics_csv(metrics).get("val/nats_per_dim", [])

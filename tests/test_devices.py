@@ -138,7 +138,7 @@ def test_training_progress_reads_the_metrics_only_for_the_lines_it_writes(capsys
 
     import torch
 
-    from seqflows.app.task import ProgressLines
+    from seqflows.app.callbacks import ProgressLines
 
     reads = []
 

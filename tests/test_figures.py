@@ -1,4 +1,5 @@
-"""seqflows.app.figures: GIF and tile layout, readable PNGs, CSV metrics, lazy imports."""
+"""seqflows.app.figures, .animation and .metrics_csv: GIF and tile layout, readable PNGs, CSV
+metrics, lazy imports."""
 
 from __future__ import annotations
 
@@ -13,18 +14,19 @@ import pytest
 import torch
 
 from seqflows.app import figures
+from seqflows.app.animation import save_gif, tile_frames
 from seqflows.app.figures import (
-    read_metrics_csv,
-    read_run_metrics,
-    run_metrics_files,
     save_curves,
     save_flow_rows,
-    save_gif,
     save_grid,
     save_prediction,
     save_vector_prediction,
     save_vector_rows,
-    tile_frames,
+)
+from seqflows.app.metrics_csv import (
+    read_metrics_csv,
+    read_run_metrics,
+    run_metrics_files,
     write_metrics_csv,
 )
 
@@ -340,7 +342,10 @@ def test_run_metrics_merge_every_session_in_numeric_order(tmp_path: Path) -> Non
 
 
 def test_import_does_not_import_matplotlib() -> None:
-    code = "import seqflows.app.figures, sys; assert 'matplotlib' not in sys.modules"
+    code = (
+        "import seqflows.app.figures, seqflows.app.animation, seqflows.app.metrics_csv, sys\n"
+        "assert not {'matplotlib', 'PIL'} & set(sys.modules), sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -356,7 +361,7 @@ def test_figures_leave_the_backend_and_pyplot_alone(tmp_path: Path) -> None:
         "matplotlib.use('pdf')\n"
         "import matplotlib.pyplot as plt\n"
         "import torch\n"
-        "from seqflows.app import figures\n"
+        "from seqflows.app import animation, figures\n"
         "from reproduction.motion import plot_motion\n"
         "out = Path(sys.argv[1])\n"
         "x = torch.rand(2, 4, 1, 8, 8)\n"
@@ -366,7 +371,7 @@ def test_figures_leave_the_backend_and_pyplot_alone(tmp_path: Path) -> None:
         "figures.save_flow_rows(x[0], [layer], out / 'flow.png')\n"
         "figures.save_curves({'loss': [(0, 1.0), (1, 0.5)]}, out / 'curves.png')\n"
         "figures.save_overlay({'a': [(0, 1.0), (1, 2.0)]}, out / 'overlay.png', 'nats')\n"
-        "figures.save_gif(x, out / 'samples.gif')\n"
+        "animation.save_gif(x, out / 'samples.gif')\n"
         "w = torch.randn(1, 6, 2)\n"
         "sequences = {'x': w, 'u': w, 'w': w, 'a': w, 'b': w, 'c': w}\n"
         "plot_motion({'sequences': sequences, 'models': ['a', 'b', 'c']}, out / 'motion.png')\n"

@@ -36,8 +36,8 @@ from seqflows.app.datasets import (
 )
 from seqflows.app.evaluation import SequenceScores
 from seqflows.data import ArraySource, FixedSequences, Preprocessing, convert_series
-from seqflows.data.folder import series_range
 from seqflows.data.scaling import series_statistics
+from seqflows.data.series import series_range
 from seqflows.data.store import StoreSource, read_manifest
 
 from helpers import TINY_RUN, captured_figures

@@ -24,12 +24,12 @@ pytest.importorskip("lightning.pytorch")
 
 from seqflows import FlowModel
 from seqflows.app import precision
+from seqflows.app.callbacks import AtomicCheckpointIO  # noqa: E402
 from seqflows.app.checkpoints import read_checkpoint  # noqa: E402
 from seqflows.app.cli import main  # noqa: E402
 from seqflows.app.config import ConfigError  # noqa: E402
 from seqflows.app.interrupt import StopRequest, run_forwarding_signals  # noqa: E402
 from seqflows.app.precision import bf16_native, resolve_precision
-from seqflows.app.task import AtomicCheckpointIO  # noqa: E402
 from seqflows.app.train import cluster_plugins, train  # noqa: E402
 from test_training import TINY, logged, tiny_config  # noqa: E402
 

@@ -81,7 +81,7 @@ def test_a_short_run_on_a_video_array_draws_curves_estimates_its_time_and_prints
     # Cadences from the 40 steps: a logged point every 2 steps, a validation every 4.
     stored = yaml.safe_load((run / "config.yaml").read_text())["train"]
     assert (stored["log_every"], stored["val_every"], stored["checkpoint_every"]) == (2, 4, 4)
-    from seqflows.app.figures import read_run_metrics
+    from seqflows.app.metrics_csv import read_run_metrics
 
     curves = read_run_metrics(run)
     assert len(curves["train/loss"]) >= 15 and len(curves["val/nats_per_dim"]) >= 8

@@ -20,9 +20,10 @@ pl = pytest.importorskip("lightning.pytorch")
 from seqflows.app.checkpoints import model_from_checkpoint, read_checkpoint  # noqa: E402
 from seqflows.app.cli import main  # noqa: E402
 from seqflows.app.config import Config  # noqa: E402
+from seqflows.app.datamodule import SequenceDataModule  # noqa: E402
 from seqflows.app.datasets import evaluation_set  # noqa: E402
 from seqflows.app.evaluation import evaluate_model  # noqa: E402
-from seqflows.app.task import SequenceDataModule, SequenceTask  # noqa: E402
+from seqflows.app.task import SequenceTask  # noqa: E402
 from seqflows.app.train import train  # noqa: E402
 
 from helpers import flip_weight_bytes  # noqa: E402
@@ -362,7 +363,7 @@ def test_curves_cover_every_session_of_a_resumed_run(tmp_path, capsys):
     """3 steps, then a resume to 6: visualize and reproduce draw and write both sessions, also
     once their folders are version_9 and version_10 (which sort the other way round as text)."""
     import reproduction as reproduce
-    from seqflows.app.figures import read_metrics_csv
+    from seqflows.app.metrics_csv import read_metrics_csv
 
     run = tmp_path / "run"
     train(tiny_config("train.max_steps=3"), run, progress=False)

@@ -15,14 +15,7 @@ import pytest
 from PIL import Image
 
 from seqflows.app.cli import main
-from seqflows.data.folder import (
-    assign_splits,
-    convert_folder,
-    convert_series,
-    dequantize_series,
-    find_folder_items,
-    series_range,
-)
+from seqflows.data.folder import assign_splits, convert_folder, find_folder_items
 from seqflows.data.kth import (
     KTH_SPLITS,
     convert_kth,
@@ -31,6 +24,7 @@ from seqflows.data.kth import (
     kth_tasks,
     parse_kth_sequences,
 )
+from seqflows.data.series import convert_series, dequantize_series, series_range
 from seqflows.data.store import Progress, open_dataset, read_manifest
 from seqflows.data.video import natural_key, prepare_frames, read_frame_folder, read_video
 
@@ -632,6 +626,18 @@ def test_series_npy_files(tmp_path: Path) -> None:
         convert_series(src, tmp_path / "other")
     with pytest.raises(FileNotFoundError, match="series source not found"):
         convert_series(tmp_path / "nowhere", tmp_path / "other")
+
+
+def test_the_series_converter_moved_to_its_own_module_and_its_old_names_warn() -> None:
+    import seqflows.data.folder as folder
+    import seqflows.data.series as series
+
+    assert "convert_series" not in folder.__all__
+    for name in ("convert_series", "dequantize_series", "series_range"):
+        with pytest.warns(DeprecationWarning, match=f"moved to seqflows.data.series.{name}$"):
+            assert getattr(folder, name) is getattr(series, name)
+    with pytest.raises(AttributeError, match="has no attribute 'convert_kth'"):
+        folder.convert_kth  # noqa: B018
 
 
 def test_manifest_is_json(kth_store) -> None:

@@ -236,7 +236,8 @@ def sample(
         every file written, and where the generated frames' conditions came from (``data``,
         ``file`` or None for an unconditioned model).
     """
-    from .figures import save_gif, save_prediction, save_vector_prediction
+    from .animation import save_gif
+    from .figures import save_prediction, save_vector_prediction
 
     _at_least("num", num, 1)
     _at_least("length", length, 1)
@@ -383,15 +384,8 @@ def visualize(
         index: Which evaluation sequence.
         frames: Scored frames to show.
     """
-    from .figures import (
-        merge_curves,
-        read_metrics_csv,
-        run_metrics_files,
-        save_curves,
-        save_flow_rows,
-        save_vector_rows,
-        write_metrics_csv,
-    )
+    from .figures import save_curves, save_flow_rows, save_vector_rows
+    from .metrics_csv import merge_curves, read_metrics_csv, run_metrics_files, write_metrics_csv
 
     _at_least("index", index, 0)
     _at_least("frames", frames, 1)

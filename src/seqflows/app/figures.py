@@ -1,6 +1,6 @@
-r"""Figures for ``seqflows sample`` and ``seqflows visualize``: frame grids, GIFs and flow rows.
+r"""Figures for ``seqflows sample``, ``visualize`` and ``predict``: frame grids, flow rows, curves.
 
-* :func:`save_gif` and :func:`save_grid` show generated sequences (Fig. 10, 11);
+* :func:`save_grid` shows generated sequences (Fig. 10, 11; their GIFs: :mod:`.animation`);
 * :func:`save_prediction` shows context frames followed by real and predicted continuations;
 * :func:`save_flow_rows` shows the flow component of one sequence (Fig. 4, 8, 9): the data
   x_t, the shift mu(x_<t), the scale sigma(x_<t) and the noise y_t of each stacked transform
@@ -8,57 +8,44 @@ r"""Figures for ``seqflows sample`` and ``seqflows visualize``: frame grids, GIF
   :func:`save_vector_rows` draws the same for vector series as line plots, and
   :func:`save_vector_prediction` their context, real and sampled continuations;
 * :func:`save_prediction_metrics` plots per-frame prediction metrics (``seqflows predict``);
-* :func:`save_curves` and :func:`read_metrics_csv` plot training curves from a Lightning
-  ``CSVLogger`` file; :func:`read_run_metrics` merges those of every session of a run (the
-  first training and each resume log to their own ``logs/version_N``), and
-  :func:`write_metrics_csv` writes merged curves back as one file.
+* :func:`save_curves` plots training curves (read by :mod:`.metrics_csv`) and
+  :func:`save_overlay` several curves on one axis.
 
 Frames are Tensors with shape (T, C, H, W), C = 1 (grayscale) or 3 (RGB), data in [0, 1]
 (clipped for display). Every ``save_*`` function creates the parent folders of ``path`` and
-returns it. matplotlib and Pillow are imported inside the functions that need them, so
-importing this module imports neither. Figures are ``matplotlib.figure.Figure`` objects drawn
-and saved without pyplot: no function here selects a backend or registers a figure with pyplot,
-so a notebook's backend and open figures are left as they were.
+returns it. matplotlib is imported inside the functions that need it, so importing this module
+does not import it. Figures are ``matplotlib.figure.Figure`` objects drawn and saved without
+pyplot: no function here selects a backend or registers a figure with pyplot, so a notebook's
+backend and open figures are left as they were.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
-import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from ..atomic import write_text_atomically
+from .animation import _as_numpy, _prepare, _sequences_as_rgb, _tile, _to_uint8
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
-    "merge_curves",
-    "read_metrics_csv",
-    "read_run_metrics",
-    "run_metrics_files",
     "save_curves",
     "save_flow_rows",
-    "save_gif",
     "save_grid",
     "save_overlay",
     "save_prediction",
     "save_prediction_metrics",
     "save_vector_prediction",
     "save_vector_rows",
-    "tile_frames",
-    "write_metrics_csv",
 ]
 
 # The rows of a layer (FlowModel.rows, SLVM.rows), by key: how each is drawn, and which keys
@@ -88,82 +75,6 @@ MAX_TIME_LABELS = 25
 NOISE_PERCENTILE = 99.5  # colour limit of noise rows, so that a few outliers do not wash out
 
 
-def tile_frames(sequences: Tensor, border: int = 1) -> np.ndarray:
-    r"""Tiles sequences into one image: one row per sequence, one column per time step.
-
-    Arguments:
-        sequences: Frames in [0, 1], with shape (B, T, C, H, W) and C = 1 or 3.
-        border: Width in pixels of the white separator between neighbouring frames.
-
-    Returns:
-        An RGB image (grayscale repeated), uint8, with shape
-        (B * H + (B - 1) * border, T * W + (T - 1) * border, 3).
-
-    Example:
-        >>> tile_frames(torch.zeros(2, 3, 1, 4, 5)).shape
-        (9, 17, 3)
-    """
-    frames = _sequences_as_rgb(sequences, "sequences")  # (B, T, H, W, 3)
-    return _to_uint8(_tile(frames, border))
-
-
-def save_gif(
-    sequences: Tensor,
-    path: str | os.PathLike[str],
-    fps: float = 4.0,
-    columns: int | None = None,
-    border: int = 1,
-) -> Path:
-    r"""Writes an animated GIF, looping forever, whose frame t tiles frame t of each sequence.
-
-    The B sequences are laid out in a grid, row by row, with ``columns`` columns (default
-    ceil(sqrt(B))) and white separators; unused cells are white. Grayscale data is written as
-    grayscale (exact); RGB data is quantized to a 256-colour palette per frame, as GIF requires.
-    Consecutive identical frames are merged into one longer frame by Pillow, so the playback
-    timing is kept but the file may hold fewer than T frames.
-
-    Arguments:
-        sequences: Frames in [0, 1], with shape (B, T, C, H, W) and C = 1 or 3.
-        path: The ``.gif`` file to write.
-        fps: Frames per second (GIF stores durations in 1/100 s).
-        columns: Number of sequences per grid row.
-        border: Width in pixels of the white separator between sequences.
-
-    Returns:
-        ``path``, as a Path.
-    """
-    from PIL import Image
-
-    frames = _sequences_as_rgb(sequences, "sequences")  # (B, T, H, W, 3)
-    B, T = frames.shape[:2]
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    if columns is None:
-        columns = math.ceil(math.sqrt(B))
-    if columns < 1:
-        raise ValueError(f"columns must be at least 1, got {columns}")
-    columns = min(columns, B)
-    rows = math.ceil(B / columns)
-    grayscale = sequences.shape[2] == 1
-    images = []
-    for t in range(T):
-        cells = np.ones((rows * columns, *frames.shape[2:]))  # (rows * columns, H, W, 3)
-        cells[:B] = frames[:, t]
-        grid = _tile(cells.reshape(rows, columns, *frames.shape[2:]), border)
-        pixels = _to_uint8(grid)  # (rows * H + ..., columns * W + ..., 3)
-        images.append(Image.fromarray(pixels[..., 0] if grayscale else pixels))
-    path = _prepare(path)
-    images[0].save(
-        path,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=1000.0 / fps,
-        loop=0,
-    )
-    return path
-
-
 def save_grid(
     sequences: Tensor,
     path: str | os.PathLike[str],
@@ -171,7 +82,7 @@ def save_grid(
     title: str | None = None,
     first_frame: int = 0,
 ) -> Path:
-    r"""Writes a PNG of sequences tiled by :func:`tile_frames`, labelled by row and time step.
+    r"""A PNG of sequences tiled by :func:`~.animation.tile_frames`, labelled by row and time step.
 
     Arguments:
         sequences: Frames in [0, 1], with shape (B, T, C, H, W) and C = 1 or 3.
@@ -752,151 +663,6 @@ def _finite_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, f
     )
 
 
-def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float, float]]]:
-    r"""Reads a Lightning ``CSVLogger`` metrics.csv into curves for :func:`save_curves`.
-
-    Arguments:
-        path: The CSV file, with a "step" column and one column per metric; empty cells (a
-            metric not logged on that row) are skipped.
-
-    Returns:
-        Metric name -> list of (step, value), in file order, for every column but "step" and
-        "epoch" (a column with no value gives an empty list).
-    """
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file)
-        fields = list(reader.fieldnames or [])
-        if "step" not in fields:
-            raise ValueError(f"{path} has no 'step' column, only {fields}")
-        curves: dict[str, list[tuple[float, float]]] = {
-            name: [] for name in fields if name not in ("step", "epoch")
-        }
-        for line, row in enumerate(reader, start=2):
-            step = (row.get("step") or "").strip()
-            for name, points in curves.items():
-                cell = (row.get(name) or "").strip()
-                if not cell:
-                    continue
-                if not step:
-                    raise ValueError(f"{path}, line {line}: {name} has a value but no step")
-                try:
-                    points.append((float(step), float(cell)))
-                except ValueError as error:
-                    raise ValueError(f"{path}, line {line}: cannot read {name}: {error}") from None
-    return curves
-
-
-def run_metrics_files(run: str | os.PathLike[str]) -> list[Path]:
-    r"""``RUN/logs/version_N/metrics.csv`` of every session of a run, in the order of N as a
-    number (``version_10`` after ``version_9``, which sorting the names as text would invert)."""
-    files = []
-    for path in Path(run).glob("logs/version_*/metrics.csv"):
-        match = re.fullmatch(r"version_(\d+)", path.parent.name)
-        if match is not None:
-            files.append((int(match.group(1)), path))
-    return [path for _, path in sorted(files)]
-
-
-def merge_curves(
-    sessions: Sequence[Mapping[str, Sequence[tuple[float, float]]]],
-) -> dict[str, list[tuple[float, float]]]:
-    r"""The curves of a run from those of its sessions (first training, then each resume).
-
-    A resumed session continues from a checkpoint, so for each metric its points replace every
-    point of the earlier sessions from its own first step on: the steps both sessions logged
-    (the later one wins) and those the earlier session logged after the checkpoint it was
-    resumed from (work that was lost). Within a session, a later row at the same step wins.
-
-    Arguments:
-        sessions: Metric name -> list of (step, value) of each session (as
-            :func:`read_metrics_csv` gives them), oldest session first.
-
-    Returns:
-        Metric name -> list of (step, value), sorted by step, in the order metrics first appear.
-    """
-    merged: dict[str, dict[float, float]] = {}
-    for session in sessions:
-        for name, points in session.items():
-            earlier = merged.setdefault(name, {})
-            if not points:
-                continue
-            start = min(step for step, _ in points)
-            kept = {step: value for step, value in earlier.items() if step < start}
-            kept.update(points)
-            merged[name] = kept
-    return {name: sorted(values.items()) for name, values in merged.items()}
-
-
-def read_run_metrics(run: str | os.PathLike[str]) -> dict[str, list[tuple[float, float]]]:
-    r"""The training curves of a run folder over all its sessions (:func:`merge_curves` of
-    :func:`run_metrics_files`); empty when the run has no metrics.csv."""
-    return merge_curves([read_metrics_csv(path) for path in run_metrics_files(run)])
-
-
-def write_metrics_csv(
-    curves: Mapping[str, Sequence[tuple[float, float]]], path: str | os.PathLike[str]
-) -> Path:
-    r"""Writes curves as a metrics.csv that :func:`read_metrics_csv` reads back: a ``step``
-    column and one column per metric, one row per step, empty cells where a metric has no value.
-
-    Returns:
-        ``path``, as a Path (written atomically).
-    """
-    rows: dict[float, dict[str, float]] = {}
-    for name, points in curves.items():
-        for step, value in points:
-            rows.setdefault(float(step), {})[name] = float(value)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["step", *curves])
-    for step in sorted(rows):
-        cells = [rows[step].get(name) for name in curves]
-        writer.writerow([_number(step), *("" if cell is None else repr(cell) for cell in cells)])
-    return write_text_atomically(_prepare(path), text.getvalue())
-
-
-def _number(step: float) -> str:
-    return str(int(step)) if step.is_integer() else repr(step)
-
-
-def _as_numpy(values: Tensor | np.ndarray) -> np.ndarray:
-    """float64 numpy copy of a Tensor of any float dtype (bfloat16 included) or an array."""
-    if isinstance(values, Tensor):
-        return values.detach().to(device="cpu", dtype=torch.float64).numpy()
-    return np.asarray(values, dtype=np.float64)
-
-
-def _sequences_as_rgb(sequences: Tensor, name: str) -> np.ndarray:
-    """(B, T, C, H, W) with C = 1 or 3 -> float (B, T, H, W, 3) clipped to [0, 1]."""
-    if sequences.dim() != 5 or sequences.shape[2] not in (1, 3):
-        raise ValueError(
-            f"{name} must have shape (B, T, C, H, W) with C = 1 or 3, got {tuple(sequences.shape)}"
-        )
-    if 0 in sequences.shape[:2]:
-        raise ValueError(f"{name} must hold at least one frame, got {tuple(sequences.shape)}")
-    frames = np.clip(np.nan_to_num(_as_numpy(sequences)), 0.0, 1.0)
-    frames = frames.transpose(0, 1, 3, 4, 2)  # (B, T, H, W, C)
-    return np.broadcast_to(frames, (*frames.shape[:4], 3))  # (B, T, H, W, 3)
-
-
-def _tile(frames: np.ndarray, border: int, fill: float = 1.0) -> np.ndarray:
-    """(R, K, H, W, D) -> (R * H + (R - 1) * border, K * W + (K - 1) * border, D)."""
-    if border < 0:
-        raise ValueError(f"border must be non-negative, got {border}")
-    R, K, H, W, D = frames.shape
-    image = np.full((R * H + (R - 1) * border, K * W + (K - 1) * border, D), fill)
-    for r in range(R):
-        for k in range(K):
-            top, left = r * (H + border), k * (W + border)
-            image[top : top + H, left : left + W] = frames[r, k]
-    return image
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """Floats in [0, 1] -> uint8 in [0, 255], rounded and clipped."""
-    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-
-
 def _finite_range(values: np.ndarray) -> tuple[float, float]:
     """min..max of the finite values, widened when empty or constant so that a norm exists."""
     finite = values[np.isfinite(values)]
@@ -1007,11 +773,4 @@ def _save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
     """Saves a figure as a PNG with a tight bounding box (Agg, chosen by the file type)."""
     path = _prepare(path)
     figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    return path
-
-
-def _prepare(path: str | os.PathLike[str]) -> Path:
-    """Path(path), with its parent folders created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     return path

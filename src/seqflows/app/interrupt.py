@@ -2,8 +2,8 @@ r"""Interruption: SIGTERM and SIGINT end a training run at a step boundary, resu
 
 Schedulers (SLURM, Kubernetes) send SIGTERM before they preempt or cancel a job, and Ctrl-C sends
 SIGINT. While a :class:`StopRequest` is active, the first of these signals is only recorded; the
-training loop (:class:`~seqflows.app.task.LastCheckpoint`) looks at it at the next step boundary,
-after that step's validation when one is due, writes ``last.ckpt`` and raises
+training loop (:class:`~seqflows.app.callbacks.LastCheckpoint`) looks at it at the next step
+boundary, after that step's validation when one is due, writes ``last.ckpt`` and raises
 :class:`Interrupted`. The command line prints its one line and exits with 128 + the signal number
 (143 for SIGTERM, 130 for SIGINT), so that ``make``, shell pipelines and the reproduction
 stop instead of carrying on with a half-trained model. A second SIGINT (Ctrl-C twice) stops at

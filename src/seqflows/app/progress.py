@@ -58,7 +58,7 @@ def rough_duration(seconds: float) -> str:
 
 def estimate_line(seconds_per_step: float, steps: int, resumed: bool = False) -> str:
     r"""The estimate of a run's time that ``seqflows train`` prints once its first steps are
-    timed (:class:`~seqflows.app.task.RunEstimate`).
+    timed (:class:`~seqflows.app.callbacks.RunEstimate`).
 
     Example:
         >>> estimate_line(1.2, 3000)

@@ -149,7 +149,7 @@ def _train(
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from .task import (
+    from .callbacks import (
         AtomicCheckpointIO,
         BestCheckpoint,
         DivergenceMonitor,
@@ -157,10 +157,10 @@ def _train(
         ProgressLines,
         ResumedRun,
         RunEstimate,
-        SequenceDataModule,
-        SequenceTask,
         StepTimer,
     )
+    from .datamodule import SequenceDataModule
+    from .task import SequenceTask
 
     train_config = config.train
     checkpoint_path = _resume_path(out, resume)

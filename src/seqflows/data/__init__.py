@@ -6,7 +6,8 @@ to [0, 1], with noise), :mod:`.datasets` (the reproducible training stream and f
 sets), :mod:`.samplers` (each process's share) and :mod:`.simulators` (helpers of the synthetic
 datasets). The datasets: :mod:`.mnist`, :mod:`.moving_mnist`, :mod:`.bouncing_balls` (and
 :mod:`.controlled`, balls driven by known per-step actions, for conditioned models),
-:mod:`.bair` (with :mod:`.tfrecord`), :mod:`.kth` and :mod:`.folder` (with :mod:`.video`);
+:mod:`.bair` (with :mod:`.tfrecord`), :mod:`.kth`, :mod:`.folder` (with :mod:`.video`) and
+:mod:`.series`;
 :mod:`.store` holds converted data. The motivating example's particle (Sec. 3.1, formerly
 ``seqflows.data.motion``) moved to the repository's ``reproduction/motion_data.py`` and the
 linear-Gaussian state-space model (formerly ``seqflows.data.linear_gaussian``) to
@@ -21,6 +22,7 @@ from . import (
     kth,
     samplers,
     scaling,
+    series,
     simulators,
     sources,
     tfrecord,
@@ -30,7 +32,7 @@ from .bair import convert_bair
 from .bouncing_balls import BouncingBalls
 from .controlled import ControlledBalls
 from .datasets import FixedSequences, TrainingSequences, item_rng
-from .folder import convert_folder, convert_series
+from .folder import convert_folder
 from .kth import convert_kth
 from .mnist import (
     MNIST_FILES,
@@ -58,6 +60,7 @@ from .scaling import (
     frames_to_unit_interval,
     series_statistics,
 )
+from .series import convert_series
 from .simulators import bounce, render_sequences
 from .sources import (
     ArraySource,
@@ -129,6 +132,7 @@ __all__ = [
     "render_sequences",
     "samplers",
     "scaling",
+    "series",
     "series_statistics",
     "simulators",
     "sources",
