@@ -96,23 +96,43 @@ def test_both_families_implement_the_model_protocol(kind):
     assert bound.shape == (2,) and model.label in ("1-AF", "SLVM")
 
 
-def test_no_model_type_dispatch_outside_the_core_and_no_import_cycle():
+def test_no_model_type_dispatch_outside_the_core():
     for path in (PACKAGE / "app").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
                 names = {getattr(arg, "id", None) for arg in ast.walk(node.args[1])}
                 assert not names & {"FlowModel", "SLVM"}, f"{path}: {ast.unparse(node)}"
-    graph = {name: _imports(name) for name in _modules()}
-    for start in graph:  # depth-first search for a cycle of module-level imports
+
+
+def test_the_layers_hold_and_no_import_cycle_even_through_imports_inside_functions():
+    """Every import of every module, wherever written (module level, in functions, under
+    TYPE_CHECKING, relative or absolute): no cycle; the core (seqflows and its modules, data and
+    app aside) imports neither seqflows.data nor seqflows.app (__main__ excepted), and
+    seqflows.data does not import seqflows.app."""
+    modules = _modules()
+    graph = {name: _imports(name, modules) for name in modules}
+    assert graph["seqflows.saving"] and graph["seqflows.app.cli"]  # the imports were found
+    for start in sorted(graph):  # depth-first search for a path back to the start
         stack, seen = [(start, [start])], set()
         while stack:
             node, trail = stack.pop()
-            for following in graph.get(node, ()):
+            for following in sorted(graph[node]):
                 assert following != start, f"import cycle: {' -> '.join([*trail, following])}"
                 if following not in seen:
                     seen.add(following)
                     stack.append((following, [*trail, following]))
+
+    def layer(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in ("data", "app") else "core"
+
+    for module, imported in sorted(graph.items()):
+        if module == "seqflows.__main__":  # python -m seqflows: the command line
+            continue
+        above = {"core": ("data", "app"), "data": ("app",), "app": ()}[layer(module)]
+        wrong = sorted(name for name in imported if layer(name) in above)
+        assert not wrong, f"{module} ({layer(module)}) imports {', '.join(wrong)}"
 
 
 def _modules() -> list[str]:
@@ -122,24 +142,24 @@ def _modules() -> list[str]:
     ]
 
 
-def _imports(module: str) -> set[str]:
-    """The seqflows modules that ``module`` imports at module level (not inside functions)."""
+def _imports(module: str, modules: list[str]) -> set[str]:
+    """The seqflows modules that ``module`` imports, wherever the import is written: ``from a
+    import b`` is the module a.b when there is one, else a."""
     parts = module.split(".")
     path = PACKAGE.parent.joinpath(*parts)
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     package = parts if path.name == "__init__.py" else parts[:-1]
     found = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
-            if not target.startswith("seqflows"):
-                continue
-            if node.module is None:  # from . import a, b: the submodules a and b
-                found.update(f"{target}.{alias.name}" for alias in node.names)
-            else:
-                found.add(target)
-    return found
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                found.add(submodule if submodule in modules else target)
+    return {name for name in found if name.split(".")[0] == "seqflows"} - {module}
 
 
 def test_the_installed_package_holds_the_library_and_its_command_line_only():
