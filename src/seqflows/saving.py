@@ -209,8 +209,8 @@ def load(path: str | Path) -> FlowModel | SLVM:
     checkpoint of ``seqflows train`` (``.ckpt``).
 
     The model carries ``model.config`` (its settings) and ``model.preprocessing`` (how raw
-    frames become its input, :class:`~seqflows.data.Preprocessing`; None when unknown): for a
-    standardised series, ``model.log_prob(model.preprocessing(x)) +
+    frames become its input, :class:`~seqflows.preprocessing.Preprocessing`; None when
+    unknown): for a standardised series, ``model.log_prob(model.preprocessing(x)) +
     model.preprocessing.log_abs_det`` is log p(x) in the series' own units.
 
     Example:
