@@ -24,6 +24,7 @@ from seqflows.objective import SequenceModel
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "seqflows"
 REPRODUCTION = ROOT / "reproduction"
+FIXTURES = ROOT / "tests" / "fixtures"
 # Lines of Python in the installed package. Issue 25 aims at about 16,000; with the reproduction
 # moved out it holds about 16,900 (app/ helpers only the reproduction calls would go next).
 PACKAGE_LINES = 17_500
@@ -96,23 +97,43 @@ def test_both_families_implement_the_model_protocol(kind):
     assert bound.shape == (2,) and model.label in ("1-AF", "SLVM")
 
 
-def test_no_model_type_dispatch_outside_the_core_and_no_import_cycle():
+def test_no_model_type_dispatch_outside_the_core():
     for path in (PACKAGE / "app").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
                 names = {getattr(arg, "id", None) for arg in ast.walk(node.args[1])}
                 assert not names & {"FlowModel", "SLVM"}, f"{path}: {ast.unparse(node)}"
-    graph = {name: _imports(name) for name in _modules()}
-    for start in graph:  # depth-first search for a cycle of module-level imports
+
+
+def test_the_layers_hold_and_no_import_cycle_even_through_imports_inside_functions():
+    """Every import of every module, wherever written (module level, in functions, under
+    TYPE_CHECKING, relative or absolute): no cycle; the core (seqflows and its modules, data and
+    app aside) imports neither seqflows.data nor seqflows.app (__main__ excepted), and
+    seqflows.data does not import seqflows.app."""
+    modules = _modules()
+    graph = {name: _imports(name, modules) for name in modules}
+    assert graph["seqflows.saving"] and graph["seqflows.app.cli"]  # the imports were found
+    for start in sorted(graph):  # depth-first search for a path back to the start
         stack, seen = [(start, [start])], set()
         while stack:
             node, trail = stack.pop()
-            for following in graph.get(node, ()):
+            for following in sorted(graph[node]):
                 assert following != start, f"import cycle: {' -> '.join([*trail, following])}"
                 if following not in seen:
                     seen.add(following)
                     stack.append((following, [*trail, following]))
+
+    def layer(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in ("data", "app") else "core"
+
+    for module, imported in sorted(graph.items()):
+        if module == "seqflows.__main__":  # python -m seqflows: the command line
+            continue
+        above = {"core": ("data", "app"), "data": ("app",), "app": ()}[layer(module)]
+        wrong = sorted(name for name in imported if layer(name) in above)
+        assert not wrong, f"{module} ({layer(module)}) imports {', '.join(wrong)}"
 
 
 def _modules() -> list[str]:
@@ -122,24 +143,24 @@ def _modules() -> list[str]:
     ]
 
 
-def _imports(module: str) -> set[str]:
-    """The seqflows modules that ``module`` imports at module level (not inside functions)."""
+def _imports(module: str, modules: list[str]) -> set[str]:
+    """The seqflows modules that ``module`` imports, wherever the import is written: ``from a
+    import b`` is the module a.b when there is one, else a."""
     parts = module.split(".")
     path = PACKAGE.parent.joinpath(*parts)
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     package = parts if path.name == "__init__.py" else parts[:-1]
     found = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
-            if not target.startswith("seqflows"):
-                continue
-            if node.module is None:  # from . import a, b: the submodules a and b
-                found.update(f"{target}.{alias.name}" for alias in node.names)
-            else:
-                found.add(target)
-    return found
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                found.add(submodule if submodule in modules else target)
+    return {name for name in found if name.split(".")[0] == "seqflows"} - {module}
 
 
 def test_the_installed_package_holds_the_library_and_its_command_line_only():
@@ -204,6 +225,79 @@ def test_names_that_moved_out_of_seqflows_data_say_where_they_went():
         from seqflows.data import LinearGaussianSSM  # noqa: F401
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         seqflows.data.nothing  # noqa: B018
+
+
+def test_one_registry_of_model_classes_serves_saving_loading_and_the_command_line(tmp_path):
+    """A model class registers itself, under its config_class's type, when it is defined."""
+    from seqflows import pretrained, saving
+    from seqflows.app import checkpoints, config
+
+    assert pretrained.MODEL_CLASSES == {"flow": FlowModel, "slvm": SLVM}
+    assert saving.MODEL_CLASSES is pretrained.MODEL_CLASSES
+    assert config.MODEL_TYPES == {"flow": FlowConfig, "slvm": SLVMConfig}
+    assert checkpoints.MODEL_TYPES == ("flow", "slvm")
+
+    @dataclasses.dataclass(frozen=True)
+    class ToyConfig(FlowConfig):
+        type: str = "toy"
+
+    class ToyFlow(FlowModel):
+        config_class = ToyConfig
+
+    try:
+        assert pretrained.MODEL_CLASSES["toy"] is ToyFlow
+        model = ToyFlow((2,), ToyConfig(window=1, conditioner="linear"))
+        folder = model.save_pretrained(tmp_path / "toy")
+        assert json.loads((folder / "config.json").read_text())["model_type"] == "toy"
+        again = seqflows.load(folder)
+        assert type(again) is ToyFlow and again.config == model.config
+        with pytest.raises(CheckpointError, match=r"holds a ToyFlow \(toy\), not a FlowModel$"):
+            FlowModel.from_pretrained(folder)
+    finally:
+        del pretrained.MODEL_CLASSES["toy"]
+
+    class Subclass(FlowModel):  # keeps FlowModel's config_class: saved and loaded as FlowModel
+        pass
+
+    assert pretrained.MODEL_CLASSES == {"flow": FlowModel, "slvm": SLVM}
+    with pytest.raises(TypeError, match="model type 'flow' is already that of FlowModel"):
+
+        class Impostor(FlowModel):
+            config_class = FlowConfig
+
+
+def test_loading_imports_the_models_it_needs_and_names_a_model_not_imported():
+    """In a fresh process: FlowModel.from_pretrained of a saved SLVM, with seqflows.slvm never
+    imported, says what the folder holds; seqflows.saving.load alone loads any model."""
+    folder = str(FIXTURES / "v1_slvm_saved")
+    code = (
+        "import sys\n"
+        "from seqflows.errors import CheckpointError\n"
+        "from seqflows.flows import FlowModel\n"
+        "try:\n"
+        f"    FlowModel.from_pretrained({folder!r})\n"
+        "except CheckpointError as error:\n"
+        "    print(error)\n"
+        "assert 'seqflows.slvm' not in sys.modules\n"
+        "from seqflows.saving import load\n"
+        f"print(type(load({folder!r})).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{folder}: holds a model (slvm), not a FlowModel\nSLVM\n"
+
+
+@pytest.mark.parametrize("name", ["v1_slvm_checkpoint.ckpt", "v1_slvm_saved"])
+def test_models_saved_before_the_registry_load_and_score_as_they_did(name):
+    """A checkpoint and a folder written before issue 25 (tests/fixtures/README.md): the same
+    model and the ELBO that the code which wrote them computed."""
+    expected = json.loads((FIXTURES / "v1_slvm_expected.json").read_text())["elbo_sum"]
+    model = seqflows.load(FIXTURES / name)
+    assert type(model) is SLVM and model.label == "SLVM w/ 1-AF" and not model.training
+    assert model.preprocessing.noise == "gaussian"
+    x = torch.rand(2, 5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    elbo = model.elbo(x, torch.Generator().manual_seed(1)).sum().item()
+    assert elbo == pytest.approx(expected, rel=1e-6)
 
 
 def test_save_pretrained_and_load_round_trip(tmp_path):

@@ -37,7 +37,7 @@ from .conditioning import check_conditions
 from .config import check_at_least
 from .distributions import full_precision, make_base
 from .errors import ConfigError
-from .objective import FrameScores, LossTerms
+from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
 from .transforms import TRANSFORM_KINDS, TransformConfig, build_transform
 
@@ -47,27 +47,6 @@ __all__ = [
     "FlowOutput",
     "check_transform_kinds",
 ]
-
-
-@dataclass
-class FlowOutput:
-    r"""What :meth:`FlowModel.normalize` computes, aligned on the scored frames.
-
-    Attributes:
-        noise: y = u^M, with shape (B, T - burn_in, *event_shape).
-        shifts: shift_m of each transform (outermost first), each (B, T - burn_in, *event_shape).
-        scales: scale_m of each transform (outermost first), same shapes.
-        log_abs_det: log |det dy_t/dx_t| of the whole stack per frame, with shape
-            (B, T - burn_in): minus the sum over transforms and dimensions of log scale.
-        inputs: The input u^m of each transform (outermost first: u^0 = x, u^1, ...), same
-            shapes: with ``shifts`` and ``scales`` they give the rows of Fig. 4 and Fig. 9.
-    """
-
-    noise: Tensor
-    shifts: tuple[Tensor, ...]
-    scales: tuple[Tensor, ...]
-    log_abs_det: Tensor
-    inputs: tuple[Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -148,6 +127,8 @@ class FlowModel(Pretrained, nn.Module):
         >>> FlowModel.from_config(model.config, (2,)).config == model.config
         True
     """
+
+    config_class = FlowConfig  # its settings; their type, "flow", names the model in saved files
 
     def __init__(
         self, event_shape: Sequence[int], config: FlowConfig | None = None, **settings: Any

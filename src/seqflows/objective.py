@@ -18,19 +18,38 @@ training step, an evaluation or a benchmark calls the model and never asks which
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .flows import FlowOutput
-
 __all__ = [
+    "FlowOutput",
     "FrameScores",
     "LossTerms",
     "SequenceModel",
 ]
+
+
+@dataclass
+class FlowOutput:
+    r"""What :meth:`~seqflows.flows.FlowModel.normalize` computes, aligned on the scored frames.
+
+    Attributes:
+        noise: y = u^M, with shape (B, T - burn_in, *event_shape).
+        shifts: shift_m of each transform (outermost first), each (B, T - burn_in, *event_shape).
+        scales: scale_m of each transform (outermost first), same shapes.
+        log_abs_det: log |det dy_t/dx_t| of the whole stack per frame, with shape
+            (B, T - burn_in): minus the sum over transforms and dimensions of log scale.
+        inputs: The input u^m of each transform (outermost first: u^0 = x, u^1, ...), same
+            shapes: with ``shifts`` and ``scales`` they give the rows of Fig. 4 and Fig. 9.
+    """
+
+    noise: Tensor
+    shifts: tuple[Tensor, ...]
+    scales: tuple[Tensor, ...]
+    log_abs_det: Tensor
+    inputs: tuple[Tensor, ...]
 
 
 @dataclass

@@ -641,6 +641,8 @@ class SLVM(Pretrained, nn.Module):
         (torch.Size([2, 5]), torch.Size([2]))
     """
 
+    config_class = SLVMConfig  # its settings; their type, "slvm", names the model in saved files
+
     def __init__(
         self, event_shape: Sequence[int], config: SLVMConfig | None = None, **settings: Any
     ) -> None:

@@ -33,6 +33,7 @@ from ..config import build, check_at_least, check_choices, check_seed, coerce
 from ..data.scaling import check_standardization
 from ..errors import ConfigError
 from ..flows import FlowConfig
+from ..pretrained import MODEL_CLASSES
 from ..slvm import SLVMConfig
 
 __all__ = [
@@ -51,9 +52,9 @@ __all__ = [
 ]
 
 ModelConfig = FlowConfig | SLVMConfig
+# The configuration class of each model type, from the registry of model classes
 MODEL_TYPES: dict[str, type[FlowConfig] | type[SLVMConfig]] = {
-    "flow": FlowConfig,
-    "slvm": SLVMConfig,
+    name: cls.config_class for name, cls in MODEL_CLASSES.items()
 }
 SECTIONS = ("data", "model", "train", "evaluate")
 
