@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "seqflows"
 REPRODUCTION = ROOT / "reproduction"
 FIXTURES = ROOT / "tests" / "fixtures"
-# Lines of Python in the installed package. Issue 25 aims at about 16,000; with the reproduction
-# moved out it holds about 16,900 (app/ helpers only the reproduction calls would go next).
-PACKAGE_LINES = 17_500
+# Lines of Python in the installed package: a ceiling that keeps it from growing unnoticed.
+# Issue 25 aims at about 16,000. With the reproduction moved out it held about 16,900; splitting
+# figures, task and the converters by idea added about 600 (module docstrings, imports, __all__):
+# 17,505. Next to go: the app/ helpers that only the reproduction calls, and the deprecated names.
+PACKAGE_LINES = 17_600
 
 
 def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from seqflows.app.cli import main
-from seqflows.data.folder import assign_splits, convert_folder, find_folder_items
+from seqflows.data.conversion import assign_splits
+from seqflows.data.folder import convert_folder, find_folder_items
 from seqflows.data.kth import (
     KTH_SPLITS,
     convert_kth,

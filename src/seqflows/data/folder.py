@@ -18,17 +18,14 @@ resume over a changed folder is refused instead of mixing two assignments.
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .conversion import SPLIT_METHOD, assign_splits, is_visible, names_sha1
 from .store import Progress, ShardData, StoreWriter, convert_shards
 from .video import (
     IMAGE_SUFFIXES,
@@ -40,57 +37,11 @@ from .video import (
     read_video,
 )
 
-__all__ = [
-    "SPLIT_METHOD",
-    "assign_splits",
-    "convert_folder",
-    "convert_folder_item",
-    "find_folder_items",
-    "is_visible",
-    "names_sha1",
-]
+__all__ = ["convert_folder", "convert_folder_item", "find_folder_items"]
 
 FOLDER_VERSION = 1
 # The series converter moved to .series (issue 25): its names still work from here, with a warning.
 _MOVED_TO_SERIES = ("convert_series", "dequantize_series", "series_range")
-SPLIT_METHOD = (
-    "sequences sorted by path (natural order), permuted by numpy.random.default_rng(seed); "
-    "the first round(validation N) are validation, the next round(test N) test, the rest train"
-)
-
-
-def assign_splits(count: int, validation: float, test: float, seed: int = 0) -> list[str]:
-    r"""The split (``train``, ``validation``, ``test``) of each of ``count`` sequences.
-
-    See :data:`SPLIT_METHOD`; rounding is half up.
-
-    Example:
-        >>> assign_splits(4, validation=0.25, test=0.25, seed=0).count("train")
-        2
-    """
-    if not (0 <= validation < 1 and 0 <= test < 1 and validation + test < 1):
-        raise ValueError(
-            f"validation and test must be fractions in [0, 1) with a sum below 1, "
-            f"got {validation} and {test}"
-        )
-    num_validation = math.floor(validation * count + 0.5)
-    num_test = math.floor(test * count + 0.5)
-    if count - num_validation - num_test < 1:
-        raise ValueError(
-            f"{count} sequences leave none for training with validation={validation}, test={test}"
-        )
-    permutation = np.random.default_rng(seed).permutation(count)
-    splits = ["train"] * count
-    for index in permutation[:num_validation]:
-        splits[index] = "validation"
-    for index in permutation[num_validation : num_validation + num_test]:
-        splits[index] = "test"
-    return splits
-
-
-def is_visible(path: Path, root: Path) -> bool:
-    """Whether no part of ``path`` below ``root`` is hidden (starts with a dot)."""
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def find_folder_items(src: str | os.PathLike) -> list[tuple[str, str]]:
@@ -112,12 +63,6 @@ def find_folder_items(src: str | os.PathLike) -> list[tuple[str, str]]:
         elif suffix in IMAGE_SUFFIXES:
             items[path.parent.relative_to(src).as_posix()] = "frames"
     return [(items[name], name) for name in sorted(items, key=natural_key)]
-
-
-def names_sha1(names: Sequence[str]) -> str:
-    """SHA-1 (hex) of the names, one a line (the manifests' ``sources_sha1``); non-UTF-8 file
-    names (surrogate escapes) hash as their bytes."""
-    return hashlib.sha1("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _shard_name(index: int, name: str) -> str:

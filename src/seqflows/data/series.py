@@ -21,7 +21,7 @@ largest of its N cells differ but would all quantise to one uint8 level (a singl
 among values of order 1 does that), or the range overflows float64; the error names the cell
 farthest from the others' median.
 
-The sequences are split as those of a folder (:func:`~seqflows.data.folder.assign_splits`).
+The sequences are split as those of a folder (:func:`~seqflows.data.conversion.assign_splits`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .folder import SPLIT_METHOD, assign_splits, is_visible, names_sha1
+from .conversion import SPLIT_METHOD, assign_splits, is_visible, names_sha1
 from .scaling import TOO_LARGE, first_too_large
 from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
 from .video import natural_key
