@@ -27,7 +27,8 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from ..data import EvaluationSampler, Source, StreamSampler
+from ..data import Source
+from ..data.samplers import EvaluationSampler, StreamSampler
 from ..errors import NonFiniteError
 from ..layout import cpu_gradient_layout
 from ..metrics import temporal_correlation
