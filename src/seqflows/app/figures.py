@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from ..atomic import write_text_atomically
+from ..errors import DataError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -767,7 +768,7 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float
         reader = csv.DictReader(file)
         fields = list(reader.fieldnames or [])
         if "step" not in fields:
-            raise ValueError(f"{path} has no 'step' column, only {fields}")
+            raise DataError(f"{path} has no 'step' column, only {fields}")
         curves: dict[str, list[tuple[float, float]]] = {
             name: [] for name in fields if name not in ("step", "epoch")
         }
@@ -778,11 +779,11 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float
                 if not cell:
                     continue
                 if not step:
-                    raise ValueError(f"{path}, line {line}: {name} has a value but no step")
+                    raise DataError(f"{path}, line {line}: {name} has a value but no step")
                 try:
                     points.append((float(step), float(cell)))
                 except ValueError as error:
-                    raise ValueError(f"{path}, line {line}: cannot read {name}: {error}") from None
+                    raise DataError(f"{path}, line {line}: cannot read {name}: {error}") from None
     return curves
 
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..data import Source
 from ..data.samplers import EvaluationSampler, StreamSampler
-from ..errors import NonFiniteError
+from ..errors import ConfigError, NonFiniteError
 from ..layout import cpu_gradient_layout
 from ..metrics import temporal_correlation
 from ..objective import LossTerms
@@ -297,7 +297,7 @@ class SequenceDataModule(pl.LightningDataModule):
         world, rank = trainer.world_size, trainer.global_rank
         batch_size = self.config.train.batch_size
         if batch_size % world:
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size={batch_size} cannot be split evenly between {world} processes"
             )
         sampler = StreamSampler(
