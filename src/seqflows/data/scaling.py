@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import DataError
+
 __all__ = [
     "NOISES",
     "Preprocessing",
@@ -79,7 +81,7 @@ def frames_to_unit_interval(
         raise ValueError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
     x = frames.numpy(force=True) if isinstance(frames, Tensor) else np.asarray(frames)
     if x.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 (0..255), got {x.dtype}")
+        raise DataError(f"frames must be uint8 (0..255), got {x.dtype}")
     if noise == "gaussian":
         y = x.astype(np.float32) / 255
         y += generator.standard_normal(x.shape, dtype=np.float32) / 256
@@ -184,7 +186,7 @@ class Preprocessing:
         hint = ""
         if len(expected) == 3 and expected[0] == 1 and shape[-2:] == expected[1:]:
             hint = "; add the channel axis: x[:, :, None] (or x.unsqueeze(2))"
-        raise ValueError(
+        raise DataError(
             f"{what} of shape {shape}: the model takes frames {expected}, as (B, T, "
             f"{', '.join(map(str, expected))}){hint}"
         )
@@ -216,21 +218,21 @@ class Preprocessing:
         self.check_shape(x.shape)
         if x.dtype == np.uint8:
             if self.standardizes:
-                raise ValueError(
+                raise DataError(
                     "this preprocessing standardises real-valued series; got uint8 frames"
                 )
             return frames_to_unit_interval(x, self.noise, np.random.default_rng(seed))
         if x.dtype.kind != "f":
-            raise ValueError(f"frames must be uint8 or real-valued (float), got {x.dtype}")
+            raise DataError(f"frames must be uint8 or real-valued (float), got {x.dtype}")
         if self.noise != "none":
-            raise ValueError(
+            raise DataError(
                 f"real-valued frames take no pixel noise (noise 'none'), not {self.noise!r}"
             )
         if not self.standardizes:
             return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         mean, std = np.asarray(self.mean), np.asarray(self.std)
         if x.shape[-1:] != mean.shape:
-            raise ValueError(
+            raise DataError(
                 f"frames of shape {x.shape[-1:]}: the standardisation has {len(mean)} dimensions"
             )
         z = (x.astype(np.float64) - mean) / std
@@ -251,7 +253,7 @@ class Preprocessing:
         if not self.standardizes:
             return z
         if z.shape[-1:] != (len(self.mean),):
-            raise ValueError(
+            raise DataError(
                 f"values of shape {tuple(z.shape)}: the standardisation has {len(self.mean)} "
                 "dimensions"
             )
@@ -292,14 +294,14 @@ def series_statistics(
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             frame, dimension = (int(item) for item in bad[0][-2:])
-            raise ValueError(
+            raise DataError(
                 f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
                 f"{values[tuple(bad[0])]}: every value must be finite (fill or drop it)"
             )
         large = first_too_large(values)
         if large is not None:
             frame, dimension = large[-2:]
-            raise ValueError(
+            raise DataError(
                 f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
                 f"{values[large]:g}, {TOO_LARGE}"
             )
@@ -307,7 +309,7 @@ def series_statistics(
         total = summed if total is None else total + summed
         count += len(values)
     if total is None or count == 0:
-        raise ValueError(f"{name}: no frames to fit a standardisation on")
+        raise DataError(f"{name}: no frames to fit a standardisation on")
     mean = total / count
     squares = sum(
         ((np.asarray(sequence, np.float64) - mean) ** 2).reshape(-1, len(mean)).sum(axis=0)
@@ -332,7 +334,7 @@ def check_frames(x: Tensor, frame_shape: Sequence[int], name: str) -> None:
     expected = tuple(int(size) for size in frame_shape)
     got = tuple(x.shape[-len(expected) :]) if x.dim() >= len(expected) else tuple(x.shape)
     if got != expected:
-        raise ValueError(
+        raise DataError(
             f"{name}: frames have shape {got} (batch {tuple(x.shape)}), but the model expects "
             f"{expected}; set data.channels / data.size in the config to match the data"
         )
@@ -341,10 +343,10 @@ def check_frames(x: Tensor, frame_shape: Sequence[int], name: str) -> None:
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        raise ValueError(f"{name}: {bad} of {x.numel()} values are not finite (NaN or inf)")
+        raise DataError(f"{name}: {bad} of {x.numel()} values are not finite (NaN or inf)")
     low, high = float(x.min()), float(x.max())
     if low < -0.5 or high > 1.5:
-        raise ValueError(
+        raise DataError(
             f"{name}: values in [{low:.3g}, {high:.3g}] are out of range: frames are expected "
             f"in [0, 1] (were they scaled by 1/255?)"
         )
