@@ -155,3 +155,13 @@ def test_the_data_package_exports_what_users_need():
     )
     for name in seqflows.data.__all__:
         assert getattr(seqflows.data, name) is not None, name
+
+
+def test_the_reproduction_command_keeps_bad_settings_one_line(capsys, tmp_path):
+    """python -m reproduction reuses USER_ERRORS: a bad --sigma is a ConfigError, not a bug."""
+    from reproduction.__main__ import main as reproduction_main
+
+    out = tmp_path / "motion"
+    assert reproduction_main(["motion", "--sigma", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == "reproduction: error: sigma must be positive, got 0.0\n"
+    assert not out.exists()
