@@ -176,6 +176,8 @@ def _print_json(result: Any) -> None:
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
+    from .config import TrainConfig
+
     parser.add_argument(
         "config",
         nargs="?",
@@ -190,8 +192,6 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", help="train.devices: devices per node (int or auto)")
     parser.add_argument("--num-nodes", type=at_least(1), help="train.num_nodes")
     parser.add_argument("--strategy", help="train.strategy: auto, ddp, ... (Lightning)")
-    from .config import TrainConfig
-
     parser.add_argument(
         "--precision", choices=field_choices(TrainConfig, "precision"), help="train.precision"
     )
