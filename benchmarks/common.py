@@ -36,7 +36,8 @@ from typing import Any
 
 import torch
 
-from seqflows import SLVM, FlowModel, retain_freed_memory
+from seqflows import SLVM, FlowModel
+from seqflows.allocator import retain_freed_memory
 from seqflows.inference import fold_batch_norm
 
 WINDOW = 3  # k, the paper's window

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from seqflows import retain_freed_memory
+from seqflows.allocator import retain_freed_memory
 from seqflows.app.checkpoints import build_model
 from seqflows.app.config import load_config
 from seqflows.app.datasets import resolve_data, training_set

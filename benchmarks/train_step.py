@@ -81,7 +81,7 @@ from common import (
     set_tf32,
     training_step,
 )
-from seqflows import retain_freed_memory
+from seqflows.allocator import retain_freed_memory
 
 MODES = ("fp32", "fp32_cl", "tf32", "bf16", "bf16_cl")
 ALLOCATORS = ("system", "retain")

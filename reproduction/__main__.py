@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return what_if.main(argv[1:])
     args = build_parser().parse_args(argv)
     # As seqflows evaluate does: the process keeps freed memory for the models' activations.
-    seqflows.retain_freed_memory()
+    seqflows.allocator.retain_freed_memory()
     try:
         return args.run(args)
     except KeyboardInterrupt:  # Ctrl-C outside a training (each has its own process)

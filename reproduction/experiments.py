@@ -21,7 +21,9 @@ import numpy as np
 
 from seqflows.app.config import find_config, load_config
 from seqflows.atomic import write_atomically
-from seqflows.data import MovingMNIST, downscale_digits, load_digits, render_sequences
+from seqflows.data import MovingMNIST, load_digits
+from seqflows.data.moving_mnist import downscale_digits
+from seqflows.data.simulators import render_sequences
 
 __all__ = [
     "AUTHORS_PARAMETERS",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from seqflows.errors import ConfigError
+
 __all__ = [
     "MotionSequences",
     "motion_log_prob",
@@ -56,9 +58,9 @@ def simulate_motion(
         x, u and w, each with shape (N, T, D).
     """
     if num_sequences < 1 or length < 1 or dim < 1:
-        raise ValueError("num_sequences, length and dim must be positive")
+        raise ConfigError("num_sequences, length and dim must be positive")
     if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+        raise ConfigError(f"sigma must be positive, got {sigma}")
     w = sigma * torch.randn(num_sequences, length, dim, generator=generator, dtype=torch.float64)
     u = w.cumsum(dim=1)  # Eq. 11 with u_0 = 0
     x = u.cumsum(dim=1)  # Eq. 10 with x_0 = 0

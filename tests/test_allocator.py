@@ -36,7 +36,7 @@ libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 if len(sys.argv) > 1:
     import seqflows
-    assert seqflows.retain_freed_memory() is True
+    assert seqflows.allocator.retain_freed_memory() is True
 before = libc.mallinfo2().hblks
 block = libc.malloc(64 * 2**20)
 print("mmapped blocks", libc.mallinfo2().hblks - before)
@@ -65,7 +65,7 @@ def test_the_environment_recipe_makes_glibc_keep_large_blocks_in_the_heap():
 
 @glibc
 def test_the_public_call_makes_glibc_keep_large_blocks_in_the_heap():
-    assert seqflows.retain_freed_memory is allocator.retain_freed_memory
+    assert seqflows.allocator.retain_freed_memory is allocator.retain_freed_memory
     assert _mmapped_blocks({}, "call") == 0
 
 
@@ -81,7 +81,7 @@ def test_the_library_never_calls_it_itself():
     assert callers == {"app/cli.py"}
     from seqflows.app import runtime
 
-    assert runtime.retain_freed_memory is seqflows.retain_freed_memory
+    assert runtime.retain_freed_memory is allocator.retain_freed_memory
 
 
 @glibc

@@ -100,7 +100,8 @@ def test_conditions_that_do_not_match_get_a_clear_error() -> None:
 
 
 def test_store_actions_are_the_conditions_of_the_same_frames(tmp_path) -> None:
-    from seqflows.data import ShardData, StoreError, StoreSource, StoreWriter, open_dataset
+    from seqflows.data import StoreSource, open_dataset
+    from seqflows.data.store import ShardData, StoreError, StoreWriter
 
     def shard(frames: int, actions: int) -> ShardData:  # the writer checks the lengths
         sequence = np.arange(frames, dtype=np.uint8).reshape(frames, 1)  # pixel = frame index
@@ -128,7 +129,7 @@ def test_store_actions_are_the_conditions_of_the_same_frames(tmp_path) -> None:
 
 
 def test_an_npz_of_frames_and_conditions_is_a_conditioned_source(tmp_path) -> None:
-    from seqflows.data import load_conditioned_array
+    from seqflows.data.sources import load_conditioned_array
 
     frames = np.zeros((3, 6, 1, 4, 4), np.uint8)
     path = tmp_path / "robot.npz"

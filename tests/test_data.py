@@ -13,32 +13,25 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqflows.data import (
-    MNIST_FILES,
     ArraySource,
     BouncingBalls,
-    DownloadError,
-    EvaluationSampler,
     FixedSequences,
     MovingMNIST,
-    ShardData,
     Simulator,
     StoredSource,
     StoreSource,
-    StoreWriter,
-    StreamSampler,
     TrainingSequences,
-    check_frames,
     download_mnist,
-    frames_to_unit_interval,
-    item_rng,
     load_array,
     load_digits,
     load_moving_mnist_file,
-    md5sum,
-    read_idx,
-    split_indices,
 )
 from seqflows.data.bouncing_balls import disc_coverage
+from seqflows.data.datasets import item_rng
+from seqflows.data.mnist import MNIST_FILES, DownloadError, md5sum, read_idx
+from seqflows.data.samplers import EvaluationSampler, StreamSampler, split_indices
+from seqflows.data.scaling import check_frames, frames_to_unit_interval
+from seqflows.data.store import ShardData, StoreWriter
 
 from helpers import mnist_test_digits, write_idx
 

@@ -13,8 +13,9 @@ import warnings
 import pytest
 import torch
 
-from seqflows import AffineAutoregressiveTransform, FlowModel
+from seqflows import FlowModel
 from seqflows.conditioners import LinearConditioner
+from seqflows.transforms import AffineAutoregressiveTransform
 
 from helpers import COLOR, IMAGE, VECTOR, WARM_UP_PASSES, make_flow, sequence
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import seqflows
 
 
@@ -21,8 +23,9 @@ def test_core_imports_nothing_beyond_torch_and_numpy() -> None:
 
 
 def test_public_api() -> None:
-    assert {"FlowModel", "AffineAutoregressiveTransform", "metrics"} <= set(seqflows.__all__)
-    assert seqflows.fold_batch_norm is seqflows.inference.fold_batch_norm
+    assert {"FlowModel", "SLVM", "load", "metrics"} <= set(seqflows.__all__)
+    with pytest.deprecated_call(match="seqflows.inference.fold_batch_norm"):
+        assert seqflows.fold_batch_norm is seqflows.inference.fold_batch_norm
     assert seqflows.__version__
 
 

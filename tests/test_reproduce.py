@@ -14,7 +14,9 @@ import pytest
 
 import reproduction as reproduce
 from reproduction.__main__ import main
-from seqflows.data import MovingMNIST, downscale_digits, render_sequences
+from seqflows.data import MovingMNIST
+from seqflows.data.moving_mnist import downscale_digits
+from seqflows.data.simulators import render_sequences
 
 from helpers import write_idx
 

@@ -17,18 +17,16 @@ import torch
 
 from seqflows.app.cli import main
 from seqflows.atomic import DiskFullError, write_text_atomically
-from seqflows.data import (
-    FixedSequences,
+from seqflows.data import FixedSequences, StoreSource, TrainingSequences, open_dataset
+from seqflows.data.store import (
+    FORMAT,
+    MANIFEST,
     ShardData,
     StoreError,
-    StoreSource,
     StoreWriter,
-    TrainingSequences,
     convert_shards,
-    open_dataset,
     read_manifest,
 )
-from seqflows.data.store import FORMAT, MANIFEST
 
 FRAME = (1, 8, 8)
 

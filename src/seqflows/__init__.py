@@ -9,26 +9,21 @@ Lightning training, evaluation, figures and the command line), which the first t
 """
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .version import __version__
 
 if TYPE_CHECKING:  # for type checkers; at run time these are imported on first use
-    from .allocator import retain_freed_memory
-    from .flows import FlowConfig, FlowModel, FlowOutput
-    from .inference import fold_batch_norm
+    from .flows import FlowConfig, FlowModel
     from .saving import load
-    from .slvm import SLVM, LatentSequenceModel, SLVMConfig
-    from .transforms import (
-        AffineAutoregressiveTransform,
-        SplineAutoregressiveTransform,
-        TransformConfig,
-        TransformOutput,
-    )
+    from .slvm import SLVM, SLVMConfig
+    from .transforms import TransformConfig
 
 # The submodules and names of the public API are imported on first use (PEP 562):
 # ``import seqflows`` imports no torch, so that the command line starts at once and handles
-# Ctrl-C from its first moment (seqflows.app.cli).
+# Ctrl-C from its first moment (seqflows.app.cli). allocator, checks and version are modules
+# too, though no part of the public API (process settings, argument checks, __version__).
 _SUBMODULES = frozenset(
     {
         "allocator",
@@ -54,18 +49,22 @@ _SUBMODULES = frozenset(
     }
 )
 _NAMES = {
-    "retain_freed_memory": "allocator",
     "FlowConfig": "flows",
     "FlowModel": "flows",
-    "FlowOutput": "flows",
-    "fold_batch_norm": "inference",
     "load": "saving",
     "SLVM": "slvm",
-    "LatentSequenceModel": "slvm",
     "SLVMConfig": "slvm",
+    "TransformConfig": "transforms",
+}
+# Names that were top-level before issue 25 and live in their module only: they still work,
+# with a DeprecationWarning that says where they are now.
+_DEPRECATED = {
+    "retain_freed_memory": "allocator",
+    "FlowOutput": "flows",
+    "fold_batch_norm": "inference",
+    "LatentSequenceModel": "slvm",
     "AffineAutoregressiveTransform": "transforms",
     "SplineAutoregressiveTransform": "transforms",
-    "TransformConfig": "transforms",
     "TransformOutput": "transforms",
 }
 
@@ -78,6 +77,12 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
         globals()[name] = value
         return value
+    if name in _DEPRECATED:  # not cached: every use warns
+        module = f"{__name__}.{_DEPRECATED[name]}"
+        warnings.warn(
+            f"seqflows.{name} is deprecated: use {module}.{name}", DeprecationWarning, stacklevel=2
+        )
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -87,18 +92,11 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "SLVM",
-    "AffineAutoregressiveTransform",
     "FlowConfig",
     "FlowModel",
-    "FlowOutput",
-    "LatentSequenceModel",
     "SLVMConfig",
-    "SplineAutoregressiveTransform",
     "TransformConfig",
-    "TransformOutput",
     "__version__",
-    "allocator",
-    "checks",
     "conditioners",
     "conditioning",
     "config",
@@ -106,7 +104,6 @@ __all__ = [
     "distributions",
     "errors",
     "flows",
-    "fold_batch_norm",
     "inference",
     "load",
     "metrics",
@@ -114,10 +111,8 @@ __all__ = [
     "normalization",
     "objective",
     "preprocessing",
-    "retain_freed_memory",
     "saving",
     "slvm",
     "splines",
     "transforms",
-    "version",
 ]

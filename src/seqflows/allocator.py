@@ -13,8 +13,8 @@ The same from the environment, before Python starts (:data:`ENVIRONMENT`)::
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 python my_training.py
 
 Example:
-    >>> import seqflows
-    >>> seqflows.retain_freed_memory()  # doctest: +SKIP
+    >>> from seqflows.allocator import retain_freed_memory
+    >>> retain_freed_memory()  # doctest: +SKIP
     True
 """
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .errors import DataError
+
 __all__ = [
     "check_dtype",
     "check_event_shape",
@@ -80,6 +82,6 @@ def check_finite(x: Tensor, name: str) -> None:
     finite = torch.isfinite(x.flatten(2)).all(-1)  # (B, T)
     if not bool(finite.all()):
         sequence, frame = (int(index) for index in (~finite).nonzero()[0])
-        raise ValueError(
+        raise DataError(
             f"{name} holds NaN or infinite values (first in sequence {sequence}, frame {frame})"
         )

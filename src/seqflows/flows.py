@@ -36,7 +36,7 @@ from .checks import check_dtype, check_event_shape, check_finite, check_sequence
 from .conditioning import check_conditions
 from .config import check_at_least
 from .distributions import full_precision, make_base
-from .errors import ConfigError
+from .errors import ConfigError, DataError, NonFiniteError
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
 from .transforms import TRANSFORM_KINDS, TransformConfig, build_transform
@@ -273,7 +273,7 @@ class FlowModel(Pretrained, nn.Module):
         check_finite(x, "x")
         check_conditions(conditions, self.condition_dim, x.shape[0], x.shape[1])
         if x.shape[1] <= self.burn_in:
-            raise ValueError(
+            raise DataError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
                 f"first {self.burn_in} frames as context (num_transforms * window)"
             )
@@ -367,7 +367,7 @@ class FlowModel(Pretrained, nn.Module):
             try:
                 u = transform.generate(u, contexts[index], level)[:, contexts[index].shape[1] :]
             except FloatingPointError as error:
-                raise FloatingPointError(f"transform {index} (0 = outermost): {error}") from None
+                raise NonFiniteError(f"transform {index} (0 = outermost): {error}") from None
         return torch.cat([context.to(u.dtype), u], dim=1)
 
     @torch.no_grad()

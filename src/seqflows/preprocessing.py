@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import DataError
+
 __all__ = [
     "NOISES",
     "Preprocessing",
@@ -54,7 +56,7 @@ def frames_to_unit_interval(
         raise ValueError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
     x = frames.numpy(force=True) if isinstance(frames, Tensor) else np.asarray(frames)
     if x.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 (0..255), got {x.dtype}")
+        raise DataError(f"frames must be uint8 (0..255), got {x.dtype}")
     if noise == "gaussian":
         y = x.astype(np.float32) / 255
         y += generator.standard_normal(x.shape, dtype=np.float32) / 256
@@ -160,7 +162,7 @@ class Preprocessing:
         hint = ""
         if len(expected) == 3 and expected[0] == 1 and shape[-2:] == expected[1:]:
             hint = "; add the channel axis: x[:, :, None] (or x.unsqueeze(2))"
-        raise ValueError(
+        raise DataError(
             f"{what} of shape {shape}: the model takes frames {expected}, as (B, T, "
             f"{', '.join(map(str, expected))}){hint}"
         )
@@ -192,21 +194,21 @@ class Preprocessing:
         self.check_shape(x.shape)
         if x.dtype == np.uint8:
             if self.standardizes:
-                raise ValueError(
+                raise DataError(
                     "this preprocessing standardises real-valued series; got uint8 frames"
                 )
             return frames_to_unit_interval(x, self.noise, np.random.default_rng(seed))
         if x.dtype.kind != "f":
-            raise ValueError(f"frames must be uint8 or real-valued (float), got {x.dtype}")
+            raise DataError(f"frames must be uint8 or real-valued (float), got {x.dtype}")
         if self.noise != "none":
-            raise ValueError(
+            raise DataError(
                 f"real-valued frames take no pixel noise (noise 'none'), not {self.noise!r}"
             )
         if not self.standardizes:
             return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         mean, std = np.asarray(self.mean), np.asarray(self.std)
         if x.shape[-1:] != mean.shape:
-            raise ValueError(
+            raise DataError(
                 f"frames of shape {x.shape[-1:]}: the standardisation has {len(mean)} dimensions"
             )
         z = (x.astype(np.float64) - mean) / std
@@ -227,7 +229,7 @@ class Preprocessing:
         if not self.standardizes:
             return z
         if z.shape[-1:] != (len(self.mean),):
-            raise ValueError(
+            raise DataError(
                 f"values of shape {tuple(z.shape)}: the standardisation has {len(self.mean)} "
                 "dimensions"
             )

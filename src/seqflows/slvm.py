@@ -40,7 +40,7 @@ from .checks import check_dtype, check_event_shape, check_finite, check_sequence
 from .conditioning import check_conditions, projection
 from .config import check_at_least
 from .distributions import full_precision, normal_kl, normal_log_prob
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
 from .latent_prior import LatentFlow
 from .networks import make_frame_networks
@@ -786,7 +786,7 @@ class SLVM(Pretrained, nn.Module):
         check_sequence(x, self.event_shape, "x")
         check_conditions(conditions, self.condition_dim, x.shape[0], x.shape[1])
         if x.shape[1] <= self.burn_in:
-            raise ValueError(
+            raise DataError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
                 f"first {self.burn_in} frames as context"
             )

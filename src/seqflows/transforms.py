@@ -75,7 +75,7 @@ from .checks import check_event_shape, check_sequence
 from .conditioners import Conditioner, ConvConditioner, LinearConditioner, MLPConditioner
 from .conditioning import check_conditions
 from .config import check_at_least, check_choices
-from .errors import ConfigError
+from .errors import ConfigError, NonFiniteError
 from .splines import MAX_BOUND, MIN_BIN, RationalQuadraticSpline, spline_parameters
 
 __all__ = [
@@ -403,7 +403,7 @@ class AffineAutoregressiveTransform(nn.Module):
         finite = torch.isfinite(x.flatten(2)).all(-1).all(0)  # (T',)
         if not bool(finite.all()):
             step = int((~finite).nonzero()[0])
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"generation produced a non-finite value at step {step} of {y.shape[1]} "
                 f"(scale in [{self.min_scale:g}, {self.max_scale:g}]); check the noise and context"
             )

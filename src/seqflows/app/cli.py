@@ -4,10 +4,11 @@ Each subcommand parses its options and calls one function of the application lay
 (:func:`~seqflows.app.train.train`, :func:`~seqflows.app.commands.evaluate`, ...), then prints
 what it returns. Configuration changes are ``section.key=value`` arguments for every command
 (values are YAML). Errors about the user's input or setup
-(:class:`~seqflows.errors.SeqflowsError` and the built-in errors of bad values and missing
-files) end with one line ``seqflows: error: ...`` and exit status 2; set SEQFLOWS_DEBUG=1 to see
-the traceback. SIGTERM and SIGINT stop training at a step boundary with a resumable checkpoint,
-one line saying how to resume, and exit status 143 or 130; SIGINT before training starts (or in
+(:class:`~seqflows.errors.SeqflowsError` and the OS errors of a missing or unusable path) end
+with one line ``seqflows: error: ...`` and exit status 2; set SEQFLOWS_DEBUG=1 to see the
+traceback. Any other exception (a ValueError or TypeError too) is a bug and keeps its
+traceback. SIGTERM and SIGINT stop training at a step boundary with a resumable checkpoint, one
+line saying how to resume, and exit status 143 or 130; SIGINT before training starts (or in
 another command) ends with the line ``seqflows: interrupted by SIGINT`` and exit status 130.
 """
 
@@ -19,10 +20,12 @@ import os
 import shutil
 import sys
 import textwrap
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ..config import choices
 from ..errors import SeqflowsError
 from ..version import __version__
 from .interrupt import Interrupted, exit_on_sigint, sigint_at_once
@@ -48,19 +51,19 @@ AFTER_TRAINING = (
     "data.path=/data/mnist_test_seq.npy when the data moved"
 )
 # Commands that run models forward (evaluation, generation): they keep freed memory
-# (seqflows.retain_freed_memory) instead of page-faulting their large activations in again on
-# every batch; 1.2x faster evaluation of the paper's SLVM (benchmarks/README.md).
+# (seqflows.allocator.retain_freed_memory) instead of page-faulting their large activations in
+# again on every batch; 1.2x faster evaluation of the paper's SLVM (benchmarks/README.md).
 RETAINING_COMMANDS = frozenset({"evaluate", "sample", "predict", "visualize"})
-# Built-in errors that bad input raises; everything else is a bug and keeps its traceback.
+# The errors that are the user's to fix: one line and exit status 2. Everything else, a
+# ValueError or TypeError included, is a bug and keeps its traceback.
 USER_ERRORS = (
-    SeqflowsError,
-    FileNotFoundError,
-    IsADirectoryError,
-    NotADirectoryError,
-    PermissionError,
-    ValueError,
-    TypeError,
-    FloatingPointError,
+    SeqflowsError,  # the project's own: bad settings, data, checkpoints, divergence (errors.py)
+    # The OS errors of a path the user named (on the command line or in a setting) that does
+    # not lead to a file the command can use: the message names the path.
+    FileNotFoundError,  # a checkpoint, configuration or data file that is not there
+    IsADirectoryError,  # a folder given where a file is expected (--output runs/)
+    NotADirectoryError,  # a file given where a folder is expected (--out file.txt/...)
+    PermissionError,  # a file or folder the user may not read or write
 )
 
 
@@ -159,6 +162,12 @@ def _is_override(text: str) -> bool:
     return "=" in text and not text.startswith("-")
 
 
+def field_choices(config_type: type, name: str) -> tuple[Any, ...]:
+    """The values that the ``Literal`` type of the field ``name`` of the configuration dataclass
+    ``config_type`` allows: the CLI's choices, written once, in the configuration."""
+    return choices(typing.get_type_hints(config_type)[name])
+
+
 def _print_json(result: Any) -> None:
     print(json.dumps(result, indent=2, allow_nan=False))
 
@@ -167,6 +176,8 @@ def _print_json(result: Any) -> None:
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
+    from .config import TrainConfig
+
     parser.add_argument(
         "config",
         nargs="?",
@@ -182,9 +193,7 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-nodes", type=at_least(1), help="train.num_nodes")
     parser.add_argument("--strategy", help="train.strategy: auto, ddp, ... (Lightning)")
     parser.add_argument(
-        "--precision",
-        choices=("32", "bf16-mixed", "16-mixed", "64", "auto"),
-        help="train.precision",
+        "--precision", choices=field_choices(TrainConfig, "precision"), help="train.precision"
     )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(
@@ -249,11 +258,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    from .config import EvaluateConfig
+
     parser.add_argument("checkpoint", help="a checkpoint written by seqflows train")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=AFTER_TRAINING)
     parser.add_argument(
         "--split",
-        choices=("test", "validation", "train", "all"),
+        choices=field_choices(EvaluateConfig, "split"),
         help="evaluate.split (default: test; train: fixed crops of training sequences; all: "
         "every sequence of an array, e.g. a new one given as data.path=new.npy)",
     )
@@ -459,6 +470,8 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _convert_options(parser: argparse.ArgumentParser) -> None:
+    from ..data.kth import KTH_SPLITS
+
     sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
     def source(name: str, summary: str, workers: bool = True) -> argparse.ArgumentParser:
@@ -482,7 +495,7 @@ def _convert_options(parser: argparse.ArgumentParser) -> None:
     kth = source("kth", "KTH actions: SRC holds the six action zips or the extracted AVI files")
     kth.add_argument(
         "--split",
-        choices=("reference", "standard"),
+        choices=tuple(KTH_SPLITS),
         default="reference",
         help="persons: reference (the authors': train 11-18, validation 19-21, 23-25, 1, 4, "
         "test 22, 2, 3, 5-10) or standard (1-16 / 17-25)",
@@ -511,10 +524,12 @@ def _convert_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _frame_options(parser: argparse.ArgumentParser, grayscale: bool) -> None:
+    from ..data.video import RESIZES
+
     parser.add_argument("--size", type=at_least(1), default=64, help="frame side (64)")
     parser.add_argument(
         "--resize",
-        choices=("squash", "crop"),
+        choices=RESIZES,
         default="squash",
         help="squash the whole frame to a square (the reference's KTH protocol) or take the "
         "centred square crop first",

@@ -13,7 +13,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from ..data import EvaluationSampler, Source, StreamSampler
+from ..data import Source
+from ..data.samplers import EvaluationSampler, StreamSampler
+from ..errors import ConfigError
 from .config import Config
 from .datasets import evaluation_set, training_set
 
@@ -57,7 +59,7 @@ class SequenceDataModule(pl.LightningDataModule):
         world, rank = trainer.world_size, trainer.global_rank
         batch_size = self.config.train.batch_size
         if batch_size % world:
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size={batch_size} cannot be split evenly between {world} processes"
             )
         sampler = StreamSampler(

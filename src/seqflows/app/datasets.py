@@ -685,7 +685,7 @@ def _npz_keys(path: Path) -> list[str]:
         with np.load(path, allow_pickle=False) as archive:
             return list(archive.keys())
     except (ValueError, OSError) as error:
-        raise ValueError(f"{path}: not a readable .npz archive ({error})") from None
+        raise DataError(f"{path}: not a readable .npz archive ({error})") from None
 
 
 def _load_conditions(data: DataConfig, frames: Any) -> np.ndarray | None:

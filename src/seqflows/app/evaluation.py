@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..atomic import write_atomically, write_text_atomically
 from ..data import FixedSequences, Preprocessing
-from ..errors import NonFiniteError
+from ..errors import ConfigError, NonFiniteError
 from ..metrics import (
     SUM_NAMES,
     LogLikelihoodSum,
@@ -111,7 +111,7 @@ class SequenceScores:
         available = x.shape[1] - model.burn_in
         scored = available if self.scored_frames is None else self.scored_frames
         if self.scored_frames is not None and available >= 1 and not 1 <= scored <= available:
-            raise ValueError(  # (too short for the model at all: the model says so)
+            raise ConfigError(  # (too short for the model at all: the model says so)
                 f"evaluate.scored_frames={scored}: crops of {x.shape[1]} frames leave "
                 f"{available} frames after the model's {model.burn_in} context frames; "
                 "lengthen data.eval_length or score fewer frames"

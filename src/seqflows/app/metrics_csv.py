@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..atomic import write_text_atomically
+from ..errors import DataError
 
 __all__ = [
     "merge_curves",
@@ -41,7 +42,7 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float
         reader = csv.DictReader(file)
         fields = list(reader.fieldnames or [])
         if "step" not in fields:
-            raise ValueError(f"{path} has no 'step' column, only {fields}")
+            raise DataError(f"{path} has no 'step' column, only {fields}")
         curves: dict[str, list[tuple[float, float]]] = {
             name: [] for name in fields if name not in ("step", "epoch")
         }
@@ -52,11 +53,11 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> dict[str, list[tuple[float
                 if not cell:
                     continue
                 if not step:
-                    raise ValueError(f"{path}, line {line}: {name} has a value but no step")
+                    raise DataError(f"{path}, line {line}: {name} has a value but no step")
                 try:
                     points.append((float(step), float(cell)))
                 except ValueError as error:
-                    raise ValueError(f"{path}, line {line}: cannot read {name}: {error}") from None
+                    raise DataError(f"{path}, line {line}: cannot read {name}: {error}") from None
     return curves
 
 

@@ -3,7 +3,7 @@ r"""Process-level settings for fast training on CPU, and what fits in this machi
 glibc's malloc returns every freed block larger than 32 MiB to the kernel, so the activations of
 each training step are page-faulted in again: 20-30 % of a conv flow's CPU step (see
 benchmarks/README.md). :func:`retain_freed_memory` (from the core,
-:func:`seqflows.retain_freed_memory`, re-exported here) makes malloc keep and reuse freed
+:func:`seqflows.allocator.retain_freed_memory`, re-exported here) makes malloc keep and reuse freed
 memory, at the cost of a larger resident size. The same effect from the shell, before Python
 starts: ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
 

@@ -14,6 +14,9 @@ linear-Gaussian state-space model (formerly ``seqflows.data.linear_gaussian``) t
 ``tests/linear_gaussian.py``: importing their names from here is an ImportError that says so.
 """
 
+import importlib
+import warnings
+
 from . import (
     bair,
     controlled,
@@ -31,115 +34,79 @@ from . import (
 from .bair import convert_bair
 from .bouncing_balls import BouncingBalls
 from .controlled import ControlledBalls
-from .datasets import FixedSequences, TrainingSequences, item_rng
+from .datasets import FixedSequences, TrainingSequences
 from .folder import convert_folder
 from .kth import convert_kth
-from .mnist import (
-    MNIST_FILES,
-    MNIST_MIRRORS,
-    DownloadError,
-    download_mnist,
-    load_digits,
-    md5sum,
-    read_idx,
-)
-from .moving_mnist import (
-    MOVING_MNIST_SHAPE,
-    MOVING_MNIST_SPLITS,
-    MOVING_MNIST_URL,
-    MovingMNIST,
-    downscale_digits,
-    load_moving_mnist_file,
-    moving_mnist_split,
-)
-from .samplers import EvaluationSampler, StreamSampler, split_indices
-from .scaling import (
-    NOISES,
-    Preprocessing,
-    check_frames,
-    frames_to_unit_interval,
-    series_statistics,
-)
+from .mnist import download_mnist, load_digits
+from .moving_mnist import MovingMNIST, load_moving_mnist_file
+from .scaling import Preprocessing
 from .series import convert_series
-from .simulators import bounce, render_sequences
-from .sources import (
-    ArraySource,
-    Simulator,
-    Source,
-    StoredSource,
-    load_array,
-    load_conditioned_array,
-)
-from .store import (
-    ShardData,
-    StoreError,
-    StoreSource,
-    StoreWriter,
-    convert_shards,
-    open_dataset,
-    read_manifest,
-)
+from .sources import ArraySource, Simulator, Source, StoredSource, load_array
+from .store import StoreSource, open_dataset
 
+# What users need: the datasets, the sources, the preprocessing, the converters and the modules.
 __all__ = [
-    "MNIST_FILES",
-    "MNIST_MIRRORS",
-    "MOVING_MNIST_SHAPE",
-    "MOVING_MNIST_SPLITS",
-    "MOVING_MNIST_URL",
-    "NOISES",
     "ArraySource",
     "BouncingBalls",
     "ControlledBalls",
-    "DownloadError",
-    "EvaluationSampler",
     "FixedSequences",
     "MovingMNIST",
     "Preprocessing",
-    "ShardData",
     "Simulator",
     "Source",
-    "StoreError",
     "StoreSource",
-    "StoreWriter",
     "StoredSource",
-    "StreamSampler",
     "TrainingSequences",
     "bair",
-    "bounce",
-    "check_frames",
     "controlled",
     "convert_bair",
     "convert_folder",
     "convert_kth",
     "convert_series",
-    "convert_shards",
     "datasets",
     "download_mnist",
-    "downscale_digits",
     "folder",
-    "frames_to_unit_interval",
-    "item_rng",
     "kth",
     "load_array",
-    "load_conditioned_array",
     "load_digits",
     "load_moving_mnist_file",
-    "md5sum",
-    "moving_mnist_split",
     "open_dataset",
-    "read_idx",
-    "read_manifest",
-    "render_sequences",
     "samplers",
     "scaling",
     "series",
-    "series_statistics",
     "simulators",
     "sources",
-    "split_indices",
     "tfrecord",
     "video",
 ]
+
+# Names of the package before issue 25 that live in their submodule only: they still work, with
+# a DeprecationWarning that says where.
+_DEPRECATED = {
+    **dict.fromkeys(("item_rng",), "datasets"),
+    **dict.fromkeys(
+        ("MNIST_FILES", "MNIST_MIRRORS", "DownloadError", "md5sum", "read_idx"), "mnist"
+    ),
+    **dict.fromkeys(
+        (
+            "MOVING_MNIST_SHAPE",
+            "MOVING_MNIST_SPLITS",
+            "MOVING_MNIST_URL",
+            "downscale_digits",
+            "moving_mnist_split",
+        ),
+        "moving_mnist",
+    ),
+    **dict.fromkeys(("EvaluationSampler", "StreamSampler", "split_indices"), "samplers"),
+    **dict.fromkeys(
+        ("NOISES", "check_frames", "frames_to_unit_interval", "series_statistics"), "scaling"
+    ),
+    **dict.fromkeys(("bounce", "render_sequences"), "simulators"),
+    **dict.fromkeys(("load_conditioned_array",), "sources"),
+    **dict.fromkeys(
+        ("ShardData", "StoreError", "StoreWriter", "convert_shards", "read_manifest"), "store"
+    ),
+}
 
 # Names that moved out of the package (issue 25): where they went, for a one-line ImportError.
 _MOVED = {
@@ -163,4 +130,12 @@ _MOVED = {
 def __getattr__(name: str) -> object:
     if name in _MOVED:  # an ImportError: ``from seqflows.data import x`` keeps this message
         raise ImportError(f"seqflows.data.{name} moved out of the package to {_MOVED[name]}")
+    if name in _DEPRECATED:
+        module = f"{__name__}.{_DEPRECATED[name]}"
+        warnings.warn(
+            f"seqflows.data.{name} is deprecated: use {module}.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

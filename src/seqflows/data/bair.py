@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, DataError
 from .store import Progress, ShardData, StoreWriter, convert_shards
 from .tfrecord import Record, count_records, iter_records, parse_example
 
@@ -121,7 +122,7 @@ def _from_tar(tar: Path) -> dict[str, list[BairFile]]:
     with open(tar, "rb") as stream:
         magic = stream.read(6)
     if magic.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")):
-        raise ValueError(
+        raise DataError(
             f"{tar}: not an uncompressed tar (compressed); extract it (tar -xf) and pass the "
             "folder"
         )
@@ -129,7 +130,7 @@ def _from_tar(tar: Path) -> dict[str, list[BairFile]]:
         with tarfile.open(tar, "r:") as archive:  # members are read in place
             members = archive.getmembers()
     except tarfile.ReadError as error:
-        raise ValueError(
+        raise DataError(
             f"{tar}: truncated download or not a tar ({error}); download it again"
         ) from None
     found: dict[str, list[BairFile]] = {"train": [], "test": []}
@@ -138,7 +139,7 @@ def _from_tar(tar: Path) -> dict[str, list[BairFile]]:
         if not match or not member.isfile():
             continue
         if member.offset_data + member.size > size:
-            raise ValueError(
+            raise DataError(
                 f"{tar}: truncated download ({member.name} ends at byte "
                 f"{member.offset_data + member.size}, the file has {size}); download it again"
             )
@@ -188,7 +189,7 @@ def _detect_frames(files: list[BairFile]) -> int:
                 continue
             if count:
                 return count
-    raise ValueError(
+    raise DataError(
         f"no readable BAIR trajectory in {', '.join(f.source for f in files[:3])}...: "
         f"no record with the features {_IMAGE.format('<i>')!r}"
     )
@@ -221,7 +222,7 @@ def bair_tasks(
         file = train[-held_out]
         count += count_records(file.path, start=file.start, length=file.length)
     if validation and (count < validation or held_out == len(train)):
-        raise ValueError(
+        raise ConfigError(
             f"validation={validation} would take all {len(train)} training files "
             f"({count} trajectories); choose a smaller validation"
         )

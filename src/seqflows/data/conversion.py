@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ["SPLIT_METHOD", "assign_splits", "is_visible", "names_sha1"]
 
 SPLIT_METHOD = (
@@ -30,14 +32,14 @@ def assign_splits(count: int, validation: float, test: float, seed: int = 0) -> 
         2
     """
     if not (0 <= validation < 1 and 0 <= test < 1 and validation + test < 1):
-        raise ValueError(
+        raise ConfigError(
             f"validation and test must be fractions in [0, 1) with a sum below 1, "
             f"got {validation} and {test}"
         )
     num_validation = math.floor(validation * count + 0.5)
     num_test = math.floor(test * count + 0.5)
     if count - num_validation - num_test < 1:
-        raise ValueError(
+        raise ConfigError(
             f"{count} sequences leave none for training with validation={validation}, test={test}"
         )
     permutation = np.random.default_rng(seed).permutation(count)

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from .scaling import NOISES, Preprocessing
 from .sources import Simulator, Source, StoredSource
 
@@ -68,7 +69,7 @@ def _check_source(source: Source, length: int) -> int:
         )
     available = int(source.num_frames)
     if length < 1 or length > available:
-        raise ValueError(
+        raise DataError(
             f"{source.name}: cannot crop {length} frames from sequences of {available} frames"
         )
     return available
@@ -77,7 +78,7 @@ def _check_source(source: Source, length: int) -> int:
 def _check_conditioned(source: Source, conditions: bool) -> bool:
     """Refuses ``conditions=True`` for a source whose sequences have no conditions."""
     if conditions and getattr(source, "condition_dim", 0) < 1:
-        raise ValueError(
+        raise DataError(
             f"{source.name}: conditions were asked for but the sequences have none (give the "
             "source conditions, e.g. an .npz with 'frames' and 'conditions')"
         )
@@ -120,7 +121,7 @@ def _read_crop(
     frames = source.read(n, start, start + length)
     if frames.dtype.kind == "f" and not np.isfinite(frames).all():
         frame, dimension = (int(index) for index in np.argwhere(~np.isfinite(frames))[0][:2])
-        raise ValueError(
+        raise DataError(
             f"{source.name}: sequence {n}, frame {start + frame}, dimension {dimension} is "
             f"{frames[frame, dimension]}: every value must be finite (fill or drop it)"
         )

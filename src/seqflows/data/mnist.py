@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SeqflowsError
+from ..errors import DataError, SeqflowsError
 
 __all__ = [
     "MNIST_FILES",
@@ -82,21 +82,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             content = gzip.decompress(content)
         except (OSError, EOFError, zlib.error) as error:
             message = f"{path}: not a valid gzip file, corrupt or truncated ({error})"
-            raise ValueError(message) from error
+            raise DataError(message) from error
     if len(content) < 4 or content[:2] != b"\0\0":
-        raise ValueError(f"{path}: not an IDX file (bad magic number {content[:4].hex()})")
+        raise DataError(f"{path}: not an IDX file (bad magic number {content[:4].hex()})")
     code, ndim = content[2], content[3]
     if code not in IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX data type 0x{code:02x}")
+        raise DataError(f"{path}: unknown IDX data type 0x{code:02x}")
     header = 4 + 4 * ndim
     if len(content) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(content)} bytes)")
+        raise DataError(f"{path}: truncated IDX header ({len(content)} bytes)")
     shape = tuple(int(size) for size in np.frombuffer(content, ">i4", ndim, offset=4))
     dtype = IDX_DTYPES[code]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     actual = len(content) - header
     if actual != expected:
-        raise ValueError(
+        raise DataError(
             f"{path}: the data of shape {shape} need {expected} bytes, the file holds {actual} "
             f"(truncated or corrupt)"
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from .simulators import bounce
 from .sources import ArraySource, Simulator, load_array, picklable_array, unpickled_array
 
@@ -118,7 +119,7 @@ def load_moving_mnist_file(
         ) from None
     expected = (MOVING_MNIST_SHAPE[0], expected_sequences, *MOVING_MNIST_SHAPE[2:])
     if tuple(array.shape) != expected or array.dtype != np.uint8:
-        raise ValueError(
+        raise DataError(
             f"{path}: expected the standard Moving MNIST file, uint8 with shape {expected} "
             f"(time-major: frames, sequences, height, width), got {array.dtype} {array.shape}"
         )

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..preprocessing import NOISES, Preprocessing, check_standardization, frames_to_unit_interval
 
 __all__ = [
@@ -83,14 +84,14 @@ def series_statistics(
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             frame, dimension = (int(item) for item in bad[0][-2:])
-            raise ValueError(
+            raise DataError(
                 f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
                 f"{values[tuple(bad[0])]}: every value must be finite (fill or drop it)"
             )
         large = first_too_large(values)
         if large is not None:
             frame, dimension = large[-2:]
-            raise ValueError(
+            raise DataError(
                 f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
                 f"{values[large]:g}, {TOO_LARGE}"
             )
@@ -98,7 +99,7 @@ def series_statistics(
         total = summed if total is None else total + summed
         count += len(values)
     if total is None or count == 0:
-        raise ValueError(f"{name}: no frames to fit a standardisation on")
+        raise DataError(f"{name}: no frames to fit a standardisation on")
     mean = total / count
     squares = sum(
         ((np.asarray(sequence, np.float64) - mean) ** 2).reshape(-1, len(mean)).sum(axis=0)
@@ -123,7 +124,7 @@ def check_frames(x: Tensor, frame_shape: Sequence[int], name: str) -> None:
     expected = tuple(int(size) for size in frame_shape)
     got = tuple(x.shape[-len(expected) :]) if x.dim() >= len(expected) else tuple(x.shape)
     if got != expected:
-        raise ValueError(
+        raise DataError(
             f"{name}: frames have shape {got} (batch {tuple(x.shape)}), but the model expects "
             f"{expected}; set data.channels / data.size in the config to match the data"
         )
@@ -132,10 +133,10 @@ def check_frames(x: Tensor, frame_shape: Sequence[int], name: str) -> None:
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        raise ValueError(f"{name}: {bad} of {x.numel()} values are not finite (NaN or inf)")
+        raise DataError(f"{name}: {bad} of {x.numel()} values are not finite (NaN or inf)")
     low, high = float(x.min()), float(x.max())
     if low < -0.5 or high > 1.5:
-        raise ValueError(
+        raise DataError(
             f"{name}: values in [{low:.3g}, {high:.3g}] are out of range: frames are expected "
             f"in [0, 1] (were they scaled by 1/255?)"
         )

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..errors import DataError
 from .conversion import SPLIT_METHOD, assign_splits, is_visible, names_sha1
 from .scaling import TOO_LARGE, first_too_large
 from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
@@ -78,18 +79,18 @@ def _read_csv(
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise ValueError(
+        raise DataError(
             f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
             "save the CSV as UTF-8"
         ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:
-        raise ValueError(f"{path}: empty CSV file (a header row is needed)")
+        raise DataError(f"{path}: empty CSV file (a header row is needed)")
     header = [column.strip() for column in header]
     for column in (id_column, time_column, *(columns or ())):
         if column is not None and column not in header:
-            raise ValueError(f"{path}: no column {column!r}; the header has {header}")
+            raise DataError(f"{path}: no column {column!r}; the header has {header}")
     keep = list(columns) if columns else [c for c in header if c not in (id_column, time_column)]
     positions = [header.index(column) for column in keep]
     groups: dict[str, list[tuple[str, list[float], int]]] = {}
@@ -98,16 +99,16 @@ def _read_csv(
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise ValueError(f"{path}, line {line}: {len(row)} cells, the header {len(header)}")
+            raise DataError(f"{path}, line {line}: {len(row)} cells, the header {len(header)}")
         values = []
         for column, position in zip(keep, positions, strict=True):
             where = f"{path}, line {line}, column {column!r}"
             try:
                 value = float(row[position])
             except ValueError:
-                raise ValueError(f"{where}: {row[position]!r} is not a number") from None
+                raise DataError(f"{where}: {row[position]!r} is not a number") from None
             if not math.isfinite(value):
-                raise ValueError(
+                raise DataError(
                     f"{where}: {row[position].strip()!r} is not finite (NaN, inf or beyond "
                     "1.8e308); fill or drop it"
                 )
@@ -161,16 +162,16 @@ def _load_series(
             try:
                 array = np.load(path, allow_pickle=False)
             except (ValueError, OSError) as error:
-                raise ValueError(f"{path}: unreadable .npy file ({error})") from None
+                raise DataError(f"{path}: unreadable .npy file ({error})") from None
             if array.ndim == 1:
                 array = array[:, None]  # (T, 1)
             if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-                raise ValueError(f"{path}: a numeric (T, D) array expected, got {array.shape}")
+                raise DataError(f"{path}: a numeric (T, D) array expected, got {array.shape}")
             found = [_Series(array.astype(np.float64), {"source": name}, path, None, None)]
             infinite = np.argwhere(~np.isfinite(found[0].values))
             if len(infinite):
                 row, dimension = (int(index) for index in infinite[0])
-                raise ValueError(
+                raise DataError(
                     f"{found[0].cell(row, dimension)}: {array[row, dimension]} is not finite; "
                     "fill or drop it"
                 )
@@ -178,7 +179,7 @@ def _load_series(
             names, found = _read_csv(path, name, id_column, time_column, columns)
         for series in found:
             if loaded and series.values.shape[1] != loaded[0].values.shape[1]:
-                raise ValueError(
+                raise DataError(
                     f"{path}: {series.values.shape[1]} dimensions, "
                     f"{loaded[0].metadata['source']} has {loaded[0].values.shape[1]}; every "
                     "sequence needs the same dimensions"
@@ -186,7 +187,7 @@ def _load_series(
             if len(series.values):
                 loaded.append(series)
     if not loaded:
-        raise ValueError(f"{src}: no non-empty sequences")
+        raise DataError(f"{src}: no non-empty sequences")
     return loaded, names
 
 
@@ -225,7 +226,7 @@ def _check_range(train: list[_Series], low: np.ndarray, high: np.ndarray) -> Non
             else f"widens the range to [{low[dimension]:g}, {high[dimension]:g}], where the bulk "
             f"of the training values ({bulk[0]:g} .. {bulk[-1]:g}) falls on one uint8 level"
         )
-        raise ValueError(
+        raise DataError(
             f"{series.cell(flat, dimension)}: {series.values[flat, dimension]:g} {reason}; "
             "remove or correct this outlier"
         )
@@ -256,7 +257,7 @@ def series_range(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """The per-dimension (low, high) of a series store's quantisation, each with shape (D,)."""
     scale = read_manifest(root)["options"].get("scale")
     if not scale:
-        raise ValueError(
+        raise DataError(
             f"{root}: not a quantised series store (no scale in its options; convert series "
             "--quantize writes one)"
         )
@@ -344,7 +345,7 @@ def convert_series(
         for series in loaded:
             large = first_too_large(series.values)
             if large is not None:
-                raise ValueError(f"{series.cell(*large)}: {series.values[large]:g} is {TOO_LARGE}")
+                raise DataError(f"{series.cell(*large)}: {series.values[large]:g} is {TOO_LARGE}")
         options["values"] = "as read (float64), not quantised"
         grouped = {}
         for array, item, split in zip(arrays, metadata, splits, strict=True):

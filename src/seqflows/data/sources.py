@@ -30,6 +30,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from ..errors import DataError
+
 __all__ = [
     "ArraySource",
     "MappedFile",
@@ -172,7 +174,7 @@ class ArraySource(StoredSource):
         shape = tuple(int(size) for size in array.shape)
         dtype = np.dtype(array.dtype)
         if len(shape) not in (3, 4, 5):
-            raise ValueError(
+            raise DataError(
                 f"{name}: sequences must have shape (N, T, C, H, W), (N, T, H, W) or (N, T, D), "
                 f"got {shape}"
                 + (" (one series: add a dimension, x[..., None])" if len(shape) == 2 else "")
@@ -191,9 +193,9 @@ class ArraySource(StoredSource):
                     "; cast integer vector series (N, T, D) to float (x.astype(np.float32)): "
                     "real values are taken as they are"
                 )
-            raise ValueError(f"{name}: sequences must have dtype uint8, got {dtype}{hint}")
+            raise DataError(f"{name}: sequences must have dtype uint8, got {dtype}{hint}")
         if min(shape) < 1:
-            raise ValueError(f"{name}: empty array of sequences, shape {shape}")
+            raise DataError(f"{name}: empty array of sequences, shape {shape}")
         self.array = array
         self.name = name
         self.offset = int(offset)
@@ -210,7 +212,7 @@ class ArraySource(StoredSource):
     def read_conditions(self, n: int, start: int, stop: int) -> np.ndarray:
         r"""Conditions of frames start .. stop - 1 of sequence n, float32 (stop - start, A)."""
         if self.conditions is None:
-            raise ValueError(f"{self.name}: the sequences have no conditions")
+            raise DataError(f"{self.name}: the sequences have no conditions")
         self.read(n, start, start)  # the checks of n, start and stop
         return np.array(self.conditions[int(n) % self.num_sequences, start:stop], np.float32)
 
@@ -280,19 +282,19 @@ def _checked_conditions(conditions: Any, source: ArraySource) -> np.ndarray:
     conditions = np.asarray(conditions)
     N, T = source.num_sequences, source.num_frames
     if conditions.ndim != 3 or conditions.shape[:2] != (N, T):
-        raise ValueError(
+        raise DataError(
             f"{source.name}: conditions must have shape (N, T, A) = ({N}, {T}, A) to match the "
             f"{N} sequences of {T} frames, got {conditions.shape}"
         )
     if conditions.dtype.kind not in "fiub" or conditions.shape[-1] < 1:
-        raise ValueError(
+        raise DataError(
             f"{source.name}: conditions must be numbers with at least one per step, got "
             f"{conditions.dtype} {conditions.shape}"
         )
     conditions = conditions.astype(np.float32)
     if not np.isfinite(conditions).all():
         n, t = (int(index) for index in np.argwhere(~np.isfinite(conditions))[0][:2])
-        raise ValueError(f"{source.name}: conditions of sequence {n}, frame {t} are not finite")
+        raise DataError(f"{source.name}: conditions of sequence {n}, frame {t} are not finite")
     return conditions
 
 
@@ -321,8 +323,8 @@ def load_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
                 return loaded[keys[0] if key is None else key]
         return loaded
     except KeyError as error:
-        raise ValueError(error.args[0]) from None
+        raise DataError(error.args[0]) from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(
+        raise DataError(
             f"{path}: the file is corrupt or truncated, or not a numpy array file ({error})"
         ) from error

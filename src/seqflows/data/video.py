@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "RESIZES",
@@ -100,15 +102,15 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ValueError(f"{path}: unreadable video (no video stream)")
+                raise DataError(f"{path}: unreadable video (no video stream)")
             frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     except av.FFmpegError as error:
-        raise ValueError(f"{path}: unreadable video ({error})") from None
+        raise DataError(f"{path}: unreadable video ({error})") from None
     if not frames:
-        raise ValueError(f"{path}: unreadable video (no frames)")
+        raise DataError(f"{path}: unreadable video (no frames)")
     shapes = sorted({frame.shape for frame in frames})
     if len(shapes) > 1:
-        raise ValueError(f"{path}: frames of changing size {shapes[0][:2]} and {shapes[1][:2]}")
+        raise DataError(f"{path}: frames of changing size {shapes[0][:2]} and {shapes[1][:2]}")
     return np.stack(frames)
 
 
@@ -146,16 +148,16 @@ def read_frame_folder(path: str | os.PathLike) -> np.ndarray:
         key=lambda file: natural_key(file.name),
     )
     if not files:
-        raise ValueError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     frames = []
     for file in files:
         try:
             with Image.open(file) as image:
                 frames.append(_rgb8(image))
         except (OSError, ValueError, Image.DecompressionBombError) as error:  # OSError: no image
-            raise ValueError(f"{path}: unreadable image {file.name} ({error})") from None
+            raise DataError(f"{path}: unreadable image {file.name} ({error})") from None
         if frames[-1].shape != frames[0].shape:
-            raise ValueError(
+            raise DataError(
                 f"{path}: frames of mixed sizes: {files[0].name} is {frames[0].shape[:2]}, "
                 f"{file.name} is {frames[-1].shape[:2]} (H, W)"
             )
@@ -167,14 +169,14 @@ def _rgb8(image: Any) -> np.ndarray:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         values = np.asarray(image)  # (H, W): uint16, or int32 for mode I
         if values.size and (values.min() < 0 or values.max() > 65535):
-            raise ValueError(
+            raise DataError(
                 f"32-bit integer pixels from {values.min()} to {values.max()}, beyond 16 bits; "
                 "save the frames as 8- or 16-bit images"
             )
         grey = np.rint(values * (255 / 65535)).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=-1)
     if image.mode == "F":
-        raise ValueError("floating-point pixels; save the frames as 8- or 16-bit images")
+        raise DataError("floating-point pixels; save the frames as 8- or 16-bit images")
     return np.asarray(image.convert("RGB"))
 
 
