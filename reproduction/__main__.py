@@ -12,14 +12,12 @@ the installed package. Errors about the user's input end with one line
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import seqflows
-from seqflows.app.cli import OVERRIDES, USER_ERRORS, at_least
-from seqflows.app.interrupt import Interrupted, sigint_at_once
+from seqflows.app.cli import OVERRIDES, at_least, run_reporting
 
 from . import what_if
 
@@ -185,21 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # As seqflows evaluate does: the process keeps freed memory for the models' activations.
     seqflows.allocator.retain_freed_memory()
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:  # Ctrl-C outside a training (each has its own process)
-        interrupted = sigint_at_once()
-        print(f"reproduction: {interrupted.message}", file=sys.stderr, flush=True)
-        return interrupted.exit_status
-    except Interrupted as interrupted:  # SIGTERM, SIGINT: one line, exit status 143 or 130
-        if interrupted.message:
-            print(f"reproduction: {interrupted.message}", file=sys.stderr, flush=True)
-        return interrupted.exit_status
-    except USER_ERRORS as error:
-        if os.environ.get("SEQFLOWS_DEBUG"):
-            raise
-        print(f"reproduction: error: {error}", file=sys.stderr)
-        return 2
+    # Ctrl-C outside a training (each has its own process), SIGTERM and the user's errors: one
+    # line and an exit status, as for seqflows.
+    return run_reporting(lambda: args.run(args), "reproduction")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,17 @@ TINY_RUN = [
     "train.checkpoint_every=2",
     "train.log_every=1",
 ]
+# TINY_RUN with bouncing balls' sizes: 8x8 frames, crops of 6, small held-out splits.
+TINY_BALLS = [
+    *TINY_RUN,
+    "data.size=8",
+    "data.num_frames=12",
+    "data.length=6",
+    "data.validation_sequences=4",
+    "data.test_sequences=6",
+    "model.window=1",
+    "evaluate.batch_size=4",
+]
 IMAGE = (1, 3, 2)  # (C, H, W): tiny, non-square, so that H/W mix-ups fail
 COLOR = (2, 2, 3)
 VECTOR = (3,)

@@ -19,19 +19,10 @@ from seqflows.app.cli import main
 from seqflows.app.convert import SOURCES
 from seqflows.app.progress import Progress, format_duration, seconds_left
 
-from helpers import TINY_RUN
+from helpers import TINY_BALLS
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    *TINY_RUN,
-    "data.size=8",
-    "data.num_frames=12",
-    "data.length=6",
-    "data.validation_sequences=4",
-    "data.test_sequences=6",
-    "model.window=1",
-    "evaluate.batch_size=4",
-]
+TINY = TINY_BALLS
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,9 @@ pytest.importorskip("lightning.pytorch")
 
 from seqflows.app.cli import main  # noqa: E402
 
-from helpers import TINY_RUN  # noqa: E402
+from helpers import TINY_BALLS  # noqa: E402
 
-TINY = [
-    *TINY_RUN,
-    "data.size=8",
-    "data.num_frames=12",
-    "data.length=6",
-    "data.validation_sequences=4",
-    "data.test_sequences=6",
-    "model.window=1",
-    "evaluate.batch_size=4",
-]
+TINY = TINY_BALLS
 
 
 def train_command(out: Path | str, *extra: str) -> list[str]:

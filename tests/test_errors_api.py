@@ -158,7 +158,8 @@ def test_the_data_package_exports_what_users_need():
 
 
 def test_the_reproduction_command_keeps_bad_settings_one_line(capsys, tmp_path):
-    """python -m reproduction reuses USER_ERRORS: a bad --sigma is a ConfigError, not a bug."""
+    """python -m reproduction reports through seqflows.app.cli.run_reporting: a bad --sigma is
+    a ConfigError, not a bug."""
     from reproduction.__main__ import main as reproduction_main
 
     out = tmp_path / "motion"

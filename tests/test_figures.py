@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from seqflows.app import figures
 from seqflows.app.animation import save_gif, tile_frames
 from seqflows.app.figures import (
     save_curves,
@@ -29,6 +28,8 @@ from seqflows.app.metrics_csv import (
     run_metrics_files,
     write_metrics_csv,
 )
+
+from helpers import captured_figures
 
 
 def constant_sequences(B: int, T: int, C: int, H: int, W: int) -> torch.Tensor:
@@ -176,15 +177,7 @@ def test_save_flow_rows_validates_layers(tmp_path: Path) -> None:
 @pytest.fixture
 def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
     """The matplotlib figures that the save_* functions draw, kept for inspection."""
-    kept = []
-    save = figures._save_figure
-
-    def keep(figure, path):
-        kept.append(figure)
-        return save(figure, path)
-
-    monkeypatch.setattr(figures, "_save_figure", keep)
-    return kept
+    return captured_figures(monkeypatch)
 
 
 def row_labels(figure) -> list[str]:

@@ -33,6 +33,7 @@ from .interrupt import Interrupted, exit_on_sigint, sigint_at_once
 __all__ = [
     "build_parser",
     "main",
+    "run_reporting",
 ]
 
 DESCRIPTION = """\
@@ -105,19 +106,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqflows`` console script; returns the exit status."""
+    return run_reporting(lambda: _run(argv), "seqflows")
+
+
+def run_reporting(command: Callable[[], int | None], program: str) -> int:
+    r"""Runs ``command`` and returns its exit status (0 for None); what ends it early is one line
+    on stderr, ``PROGRAM: ...``, and an exit status: the user's errors (:data:`USER_ERRORS`,
+    ``PROGRAM: error: ...``, 2), a stop by SIGTERM or SIGINT (143 or 130) and Ctrl-C where no
+    training took it over (start-up, other commands; 130). Anything else is a bug and keeps its
+    traceback, as do all of these with ``SEQFLOWS_DEBUG`` set."""
+    debug = bool(os.environ.get("SEQFLOWS_DEBUG"))
     try:
-        return _run(argv)
-    except KeyboardInterrupt:  # Ctrl-C before training takes it over (start-up), or elsewhere
-        if os.environ.get("SEQFLOWS_DEBUG"):
+        return command() or 0
+    except KeyboardInterrupt:
+        if debug:
             raise
         interrupted = sigint_at_once()
-        print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
+        print(f"{program}: {interrupted.message}", file=sys.stderr, flush=True)
         return interrupted.exit_status
+    except Interrupted as interrupted:
+        if interrupted.message:
+            print(f"{program}: {interrupted.message}", file=sys.stderr, flush=True)
+        return interrupted.exit_status
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    """:func:`main` but for Ctrl-C: the parsing (which imports the commands' modules) and the
-    command, with the user's errors as one line."""
+    """The parsing (which imports the commands' modules) and the command, for :func:`main`."""
     with exit_on_sigint():  # the commands' modules import torch
         parser = build_parser()
     argv = _resume_before_override(list(sys.argv[1:] if argv is None else argv))
@@ -135,17 +154,7 @@ def _run(argv: Sequence[str] | None) -> int:
         from .runtime import retain_freed_memory
 
         retain_freed_memory()
-    try:
-        return args.run(args) or 0
-    except Interrupted as interrupted:  # SIGTERM, SIGINT: one line, exit status 143 or 130
-        if interrupted.message:
-            print(f"seqflows: {interrupted.message}", file=sys.stderr, flush=True)
-        return interrupted.exit_status
-    except USER_ERRORS as error:
-        if os.environ.get("SEQFLOWS_DEBUG"):
-            raise
-        print(f"seqflows: error: {error}", file=sys.stderr)
-        return 2
+    return args.run(args)
 
 
 def _resume_before_override(argv: list[str]) -> list[str]:
