@@ -33,26 +33,56 @@ FIXTURES = ROOT / "tests" / "fixtures"
 PACKAGE_LINES = 17_600
 
 
-def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():
-    names = available_configs()
-    assert {"mmnist_1af", "mmnist_slvm_1af", "bouncing_balls_slvm", "bair_slvm"} <= set(names)
+def shipped_models():
+    """(name, config, model) of every shipped configuration, its model on small frames."""
     own_data = {  # shapes from the data
         "my_video_array": (1, 8, 8),
         "my_time_series": (3,),
         "my_time_series_slvm_prior": (3,),
         "my_time_series_covariates": (3,),
     }
+    names = available_configs()
     assert set(own_data) <= set(names)
     for name in names:
         config = load_config(name, ["data.path=data.npy"] if name in own_data else [])
-        assert type(config.model) is {"flow": FlowConfig, "slvm": SLVMConfig}[config.model.type]
         cls = FlowModel if config.model.type == "flow" else SLVM
         shape = own_data[name] if name in own_data else config.data.frame_shape
         if name.startswith(("mmnist", "bair", "kth")):
             shape = (shape[0], 8, 8)  # the same settings on small frames: fast
-        model = cls.from_config(config.model, shape)
+        yield name, config, cls.from_config(config.model, shape)
+
+
+def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():
+    assert {"mmnist_1af", "mmnist_slvm_1af", "bouncing_balls_slvm", "bair_slvm"} <= set(
+        available_configs()
+    )
+    for name, config, model in shipped_models():
+        assert type(config.model) is {"flow": FlowConfig, "slvm": SLVMConfig}[config.model.type]
         assert model.config == config.model, name
         assert find_config(name) == PACKAGE / "configs" / f"{name}.yaml"
+
+
+def test_the_burn_in_rule_is_the_configs_and_the_model_returns_it():
+    """One rule for the context frames: the config's ``burn_in_frames`` is the model's
+    ``burn_in`` for every shipped configuration and for the padded and baseline variants."""
+    seen = set()
+    for name, config, model in shipped_models():
+        assert config.model.burn_in_frames == model.burn_in, name
+        seen.add(model.burn_in)
+    assert len(seen) > 1  # the shipped configurations differ in their context
+    variants = [
+        FlowConfig(num_transforms=2, window=2, context="padded"),
+        SLVMConfig(burn_in=0),
+        SLVMConfig(window=2),
+        SLVMConfig(num_transforms=2, window=2),
+    ]
+    for config, expected in zip(variants, [0, 0, 2, 4], strict=True):
+        assert config.burn_in_frames == expected
+        cls = FlowModel if config.type == "flow" else SLVM
+        small = {"latent_dim": 2, "lstm_hidden": 4, "mlp_hidden": 4}
+        small = {} if config.type == "flow" else small
+        model = cls((3,), config, hidden=4, **small)
+        assert model.burn_in == expected
 
 
 def test_a_setting_has_one_name_and_one_default():

@@ -78,6 +78,12 @@ class FlowConfig(TransformConfig):
         check_transform_kinds(self.transforms, self.num_transforms)
 
     @property
+    def burn_in_frames(self) -> int:
+        """The context frames before the first scored one (the model's ``burn_in``): M*k in
+        ``burn_in`` mode, 0 in ``padded`` mode."""
+        return self.num_transforms * self.window if self.context == "burn_in" else 0
+
+    @property
     def kinds(self) -> list[str]:
         """The kind of each transform, outermost first (``transforms``, or all affine)."""
         return list(self.transforms or ["affine"] * self.num_transforms)
@@ -243,8 +249,9 @@ class FlowModel(Pretrained, nn.Module):
 
     @property
     def burn_in(self) -> int:
-        """Frames that are context only: M*k in ``burn_in`` mode, 0 in ``padded`` mode."""
-        return sum(transform.burn_in for transform in self.transforms)
+        """Frames that are context only: M*k in ``burn_in`` mode, 0 in ``padded`` mode
+        (:attr:`FlowConfig.burn_in_frames`)."""
+        return self.config.burn_in_frames
 
     @property
     def condition_dim(self) -> int:

@@ -610,6 +610,14 @@ class SLVMConfig(TransformConfig):
             )
 
     @property
+    def burn_in_frames(self) -> int:
+        """The context frames before the first scored one (the model's ``burn_in``): the
+        flow's M*k with a flow, else ``burn_in`` (None: ``window``)."""
+        if self.flow is not None:
+            return self.flow.burn_in_frames
+        return self.window if self.burn_in is None else self.burn_in
+
+    @property
     def flow(self) -> FlowConfig | None:
         """The flow's settings (burn-in context, standard base), or None for the baseline."""
         if not self.num_transforms:
@@ -764,10 +772,9 @@ class SLVM(Pretrained, nn.Module):
 
     @property
     def burn_in(self) -> int:
-        """Context frames that are not scored (M*k with a flow)."""
-        if self.flow is not None:
-            return self.flow.burn_in
-        return self.config.window if self.config.burn_in is None else self.config.burn_in
+        """Context frames that are not scored (M*k with a flow): the config's
+        :attr:`SLVMConfig.burn_in_frames`."""
+        return self.config.burn_in_frames
 
     @property
     def num_transforms(self) -> int:
