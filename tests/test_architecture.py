@@ -474,3 +474,28 @@ def test_importing_and_using_the_library_leaves_the_process_alone():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "untouched", done.stderr
+
+
+def test_the_slvm_frame_size_rule_is_the_networks_and_the_app_gives_it_the_setting():
+    """Which frame sides the SLVM's conv encoder and decoder take is written once (in
+    ``networks``): the app refuses exactly the sizes the networks refuse, with their message."""
+    from seqflows.app.checkpoints import build_model
+    from seqflows.networks import ConvDecoder, ConvEncoder
+
+    small = ["latent_dim=2", "lstm_hidden=2", "encoder_features=2", "conv_width=1", "hidden=2"]
+    config = Config.from_dict({}, ["model.type=slvm", *(f"model.{item}" for item in small)])
+    accepted = []
+    for shape in [(1, side, side) for side in range(1, 70)] + [(1, 8, 16), (1, 16, 8)]:
+        try:
+            ConvEncoder(shape, features=2, width=1)
+        except ConfigError as refused:
+            with pytest.raises(ConfigError) as app:
+                build_model(config, shape)
+            assert str(app.value) == f"data.size={shape[1]}: " + str(refused).split(": ", 1)[1]
+            assert "4 * 2^n" in str(app.value), shape
+            with pytest.raises(ConfigError, match=r"^frames of shape .* 4 \* 2\^n"):
+                ConvDecoder(shape, latent_dim=2, width=1)
+        else:
+            assert build_model(config, shape).event_shape == shape
+            accepted.append(shape[1])
+    assert accepted == [8, 16, 32, 64]
