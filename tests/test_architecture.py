@@ -499,3 +499,27 @@ def test_the_slvm_frame_size_rule_is_the_networks_and_the_app_gives_it_the_setti
             assert build_model(config, shape).event_shape == shape
             accepted.append(shape[1])
     assert accepted == [8, 16, 32, 64]
+
+
+def test_every_sampler_checks_its_arguments_with_the_same_rule():
+    """``sample()``'s checks are written once (``checks.check_sample_arguments``): the flow,
+    the SLVM with and without a flow, and its latent model refuse the same arguments alike."""
+    small = {"window": 1, "hidden": 4, "conditioner": "linear"}
+    slvm = {**small, "latent_dim": 2, "lstm_hidden": 4, "mlp_hidden": 4}
+    baseline = SLVM((3,), **slvm)
+    samplers = [FlowModel((3,), **small), baseline, SLVM((3,), num_transforms=1, **slvm)]
+    samplers.append(baseline.latent)
+    context = torch.zeros(2, 2, 3)
+    wrong = [
+        ((0, 1, context, None), ValueError, "^num_sequences must be at least 1, got 0$"),
+        ((2, 0, context, None), ValueError, "^length must be at least 1, got 0$"),
+        ((3, 1, context, None), ValueError, "^num_sequences is 3 but context has 2 sequences$"),
+        ((2, 1, torch.zeros(2, 2, 4), None), ValueError, r"^context must be shaped \(B, T, 3\)"),
+        ((2, 1, context.double(), None), TypeError, "^context is torch.float64 but the model"),
+        ((2, 1, context, torch.zeros(2, 3, 1)), ValueError, "conditions"),
+    ]
+    for sampler in samplers:
+        for (num, length, frames, conditions), error, message in wrong:
+            with pytest.raises(error, match=message):
+                sampler.sample(num, length, frames, conditions=conditions)
+        assert sampler.sample(2, 1, context).shape == (2, 1, 3)

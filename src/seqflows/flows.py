@@ -32,7 +32,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
+from .checks import (
+    check_dtype,
+    check_event_shape,
+    check_finite,
+    check_sample_arguments,
+    check_sequence,
+)
 from .conditioning import check_conditions
 from .config import check_at_least
 from .distributions import full_precision, make_base
@@ -404,11 +410,7 @@ class FlowModel(Pretrained, nn.Module):
         Returns:
             Generated frames (without the context), with shape (B, length, *event_shape).
         """
-        check_sizes(num_sequences=num_sequences, length=length)
-        if context is not None and context.shape[0] != num_sequences:
-            raise ValueError(
-                f"num_sequences is {num_sequences} but context has {context.shape[0]} sequences"
-            )
+        start = check_sample_arguments(self, num_sequences, length, context, conditions)
         reference = next(self.parameters())
         noise = self.base.sample(
             (num_sequences, length),
@@ -417,7 +419,6 @@ class FlowModel(Pretrained, nn.Module):
             dtype=reference.dtype,
             temperature=temperature,
         )
-        start = 0 if context is None else context.shape[1]
         return self.generate(noise, context, conditions)[:, start:]
 
 
