@@ -68,7 +68,7 @@ def conv_frame_layers(event_shape: Sequence[int], setting: str | None = None) ->
         where = setting or f"frames of shape {tuple(int(size) for size in event_shape)}"
         raise ConfigError(
             f"{where}: the SLVM's convolutional encoder halves frames down to 4x4, so they must"
-            " be square with a side of 4 * 2^n (8, 16, 32, 64, 128, ...)"
+            " be square with side 4 * 2^n (8, 16, 32, 64, 128, ...)"
             + ("" if height == width else f"; these are {height}x{width}")
         )
     return layers
