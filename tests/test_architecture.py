@@ -33,26 +33,56 @@ FIXTURES = ROOT / "tests" / "fixtures"
 PACKAGE_LINES = 17_600
 
 
-def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():
-    names = available_configs()
-    assert {"mmnist_1af", "mmnist_slvm_1af", "bouncing_balls_slvm", "bair_slvm"} <= set(names)
+def shipped_models():
+    """(name, config, model) of every shipped configuration, its model on small frames."""
     own_data = {  # shapes from the data
         "my_video_array": (1, 8, 8),
         "my_time_series": (3,),
         "my_time_series_slvm_prior": (3,),
         "my_time_series_covariates": (3,),
     }
+    names = available_configs()
     assert set(own_data) <= set(names)
     for name in names:
         config = load_config(name, ["data.path=data.npy"] if name in own_data else [])
-        assert type(config.model) is {"flow": FlowConfig, "slvm": SLVMConfig}[config.model.type]
         cls = FlowModel if config.model.type == "flow" else SLVM
         shape = own_data[name] if name in own_data else config.data.frame_shape
         if name.startswith(("mmnist", "bair", "kth")):
             shape = (shape[0], 8, 8)  # the same settings on small frames: fast
-        model = cls.from_config(config.model, shape)
+        yield name, config, cls.from_config(config.model, shape)
+
+
+def test_every_shipped_configuration_builds_its_model_from_the_models_own_config():
+    assert {"mmnist_1af", "mmnist_slvm_1af", "bouncing_balls_slvm", "bair_slvm"} <= set(
+        available_configs()
+    )
+    for name, config, model in shipped_models():
+        assert type(config.model) is {"flow": FlowConfig, "slvm": SLVMConfig}[config.model.type]
         assert model.config == config.model, name
         assert find_config(name) == PACKAGE / "configs" / f"{name}.yaml"
+
+
+def test_the_burn_in_rule_is_the_configs_and_the_model_returns_it():
+    """One rule for the context frames: the config's ``burn_in_frames`` is the model's
+    ``burn_in`` for every shipped configuration and for the padded and baseline variants."""
+    seen = set()
+    for name, config, model in shipped_models():
+        assert config.model.burn_in_frames == model.burn_in, name
+        seen.add(model.burn_in)
+    assert len(seen) > 1  # the shipped configurations differ in their context
+    variants = [
+        FlowConfig(num_transforms=2, window=2, context="padded"),
+        SLVMConfig(burn_in=0),
+        SLVMConfig(window=2),
+        SLVMConfig(num_transforms=2, window=2),
+    ]
+    for config, expected in zip(variants, [0, 0, 2, 4], strict=True):
+        assert config.burn_in_frames == expected
+        cls = FlowModel if config.type == "flow" else SLVM
+        small = {"latent_dim": 2, "lstm_hidden": 4, "mlp_hidden": 4}
+        small = {} if config.type == "flow" else small
+        model = cls((3,), config, hidden=4, **small)
+        assert model.burn_in == expected
 
 
 def test_a_setting_has_one_name_and_one_default():
@@ -444,3 +474,52 @@ def test_importing_and_using_the_library_leaves_the_process_alone():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "untouched", done.stderr
+
+
+def test_the_slvm_frame_size_rule_is_the_networks_and_the_app_gives_it_the_setting():
+    """Which frame sides the SLVM's conv encoder and decoder take is written once (in
+    ``networks``): the app refuses exactly the sizes the networks refuse, with their message."""
+    from seqflows.app.checkpoints import build_model
+    from seqflows.networks import ConvDecoder, ConvEncoder
+
+    small = ["latent_dim=2", "lstm_hidden=2", "encoder_features=2", "conv_width=1", "hidden=2"]
+    config = Config.from_dict({}, ["model.type=slvm", *(f"model.{item}" for item in small)])
+    accepted = []
+    for shape in [(1, side, side) for side in range(1, 70)] + [(1, 8, 16), (1, 16, 8)]:
+        try:
+            ConvEncoder(shape, features=2, width=1)
+        except ConfigError as refused:
+            with pytest.raises(ConfigError) as app:
+                build_model(config, shape)
+            assert str(app.value) == f"data.size={shape[1]}: " + str(refused).split(": ", 1)[1]
+            assert "4 * 2^n" in str(app.value), shape
+            with pytest.raises(ConfigError, match=r"^frames of shape .* 4 \* 2\^n"):
+                ConvDecoder(shape, latent_dim=2, width=1)
+        else:
+            assert build_model(config, shape).event_shape == shape
+            accepted.append(shape[1])
+    assert accepted == [8, 16, 32, 64]
+
+
+def test_every_sampler_checks_its_arguments_with_the_same_rule():
+    """``sample()``'s checks are written once (``checks.check_sample_arguments``): the flow,
+    the SLVM with and without a flow, and its latent model refuse the same arguments alike."""
+    small = {"window": 1, "hidden": 4, "conditioner": "linear"}
+    slvm = {**small, "latent_dim": 2, "lstm_hidden": 4, "mlp_hidden": 4}
+    baseline = SLVM((3,), **slvm)
+    samplers = [FlowModel((3,), **small), baseline, SLVM((3,), num_transforms=1, **slvm)]
+    samplers.append(baseline.latent)
+    context = torch.zeros(2, 2, 3)
+    wrong = [
+        ((0, 1, context, None), ValueError, "^num_sequences must be at least 1, got 0$"),
+        ((2, 0, context, None), ValueError, "^length must be at least 1, got 0$"),
+        ((3, 1, context, None), ValueError, "^num_sequences is 3 but context has 2 sequences$"),
+        ((2, 1, torch.zeros(2, 2, 4), None), ValueError, r"^context must be shaped \(B, T, 3\)"),
+        ((2, 1, context.double(), None), TypeError, "^context is torch.float64 but the model"),
+        ((2, 1, context, torch.zeros(2, 3, 1)), ValueError, "conditions"),
+    ]
+    for sampler in samplers:
+        for (num, length, frames, conditions), error, message in wrong:
+            with pytest.raises(error, match=message):
+                sampler.sample(num, length, frames, conditions=conditions)
+        assert sampler.sample(2, 1, context).shape == (2, 1, 3)

@@ -28,7 +28,6 @@ import seqflows
 from seqflows.app.cli import main
 from seqflows.app.config import Config, ConfigError, DataConfig, load_config
 from seqflows.app.datasets import (
-    burn_in_of,
     dataset_of,
     held_out_sequences,
     inferred_settings,
@@ -245,7 +244,7 @@ def test_the_context_read_from_the_configuration_is_the_models(overrides):
 
     config = Config.from_dict({}, ["model.hidden=4", *overrides])
     model = build_model(config, (3,))
-    assert burn_in_of(config.model) == model.burn_in
+    assert config.model.burn_in_frames == model.burn_in
 
 
 # Real-valued series

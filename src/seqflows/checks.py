@@ -11,12 +11,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .conditioning import check_conditions
 from .errors import DataError
 
 __all__ = [
     "check_dtype",
     "check_event_shape",
     "check_finite",
+    "check_sample_arguments",
     "check_sequence",
     "check_sizes",
 ]
@@ -85,3 +87,30 @@ def check_finite(x: Tensor, name: str) -> None:
         raise DataError(
             f"{name} holds NaN or infinite values (first in sequence {sequence}, frame {frame})"
         )
+
+
+def check_sample_arguments(
+    model: nn.Module,
+    num_sequences: int,
+    length: int,
+    context: Tensor | None,
+    conditions: Tensor | None,
+) -> int:
+    r"""The checks of a model's ``sample(num_sequences, length, context, ..., conditions)``.
+
+    Refuses sizes below 1, a context that is not (B, c, *event_shape) of the model's dtype with
+    B = ``num_sequences``, and conditions that do not fit (B, c + length, A). ``model`` has
+    ``event_shape`` and ``condition_dim``. Returns c, the context's frames (0 without one).
+    """
+    check_sizes(num_sequences=num_sequences, length=length)
+    known = 0
+    if context is not None:
+        check_sequence(context, model.event_shape, "context")
+        check_dtype(context, model, "context")
+        if context.shape[0] != num_sequences:
+            raise ValueError(
+                f"num_sequences is {num_sequences} but context has {context.shape[0]} sequences"
+            )
+        known = context.shape[1]
+    check_conditions(conditions, model.condition_dim, num_sequences, known + length)
+    return known

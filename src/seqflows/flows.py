@@ -32,7 +32,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
+from .checks import (
+    check_dtype,
+    check_event_shape,
+    check_finite,
+    check_sample_arguments,
+    check_sequence,
+)
 from .conditioning import check_conditions
 from .config import check_at_least
 from .distributions import full_precision, make_base
@@ -76,6 +82,12 @@ class FlowConfig(TransformConfig):
         super().__post_init__()
         check_at_least(self, 1, "num_transforms")
         check_transform_kinds(self.transforms, self.num_transforms)
+
+    @property
+    def burn_in_frames(self) -> int:
+        """The context frames before the first scored one (the model's ``burn_in``): M*k in
+        ``burn_in`` mode, 0 in ``padded`` mode."""
+        return self.num_transforms * self.window if self.context == "burn_in" else 0
 
     @property
     def kinds(self) -> list[str]:
@@ -243,8 +255,9 @@ class FlowModel(Pretrained, nn.Module):
 
     @property
     def burn_in(self) -> int:
-        """Frames that are context only: M*k in ``burn_in`` mode, 0 in ``padded`` mode."""
-        return sum(transform.burn_in for transform in self.transforms)
+        """Frames that are context only: M*k in ``burn_in`` mode, 0 in ``padded`` mode
+        (:attr:`FlowConfig.burn_in_frames`)."""
+        return self.config.burn_in_frames
 
     @property
     def condition_dim(self) -> int:
@@ -397,11 +410,7 @@ class FlowModel(Pretrained, nn.Module):
         Returns:
             Generated frames (without the context), with shape (B, length, *event_shape).
         """
-        check_sizes(num_sequences=num_sequences, length=length)
-        if context is not None and context.shape[0] != num_sequences:
-            raise ValueError(
-                f"num_sequences is {num_sequences} but context has {context.shape[0]} sequences"
-            )
+        start = check_sample_arguments(self, num_sequences, length, context, conditions)
         reference = next(self.parameters())
         noise = self.base.sample(
             (num_sequences, length),
@@ -410,7 +419,6 @@ class FlowModel(Pretrained, nn.Module):
             dtype=reference.dtype,
             temperature=temperature,
         )
-        start = 0 if context is None else context.shape[1]
         return self.generate(noise, context, conditions)[:, start:]
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError
 from .layout import cpu_channels_last
 from .normalization import run_stack
 
@@ -35,6 +36,7 @@ __all__ = [
     "LatentProjection",
     "MLPDecoder",
     "MLPEncoder",
+    "conv_frame_layers",
     "make_frame_networks",
     "transposed_conv_by_matmul",
 ]
@@ -42,16 +44,32 @@ __all__ = [
 SLOPE = 0.2  # LeakyReLU negative slope (DC-GAN)
 
 
-def _stride_two_layers(size: int) -> int:
-    """n such that size = 4 * 2^n (n >= 1)."""
-    layers, side = 0, size
+def conv_frame_layers(event_shape: Sequence[int], setting: str | None = None) -> int:
+    r"""n, the stride-2 layers with which the convolutional encoder and decoder take frames
+    (C, S, S): they halve the frames down to 4 x 4, so S = 4 * 2^n with n >= 1.
+
+    Arguments:
+        event_shape: The frame shape (C, H, W).
+        setting: What the error names (the app: ``data.size=S``); None: the frame shape.
+
+    Raises:
+        ConfigError: Frames that are not square with a side of 4 * 2^n.
+
+    Example:
+        >>> conv_frame_layers((1, 64, 64))
+        4
+    """
+    _, height, width = (int(size) for size in event_shape)
+    layers, side = 0, height
     while side > 4 and side % 2 == 0:
         side //= 2
         layers += 1
-    if side != 4 or layers < 1:
-        raise ValueError(
-            f"the convolutional encoder needs square frames of side 4 * 2^n (8, 16, 32, 64, 128,"
-            f" ...), got {size}"
+    if height != width or side != 4 or layers < 1:
+        where = setting or f"frames of shape {tuple(int(size) for size in event_shape)}"
+        raise ConfigError(
+            f"{where}: the SLVM's convolutional encoder halves frames down to 4x4, so they must"
+            " be square with side 4 * 2^n (8, 16, 32, 64, 128, ...)"
+            + ("" if height == width else f"; these are {height}x{width}")
         )
     return layers
 
@@ -76,12 +94,10 @@ class ConvEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.checkpoint_activations = bool(checkpoint_activations)
-        channels, height, width_pixels = (int(size) for size in event_shape)
-        if height != width_pixels:
-            raise ValueError(f"the convolutional encoder needs square frames, got {event_shape}")
+        channels = int(event_shape[0])
         layers: list[nn.Module] = []
         previous = channels
-        for index in range(_stride_two_layers(height)):
+        for index in range(conv_frame_layers(event_shape)):
             filters = width * 2**index
             layers += _conv_block(nn.Conv2d(previous, filters, 4, 2, 1, bias=False), filters)
             previous = filters
@@ -205,8 +221,8 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.checkpoint_activations = bool(checkpoint_activations)
-        channels, height, _ = (int(size) for size in event_shape)
-        count = _stride_two_layers(height)
+        channels = int(event_shape[0])
+        count = conv_frame_layers(event_shape)
         filters = [width * 2**index for index in reversed(range(count))]  # 512, 256, 128, 64
         layers: list[nn.Module] = _conv_block(
             LatentProjection(latent_dim, filters[0], 4, bias=False), filters[0]

@@ -36,7 +36,13 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .checks import check_dtype, check_event_shape, check_finite, check_sequence, check_sizes
+from .checks import (
+    check_dtype,
+    check_event_shape,
+    check_finite,
+    check_sample_arguments,
+    check_sequence,
+)
 from .conditioning import check_conditions, projection
 from .config import check_at_least
 from .distributions import full_precision, normal_kl, normal_log_prob
@@ -466,11 +472,10 @@ class LatentSequenceModel(nn.Module):
         ones, (B, c + length, A), for a conditioned model. Returns (B, length, *event_shape),
         without the context.
         """
-        check_sizes(num_sequences=num_sequences, length=length)
+        known = check_sample_arguments(self, num_sequences, length, context, conditions)
         reference = self.posterior_loc.weight
         device = reference.device
         dtype = torch.promote_types(reference.dtype, torch.float32)
-        known = 0 if context is None else context.shape[1]
         offsets = _offsets(self.prior_condition, conditions)  # (B, c + length, hidden)
         if context is not None and context.shape[1] > 0:
             known_conditions = None if conditions is None else conditions[:, :known]
@@ -608,6 +613,14 @@ class SLVMConfig(TransformConfig):
                 f"burn_in={self.burn_in}: with a flow the context is the flow's "
                 f"num_transforms * window = {flow_context} frames (leave burn_in unset)"
             )
+
+    @property
+    def burn_in_frames(self) -> int:
+        """The context frames before the first scored one (the model's ``burn_in``): the
+        flow's M*k with a flow, else ``burn_in`` (None: ``window``)."""
+        if self.flow is not None:
+            return self.flow.burn_in_frames
+        return self.window if self.burn_in is None else self.burn_in
 
     @property
     def flow(self) -> FlowConfig | None:
@@ -764,10 +777,9 @@ class SLVM(Pretrained, nn.Module):
 
     @property
     def burn_in(self) -> int:
-        """Context frames that are not scored (M*k with a flow)."""
-        if self.flow is not None:
-            return self.flow.burn_in
-        return self.config.window if self.config.burn_in is None else self.config.burn_in
+        """Context frames that are not scored (M*k with a flow): the config's
+        :attr:`SLVMConfig.burn_in_frames`."""
+        return self.config.burn_in_frames
 
     @property
     def num_transforms(self) -> int:
@@ -994,16 +1006,7 @@ class SLVM(Pretrained, nn.Module):
         conditioned model, those of the context's frames and of the new ones, (B, c + length, A).
         Returns (B, length, *event_shape).
         """
-        check_sizes(num_sequences=num_sequences, length=length)
-        if context is not None:
-            check_sequence(context, self.event_shape, "context")
-            check_dtype(context, self, "context")
-            if context.shape[0] != num_sequences:
-                raise ValueError(
-                    f"num_sequences is {num_sequences} but context has {context.shape[0]}"
-                )
-        known = 0 if context is None else context.shape[1]
-        check_conditions(conditions, self.condition_dim, num_sequences, known + length)
+        known = check_sample_arguments(self, num_sequences, length, context, conditions)
         if self.flow is None:
             return self.latent.sample(
                 num_sequences, length, context, generator, temperature, conditions

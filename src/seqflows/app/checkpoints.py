@@ -27,6 +27,7 @@ import torch
 from ..atomic import write_atomically
 from ..errors import CheckpointError, NonFiniteError
 from ..flows import FlowModel
+from ..networks import conv_frame_layers
 from ..saving import (
     CHECKPOINT_FORMAT,
     MODEL_CLASSES,
@@ -36,7 +37,7 @@ from ..saving import (
     weights_checksum,
 )
 from ..slvm import SLVM
-from .config import Config, ConfigError, stored_config
+from .config import Config, stored_config
 
 __all__ = [
     "FORMAT",
@@ -126,15 +127,9 @@ def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLV
 
 
 def _check_slvm_frame_size(event_shape: tuple[int, ...]) -> None:
-    """The SLVM's DC-GAN encoder halves square frames down to 4 x 4: a side of 4 * 2^n."""
-    _, height, width = event_shape
-    steps = height // 4
-    if height != width or height < 8 or height % 4 or steps & (steps - 1):
-        raise ConfigError(
-            f"data.size={height}: the SLVM's convolutional encoder halves frames down to 4x4, "
-            "so they must be square with a side of 4 * 2^n (8, 16, 32, 64, 128, ...)"
-            + ("" if height == width else f"; these are {height}x{width}")
-        )
+    """The SLVM's rule for frame sizes (:func:`~seqflows.networks.conv_frame_layers`), its
+    error naming ``data.size``."""
+    conv_frame_layers(event_shape, f"data.size={event_shape[1]}")
 
 
 def model_from_checkpoint(

@@ -76,7 +76,6 @@ __all__ = [
     "DEFAULT_LENGTH",
     "HELD_OUT_SHARE",
     "build_source",
-    "burn_in_of",
     "check_new_file",
     "condition_dim_of",
     "dataset_of",
@@ -208,16 +207,6 @@ def build_source(data: DataConfig, split: str) -> Source:
         offset=bounds[0],
         conditions=None if conditions is None else conditions[bounds[0] : bounds[1]],
     )
-
-
-def burn_in_of(model: ModelConfig) -> int:
-    r"""The context frames the model of ``model`` takes before its first scored frame (its
-    ``burn_in``), from the configuration alone."""
-    if model.type == "flow":
-        return model.num_transforms * model.window if model.context == "burn_in" else 0
-    if model.num_transforms:  # SLVM w/ M-AF: the flow's context
-        return model.num_transforms * model.window
-    return model.window if model.burn_in is None else model.burn_in
 
 
 def resolve_data(config: Config, split: str | None = None) -> Config:
@@ -438,7 +427,7 @@ def _lengths(
     """``length``, checked against the training sequences, and the evaluation crops checked
     against the evaluated ones, both leaving a frame to score after the model's context."""
     data = config.data
-    burn_in = burn_in_of(config.model)
+    burn_in = config.model.burn_in_frames
     model = f"the model takes {burn_in} context frames before the first scored one"
     train = shortest.get("train") if split is None else None
     evaluated = [item for name, item in shortest.items() if split is not None or name != "train"]
