@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import json
 import os
 import shutil
@@ -128,6 +129,19 @@ def test_both_families_implement_the_model_protocol(kind):
     if model.exact:  # the exact log-likelihood: the sum of the per-frame scores
         torch.testing.assert_close(bound, scores.log_prob.sum(1))
     assert bound.shape == (2,) and model.label in ("1-AF", "SLVM")
+
+
+PROTOCOL_METHODS = ("loss", "scores", "bound")
+
+
+@pytest.mark.parametrize("owner", [SequenceModel, FlowModel, SLVM], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("method", PROTOCOL_METHODS)
+def test_every_protocol_method_takes_conditions_keyword_only(owner, method):
+    """Callers pass ``conditions=`` (None or a tensor) to either family and never branch."""
+    parameter = inspect.signature(getattr(owner, method)).parameters.get("conditions")
+    assert parameter is not None, f"{owner.__name__}.{method} takes no conditions"
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, f"{owner.__name__}.{method}"
+    assert parameter.default is None
 
 
 def test_no_model_type_dispatch_outside_the_core():

@@ -176,6 +176,7 @@ class FlowModel(Pretrained, nn.Module):
         x: Tensor,
         generator: torch.Generator | None = None,
         kl_weight: float = 1.0,
+        *,
         conditions: Tensor | None = None,
     ) -> LossTerms:
         r"""The paper's loss: minus the mean exact log-likelihood of the scored frames (Eq. 7-9).
@@ -201,6 +202,7 @@ class FlowModel(Pretrained, nn.Module):
         self,
         x: Tensor,
         generator: torch.Generator | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> FrameScores:
         r"""Exact log p(x_t | x_<t) of each scored frame, (B, T - burn_in), and the noise y."""
@@ -235,6 +237,7 @@ class FlowModel(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> Tensor:
         r"""The exact log-likelihood of the last ``scored`` frames of each sequence, (B,).

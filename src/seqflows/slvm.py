@@ -707,6 +707,7 @@ class SLVM(Pretrained, nn.Module):
         x: Tensor,
         generator: torch.Generator | None = None,
         kl_weight: float = 1.0,
+        *,
         conditions: Tensor | None = None,
     ) -> LossTerms:
         r"""The paper's loss: minus the mean ELBO (Eq. 20) of the ``train_frames`` frames.
@@ -735,6 +736,7 @@ class SLVM(Pretrained, nn.Module):
         self,
         x: Tensor,
         generator: torch.Generator | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> FrameScores:
         r"""The ELBO of each scored frame, (B, T - burn_in), and the flow's noise y (or None)."""
@@ -770,10 +772,11 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> Tensor:
         r"""The importance-weighted bound of each sequence, (B,): :meth:`iwae`."""
-        return self.iwae(x, num_samples, generator, chunk, scored, conditions)
+        return self.iwae(x, num_samples, generator, chunk, scored, conditions=conditions)
 
     @property
     def burn_in(self) -> int:

@@ -117,13 +117,12 @@ class SequenceScores:
                 "lengthen data.eval_length or score fewer frames"
             )
         bound = None
-        given = {} if conditions is None else {"conditions": conditions}
         if self.iwae_samples and not model.exact:
             scores, bound = model.scores_and_bound(
-                x, self.iwae_samples, generator, self.iwae_chunk, scored, **given
+                x, self.iwae_samples, generator, self.iwae_chunk, scored, conditions=conditions
             )
         else:
-            scores = model.scores(x, generator, **given)
+            scores = model.scores(x, generator, conditions=conditions)
         offset = self.preprocessing.log_abs_det  # log |dz/dx| of a frame (0: not standardised)
         log_prob = scores.log_prob[:, available - scored :].detach().double() + offset
         self.likelihood.update(log_prob, self.event_shape)
