@@ -13,6 +13,8 @@ training step, an evaluation or a benchmark calls the model and never asks which
   flow's noise (Eq. 31's y).
 * ``model.bound(x, num_samples, ...)``: per sequence, the exact log-likelihood of a flow or the
   importance-weighted bound of an SLVM; ``model.exact`` tells which.
+* ``model.scores_and_bound(x, num_samples=0, ...)``: what evaluation reports, in one call:
+  :meth:`scores` and, with ``num_samples`` >= 1, :meth:`bound` (None with 0).
 * ``conditions``: keyword-only on every method above, (B, T, A) for a conditioned model, None
   (the default) otherwise: callers pass what they have and never branch on it.
 * ``model.label``: the paper's name (``1-AF``, ``SLVM w/ 1-AF``), and ``burn_in``, the context
@@ -130,3 +132,14 @@ class SequenceModel(Protocol):
         *,
         conditions: Tensor | None = None,
     ) -> Tensor: ...
+
+    def scores_and_bound(
+        self,
+        x: Tensor,
+        num_samples: int = 0,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+        scored: int | None = None,
+        *,
+        conditions: Tensor | None = None,
+    ) -> tuple[FrameScores, Tensor | None]: ...
