@@ -248,7 +248,7 @@ class FlowModel(Pretrained, nn.Module):
 
         ``num_samples``, ``generator`` and ``chunk`` are unused (exact: nothing to sample).
         """
-        return self.scores_and_bound(x, 1, scored=scored, conditions=conditions)[1]  # type: ignore[return-value]
+        return _last_frames(self.scores(x, conditions=conditions).log_prob, scored)
 
     def scores_and_bound(
         self,
@@ -260,15 +260,13 @@ class FlowModel(Pretrained, nn.Module):
         *,
         conditions: Tensor | None = None,
     ) -> tuple[FrameScores, Tensor | None]:
-        r""":meth:`scores` and :meth:`bound` (None with ``num_samples=0``), one pass: what
-        evaluation reports, the exact log-likelihood twice (``generator``, ``chunk``: unused)."""
+        r""":meth:`scores` and, with ``num_samples`` >= 1, :meth:`bound` from the same pass: what
+        evaluation reports. The exact log-likelihood is both (B, T - burn_in) and (B,); None for
+        the bound with ``num_samples`` = 0. ``generator`` and ``chunk`` are unused."""
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be at least 0, got {num_samples}")
         scores = self.scores(x, conditions=conditions)
-        available = scores.log_prob.shape[1]
-        scored = available if scored is None else scored
-        if not 1 <= scored <= available:
-            raise ValueError(f"scored must be between 1 and {available}, got {scored}")
-        bound = scores.log_prob[:, available - scored :].sum(1)
-        return scores, bound if num_samples else None
+        return scores, _last_frames(scores.log_prob, scored) if num_samples else None
 
     @property
     def num_transforms(self) -> int:
@@ -447,3 +445,12 @@ class FlowModel(Pretrained, nn.Module):
 def _aligned(conditions: Tensor | None, length: int) -> Tensor | None:
     r"""The conditions (B, length, A) of the last ``length`` frames, or None."""
     return None if conditions is None else conditions[:, conditions.shape[1] - length :]
+
+
+def _last_frames(log_prob: Tensor, scored: int | None) -> Tensor:
+    """Per sequence, the sum of the last ``scored`` (None: all) per-frame scores (B, T'): (B,)."""
+    available = log_prob.shape[1]
+    scored = available if scored is None else scored
+    if not 1 <= scored <= available:
+        raise ValueError(f"scored must be between 1 and {available}, got {scored}")
+    return log_prob[:, available - scored :].sum(1)

@@ -692,8 +692,13 @@ class SLVM(Pretrained, nn.Module):
 
     @classmethod
     def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
-        """Checks that frames of ``event_shape`` suit the model (ConfigError naming
-        ``size_setting=S`` otherwise): images (C, S, S) need S = 4 * 2^n, vectors any size."""
+        """Checks that frames of ``event_shape`` suit the model: images (C, S, S) need a side S
+        of 4 * 2^n (:func:`~seqflows.networks.conv_frame_layers`), the error naming
+        ``size_setting=S``; vectors (D,) any D.
+
+        Raises:
+            ConfigError: Images of another size.
+        """
         if len(event_shape) == 3:
             conv_frame_layers(event_shape, f"{size_setting}={event_shape[1]}")
 
@@ -951,7 +956,8 @@ class SLVM(Pretrained, nn.Module):
 
         Returns:
             The ELBO of each scored frame (B, T - burn_in) with the flow's noise (or None), and
-            the importance-weighted bound of each sequence (B,) (None with ``num_samples=0``).
+            the importance-weighted bound of each sequence (B,); None with ``num_samples`` = 0
+            (then the same as ``scores(x, generator)`` alone).
         """
         if num_samples < 0:
             raise ValueError(f"num_samples must be at least 0, got {num_samples}")

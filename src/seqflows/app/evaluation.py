@@ -105,8 +105,9 @@ class SequenceScores:
         model's ``burn_in``, or the last ``scored_frames`` of them. ``conditions``: theirs,
         (B, T, A), for a conditioned model.
 
-        The scores and, with ``iwae_samples``, the bound: one call of the model's
-        ``scores_and_bound`` (:class:`~seqflows.objective.SequenceModel`)."""
+        The scores and, with ``iwae_samples``, the bound come from one call of the model's
+        ``scores_and_bound`` (:class:`~seqflows.objective.SequenceModel`), with the numbers of
+        ``model.scores`` followed by ``model.bound``."""
         available = x.shape[1] - model.burn_in
         scored = available if self.scored_frames is None else self.scored_frames
         if self.scored_frames is not None and available >= 1 and not 1 <= scored <= available:
