@@ -29,9 +29,11 @@ REPRODUCTION = ROOT / "reproduction"
 FIXTURES = ROOT / "tests" / "fixtures"
 # Lines of Python in the installed package: a ceiling that keeps it from growing unnoticed.
 # Issue 25 aims at about 16,000. With the reproduction moved out it held about 16,900; splitting
-# figures, task and the converters by idea added about 600 (module docstrings, imports, __all__):
-# 17,505. Next to go: the app/ helpers that only the reproduction calls, and the deprecated names.
-PACKAGE_LINES = 17_600
+# figures, task and the converters by idea added about 600 (module docstrings, imports, __all__)
+# and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
+# helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
+# idea. Raise it only with a reason; never squeeze code or docstrings to fit.
+PACKAGE_LINES = 17_650
 
 
 def shipped_models():
