@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import json
 import os
 import shutil
@@ -28,9 +29,11 @@ REPRODUCTION = ROOT / "reproduction"
 FIXTURES = ROOT / "tests" / "fixtures"
 # Lines of Python in the installed package: a ceiling that keeps it from growing unnoticed.
 # Issue 25 aims at about 16,000. With the reproduction moved out it held about 16,900; splitting
-# figures, task and the converters by idea added about 600 (module docstrings, imports, __all__):
-# 17,505. Next to go: the app/ helpers that only the reproduction calls, and the deprecated names.
-PACKAGE_LINES = 17_600
+# figures, task and the converters by idea added about 600 (module docstrings, imports, __all__)
+# and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
+# helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
+# idea. Raise it only with a reason; never squeeze code or docstrings to fit.
+PACKAGE_LINES = 17_650
 
 
 def shipped_models():
@@ -130,13 +133,67 @@ def test_both_families_implement_the_model_protocol(kind):
     assert bound.shape == (2,) and model.label in ("1-AF", "SLVM")
 
 
+PROTOCOL_METHODS = ("loss", "scores", "bound", "scores_and_bound")
+
+
+@pytest.mark.parametrize("owner", [SequenceModel, FlowModel, SLVM], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("method", PROTOCOL_METHODS)
+def test_every_protocol_method_takes_conditions_keyword_only(owner, method):
+    """Callers pass ``conditions=`` (None or a tensor) to either family and never branch."""
+    parameter = inspect.signature(getattr(owner, method)).parameters.get("conditions")
+    assert parameter is not None, f"{owner.__name__}.{method} takes no conditions"
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, f"{owner.__name__}.{method}"
+    assert parameter.default is None
+
+
 def test_no_model_type_dispatch_outside_the_core():
+    """The app asks the model (its protocol, its class's methods), never which model it is:
+    no isinstance of a model class, no comparison with a model type's name, no method chosen
+    by the ``exact`` flag."""
+    model_types = {"flow", "slvm"}
     for path in (PACKAGE / "app").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
                 names = {getattr(arg, "id", None) for arg in ast.walk(node.args[1])}
                 assert not names & {"FlowModel", "SLVM"}, f"{path}: {ast.unparse(node)}"
+            if isinstance(node, ast.Compare):
+                compared = {
+                    part.value
+                    for part in ast.walk(node)
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str)
+                }
+                assert not compared & model_types, f"{path}: {ast.unparse(node)}"
+            if isinstance(node, ast.If) and "exact" in ast.unparse(node.test):
+                called = {
+                    call.func.attr
+                    for call in ast.walk(node)
+                    if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                }
+                assert not called & set(PROTOCOL_METHODS), f"{path}: {ast.unparse(node.test)}"
+
+
+@pytest.mark.parametrize("kind", ["flow", "slvm"])
+def test_scores_and_bound_is_what_evaluation_reports_for_both_families(kind):
+    """One call: the scores of ``scores`` and, with samples, the bound of ``bound``."""
+    torch.manual_seed(0)
+    model = (
+        FlowModel((3,), window=1, identity_init=False)
+        if kind == "flow"
+        else SLVM((3,), window=1, latent_dim=2, lstm_hidden=4, mlp_hidden=4)
+    ).eval()
+    x = torch.randn(2, 6, 3)
+    scores, bound = model.scores_and_bound(x, 0, torch.Generator().manual_seed(1))
+    expected = model.scores(x, torch.Generator().manual_seed(1))
+    assert bound is None
+    torch.testing.assert_close(scores.log_prob, expected.log_prob)
+    stream = torch.Generator().manual_seed(2)
+    scores, bound = model.scores_and_bound(x, 4, stream, chunk=3, scored=2)
+    stream = torch.Generator().manual_seed(2)
+    torch.testing.assert_close(scores.log_prob, model.scores(x, stream).log_prob)
+    torch.testing.assert_close(bound, model.bound(x, 4, stream, chunk=3, scored=2))
+    if model.exact:  # the exact log-likelihood is both
+        torch.testing.assert_close(bound, scores.log_prob[:, -2:].sum(1))
 
 
 def test_the_layers_hold_and_no_import_cycle_even_through_imports_inside_functions():

@@ -99,7 +99,7 @@ def nats_per_dim(model: nn.Module, flip_actions: bool = False) -> float:
     frames, actions = torch.stack(frames), torch.stack(actions)
     with torch.no_grad():
         conditions = -actions if flip_actions else actions
-        scores = model.scores(frames, torch.Generator().manual_seed(2), conditions)
+        scores = model.scores(frames, torch.Generator().manual_seed(2), conditions=conditions)
     return -float(scores.log_prob.mean()) / SIZE**2
 
 

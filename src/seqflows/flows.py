@@ -158,6 +158,10 @@ class FlowModel(Pretrained, nn.Module):
     exact = True  # log_prob and bound are exact log-likelihoods (:mod:`seqflows.objective`)
 
     @classmethod
+    def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
+        """Checks that frames of ``event_shape`` suit the model: a flow takes any shape."""
+
+    @classmethod
     def from_config(cls, config: FlowConfig, event_shape: Sequence[int]) -> FlowModel:
         """The model that ``config`` describes, for frames of ``event_shape``."""
         return cls(event_shape, config)
@@ -176,6 +180,7 @@ class FlowModel(Pretrained, nn.Module):
         x: Tensor,
         generator: torch.Generator | None = None,
         kl_weight: float = 1.0,
+        *,
         conditions: Tensor | None = None,
     ) -> LossTerms:
         r"""The paper's loss: minus the mean exact log-likelihood of the scored frames (Eq. 7-9).
@@ -201,6 +206,7 @@ class FlowModel(Pretrained, nn.Module):
         self,
         x: Tensor,
         generator: torch.Generator | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> FrameScores:
         r"""Exact log p(x_t | x_<t) of each scored frame, (B, T - burn_in), and the noise y."""
@@ -235,18 +241,32 @@ class FlowModel(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> Tensor:
         r"""The exact log-likelihood of the last ``scored`` frames of each sequence, (B,).
 
         ``num_samples``, ``generator`` and ``chunk`` are unused (exact: nothing to sample).
         """
-        log_prob = self.scores(x, conditions=conditions).log_prob
-        available = log_prob.shape[1]
-        scored = available if scored is None else scored
-        if not 1 <= scored <= available:
-            raise ValueError(f"scored must be between 1 and {available}, got {scored}")
-        return log_prob[:, available - scored :].sum(1)
+        return _last_frames(self.scores(x, conditions=conditions).log_prob, scored)
+
+    def scores_and_bound(
+        self,
+        x: Tensor,
+        num_samples: int = 0,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+        scored: int | None = None,
+        *,
+        conditions: Tensor | None = None,
+    ) -> tuple[FrameScores, Tensor | None]:
+        r""":meth:`scores` and, with ``num_samples`` >= 1, :meth:`bound` from the same pass: what
+        evaluation reports. The exact log-likelihood is both (B, T - burn_in) and (B,); None for
+        the bound with ``num_samples`` = 0. ``generator`` and ``chunk`` are unused."""
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be at least 0, got {num_samples}")
+        scores = self.scores(x, conditions=conditions)
+        return scores, _last_frames(scores.log_prob, scored) if num_samples else None
 
     @property
     def num_transforms(self) -> int:
@@ -425,3 +445,12 @@ class FlowModel(Pretrained, nn.Module):
 def _aligned(conditions: Tensor | None, length: int) -> Tensor | None:
     r"""The conditions (B, length, A) of the last ``length`` frames, or None."""
     return None if conditions is None else conditions[:, conditions.shape[1] - length :]
+
+
+def _last_frames(log_prob: Tensor, scored: int | None) -> Tensor:
+    """Per sequence, the sum of the last ``scored`` (None: all) per-frame scores (B, T'): (B,)."""
+    available = log_prob.shape[1]
+    scored = available if scored is None else scored
+    if not 1 <= scored <= available:
+        raise ValueError(f"scored must be between 1 and {available}, got {scored}")
+    return log_prob[:, available - scored :].sum(1)

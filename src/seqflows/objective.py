@@ -3,14 +3,20 @@ r"""What every sequence model offers a training loop and an evaluation: its loss
 Both model families implement the same small protocol (:class:`SequenceModel`), so that a
 training step, an evaluation or a benchmark calls the model and never asks which model it is:
 
-* ``model.loss(x, generator=None, kl_weight=1.0)`` -> :class:`LossTerms`: the scalar to minimise
-  and the per-frame terms to log. For flows (:class:`~seqflows.flows.FlowModel`) minus the mean
-  exact log-likelihood of the scored frames (Eq. 7-9); for SLVMs (:class:`~seqflows.slvm.SLVM`)
-  minus the mean ELBO (Eq. 18-20) of the frames it trains on.
-* ``model.scores(x, generator=None)`` -> :class:`FrameScores`: the per-frame log-likelihood (or
-  its ELBO) of the scored frames, what evaluation sums, and the flow's noise (Eq. 31's y).
+* ``model.loss(x, generator=None, kl_weight=1.0, *, conditions=None)`` -> :class:`LossTerms`:
+  the scalar to minimise and the per-frame terms to log. For flows
+  (:class:`~seqflows.flows.FlowModel`) minus the mean exact log-likelihood of the scored frames
+  (Eq. 7-9); for SLVMs (:class:`~seqflows.slvm.SLVM`) minus the mean ELBO (Eq. 18-20) of the
+  frames it trains on.
+* ``model.scores(x, generator=None, *, conditions=None)`` -> :class:`FrameScores`: the
+  per-frame log-likelihood (or its ELBO) of the scored frames, what evaluation sums, and the
+  flow's noise (Eq. 31's y).
 * ``model.bound(x, num_samples, ...)``: per sequence, the exact log-likelihood of a flow or the
   importance-weighted bound of an SLVM; ``model.exact`` tells which.
+* ``model.scores_and_bound(x, num_samples=0, ...)``: what evaluation reports, in one call:
+  :meth:`scores` and, with ``num_samples`` >= 1, :meth:`bound` (None with 0).
+* ``conditions``: keyword-only on every method above, (B, T, A) for a conditioned model, None
+  (the default) otherwise: callers pass what they have and never branch on it.
 * ``model.label``: the paper's name (``1-AF``, ``SLVM w/ 1-AF``), and ``burn_in``, the context
   frames that are not scored.
 """
@@ -100,10 +106,21 @@ class SequenceModel(Protocol):
     def label(self) -> str: ...
 
     def loss(
-        self, x: Tensor, generator: torch.Generator | None = None, kl_weight: float = 1.0
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        kl_weight: float = 1.0,
+        *,
+        conditions: Tensor | None = None,
     ) -> LossTerms: ...
 
-    def scores(self, x: Tensor, generator: torch.Generator | None = None) -> FrameScores: ...
+    def scores(
+        self,
+        x: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        conditions: Tensor | None = None,
+    ) -> FrameScores: ...
 
     def bound(
         self,
@@ -112,4 +129,17 @@ class SequenceModel(Protocol):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        *,
+        conditions: Tensor | None = None,
     ) -> Tensor: ...
+
+    def scores_and_bound(
+        self,
+        x: Tensor,
+        num_samples: int = 0,
+        generator: torch.Generator | None = None,
+        chunk: int | None = None,
+        scored: int | None = None,
+        *,
+        conditions: Tensor | None = None,
+    ) -> tuple[FrameScores, Tensor | None]: ...

@@ -49,7 +49,7 @@ from .distributions import full_precision, normal_kl, normal_log_prob
 from .errors import ConfigError, DataError
 from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
 from .latent_prior import LatentFlow
-from .networks import make_frame_networks
+from .networks import conv_frame_layers, make_frame_networks
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
 from .transforms import TransformConfig
@@ -690,6 +690,18 @@ class SLVM(Pretrained, nn.Module):
 
     exact = False  # elbo and bound are lower bounds (:mod:`seqflows.objective`)
 
+    @classmethod
+    def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
+        """Checks that frames of ``event_shape`` suit the model: images (C, S, S) need a side S
+        of 4 * 2^n (:func:`~seqflows.networks.conv_frame_layers`), the error naming
+        ``size_setting=S``; vectors (D,) any D.
+
+        Raises:
+            ConfigError: Images of another size.
+        """
+        if len(event_shape) == 3:
+            conv_frame_layers(event_shape, f"{size_setting}={event_shape[1]}")
+
     @property
     def train_frames(self) -> str:
         """The frames of the training ELBO (``SLVMConfig.train_frames``)."""
@@ -707,6 +719,7 @@ class SLVM(Pretrained, nn.Module):
         x: Tensor,
         generator: torch.Generator | None = None,
         kl_weight: float = 1.0,
+        *,
         conditions: Tensor | None = None,
     ) -> LossTerms:
         r"""The paper's loss: minus the mean ELBO (Eq. 20) of the ``train_frames`` frames.
@@ -735,6 +748,7 @@ class SLVM(Pretrained, nn.Module):
         self,
         x: Tensor,
         generator: torch.Generator | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> FrameScores:
         r"""The ELBO of each scored frame, (B, T - burn_in), and the flow's noise y (or None)."""
@@ -770,10 +784,11 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        *,
         conditions: Tensor | None = None,
     ) -> Tensor:
         r"""The importance-weighted bound of each sequence, (B,): :meth:`iwae`."""
-        return self.iwae(x, num_samples, generator, chunk, scored, conditions)
+        return self.iwae(x, num_samples, generator, chunk, scored, conditions=conditions)
 
     @property
     def burn_in(self) -> int:
@@ -925,12 +940,13 @@ class SLVM(Pretrained, nn.Module):
     def scores_and_bound(
         self,
         x: Tensor,
-        num_samples: int,
+        num_samples: int = 0,
         generator: torch.Generator | None = None,
         chunk: int | None = None,
         scored: int | None = None,
+        *,
         conditions: Tensor | None = None,
-    ) -> tuple[FrameScores, Tensor]:
+    ) -> tuple[FrameScores, Tensor | None]:
         r""":meth:`scores` and then :meth:`iwae` of the same sequences, what evaluation needs.
 
         The same numbers as ``scores(x, generator)`` followed by ``iwae(x, num_samples,
@@ -940,10 +956,13 @@ class SLVM(Pretrained, nn.Module):
 
         Returns:
             The ELBO of each scored frame (B, T - burn_in) with the flow's noise (or None), and
-            the importance-weighted bound of each sequence (B,).
+            the importance-weighted bound of each sequence (B,); None with ``num_samples`` = 0
+            (then the same as ``scores(x, generator)`` alone).
         """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be at least 0, got {num_samples}")
+        if num_samples == 0:
+            return self.scores(x, generator, conditions=conditions), None
         seen = self._modelled(x, conditions)
         features = self.latent.encode(seen.v)
         terms = self._elbo_terms(x, seen, generator, "scored", features)

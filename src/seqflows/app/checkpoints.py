@@ -27,7 +27,6 @@ import torch
 from ..atomic import write_atomically
 from ..errors import CheckpointError, NonFiniteError
 from ..flows import FlowModel
-from ..networks import conv_frame_layers
 from ..saving import (
     CHECKPOINT_FORMAT,
     MODEL_CLASSES,
@@ -120,16 +119,9 @@ def checkpoint_step(path: str | Path) -> int:
 
 def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLVM:
     """The model that ``config.model`` describes, for frames of ``event_shape``."""
-    model = config.model
-    if model.type == "slvm" and len(event_shape) == 3:
-        _check_slvm_frame_size(event_shape)
-    return MODEL_CLASSES[model.type].from_config(model, event_shape)
-
-
-def _check_slvm_frame_size(event_shape: tuple[int, ...]) -> None:
-    """The SLVM's rule for frame sizes (:func:`~seqflows.networks.conv_frame_layers`), its
-    error naming ``data.size``."""
-    conv_frame_layers(event_shape, f"data.size={event_shape[1]}")
+    model_class = MODEL_CLASSES[config.model.type]
+    model_class.check_frames(event_shape, "data.size")  # the error names the setting
+    return model_class.from_config(config.model, event_shape)
 
 
 def model_from_checkpoint(
@@ -152,7 +144,6 @@ def model_from_checkpoint(
             f"{', '.join(model_types)}"
         )
     config = stored_config(info["config"], source=f"{path} (stored configuration)")
-    if config.model.type == "slvm" and len(info["event_shape"]) == 3:
-        _check_slvm_frame_size(tuple(info["event_shape"]))
+    MODEL_CLASSES[config.model.type].check_frames(tuple(info["event_shape"]), "data.size")
     model = load_checkpoint_model(checkpoint, path)
     return model, config, checkpoint

@@ -105,9 +105,9 @@ class SequenceScores:
         model's ``burn_in``, or the last ``scored_frames`` of them. ``conditions``: theirs,
         (B, T, A), for a conditioned model.
 
-        With ``iwae_samples``, an SLVM's ELBO and bound come from one call
-        (:meth:`~seqflows.slvm.SLVM.scores_and_bound`: the flow and the encoder see the data
-        once), with the numbers of ``model.scores`` followed by ``model.bound``."""
+        The scores and, with ``iwae_samples``, the bound come from one call of the model's
+        ``scores_and_bound`` (:class:`~seqflows.objective.SequenceModel`), with the numbers of
+        ``model.scores`` followed by ``model.bound``."""
         available = x.shape[1] - model.burn_in
         scored = available if self.scored_frames is None else self.scored_frames
         if self.scored_frames is not None and available >= 1 and not 1 <= scored <= available:
@@ -116,14 +116,9 @@ class SequenceScores:
                 f"{available} frames after the model's {model.burn_in} context frames; "
                 "lengthen data.eval_length or score fewer frames"
             )
-        bound = None
-        given = {} if conditions is None else {"conditions": conditions}
-        if self.iwae_samples and not model.exact:
-            scores, bound = model.scores_and_bound(
-                x, self.iwae_samples, generator, self.iwae_chunk, scored, **given
-            )
-        else:
-            scores = model.scores(x, generator, **given)
+        scores, bound = model.scores_and_bound(
+            x, self.iwae_samples, generator, self.iwae_chunk, scored, conditions=conditions
+        )
         offset = self.preprocessing.log_abs_det  # log |dz/dx| of a frame (0: not standardised)
         log_prob = scores.log_prob[:, available - scored :].detach().double() + offset
         self.likelihood.update(log_prob, self.event_shape)

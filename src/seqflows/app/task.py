@@ -111,10 +111,7 @@ class SequenceTask(pl.LightningModule):
         warmup = self.config.train.kl_warmup
         # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
         kl_weight = self.global_step / warmup if self.global_step < warmup else 1.0
-        if conditions is None:
-            terms = self.model.loss(x, generator, kl_weight=kl_weight)
-        else:
-            terms = self.model.loss(x, generator, kl_weight=kl_weight, conditions=conditions)
+        terms = self.model.loss(x, generator, kl_weight=kl_weight, conditions=conditions)
         loss = -terms.objective.mean()  # logged: minus the log-likelihood or ELBO
         if not torch.isfinite(loss):
             raise NonFiniteError(
