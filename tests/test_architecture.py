@@ -112,14 +112,17 @@ def test_the_automatic_conditioner_follows_the_event_shape():
         FlowModel((3,), conditioner="conv")
 
 
+def small_model(kind: str) -> FlowModel | SLVM:
+    """A vector model of the family ``kind`` (flow or slvm) with seeded, non-identity weights."""
+    torch.manual_seed(0)
+    if kind == "flow":
+        return FlowModel((3,), window=1, identity_init=False)
+    return SLVM((3,), window=1, latent_dim=2, lstm_hidden=4, mlp_hidden=4)
+
+
 @pytest.mark.parametrize("kind", ["flow", "slvm"])
 def test_both_families_implement_the_model_protocol(kind):
-    torch.manual_seed(0)
-    model = (
-        FlowModel((3,), window=1, identity_init=False)
-        if kind == "flow"
-        else SLVM((3,), window=1, latent_dim=2, lstm_hidden=4, mlp_hidden=4)
-    )
+    model = small_model(kind)
     assert isinstance(model, SequenceModel)
     x = torch.randn(2, 6, 3)
     terms = model.loss(x, torch.Generator().manual_seed(1))
@@ -176,12 +179,7 @@ def test_no_model_type_dispatch_outside_the_core():
 @pytest.mark.parametrize("kind", ["flow", "slvm"])
 def test_scores_and_bound_is_what_evaluation_reports_for_both_families(kind):
     """One call: the scores of ``scores`` and, with samples, the bound of ``bound``."""
-    torch.manual_seed(0)
-    model = (
-        FlowModel((3,), window=1, identity_init=False)
-        if kind == "flow"
-        else SLVM((3,), window=1, latent_dim=2, lstm_hidden=4, mlp_hidden=4)
-    ).eval()
+    model = small_model(kind).eval()
     x = torch.randn(2, 6, 3)
     scores, bound = model.scores_and_bound(x, 0, torch.Generator().manual_seed(1))
     expected = model.scores(x, torch.Generator().manual_seed(1))
