@@ -14,7 +14,6 @@ r"""The callbacks of a training run and its checkpoint I/O plugin.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
 from .checkpoints import read_checkpoint, save_checkpoint
 from .datamodule import split_batch
 from .interrupt import Interrupted, StopRequest
-from .progress import Progress, estimate_line
+from .progress import Progress, estimate_line, say
 
 __all__ = [
     "DIVERGED_BELOW",
@@ -203,7 +202,7 @@ class DivergenceMonitor(pl.Callback):
         )
         self.warnings.append(message)
         if trainer.is_global_zero:
-            print(f"seqflows: warning: {message}", file=sys.stderr, flush=True)
+            say(f"warning: {message}")
 
 
 class RunEstimate(pl.Callback):
@@ -250,11 +249,7 @@ class RunEstimate(pl.Callback):
             if trainer.is_global_zero:
                 per_step = self._timed_seconds / self._timed_steps
                 steps = trainer.max_steps - self._first_step
-                print(
-                    f"seqflows: {estimate_line(per_step, steps, resumed=self._first_step > 0)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                say(estimate_line(per_step, steps, resumed=self._first_step > 0))
 
     def on_validation_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
         self._last_end = None  # the next step's time would hold the validation's

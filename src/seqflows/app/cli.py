@@ -29,6 +29,7 @@ from ..config import choices
 from ..errors import SeqflowsError
 from ..version import __version__
 from .interrupt import Interrupted, exit_on_sigint, sigint_at_once
+from .progress import say
 
 __all__ = [
     "build_parser",
@@ -619,7 +620,7 @@ def _run_moved_command(command: str, arguments: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    print(f"seqflows: warning: seqflows {command} is deprecated: run {where}", file=sys.stderr)
+    say(f"warning: seqflows {command} is deprecated: run {where}")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     from reproduction.__main__ import main as reproduction_main

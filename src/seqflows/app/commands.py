@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from .datasets import (
     reads_new_file,
     resolve_data,
 )
+from .progress import say
 
 __all__ = [
     "check_context",
@@ -524,7 +524,7 @@ def load_for_evaluation(
         config = config.replace(data=new_file_settings(config.data, given))
         _, warning = check_new_file(config.data, tuple(model.event_shape), config.evaluate.split)
         if warning is not None:
-            print(f"seqflows: warning: {warning}", file=sys.stderr, flush=True)
+            say(f"warning: {warning}")
     return model, config
 
 

@@ -24,8 +24,15 @@ __all__ = [
     "is_terminal",
     "progress_line",
     "rough_duration",
+    "say",
     "seconds_left",
 ]
+
+
+def say(message: str) -> None:
+    """One line of information for the user, ``seqflows: MESSAGE``, on stderr: a command's stdout
+    holds only its result."""
+    print(f"seqflows: {message}", file=sys.stderr, flush=True)
 
 
 def format_duration(seconds: float) -> str:

@@ -30,7 +30,7 @@ from .config import Config
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
 from .interrupt import Interrupted, StopRequest, exit_on_sigint, signal_name
 from .precision import emulated_bf16_warning, resolve_precision
-from .progress import is_terminal
+from .progress import is_terminal, say
 from .runs import (
     RunFolderError,
     append_resume,
@@ -115,7 +115,7 @@ def train(
     inferred = inferred_settings(config, resolved)
     if inferred and launching:
         settings = ", ".join(f"{key}={value}" for key, value in inferred.items())
-        _say(f"read from the data: {settings}")
+        say(f"read from the data: {settings}")
     config = resolved
     if not launching:  # another process of a data-parallel run: the launching one holds the lock
         return _train(config, out, resume, progress, launching, allocator)
@@ -127,11 +127,11 @@ def train(
             )
         if overwrite and holds_run(out):
             removed = remove_run(out)
-            _say(f"--overwrite: removed {', '.join(removed)} of {out}")
+            say(f"--overwrite: removed {', '.join(removed)} of {out}")
         stale = remove_stale_temporaries(out)
         if stale:
             names = ", ".join(str(path.relative_to(out)) for path in stale)
-            _say(f"removed stale temporary files of killed writes: {names}")
+            say(f"removed stale temporary files of killed writes: {names}")
         return _train(config, out, resume, progress, launching, allocator)
 
 
@@ -180,7 +180,7 @@ def _train(
     check_batch_fits(config, event_shape)
     check_model_fits(config, event_shape)
     if start_step >= train_config.max_steps:
-        _say(
+        say(
             f"{checkpoint_path} is already at step {start_step} "
             f"(train.max_steps={train_config.max_steps}): nothing to train"
         )
@@ -253,10 +253,10 @@ def _train(
             _print_start(config, task, trainer, start_step, allocator)
             slow = emulated_bf16_warning(train_config.precision, train_config.accelerator)
             if slow:
-                _say(f"warning: {slow}")
+                say(f"warning: {slow}")
             if changes:
                 changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
-                _say(f"resumed with changed settings: {changed}")
+                say(f"resumed with changed settings: {changed}")
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -383,7 +383,7 @@ def _print_start(
     device = trainer.strategy.root_device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     parameters = sum(p.numel() for p in task.model.parameters())
-    _say(
+    say(
         f"training {task.model.label} ({parameters:,} parameters) on "
         f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {_precision(config.train)}, "
@@ -391,11 +391,6 @@ def _print_start(
         + (f", allocator {allocator}" if allocator else "")
         + f"; steps {start_step} -> {config.train.max_steps}"
     )
-
-
-def _say(message: str) -> None:
-    """One line of information on stderr: stdout holds only the run's summary (JSON)."""
-    print(f"seqflows: {message}", file=sys.stderr, flush=True)
 
 
 def _absolute(path: str | Path) -> str:
