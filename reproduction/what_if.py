@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from seqflows.app.commands import check_context, load_for_evaluation, real_sequences
+from seqflows.app.figures import model_label
 from seqflows.atomic import write_text_atomically
 from seqflows.errors import ConfigError
 from seqflows.inference import fold_batch_norm
@@ -103,7 +104,7 @@ def what_if(
     folder.mkdir(parents=True, exist_ok=True)
     rows = torch.stack([predictions[name][0] for name in PUSHES])  # the first sequence
     title = (
-        f"{model.label}: one context, predicted under a push of {push:g} px/frame "
+        f"{model_label(model)}: one context, predicted under a push of {push:g} px/frame "
         f"({', '.join(PUSHES)}, one row each)"
     )
     shown = frames[:1].expand(len(PUSHES), *frames.shape[1:])

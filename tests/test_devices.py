@@ -68,7 +68,7 @@ def test_models_run_on_the_meta_device(name):
             assert model.sample(2, 3).device.type == "meta"
     else:
         assert model.elbo(x).shape == (2, scored)
-        assert model.iwae(x, num_samples=3).shape == (2,)
+        assert model.bound(x, num_samples=3).shape == (2,)
     context = x[:, : max(model.burn_in, 1)]
     sample = model.sample(2, 3, context=context)
     assert sample.shape == (2, 3, *event_shape) and sample.device.type == "meta"
@@ -104,7 +104,7 @@ def test_slvms_compute_in_float64_when_their_parameters_are(name):
     loss.backward()
     model.eval()
     assert model.elbo(x).dtype == torch.float64
-    assert model.iwae(x, num_samples=2).dtype == torch.float64
+    assert model.bound(x, num_samples=2).dtype == torch.float64
     sample = model.sample(2, 2, context=x[:, : max(model.burn_in, 1)])
     assert sample.dtype == torch.float64
 

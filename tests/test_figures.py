@@ -14,7 +14,10 @@ import pytest
 import torch
 
 from seqflows.app.animation import save_gif, tile_frames
+from seqflows import SLVM, FlowModel
 from seqflows.app.figures import (
+    figure_rows,
+    model_label,
     save_curves,
     save_flow_rows,
     save_grid,
@@ -332,6 +335,66 @@ def test_run_metrics_merge_every_session_in_numeric_order(tmp_path: Path) -> Non
     assert read_metrics_csv(written) == curves
     assert written.read_text().splitlines()[:2] == ["step,train/loss,val/nats", "0,5.0,"]
     assert read_run_metrics(tmp_path / "absent") == {}
+
+
+def test_figure_rows_of_a_flow_are_each_transforms_shift_scale_and_output() -> None:
+    """Eq. 15 row by row: transform m's output is (its input - shift) / scale, its input the
+    previous output (x for the outermost), the last output the flow's noise y."""
+    torch.manual_seed(0)
+    model = FlowModel((3,), num_transforms=2, window=1, conditioner="mlp", hidden=8).eval()
+    x = torch.randn(2, 6, 3)
+    data, layers = figure_rows(model, x)
+    torch.testing.assert_close(data, x[:, model.burn_in :])
+    assert [list(layer) for layer in layers] == [["shift", "scale", "noise"]] * 2
+    previous = data
+    for layer in layers:
+        torch.testing.assert_close(layer["noise"], (previous - layer["shift"]) / layer["scale"])
+        previous = layer["noise"]
+    torch.testing.assert_close(previous, model.normalize(x).noise)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_figure_rows_of_an_slvm_and_the_deprecated_rows_method(num_transforms) -> None:
+    """Without a flow: the likelihood's loc, scale and residual (x - loc) / scale at the
+    posterior sample; with one, the flow's rows. ``model.rows`` still gives them, warning."""
+    torch.manual_seed(0)
+    model = SLVM((3,), latent_dim=2, num_transforms=num_transforms, window=1, lstm_hidden=4)
+    model = model.eval()
+    x = torch.randn(2, 5, 3)
+    data, layers = figure_rows(model, x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(data, x[:, model.burn_in :])
+    (layer,) = layers
+    if num_transforms:
+        assert list(layer) == ["shift", "scale", "noise"]
+        torch.testing.assert_close(layer["noise"], model.flow.normalize(x).noise)
+    else:
+        assert list(layer) == ["loc", "scale", "residual"]
+        torch.testing.assert_close(layer["residual"], (data - layer["loc"]) / layer["scale"])
+    with pytest.warns(DeprecationWarning, match=r"SLVM.rows is deprecated: use seqflows.app"):
+        old_data, old_layers = model.rows(x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(old_data, data)
+    for key, value in layers[0].items():
+        torch.testing.assert_close(old_layers[0][key], value, rtol=0, atol=0)
+
+
+def test_model_label_names_each_model_as_the_paper_and_label_is_deprecated() -> None:
+    flow = FlowModel((3,), num_transforms=2, window=1, transforms=["affine", "spline"])
+    cases = {
+        FlowModel((3,), window=1): "1-AF",
+        flow: "2-AF (affine, spline)",
+        SLVM((3,), latent_dim=2, lstm_hidden=4): "SLVM",
+        SLVM((3,), latent_dim=2, lstm_hidden=4, num_transforms=1, window=1): "SLVM w/ 1-AF",
+        SLVM(
+            (3,), latent_dim=2, lstm_hidden=4, num_transforms=1, prior_transforms=["affine"]
+        ): "SLVM w/ 1-AF, flow prior",
+    }
+    for model, label in cases.items():
+        assert model_label(model) == label
+        name = type(model).__name__
+        with pytest.warns(DeprecationWarning, match=f"{name}.label is deprecated: use seqflows"):
+            assert model.label == label
+    with pytest.raises(TypeError, match="no label for a Linear"):
+        model_label(torch.nn.Linear(1, 1))
 
 
 def test_import_does_not_import_matplotlib() -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqflows.app.figures import model_label
 from seqflows.config import build
 from seqflows.distributions import normal_kl, normal_log_prob
 from seqflows.errors import ConfigError
@@ -132,7 +133,7 @@ def test_identity_initialised_flow_is_the_identity():
 def test_no_prior_transforms_is_the_papers_gaussian_prior():
     assert SLVMConfig().prior_transforms == []
     baseline, empty = small_model(), small_model([])
-    assert baseline.latent.prior_flow is None and baseline.label == "SLVM w/ 1-AF"
+    assert baseline.latent.prior_flow is None and model_label(baseline) == "SLVM w/ 1-AF"
     assert baseline.state_dict().keys() == empty.state_dict().keys()
     # The KL term is the analytic one between the posterior and the LSTM Gaussian.
     x = torch.randn(3, 6, 3)
@@ -148,7 +149,7 @@ def test_no_prior_transforms_is_the_papers_gaussian_prior():
 
 def test_a_flow_prior_adds_parameters_and_leaves_the_others_as_they_were():
     baseline, with_prior = small_model(), small_model(["affine", "spline"])
-    assert with_prior.label == "SLVM w/ 1-AF, flow prior"
+    assert model_label(with_prior) == "SLVM w/ 1-AF, flow prior"
     kinds = with_prior.latent.prior_flow.kinds
     assert kinds == ["affine", "spline"]
     assert isinstance(with_prior.latent.prior_flow.transforms[1], SplineAutoregressiveTransform)
@@ -193,7 +194,7 @@ def test_the_kl_term_is_the_monte_carlo_estimate_at_the_posterior_sample():
     log_q = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
     torch.testing.assert_close(terms.kl, log_q - model.latent.log_prior(posterior.z))
     # Summed over the frames, one draw of the ELBO is one draw of the K=1 importance weight.
-    torch.testing.assert_close(model.elbo(x, generator(5)).sum(1), model.iwae(x, 1, generator(5)))
+    torch.testing.assert_close(model.elbo(x, generator(5)).sum(1), model.bound(x, 1, generator(5)))
 
 
 def test_iwae_with_one_sample_is_the_summed_elbo_in_expectation():
@@ -202,7 +203,7 @@ def test_iwae_with_one_sample_is_the_summed_elbo_in_expectation():
     draws = 1000
     copies = x.repeat(draws, 1, 1)  # independent samples of each sequence in one batch
     with torch.no_grad():
-        iwae = model.iwae(copies, 1, generator(0)).view(draws, 3)
+        iwae = model.bound(copies, 1, generator(0)).view(draws, 3)
         elbo = model.elbo(copies, generator(1)).sum(1).view(draws, 3)
     error = torch.sqrt(iwae.var(0) / draws + elbo.var(0) / draws)
     assert torch.all((iwae.mean(0) - elbo.mean(0)).abs() < 4 * error)
@@ -214,7 +215,7 @@ def test_iwae_bound_grows_with_the_number_of_samples():
     draws = 200
     copies = x.repeat(draws, 1, 1)  # independent bounds of each sequence in one batch
     with torch.no_grad():
-        bounds = {k: model.iwae(copies, k, generator(k)).view(draws, 2) for k in (1, 4, 32)}
+        bounds = {k: model.bound(copies, k, generator(k)).view(draws, 2) for k in (1, 4, 32)}
     means = {k: value.mean(0) for k, value in bounds.items()}
     errors = {k: value.std(0) / math.sqrt(draws) for k, value in bounds.items()}
     assert torch.all(means[4] - means[1] > 3 * torch.hypot(errors[1], errors[4]))
@@ -226,7 +227,7 @@ def test_identity_flow_prior_has_the_gaussian_priors_elbo_in_expectation():
     flow.load_state_dict(gaussian.state_dict(), strict=False)
     x = torch.randn(3, 6, 3)
     # The same posterior samples: the same log-prior and importance weights exactly...
-    torch.testing.assert_close(flow.iwae(x, 8, generator(2)), gaussian.iwae(x, 8, generator(2)))
+    torch.testing.assert_close(flow.bound(x, 8, generator(2)), gaussian.bound(x, 8, generator(2)))
     # ... and the ELBO differs only by the KL, estimated instead of computed.
     draws = 1000
     copies = x.repeat(draws, 1, 1)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from seqflows.app.figures import figure_rows
 from seqflows.distributions import normal_kl, normal_log_prob
 from seqflows.networks import ConvDecoder, ConvEncoder
 from seqflows.slvm import MAX_LOG_SCALE, MIN_LOG_SCALE, SLVM
@@ -105,7 +106,7 @@ def test_iwae_with_one_sample_is_the_summed_elbo_in_expectation():
     model = small_vector_model()
     x = torch.randn(3, 6, 3)
     copies = x.repeat(2000, 1, 1)  # 2000 independent samples of each sequence in one batch
-    iwae = model.iwae(copies, 1, generator(0)).view(2000, 3)
+    iwae = model.bound(copies, 1, generator(0)).view(2000, 3)
     elbo = model.elbo(copies, generator(1)).sum(1).view(2000, 3)
     error = torch.sqrt(iwae.var(0) / 2000 + elbo.var(0) / 2000)
     assert torch.all((iwae.mean(0) - elbo.mean(0)).abs() < 4 * error)
@@ -117,11 +118,11 @@ def test_iwae_bound_grows_with_the_number_of_samples():
     model = small_vector_model()
     x = torch.randn(4, 6, 3)
     means = {
-        k: torch.stack([model.iwae(x, k, generator(seed)) for seed in range(40)]).mean()
+        k: torch.stack([model.bound(x, k, generator(seed)) for seed in range(40)]).mean()
         for k in (1, 4, 32)
     }
     assert means[1] < means[4] < means[32]
-    chunked = model.iwae(x, 32, generator(7), chunk=5)
+    chunked = model.bound(x, 32, generator(7), chunk=5)
     assert torch.isfinite(chunked).all() and chunked.shape == (4,)
 
 
@@ -135,9 +136,9 @@ def test_iwae_of_the_last_frames_only(num_transforms):
     expected = torch.logsumexp(weights, 1) - math.log(5)
     if model.flow is not None:
         expected = expected + model.flow.normalize(x).log_abs_det[:, -3:].sum(1)
-    torch.testing.assert_close(model.iwae(x, 5, generator(4), scored=3), expected)
+    torch.testing.assert_close(model.bound(x, 5, generator(4), scored=3), expected)
     with pytest.raises(ValueError, match="scored must be between 1 and 6"):
-        model.iwae(x, 5, scored=7)
+        model.bound(x, 5, scored=7)
 
 
 @pytest.mark.parametrize("num_transforms", [1, 2])
@@ -149,7 +150,7 @@ def test_flow_objective_is_the_latent_objective_on_y_plus_the_log_determinant(nu
     torch.testing.assert_close(model.elbo(x, generator(3)), expected, rtol=0, atol=0)
     latent_bound = torch.logsumexp(model.latent.log_weights(out.noise, 5, generator(4)).sum(2), 1)
     expected_bound = latent_bound - math.log(5) + out.log_abs_det.sum(1)
-    torch.testing.assert_close(model.iwae(x, 5, generator(4)), expected_bound)
+    torch.testing.assert_close(model.bound(x, 5, generator(4)), expected_bound)
     assert model.elbo(x).shape == (2, 8 - num_transforms * 2)
 
 
@@ -198,13 +199,13 @@ def test_training_objective_covers_every_frame_of_the_crop_for_the_baseline(num_
     """The authors train the baseline on the ELBO of all crop frames and report the last ones."""
     x = torch.randn(2, 7, 3)
     model = small_vector_model(num_transforms)  # window 2: burn_in 2 (flow: M * k = 2)
-    trained = model.training_terms(x, generator(0)).elbo
+    trained = model.elbo_terms(x, generator(0), model.train_frames).elbo
     scored = model.elbo(x, generator(0))
     assert scored.shape == (2, 5)
     assert trained.shape == ((2, 7) if num_transforms == 0 else (2, 5))
     torch.testing.assert_close(trained[:, trained.shape[1] - 5 :], scored, rtol=0, atol=0)
     only_scored = small_vector_model(num_transforms, train_frames="scored")
-    assert only_scored.training_terms(x, generator(0)).elbo.shape == (2, 5)
+    assert only_scored.elbo_terms(x, generator(0), only_scored.train_frames).elbo.shape == (2, 5)
     with pytest.raises(ValueError, match="train_frames must be one of"):
         small_vector_model(train_frames="context")
 
@@ -316,7 +317,7 @@ def test_non_finite_input_is_refused_before_it_reaches_batchnorm(num_transforms)
     with pytest.raises(ValueError, match=r"x holds NaN or infinite values .*sequence 0, frame 4"):
         model.elbo(x, generator(0))
     with pytest.raises(ValueError, match="x holds NaN or infinite values"):
-        model.iwae(x, 2, generator(0))
+        model.bound(x, 2, generator(0))
     for name, buffer in model.named_buffers():
         torch.testing.assert_close(buffer, statistics[name], rtol=0, atol=0)
     with pytest.raises(TypeError, match="x is torch.float64 but the model's parameters are"):
@@ -327,7 +328,7 @@ def test_mixed_precision_keeps_the_bound_in_float32():
     model = small_image_model(1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         elbo = model.elbo(torch.rand(2, 5, 1, 8, 8), generator(0))
-        bound = model.iwae(torch.rand(2, 5, 1, 8, 8), 3, generator(0))
+        bound = model.bound(torch.rand(2, 5, 1, 8, 8), 3, generator(0))
     assert elbo.dtype == bound.dtype == torch.float32
     assert torch.isfinite(elbo).all() and torch.isfinite(bound).all()
 
@@ -368,12 +369,27 @@ def test_mixed_precision_computes_likelihood_and_kl_in_float32(monkeypatch):
 
 
 @pytest.mark.parametrize("num_transforms", [0, 1])
+def test_second_names_are_deprecated_aliases_of_the_one_name(num_transforms):
+    """``iwae`` is ``bound`` and ``training_terms`` is ``elbo_terms`` of the training frames:
+    each warns, naming its replacement, and gives the same numbers."""
+    model = small_vector_model(num_transforms)
+    x = torch.randn(2, 7, 3)
+    with pytest.warns(DeprecationWarning, match=r"SLVM.iwae is deprecated: use SLVM.bound"):
+        old = model.iwae(x, 3, generator(2), None, 4)
+    torch.testing.assert_close(old, model.bound(x, 3, generator(2), scored=4), rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match=r"training_terms is deprecated: use SLVM.elbo_t"):
+        old = model.training_terms(x, generator(0)).elbo
+    new = model.elbo_terms(x, generator(0), model.train_frames).elbo
+    torch.testing.assert_close(old, new, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
 def test_rows_are_named_for_what_they_are(num_transforms):
     """The baseline's rows are its likelihood's loc, scale and residual; with a flow, the
     flow's shift, scale and noise."""
     model = small_image_model(num_transforms)
     x = torch.rand(2, 4, 1, 8, 8)
-    data, layers = model.rows(x, generator(0))
+    data, layers = figure_rows(model, x, generator(0))
     torch.testing.assert_close(data, x[:, model.burn_in :])
     if num_transforms == 0:
         (layer,) = layers
@@ -417,9 +433,9 @@ def test_k_samples_in_one_batch_equal_k_separate_calls(num_transforms):
     stream = generator(8)
     separate = torch.cat([model.latent.log_weights(v, 1, stream) for _ in range(6)], dim=1)
     torch.testing.assert_close(model.latent.log_weights(v, 6, generator(8)), separate)
-    whole = model.iwae(x, 6, generator(8))
+    whole = model.bound(x, 6, generator(8))
     for chunk in (1, 4, 6):
-        torch.testing.assert_close(model.iwae(x, 6, generator(8), chunk=chunk), whole)
+        torch.testing.assert_close(model.bound(x, 6, generator(8), chunk=chunk), whole)
 
 
 class Calls:

@@ -180,7 +180,7 @@ def bounds(model: SLVM, x: Tensor) -> dict[str, Tensor]:
         draws = [model.elbo(x, generator=generator).sum(1) for _ in range(ELBO_DRAWS)]
         results = {"elbo": torch.stack(draws).mean(0)}
         for num_samples in (1, 10, NUM_SAMPLES):
-            results[f"iwae_{num_samples}"] = model.iwae(
+            results[f"iwae_{num_samples}"] = model.bound(
                 x, num_samples, generator=generator, chunk=64
             )
     return {name: value.double() for name, value in results.items()}

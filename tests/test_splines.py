@@ -16,6 +16,7 @@ import torch
 from seqflows import SLVM, FlowConfig, FlowModel, SLVMConfig, load
 from seqflows.app.cli import main
 from seqflows.app.config import Config
+from seqflows.app.figures import model_label
 from seqflows.config import build
 from seqflows.errors import ConfigError
 from seqflows.splines import RationalQuadraticSpline, spline_parameters
@@ -181,8 +182,8 @@ def test_the_configuration_of_the_transforms() -> None:
     assert FlowConfig(num_transforms=2).kinds == ["affine", "affine"]
     config = build(FlowConfig, {"num_transforms": 2, "transforms": ["spline", "affine"]})
     assert config.kinds == ["spline", "affine"]
-    assert FlowModel(VECTOR, config).label == "2-AF (spline, affine)"
-    assert FlowModel(VECTOR, num_transforms=2).label == "2-AF"
+    assert model_label(FlowModel(VECTOR, config)) == "2-AF (spline, affine)"
+    assert model_label(FlowModel(VECTOR, num_transforms=2)) == "2-AF"
     with pytest.raises(ConfigError, match="transforms lists 1 kinds for num_transforms=2"):
         FlowConfig(num_transforms=2, transforms=["spline"])
     with pytest.raises(ConfigError, match="transforms must hold 'affine', 'spline'; got 'cubic'"):
@@ -219,12 +220,12 @@ def test_slvm_with_a_spline_flow() -> None:
         hidden=4,
         identity_init=False,
     ).eval()
-    assert model.label == "SLVM w/ 1-AF (spline)"
+    assert model_label(model) == "SLVM w/ 1-AF (spline)"
     assert isinstance(model.flow.transforms[0], SplineAutoregressiveTransform)
     x = sequence(2, 6, VECTOR, dtype=torch.float32)
     terms = model.elbo_terms(x, torch.Generator().manual_seed(1))
     torch.testing.assert_close(terms.log_abs_det, model.flow.normalize(x).log_abs_det)
-    assert model.iwae(x, num_samples=3).shape == (2,)
+    assert model.bound(x, num_samples=3).shape == (2,)
     samples = model.sample(2, 4, context=x[:, :1], generator=torch.Generator().manual_seed(2))
     assert samples.shape == (2, 4, *VECTOR) and torch.isfinite(samples).all()
 

@@ -5,9 +5,12 @@ Every error that a user can fix by changing a file, a setting or the machine der
 command line prints such errors as ``seqflows: error: ...`` with exit status 2; anything else is a
 bug and keeps its traceback. Each class also derives from the built-in exception a Python user
 would catch (``ValueError`` for bad values, ``OSError`` for the machine, ...).
+:func:`warn_deprecated` is the one warning of a public name that is going away.
 """
 
 from __future__ import annotations
+
+import warnings
 
 __all__ = [
     "CheckpointError",
@@ -17,6 +20,7 @@ __all__ = [
     "NonFiniteError",
     "SeqflowsError",
     "TrainingError",
+    "warn_deprecated",
 ]
 
 
@@ -46,3 +50,9 @@ class NonFiniteError(SeqflowsError, FloatingPointError):
 
 class MissingDependency(SeqflowsError, ImportError):
     """An optional dependency that this command needs is not installed (names the extra)."""
+
+
+def warn_deprecated(name: str, replacement: str) -> None:
+    """Warns (DeprecationWarning, at the caller's caller) that the public ``name`` is going away
+    and what to use instead."""
+    warnings.warn(f"{name} is deprecated: use {replacement}", DeprecationWarning, stacklevel=3)

@@ -42,7 +42,7 @@ from .checks import (
 from .conditioning import check_conditions
 from .config import check_at_least
 from .distributions import full_precision, make_base
-from .errors import ConfigError, DataError, NonFiniteError
+from .errors import ConfigError, DataError, NonFiniteError, warn_deprecated
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
 from .transforms import TRANSFORM_KINDS, TransformConfig, build_transform
@@ -168,8 +168,9 @@ class FlowModel(Pretrained, nn.Module):
 
     @property
     def label(self) -> str:
-        """The paper's name of the model: ``1-AF``, ``2-AF``, ...; with spline transforms the
-        kinds follow, outermost first: ``1-AF (spline)``, ``2-AF (affine, spline)``."""
+        """Deprecated: ``seqflows.app.figures.model_label(model)``, the paper's name of the
+        model (``1-AF``, ``2-AF (affine, spline)``)."""
+        warn_deprecated("FlowModel.label", "seqflows.app.figures.model_label(model)")
         kinds = self.config.kinds
         if all(kind == "affine" for kind in kinds):
             return f"{self.num_transforms}-AF"
@@ -209,9 +210,10 @@ class FlowModel(Pretrained, nn.Module):
         *,
         conditions: Tensor | None = None,
     ) -> FrameScores:
-        r"""Exact log p(x_t | x_<t) of each scored frame, (B, T - burn_in), and the noise y."""
+        r"""Exact log p(x_t | x_<t) of each scored frame (Eq. 7-9), (B, T - burn_in), with the
+        flow's outputs (the noise y, each transform's shift and scale)."""
         terms = self.loss(x, conditions=conditions)
-        return FrameScores(log_prob=terms.objective, noise=terms.flow.noise)
+        return FrameScores(log_prob=terms.objective, noise=terms.flow.noise, flow=terms.flow)
 
     def rows(
         self,
@@ -219,13 +221,15 @@ class FlowModel(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         conditions: Tensor | None = None,
     ) -> tuple[Tensor, list[dict[str, Tensor]]]:
-        r"""The rows of Fig. 4 and Fig. 9 of sequences x, on the scored frames.
+        r"""Deprecated: ``seqflows.app.figures.figure_rows(model, x, conditions=...)``. The rows
+        of Fig. 4 and Fig. 9 of sequences x, on the scored frames.
 
         Returns:
             The data x_t and, per transform (outermost first), its ``shift``, ``scale`` and
             output (``noise``: u^{m+1}, y for the innermost), each (B, T - burn_in,
             *event_shape).
         """
+        warn_deprecated("FlowModel.rows", "seqflows.app.figures.figure_rows(model, x, ...)")
         out = self.normalize(x, conditions)
         outputs = [*out.inputs[1:], out.noise]
         layers = [

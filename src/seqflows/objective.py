@@ -17,8 +17,12 @@ training step, an evaluation or a benchmark calls the model and never asks which
   :meth:`scores` and, with ``num_samples`` >= 1, :meth:`bound` (None with 0).
 * ``conditions``: keyword-only on every method above, (B, T, A) for a conditioned model, None
   (the default) otherwise: callers pass what they have and never branch on it.
-* ``model.label``: the paper's name (``1-AF``, ``SLVM w/ 1-AF``), and ``burn_in``, the context
-  frames that are not scored.
+* ``model.burn_in``: the context frames that are not scored.
+
+Each family keeps one public name per idea beside these: a flow's per-frame log-likelihood is
+``log_prob`` and an SLVM's per-frame ELBO ``elbo`` (with its terms, ``elbo_terms``); both sample
+with ``sample``. What figures show (their rows, the paper's name of a model) is computed in
+:mod:`seqflows.app.figures` from these outputs.
 """
 
 from __future__ import annotations
@@ -81,15 +85,23 @@ class LossTerms:
 
 @dataclass
 class FrameScores:
-    r"""Per-frame scores of the scored frames (those after ``burn_in``).
+    r"""Per-frame scores of the scored frames (those after ``burn_in``), and what gave them.
 
     Attributes:
         log_prob: log p(x_t | x_<t) (flows, exact) or its ELBO (SLVMs), nats, (B, T - burn_in).
         noise: The flow's noise y of the same frames, (B, T - burn_in, *event_shape), or None.
+        flow: The flow's outputs on those frames (shift, scale, input of every transform, Eq.
+            15), or None (an SLVM without a flow).
+        likelihood_loc: An SLVM's loc of p(v_t | z_t) at the posterior sample (v = y with a
+            flow, else x), (B, T - burn_in, *event_shape); None for a flow.
+        likelihood_scale: Its scale, same shape, or None.
     """
 
     log_prob: Tensor
     noise: Tensor | None = None
+    flow: FlowOutput | None = None
+    likelihood_loc: Tensor | None = None
+    likelihood_scale: Tensor | None = None
 
 
 @runtime_checkable
@@ -101,9 +113,6 @@ class SequenceModel(Protocol):
 
     @property
     def burn_in(self) -> int: ...
-
-    @property
-    def label(self) -> str: ...
 
     def loss(
         self,

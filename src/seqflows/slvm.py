@@ -29,6 +29,7 @@ transforms see c_{t-k+1:t} (:mod:`seqflows.conditioning`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, NamedTuple
@@ -46,7 +47,7 @@ from .checks import (
 from .conditioning import check_conditions, projection
 from .config import check_at_least
 from .distributions import full_precision, normal_kl, normal_log_prob
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, warn_deprecated
 from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
 from .latent_prior import LatentFlow
 from .networks import conv_frame_layers, make_frame_networks
@@ -512,6 +513,18 @@ class LatentSequenceModel(nn.Module):
         return loc + temperature * torch.exp(log_scale) * noise
 
 
+def _frame_scores(terms: ELBOTerms) -> FrameScores:
+    """The scores (:class:`~seqflows.objective.FrameScores`) that the ELBO terms give."""
+    flow = terms.flow
+    return FrameScores(
+        log_prob=terms.elbo,
+        noise=None if flow is None else flow.noise,
+        flow=flow,
+        likelihood_loc=terms.likelihood_loc,
+        likelihood_scale=terms.likelihood_scale,
+    )
+
+
 def _offsets(layer: nn.Module | None, conditions: Tensor | None) -> Tensor | None:
     r"""A network's projection (B, T, outputs) of conditions (B, T, A) in float32, or None."""
     if layer is None and conditions is None:
@@ -650,7 +663,7 @@ class SLVM(Pretrained, nn.Module):
         >>> model = SLVM(event_shape=(3,), latent_dim=4, num_transforms=1, window=2,
         ...              lstm_hidden=8, mlp_hidden=8, hidden=8)
         >>> x = torch.randn(2, 7, 3)
-        >>> model.elbo(x).shape, model.iwae(x, num_samples=3).shape
+        >>> model.elbo(x).shape, model.bound(x, num_samples=3).shape
         (torch.Size([2, 5]), torch.Size([2]))
     """
 
@@ -709,9 +722,12 @@ class SLVM(Pretrained, nn.Module):
 
     @property
     def label(self) -> str:
-        """The paper's name of the model: ``SLVM``, ``SLVM w/ 1-AF``, ...; with a flow prior
-        ``, flow prior`` follows (``SLVM w/ 1-AF, flow prior``)."""
-        label = "SLVM" if self.flow is None else f"SLVM w/ {self.flow.label}"
+        """Deprecated: ``seqflows.app.figures.model_label(model)``, the paper's name of the model
+        (``SLVM``, ``SLVM w/ 1-AF``, ``SLVM w/ 1-AF, flow prior``)."""
+        warn_deprecated("SLVM.label", "seqflows.app.figures.model_label(model)")
+        with warnings.catch_warnings():  # the flow's own label warns too
+            warnings.simplefilter("ignore", DeprecationWarning)
+            label = "SLVM" if self.flow is None else f"SLVM w/ {self.flow.label}"
         return label if self.latent.prior_flow is None else f"{label}, flow prior"
 
     def loss(
@@ -731,7 +747,7 @@ class SLVM(Pretrained, nn.Module):
                 reported ``objective`` is the ELBO whatever the weight.
             conditions: Their conditions (B, T, A), for a conditioned model only.
         """
-        terms = self.training_terms(x, generator, conditions)
+        terms = self.elbo_terms(x, generator, self.train_frames, conditions)
         elbo = terms.elbo
         loss = -elbo.mean()
         if kl_weight != 1.0:
@@ -751,11 +767,9 @@ class SLVM(Pretrained, nn.Module):
         *,
         conditions: Tensor | None = None,
     ) -> FrameScores:
-        r"""The ELBO of each scored frame, (B, T - burn_in), and the flow's noise y (or None)."""
-        terms = self.elbo_terms(x, generator, conditions=conditions)
-        return FrameScores(
-            log_prob=terms.elbo, noise=None if terms.flow is None else terms.flow.noise
-        )
+        r"""The ELBO (Eq. 20) of each scored frame, (B, T - burn_in), at one posterior sample,
+        with the flow's outputs (its noise y) or, without a flow, the likelihood p(x_t | z_t)."""
+        return _frame_scores(self.elbo_terms(x, generator, conditions=conditions))
 
     def rows(
         self,
@@ -763,15 +777,19 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         conditions: Tensor | None = None,
     ) -> tuple[Tensor, list[dict[str, Tensor]]]:
-        r"""The rows of Fig. 4 / Fig. 9 of sequences x, on the scored frames.
+        r"""Deprecated: ``seqflows.app.figures.figure_rows(model, x, generator,
+        conditions=...)``. The rows of Fig. 4 / Fig. 9 of sequences x, on the scored frames.
 
         With a flow: the flow's rows (:meth:`~seqflows.flows.FlowModel.rows`: ``shift``,
         ``scale``, ``noise``). Without one, the likelihood p(x_t | z_t) at a posterior sample:
         its ``loc``, its ``scale`` and the standardized ``residual`` (x - loc) / scale, each
         (B, T - burn_in, *event_shape).
         """
+        warn_deprecated("SLVM.rows", "seqflows.app.figures.figure_rows(model, x, ...)")
         if self.flow is not None:
-            return self.flow.rows(x, generator, conditions)
+            with warnings.catch_warnings():  # the flow's own rows warn too
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return self.flow.rows(x, generator, conditions)
         terms = self.elbo_terms(x, generator, conditions=conditions)
         data = x[:, self.burn_in :]
         loc, scale = terms.likelihood_loc, terms.likelihood_scale
@@ -787,8 +805,29 @@ class SLVM(Pretrained, nn.Module):
         *,
         conditions: Tensor | None = None,
     ) -> Tensor:
-        r"""The importance-weighted bound of each sequence, (B,): :meth:`iwae`."""
-        return self.iwae(x, num_samples, generator, chunk, scored, conditions=conditions)
+        r"""Importance-weighted bound on log p(x_scored | x_context) of each sequence, (B,).
+
+        log (1/K) sum_k prod_t w_t^k over the scored frames, plus the flow's log-determinant
+        (Eq. 20 with K samples: Burda et al., 2016). K = 1 is an unbiased estimate of the summed
+        ELBO; the bound grows with K towards the log-likelihood. For the baseline, the latents
+        of the context frames come from the posterior: the bound is on the conditional density
+        that this defines.
+
+        Arguments:
+            x: Sequences, with shape (B, T, *event_shape).
+            num_samples: K.
+            generator: Random numbers of the samples.
+            chunk: Samples per pass (memory); None: all K at once.
+            scored: Score only the last ``scored`` frames (the earlier ones are context);
+                None: every frame after ``burn_in``.
+            conditions: Their conditions (B, T, A), for a conditioned model only.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        seen = self._modelled(x, conditions)
+        return self._bound(
+            x, seen, self.latent.encode(seen.v), num_samples, generator, chunk, scored
+        )
 
     @property
     def burn_in(self) -> int:
@@ -893,12 +932,9 @@ class SLVM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         conditions: Tensor | None = None,
     ) -> ELBOTerms:
-        r"""The ELBO terms of the training objective: those of the ``train_frames`` frames.
-
-        ``-model.training_terms(x).elbo.mean()`` is the paper's loss: for the baseline with
-        ``train_frames="all"``, the mean over every frame of the crop (the authors' objective,
-        13 terms for crops of 13), although evaluation scores the frames after ``burn_in`` only.
-        """
+        r"""Deprecated: ``elbo_terms(x, generator, model.train_frames)``, the ELBO terms of the
+        frames the loss (:meth:`loss`) trains on."""
+        warn_deprecated("SLVM.training_terms", "SLVM.elbo_terms(x, generator, model.train_frames)")
         return self.elbo_terms(x, generator, self.train_frames, conditions)
 
     def forward(self, x: Tensor, conditions: Tensor | None = None) -> Tensor:
@@ -914,28 +950,9 @@ class SLVM(Pretrained, nn.Module):
         scored: int | None = None,
         conditions: Tensor | None = None,
     ) -> Tensor:
-        r"""Importance-weighted bound on log p(x_scored | x_context), with shape (B,).
-
-        log (1/K) sum_k prod_t w_t^k over the scored frames, plus the flow's log-determinant.
-        K = 1 is an unbiased estimate of the summed ELBO; the bound grows with K towards the
-        log-likelihood (Burda et al., 2016). For the baseline, the latents of the context frames
-        come from the posterior: the bound is on the conditional density that this defines.
-
-        Arguments:
-            x: Sequences, with shape (B, T, *event_shape).
-            num_samples: K.
-            generator: Random numbers of the samples.
-            chunk: Samples per pass (memory); None: all K at once.
-            scored: Score only the last ``scored`` frames (the earlier ones are context);
-                None: every frame after ``burn_in``.
-            conditions: Their conditions (B, T, A), for a conditioned model only.
-        """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        seen = self._modelled(x, conditions)
-        return self._iwae(
-            x, seen, self.latent.encode(seen.v), num_samples, generator, chunk, scored
-        )
+        r"""Deprecated: :meth:`bound`, the importance-weighted bound of each sequence, (B,)."""
+        warn_deprecated("SLVM.iwae", "SLVM.bound")
+        return self.bound(x, num_samples, generator, chunk, scored, conditions=conditions)
 
     def scores_and_bound(
         self,
@@ -947,9 +964,9 @@ class SLVM(Pretrained, nn.Module):
         *,
         conditions: Tensor | None = None,
     ) -> tuple[FrameScores, Tensor | None]:
-        r""":meth:`scores` and then :meth:`iwae` of the same sequences, what evaluation needs.
+        r""":meth:`scores` and then :meth:`bound` of the same sequences, what evaluation needs.
 
-        The same numbers as ``scores(x, generator)`` followed by ``iwae(x, num_samples,
+        The same numbers as ``scores(x, generator)`` followed by ``bound(x, num_samples,
         generator, chunk, scored)`` (with the same ``conditions``) with the same generator (the
         ELBO's posterior sample is drawn first), but what does not depend on the samples is
         computed once: the flow normalizes x once and the encoder sees the data once.
@@ -966,11 +983,10 @@ class SLVM(Pretrained, nn.Module):
         seen = self._modelled(x, conditions)
         features = self.latent.encode(seen.v)
         terms = self._elbo_terms(x, seen, generator, "scored", features)
-        noise = None if seen.flow is None else seen.flow.noise
-        bound = self._iwae(x, seen, features, num_samples, generator, chunk, scored)
-        return FrameScores(log_prob=terms.elbo, noise=noise), bound
+        bound = self._bound(x, seen, features, num_samples, generator, chunk, scored)
+        return _frame_scores(terms), bound
 
-    def _iwae(
+    def _bound(
         self,
         x: Tensor,
         seen: _Modelled,
@@ -980,7 +996,7 @@ class SLVM(Pretrained, nn.Module):
         chunk: int | None,
         scored: int | None,
     ) -> Tensor:
-        """:meth:`iwae` of x, given what the latent model sees of it (:meth:`_modelled`) and
+        """:meth:`bound` of x, given what the latent model sees of it (:meth:`_modelled`) and
         the encoder's features of that."""
         available = x.shape[1] - self.burn_in
         scored = available if scored is None else scored

@@ -25,6 +25,7 @@ from ..inference import fold_batch_norm
 from .checkpoints import model_from_checkpoint, save_atomically
 from .conditions import generation_conditions
 from .config import Config
+from .figures import figure_rows, model_label
 from .datasets import (
     build_source,
     check_new_file,
@@ -280,7 +281,7 @@ def sample(
         real = None  # the data ends before the prediction: no real row in the figure
     shown_context = frames.cpu() if frames is not None else predicted[:, :0]
     title = (
-        f"{model.label} on {_data_label(config)}: {context_frames} real context frames, "
+        f"{model_label(model)} on {_data_label(config)}: {context_frames} real context frames, "
         f"{length} sampled at temperature {temperature:g}"
     )
     if conditions is not None:  # "what if": not what followed the context in the data
@@ -395,12 +396,12 @@ def visualize(
     # a conditioned model's rows are those of the sequence's conditions
     conditions = known if model.condition_dim else None
     generator = torch.Generator().manual_seed(config.data.seed)
-    data, layers = model.rows(x, generator, conditions)  # the model's own rows
+    data, layers = figure_rows(model, x, generator, conditions=conditions)
     shown = slice(0, frames)
     rows = [{key: value[0, shown] for key, value in layer.items()} for layer in layers]
     folder = Path(out)
     data_label = _data_label(config)
-    title = f"{model.label} on {data_label} ({config.evaluate.split} sequence {index})"
+    title = f"{model_label(model)} on {data_label} ({config.evaluate.split} sequence {index})"
     if len(model.event_shape) == 3:
         path = save_flow_rows(
             data[0, shown],
@@ -431,7 +432,7 @@ def visualize(
                 save_curves(
                     curves,
                     folder / "curves.png",
-                    title=f"{model.label} on {data_label}: training curves",
+                    title=f"{model_label(model)} on {data_label}: training curves",
                     labels=labels,
                     note=note,
                 )

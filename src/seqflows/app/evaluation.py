@@ -1,7 +1,7 @@
 r"""Scoring a model on a fixed set of sequences: nats/dim, bits/dim and temporal correlations.
 
 Flows get their exact log-likelihood; SLVMs their ELBO (one posterior sample per sequence) and,
-when asked, the importance-weighted bound with K samples (:meth:`~seqflows.slvm.SLVM.iwae`).
+when asked, the importance-weighted bound with K samples (:meth:`~seqflows.slvm.SLVM.bound`).
 For a standardised real-valued series, every score is of the series in its own units: the
 standardisation's log-Jacobian, -sum_d log std_d, is added to each frame's score
 (:attr:`~seqflows.data.Preprocessing.log_abs_det`). :func:`write_scores` writes the score of
@@ -44,6 +44,7 @@ from ..metrics import (
 )
 from ..objective import SequenceModel
 from .config import Config
+from .figures import model_label
 from .progress import Progress
 
 __all__ = [
@@ -281,7 +282,7 @@ def evaluate_model(
             shown.close()
     summary = accumulator.summary()
     eight_bit = nats_per_dim_8bit if not preprocessing.standardizes else (lambda value: None)
-    result: dict[str, Any] = {"model": model.label}
+    result: dict[str, Any] = {"model": model_label(model)}
     if latent:
         elbo = summary["nats_per_dim"]
         iwae = summary.pop("iwae_nats_per_dim")

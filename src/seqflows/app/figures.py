@@ -1,5 +1,9 @@
 r"""Figures for ``seqflows sample``, ``visualize`` and ``predict``: frame grids, flow rows, curves.
 
+* :func:`model_label` names a model as the paper does (``1-AF``, ``SLVM w/ 1-AF``) in titles,
+  summaries and messages; :func:`figure_rows` computes the rows of Fig. 4 / 9 from the model's
+  per-frame scores (:class:`~seqflows.objective.FrameScores`: the flow's outputs, or the
+  likelihood of an SLVM without a flow);
 * :func:`save_grid` shows generated sequences (Fig. 10, 11; their GIFs: :mod:`.animation`);
 * :func:`save_prediction` shows context frames followed by real and predicted continuations;
 * :func:`save_flow_rows` shows the flow component of one sequence (Fig. 4, 8, 9): the data
@@ -25,12 +29,17 @@ import math
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
+from functools import singledispatch
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from torch import Tensor
 
+from ..flows import FlowModel
+from ..objective import SequenceModel
+from ..slvm import SLVM
 from .animation import _as_numpy, _prepare, _sequences_as_rgb, _tile, _to_uint8
 
 if TYPE_CHECKING:
@@ -38,6 +47,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "figure_rows",
+    "model_label",
     "save_curves",
     "save_flow_rows",
     "save_grid",
@@ -48,7 +59,71 @@ __all__ = [
     "save_vector_rows",
 ]
 
-# The rows of a layer (FlowModel.rows, SLVM.rows), by key: how each is drawn, and which keys
+@singledispatch
+def model_label(model: SequenceModel) -> str:
+    """The paper's name of ``model``: ``1-AF``, ``2-AF``, ``SLVM``, ``SLVM w/ 1-AF``, ... (the
+    model classes register below; another class is a TypeError naming it)."""
+    raise TypeError(f"no label for a {type(model).__name__}: register one with model_label")
+
+
+@model_label.register
+def _flow_label(model: FlowModel) -> str:
+    """M-AF (Eq. 9); with spline transforms the kinds follow, outermost first: ``1-AF
+    (spline)``, ``2-AF (affine, spline)``."""
+    kinds = model.config.kinds
+    if all(kind == "affine" for kind in kinds):
+        return f"{model.num_transforms}-AF"
+    return f"{model.num_transforms}-AF ({', '.join(kinds)})"
+
+
+@model_label.register
+def _slvm_label(model: SLVM) -> str:
+    """``SLVM``, or ``SLVM w/`` its flow's label (Sec. 3.3); with a flow prior ``, flow prior``
+    follows (``SLVM w/ 1-AF, flow prior``)."""
+    label = "SLVM" if model.flow is None else f"SLVM w/ {model_label(model.flow)}"
+    return label if model.latent.prior_flow is None else f"{label}, flow prior"
+
+
+def figure_rows(
+    model: SequenceModel,
+    x: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    conditions: Tensor | None = None,
+) -> tuple[Tensor, list[dict[str, Tensor]]]:
+    r"""The rows of Fig. 4 and Fig. 9 of sequences x, on the scored frames, from ``model.scores``.
+
+    With a flow (a flow, or an SLVM w/ M-AF), per transform m (outermost first): its ``shift``,
+    its ``scale`` and its output ``noise`` u^{m+1} = (u^m - shift) / scale (Eq. 15; y for the
+    innermost). An SLVM without a flow: its likelihood p(x_t | z_t) at one posterior sample
+    drawn with ``generator``: the ``loc``, the ``scale`` and the standardized ``residual``
+    (x - loc) / scale.
+
+    Arguments:
+        model: A flow or an SLVM.
+        x: Sequences, with shape (B, T, *event_shape).
+        generator: Random numbers of the SLVM's posterior sample.
+        conditions: Their conditions (B, T, A), for a conditioned model only.
+
+    Returns:
+        The data x_t of the scored frames and one mapping of rows per layer, each tensor
+        (B, T - burn_in, *event_shape).
+    """
+    scores = model.scores(x, generator, conditions=conditions)
+    flow = scores.flow
+    if flow is not None:
+        outputs = [*flow.inputs[1:], flow.noise]
+        layers = [
+            {"shift": shift, "scale": scale, "noise": output}
+            for shift, scale, output in zip(flow.shifts, flow.scales, outputs, strict=True)
+        ]
+        return flow.inputs[0], layers
+    data = x[:, model.burn_in :]
+    loc, scale = scores.likelihood_loc, scores.likelihood_scale
+    return data, [{"loc": loc, "scale": scale, "residual": (data - loc) / scale}]
+
+
+# The rows of a layer (figure_rows), by key: how each is drawn, and which keys
 # fill the three slots of a layer (location, scale, output).
 ROW_KINDS = {
     "shift": "image",
@@ -173,7 +248,7 @@ def save_flow_rows(
         layers: One mapping per transform, outermost first, with a location (``"shift"`` mu
             or ``"loc"``), ``"scale"`` (sigma, not log sigma) and an output (``"noise"``, the
             transform's output, or ``"residual"``), each with the shape of ``x``
-            (:meth:`~seqflows.flows.FlowModel.rows`, :meth:`~seqflows.slvm.SLVM.rows`).
+            (:func:`figure_rows`).
         path: The ``.png`` file to write.
         first_frame: Time step of the first frame, shown above the first row.
         title: Figure title.

@@ -55,6 +55,7 @@ from .commands import (
     sequence_batch,
 )
 from .conditions import generation_conditions
+from .figures import model_label
 from .datasets import build_source, evaluation_set, resolve_data
 from .progress import Progress
 
@@ -245,7 +246,7 @@ def predict(
     _check_finite(result, checkpoint, conditions)
     steps = list(range(context_frames, context_frames + length))
     title = (
-        f"{model.label} on {_data_label(config)}: {count} {settings.split} sequences, "
+        f"{model_label(model)} on {_data_label(config)}: {count} {settings.split} sequences, "
         f"{context_frames} context frames, K = {samples}"
     )
     folder = Path(out)
@@ -261,7 +262,7 @@ def predict(
             else "the data's conditions of every frame (what really happened)"
         )
     report = {
-        "model": model.label,
+        "model": model_label(model),
         "checkpoint": str(checkpoint),
         "protocol": protocol,
         "time_steps": steps,

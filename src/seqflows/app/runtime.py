@@ -108,6 +108,7 @@ def check_model_fits(
     import torch
 
     from .checkpoints import build_model
+    from .figures import model_label
 
     available = memory_bytes() if available is None else available
     if available is None:
@@ -122,7 +123,7 @@ def check_model_fits(
             "weights, gradients and Adam's two moments" if copies == 4 else "weights and gradients"
         )
         raise ConfigError(
-            f"model.hidden={config.model.hidden}: the {model.label} has {parameters:,} "
+            f"model.hidden={config.model.hidden}: the {model_label(model)} has {parameters:,} "
             f"parameters; training holds them {copies} times ({what}), {_size(needed)}, more "
             f"than the {_size(available)} of memory of this machine"
         )

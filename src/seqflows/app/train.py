@@ -27,6 +27,7 @@ from ..atomic import write_text_atomically
 from ..errors import MissingDependency
 from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
+from .figures import model_label
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
 from .interrupt import Interrupted, StopRequest, exit_on_sigint, signal_name
 from .precision import emulated_bf16_warning, resolve_precision
@@ -384,7 +385,7 @@ def _print_start(
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     parameters = sum(p.numel() for p in task.model.parameters())
     say(
-        f"training {task.model.label} ({parameters:,} parameters) on "
+        f"training {model_label(task.model)} ({parameters:,} parameters) on "
         f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {_precision(config.train)}, "
         f"{torch.get_num_threads()} threads"
