@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqflows.app.animation import save_gif, tile_frames
 from seqflows import SLVM, FlowModel
+from seqflows.app.animation import save_gif, tile_frames
 from seqflows.app.figures import (
     figure_rows,
     model_label,

@@ -25,7 +25,6 @@ from ..inference import fold_batch_norm
 from .checkpoints import model_from_checkpoint, save_atomically
 from .conditions import generation_conditions
 from .config import Config
-from .figures import figure_rows, model_label
 from .datasets import (
     build_source,
     check_new_file,
@@ -35,6 +34,7 @@ from .datasets import (
     reads_new_file,
     resolve_data,
 )
+from .figures import figure_rows, model_label
 from .progress import say
 
 __all__ = [

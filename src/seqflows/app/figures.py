@@ -59,6 +59,7 @@ __all__ = [
     "save_vector_rows",
 ]
 
+
 @singledispatch
 def model_label(model: SequenceModel) -> str:
     """The paper's name of ``model``: ``1-AF``, ``2-AF``, ``SLVM``, ``SLVM w/ 1-AF``, ... (the

@@ -55,8 +55,8 @@ from .commands import (
     sequence_batch,
 )
 from .conditions import generation_conditions
-from .figures import model_label
 from .datasets import build_source, evaluation_set, resolve_data
+from .figures import model_label
 from .progress import Progress
 
 __all__ = [

@@ -27,8 +27,8 @@ from ..atomic import write_text_atomically
 from ..errors import MissingDependency
 from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
-from .figures import model_label
 from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
+from .figures import model_label
 from .interrupt import Interrupted, StopRequest, exit_on_sigint, signal_name
 from .precision import emulated_bf16_warning, resolve_precision
 from .progress import is_terminal, say
