@@ -4,11 +4,13 @@ Works for flows and SLVMs alike (the step is minus the mean per-frame log-likeli
 
 For each precision, two measurements in the same process:
 
-* **bare step**: the model of the configuration on one fixed batch, ``loss.backward()`` and an
-  Adam step, timed without Lightning and without data loading: the best the loop can do;
-* **loop**: ``seqflows.app.train.train`` for ``--steps`` steps on the configuration's real data
-  stream (crops, noise, DataLoader workers, validation off), as ``StepTimer`` logs it: scored
-  frames per second and the share of time between steps (data wait plus Lightning's own work).
+* **loop**: ``seqflows.app.train.train`` (the ``seqflows train`` command) for ``--steps``
+  steps on the configuration's real data stream (crops, noise, DataLoader workers, validation
+  off), as ``StepTimer`` logs it: scored frames per second and the share of time between steps
+  (data wait plus Lightning's own work);
+* **bare step**: the run's model (``seqflows.load`` of its last checkpoint) on one fixed batch of
+  the same stream (``seqflows.app.datasets.training_set``), ``loss.backward()`` and an Adam
+  step, timed without Lightning and without data loading: the best the loop can do.
 
 The ratio loop / bare step says what the training loop and the data pipeline cost.
 
@@ -41,18 +43,26 @@ from typing import Any
 
 import torch
 
+import seqflows
 from seqflows.allocator import retain_freed_memory
-from seqflows.app.checkpoints import build_model
 from seqflows.app.config import load_config
-from seqflows.app.datasets import resolve_data, training_set
+from seqflows.app.datasets import training_set
 from seqflows.app.train import train
 
 
-def bare_step_seconds(config: Any, precision: str, steps: int) -> float:
-    """Median seconds of one training step without Lightning or data loading."""
+def first_batch(config: Any) -> torch.Tensor:
+    """The first ``train.batch_size`` crops of the configuration's training stream,
+    (B, T, *frame): the data settings read from the data, as ``seqflows train`` reads them."""
     dataset = training_set(config)
-    batch = torch.stack([dataset[index] for index in range(config.train.batch_size)])
-    model = build_model(config, tuple(batch.shape[2:])).train()
+    return torch.stack([dataset[index] for index in range(config.train.batch_size)])
+
+
+def bare_step_seconds(
+    model: torch.nn.Module, batch: torch.Tensor, config: Any, precision: str, steps: int
+) -> float:
+    """Median seconds of one training step of ``model`` on ``batch``, without Lightning or data
+    loading."""
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
     generator = torch.Generator().manual_seed(0)  # SLVM posterior samples
     times = []
@@ -68,8 +78,9 @@ def bare_step_seconds(config: Any, precision: str, steps: int) -> float:
     return statistics.median(times[1:])
 
 
-def loop_throughput(config: Any, steps: int) -> dict[str, float]:
-    """Frames/s and data share of ``steps`` steps of ``seqflows train`` (first window dropped)."""
+def loop_throughput(config: Any, steps: int) -> tuple[dict[str, float], torch.nn.Module]:
+    """Frames/s and data share of ``steps`` steps of ``seqflows train`` (first window dropped),
+    and the run's model (:func:`seqflows.load` of its last checkpoint)."""
     window = max(steps // 3, 1)
     config = config.replace(
         train={
@@ -82,12 +93,13 @@ def loop_throughput(config: Any, steps: int) -> dict[str, float]:
     )
     with tempfile.TemporaryDirectory() as folder:
         summary = train(config, Path(folder), progress=False)
+        model = seqflows.load(summary["last_checkpoint"])
     history = summary["throughput"][1:] or summary["throughput"]
     return {
         "frames_per_second": statistics.mean(h["time/frames_per_second"] for h in history),
         "data_share": statistics.mean(h["time/data_share"] for h in history),
         "windows": len(history),
-    }
+    }, model
 
 
 def command_throughput(
@@ -141,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for precision in args.precisions:
         config = load_config(args.config, [*args.overrides, f"train.precision={precision}"])
-        config = resolve_data(config)  # the frame shape and crop length of the data
-        scored = config.data.length - build_model(config, config.data.frame_shape).burn_in
-        bare = bare_step_seconds(config, precision, args.bare_steps)
+        loop, model = loop_throughput(config, args.steps)
+        batch = first_batch(config)
+        scored = batch.shape[1] - model.burn_in
+        bare = bare_step_seconds(model, batch, config, precision, args.bare_steps)
         bare_rate = config.train.batch_size * scored / bare
-        loop = loop_throughput(config, args.steps)
         results.append(
             {
                 "config": args.config,
