@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from seqflows.app.config import find_config, load_config
 from seqflows.atomic import write_atomically
 from seqflows.data import MovingMNIST, load_digits
 from seqflows.data.moving_mnist import downscale_digits
 from seqflows.data.simulators import render_sequences
+from seqflows.slvm import LatentSequenceModel
 
 __all__ = [
     "AUTHORS_PARAMETERS",
@@ -411,7 +413,7 @@ def render_moving_mnist(
     return write_atomically(path, lambda stream: np.save(stream, array))
 
 
-def unused_parameters(config: Any, event_shape: tuple[int, ...]) -> dict[str, int]:
+def unused_parameters(model: nn.Module, event_shape: tuple[int, ...]) -> dict[str, int]:
     r"""Parameters the authors' code creates and Table 2 counts, but the objective never uses.
 
     * per flow transform, a learnable initial shift and scale of the padded context,
@@ -423,22 +425,24 @@ def unused_parameters(config: Any, event_shape: tuple[int, ...]) -> dict[str, in
       (4 x latent_dim), unused because every step is computed from z_0 = 0;
     * in the SLVM, the biases of the encoder's and decoder's convolutions that BatchNorm follows.
 
-    seqflows builds none of them. Returns {component: count}.
+    seqflows builds none of them. ``model``: a flow or an SLVM built for frames of
+    ``event_shape``; the SLVM's share is counted for each latent sequence model it holds.
+    Returns {component: count}.
     """
-    model = config.model
+    settings = model.config
     pixels = math.prod(event_shape)
     flows = model.num_transforms
     unused = {
         "initial shift and scale of each transform": flows * 2 * pixels,
-        "conv biases before BatchNorm (flow)": flows * 8 * model.hidden,
+        "conv biases before BatchNorm (flow)": flows * 8 * settings.hidden,
     }
-    if model.type == "slvm":
+    for latent in (part for part in model.modules() if isinstance(part, LatentSequenceModel)):
         layers = int(math.log2(event_shape[-1] // 4))  # stride-2 layers: 4 for 64x64
-        width = model.conv_width
-        encoder = sum(width * 2**index for index in range(layers)) + model.encoder_features
+        width = settings.conv_width
+        encoder = sum(width * 2**index for index in range(layers)) + settings.encoder_features
         decoder = sum(width * 2**index for index in range(layers))
         unused["initial loc and log-scale of p(x_1), p(z_1) and q(z_1)"] = (
-            2 * pixels + 4 * model.latent_dim
+            2 * pixels + 4 * latent.latent_dim
         )
         unused["conv biases before BatchNorm (SLVM)"] = encoder + decoder
     return unused
@@ -465,7 +469,7 @@ def parameter_counts(configs: Path = CONFIGS) -> dict[str, dict[str, dict[str, A
             config = load_config(path)
             built = build_model(config, config.data.frame_shape)
             ours = sum(parameter.numel() for parameter in built.parameters())
-            unused = unused_parameters(config, config.data.frame_shape)
+            unused = unused_parameters(built, config.data.frame_shape)
             table.setdefault(dataset, {})[model] = {
                 "ours": ours,
                 "unused": unused,

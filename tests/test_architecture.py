@@ -33,8 +33,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # figures, task and the converters by idea added about 600 (module docstrings, imports, __all__)
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
-# idea. Raise it only with a reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 17_650
+# idea. Raise it only with a reason; never squeeze code or docstrings to fit. Figure rows and
+# labels computed in app/figures.py from the models' scores (about 60 lines), while the models'
+# rows, label, iwae and training_terms stay as deprecated aliases for a release: 17,736.
+PACKAGE_LINES = 17_750
 
 
 def shipped_models():
