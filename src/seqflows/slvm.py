@@ -740,6 +740,10 @@ class SLVM(Pretrained, nn.Module):
     ) -> LossTerms:
         r"""The paper's loss: minus the mean ELBO (Eq. 20) of the ``train_frames`` frames.
 
+        For the baseline with ``train_frames="all"`` those are every frame of the crop (the
+        authors' objective, 13 terms for crops of 13), although evaluation scores the frames
+        after ``burn_in`` only; their terms are ``elbo_terms(x, generator, self.train_frames)``.
+
         Arguments:
             x: Sequences, with shape (B, T, *event_shape).
             generator: Random numbers of the posterior sample.
