@@ -107,7 +107,7 @@ def test_mean_prediction_best_of_k_and_sample_average(per_call: int) -> None:
     observed = torch.full((2, 3, 1, 8, 8), 0.5)
     observed[1] = 0.4
     real = observed[:, -1:].expand(2, 5, 1, 8, 8).clone()
-    found = _predict_batch(OffsetModel(), observed, real, 5, 4, per_call, None)
+    found, _ = _predict_batch(OffsetModel(), observed, real, 5, 4, per_call, None)
     expected_mse = {
         "best_of_k": 0.01,
         "sample_average": (0.09 + 0.01 + 0.04 + 0.04) / 4,
