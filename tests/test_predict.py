@@ -159,6 +159,7 @@ def test_predict_reports_every_prediction_per_frame(flow_checkpoint, tmp_path, c
     assert (protocol["context_frames"], protocol["predicted_frames"]) == (2, 3)
     assert result["time_steps"] == [2, 3, 4]
     assert any("LPIPS and FVD are not computed" in note for note in protocol["notes"])
+    assert "forecast_scores" not in result and "scores_png" not in result["written"]  # series only
     for kind in ("mean_prediction", "best_of_k", "sample_average", "temperature_0"):
         for metric in ("mse", "psnr", "ssim"):
             per_frame = result[kind]["per_frame"][metric]

@@ -36,6 +36,7 @@ from ..errors import MissingDependency
 __all__ = ["INTERVALS", "forecast_scores", "summarize_scores"]
 
 INTERVALS = (50, 90)  # central intervals whose coverage is reported, in percent
+ES_CHUNK_VALUES = 2**22  # pairwise differences per call of es_ensemble (32 MiB of float64)
 CRPS_ESTIMATOR = "qd"  # equals the pairwise ("nrg") form, in O(K log K) instead of O(K^2)
 
 
@@ -111,10 +112,26 @@ def forecast_scores(
         + none_observed
     )
     scores["abs_sum"] = np.abs(y.sum(-1)) + none_observed
-    scores["energy"] = (
-        sr.es_ensemble(y, np.moveaxis(observed_samples, 0, -2), backend="numpy") + none_observed
-    )
+    scores["energy"] = _energy_score(sr, y, observed_samples) + none_observed
     return scores
+
+
+def _energy_score(sr: Any, target: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """scoringrules' energy score (N, H) of samples (K, N, H, D), a few forecasts at a time: its
+    estimator holds the K x K x D differences of each forecast at once."""
+    K, D = samples.shape[0], samples.shape[-1]
+    flat_target = target.reshape(-1, D)  # (N H, D)
+    flat_samples = np.moveaxis(samples.reshape(K, -1, D), 0, 1)  # (N H, K, D)
+    per_chunk = max(1, ES_CHUNK_VALUES // (K * K * D))
+    energy = [
+        sr.es_ensemble(
+            flat_target[first : first + per_chunk],
+            flat_samples[first : first + per_chunk],
+            backend="numpy",
+        )
+        for first in range(0, len(flat_target), per_chunk)
+    ]
+    return np.concatenate(energy).reshape(target.shape[:-1])
 
 
 def _mean(values: np.ndarray, axis: Any = None) -> Any:
