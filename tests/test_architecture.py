@@ -32,8 +32,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # figures, task and the converters by idea added about 600 (module docstrings, imports, __all__)
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
-# idea. Raise it only with a reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 17_650
+# idea. Raise it only with a reason; never squeeze code or docstrings to fit. predict's forecast
+# scores of series, rolling origins and their figure (issue 27) added about 440: 18,055.
+PACKAGE_LINES = 18_060
 
 
 def shipped_models():
