@@ -316,3 +316,9 @@ def test_rolling_origins_that_leave_too_little_context_are_refused(
     assert main([*command, "--origins", "2", "--context", "1"]) == 2
     assert "context 1 is too short: this model needs 2 context frames" in capsys.readouterr().err
     assert not Path(out).exists()
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "--help"])
+    assert exited.value.code == 0
+    assert "rolling origins: forecast the last N windows of --length" in " ".join(
+        capsys.readouterr().out.split()
+    )

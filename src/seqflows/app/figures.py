@@ -554,6 +554,9 @@ def save_prediction_metrics(
     return _save_figure(figure, path)
 
 
+MAX_DIMENSION_LINES = 8  # the CRPS panel draws each dimension's line for series of so few
+
+
 def save_forecast_scores(
     time_steps: Sequence[int],
     scores: Mapping[str, Any],
@@ -561,9 +564,10 @@ def save_forecast_scores(
     title: str | None = None,
     step_label: str = "predicted time step t",
 ) -> Path:
-    r"""Forecast scores of a vector series against the step (``seqflows predict``): CRPS,
-    CRPS-sum, energy score, MAE of the median, and the coverage of the central intervals
-    beside their nominal 50% and 90%.
+    r"""Forecast scores of a vector series against the step (``seqflows predict``): CRPS (and
+    each dimension's, up to :data:`MAX_DIMENSION_LINES` dimensions), CRPS-sum, energy score,
+    MAE of the median, and the coverage of the central intervals beside their nominal 50% and
+    90%.
 
     Arguments:
         time_steps: The time step (or the step after the origin) of each predicted frame.
@@ -581,7 +585,7 @@ def save_forecast_scores(
 
     per_step = scores["per_step"]
     panels = {
-        "CRPS (mean over dimensions)": {"CRPS": "crps"},
+        "CRPS": {"mean over dimensions": "crps"},
         "CRPS-sum": {"CRPS of the sum": "crps_sum"},
         "energy score": {"energy score": "energy"},
         "MAE of the median": {"MAE": "mae_median"},
@@ -597,6 +601,11 @@ def save_forecast_scores(
                     f"{name} has {len(values)} values for {len(time_steps)} time steps"
                 )
             axis.plot(time_steps, values, marker=".", linewidth=1.2, label=label)
+        if name == "crps" and len(scores["per_dimension"]["crps"]) <= MAX_DIMENSION_LINES:
+            for d, per_dimension in enumerate(scores["per_dimension"]["crps"]):
+                values = [np.nan if value is None else value for value in per_dimension]
+                axis.plot(time_steps, values, linewidth=0.7, alpha=0.6, label=f"dimension {d}")
+            axis.legend(fontsize=6)
         if heading == "coverage":
             for nominal in (0.5, 0.9):
                 axis.axhline(nominal, color="gray", linestyle=":", linewidth=1)
