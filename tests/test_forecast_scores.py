@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,30 @@ def test_crps_sum_is_the_crps_of_the_summed_samples() -> None:
     per_value = np.abs(samples - target).mean(0) - 0.5 * pairwise
     np.testing.assert_allclose(scores["crps"], per_value, rtol=1e-10)
     np.testing.assert_allclose(summary["per_dimension"]["crps"], per_value.mean(0).T)
+
+
+def test_crps_sum_normalized_is_close_to_gluonts_multivariate_evaluator() -> None:
+    """GluonTS's CRPS-sum (m_sum_mean_wQuantileLoss, with TimeGrad's 19 quantile levels) on the
+    same samples: the same normalisation of a quantile-loss approximation of the same CRPS."""
+    pd = pytest.importorskip("pandas")
+    evaluation = pytest.importorskip("gluonts.evaluation")
+    forecast = pytest.importorskip("gluonts.model.forecast")
+    rng = np.random.default_rng(3)
+    samples = rng.normal(size=(200, 5, 6, 3)) * 2 + 10  # (K, N, H, D)
+    target = rng.normal(size=(5, 6, 3)) * 2 + 10
+    ours = summarize_scores(forecast_scores(samples, target))["mean"]["crps_sum_normalized"]
+    start = pd.Period("2020-01-01", freq="h")
+    index = pd.period_range(start, periods=6, freq="h")
+    series = [pd.DataFrame(values, index=index) for values in target]
+    forecasts = [forecast.SampleForecast(samples[:, n], start_date=start) for n in range(5)]
+    evaluator = evaluation.MultivariateEvaluator(
+        quantiles=(np.arange(20) / 20.0)[1:], target_agg_funcs={"sum": np.sum}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas on GluonTS's masked arrays and DataFrame.sum
+        found, _ = evaluator(iter(series), iter(forecasts), num_series=5)
+    assert ours == pytest.approx(found["m_sum_mean_wQuantileLoss"], rel=0.1)
+    assert ours != pytest.approx(found["m_sum_mean_wQuantileLoss"] * 30, rel=0.5)
 
 
 def test_missing_targets_are_not_scored() -> None:
@@ -294,6 +319,24 @@ def test_predict_from_rolling_origins(series_checkpoint, tmp_path, capsys):
     )
     assert given["protocol"]["context_frames"] == 4
     assert "each forecast from the 4 frames before its origin" in given["protocol"]["crop"]
+    # One origin is the last crop: the same futures, so the same scores.
+    one = predict_json(
+        capsys,
+        *(series_checkpoint, "--out", out, "--samples", "4", "--length", "2"),
+        *("--origins", "1", "--context", "4"),
+    )
+    last = predict_json(
+        capsys,
+        *(series_checkpoint, "--out", out, "--samples", "4", "--length", "2"),
+        *("--context", "4", "evaluate.crop=last"),
+    )
+    assert one["forecast_scores"] == last["forecast_scores"]
+    first = predict_json(
+        capsys,
+        *(series_checkpoint, "--out", out, "--samples", "4", "--length", "2"),
+        *("--context", "4", "evaluate.crop=first"),
+    )
+    assert first["forecast_scores"] != last["forecast_scores"]
 
 
 def test_rolling_origins_that_leave_too_little_context_are_refused(
