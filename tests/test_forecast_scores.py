@@ -287,7 +287,7 @@ def test_predict_scores_the_sampled_futures_of_a_series(series_checkpoint, tmp_p
     rows = table[table.index(header) + 1 : table.index(header) + 5]
     assert [row.split()[0] for row in rows] == ["2", "3", "4", "all"]
     assert float(rows[-1].split()[1]) == pytest.approx(scores["mean"]["crps"], abs=1e-4)
-    assert any(line.startswith("forecast scores, in the data's units") for line in table)
+    assert any(line.startswith("forecast scores, in the data's own units") for line in table)
 
 
 def test_predict_from_rolling_origins(series_checkpoint, tmp_path, capsys):

@@ -243,7 +243,14 @@ def test_predict_vector_series_and_slvms(tmp_path, capsys):
     assert result["best_of_k"]["mean"]["psnr"] is None
     assert result["mean_prediction"]["per_frame"]["ssim"] is None
     assert len(result["mean_prediction"]["per_frame"]["mse"]) == 8
-    assert any("vector series get the MSE only" in note for note in result["protocol"]["notes"])
+    notes = result["protocol"]["notes"]
+    assert any("vector series get the MSE and the forecast scores" in note for note in notes)
+    # uint8 series are not standardised: scored as the model sees them, values / 255
+    assert (
+        result["protocol"]["forecast_scores"]["units"]
+        == "the series' values as the model sees them"
+    )
+    assert 0 < result["forecast_scores"]["mean"]["crps"] < 1
     # a stored sequence of 10 frames has no crop of 2 + 9
     assert main(["predict", vectors, "--out", str(out), "--length", "9"]) == 2
     assert "cannot crop 11 frames from sequences of 10 frames" in capsys.readouterr().err

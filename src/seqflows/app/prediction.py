@@ -30,6 +30,12 @@ that conditions the model and the future it is compared with; sampled frames are
 [0, 1] before any metric, as displayed frames are. LPIPS and FVD need pretrained networks
 (AlexNet or VGG features, an I3D video network) that seqflows does not download: they are not
 computed.
+
+Vector series also get the proper scores of their K sampled futures, in the data's units
+(:mod:`seqflows.app.forecast_scores`: CRPS, CRPS-sum, energy score, interval coverage, MAE of
+the median), and ``origins`` scores rolling origins: the last N windows of ``length`` frames of
+each sequence, each forecast from the ``context`` frames before it. :func:`forecast_samples`
+draws the futures for any front end.
 """
 
 from __future__ import annotations
@@ -65,13 +71,14 @@ __all__ = [
     "METRICS",
     "PREDICTIONS",
     "SSIM_MIN_SIDE",
+    "forecast_samples",
     "format_prediction_table",
     "frame_metrics",
     "predict",
 ]
 
 _FORECAST_PROTOCOL = {
-    "units": "the data's own units (the standardisation undone), from the K samples",
+    "units": "the data's own units (the standardisation undone)",
     "crps": "CRPS of each value, E|X - y| - E|X - X'| / 2 over the K samples' empirical "
     "distribution (scoringrules), the mean over dimensions, forecasts and steps",
     "crps_sum": "CRPS of the sum over dimensions, sum_d x_d against sum_d y_d, the mean",
@@ -321,7 +328,9 @@ def predict(
         )
         protocol["time_steps"] = "steps after each origin (1 = the first predicted frame)"
     if vectors:
-        protocol["forecast_scores"] = _FORECAST_PROTOCOL
+        protocol["forecast_scores"] = dict(_FORECAST_PROTOCOL)
+        if not protocol["standardised"]:  # e.g. a quantised series: uint8 values / 255
+            protocol["forecast_scores"]["units"] = "the series' values as the model sees them"
     if model.condition_dim:
         protocol["conditions"] = (
             f"the predicted frames' conditions from {conditions}"
@@ -538,7 +547,9 @@ def _protocol(
     }
     notes = [NOT_COMPUTED]
     if not frames:
-        notes.append("PSNR and SSIM are image metrics: vector series get the MSE only")
+        notes.append(
+            "PSNR and SSIM are image metrics: vector series get the MSE and the forecast scores"
+        )
     elif side < SSIM_MIN_SIDE:
         notes.append(f"SSIM needs frames of at least {SSIM_MIN_SIDE} x {SSIM_MIN_SIDE} pixels")
     return {
@@ -625,7 +636,8 @@ def _forecast_table(result: dict[str, Any]) -> list[str]:
         return f"{label!s:<8}" + "".join(cells)
 
     lines = [
-        f"forecast scores, in the data's units, of K = {protocol['samples']} samples "
+        f"forecast scores, in {protocol['forecast_scores']['units']}, of K = "
+        f"{protocol['samples']} samples "
         f"({100 * scores['observed']:.1f}% of the target values observed)",
         f"{'step':<8}" + "".join(f"{h:>{widths[n]}}" for n, h in FORECAST_HEADINGS.items()),
     ]
