@@ -33,8 +33,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
 # idea. Raise it only with a reason; never squeeze code or docstrings to fit. predict's forecast
-# scores of series, rolling origins and their figure (issue 27) added about 450: 18,064.
-PACKAGE_LINES = 18_070
+# scores of series, rolling origins and their figure (issue 27) added about 460: 18,076.
+PACKAGE_LINES = 18_080
 
 
 def shipped_models():
