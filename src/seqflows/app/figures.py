@@ -40,10 +40,10 @@ if TYPE_CHECKING:
 __all__ = [
     "save_curves",
     "save_flow_rows",
+    "save_forecast_scores",
     "save_grid",
     "save_overlay",
     "save_prediction",
-    "save_forecast_scores",
     "save_prediction_metrics",
     "save_vector_prediction",
     "save_vector_rows",
