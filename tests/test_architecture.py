@@ -36,7 +36,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # idea. Raise it only with a reason; never squeeze code or docstrings to fit. Figure rows and
 # labels computed in app/figures.py from the models' scores (about 60 lines), while the models'
 # rows, label, iwae and training_terms stay as deprecated aliases for a release: 17,740.
-PACKAGE_LINES = 17_750
+# predict's forecast scores of series, rolling origins and their figure (issue 27) added about
+# 460: 18,076.
+PACKAGE_LINES = 18_080
 
 
 def shipped_models():

@@ -119,7 +119,7 @@ def test_predictions_of_a_conditioned_flow_follow_the_given_conditions() -> None
     def metrics(steps: torch.Tensor) -> dict:
         generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            return _predict_batch(model, observed, real, 3, 4, 8, generator, steps)
+            return _predict_batch(model, observed, real, 3, 4, 8, generator, steps)[0]
 
     same = metrics(conditions)
     again = metrics(conditions.clone())

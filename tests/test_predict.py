@@ -107,7 +107,7 @@ def test_mean_prediction_best_of_k_and_sample_average(per_call: int) -> None:
     observed = torch.full((2, 3, 1, 8, 8), 0.5)
     observed[1] = 0.4
     real = observed[:, -1:].expand(2, 5, 1, 8, 8).clone()
-    found = _predict_batch(OffsetModel(), observed, real, 5, 4, per_call, None)
+    found, _ = _predict_batch(OffsetModel(), observed, real, 5, 4, per_call, None)
     expected_mse = {
         "best_of_k": 0.01,
         "sample_average": (0.09 + 0.01 + 0.04 + 0.04) / 4,
@@ -159,6 +159,7 @@ def test_predict_reports_every_prediction_per_frame(flow_checkpoint, tmp_path, c
     assert (protocol["context_frames"], protocol["predicted_frames"]) == (2, 3)
     assert result["time_steps"] == [2, 3, 4]
     assert any("LPIPS and FVD are not computed" in note for note in protocol["notes"])
+    assert "forecast_scores" not in result and "scores_png" not in result["written"]  # series only
     for kind in ("mean_prediction", "best_of_k", "sample_average", "temperature_0"):
         for metric in ("mse", "psnr", "ssim"):
             per_frame = result[kind]["per_frame"][metric]
@@ -242,7 +243,14 @@ def test_predict_vector_series_and_slvms(tmp_path, capsys):
     assert result["best_of_k"]["mean"]["psnr"] is None
     assert result["mean_prediction"]["per_frame"]["ssim"] is None
     assert len(result["mean_prediction"]["per_frame"]["mse"]) == 8
-    assert any("vector series get the MSE only" in note for note in result["protocol"]["notes"])
+    notes = result["protocol"]["notes"]
+    assert any("vector series get the MSE and the forecast scores" in note for note in notes)
+    # uint8 series are not standardised: scored as the model sees them, values / 255
+    assert (
+        result["protocol"]["forecast_scores"]["units"]
+        == "the series' values as the model sees them"
+    )
+    assert 0 < result["forecast_scores"]["mean"]["crps"] < 1
     # a stored sequence of 10 frames has no crop of 2 + 9
     assert main(["predict", vectors, "--out", str(out), "--length", "9"]) == 2
     assert "cannot crop 11 frames from sequences of 10 frames" in capsys.readouterr().err

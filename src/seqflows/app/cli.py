@@ -414,6 +414,13 @@ def _predict_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sequences", type=at_least(1), help="predict the first N sequences")
     parser.add_argument(
+        "--origins",
+        type=at_least(1),
+        help="rolling origins: forecast the last N windows of --length frames of each sequence, "
+        "each from the --context frames before it (default context: every frame before the "
+        "first origin of the shortest sequence)",
+    )
+    parser.add_argument(
         "--batch-size",
         type=at_least(1),
         help="futures per call of the model (evaluate.batch_size)",
@@ -445,6 +452,7 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device,
         progress=None if args.no_progress else f"predict {args.split or 'test'}",
         conditions=args.conditions,
+        origins=args.origins,
     )
     if args.json:
         _print_json(result)
@@ -644,8 +652,9 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[Any], None], Callable[[Any], int]]] 
     ),
     (
         "predict",
-        "predict the futures of evaluation sequences from their first frames: MSE, PSNR and "
-        "SSIM per frame (JSON, plot)",
+        "predict the futures of evaluation sequences from their first frames, or from rolling "
+        "origins: MSE, PSNR and SSIM per frame; CRPS, CRPS-sum, energy score and coverage of "
+        "series (JSON, plots)",
         _predict_options,
         _predict,
     ),

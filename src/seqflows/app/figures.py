@@ -31,7 +31,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from functools import singledispatch
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ __all__ = [
     "model_label",
     "save_curves",
     "save_flow_rows",
+    "save_forecast_scores",
     "save_grid",
     "save_overlay",
     "save_prediction",
@@ -623,6 +624,75 @@ def save_prediction_metrics(
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    if title is not None:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+MAX_DIMENSION_LINES = 8  # the CRPS panel draws each dimension's line for series of so few
+
+
+def save_forecast_scores(
+    time_steps: Sequence[int],
+    scores: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    step_label: str = "predicted time step t",
+) -> Path:
+    r"""Forecast scores of a vector series against the step (``seqflows predict``): CRPS (and
+    each dimension's, up to :data:`MAX_DIMENSION_LINES` dimensions), CRPS-sum, energy score,
+    MAE of the median, and the coverage of the central intervals beside their nominal 50% and
+    90%.
+
+    Arguments:
+        time_steps: The time step (or the step after the origin) of each predicted frame.
+        scores: :func:`~seqflows.app.forecast_scores.summarize_scores`'s result; its
+            ``per_step`` values (None where nothing was observed) are plotted.
+        path: The ``.png`` file to write.
+        title: Figure title.
+        step_label: The label of the steps' axis.
+
+    Returns:
+        ``path``, as a Path.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    per_step = scores["per_step"]
+    panels = {
+        "CRPS": {"mean over dimensions": "crps"},
+        "CRPS-sum": {"CRPS of the sum": "crps_sum"},
+        "energy score": {"energy score": "energy"},
+        "MAE of the median": {"MAE": "mae_median"},
+        "coverage": {"central 50%": "coverage_50", "central 90%": "coverage_90"},
+    }
+    figure = Figure(figsize=(3.2 * len(panels) + 0.4, 3.2))
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axis, (heading, lines) in zip(axes, panels.items(), strict=True):
+        for label, name in lines.items():
+            values = [np.nan if value is None else value for value in per_step[name]]
+            if len(values) != len(time_steps):
+                raise ValueError(
+                    f"{name} has {len(values)} values for {len(time_steps)} time steps"
+                )
+            axis.plot(time_steps, values, marker=".", linewidth=1.2, label=label)
+        if name == "crps" and len(scores["per_dimension"]["crps"]) <= MAX_DIMENSION_LINES:
+            for d, per_dimension in enumerate(scores["per_dimension"]["crps"]):
+                values = [np.nan if value is None else value for value in per_dimension]
+                axis.plot(time_steps, values, linewidth=0.7, alpha=0.6, label=f"dimension {d}")
+            axis.legend(fontsize=6)
+        if heading == "coverage":
+            for nominal in (0.5, 0.9):
+                axis.axhline(nominal, color="gray", linestyle=":", linewidth=1)
+            axis.set_ylim(-0.05, 1.05)
+            axis.legend(fontsize=7)
+        axis.set_title(heading, fontsize=9)
+        axis.set_ylabel("lower is better" if heading != "coverage" else "share", fontsize=8)
+        axis.set_xlabel(step_label, fontsize=8)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
     if title is not None:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
