@@ -44,7 +44,7 @@ from .scaling import TOO_LARGE, first_too_large
 from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
 from .video import natural_key
 
-__all__ = ["convert_series", "dequantize_series", "series_range"]
+__all__ = ["convert_series", "dequantize_series", "series_range", "write_series"]
 
 SERIES_VERSION = 2  # 2: real values kept (float64) unless quantised
 SERIES_SHARD = 256  # sequences per shard of a series store
@@ -279,6 +279,68 @@ def dequantize_series(q: Any, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return low + q * (high - low) / 255
 
 
+def _series_options(
+    metadata: Sequence[dict[str, Any]],
+    columns: Sequence[str] | None,
+    validation: float,
+    test: float,
+    seed: int,
+    found: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest's options of a series store: how it was read (``found``) and split."""
+    return {
+        **found,
+        "columns": None if columns is None else list(columns),
+        "validation": validation,
+        "test": test,
+        "seed": seed,
+        "split_method": SPLIT_METHOD,
+        "count": len(metadata),
+        "sources_sha1": names_sha1([f"{m['source']}#{m.get('id', '')}" for m in metadata]),
+    }
+
+
+def write_series(
+    sequences: Sequence[np.ndarray],
+    metadata: Sequence[dict[str, Any]],
+    dst: str | os.PathLike,
+    columns: Sequence[str] | None = None,
+    validation: float = 0.05,
+    test: float = 0.05,
+    seed: int = 0,
+    found: dict[str, Any] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> dict[str, dict[str, int]]:
+    r"""Writes real-valued sequences as they are (float64 frames (D,)) into a series store, split
+    as :func:`convert_series` splits them (its reader and that of other formats, e.g. GluonTS's).
+
+    Arguments:
+        sequences: One (T_i, D) array per sequence, finite and within the float32 model's range
+            (the caller checks, to name the file and cell).
+        metadata: One JSON-ready dict per sequence, with at least ``source`` (its origin).
+        dst: The store folder.
+        columns: The names of the D columns (covariates among them become conditions by name);
+            None: unnamed.
+        validation: Fraction of the sequences in the validation split.
+        test: Fraction of the sequences in the test split.
+        seed: Seed of the split permutation (:func:`assign_splits`).
+        found: How the sequences were read, recorded first in the manifest's options.
+        progress: As :func:`convert_series`'s.
+
+    Returns:
+        ``{split: {"sequences", "frames"}}`` for the whole store.
+    """
+    splits = assign_splits(len(sequences), validation, test, seed)
+    options = _series_options(metadata, columns, validation, test, seed, found or {})
+    options["values"] = "as read (float64), not quantised"
+    grouped: dict[str, list[tuple[np.ndarray, dict[str, Any]]]] = {}
+    for array, item, split in zip(sequences, metadata, splits, strict=True):
+        grouped.setdefault(split, []).append((np.asarray(array, np.float64), item))
+    dimensions = sequences[0].shape[1]
+    writer = StoreWriter(dst, "series", SERIES_VERSION, (dimensions,), options, "float64")
+    return convert_shards(writer, _series_tasks(grouped), _series_shard, 1, progress)
+
+
 def convert_series(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -328,30 +390,16 @@ def convert_series(
     loaded, names = _load_series(Path(src), id_column, time_column, columns)
     arrays = [series.values for series in loaded]
     metadata = [series.metadata for series in loaded]
-    splits = assign_splits(len(arrays), validation, test, seed)
-    dimensions = arrays[0].shape[1]
-    options = {
-        "id_column": id_column,
-        "time_column": time_column,
-        "columns": names,
-        "validation": validation,
-        "test": test,
-        "seed": seed,
-        "split_method": SPLIT_METHOD,
-        "count": len(arrays),
-        "sources_sha1": names_sha1([f"{m['source']}#{m.get('id', '')}" for m in metadata]),
-    }
+    found = {"id_column": id_column, "time_column": time_column}
     if not quantize:  # real values reach the float32 model: refuse those that overflow it
         for series in loaded:
             large = first_too_large(series.values)
             if large is not None:
                 raise DataError(f"{series.cell(*large)}: {series.values[large]:g} is {TOO_LARGE}")
-        options["values"] = "as read (float64), not quantised"
-        grouped = {}
-        for array, item, split in zip(arrays, metadata, splits, strict=True):
-            grouped.setdefault(split, []).append((np.asarray(array, np.float64), item))
-        writer = StoreWriter(dst, "series", SERIES_VERSION, (dimensions,), options, "float64")
-        return convert_shards(writer, _series_tasks(grouped), _series_shard, 1, progress)
+        return write_series(arrays, metadata, dst, names, validation, test, seed, found, progress)
+    splits = assign_splits(len(arrays), validation, test, seed)
+    dimensions = arrays[0].shape[1]
+    options = _series_options(metadata, names, validation, test, seed, found)
     if isinstance(scale, str):
         if scale != "minmax":
             raise ValueError(f"unknown scale {scale!r}: 'minmax' or a (low, high) pair")
