@@ -539,6 +539,14 @@ def _convert_options(parser: argparse.ArgumentParser) -> None:
         "range (default: the values as they are, float64; training standardises them)",
     )
     _split_options(series)
+    gluonts = source(
+        "gluonts",
+        "a GluonTS dataset: SRC is a JSON-lines file or folder (one entry a line: start, "
+        "target (T,) or (D, T), optional feat_dynamic_real (F, T)); needs seqflows[gluonts]",
+        workers=False,
+    )
+    gluonts.add_argument("--freq", required=True, help="the entries' frequency (e.g. H, D)")
+    _split_options(gluonts)
 
 
 def _frame_options(parser: argparse.ArgumentParser, grayscale: bool) -> None:

@@ -4,6 +4,7 @@ r"""``seqflows convert``: datasets from their original files into a store (see d
     seqflows convert kth SRC DST        KTH actions, AVI files or the six zips, PyAV
     seqflows convert folder SRC DST     your videos, or folders of frame images
     seqflows convert series SRC DST     vector time series from CSV or NPY files
+    seqflows convert gluonts SRC DST    a GluonTS dataset of JSON lines (seqflows[gluonts])
 
 Conversion is atomic per shard and resumable: run the same command again after an interruption.
 Progress with the time left goes to stderr (a bar on a terminal, a line every few seconds in a
@@ -66,7 +67,7 @@ class _Notes(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-SOURCES = ("bair", "kth", "folder", "series")
+SOURCES = ("bair", "kth", "folder", "series", "gluonts")
 STOPPED = (
     "convert stopped by {signal}; the shards written so far are kept: run the same command "
     "again to resume"
@@ -79,13 +80,15 @@ def convert(
     r"""Converts the original files ``src`` of ``source`` into the store ``dst``.
 
     Arguments:
-        source: ``bair``, ``kth``, ``folder`` (videos or frame folders) or ``series``.
+        source: ``bair``, ``kth``, ``folder`` (videos or frame folders), ``series`` or
+            ``gluonts``.
         src: The original files.
         dst: The store folder (resumed when it exists).
         progress: Show a bar of shards with the time left (stderr).
         options: The converter's own options (:func:`~seqflows.data.convert_bair`,
             :func:`~seqflows.data.convert_kth`, :func:`~seqflows.data.convert_folder`,
-            :func:`~seqflows.data.convert_series`): ``workers``, ``size``, ``validation``, ...
+            :func:`~seqflows.data.convert_series`, :func:`~seqflows.app.gluonts.convert_gluonts`):
+            ``workers``, ``size``, ``validation``, ...
 
     Returns:
         The store, sequences and frames per split, the frame shape, what was skipped, notes
@@ -96,12 +99,14 @@ def convert(
     if source not in SOURCES:
         raise ConfigError(f"convert: unknown source {source!r}; choose from {', '.join(SOURCES)}")
     from ..data import convert_bair, convert_folder, convert_kth, convert_series
+    from .gluonts import convert_gluonts
 
     converters = {
         "bair": convert_bair,
         "kth": convert_kth,
         "folder": convert_folder,
         "series": convert_series,
+        "gluonts": convert_gluonts,
     }
     function = converters[source]
     update, close = _progress_bar() if progress else ((lambda _: None), (lambda: None))

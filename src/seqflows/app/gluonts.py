@@ -28,7 +28,7 @@ need it, and without it these raise :class:`~seqflows.errors.MissingDependency` 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +70,16 @@ class GluonTSEntry:
         covariates: ``feat_dynamic_real`` transposed, (T', F) with T' >= T (beyond T: known
             future steps), or None.
         start: The period (``pandas.Period``) of the first step.
-        item_id: The entry's ``item_id``, or ``item N`` (its position) when it has none.
+        item_id: The entry's ``item_id`` (a string), or None.
+        label: What errors and the store call it: ``item_id '...'``, or ``entry N`` (its
+            position) without one.
     """
 
     target: np.ndarray
     covariates: np.ndarray | None
     start: Any
-    item_id: str
+    item_id: str | None
+    label: str
 
 
 def gluonts_columns(dimensions: int, covariates: int) -> list[str]:
@@ -100,7 +103,9 @@ def _as_dataset(dataset: Any, freq: str | None) -> Iterable[dict[str, Any]]:
         if not path.exists():
             raise FileNotFoundError(f"GluonTS dataset not found: {path}")
         if freq is None:
-            raise ConfigError(f"{path}: a GluonTS file dataset needs its frequency (--freq, e.g. H)")
+            raise ConfigError(
+                f"{path}: a GluonTS file dataset needs its frequency (--freq, e.g. H)"
+            )
         return FileDataset(path, freq=freq)
     import pandas as pd
 
@@ -134,8 +139,11 @@ def gluonts_entries(
 
     entries: list[GluonTSEntry] = []
     for index, entry in enumerate(_as_dataset(dataset, freq)):
-        item_id = str(entry.get("item_id") or f"item {index}")
-        where = f"{name}, {item_id}"
+        if not isinstance(entry, Mapping) or "target" not in entry or "start" not in entry:
+            raise DataError(f"{name}, entry {index}: {entry!r:.40} is no dict of target and start")
+        item_id = None if entry.get("item_id") is None else str(entry["item_id"])
+        label = f"entry {index}" if item_id is None else f"item_id {item_id!r}"
+        where = f"{name}, {label}"
         target = np.asarray(entry["target"], np.float64)
         if target.ndim not in (1, 2) or target.shape[-1] == 0:
             raise DataError(f"{where}: target of shape {target.shape}; (T,) or (D, T) expected")
@@ -165,7 +173,7 @@ def gluonts_entries(
             if freq is None:
                 raise ConfigError(f"{where}: start {start!r} is no pandas.Period; give freq")
             start = pd.Period(start, freq=freq)
-        found = GluonTSEntry(target, covariates, start, item_id)
+        found = GluonTSEntry(target, covariates, start, item_id, label)
         if entries:
             first = entries[0]
             for what, shape, expected in (
@@ -174,7 +182,7 @@ def gluonts_entries(
             ):
                 if shape != expected:
                     raise DataError(
-                        f"{where}: {shape} {what}, {first.item_id} has {expected}; every entry "
+                        f"{where}: {shape} {what}, {first.label} has {expected}; every entry "
                         "needs the same"
                     )
         entries.append(found)
@@ -233,17 +241,15 @@ def convert_gluonts(
     ]
     metadata = [
         {
-            "source": entry.item_id,
-            "id": entry.item_id,
+            "source": name,
+            "id": entry.label if entry.item_id is None else entry.item_id,
             "start": str(entry.start),
             "freq": entry.start.freqstr,
         }
         for entry in entries
     ]
     found = {"gluonts": name, "freq": first.start.freqstr}
-    return write_series(
-        sequences, metadata, dst, columns, validation, test, seed, found, progress
-    )
+    return write_series(sequences, metadata, dst, columns, validation, test, seed, found, progress)
 
 
 class SeqflowsPredictor(_Predictor):
@@ -296,7 +302,10 @@ class SeqflowsPredictor(_Predictor):
                 f"{self.where}: a model of frames {tuple(self.model.event_shape)}; a GluonTS "
                 "predictor needs a model of vector series (D,)"
             )
-        for what, value in (("prediction_length", prediction_length), ("num_samples", num_samples)):
+        for what, value in (
+            ("prediction_length", prediction_length),
+            ("num_samples", num_samples),
+        ):
             if value < 1:
                 raise ConfigError(f"{what} must be at least 1, got {value}")
         if context_length is not None and context_length < max(1, self.model.burn_in):
@@ -327,11 +336,11 @@ class SeqflowsPredictor(_Predictor):
         H, (D,) = self.prediction_length, tuple(model.event_shape)
         preprocessing = getattr(model, "preprocessing", None)
         for entry in gluonts_entries(dataset):
-            where = f"{entry.item_id}"
+            where = f"GluonTS dataset, {entry.label}"
             if entry.target.shape[1] != D:
                 raise DataError(
-                    f"{where}: target with {entry.target.shape[1]} dimensions; {self.where} "
-                    f"models {D}"
+                    f"{where}: target of {entry.target.shape[1]} dimensions, but {self.where} "
+                    f"forecasts {D}"
                 )
             past = entry.target[-self.context_length :] if self.context_length else entry.target
             if len(past) < max(1, model.burn_in):
