@@ -5,9 +5,12 @@ datasets; CRPS as GluonTS computes it against seqflows' forecast scores on the s
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +315,20 @@ def test_without_gluonts_the_extra_is_named(tmp_path, monkeypatch, capsys) -> No
     code = "import sys, seqflows, seqflows.app.cli; print('gluonts' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr  # import seqflows does not need it
+
+
+def test_the_readme_gluonts_example_runs_as_written(tmp_path, monkeypatch, capsys) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("**From GluonTS.**") :]
+    block = re.findall(r"```py\n(.*?)```", block, re.DOTALL)[0]
+    (command,) = [line[2:] for line in block.splitlines() if line.startswith("# seqflows train")]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    setup, rest = block.split(f"# {command}\n")
+    exec(compile(setup, "README.md", "exec"), namespace)
+    command = re.sub(r"--max-steps \d+", "--max-steps 2", command)
+    assert main([*shlex.split(command)[1:], "--no-progress", *TINY_RUN]) == 0
+    capsys.readouterr()
+    exec(compile(rest, "README.md", "exec"), namespace)
+    printed = [float(value) for value in capsys.readouterr().out.split()]
+    assert len(printed) == 2 and np.isfinite(printed).all()
