@@ -99,15 +99,17 @@ def convert(
     if source not in SOURCES:
         raise ConfigError(f"convert: unknown source {source!r}; choose from {', '.join(SOURCES)}")
     from ..data import convert_bair, convert_folder, convert_kth, convert_series
-    from .gluonts import convert_gluonts
 
     converters = {
         "bair": convert_bair,
         "kth": convert_kth,
         "folder": convert_folder,
         "series": convert_series,
-        "gluonts": convert_gluonts,
     }
+    if source == "gluonts":  # the optional extra, imported only when asked for
+        from .gluonts import convert_gluonts
+
+        converters["gluonts"] = convert_gluonts
     function = converters[source]
     update, close = _progress_bar() if progress else ((lambda _: None), (lambda: None))
     notes = _Notes()
