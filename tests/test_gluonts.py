@@ -31,7 +31,7 @@ from gluonts.evaluation import (  # noqa: E402
 )
 from gluonts.model.forecast import SampleForecast  # noqa: E402
 
-from seqflows import FlowModel  # noqa: E402
+from seqflows import SLVM, FlowModel  # noqa: E402
 from seqflows.app.cli import main  # noqa: E402
 from seqflows.app.forecast_scores import forecast_scores, summarize_scores  # noqa: E402
 from seqflows.app.gluonts import SeqflowsPredictor, convert_gluonts  # noqa: E402
@@ -332,3 +332,36 @@ def test_the_readme_gluonts_example_runs_as_written(tmp_path, monkeypatch, capsy
     exec(compile(rest, "README.md", "exec"), namespace)
     printed = [float(value) for value in capsys.readouterr().out.split()]
     assert len(printed) == 2 and np.isfinite(printed).all()
+
+
+def test_future_covariates_enter_at_their_step_and_an_slvm_forecasts_too() -> None:
+    """The conditions of forecast step h are feat_dynamic_real at T + h: changing the covariate
+    of the second forecast step changes that step's samples, not the first's; one beyond the
+    horizon changes nothing (the same seed, the same noise)."""
+    torch.manual_seed(0)
+    model = FlowModel(
+        (1,), window=1, conditioner="linear", condition_dim=1, identity_init=False
+    ).eval()
+    T, H = 8, 3
+    covariates = np.linspace(-1, 1, T + H + 2)[None]  # (1, T + H + 2): two steps beyond
+
+    def forecast(changed_step: int | None) -> np.ndarray:
+        known = covariates.copy()
+        if changed_step is not None:
+            known[0, changed_step] += 5.0
+        entry = {"start": "2020-01-01", "target": np.sin(np.arange(T)), "feat_dynamic_real": known}
+        predictor = SeqflowsPredictor(model, prediction_length=H, num_samples=4, seed=3)
+        return next(iter(predictor.predict(ListDataset([entry], freq="D")))).samples
+
+    base = forecast(None)
+    second = forecast(T + 1)
+    np.testing.assert_array_equal(second[:, 0], base[:, 0])
+    assert np.abs(second[:, 1] - base[:, 1]).min() > 1e-3
+    np.testing.assert_array_equal(forecast(T + H), base)
+
+    slvm = SLVM((2,), latent_dim=2, lstm_hidden=4, encoder_features=4, hidden=4).eval()
+    entry = {"start": "2020-01-01", "target": np.ones((2, 9)), "item_id": "a"}
+    data = ListDataset([entry], freq="D", one_dim_target=False)
+    (found,) = SeqflowsPredictor(slvm, prediction_length=3, num_samples=7).predict(data)
+    assert found.samples.shape == (7, 3, 2) and np.isfinite(found.samples).all()
+    assert str(found.start_date) == "2020-01-10" and found.item_id == "a"
