@@ -38,8 +38,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # rows, label, iwae and training_terms stay as deprecated aliases for a release: 17,740.
 # predict's forecast scores of series, rolling origins and their figure (issue 27) added about
 # 460: 18,076. The GluonTS convention (issue 27, app/gluonts.py: its datasets into a store, a
-# model as its Predictor; convert gluonts) added about 570: 18,647.
-PACKAGE_LINES = 18_650
+# model as its Predictor; convert gluonts) added about 580: 18,657.
+PACKAGE_LINES = 18_660
 
 
 def shipped_models():

@@ -144,6 +144,9 @@ def test_bad_gluonts_entries_are_one_line_errors(tmp_path) -> None:
     short = {**entries[0], "feat_dynamic_real": np.ones((1, 4))}
     with pytest.raises(DataError, match=r"feat_dynamic_real of shape \(1, 4\)"):
         convert_gluonts([short], tmp_path / "c")
+    holes = {**entries[0], "feat_dynamic_real": np.array([[1.0, 2.0, np.inf, 0, 0, 0, 0]])}
+    with pytest.raises(DataError, match=r"feat_dynamic_real value inf at step 2, row 0"):
+        convert_gluonts([holes], tmp_path / "f")
     with pytest.raises(ConfigError, match=r"start '2020-01-01' is no pandas.Period; give freq"):
         convert_gluonts([{"start": "2020-01-01", "target": np.ones(6)}], tmp_path / "d")
 

@@ -132,7 +132,8 @@ def gluonts_entries(
 
     Raises:
         DataError: A target that is not (T,) or (D, T), has no steps, or holds NaN or infinite
-            values; entries of different D or F; covariates shorter than the target.
+            values; covariates shorter than the target or not finite; entries of different D
+            or F.
     """
     _gluonts()
     import pandas as pd
@@ -168,6 +169,13 @@ def gluonts_entries(
                     f"at least the target's {len(target)} steps expected"
                 )
             covariates = covariates.T  # (T', F)
+            bad = np.argwhere(~np.isfinite(covariates))
+            if len(bad):
+                step, row = (int(value) for value in bad[0])
+                raise DataError(
+                    f"{where}: feat_dynamic_real value {covariates[step, row]} at step {step}, "
+                    f"row {row}: covariates must be finite"
+                )
         start = entry["start"]
         if not isinstance(start, pd.Period):
             if freq is None:
