@@ -298,6 +298,12 @@ def test_gluonts_crps_agrees_with_our_forecast_scores_on_the_same_samples() -> N
     assert found["m_sum_mean_wQuantileLoss"] == pytest.approx(
         ours["mean"]["crps_sum_normalized"], rel=0.1
     )
+    with pytest.raises(ConfigError, match=r"prediction_length must be at least 1, got 0"):
+        SeqflowsPredictor(model, prediction_length=0)
+    with pytest.raises(ConfigError, match=r"context_length=1: the model needs at least its"):
+        SeqflowsPredictor(model, prediction_length=2, context_length=1)
+    with pytest.raises(ConfigError, match=r"a model of frames \(1, 2, 2\); a GluonTS predictor"):
+        SeqflowsPredictor(FlowModel((1, 2, 2), window=1), prediction_length=2)
     # A dataset whose target dimension is not the model's: one line naming both.
     with pytest.raises(
         DataError, match=r"item_id '0': target of 1 dimensions, but the model forecasts 2"

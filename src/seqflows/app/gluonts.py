@@ -302,6 +302,12 @@ class SeqflowsPredictor(_Predictor):
         _gluonts()
         from ..saving import load
 
+        for what, value in (
+            ("prediction_length", prediction_length),
+            ("num_samples", num_samples),
+        ):
+            if value < 1:
+                raise ConfigError(f"{what} must be at least 1, got {value}")
         super().__init__(prediction_length=prediction_length)
         self.model = load(model) if isinstance(model, str | os.PathLike) else model.eval()
         self.where = str(model) if isinstance(model, str | os.PathLike) else "the model"
@@ -310,12 +316,6 @@ class SeqflowsPredictor(_Predictor):
                 f"{self.where}: a model of frames {tuple(self.model.event_shape)}; a GluonTS "
                 "predictor needs a model of vector series (D,)"
             )
-        for what, value in (
-            ("prediction_length", prediction_length),
-            ("num_samples", num_samples),
-        ):
-            if value < 1:
-                raise ConfigError(f"{what} must be at least 1, got {value}")
         if context_length is not None and context_length < max(1, self.model.burn_in):
             raise ConfigError(
                 f"context_length={context_length}: the model needs at least its burn_in of "
