@@ -64,7 +64,7 @@ class DataConfig:
     r"""Where sequences come from and how they become model input.
 
     Fields left at None are read from the data before training
-    (:func:`~seqflows.app.datasets.resolve_data`), printed, and recorded in the run's
+    (:func:`~seqflows.app.resolution.resolve_data`), printed, and recorded in the run's
     ``config.yaml`` and checkpoints; a value given in the file or on the command line always
     wins (and is checked against the data).
 
@@ -199,7 +199,7 @@ class DataConfig:
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one frame (known once ``channels`` and ``size`` are: see
-        :func:`~seqflows.app.datasets.resolve_data`)."""
+        :func:`~seqflows.app.resolution.resolve_data`)."""
         if self.channels is None or self.size is None:
             raise ConfigError(
                 "data.channels and data.size are read from the data (resolve_data) or given"

@@ -55,8 +55,10 @@ from .commands import (
     sequence_batch,
 )
 from .conditions import generation_conditions
-from .datasets import build_source, evaluation_set, resolve_data
+from .datasets import evaluation_set
 from .progress import Progress
+from .resolution import resolve_data
+from .sources import build_source
 
 __all__ = [
     "DEFAULT_SAMPLES",
@@ -202,7 +204,8 @@ def predict(
     context_frames = max(model.burn_in, 1) if context is None else context
     check_context(model, context_frames)
     crop = context_frames + length
-    source = build_source(resolve_data(config, config.evaluate.split).data, config.evaluate.split)
+    resolve_data(config, config.evaluate.split)  # checks the data before reading it
+    source = build_source(config.data, config.evaluate.split)
     if source.stored and crop > source.num_frames:  # named by the options, not data.eval_length
         raise ConfigError(
             f"{source.name}: --context {context_frames} and --length {length}: cannot crop "
