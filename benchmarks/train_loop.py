@@ -44,15 +44,16 @@ import torch
 from seqflows.allocator import retain_freed_memory
 from seqflows.app.checkpoints import build_model
 from seqflows.app.config import load_config
-from seqflows.app.datasets import resolve_data, training_set
+from seqflows.app.datasets import training_set
+from seqflows.app.resolution import ResolvedData, resolve_data
 from seqflows.app.train import train
 
 
-def bare_step_seconds(config: Any, precision: str, steps: int) -> float:
+def bare_step_seconds(config: Any, data: ResolvedData, precision: str, steps: int) -> float:
     """Median seconds of one training step without Lightning or data loading."""
-    dataset = training_set(config)
+    dataset = training_set(config, data)
     batch = torch.stack([dataset[index] for index in range(config.train.batch_size)])
-    model = build_model(config, tuple(batch.shape[2:])).train()
+    model = build_model(config, tuple(batch.shape[2:]), data.condition_dim).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
     generator = torch.Generator().manual_seed(0)  # SLVM posterior samples
     times = []
@@ -141,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for precision in args.precisions:
         config = load_config(args.config, [*args.overrides, f"train.precision={precision}"])
-        config = resolve_data(config)  # the frame shape and crop length of the data
-        scored = config.data.length - build_model(config, config.data.frame_shape).burn_in
-        bare = bare_step_seconds(config, precision, args.bare_steps)
+        data = resolve_data(config)  # the frame shape and crop length of the data
+        model = build_model(config, data.event_shape, data.condition_dim)
+        scored = data.length - model.burn_in
+        bare = bare_step_seconds(config, data, precision, args.bare_steps)
         bare_rate = config.train.batch_size * scored / bare
         loop = loop_throughput(config, args.steps)
         results.append(
