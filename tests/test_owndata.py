@@ -233,6 +233,52 @@ def test_what_is_read_from_the_data_and_what_the_user_says(tmp_path):
         resolve_data(Config.from_dict({}, ["data.dataset=array", f"data.path={tmp_path}"]))
 
 
+def test_training_reads_the_data_once_and_passes_it_down_beside_the_given_config(
+    tmp_path, monkeypatch
+):
+    """One-way data flow: train resolves the data once; the task gets the configuration as
+    given and what was read beside it, and builds its model with the data's A; what the run
+    records is the settings in effect, the same in config.yaml and the checkpoint."""
+    import seqflows.app.train as training
+    from seqflows.app.checkpoints import model_from_checkpoint
+    from seqflows.app.task import SequenceTask
+
+    frames = np.random.default_rng(0).integers(0, 256, (12, 8, 1, 8, 8), dtype=np.uint8)
+    steps = np.random.default_rng(1).normal(size=(12, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "videos.npz", frames=frames, action=steps)
+    given = Config.from_dict(
+        {},
+        [f"data.path={tmp_path / 'videos.npz'}", "data.conditions=[action]", "model.window=1"]
+        + [*TINY_RUN, "train.max_steps=2", "data.validation_sequences=2"],
+    )
+    reads, built = [], []
+    resolve = training.resolve_data
+    monkeypatch.setattr(
+        training,
+        "resolve_data",
+        lambda config, split=None: reads.append(config) or resolve(config),
+    )
+    build = SequenceTask.__init__
+
+    def spy(task, config, event_shape, data=None):
+        built.append((config, data))
+        build(task, config, event_shape, data)
+
+    monkeypatch.setattr(SequenceTask, "__init__", spy)
+    training.train(given, tmp_path / "run", progress=False)
+    assert len(reads) == 1 and reads[0] is given  # read once, from the configuration as given
+    [(config, data)] = built
+    assert config is given and config.model.condition_dim == 0 and config.data.length is None
+    assert data == resolve_data(given) and (data.condition_dim, data.length) == (3, 8)
+    recorded = settings_in_effect(given, data).to_dict()
+    assert recorded["model"]["condition_dim"] == 3 and recorded["data"]["length"] == 8
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()) == recorded
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["seqflows"]["config"] == recorded
+    model, stored, _ = model_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert model.condition_dim == 3 and stored.to_dict() == recorded
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
