@@ -138,11 +138,12 @@ def resolve_data(config: Config, split: str | None = None) -> ResolvedData:
     data = config.data
     dataset = dataset_of(data)
     reads = ("train", "validation") if split is None else (split,)
-    read: dict[str, Any] = {"mean": data.mean, "std": data.std}
-    read["validation_sequences"], read["test_sequences"] = (
-        data.validation_sequences,
-        data.test_sequences,
-    )
+    read: dict[str, Any] = {  # the given settings, until the data decides them
+        "mean": data.mean,
+        "std": data.std,
+        "validation_sequences": data.validation_sequences,
+        "test_sequences": data.test_sequences,
+    }
     if dataset in SIMULATORS:
         channels = RENDERED_SHAPE[0] if data.channels is None else data.channels
         size = RENDERED_SHAPE[1] if data.size is None else data.size
