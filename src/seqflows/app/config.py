@@ -94,8 +94,8 @@ class DataConfig:
             or ``[action, endeffector_pos]``) or, for a series converted from a CSV, columns
             (covariates: they become conditions instead of modelled dimensions); an .npz:
             arrays (N, T) or (N, T, A_i) beside its ``frames``. None: no conditions (an
-            unconditioned model). ``model.condition_dim`` left at 0 is set to the number of
-            values per step (A); a non-zero one must equal it.
+            unconditioned model). ``model.condition_dim`` left at 0: the model is built with the
+            number of values per step read from the data (A); a non-zero one must equal it.
         noise: ``gaussian``: x/255 + N(0, (1/256)^2), the paper's; ``uniform``: (x + u)/256,
             dequantization, which makes bits/dim meaningful; ``none``: x/255, and real-valued
             series as they are. None: ``gaussian`` for uint8 data, ``none`` for real series.
