@@ -169,31 +169,35 @@ def test_a_configuration_that_is_not_utf8_is_named(tmp_path, capsys):
 
 
 def test_batches_whose_frames_cannot_fit_in_memory_are_refused(tmp_path, capsys):
-    from seqflows.app.datasets import resolve_data
+    from seqflows.app.resolution import resolve_data
     from seqflows.app.runtime import check_batch_fits
 
-    def resolved(*overrides: str) -> Config:  # the frame size and crop length set
-        return resolve_data(Config.from_dict({}, overrides))
-
     memory = 16 * 10**9
+
+    def fits(config: Config, available: int | None = memory) -> None:
+        data = resolve_data(config)  # the frame shape and crop length read
+        check_batch_fits(config, data.event_shape, available=available, length=data.length)
+
+    def resolved(*overrides: str) -> Config:
+        return Config.from_dict({}, overrides)
+
     config = resolved("data.size=100000")
     with pytest.raises(ConfigError) as raised:
-        check_batch_fits(config, config.data.frame_shape, available=memory)
+        fits(config)
     assert str(raised.value) == (
         "data.size=100000: one training sequence of 13 frames of 1x100000x100000 takes "
         "520 GB, more than the 16 GB of memory of this machine"
     )
     config = resolved("train.batch_size=100000000")
     with pytest.raises(ConfigError, match=r"^train.batch_size=100000000: one batch \(100000000 "):
-        check_batch_fits(config, (1, 32, 32), available=memory)
+        fits(config)
     # float64 needs twice the bytes; the batch is shared between the machines (nodes)
     config = resolved("train.batch_size=200000", "train.precision=64")
     with pytest.raises(ConfigError, match="takes 21.3 GB"):
-        check_batch_fits(config, (1, 32, 32), available=memory)
-    config = config.replace(train={"num_nodes": 2})
-    check_batch_fits(config, (1, 32, 32), available=memory)
-    check_batch_fits(resolved(), (1, 32, 32), available=memory)
-    check_batch_fits(resolved(), (1, 32, 32))  # this machine's memory
+        fits(config)
+    fits(config.replace(train={"num_nodes": 2}))
+    fits(resolved())
+    fits(resolved(), available=None)  # this machine's memory
     # The command refuses them before anything is allocated.
     for override, key in [
         ("train.batch_size=1000000000000", "train.batch_size=1000000000000: one batch"),
@@ -524,7 +528,8 @@ DIGITS = mnist_test_digits()
 
 @pytest.mark.skipif(not DIGITS.is_file(), reason="the MNIST test digits of ../shared are absent")
 def test_moving_mnist_splits_use_disjoint_digits():
-    from seqflows.app.datasets import build_source, evaluation_set, training_set
+    from seqflows.app.datasets import evaluation_set, training_set
+    from seqflows.app.sources import build_source
     from seqflows.data import load_digits
 
     config = Config.from_dict(

@@ -13,7 +13,8 @@ import torch
 
 from seqflows.app.cli import main
 from seqflows.app.config import Config, load_config
-from seqflows.app.datasets import evaluation_set, inferred_settings, resolve_data, training_set
+from seqflows.app.datasets import evaluation_set, training_set
+from seqflows.app.resolution import inferred_settings, resolve_data
 from seqflows.data.store import ShardData, StoreWriter, convert_shards, open_dataset
 
 from helpers import TINY_RUN
@@ -86,19 +87,22 @@ def test_controlled_balls_train_and_evaluate_with_actions(tmp_path, capsys) -> N
 def test_unconditioned_twin_of_a_conditioned_config_is_one_override() -> None:
     config = load_config("controlled_balls_1af", ["data.conditions=null", "data.num_frames=14"])
     resolved = resolve_data(config)
-    assert resolved.model.condition_dim == 0 and inferred_settings(config, resolved) == {}
-    item = training_set(resolved)[0]
+    assert resolved.condition_dim == 0 and inferred_settings(config, resolved) == {}
+    item = training_set(config, resolved)[0]
     assert isinstance(item, torch.Tensor) and item.shape == (13, 1, 32, 32)
-    conditioned = resolve_data(load_config("controlled_balls_1af", ["data.num_frames=14"]))
-    frames, actions = training_set(conditioned)[0]
+    with_actions = load_config("controlled_balls_1af", ["data.num_frames=14"])
+    conditioned = resolve_data(with_actions)
+    assert conditioned.condition_dim == 2
+    assert inferred_settings(with_actions, conditioned) == {"model.condition_dim": 2}
+    frames, actions = training_set(with_actions, conditioned)[0]
     assert frames.shape == (13, 1, 32, 32) and actions.shape == (13, 2)
     # The same crops with and without the conditions: only the items differ.
-    plain_item = evaluation_set(resolved, "test", 2)[1]
-    conditioned_item = evaluation_set(conditioned, "test", 2, conditions=True)[1]
+    plain_item = evaluation_set(config, "test", 2)[1]
+    conditioned_item = evaluation_set(with_actions, "test", 2, conditions=True)[1]
     assert torch.equal(plain_item, conditioned_item[0]) and conditioned_item[1].shape == (13, 2)
     # Shipped unconditioned configurations stay as they were.
-    plain = resolve_data(load_config("bouncing_balls_1af", ["data.num_frames=14"]))
-    assert plain.model.condition_dim == 0 and plain.data.conditions is None
+    plain_config = load_config("bouncing_balls_1af", ["data.num_frames=14"])
+    assert resolve_data(plain_config).condition_dim == 0 and plain_config.data.conditions is None
 
 
 def write_npz(path: Path, steps: int = 6, condition_steps: int | None = None) -> Path:
@@ -222,7 +226,7 @@ def test_bair_like_store_with_actions_and_end_effector(tmp_path, capsys) -> None
     assert result["protocol"]["conditions"] == ["action", "endeffector_pos"]
     assert result["sequences"] == 4 and np.isfinite(result["nats_per_dim"])
     config = load_config("bair_slvm_1af_actions", [f"data.path={store}", *BAIR_TINY])
-    assert resolve_data(config).model.condition_dim == 4  # [action]
+    assert resolve_data(config).condition_dim == 4  # [action]
 
 
 def test_bad_conditions_are_one_line_errors(tmp_path, capsys) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -27,13 +28,9 @@ import yaml
 import seqflows
 from seqflows.app.cli import main
 from seqflows.app.config import Config, ConfigError, DataConfig, load_config
-from seqflows.app.datasets import (
-    dataset_of,
-    held_out_sequences,
-    inferred_settings,
-    resolve_data,
-)
 from seqflows.app.evaluation import SequenceScores
+from seqflows.app.resolution import inferred_settings, resolve_data, settings_in_effect
+from seqflows.app.sources import dataset_of, held_out_sequences
 from seqflows.data import ArraySource, FixedSequences, Preprocessing, convert_series
 from seqflows.data.scaling import series_statistics
 from seqflows.data.series import series_range
@@ -187,9 +184,10 @@ def test_what_is_read_from_the_data_and_what_the_user_says(tmp_path):
     path = video_array(tmp_path / "videos.npy", count=30, frames=16, size=8)
     given = Config.from_dict({}, [f"data.path={path}", "data.test_sequences=5"])
     resolved = resolve_data(given)
-    data = resolved.data
-    assert (data.dataset, data.frame_shape, data.length) == ("array", (1, 8, 8), 13)
-    assert (data.validation_sequences, data.test_sequences) == (3, 5)  # 10% of 30; as given
+    assert (resolved.dataset, resolved.event_shape, resolved.length) == ("array", (1, 8, 8), 13)
+    assert (resolved.validation_sequences, resolved.test_sequences) == (3, 5)  # 10% of 30; given
+    assert (resolved.evaluation_length, resolved.source) == (13, f"{path} [train]")
+    assert given.data.length is None and given.data.dataset is None  # the config stays as given
     assert inferred_settings(given, resolved) == {
         "data.dataset": "array",
         "data.channels": 1,
@@ -198,24 +196,31 @@ def test_what_is_read_from_the_data_and_what_the_user_says(tmp_path):
         "data.noise": "gaussian",
         "data.validation_sequences": 3,
     }
-    assert resolve_data(resolved) == resolved  # recorded values stay
+    recorded = settings_in_effect(given, resolved)  # what config.yaml and checkpoints hold
+    assert recorded.data == dataclasses.replace(
+        given.data,
+        dataset="array",
+        channels=1,
+        size=8,
+        length=13,
+        noise="gaussian",
+        validation_sequences=3,
+    )
+    assert resolve_data(recorded) == resolved  # recorded values stay
+    assert inferred_settings(recorded, resolved) == {}  # nothing left to read
     explicit = resolve_data(given.replace(data={"length": 16, "noise": "uniform"}))
-    assert (explicit.data.length, explicit.data.noise) == (16, "uniform")
+    assert (explicit.length, explicit.noise) == (16, "uniform")
     # The rendered datasets keep the numbers they always had.
     balls = resolve_data(Config.from_dict({}))
-    assert (balls.data.dataset, balls.data.frame_shape, balls.data.length) == (
-        "bouncing_balls",
-        (1, 32, 32),
-        13,
-    )
-    assert (balls.data.validation_sequences, balls.data.test_sequences) == (256, 512)
+    assert (balls.dataset, balls.event_shape, balls.length) == ("bouncing_balls", (1, 32, 32), 13)
+    assert (balls.validation_sequences, balls.test_sequences) == (256, 512)
     assert inferred_settings(Config.from_dict({}), balls) == {}  # defaults, not read
     standard = tmp_path / "mnist_test_seq.npy"  # its shape, sparse on disk
     np.lib.format.open_memmap(standard, "w+", np.uint8, (20, 10000, 64, 64)).flush()
     mnist = resolve_data(
         Config.from_dict({}, ["data.dataset=moving_mnist_file", f"data.path={standard}"])
     )
-    assert (mnist.data.validation_sequences, mnist.data.frame_shape) == (256, (1, 64, 64))
+    assert (mnist.validation_sequences, mnist.event_shape) == (256, (1, 64, 64))
     # Held-out shares: 10% each, at least 1, at most the fixed numbers of larger data.
     for count, expected in ((12, (1, 1)), (100, (10, 10)), (3000, (256, 300)), (9000, (256, 512))):
         assert held_out_sequences(count, DataConfig()) == expected
@@ -226,6 +231,52 @@ def test_what_is_read_from_the_data_and_what_the_user_says(tmp_path):
         dataset_of(DataConfig(path="clips.mp4"))
     with pytest.raises(ConfigError, match="is a folder, not an array file.*data.dataset=store"):
         resolve_data(Config.from_dict({}, ["data.dataset=array", f"data.path={tmp_path}"]))
+
+
+def test_training_reads_the_data_once_and_passes_it_down_beside_the_given_config(
+    tmp_path, monkeypatch
+):
+    """One-way data flow: train resolves the data once; the task gets the configuration as
+    given and what was read beside it, and builds its model with the data's A; what the run
+    records is the settings in effect, the same in config.yaml and the checkpoint."""
+    import seqflows.app.train as training
+    from seqflows.app.checkpoints import model_from_checkpoint
+    from seqflows.app.task import SequenceTask
+
+    frames = np.random.default_rng(0).integers(0, 256, (12, 8, 1, 8, 8), dtype=np.uint8)
+    steps = np.random.default_rng(1).normal(size=(12, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "videos.npz", frames=frames, action=steps)
+    given = Config.from_dict(
+        {},
+        [f"data.path={tmp_path / 'videos.npz'}", "data.conditions=[action]", "model.window=1"]
+        + [*TINY_RUN, "train.max_steps=2", "data.validation_sequences=2"],
+    )
+    reads, built = [], []
+    resolve = training.resolve_data
+    monkeypatch.setattr(
+        training,
+        "resolve_data",
+        lambda config, split=None: reads.append(config) or resolve(config),
+    )
+    build = SequenceTask.__init__
+
+    def spy(task, config, event_shape, data=None):
+        built.append((config, data))
+        build(task, config, event_shape, data)
+
+    monkeypatch.setattr(SequenceTask, "__init__", spy)
+    training.train(given, tmp_path / "run", progress=False)
+    assert len(reads) == 1 and reads[0] is given  # read once, from the configuration as given
+    [(config, data)] = built
+    assert config is given and config.model.condition_dim == 0 and config.data.length is None
+    assert data == resolve_data(given) and (data.condition_dim, data.length) == (3, 8)
+    recorded = settings_in_effect(given, data).to_dict()
+    assert recorded["model"]["condition_dim"] == 3 and recorded["data"]["length"] == 8
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()) == recorded
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["seqflows"]["config"] == recorded
+    model, stored, _ = model_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert model.condition_dim == 3 and stored.to_dict() == recorded
 
 
 @pytest.mark.parametrize(

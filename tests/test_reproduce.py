@@ -317,7 +317,7 @@ def test_the_conditioning_study_trains_on_controlled_balls_with_and_without_acti
 ) -> None:
     from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
-    from seqflows.app.datasets import resolve_data
+    from seqflows.app.resolution import resolve_data
 
     array = tmp_path / "moving_mnist.npy"
     runs = reproduce.study_experiments("conditioning", array)
@@ -328,9 +328,9 @@ def test_the_conditioning_study_trains_on_controlled_balls_with_and_without_acti
     ]
     for run in runs:
         assert run.dataset == "controlled_balls" and _main_equivalent(run, array, []) is None
-        config = resolve_data(load_config(run.config, list(run.overrides)), "test")
+        config = load_config(run.config, list(run.overrides))
         conditioned = run.study.endswith("/conditioned")
-        assert config.model.condition_dim == (2 if conditioned else 0)
+        assert resolve_data(config, "test").condition_dim == (2 if conditioned else 0)
         assert config.data.conditions == (["action"] if conditioned else None)
         assert config.train.max_steps == 600 and config.evaluate.iwae_samples == 100
 

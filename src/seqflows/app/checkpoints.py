@@ -18,6 +18,7 @@ previous ``last.ckpt`` stays as it was.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from ..saving import (
     weights_checksum,
 )
 from ..slvm import SLVM
-from .config import Config, stored_config
+from .config import Config, ModelConfig, stored_config
 
 __all__ = [
     "FORMAT",
@@ -49,6 +50,7 @@ __all__ = [
     "save_atomically",
     "save_checkpoint",
     "weights_checksum",
+    "with_condition_dim",
 ]
 
 FORMAT = CHECKPOINT_FORMAT
@@ -117,11 +119,26 @@ def checkpoint_step(path: str | Path) -> int:
     return int(read_checkpoint(path)["global_step"])
 
 
-def build_model(config: Config, event_shape: tuple[int, ...]) -> FlowModel | SLVM:
-    """The model that ``config.model`` describes, for frames of ``event_shape``."""
+def build_model(
+    config: Config, event_shape: tuple[int, ...], condition_dim: int | None = None
+) -> FlowModel | SLVM:
+    """The model that ``config.model`` describes, for frames of ``event_shape`` and, when
+    given, A = ``condition_dim`` conditions per step read from the data (None: the
+    configuration's ``model.condition_dim``)."""
     model_class = MODEL_CLASSES[config.model.type]
     model_class.check_frames(event_shape, "data.size")  # the error names the setting
-    return model_class.from_config(config.model, event_shape)
+    settings = (
+        config.model if condition_dim is None else with_condition_dim(config.model, condition_dim)
+    )
+    return model_class.from_config(settings, event_shape)
+
+
+def with_condition_dim(model: ModelConfig, condition_dim: int) -> ModelConfig:
+    """The model settings ``model`` for data with A = ``condition_dim`` conditions per step
+    (:func:`~seqflows.app.resolution.resolve_data` checked that a non-zero
+    ``model.condition_dim`` equals it). The one place that sets a model setting from the
+    data."""
+    return dataclasses.replace(model, condition_dim=condition_dim)
 
 
 def model_from_checkpoint(

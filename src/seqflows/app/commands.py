@@ -25,17 +25,12 @@ from ..inference import fold_batch_norm
 from .checkpoints import model_from_checkpoint, save_atomically
 from .conditions import generation_conditions
 from .config import Config
-from .datasets import (
-    build_source,
-    check_new_file,
-    evaluation_set,
-    new_file_settings,
-    preprocessing_of,
-    reads_new_file,
-    resolve_data,
-)
+from .datasets import evaluation_set
 from .figures import figure_rows, model_label
+from .new_files import check_new_file, new_file_settings, reads_new_file
 from .progress import say
+from .resolution import preprocessing_of, resolve_data
+from .sources import build_source
 
 __all__ = [
     "check_context",
@@ -108,7 +103,10 @@ def evaluate(
     settings = config.evaluate
     count = settings.sequences if sequences is None else sequences
     conditioned = bool(config.data.conditions)
-    dataset = evaluation_set(config, settings.split, count=count, conditions=conditioned)
+    data = resolve_data(config, settings.split)
+    dataset = evaluation_set(
+        config, settings.split, count=count, conditions=conditioned, data=data
+    )
     _check_event_shape(model, dataset, config)
     try:
         result = evaluate_model(
@@ -507,7 +505,7 @@ def load_for_evaluation(
     ``data.path`` of another file than the training run's: the file's dataset kind, frame size
     and held-out parts are its own (read from it, unless ``overrides`` give them), and the file
     is checked against what the checkpoint models before anything else
-    (:func:`~seqflows.app.datasets.check_new_file`); a series far outside the model's
+    (:func:`~seqflows.app.new_files.check_new_file`); a series far outside the model's
     standardisation gets a warning line on stderr.
     """
     model, config, _ = model_from_checkpoint(checkpoint)
@@ -547,7 +545,8 @@ def real_sequences(
         evaluate={"crop": "first", "scored_frames": None},
         data={"num_frames": max(config.data.num_frames, total)},
     )
-    source = build_source(resolve_data(config, split).data, split)
+    resolve_data(config, split)  # checks the data before reading it
+    source = build_source(config.data, split)
     if source.stored:
         if context > source.num_frames:
             raise ConfigError(

@@ -64,7 +64,7 @@ class DataConfig:
     r"""Where sequences come from and how they become model input.
 
     Fields left at None are read from the data before training
-    (:func:`~seqflows.app.datasets.resolve_data`), printed, and recorded in the run's
+    (:func:`~seqflows.app.resolution.resolve_data`), printed, and recorded in the run's
     ``config.yaml`` and checkpoints; a value given in the file or on the command line always
     wins (and is checked against the data).
 
@@ -94,8 +94,8 @@ class DataConfig:
             or ``[action, endeffector_pos]``) or, for a series converted from a CSV, columns
             (covariates: they become conditions instead of modelled dimensions); an .npz:
             arrays (N, T) or (N, T, A_i) beside its ``frames``. None: no conditions (an
-            unconditioned model). ``model.condition_dim`` left at 0 is set to the number of
-            values per step (A); a non-zero one must equal it.
+            unconditioned model). ``model.condition_dim`` left at 0: the model is built with the
+            number of values per step read from the data (A); a non-zero one must equal it.
         noise: ``gaussian``: x/255 + N(0, (1/256)^2), the paper's; ``uniform``: (x + u)/256,
             dequantization, which makes bits/dim meaningful; ``none``: x/255, and real-valued
             series as they are. None: ``gaussian`` for uint8 data, ``none`` for real series.
@@ -199,7 +199,7 @@ class DataConfig:
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one frame (known once ``channels`` and ``size`` are: see
-        :func:`~seqflows.app.datasets.resolve_data`)."""
+        :func:`~seqflows.app.resolution.resolve_data`)."""
         if self.channels is None or self.size is None:
             raise ConfigError(
                 "data.channels and data.size are read from the data (resolve_data) or given"

@@ -18,6 +18,7 @@ from ..data.samplers import EvaluationSampler, StreamSampler
 from ..errors import ConfigError
 from .config import Config
 from .datasets import evaluation_set, training_set
+from .resolution import ResolvedData, resolve_data
 
 __all__ = ["SequenceDataModule", "split_batch"]
 
@@ -34,24 +35,34 @@ def split_batch(batch: Tensor | Sequence[Tensor]) -> tuple[Tensor, Tensor | None
 class SequenceDataModule(pl.LightningDataModule):
     r"""The training stream and the validation set of a configuration, split across processes.
 
+    ``data``: what :func:`~seqflows.app.resolution.resolve_data` read for training (None: read
+    when the module is built); ``train_source``: the training sequences, when built already.
+
     Every process takes ``train.batch_size / world_size`` items of each global batch of the
     stream (:class:`~seqflows.data.StreamSampler`), starting at the restored global step, so a
     resumed run continues with exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, config: Config, train_source: Source | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        data: ResolvedData | None = None,
+        train_source: Source | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.data = resolve_data(config) if data is None else data
         self.train_source = train_source
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.train_set = training_set(self.config, self.train_source)
+            self.train_set = training_set(self.config, self.data, self.train_source)
         self.validation_set = evaluation_set(
             self.config,
             "validation",
             count=self.config.train.val_sequences,
             conditions=bool(self.config.data.conditions),
+            data=self.data,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -252,7 +252,7 @@ def evaluate_model(
     Raises:
         FloatingPointError: A score is NaN or infinite (diverged weights): no number to report.
     """
-    from .datasets import preprocessing_of
+    from .resolution import preprocessing_of
 
     model.eval().to(device)
     device = torch.device(device)

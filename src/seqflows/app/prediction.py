@@ -61,10 +61,12 @@ from .commands import (
     sequence_batch,
 )
 from .conditions import generation_conditions
-from .datasets import build_source, evaluation_set, preprocessing_of, resolve_data
+from .datasets import evaluation_set
 from .figures import model_label
 from .forecast_scores import forecast_scores, summarize_scores
 from .progress import Progress
+from .resolution import preprocessing_of, resolve_data
+from .sources import build_source
 
 __all__ = [
     "DEFAULT_SAMPLES",
@@ -231,7 +233,8 @@ def predict(
     target = resolve_device(device)
     model, config = load_for_evaluation(checkpoint, overrides, split)
     model = fold_batch_norm(model.to(target))  # BatchNorm in the convolutions: faster steps
-    source = build_source(resolve_data(config, config.evaluate.split).data, config.evaluate.split)
+    resolve_data(config, config.evaluate.split)  # checks the data before reading it
+    source = build_source(config.data, config.evaluate.split)
     windows = 1 if origins is None else origins
     context_frames = _context_frames(model, source, context, length, origins)
     crop = context_frames + windows * length

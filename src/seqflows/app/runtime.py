@@ -46,7 +46,11 @@ def memory_bytes() -> int | None:
 
 
 def check_batch_fits(
-    config: Config, event_shape: Sequence[int], available: int | None = None
+    config: Config,
+    event_shape: Sequence[int],
+    available: int | None = None,
+    *,
+    length: int | None = None,
 ) -> None:
     r"""Refuses a training batch whose frames alone cannot fit in memory.
 
@@ -60,6 +64,7 @@ def check_batch_fits(
         config: The experiment.
         event_shape: Frame shape (C, H, W) or (D,) of the data.
         available: Bytes of memory (None: :func:`memory_bytes`; not checked when unknown).
+        length: Frames of a training crop, as read from the data (None: ``data.length``).
 
     Raises:
         ConfigError: Naming ``data.size`` (or ``data.length``) when one sequence does not fit,
@@ -69,12 +74,12 @@ def check_batch_fits(
     if available is None:
         return
     item = 8 if config.train.precision == "64" else 4
-    length = config.data.length
+    length = config.data.length if length is None else length
     sequence = length * math.prod(event_shape) * item
     frames = "x".join(str(size) for size in event_shape)
     memory = f"more than the {_size(available)} of memory of this machine"
     if sequence > available:
-        key = f"data.size={config.data.size}" if len(event_shape) == 3 else f"data.length={length}"
+        key = f"data.size={event_shape[-1]}" if len(event_shape) == 3 else f"data.length={length}"
         raise ConfigError(
             f"{key}: one training sequence of {length} frames of {frames} takes "
             f"{_size(sequence)}, {memory}"
@@ -89,7 +94,11 @@ def check_batch_fits(
 
 
 def check_model_fits(
-    config: Config, event_shape: Sequence[int], available: int | None = None
+    config: Config,
+    event_shape: Sequence[int],
+    available: int | None = None,
+    *,
+    condition_dim: int | None = None,
 ) -> None:
     r"""Refuses a model whose training state alone cannot fit in memory, before it is built.
 
@@ -101,6 +110,7 @@ def check_model_fits(
         config: The experiment.
         event_shape: Frame shape (C, H, W) or (D,) of the data.
         available: Bytes of memory (None: :func:`memory_bytes`; not checked when unknown).
+        condition_dim: A, the conditions per step read from the data (None: the model's).
 
     Raises:
         ConfigError: Naming ``model.hidden``, the parameters and the bytes they take.
@@ -114,7 +124,7 @@ def check_model_fits(
     if available is None:
         return
     with torch.device("meta"):
-        model = build_model(config, tuple(event_shape))
+        model = build_model(config, tuple(event_shape), condition_dim)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     copies = 4 if config.train.optimizer == "adam" else 2
     needed = parameters * copies * (8 if config.train.precision == "64" else 4)

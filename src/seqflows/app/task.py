@@ -30,8 +30,8 @@ from ..version import __version__
 from .checkpoints import FORMAT, CheckpointError, build_model
 from .config import Config
 from .datamodule import split_batch
-from .datasets import preprocessing_of
 from .evaluation import SequenceScores
+from .resolution import ResolvedData, preprocessing_of, resolve_data, settings_in_effect
 
 __all__ = ["SequenceTask", "stable_seed"]
 
@@ -79,16 +79,23 @@ class SequenceTask(pl.LightningModule):
     (:class:`~seqflows.SLVM`, by the ELBO).
 
     Arguments:
-        config: The experiment, as :meth:`Config.to_dict` gives it (stored in checkpoints).
+        config: The experiment.
         event_shape: Frame shape (C, H, W) or (D,).
+        data: What :func:`~seqflows.app.resolution.resolve_data` read for training (None: read
+            now). The checkpoints record the settings in effect
+            (:func:`~seqflows.app.resolution.settings_in_effect`).
     """
 
-    def __init__(self, config: Config, event_shape: Sequence[int]) -> None:
+    def __init__(
+        self, config: Config, event_shape: Sequence[int], data: ResolvedData | None = None
+    ) -> None:
         super().__init__()
-        self.config = config  # stored once in every checkpoint, by on_save_checkpoint
+        self.config = config
+        data = resolve_data(config) if data is None else data
+        self.settings = settings_in_effect(config, data)  # stored in every checkpoint
         self.event_shape = tuple(int(size) for size in event_shape)
-        self.model = build_model(self.config, self.event_shape)
-        self.preprocessing = preprocessing_of(config.data)  # stored with the model
+        self.model = build_model(config, self.event_shape, data.condition_dim)
+        self.preprocessing = preprocessing_of(data)  # stored with the model
         self._scores: SequenceScores | None = None
 
     def setup(self, stage: str) -> None:
@@ -197,7 +204,7 @@ class SequenceTask(pl.LightningModule):
             "format": FORMAT,
             "version": __version__,
             "model_type": self.config.model.type,
-            "config": self.config.to_dict(),
+            "config": self.settings.to_dict(),
             "event_shape": list(self.event_shape),
             "preprocessing": self.preprocessing.record(),
         }
@@ -211,7 +218,7 @@ class SequenceTask(pl.LightningModule):
         if not isinstance(info, dict) or info.get("format") != FORMAT:
             raise CheckpointError("not a seqflows checkpoint (no 'seqflows' entry)")
         stored = dataclasses.asdict(model_config(info["config"]["model"]))
-        current = self.config.to_dict()["model"]
+        current = self.settings.to_dict()["model"]
         different = sorted(
             key
             for key in current

@@ -27,11 +27,17 @@ from ..atomic import write_text_atomically
 from ..errors import MissingDependency
 from .checkpoints import checkpoint_step, read_checkpoint
 from .config import Config
-from .datasets import build_source, event_shape_of, inferred_settings, resolve_data
 from .figures import model_label
 from .interrupt import Interrupted, StopRequest, exit_on_sigint, signal_name
 from .precision import emulated_bf16_warning, resolve_precision
 from .progress import is_terminal, say
+from .resolution import (
+    ResolvedData,
+    event_shape_of,
+    inferred_settings,
+    resolve_data,
+    settings_in_effect,
+)
 from .runs import (
     RunFolderError,
     append_resume,
@@ -44,6 +50,7 @@ from .runs import (
     resume_changes,
 )
 from .runtime import check_batch_fits, check_model_fits
+from .sources import build_source
 
 __all__ = [
     "cluster_plugins",
@@ -81,8 +88,9 @@ def train(
             sets it.
 
     The data settings left unset are read from the data first
-    (:func:`~seqflows.app.datasets.resolve_data`), printed, and recorded in ``config.yaml``;
-    everything is checked against the data before Lightning starts.
+    (:func:`~seqflows.app.resolution.resolve_data`), printed, and recorded in ``config.yaml``
+    (:func:`~seqflows.app.resolution.settings_in_effect`); everything is checked against the
+    data before Lightning starts.
 
     Returns:
         Paths of the checkpoints, the best validation score and throughput measurements.
@@ -112,14 +120,13 @@ def train(
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; the run folder must be a folder")
     launching = is_launching_process()
-    resolved = resolve_data(config)  # before anything starts: errors, and what was read
-    inferred = inferred_settings(config, resolved)
+    data = resolve_data(config)  # before anything starts: errors, and what was read
+    inferred = inferred_settings(config, data)
     if inferred and launching:
         settings = ", ".join(f"{key}={value}" for key, value in inferred.items())
         say(f"read from the data: {settings}")
-    config = resolved
     if not launching:  # another process of a data-parallel run: the launching one holds the lock
-        return _train(config, out, resume, progress, launching, allocator)
+        return _train(config, data, out, resume, progress, launching, allocator)
     with locked_run_folder(out):  # removed again if refused while it holds only .lock
         if holds_run(out) and resume is None and not overwrite:
             raise RunFolderError(
@@ -133,18 +140,20 @@ def train(
         if stale:
             names = ", ".join(str(path.relative_to(out)) for path in stale)
             say(f"removed stale temporary files of killed writes: {names}")
-        return _train(config, out, resume, progress, launching, allocator)
+        return _train(config, data, out, resume, progress, launching, allocator)
 
 
 def _train(
     config: Config,
+    data: ResolvedData,
     out: Path,
     resume: str | None,
     progress: bool,
     launching: bool,
     allocator: str | None,
 ) -> dict[str, Any]:
-    """:func:`train` once the folder is ready (``launching``: this process owns it)."""
+    """:func:`train` once the folder is ready (``launching``: this process owns it), with what
+    was read from the data."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -167,19 +176,20 @@ def _train(
     checkpoint_path = _resume_path(out, resume)
     pl.seed_everything(train_config.seed, workers=True, verbose=False)
     train_source = build_source(config.data, "train")  # once: its frame shape, then its data
-    event_shape = event_shape_of(train_source, config)
+    event_shape = event_shape_of(train_source, config, data)
+    settings = settings_in_effect(config, data)  # what the run records
     start_step, changes = 0, {}
     if checkpoint_path is not None:
         # Checked before anything else, also when there is nothing left to train.
         checkpoint = read_checkpoint(checkpoint_path)
         info = checkpoint["seqflows"]
         changes = resume_changes(
-            info["config"], config, info["event_shape"], list(event_shape), str(checkpoint_path)
+            info["config"], settings, info["event_shape"], list(event_shape), str(checkpoint_path)
         )
         start_step = int(checkpoint["global_step"])
         del checkpoint
-    check_batch_fits(config, event_shape)
-    check_model_fits(config, event_shape)
+    check_batch_fits(config, event_shape, length=data.length)
+    check_model_fits(config, event_shape, condition_dim=data.condition_dim)
     if start_step >= train_config.max_steps:
         say(
             f"{checkpoint_path} is already at step {start_step} "
@@ -191,13 +201,13 @@ def _train(
             "steps": start_step,
         }
     if launching:
-        write_text_atomically(out / "config.yaml", _to_yaml(config))  # what is in effect
+        write_text_atomically(out / "config.yaml", _to_yaml(settings))  # what is in effect
         if checkpoint_path is not None:
             append_resume(out, start_step, checkpoint_path, changes)
 
-    task = SequenceTask(config, event_shape)
-    datamodule = SequenceDataModule(config, train_source)
-    timer = StepTimer(config.data.length - task.model.burn_in)  # >= 1: resolve_data checked
+    task = SequenceTask(config, event_shape, data)
+    datamodule = SequenceDataModule(config, data, train_source)
+    timer = StepTimer(data.length - task.model.burn_in)  # >= 1: resolve_data checked
     checkpoints = out / "checkpoints"
     best = BestCheckpoint(
         dirpath=checkpoints,
@@ -251,7 +261,7 @@ def _train(
             enable_model_summary=progress,
         )
         if trainer.is_global_zero:
-            _print_start(config, task, trainer, start_step, allocator)
+            _print_start(config, data, task, trainer, start_step, allocator)
             slow = emulated_bf16_warning(train_config.precision, train_config.accelerator)
             if slow:
                 say(f"warning: {slow}")
@@ -378,7 +388,12 @@ def _precision(train_config: Any) -> str:
 
 
 def _print_start(
-    config: Config, task: Any, trainer: Any, start_step: int, allocator: str | None
+    config: Config,
+    data: ResolvedData,
+    task: Any,
+    trainer: Any,
+    start_step: int,
+    allocator: str | None,
 ) -> None:
     """Says where and how training runs (users silently train on CPU for days otherwise)."""
     device = trainer.strategy.root_device
@@ -386,7 +401,7 @@ def _print_start(
     parameters = sum(p.numel() for p in task.model.parameters())
     say(
         f"training {model_label(task.model)} ({parameters:,} parameters) on "
-        f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
+        f"{data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {_precision(config.train)}, "
         f"{torch.get_num_threads()} threads"
         + (f", allocator {allocator}" if allocator else "")
