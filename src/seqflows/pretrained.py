@@ -109,8 +109,11 @@ def model_config(values: Mapping[str, Any], source: str = "") -> TransformConfig
     r"""The model configuration of a stored ``model`` section: its ``type`` picks the class
     (:data:`MODEL_CLASSES`).
 
-    Stored configurations of seqflows 0.1, whose model section held every setting of both
-    model types, are read too: the settings of the other type had no effect and are dropped.
+    Stored configurations of earlier versions are migrated: the flat settings move to their
+    nested places (:mod:`seqflows.flat_settings`); those of seqflows 0.1, whose model section
+    held every setting of both model types, are read too: the settings of the other type had no
+    effect and are dropped, as are those of a flat configuration that its model did not use
+    (``bins`` of an affine transform, ``hidden`` of the SLVM baseline).
     """
     if not isinstance(values, Mapping):
         raise CheckpointError(
@@ -125,7 +128,9 @@ def model_config(values: Mapping[str, Any], source: str = "") -> TransformConfig
         )
     cls = MODEL_CLASSES[kind].config_class
     known = {field.name for field in dataclasses.fields(cls)}
-    return build(cls, {key: value for key, value in values.items() if key in known}, source)
+    nest = getattr(cls, "nest_flat_settings", None)  # flat files before the nested configs
+    nested = nest(values) if nest is not None else values
+    return build(cls, {key: value for key, value in nested.items() if key in known}, source)
 
 
 def save_pretrained(
@@ -153,6 +158,7 @@ def save_pretrained(
         "format": MODEL_FORMAT,
         "seqflows_version": __version__,
         "model_type": type(model).config_class.type,
+        "_class_name": type(model).__name__,  # the class, as diffusers names it
         "config": dataclasses.asdict(model.config),
         "event_shape": list(model.event_shape),
         "preprocessing": None if preprocessing is None else preprocessing.record(),
@@ -270,8 +276,12 @@ def _model_for_weights(
     is an error in milliseconds, not an allocation of terabytes; so are NaN or infinite weights.
     """
     edited = "(an edited configuration?)"
-    for name in ("num_transforms", "lstm_layers"):
-        count = getattr(config, name, None)
+    latent = getattr(config, "latent", None)  # an SLVM's latent model
+    counts = {
+        "num_transforms": getattr(config, "num_transforms", None),
+        "latent.lstm_layers": getattr(latent, "lstm_layers", None),
+    }
+    for name, count in counts.items():
         if count is not None and count > len(weights):
             raise CheckpointError(
                 f"{config_source}: {name}={count} cannot describe {weights_source}, which holds "
