@@ -7,10 +7,14 @@ the field's type hint (``int``, ``float``, ``str``, ``bool``, ``Literal`` choice
 ``tuple[float, ...]``, unions with ``None``), and the dataclass's own ``__post_init__`` checks
 ranges. Errors are :class:`~seqflows.errors.ConfigError` and name the source and the key.
 
+Nested dataclasses are built from nested mappings, and a list of several kinds
+(``list[AffineConfig | SplineConfig]``) from mappings whose ``type`` names the kind.
+
 Example:
+    >>> from seqflows.flows import FlowConfig
+    >>> build(FlowConfig, {"transforms": [{"type": "spline", "bins": 4}]}).transforms[0].bins
+    4
     >>> from seqflows.transforms import TransformConfig
-    >>> build(TransformConfig, {"window": 2, "scale_map": "soft"}).window
-    2
     >>> build(TransformConfig, {"scale_map": "tanh"}, source="x.yaml", prefix="model.")
     Traceback (most recent call last):
     ...

@@ -122,6 +122,10 @@ class FlowConfig(StackConfig):
                 "linear (or auto)"
             )
 
+    def size_settings(self) -> dict[str, int]:
+        """The settings that size the model's networks, by their nested names."""
+        return {"conditioner.hidden": self.conditioner.hidden}
+
     def transform_settings(self) -> list[TransformConfig]:
         """What each transform is built from, outermost first."""
         return [

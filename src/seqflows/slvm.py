@@ -675,6 +675,15 @@ class SLVMConfig:
             checkpoint_activations=self.checkpoint_activations,
         )
 
+    def size_settings(self) -> dict[str, int]:
+        """The settings that size the model's networks, by their nested names."""
+        sizes = {
+            f"latent.{name}": getattr(self.latent, name) for name in ("latent_dim", "lstm_hidden")
+        }
+        if self.likelihood is not None:
+            sizes["likelihood.conditioner.hidden"] = self.likelihood.conditioner.hidden
+        return sizes
+
     def prior_settings(self) -> list[TransformConfig]:
         """What each transform of the flow prior is built from (none: the Gaussian prior)."""
         if self.prior is None:

@@ -9,11 +9,17 @@ of range are errors that name the file (or the override) and the key. The experi
 paper ship with the package (:func:`find_config`, ``seqflows configs``).
 
 Example:
-    >>> config = Config.from_dict({"model": {"window": 2}}, overrides=["train.batch_size=4"])
-    >>> config.model.window, config.train.batch_size, type(config.model).__name__
+    >>> config = Config.from_dict(
+    ...     {"model": {"conditioner": {"window": 2}}}, overrides=["train.batch_size=4"]
+    ... )
+    >>> config.model.conditioner.window, config.train.batch_size, type(config.model).__name__
     (2, 4, 'FlowConfig')
-    >>> Config.from_dict({}, ["model.type=slvm", "model.latent_dim=8"]).model.latent_dim
+    >>> slvm = Config.from_dict({}, ["model.type=slvm", "model.latent.latent_dim=8"]).model
+    >>> slvm.latent.latent_dim
     8
+
+The flat names of earlier versions (``model.window``, ``model.latent_dim``) remain accepted as
+aliases of the nested settings (:mod:`seqflows.flat_settings`).
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def check_model_fits(
         available: Bytes of memory (None: :func:`memory_bytes`; not checked when unknown).
 
     Raises:
-        ConfigError: Naming ``model.hidden``, the parameters and the bytes they take.
+        ConfigError: Naming the model's sizes (``model.conditioner.hidden``, ...), the parameters
+            and the bytes they take.
     """
     import torch
 
@@ -118,11 +119,14 @@ def check_model_fits(
     copies = 4 if config.train.optimizer == "adam" else 2
     needed = parameters * copies * (8 if config.train.precision == "64" else 4)
     if needed > available:
+        sizes = ", ".join(
+            f"model.{key}={value}" for key, value in config.model.size_settings().items()
+        )
         what = (
             "weights, gradients and Adam's two moments" if copies == 4 else "weights and gradients"
         )
         raise ConfigError(
-            f"model.hidden={config.model.hidden}: the {model.label} has {parameters:,} "
+            f"{sizes}: the {model.label} has {parameters:,} "
             f"parameters; training holds them {copies} times ({what}), {_size(needed)}, more "
             f"than the {_size(available)} of memory of this machine"
         )
