@@ -425,7 +425,8 @@ def test_padding_of_the_conv_conditioner(padding: str) -> None:
     torch.testing.assert_close(x_again, x)
     zeros = make_flow((1, 6, 6), window=1)
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in zeros.parameters())
-    assert model.config.padding == padding and zeros.config.padding == "zeros"
+    assert model.config.conditioner.padding == padding
+    assert zeros.config.conditioner.padding == "zeros"
     with pytest.raises(ValueError, match="padding must be one of 'zeros', 'replicate'"):
         FlowModel(IMAGE, padding="reflect")
 

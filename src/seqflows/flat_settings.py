@@ -79,6 +79,12 @@ def nest_settings(model_type: str, values: Mapping[str, Any]) -> dict[str, Any]:
     if latent:
         values["latent"] = latent
     likelihood = values.get("likelihood")
+    if flat.get("transforms") and not (likelihood or flat.get("num_transforms")):
+        count = flat.get("num_transforms", 0)
+        raise ConfigError(
+            f"transforms lists {len(flat['transforms'])} kinds for num_transforms={count}: give "
+            "one kind per transform, outermost first"
+        )
     if flat.get("num_transforms") == 0:
         likelihood = None
     elif likelihood is not None or flat.get("num_transforms"):
