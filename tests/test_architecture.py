@@ -32,8 +32,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # figures, task and the converters by idea added about 600 (module docstrings, imports, __all__)
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
-# idea. Raise it only with a reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 17_650
+# idea. Raise it only with a reason; never squeeze code or docstrings to fit. Configurations
+# by composition (one dataclass per idea: conditioner, affine, spline, stack, latent, prior)
+# and the one mapping of the flat names (flat_settings.py) added about 570: 18,187.
+PACKAGE_LINES = 18_200
 
 
 def shipped_models():

@@ -205,8 +205,11 @@ def test_the_configuration_of_the_transforms() -> None:
     # An experiment's model section, and a bad value named by its key.
     section = Config.from_dict({"model": {"transforms": ["spline"], "bins": 5}}).model
     assert section.transforms == [SplineConfig(bins=5)]
+    # The list of kinds is the stack: two kinds, two transforms (num_transforms follows).
+    two = Config.from_dict({"model": {"transforms": ["spline", "spline"]}}).model
+    assert two.num_transforms == 2
     with pytest.raises(ConfigError, match="model.transforms lists 2 kinds for num_transforms=1"):
-        Config.from_dict({"model": {"transforms": ["spline", "spline"]}})
+        Config.from_dict({"model": {"transforms": ["spline", "spline"], "num_transforms": 1}})
 
 
 def test_slvm_with_a_spline_flow() -> None:

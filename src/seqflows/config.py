@@ -71,9 +71,11 @@ def build(cls: type[T], values: Mapping[str, Any], source: str = "", prefix: str
     known = {field.name for field in dataclasses.fields(cls) if field.init}
     unknown = sorted(set(values) - known)
     if unknown:
+        aliases = sorted(getattr(cls, "flat_names", frozenset()))
+        also = f" (and the flat names {', '.join(aliases)})" if aliases else ""
         raise ConfigError(
             f"{where}unknown configuration key {prefix + unknown[0]!r}; "
-            f"{prefix.rstrip('.') or cls.__name__} has {', '.join(sorted(known))}"
+            f"{prefix.rstrip('.') or cls.__name__} has {', '.join(sorted(known))}{also}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {

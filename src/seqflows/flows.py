@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +43,7 @@ from .conditioning import check_conditions
 from .config import build, check_at_least, check_choices
 from .distributions import full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError
-from .flat_settings import nest_settings
+from .flat_settings import FLAT_NAMES, nest_settings
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
 from .transforms import StackConfig, TransformConfig, build_transform, transform_settings
@@ -90,6 +90,8 @@ class FlowConfig(StackConfig):
         super().__post_init__()
         check_choices(self)
         check_at_least(self, 0, "condition_dim")
+
+    flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["flow"]  # the aliases it accepts
 
     @classmethod
     def nest_flat_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:

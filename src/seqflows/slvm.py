@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +47,7 @@ from .conditioning import check_conditions, projection
 from .config import build, check_at_least, check_choices
 from .distributions import full_precision, normal_kl, normal_log_prob
 from .errors import ConfigError, DataError
-from .flat_settings import nest_settings
+from .flat_settings import FLAT_NAMES, nest_settings
 from .flows import FlowConfig, FlowModel, FlowOutput
 from .latent_prior import LatentFlow, PriorFlowConfig
 from .networks import conv_frame_layers, make_frame_networks
@@ -629,6 +629,8 @@ class SLVMConfig:
                 f"burn_in={self.burn_in}: with a flow the context is the flow's "
                 f"num_transforms * window = {self.flow_context} frames (leave burn_in unset)"
             )
+
+    flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["slvm"]  # the aliases it accepts
 
     @classmethod
     def nest_flat_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:
