@@ -232,3 +232,29 @@ def test_nested_and_flat_overrides_build_the_same_configuration():
         Config.from_dict({}, ["model.conditioner.hiden=16"])
     with pytest.raises(ConfigError, match="model.latent_dim is a setting of model.type=slvm"):
         Config.from_dict({}, ["model.latent_dim=8"])
+
+
+def test_folders_saved_with_flat_configurations_load_migrated_and_score_as_before(tmp_path):
+    """tests/fixtures/v2_saved: written by the code before the composition (flat configs)."""
+    import seqflows
+
+    folder = FIXTURES / "v2_saved"
+    module_spec = importlib.util.spec_from_file_location(
+        "write_v2", FIXTURES / "write_v2_saved.py"
+    )
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    expected = json.loads((folder / "expected.json").read_text())
+    for name in module.MODELS:
+        model = seqflows.load(folder / name)
+        assert module.scores(model) == expected[name], name
+        again = seqflows.load(model.save_pretrained(tmp_path / name))  # now nested
+        assert again.config == model.config and module.scores(again) == expected[name]
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["_class_name"] == type(model).__name__
+    spline = seqflows.load(folder / "spline_2af").config
+    assert spline.transforms == [SplineConfig(bins=3), AffineConfig()]
+    assert spline.conditioner.window == 1 and spline.context == "padded"
+    slvm = seqflows.load(folder / "slvm_1af_prior").config
+    assert slvm.likelihood.conditioner.window == 2 and slvm.prior.conditioner.window == 1
+    assert slvm.prior.conditioner.identity_init is False and slvm.burn_in_frames == 2
