@@ -428,17 +428,20 @@ def unused_parameters(config: Any, event_shape: tuple[int, ...]) -> dict[str, in
     model = config.model
     pixels = math.prod(event_shape)
     flows = model.num_transforms
+    stack = model if model.type == "flow" else model.likelihood  # the flow's transforms
+    hidden = 0 if stack is None else stack.conditioner.hidden
     unused = {
         "initial shift and scale of each transform": flows * 2 * pixels,
-        "conv biases before BatchNorm (flow)": flows * 8 * model.hidden,
+        "conv biases before BatchNorm (flow)": flows * 8 * hidden,
     }
     if model.type == "slvm":
+        latent = model.latent
         layers = int(math.log2(event_shape[-1] // 4))  # stride-2 layers: 4 for 64x64
-        width = model.conv_width
-        encoder = sum(width * 2**index for index in range(layers)) + model.encoder_features
+        width = latent.conv_width
+        encoder = sum(width * 2**index for index in range(layers)) + latent.encoder_features
         decoder = sum(width * 2**index for index in range(layers))
         unused["initial loc and log-scale of p(x_1), p(z_1) and q(z_1)"] = (
-            2 * pixels + 4 * model.latent_dim
+            2 * pixels + 4 * latent.latent_dim
         )
         unused["conv biases before BatchNorm (SLVM)"] = encoder + decoder
     return unused
