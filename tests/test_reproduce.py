@@ -367,4 +367,4 @@ def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path
     config = load_config(flow.config, list(flow.overrides))
     assert config.model.prior.kinds == ["affine"]
     assert config.model.num_transforms == 1
-    assert load_config(gaussian.config, list(gaussian.overrides)).model.prior_transforms == []
+    assert load_config(gaussian.config, list(gaussian.overrides)).model.prior is None
