@@ -580,12 +580,13 @@ def test_sizes_below_one_are_refused_naming_the_argument() -> None:
     for arguments, name in [
         ({"hidden": 0}, "hidden"),
         ({"window": 0}, "window"),
-        ({"num_transforms": 0}, "num_transforms"),
         ({"conditioner": "mlp", "hidden": -3}, "hidden"),
     ]:
         shape = VECTOR if arguments.get("conditioner") == "mlp" else IMAGE
-        with pytest.raises(ValueError, match=f"^{name} must be at least 1, got"):
+        with pytest.raises(ValueError, match=f"^conditioner.{name} must be at least 1, got"):
             FlowModel(shape, **arguments)
+    with pytest.raises(ValueError, match="^transforms must hold at least one transform"):
+        FlowModel(IMAGE, num_transforms=0)
     with pytest.raises(ValueError, match="event_shape must hold sizes of at least 1"):
         FlowModel((0,), conditioner="mlp")
     model = make_flow(VECTOR, 1, window=1)

@@ -200,9 +200,10 @@ def from_pretrained(folder: str | Path, expected: type[Model] | None = None) -> 
     if expected is not None and isinstance(kind, str) and MODEL_CLASSES.get(kind) is not expected:
         held = MODEL_CLASSES[kind].__name__ if kind in MODEL_CLASSES else "model"
         raise CheckpointError(f"{folder}: holds a {held} ({kind}), not a {expected.__name__}")
-    config = model_config(values, str(config_file))
     event_shape = _event_shape(_required(info, "event_shape", str(config_file)), str(config_file))
     weights = _read_weights(weights_file, info.get("weights_sha256"), event_shape, config_file)
+    check_counts(values, len(weights), str(config_file), str(weights_file))
+    config = model_config(values, str(config_file))
     model = _model_for_weights(config, event_shape, weights, str(config_file), str(weights_file))
     stored = info.get("preprocessing")
     try:
@@ -258,6 +259,36 @@ def _read_weights(
             f"{json.loads(saved_for)} that {weights_file.name} was saved for"
         )
     return weights
+
+
+def check_counts(values: Any, tensors: int, config_source: str, weights_source: str) -> None:
+    r"""Refuses a stored model configuration whose counts of transforms or LSTM layers (each
+    holds tensors of its own) exceed the ``tensors`` of its weights, before anything is built
+    from it: an edited ``num_transforms: 1000000`` is an error in milliseconds."""
+    if not isinstance(values, Mapping):
+        return
+    nested = [values.get(name) for name in ("latent", "likelihood", "prior")]
+    counts = {
+        "num_transforms": values.get("num_transforms"),
+        "lstm_layers": values.get("lstm_layers"),
+        "transforms": _length(values.get("transforms")),
+        **{
+            f"{name}.{key}": _length(part.get(key)) if key == "transforms" else part.get(key)
+            for name, part in zip(("latent", "likelihood", "prior"), nested, strict=True)
+            if isinstance(part, Mapping)
+            for key in ("transforms", "lstm_layers")
+        },
+    }
+    for name, count in counts.items():
+        if isinstance(count, int) and count > tensors:
+            raise CheckpointError(
+                f"{config_source}: {name}={count} cannot describe {weights_source}, which holds "
+                f"{tensors} tensors (an edited configuration?)"
+            )
+
+
+def _length(items: Any) -> int | None:
+    return len(items) if isinstance(items, list) else None
 
 
 def _model_for_weights(
