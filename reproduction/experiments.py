@@ -25,7 +25,8 @@ from seqflows.atomic import write_atomically
 from seqflows.data import MovingMNIST, load_digits
 from seqflows.data.moving_mnist import downscale_digits
 from seqflows.data.simulators import render_sequences
-from seqflows.slvm import LatentSequenceModel
+from seqflows.flows import FlowModel
+from seqflows.slvm import SLVM
 
 __all__ = [
     "AUTHORS_PARAMETERS",
@@ -429,17 +430,20 @@ def unused_parameters(model: nn.Module, event_shape: tuple[int, ...]) -> dict[st
     ``event_shape``; the SLVM's share is counted for each latent sequence model it holds.
     Returns {component: count}.
     """
-    settings = model.config
     pixels = math.prod(event_shape)
-    flows = model.num_transforms
     unused = {
-        "initial shift and scale of each transform": flows * 2 * pixels,
-        "conv biases before BatchNorm (flow)": flows * 8 * settings.hidden,
+        "initial shift and scale of each transform": 0,
+        "conv biases before BatchNorm (flow)": 0,
     }
-    for latent in (part for part in model.modules() if isinstance(part, LatentSequenceModel)):
+    for flow in (part for part in model.modules() if isinstance(part, FlowModel)):
+        flows = flow.config.num_transforms
+        unused["initial shift and scale of each transform"] += flows * 2 * pixels
+        unused["conv biases before BatchNorm (flow)"] += flows * 8 * flow.config.conditioner.hidden
+    for slvm in (part for part in model.modules() if isinstance(part, SLVM)):
+        latent = slvm.config.latent
         layers = int(math.log2(event_shape[-1] // 4))  # stride-2 layers: 4 for 64x64
-        width = settings.conv_width
-        encoder = sum(width * 2**index for index in range(layers)) + settings.encoder_features
+        width = latent.conv_width
+        encoder = sum(width * 2**index for index in range(layers)) + latent.encoder_features
         decoder = sum(width * 2**index for index in range(layers))
         unused["initial loc and log-scale of p(x_1), p(z_1) and q(z_1)"] = (
             2 * pixels + 4 * latent.latent_dim

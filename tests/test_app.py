@@ -32,12 +32,12 @@ def test_overrides_are_typed_and_validated():
         {"model": {"window": 2}},
         ["train.learning_rate=3e-4", "data.eval_length=null", "data.train_digits=[0, 10]"],
     )
-    assert config.model.window == 2
+    assert config.model.conditioner.window == 2
     assert config.train.learning_rate == 3e-4 and isinstance(config.train.learning_rate, float)
     assert config.data.eval_length is None and config.data.train_digits == [0, 10]
     with pytest.raises(ConfigError, match="train.batch_size must be int"):
         Config.from_dict({}, ["train.batch_size=many"])
-    with pytest.raises(ConfigError, match="model.conditioner must be one of"):
+    with pytest.raises(ConfigError, match="model.conditioner.kind must be one of"):
         Config.from_dict({}, ["model.conditioner=transformer"])
     with pytest.raises(ConfigError, match="not of the form"):
         Config.from_dict({}, ["train.batch_size"])
@@ -61,14 +61,11 @@ def test_unknown_keys_name_the_file_and_the_key(tmp_path):
 def test_paper_configurations_carry_appendix_b():
     one, two = load_config(CONFIGS / "mmnist_1af.yaml"), load_config(CONFIGS / "mmnist_2af.yaml")
     for config in (one, two):
-        assert (config.model.window, config.model.hidden, config.model.conditioner) == (
-            3,
-            64,
-            "conv",
-        )
+        conditioner = config.model.conditioner
+        assert (conditioner.window, conditioner.hidden, conditioner.kind) == (3, 64, "conv")
         assert config.train.learning_rate == 1e-4 and config.train.gradient_clip == 1.0
         assert config.data.frame_shape == (1, 64, 64) and config.data.noise == "gaussian"
-        assert config.model.max_scale == 10.0 and config.model.base == "standard"
+        assert config.model.transforms[0].max_scale == 10.0 and config.model.base == "standard"
         assert config.train.max_steps == 100_000
     assert (one.model.num_transforms, one.data.length, one.train.batch_size) == (1, 13, 16)
     assert (two.model.num_transforms, two.data.length, two.train.batch_size) == (2, 16, 8)

@@ -129,7 +129,8 @@ def test_no_recomputation_without_gradients():
 def test_the_setting_has_one_name_and_one_default_and_old_configurations_still_load():
     assert FlowConfig().checkpoint_activations is False
     assert SLVMConfig().checkpoint_activations is False
-    assert SLVMConfig(num_transforms=1, checkpoint_activations=True).flow.checkpoint_activations
+    with_flow = SLVMConfig.from_settings(num_transforms=1, checkpoint_activations=True)
+    assert with_flow.flow.checkpoint_activations
     config = Config.from_dict({}, ["model.type=slvm", "model.checkpoint_activations=true"])
     assert config.model.checkpoint_activations is True
     # A model section stored before the setting existed: the default.

@@ -88,7 +88,7 @@ def test_a_model_too_big_for_memory_is_refused_naming_model_hidden(tmp_path, cap
     run = tmp_path / "run"
     assert main(train_command(run, "model.hidden=1000000")) == 2
     error = one_line_error(capsys)
-    assert "model.hidden=1000000: the 1-AF has " in error and " parameters; " in error
+    assert "model.conditioner.hidden=1000000: the 1-AF has " in error and " parameters; " in error
     assert "PB, more than the " in error and "of memory of this machine" in error
     assert not (run / "config.yaml").exists()  # refused before anything was written
 

@@ -157,7 +157,7 @@ def test_time_parallel_equals_step_by_step_with_conditions(
     model = conditioned_flow(event_shape, conditioner, context, transforms=STACK)
     x = sequence(2, model.burn_in + 4, event_shape)
     c = conditions_for(model, x)
-    k = model.config.window
+    k = model.config.conditioner.window
     with torch.no_grad():
         parallel = model.normalize(x, c)
         u, levels = x, c

@@ -425,7 +425,8 @@ def test_padding_of_the_conv_conditioner(padding: str) -> None:
     torch.testing.assert_close(x_again, x)
     zeros = make_flow((1, 6, 6), window=1)
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in zeros.parameters())
-    assert model.config.padding == padding and zeros.config.padding == "zeros"
+    assert model.config.conditioner.padding == padding
+    assert zeros.config.conditioner.padding == "zeros"
     with pytest.raises(ValueError, match="padding must be one of 'zeros', 'replicate'"):
         FlowModel(IMAGE, padding="reflect")
 
@@ -579,12 +580,13 @@ def test_sizes_below_one_are_refused_naming_the_argument() -> None:
     for arguments, name in [
         ({"hidden": 0}, "hidden"),
         ({"window": 0}, "window"),
-        ({"num_transforms": 0}, "num_transforms"),
         ({"conditioner": "mlp", "hidden": -3}, "hidden"),
     ]:
         shape = VECTOR if arguments.get("conditioner") == "mlp" else IMAGE
-        with pytest.raises(ValueError, match=f"^{name} must be at least 1, got"):
+        with pytest.raises(ValueError, match=f"^conditioner.{name} must be at least 1, got"):
             FlowModel(shape, **arguments)
+    with pytest.raises(ValueError, match="^transforms must hold at least one transform"):
+        FlowModel(IMAGE, num_transforms=0)
     with pytest.raises(ValueError, match="event_shape must hold sizes of at least 1"):
         FlowModel((0,), conditioner="mlp")
     model = make_flow(VECTOR, 1, window=1)

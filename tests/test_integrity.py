@@ -175,7 +175,7 @@ def test_the_checksum_of_a_checkpoint_covers_its_configuration(tmp_path):
     # A checkpoint of seqflows 0.1 (weights_sha256 only) loads as before.
     assert "checkpoint_sha256" not in read_checkpoint(OLD_CHECKPOINT)["seqflows"]
     model, _, _ = model_from_checkpoint(OLD_CHECKPOINT)
-    assert model.config.max_scale == 10.0
+    assert model.config.transforms[0].max_scale == 10.0
 
 
 def test_single_bit_flips_in_a_checkpoint_load_unchanged_or_fail_as_corrupt(tmp_path, capsys):

@@ -131,7 +131,7 @@ def test_identity_initialised_flow_is_the_identity():
 
 
 def test_no_prior_transforms_is_the_papers_gaussian_prior():
-    assert SLVMConfig().prior_transforms == []
+    assert SLVMConfig().prior is None
     baseline, empty = small_model(), small_model([])
     assert baseline.latent.prior_flow is None and model_label(baseline) == "SLVM w/ 1-AF"
     assert baseline.state_dict().keys() == empty.state_dict().keys()
@@ -272,21 +272,21 @@ def test_save_and_load_keep_the_flow_prior(tmp_path):
     model = small_model(["spline"], identity_init=False, prior_window=2)
     save_pretrained(model, tmp_path / "model")
     loaded = load(tmp_path / "model")
-    assert loaded.config == model.config and loaded.config.prior_transforms == ["spline"]
+    assert loaded.config == model.config and loaded.config.prior.kinds == ["spline"]
     x = torch.randn(2, 5, 3)
     torch.testing.assert_close(loaded.elbo(x, generator(1)), model.elbo(x, generator(1)))
 
 
 def test_prior_settings_are_checked_naming_the_key():
     config = build(SLVMConfig, {"prior_transforms": ["affine"], "prior_window": 2})
-    assert config.prior_transforms == ["affine"] and config.prior_transform.window == 2
-    assert config.prior_transform.conditioner == "mlp"
-    with pytest.raises(ConfigError, match="x.yaml: model.prior_transforms must be one of"):
+    assert config.prior.kinds == ["affine"] and config.prior.conditioner.window == 2
+    assert config.prior.conditioner.kind == "mlp"
+    with pytest.raises(ConfigError, match="x.yaml: model.prior.transforms.type must be one of"):
         build(SLVMConfig, {"prior_transforms": ["conv"]}, "x.yaml", "model.")
-    with pytest.raises(ConfigError, match="x.yaml: model.prior_window must be at least 1"):
-        build(SLVMConfig, {"prior_window": 0}, "x.yaml", "model.")
-    with pytest.raises(ConfigError, match="model.prior_conditioner must be one of"):
-        build(SLVMConfig, {"prior_conditioner": "conv"}, "x.yaml", "model.")
+    with pytest.raises(ConfigError, match="x.yaml: model.prior.conditioner.window must be at le"):
+        build(SLVMConfig, {"prior_transforms": ["affine"], "prior_window": 0}, "x.yaml", "model.")
+    with pytest.raises(ConfigError, match="prior.conditioner.kind must be 'mlp' or 'linear'"):
+        build(SLVMConfig, {"prior_transforms": ["affine"], "prior_conditioner": "conv"})
 
 
 # The command line ------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_the_moving_mnist_configuration_trains_evaluates_samples_and_draws(tmp_p
     assert result["bound"] == "IWAE lower bound, K=2"
     assert math.isfinite(result["elbo_nats_per_dim"]) and math.isfinite(result["nats_per_dim"])
     model = load(checkpoint)
-    assert model.config.prior_transforms == ["affine"] and model.config.prior_window == 1
+    assert model.config.prior.kinds == ["affine"] and model.config.prior.conditioner.window == 1
     sampled = run_command(
         capsys, "sample", checkpoint, "--out", str(tmp_path / "samples"), "--num", "2",
         "--length", "3",

@@ -226,7 +226,7 @@ def test_the_padding_study_compares_zero_and_replicate_padding(tmp_path: Path) -
     assert _main_equivalent(zeros, array, []).name == "moving_mnist/1af"
     assert _main_equivalent(replicate, array, []) is None
     config = load_config(replicate.config, replicate.overrides)
-    assert config.model.padding == "replicate" and config.model.num_transforms == 1
+    assert config.model.conditioner.padding == "replicate" and config.model.num_transforms == 1
 
 
 def test_the_transform_study_compares_affine_and_spline_1afs(tmp_path: Path) -> None:
@@ -240,7 +240,7 @@ def test_the_transform_study_compares_affine_and_spline_1afs(tmp_path: Path) -> 
     assert _main_equivalent(affine, array, []).name == "moving_mnist/1af"
     assert _main_equivalent(spline, array, []) is None
     config = load_config(spline.config, list(spline.overrides))
-    assert list(config.model.transforms) == ["spline"]
+    assert config.model.kinds == ["spline"]
 
 
 def test_the_transform_study_on_bouncing_balls_pairs_with_the_main_bouncing_balls_run(
@@ -365,6 +365,6 @@ def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path
     assert _main_equivalent(gaussian, array, []).name == "moving_mnist/slvm_1af"
     assert _main_equivalent(flow, array, []) is None
     config = load_config(flow.config, list(flow.overrides))
-    assert list(config.model.prior_transforms) == ["affine"]
+    assert config.model.prior.kinds == ["affine"]
     assert config.model.num_transforms == 1
-    assert load_config(gaussian.config, list(gaussian.overrides)).model.prior_transforms == []
+    assert load_config(gaussian.config, list(gaussian.overrides)).model.prior is None

@@ -292,10 +292,13 @@ def test_sampling_shapes_context_and_errors():
 
 
 def test_sizes_below_one_are_refused_naming_the_argument():
-    names = ("latent_dim", "lstm_hidden", "encoder_features", "mlp_hidden", "window")
-    for name in (*names, "lstm_layers", "conv_width", "hidden"):
-        with pytest.raises(ValueError, match=f"^{name} must be at least 1, got 0"):
+    names = ("latent_dim", "lstm_hidden", "encoder_features", "mlp_hidden")
+    for name in (*names, "lstm_layers", "conv_width"):
+        with pytest.raises(ValueError, match=f"^latent.{name} must be at least 1, got 0"):
             SLVM((3,), **{name: 0})
+    for name in ("window", "hidden"):  # the flow's: with a flow
+        with pytest.raises(ValueError, match=f"^likelihood.conditioner.{name} must be at least 1"):
+            SLVM((3,), num_transforms=1, **{name: 0})
     with pytest.raises(ValueError, match="^burn_in must be at least 0, got -1"):
         SLVM((3,), burn_in=-1)
     with pytest.raises(ValueError, match="^burn_in=2: with a flow the context is the flow's"):

@@ -22,7 +22,10 @@ from seqflows.errors import ConfigError
 from seqflows.splines import RationalQuadraticSpline, spline_parameters
 from seqflows.transforms import (
     AffineAutoregressiveTransform,
+    AffineConfig,
     SplineAutoregressiveTransform,
+    SplineConfig,
+    TransformConfig,
     build_transform,
 )
 
@@ -163,12 +166,12 @@ def test_burn_in_and_scored_frames_are_those_of_the_affine_flow(
 
 def test_the_transform_kinds_and_their_builder() -> None:
     assert isinstance(
-        build_transform("spline", VECTOR, FlowConfig()), SplineAutoregressiveTransform
+        build_transform("spline", VECTOR, TransformConfig()), SplineAutoregressiveTransform
     )
-    affine = build_transform("affine", VECTOR, FlowConfig())
+    affine = build_transform("affine", VECTOR, TransformConfig())
     assert type(affine) is AffineAutoregressiveTransform
     with pytest.raises(ConfigError, match="a transform must be one of"):
-        build_transform("cubic", VECTOR, FlowConfig())
+        build_transform("cubic", VECTOR, TransformConfig())
     transform = SplineAutoregressiveTransform(IMAGE, bins=3, bound=2.0, hidden=4)
     assert "bins=3, bound=2" in repr(transform)
     assert transform.conditioner.extra_head.out_channels == spline_parameters(3)
@@ -178,33 +181,36 @@ def test_the_transform_kinds_and_their_builder() -> None:
 
 
 def test_the_configuration_of_the_transforms() -> None:
-    assert FlowConfig().transforms is None and FlowConfig().kinds == ["affine"]
-    assert FlowConfig(num_transforms=2).kinds == ["affine", "affine"]
+    assert FlowConfig().transforms == [AffineConfig()] and FlowConfig().kinds == ["affine"]
+    assert FlowConfig.from_settings(num_transforms=2).kinds == ["affine", "affine"]
     config = build(FlowConfig, {"num_transforms": 2, "transforms": ["spline", "affine"]})
     assert config.kinds == ["spline", "affine"]
     assert model_label(FlowModel(VECTOR, config)) == "2-AF (spline, affine)"
     assert model_label(FlowModel(VECTOR, num_transforms=2)) == "2-AF"
     with pytest.raises(ConfigError, match="transforms lists 1 kinds for num_transforms=2"):
-        FlowConfig(num_transforms=2, transforms=["spline"])
-    with pytest.raises(ConfigError, match="transforms must hold 'affine', 'spline'; got 'cubic'"):
-        FlowConfig(transforms=["cubic"])
-    with pytest.raises(ConfigError, match=r"x.yaml: model.transforms must be one of 'affine'"):
+        FlowConfig.from_settings(num_transforms=2, transforms=["spline"])
+    with pytest.raises(ConfigError, match="transforms.type must be one of 'affine', 'spline'"):
+        FlowConfig.from_settings(transforms=["cubic"])
+    with pytest.raises(ConfigError, match=r"x.yaml: model.transforms.type must be one of 'aff"):
         build(FlowConfig, {"transforms": ["cubic"]}, source="x.yaml", prefix="model.")
     with pytest.raises(ConfigError, match="^bins must be at least 2, got 1"):
-        FlowConfig(bins=1)
-    with pytest.raises(ConfigError, match="^bins must be below 1000"):
-        FlowConfig(bins=1000)
+        SplineConfig(bins=1)
+    with pytest.raises(ConfigError, match="^transforms.bins must be below 1000"):
+        FlowConfig.from_settings(transforms=["spline"], bins=1000)
     with pytest.raises(ConfigError, match="^bound must be positive, got 0.0"):
-        FlowConfig(bound=0.0)
+        SplineConfig(bound=0.0)
     with pytest.raises(ConfigError, match="transforms lists 1 kinds for num_transforms=0"):
-        SLVMConfig(transforms=["spline"])
-    slvm = SLVMConfig(num_transforms=1, transforms=["spline"], bins=4)
-    assert slvm.flow.kinds == ["spline"] and slvm.flow.bins == 4
+        SLVMConfig.from_settings(transforms=["spline"])
+    slvm = SLVMConfig.from_settings(num_transforms=1, transforms=["spline"], bins=4)
+    assert slvm.flow.kinds == ["spline"] and slvm.flow.transforms == [SplineConfig(bins=4)]
     # An experiment's model section, and a bad value named by its key.
     section = Config.from_dict({"model": {"transforms": ["spline"], "bins": 5}}).model
-    assert section.transforms == ["spline"] and section.bins == 5
+    assert section.transforms == [SplineConfig(bins=5)]
+    # The list of kinds is the stack: two kinds, two transforms (num_transforms follows).
+    two = Config.from_dict({"model": {"transforms": ["spline", "spline"]}}).model
+    assert two.num_transforms == 2
     with pytest.raises(ConfigError, match="model.transforms lists 2 kinds for num_transforms=1"):
-        Config.from_dict({"model": {"transforms": ["spline", "spline"]}})
+        Config.from_dict({"model": {"transforms": ["spline", "spline"], "num_transforms": 1}})
 
 
 def test_slvm_with_a_spline_flow() -> None:
@@ -324,4 +330,4 @@ def test_train_and_evaluate_a_spline_flow_from_its_shipped_configuration(tmp_pat
     assert math.isfinite(result["nats_per_dim"])
     model = load(checkpoint)
     assert isinstance(model.transforms[0], SplineAutoregressiveTransform)
-    assert model.config.bins == 3 and model.config.transforms == ["spline"]
+    assert model.config.transforms == [SplineConfig(bins=3)]

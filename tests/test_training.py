@@ -98,7 +98,7 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(trained_run):
     assert raw["global_step"] == 6
     assert "optimizer_states" in raw and raw["seqflows"]["model_type"] == "flow"
     model, config, _ = model_from_checkpoint(path)
-    assert config.model.hidden == 4
+    assert config.model.conditioner.hidden == 4
     task = SequenceTask(config, [1, 8, 8])
     task.load_state_dict(raw["state_dict"])
     task.eval()

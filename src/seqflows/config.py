@@ -7,10 +7,14 @@ the field's type hint (``int``, ``float``, ``str``, ``bool``, ``Literal`` choice
 ``tuple[float, ...]``, unions with ``None``), and the dataclass's own ``__post_init__`` checks
 ranges. Errors are :class:`~seqflows.errors.ConfigError` and name the source and the key.
 
+Nested dataclasses are built from nested mappings, and a list of several kinds
+(``list[AffineConfig | SplineConfig]``) from mappings whose ``type`` names the kind.
+
 Example:
+    >>> from seqflows.flows import FlowConfig
+    >>> build(FlowConfig, {"transforms": [{"type": "spline", "bins": 4}]}).transforms[0].bins
+    4
     >>> from seqflows.transforms import TransformConfig
-    >>> build(TransformConfig, {"window": 2, "scale_map": "soft"}).window
-    2
     >>> build(TransformConfig, {"scale_map": "tanh"}, source="x.yaml", prefix="model.")
     Traceback (most recent call last):
     ...
@@ -42,6 +46,9 @@ T = TypeVar("T")
 def build(cls: type[T], values: Mapping[str, Any], source: str = "", prefix: str = "") -> T:
     r"""The dataclass ``cls`` with the fields given in ``values`` (the rest at their defaults).
 
+    A class with a ``nest_flat_settings`` class method (the model configurations) first passes
+    ``values`` through it: the flat names of earlier versions move to their nested places.
+
     Arguments:
         cls: A dataclass type.
         values: Field name -> value (as read from YAML or JSON).
@@ -55,22 +62,45 @@ def build(cls: type[T], values: Mapping[str, Any], source: str = "", prefix: str
     where = f"{source}: " if source else ""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}{prefix.rstrip('.') or 'configuration'} must be a mapping")
+    nest = getattr(cls, "nest_flat_settings", None)  # a model's settings under earlier names
+    if nest is not None:
+        try:
+            values = nest(values)
+        except ConfigError as error:
+            raise ConfigError(f"{where}{_prefixed(str(error), prefix)}") from None
     known = {field.name for field in dataclasses.fields(cls) if field.init}
     unknown = sorted(set(values) - known)
     if unknown:
+        aliases = sorted(getattr(cls, "flat_names", frozenset()))
+        also = f" (and the flat names {', '.join(aliases)})" if aliases else ""
         raise ConfigError(
             f"{where}unknown configuration key {prefix + unknown[0]!r}; "
-            f"{prefix.rstrip('.') or cls.__name__} has {', '.join(sorted(known))}"
+            f"{prefix.rstrip('.') or cls.__name__} has {', '.join(sorted(known))}{also}"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {
-        name: coerce(value, hints[name], f"{prefix}{name}", source)
+        name: coerce(_over_default(cls, name, value), hints[name], f"{prefix}{name}", source)
         for name, value in values.items()
     }
     try:
         return cls(**kwargs)
     except ConfigError as error:
         raise ConfigError(f"{where}{_prefixed(str(error), prefix)}") from None
+
+
+def _over_default(cls: type, name: str, value: Any) -> Any:
+    r"""A mapping given for a field whose default is a dataclass, over that default: the
+    settings it leaves out keep the field's defaults (a flow prior's conditioner given
+    ``{hidden: 8}`` keeps the prior's window of 1), not those of the field's class."""
+    if not isinstance(value, Mapping):
+        return value
+    field = next(item for item in dataclasses.fields(cls) if item.name == name)
+    if field.default_factory is dataclasses.MISSING:
+        return value
+    default = field.default_factory()
+    if not dataclasses.is_dataclass(default):
+        return value
+    return {**dataclasses.asdict(default), **value}
 
 
 def _prefixed(message: str, prefix: str) -> str:
@@ -89,7 +119,7 @@ def choices(hint: Any) -> tuple[Any, ...]:
 
 def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
     r"""``value`` as the type ``hint``: int, float, str, bool, Literal, list[int],
-    tuple[float, ...], optional.
+    tuple[float, ...], a dataclass (from a mapping), optional.
 
     YAML 1.1 reads ``3e-4`` as a string: it is accepted for floats.
     """
@@ -99,6 +129,9 @@ def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
         if type(None) in options:
             return None
         raise ConfigError(f"{where}{key} cannot be null")
+    nested = [option for option in options if dataclasses.is_dataclass(option)]
+    if nested:
+        return _nested(value, nested, key, source)
     for option in options:
         if option is type(None):
             continue
@@ -132,6 +165,25 @@ def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
             return str(value)
     expected = " or ".join(getattr(option, "__name__", str(option)) for option in options)
     raise ConfigError(f"{where}{key} must be {expected}, got {value!r}")
+
+
+def _nested(value: Any, options: list[Any], key: str, source: str) -> Any:
+    r"""``value`` as one of the dataclasses ``options``: an instance, or a mapping built with
+    :func:`build`; between several, the mapping's ``type`` picks the one whose ``type``
+    default it is (the first when the mapping has none)."""
+    if isinstance(value, tuple(options)):
+        return value
+    where = f"{source}: " if source else ""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}{key} must be a mapping of settings, got {value!r}")
+    chosen = options[0]
+    if len(options) > 1 and "type" in value:
+        kinds = {getattr(option, "type", None): option for option in options}
+        if value["type"] not in kinds:
+            listed = ", ".join(repr(kind) for kind in kinds)
+            raise ConfigError(f"{where}{key}.type must be one of {listed}; got {value['type']!r}")
+        chosen = kinds[value["type"]]
+    return build(chosen, value, source, f"{key}.")
 
 
 def check_at_least(config: object, minimum: int, *names: str) -> None:

@@ -25,9 +25,9 @@ given c, log p(x_t | x_<t, c_<=t).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -40,83 +40,102 @@ from .checks import (
     check_sequence,
 )
 from .conditioning import check_conditions
-from .config import check_at_least
+from .config import build, check_at_least, check_choices
 from .distributions import full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError, warn_deprecated
+from .flat_settings import FLAT_NAMES, nest_settings
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
-from .transforms import TRANSFORM_KINDS, TransformConfig, build_transform
+from .transforms import StackConfig, TransformConfig, build_transform, transform_settings
 
 __all__ = [
     "FlowConfig",
     "FlowModel",
     "FlowOutput",
-    "check_transform_kinds",
 ]
 
 
 @dataclass(frozen=True)
-class FlowConfig(TransformConfig):
-    r"""Settings of a flow-only model, M-AF (Eq. 9): those of each transform, and
+class FlowConfig(StackConfig):
+    r"""Settings of a flow-only model, M-AF (Eq. 9): its transforms and their conditioner
+    (:class:`~seqflows.transforms.StackConfig`), and
 
     Attributes:
         type: ``"flow"``: what a configuration's ``model.type`` says for this model.
-        num_transforms: M, the stacked transforms (1-AF, 2-AF, ...).
+        transforms: Each transform's settings, outermost first: M of them (1-AF, 2-AF, ...),
+            :class:`~seqflows.transforms.AffineConfig` (Eq. 5-6, the paper) or
+            :class:`~seqflows.transforms.SplineConfig` (beyond the paper).
+        conditioner: The conditioner of every transform
+            (:class:`~seqflows.transforms.ConditionerConfig`: the window k, ...).
         context: ``"burn_in"`` (the paper: the first M*k frames only condition) or ``"padded"``
             (learned initial frames; every frame is scored).
         base: ``"standard"`` N(0, I) (what the paper's code effectively used) or ``"learned"``
             (a per-dimension loc and log-scale).
-        transforms: The kind of each transform, outermost first: ``"affine"`` (Eq. 5-6, the
-            paper) or ``"spline"`` (beyond the paper, with ``bins`` and ``bound``:
-            :class:`~seqflows.transforms.SplineAutoregressiveTransform`); one per transform.
-            None (the default): every transform is affine.
+        condition_dim: A, the size of the per-step conditions (actions, covariates) that the
+            model takes beside the frames (:mod:`seqflows.conditioning`); 0: unconditioned.
+        checkpoint_activations: The conditioners recompute their activations in the backward
+            pass instead of keeping them: less memory, the same results.
+
+    The flat settings of earlier versions (``num_transforms``, ``window``, ``hidden``, ...)
+    are accepted wherever settings are given (:mod:`seqflows.flat_settings`).
     """
 
     type: Literal["flow"] = "flow"
-    num_transforms: int = 1
     context: Literal["burn_in", "padded"] = "burn_in"
     base: Literal["standard", "learned"] = "standard"
-    transforms: list[Literal["affine", "spline"]] | None = None
+    condition_dim: int = 0
+    checkpoint_activations: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_at_least(self, 1, "num_transforms")
-        check_transform_kinds(self.transforms, self.num_transforms)
+        check_choices(self)
+        check_at_least(self, 0, "condition_dim")
+
+    flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["flow"]  # the aliases it accepts
+
+    @classmethod
+    def nest_flat_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with the flat names of earlier versions nested
+        (:func:`~seqflows.flat_settings.nest_settings`)."""
+        return nest_settings("flow", values)
+
+    @classmethod
+    def from_settings(cls, config: FlowConfig | None = None, **settings: Any) -> FlowConfig:
+        r"""``config`` (default: the defaults) with ``settings`` changed, flat names
+        (``num_transforms=2``, ``window=3``) or nested ones (``conditioner={"hidden": 8}``)."""
+        return build(cls, {**asdict(config or cls()), **settings})
 
     @property
     def burn_in_frames(self) -> int:
         """The context frames before the first scored one (the model's ``burn_in``): M*k in
         ``burn_in`` mode, 0 in ``padded`` mode."""
-        return self.num_transforms * self.window if self.context == "burn_in" else 0
+        return self.num_transforms * self.conditioner.window if self.context == "burn_in" else 0
 
-    @property
-    def kinds(self) -> list[str]:
-        """The kind of each transform, outermost first (``transforms``, or all affine)."""
-        return list(self.transforms or ["affine"] * self.num_transforms)
+    def check_frames(self, event_shape: Sequence[int], size_setting: str = "size") -> None:
+        """Checks that frames of ``event_shape`` suit the model: a flow takes any shape, but
+        vectors (D,) no ``"conv"`` conditioner.
 
-    @property
-    def transform(self) -> TransformConfig:
-        """The settings every transform of the stack shares."""
-        return TransformConfig(
-            **{field.name: getattr(self, field.name) for field in fields(TransformConfig)}
-        )
+        Raises:
+            ConfigError: Vectors with a ``"conv"`` conditioner.
+        """
+        if len(event_shape) == 1 and self.conditioner.kind == "conv":
+            raise ConfigError(
+                f"vector sequences (D = {event_shape[0]}) need model.conditioner.kind=mlp or "
+                "linear (or auto)"
+            )
 
+    def size_settings(self) -> dict[str, int]:
+        """The settings that size the model's networks, by their nested names."""
+        return {"conditioner.hidden": self.conditioner.hidden}
 
-def check_transform_kinds(
-    kinds: Sequence[str] | None, num_transforms: int, name: str = "transforms"
-) -> None:
-    """Raises ConfigError unless ``kinds`` is None or names one known kind per transform."""
-    if kinds is None:
-        return
-    for kind in kinds:
-        if kind not in TRANSFORM_KINDS:
-            listed = ", ".join(repr(item) for item in TRANSFORM_KINDS)
-            raise ConfigError(f"{name} must hold {listed}; got {kind!r}")
-    if len(kinds) != num_transforms:
-        raise ConfigError(
-            f"transforms lists {len(kinds)} kinds for num_transforms={num_transforms}: give "
-            "one kind per transform, outermost first"
-        )
+    def transform_settings(self) -> list[TransformConfig]:
+        """What each transform is built from, outermost first."""
+        return [
+            transform_settings(
+                transform, self.conditioner, self.condition_dim, self.checkpoint_activations
+            )
+            for transform in self.transforms
+        ]
 
 
 class FlowModel(Pretrained, nn.Module):
@@ -146,12 +165,13 @@ class FlowModel(Pretrained, nn.Module):
         self, event_shape: Sequence[int], config: FlowConfig | None = None, **settings: Any
     ) -> None:
         super().__init__()
-        config = replace(config or FlowConfig(), **settings)
+        config = FlowConfig.from_settings(config, **settings) if settings else config
+        config = config or FlowConfig()
         self.config = config
         self.event_shape = check_event_shape(event_shape)
         self.transforms = nn.ModuleList(
-            build_transform(kind, self.event_shape, config.transform, config.context)
-            for kind in config.kinds
+            build_transform(kind, self.event_shape, transform, config.context)
+            for kind, transform in zip(config.kinds, config.transform_settings(), strict=True)
         )
         self.base = make_base(config.base, self.event_shape)
 
@@ -159,7 +179,8 @@ class FlowModel(Pretrained, nn.Module):
 
     @classmethod
     def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
-        """Checks that frames of ``event_shape`` suit the model: a flow takes any shape."""
+        """Checks that ``event_shape`` suits the model: :meth:`FlowConfig.check_frames`."""
+        FlowConfig().check_frames(event_shape, size_setting)
 
     @classmethod
     def from_config(cls, config: FlowConfig, event_shape: Sequence[int]) -> FlowModel:

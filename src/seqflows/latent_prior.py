@@ -27,12 +27,34 @@ only log p(z_t | z_{<t}), as before.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from .transforms import TransformConfig, build_transform
+from .errors import ConfigError
+from .transforms import ConditionerConfig, StackConfig, TransformConfig, build_transform
 
-__all__ = ["LatentFlow"]
+__all__ = ["LatentFlow", "PriorFlowConfig"]
+
+
+@dataclass(frozen=True)
+class PriorFlowConfig(StackConfig):
+    r"""Settings of an SLVM's flow prior: its transforms on z, outermost first, and their
+    conditioner (an ``"mlp"`` or ``"linear"`` one; by default an MLP on the k = 1 last
+    latents).
+    """
+
+    conditioner: ConditionerConfig = field(
+        default_factory=lambda: ConditionerConfig(kind="mlp", window=1)
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.conditioner.kind == "conv":
+            raise ConfigError(
+                "prior.conditioner.kind must be 'mlp' or 'linear' (latents are vectors), got "
+                "'conv'"
+            )
 
 
 class LatentFlow(nn.Module):
@@ -42,7 +64,7 @@ class LatentFlow(nn.Module):
         latent_dim: Size of z_t.
         kinds: The kind of each transform, outermost first (``"affine"`` or ``"spline"``).
         config: Settings of every transform (window k, conditioner ``"mlp"`` or ``"linear"``,
-            hidden units, scale bounds, spline bins and bound, identity_init).
+            hidden units, scale bounds, spline bins and bound, identity_init), or of each.
 
     Example:
         >>> import torch
@@ -55,13 +77,20 @@ class LatentFlow(nn.Module):
         True
     """
 
-    def __init__(self, latent_dim: int, kinds: Sequence[str], config: TransformConfig) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        kinds: Sequence[str],
+        config: TransformConfig | Sequence[TransformConfig],
+    ) -> None:
         super().__init__()
         if not kinds:
             raise ValueError("a latent flow needs at least one transform")
         self.latent_dim = latent_dim
+        settings = [config] * len(kinds) if isinstance(config, TransformConfig) else config
         self.transforms = nn.ModuleList(
-            build_transform(kind, (latent_dim,), config, context="padded") for kind in kinds
+            build_transform(kind, (latent_dim,), each, context="padded")
+            for kind, each in zip(kinds, settings, strict=True)
         )
 
     @property

@@ -109,8 +109,11 @@ def model_config(values: Mapping[str, Any], source: str = "") -> TransformConfig
     r"""The model configuration of a stored ``model`` section: its ``type`` picks the class
     (:data:`MODEL_CLASSES`).
 
-    Stored configurations of seqflows 0.1, whose model section held every setting of both
-    model types, are read too: the settings of the other type had no effect and are dropped.
+    Stored configurations of earlier versions are migrated: the flat settings move to their
+    nested places (:mod:`seqflows.flat_settings`); those of seqflows 0.1, whose model section
+    held every setting of both model types, are read too: the settings of the other type had no
+    effect and are dropped, as are those of a flat configuration that its model did not use
+    (``bins`` of an affine transform, ``hidden`` of the SLVM baseline).
     """
     if not isinstance(values, Mapping):
         raise CheckpointError(
@@ -125,7 +128,9 @@ def model_config(values: Mapping[str, Any], source: str = "") -> TransformConfig
         )
     cls = MODEL_CLASSES[kind].config_class
     known = {field.name for field in dataclasses.fields(cls)}
-    return build(cls, {key: value for key, value in values.items() if key in known}, source)
+    nest = getattr(cls, "nest_flat_settings", None)  # flat files before the nested configs
+    nested = nest(values) if nest is not None else values
+    return build(cls, {key: value for key, value in nested.items() if key in known}, source)
 
 
 def save_pretrained(
@@ -153,6 +158,7 @@ def save_pretrained(
         "format": MODEL_FORMAT,
         "seqflows_version": __version__,
         "model_type": type(model).config_class.type,
+        "_class_name": type(model).__name__,  # the class, as diffusers names it
         "config": dataclasses.asdict(model.config),
         "event_shape": list(model.event_shape),
         "preprocessing": None if preprocessing is None else preprocessing.record(),
@@ -194,9 +200,10 @@ def from_pretrained(folder: str | Path, expected: type[Model] | None = None) -> 
     if expected is not None and isinstance(kind, str) and MODEL_CLASSES.get(kind) is not expected:
         held = MODEL_CLASSES[kind].__name__ if kind in MODEL_CLASSES else "model"
         raise CheckpointError(f"{folder}: holds a {held} ({kind}), not a {expected.__name__}")
-    config = model_config(values, str(config_file))
     event_shape = _event_shape(_required(info, "event_shape", str(config_file)), str(config_file))
     weights = _read_weights(weights_file, info.get("weights_sha256"), event_shape, config_file)
+    check_counts(values, len(weights), str(config_file), str(weights_file))
+    config = model_config(values, str(config_file))
     model = _model_for_weights(config, event_shape, weights, str(config_file), str(weights_file))
     stored = info.get("preprocessing")
     try:
@@ -254,6 +261,36 @@ def _read_weights(
     return weights
 
 
+def check_counts(values: Any, tensors: int, config_source: str, weights_source: str) -> None:
+    r"""Refuses a stored model configuration whose counts of transforms or LSTM layers (each
+    holds tensors of its own) exceed the ``tensors`` of its weights, before anything is built
+    from it: an edited ``num_transforms: 1000000`` is an error in milliseconds."""
+    if not isinstance(values, Mapping):
+        return
+    nested = [values.get(name) for name in ("latent", "likelihood", "prior")]
+    counts = {
+        "num_transforms": values.get("num_transforms"),
+        "lstm_layers": values.get("lstm_layers"),
+        "transforms": _length(values.get("transforms")),
+        **{
+            f"{name}.{key}": _length(part.get(key)) if key == "transforms" else part.get(key)
+            for name, part in zip(("latent", "likelihood", "prior"), nested, strict=True)
+            if isinstance(part, Mapping)
+            for key in ("transforms", "lstm_layers")
+        },
+    }
+    for name, count in counts.items():
+        if isinstance(count, int) and count > tensors:
+            raise CheckpointError(
+                f"{config_source}: {name}={count} cannot describe {weights_source}, which holds "
+                f"{tensors} tensors (an edited configuration?)"
+            )
+
+
+def _length(items: Any) -> int | None:
+    return len(items) if isinstance(items, list) else None
+
+
 def _model_for_weights(
     config: TransformConfig,
     event_shape: tuple[int, ...],
@@ -270,8 +307,12 @@ def _model_for_weights(
     is an error in milliseconds, not an allocation of terabytes; so are NaN or infinite weights.
     """
     edited = "(an edited configuration?)"
-    for name in ("num_transforms", "lstm_layers"):
-        count = getattr(config, name, None)
+    latent = getattr(config, "latent", None)  # an SLVM's latent model
+    counts = {
+        "num_transforms": getattr(config, "num_transforms", None),
+        "latent.lstm_layers": getattr(latent, "lstm_layers", None),
+    }
+    for name, count in counts.items():
         if count is not None and count > len(weights):
             raise CheckpointError(
                 f"{config_source}: {name}={count} cannot describe {weights_source}, which holds "

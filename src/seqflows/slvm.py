@@ -30,9 +30,9 @@ transforms see c_{t-k+1:t} (:mod:`seqflows.conditioning`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, NamedTuple
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -45,18 +45,20 @@ from .checks import (
     check_sequence,
 )
 from .conditioning import check_conditions, projection
-from .config import check_at_least
+from .config import build, check_at_least, check_choices
 from .distributions import full_precision, normal_kl, normal_log_prob
 from .errors import ConfigError, DataError, warn_deprecated
-from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
-from .latent_prior import LatentFlow
+from .flat_settings import FLAT_NAMES, nest_settings
+from .flows import FlowConfig, FlowModel, FlowOutput
+from .latent_prior import LatentFlow, PriorFlowConfig
 from .networks import conv_frame_layers, make_frame_networks
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
-from .transforms import TransformConfig
+from .transforms import StackConfig, TransformConfig, transform_settings
 
 __all__ = [
     "ELBOTerms",
+    "LatentConfig",
     "LatentSequenceModel",
     "Posterior",
     "SLVM",
@@ -213,7 +215,8 @@ class LatentSequenceModel(nn.Module):
         prior_transforms: The kinds of a flow across time on z that the prior's Gaussian is
             pushed through (:class:`~seqflows.latent_prior.LatentFlow`), outermost first; empty:
             the paper's Gaussian prior.
-        prior_config: Settings of those transforms (needed with ``prior_transforms``).
+        prior_config: Settings of those transforms, shared or one each (needed with
+            ``prior_transforms``).
         checkpoint_activations: The encoder and the decoder recompute their activations in the
             backward pass instead of keeping them (:mod:`seqflows.normalization`).
         condition_dim: A, the size of each step's conditions c_t (0: unconditioned).
@@ -233,7 +236,7 @@ class LatentSequenceModel(nn.Module):
         batch_norm: str,
         init: str,
         prior_transforms: Sequence[str] = (),
-        prior_config: TransformConfig | None = None,
+        prior_config: TransformConfig | Sequence[TransformConfig] | None = None,
         checkpoint_activations: bool = False,
         condition_dim: int = 0,
     ) -> None:
@@ -546,17 +549,11 @@ class _Modelled(NamedTuple):
 
 
 @dataclass(frozen=True)
-class SLVMConfig(TransformConfig):
-    r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
-
-    The fields of :class:`~seqflows.transforms.TransformConfig` (window, conditioner, hidden,
-    scales, normalization, batch_norm, identity_init, bins, bound, checkpoint_activations) set
-    the flow's transforms, and the training-mode BatchNorm statistics and the activation
-    checkpointing of every network; and
+class LatentConfig:
+    r"""Settings of an SLVM's latent model (Appendix B, Fig. 6): the LSTMs, the frame encoder
+    and decoder, p(x_t | z_t).
 
     Attributes:
-        type: ``"slvm"``: what a configuration's ``model.type`` says for this model.
-        num_transforms: M, the flow's transforms (0: the SLVM baseline; 1, 2: w/ 1-AF, 2-AF).
         latent_dim: Size of z_t (256).
         lstm_hidden: Units of the LSTMs and of the prior's fully connected layers (256).
         lstm_layers: LSTM layers of the prior and the posterior (None: 2 for the baseline, 1
@@ -564,52 +561,26 @@ class SLVMConfig(TransformConfig):
         encoder_features: Size of the frame encoder's output (128).
         conv_width: Filters of the DC-GAN encoder's first (decoder's last) layer (64).
         mlp_hidden: Units of the encoder and decoder of vector frames (256).
-        burn_in: Context frames of the baseline (None: ``window``, so that it scores the frames
-            a 1-AF scores; 0 scores every frame); with a flow, always the flow's M*k.
         likelihood_loc: ``"sigmoid"`` or ``"linear"`` loc of p(x_t | z_t) (None: sigmoid for
             the baseline on frames, linear otherwise, as the paper).
-        init: The latent model's initialisation: ``"reference"`` (the authors',
-            :func:`reference_initialization`: it trained better here, see docs/results.md) or
-            ``"default"`` (PyTorch's).
-        train_frames: Frames of the training ELBO: ``"all"`` (every frame the latent model sees:
-            the whole crop for the baseline, as the authors trained it; after the flow's
-            context with a flow) or ``"scored"`` (the frames after ``burn_in``).
-        transforms: The kind of each of the flow's transforms, outermost first (``"affine"``
-            or ``"spline"``, see :class:`~seqflows.flows.FlowConfig`); None: all affine.
-        prior_transforms: Beyond the paper: the kinds (``"affine"``, ``"spline"``) of a flow
-            across time on z that the prior's Gaussian is pushed through, outermost first
-            (:mod:`seqflows.latent_prior`); the KL term is then estimated at the posterior
-            sample. Empty (the default): the paper's Gaussian prior.
-        prior_window: k of the prior's transforms: the past latents each one sees.
-        prior_conditioner: ``"mlp"`` or ``"linear"``: the conditioner of the prior's
-            transforms (``hidden`` units; the other transform settings are shared).
+        init: ``"reference"`` (the authors', :func:`reference_initialization`: it trained
+            better here, see docs/results.md) or ``"default"`` (PyTorch's).
+        batch_norm: Training-mode BatchNorm statistics of the encoder and decoder:
+            ``"pooled"`` over all B * T frames or ``"per_step"`` (:mod:`seqflows.normalization`).
     """
 
-    type: Literal["slvm"] = "slvm"
-    num_transforms: int = 0
     latent_dim: int = 256
     lstm_hidden: int = 256
     lstm_layers: int | None = None
     encoder_features: int = 128
     conv_width: int = 64
     mlp_hidden: int = 256
-    burn_in: int | None = None
     likelihood_loc: Literal["sigmoid", "linear"] | None = None
     init: Literal["default", "reference"] = "reference"
-    train_frames: Literal["all", "scored"] = "all"
-    transforms: list[Literal["affine", "spline"]] | None = None
-    prior_transforms: list[Literal["affine", "spline"]] = field(default_factory=list)
-    prior_window: int = 1
-    prior_conditioner: Literal["mlp", "linear"] = "mlp"
+    batch_norm: Literal["pooled", "per_step"] = "pooled"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        check_at_least(self, 0, "num_transforms", "burn_in")
-        check_transform_kinds(self.transforms, self.num_transforms)
-        check_transform_kinds(
-            self.prior_transforms, len(self.prior_transforms), "prior_transforms"
-        )
-        check_at_least(self, 1, "prior_window")
+        check_choices(self)
         check_at_least(
             self,
             1,
@@ -620,35 +591,136 @@ class SLVMConfig(TransformConfig):
             "conv_width",
             "mlp_hidden",
         )
-        flow_context = self.num_transforms * self.window
-        if self.num_transforms and self.burn_in not in (None, flow_context):
+
+
+DEFAULT_BURN_IN = 3  # the baseline's context frames: those a 1-AF with k = 3 needs
+
+
+@dataclass(frozen=True)
+class SLVMConfig:
+    r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
+
+    Attributes:
+        type: ``"slvm"``: what a configuration's ``model.type`` says for this model.
+        latent: The latent model (:class:`LatentConfig`).
+        prior: Beyond the paper: a flow across time on z that the prior's Gaussian is pushed
+            through (:class:`~seqflows.latent_prior.PriorFlowConfig`,
+            :mod:`seqflows.latent_prior`); the KL term is then estimated at the posterior
+            sample. None (the default): the paper's Gaussian prior.
+        likelihood: The flow of the conditional likelihood, SLVM w/ M-AF
+            (:class:`~seqflows.transforms.StackConfig`: its transforms and conditioner); None:
+            the SLVM baseline.
+        burn_in: Context frames of the baseline (None: 3, so that it scores the frames a 1-AF
+            scores; 0 scores every frame); with a likelihood, always the flow's M*k (leave it
+            None).
+        train_frames: Frames of the training ELBO: ``"all"`` (every frame the latent model sees:
+            the whole crop for the baseline, as the authors trained it; after the flow's
+            context with a flow) or ``"scored"`` (the frames after ``burn_in``).
+        condition_dim: A, the size of each step's conditions c_t (0: unconditioned).
+        checkpoint_activations: Every network (encoder, decoder, the flows' conditioners)
+            recomputes its activations in the backward pass instead of keeping them.
+
+    The flat settings of earlier versions (``num_transforms``, ``window``, ``latent_dim``,
+    ``prior_transforms``, ...) are accepted wherever settings are given
+    (:mod:`seqflows.flat_settings`).
+    """
+
+    type: Literal["slvm"] = "slvm"
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    prior: PriorFlowConfig | None = None
+    likelihood: StackConfig | None = None
+    burn_in: int | None = None
+    train_frames: Literal["all", "scored"] = "all"
+    condition_dim: int = 0
+    checkpoint_activations: bool = False
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_at_least(self, 0, "burn_in", "condition_dim")
+        if self.likelihood is not None and self.burn_in not in (None, self.flow_context):
             raise ConfigError(
                 f"burn_in={self.burn_in}: with a flow the context is the flow's "
-                f"num_transforms * window = {flow_context} frames (leave burn_in unset)"
+                f"num_transforms * window = {self.flow_context} frames (leave burn_in unset)"
             )
+
+    flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["slvm"]  # the aliases it accepts
+
+    @classmethod
+    def nest_flat_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with the flat names of earlier versions nested
+        (:func:`~seqflows.flat_settings.nest_settings`)."""
+        return nest_settings("slvm", values)
+
+    @classmethod
+    def from_settings(cls, config: SLVMConfig | None = None, **settings: Any) -> SLVMConfig:
+        r"""``config`` (default: the defaults) with ``settings`` changed, flat names
+        (``num_transforms=1``, ``latent_dim=8``) or nested ones (``latent={...}``)."""
+        return build(cls, {**asdict(config or cls()), **settings})
+
+    @property
+    def flow_context(self) -> int:
+        """M*k: the context frames of the likelihood's flow (0 without one)."""
+        if self.likelihood is None:
+            return 0
+        return self.likelihood.num_transforms * self.likelihood.conditioner.window
 
     @property
     def burn_in_frames(self) -> int:
         """The context frames before the first scored one (the model's ``burn_in``): the
-        flow's M*k with a flow, else ``burn_in`` (None: ``window``)."""
-        if self.flow is not None:
-            return self.flow.burn_in_frames
-        return self.window if self.burn_in is None else self.burn_in
+        flow's M*k with a flow, else ``burn_in`` (None: 3)."""
+        if self.likelihood is not None:
+            return self.flow_context
+        return DEFAULT_BURN_IN if self.burn_in is None else self.burn_in
+
+    @property
+    def num_transforms(self) -> int:
+        """M, the likelihood's transforms (0: the baseline)."""
+        return 0 if self.likelihood is None else self.likelihood.num_transforms
 
     @property
     def flow(self) -> FlowConfig | None:
-        """The flow's settings (burn-in context, standard base), or None for the baseline."""
-        if not self.num_transforms:
+        """The likelihood's flow as a flow model's settings (burn-in context, standard base),
+        or None for the baseline."""
+        if self.likelihood is None:
             return None
-        shared = {field.name: getattr(self, field.name) for field in fields(TransformConfig)}
-        return FlowConfig(**shared, num_transforms=self.num_transforms, transforms=self.transforms)
+        return FlowConfig(
+            transforms=self.likelihood.transforms,
+            conditioner=self.likelihood.conditioner,
+            condition_dim=self.condition_dim,
+            checkpoint_activations=self.checkpoint_activations,
+        )
 
-    @property
-    def prior_transform(self) -> TransformConfig:
-        """The settings of every transform of the flow prior (``prior_window``, ...)."""
-        shared = {item.name: getattr(self, item.name) for item in fields(TransformConfig)}
-        shared.update(window=self.prior_window, conditioner=self.prior_conditioner)
-        return TransformConfig(**shared)
+    def size_settings(self) -> dict[str, int]:
+        """The settings that size the model's networks, by their nested names."""
+        sizes = {
+            f"latent.{name}": getattr(self.latent, name) for name in ("latent_dim", "lstm_hidden")
+        }
+        if self.likelihood is not None:
+            sizes["likelihood.conditioner.hidden"] = self.likelihood.conditioner.hidden
+        return sizes
+
+    def prior_settings(self) -> list[TransformConfig]:
+        """What each transform of the flow prior is built from (none: the Gaussian prior)."""
+        if self.prior is None:
+            return []
+        return [
+            # The prior's transforms see z only (c_t enters the prior's LSTM): no conditions.
+            transform_settings(transform, self.prior.conditioner, 0, self.checkpoint_activations)
+            for transform in self.prior.transforms
+        ]
+
+    def check_frames(self, event_shape: Sequence[int], size_setting: str = "size") -> None:
+        """Checks that frames of ``event_shape`` suit the model: images (C, S, S) need a side S
+        of 4 * 2^n (:func:`~seqflows.networks.conv_frame_layers`), the error naming
+        ``size_setting=S``; vectors (D,) any D.
+
+        Raises:
+            ConfigError: Images of another size; vectors with a ``"conv"`` conditioner.
+        """
+        if len(event_shape) == 3:
+            conv_frame_layers(event_shape, f"{size_setting}={event_shape[1]}")
+        if self.flow is not None:
+            self.flow.check_frames(event_shape, size_setting)
 
 
 class SLVM(Pretrained, nn.Module):
@@ -673,25 +745,27 @@ class SLVM(Pretrained, nn.Module):
         self, event_shape: Sequence[int], config: SLVMConfig | None = None, **settings: Any
     ) -> None:
         super().__init__()
-        config = replace(config or SLVMConfig(), **settings)
+        config = SLVMConfig.from_settings(config, **settings) if settings else config
+        config = config or SLVMConfig()
         self.config = config
         self.event_shape = check_event_shape(event_shape)
         image = len(self.event_shape) == 3
         flow = config.flow
         self.flow = None if flow is None else FlowModel(self.event_shape, flow)
+        latent = config.latent
         self.latent = LatentSequenceModel(
             self.event_shape,
-            latent_dim=config.latent_dim,
-            hidden=config.lstm_hidden,
-            layers=config.lstm_layers or (1 if flow else 2),
-            features=config.encoder_features,
-            width=config.conv_width,
-            mlp_hidden=config.mlp_hidden,
-            loc_map=config.likelihood_loc or ("sigmoid" if image and not flow else "linear"),
-            batch_norm=config.batch_norm,
-            init=config.init,
-            prior_transforms=config.prior_transforms,
-            prior_config=config.prior_transform,
+            latent_dim=latent.latent_dim,
+            hidden=latent.lstm_hidden,
+            layers=latent.lstm_layers or (1 if flow else 2),
+            features=latent.encoder_features,
+            width=latent.conv_width,
+            mlp_hidden=latent.mlp_hidden,
+            loc_map=latent.likelihood_loc or ("sigmoid" if image and not flow else "linear"),
+            batch_norm=latent.batch_norm,
+            init=latent.init,
+            prior_transforms=[] if config.prior is None else config.prior.kinds,
+            prior_config=config.prior_settings(),
             checkpoint_activations=config.checkpoint_activations,
             condition_dim=config.condition_dim,
         )
@@ -705,15 +779,8 @@ class SLVM(Pretrained, nn.Module):
 
     @classmethod
     def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
-        """Checks that frames of ``event_shape`` suit the model: images (C, S, S) need a side S
-        of 4 * 2^n (:func:`~seqflows.networks.conv_frame_layers`), the error naming
-        ``size_setting=S``; vectors (D,) any D.
-
-        Raises:
-            ConfigError: Images of another size.
-        """
-        if len(event_shape) == 3:
-            conv_frame_layers(event_shape, f"{size_setting}={event_shape[1]}")
+        """Checks that ``event_shape`` suits the model: :meth:`SLVMConfig.check_frames`."""
+        SLVMConfig().check_frames(event_shape, size_setting)
 
     @property
     def train_frames(self) -> str:

@@ -64,7 +64,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -79,14 +79,21 @@ from .errors import ConfigError, NonFiniteError
 from .splines import MAX_BOUND, MIN_BIN, RationalQuadraticSpline, spline_parameters
 
 __all__ = [
+    "TRANSFORM_CONFIGS",
     "TRANSFORM_KINDS",
     "AffineAutoregressiveTransform",
+    "AffineConfig",
+    "ConditionerConfig",
+    "SplineConfig",
+    "StackConfig",
     "SplineAutoregressiveTransform",
     "TransformConfig",
     "TransformOutput",
     "bound_log_scale",
     "build_conditioner",
     "build_transform",
+    "check_transforms",
+    "transform_settings",
 ]
 
 CONTEXTS = ("burn_in", "padded")
@@ -111,8 +118,167 @@ def bound_log_scale(raw: Tensor, min_scale: float, max_scale: float, scale_map: 
 
 
 @dataclass(frozen=True)
+class ConditionerConfig:
+    r"""Settings of the conditioner of each transform of a stack: the network that maps the
+    past k inputs to the shift and the log-scale (Eq. 5-6, Appendix B).
+
+    Attributes:
+        kind: ``"auto"`` (``"conv"`` for frames (C, H, W), ``"mlp"`` for vectors (D,)),
+            ``"conv"`` (Appendix B), ``"mlp"`` or ``"linear"`` (:mod:`seqflows.conditioners`).
+        window: k, the past inputs that condition each step (3 in the paper).
+        hidden: Hidden channels (conv) or units (mlp) (64 in the paper).
+        normalization: ``"batch"`` (BatchNorm in the conv conditioner, the paper) or ``"none"``.
+        batch_norm: Training-mode BatchNorm statistics: ``"pooled"`` over all time steps, or
+            ``"per_step"`` (the authors' step loop; :mod:`seqflows.normalization`).
+        identity_init: Zero heads, so that the untrained transform is the identity (the
+            authors' code used PyTorch's default initialisation).
+        padding: How the conv conditioner pads the frame's border: ``"zeros"`` (the paper) or
+            ``"replicate"`` (the outermost pixels repeated).
+    """
+
+    kind: Literal["auto", "conv", "mlp", "linear"] = "auto"
+    window: int = 3
+    hidden: int = 64
+    normalization: Literal["batch", "none"] = "batch"
+    batch_norm: Literal["pooled", "per_step"] = "pooled"
+    identity_init: bool = True
+    padding: Literal["zeros", "replicate"] = "zeros"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_at_least(self, 1, "window", "hidden")
+
+
+@dataclass(frozen=True)
+class AffineConfig:
+    r"""One affine transform across time (Eq. 5-6): its scale bounds.
+
+    Attributes:
+        type: ``"affine"``, the transform's kind.
+        min_scale: Floor of the scale (the paper's code had none).
+        max_scale: Ceiling of the scale (10 in the paper's code).
+        scale_map: ``"clamp"`` (the paper's hard clamp) or ``"soft"`` (smooth tanh soft-clamp).
+    """
+
+    type: Literal["affine"] = "affine"
+    min_scale: float = 1e-4
+    max_scale: float = 10.0
+    scale_map: Literal["clamp", "soft"] = "clamp"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if not 0 < self.min_scale < self.max_scale:
+            raise ConfigError(
+                f"min_scale and max_scale need 0 < min_scale < max_scale, got {self.min_scale} "
+                f"and {self.max_scale}"
+            )
+        if self.scale_map == "soft" and not self.min_scale < 1 < self.max_scale:
+            raise ConfigError("scale_map 'soft' needs min_scale < 1 < max_scale")
+
+
+@dataclass(frozen=True)
+class SplineConfig(AffineConfig):
+    r"""One spline transform across time (beyond the paper,
+    :class:`SplineAutoregressiveTransform`): the affine settings, and
+
+    Attributes:
+        type: ``"spline"``, the transform's kind.
+        bins: K, the bins of the spline.
+        bound: B: the spline acts on the standardised input in [-B, B], the identity outside.
+    """
+
+    type: Literal["spline"] = "spline"  # type: ignore[assignment]
+    bins: int = 8
+    bound: float = 5.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self, 2, "bins")
+        if self.bins * MIN_BIN >= 1:
+            raise ConfigError(f"bins must be below {round(1 / MIN_BIN)}, got {self.bins}")
+        if not self.bound > 0:  # NaN too
+            raise ConfigError(f"bound must be positive, got {self.bound}")
+        if self.bound > MAX_BOUND:  # infinity too
+            raise ConfigError(
+                f"bound must be at most {MAX_BOUND:g} (the spline's knots span 2 * bound, in "
+                f"float32), got {self.bound}"
+            )
+
+
+TRANSFORM_CONFIGS: dict[str, type[AffineConfig]] = {"affine": AffineConfig, "spline": SplineConfig}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    r"""A stack of transforms across time (Eq. 9) and their conditioner: an SLVM's flow
+    likelihood or its flow prior.
+
+    Attributes:
+        transforms: Each transform's settings, outermost first (:class:`AffineConfig` or
+            :class:`SplineConfig`); at least one.
+        conditioner: The settings of every transform's conditioner.
+    """
+
+    transforms: list[AffineConfig | SplineConfig] = field(default_factory=lambda: [AffineConfig()])
+    conditioner: ConditionerConfig = field(default_factory=ConditionerConfig)
+
+    def __post_init__(self) -> None:
+        check_transforms(self.transforms)
+
+    @property
+    def num_transforms(self) -> int:
+        """M, the transforms of the stack."""
+        return len(self.transforms)
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kind of each transform, outermost first."""
+        return [transform.type for transform in self.transforms]
+
+
+def check_transforms(transforms: Sequence[AffineConfig], name: str = "transforms") -> None:
+    """Raises ConfigError unless ``transforms`` holds at least one transform configuration."""
+    if not transforms:
+        raise ConfigError(f"{name} must hold at least one transform")
+    for transform in transforms:
+        if not isinstance(transform, AffineConfig):
+            raise ConfigError(f"{name} must hold transform settings, got {transform!r}")
+
+
+def transform_settings(
+    transform: AffineConfig,
+    conditioner: ConditionerConfig,
+    condition_dim: int = 0,
+    checkpoint_activations: bool = False,
+) -> TransformConfig:
+    r"""The settings one transform is built from (:func:`build_transform`): its own and its
+    conditioner's, with the model's conditions and activation checkpointing."""
+    spline = (
+        {"bins": transform.bins, "bound": transform.bound}
+        if isinstance(transform, SplineConfig)
+        else {}
+    )
+    return TransformConfig(
+        window=conditioner.window,
+        conditioner=conditioner.kind,
+        hidden=conditioner.hidden,
+        min_scale=transform.min_scale,
+        max_scale=transform.max_scale,
+        scale_map=transform.scale_map,
+        normalization=conditioner.normalization,
+        batch_norm=conditioner.batch_norm,
+        identity_init=conditioner.identity_init,
+        padding=conditioner.padding,
+        checkpoint_activations=checkpoint_activations,
+        condition_dim=condition_dim,
+        **spline,
+    )
+
+
+@dataclass(frozen=True)
 class TransformConfig:
-    r"""Settings of one affine autoregressive transform and its conditioner (Eq. 5-6, App. B).
+    r"""The resolved settings that one transform and its conditioner are built from (Eq. 5-6,
+    App. B): :func:`transform_settings` makes them from a model's nested configuration.
 
     Attributes:
         window: k, the past inputs that condition each step (3 in the paper).

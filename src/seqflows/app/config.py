@@ -9,11 +9,17 @@ of range are errors that name the file (or the override) and the key. The experi
 paper ship with the package (:func:`find_config`, ``seqflows configs``).
 
 Example:
-    >>> config = Config.from_dict({"model": {"window": 2}}, overrides=["train.batch_size=4"])
-    >>> config.model.window, config.train.batch_size, type(config.model).__name__
+    >>> config = Config.from_dict(
+    ...     {"model": {"conditioner": {"window": 2}}}, overrides=["train.batch_size=4"]
+    ... )
+    >>> config.model.conditioner.window, config.train.batch_size, type(config.model).__name__
     (2, 4, 'FlowConfig')
-    >>> Config.from_dict({}, ["model.type=slvm", "model.latent_dim=8"]).model.latent_dim
+    >>> slvm = Config.from_dict({}, ["model.type=slvm", "model.latent.latent_dim=8"]).model
+    >>> slvm.latent.latent_dim
     8
+
+The flat names of earlier versions (``model.window``, ``model.latent_dim``) remain accepted as
+aliases of the nested settings (:mod:`seqflows.flat_settings`).
 """
 
 from __future__ import annotations
@@ -32,12 +38,12 @@ from typing import Any, Literal
 from ..config import build, check_at_least, check_choices, check_seed, coerce
 from ..data.scaling import check_standardization
 from ..errors import ConfigError
+from ..flat_settings import FLAT_NAMES
 from ..flows import FlowConfig
 from ..pretrained import MODEL_CLASSES
 from ..slvm import SLVMConfig
 
 __all__ = [
-    "MODEL_TYPES",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -52,10 +58,6 @@ __all__ = [
 ]
 
 ModelConfig = FlowConfig | SLVMConfig
-# The configuration class of each model type, from the registry of model classes
-MODEL_TYPES: dict[str, type[FlowConfig] | type[SLVMConfig]] = {
-    name: cls.config_class for name, cls in MODEL_CLASSES.items()
-}
 SECTIONS = ("data", "model", "train", "evaluate")
 
 
@@ -420,7 +422,7 @@ class Config:
                     f"override {override!r}: unknown configuration key {key!r}; sections are "
                     f"{sorted(SECTIONS)}"
                 )
-            tree[section][name] = _parse_value(text)
+            _set_nested(tree[section], name.split("."), _parse_value(text))
             where[key] = f"override {override!r}"
         sections = {
             section: _build_section(section, tree[section], source, where) for section in SECTIONS
@@ -460,25 +462,32 @@ def _build_section(
     """One section from its values, naming the override or the file of a bad value."""
     if section == "model":
         kind = values.get("type", "flow")
-        if kind not in MODEL_TYPES:
+        if kind not in MODEL_CLASSES:
             place = where.get("model.type", source)
             raise ConfigError(
                 f"{place + ': ' if place else ''}model.type must be one of "
-                f"{', '.join(MODEL_TYPES)}; got {kind!r}"
+                f"{', '.join(MODEL_CLASSES)}; got {kind!r}"
             )
-        cls: type = MODEL_TYPES[kind]
-        known = {item.name for item in dataclasses.fields(cls)}
-        for key in sorted(set(values) - known):  # a setting of the other model type
-            for other, other_cls in MODEL_TYPES.items():
-                if key in {item.name for item in dataclasses.fields(other_cls)}:
+        cls: type = MODEL_CLASSES[kind].config_class
+        for key in sorted(set(values) - _model_keys(kind)):  # a setting of the other model type
+            for other in MODEL_CLASSES:
+                if key in _model_keys(other):
                     place = where.get(f"model.{key}", source)
                     raise ConfigError(
                         f"{place + ': ' if place else ''}model.{key} is a setting of "
                         f"model.type={other}; it does not apply to model.type={kind} (start from "
                         f"a configuration of that model type, see seqflows configs)"
                     )
-    else:
-        cls = SECTION_TYPES[section]
+        # The model's settings are coerced by build (flat names nested first), which names
+        # the nested key; an override is named as such.
+        overridden = [where[key] for key in where if key.startswith("model.")]
+        try:
+            return build(cls, values, source, "model.")
+        except ConfigError as error:
+            if not overridden:
+                raise
+            raise ConfigError(f"{error} (given by {', '.join(overridden)})") from None
+    cls = SECTION_TYPES[section]
     hints = typing.get_type_hints(cls)
     for key in values:  # a bad override is named as such
         place = where.get(f"{section}.{key}")
@@ -491,6 +500,41 @@ def _build_section(
             )
         values[key] = coerce(values[key], hints[key], f"{section}.{key}", place)
     return build(cls, values, source, f"{section}.")
+
+
+def _set_nested(values: dict[str, Any], path: list[str], value: Any) -> None:
+    r"""Sets ``values[path[0]][path[1]]... = value``, making the mappings on the way: an
+    override ``model.conditioner.hidden=64`` sets one setting of the nested
+    ``conditioner``; ``model.transforms.0.bins=4`` one of the first transform (a flat
+    ``conditioner: conv`` on the way becomes ``{kind: conv}``)."""
+    head, *rest = path
+    if not rest:
+        values[head] = value
+        return
+    inner = values.get(head)
+    if isinstance(inner, list) and rest[0].isdigit() and int(rest[0]) < len(inner):
+        inner = list(inner)
+        index = int(rest[0])
+        item = dict(inner[index]) if isinstance(inner[index], Mapping) else {"type": inner[index]}
+        if len(rest) == 1:
+            item = value
+        else:
+            _set_nested(item, rest[1:], value)
+        inner[index] = item
+        values[head] = inner
+        return
+    if isinstance(inner, str) and head == "conditioner":
+        inner = {"kind": inner}
+    inner = dict(inner) if isinstance(inner, Mapping) else {}
+    _set_nested(inner, rest, value)
+    values[head] = inner
+
+
+def _model_keys(kind: str) -> set[str]:
+    """The keys a model section of ``kind`` takes: its fields and the flat names of earlier
+    versions (:mod:`seqflows.flat_settings`)."""
+    fields = {item.name for item in dataclasses.fields(MODEL_CLASSES[kind].config_class)}
+    return fields | FLAT_NAMES.get(kind, frozenset())
 
 
 def available_configs() -> dict[str, str]:

@@ -254,11 +254,11 @@ def _check_frames(
                 f"{(channels, size, size)}; set data.channels and data.size to match the data "
                 "(or leave them unset: read from the data)"
             )
-    if len(shape) == 1 and config.model.conditioner == "conv":
-        raise ConfigError(
-            f"{name}: vector sequences (D = {shape[0]}) need model.conditioner=mlp or linear "
-            "(or auto)"
-        )
+    if len(shape) == 1:
+        try:
+            config.model.check_frames(shape, "data.size")
+        except ConfigError as error:
+            raise ConfigError(f"{name}: {error}") from None
     return shape
 
 

@@ -367,8 +367,8 @@ def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
     """``{"train": {"seed": 0}, "name": "x"}`` -> ``{"train.seed": 0, "name": "x"}``."""
     flat = {}
     for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update({f"{key}.{name}": item for name, item in value.items()})
+        if isinstance(value, Mapping):  # nested settings too: model.conditioner.hidden
+            flat.update({f"{key}.{name}": item for name, item in _flatten(value).items()})
         else:
             flat[key] = value
     return flat

@@ -113,7 +113,8 @@ def check_model_fits(
         condition_dim: A, the conditions per step read from the data (None: the model's).
 
     Raises:
-        ConfigError: Naming ``model.hidden``, the parameters and the bytes they take.
+        ConfigError: Naming the model's sizes (``model.conditioner.hidden``, ...), the parameters
+            and the bytes they take.
     """
     import torch
 
@@ -129,11 +130,14 @@ def check_model_fits(
     copies = 4 if config.train.optimizer == "adam" else 2
     needed = parameters * copies * (8 if config.train.precision == "64" else 4)
     if needed > available:
+        sizes = ", ".join(
+            f"model.{key}={value}" for key, value in config.model.size_settings().items()
+        )
         what = (
             "weights, gradients and Adam's two moments" if copies == 4 else "weights and gradients"
         )
         raise ConfigError(
-            f"model.hidden={config.model.hidden}: the {model_label(model)} has {parameters:,} "
+            f"{sizes}: the {model_label(model)} has {parameters:,} "
             f"parameters; training holds them {copies} times ({what}), {_size(needed)}, more "
             f"than the {_size(available)} of memory of this machine"
         )
