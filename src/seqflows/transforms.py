@@ -148,6 +148,10 @@ class ConditionerConfig:
         check_choices(self)
         check_at_least(self, 1, "window", "hidden")
 
+    def kind_for(self, event_shape: Sequence[int]) -> str:
+        """The conditioner for frames of ``event_shape``: ``kind``, or the automatic one."""
+        return conditioner_kind(self.kind, event_shape)
+
 
 @dataclass(frozen=True)
 class AffineConfig:
@@ -345,9 +349,15 @@ class TransformConfig:
 
     def conditioner_kind(self, event_shape: Sequence[int]) -> str:
         """The conditioner for frames of ``event_shape``: ``conditioner``, or the automatic one."""
-        if self.conditioner != "auto":
-            return self.conditioner
-        return "conv" if len(event_shape) == 3 else "mlp"
+        return conditioner_kind(self.conditioner, event_shape)
+
+
+def conditioner_kind(kind: str, event_shape: Sequence[int]) -> str:
+    """The conditioner ``kind`` for frames of ``event_shape``: ``"auto"`` is ``"conv"`` for frames
+    (C, H, W) and ``"mlp"`` for vectors (D,)."""
+    if kind != "auto":
+        return kind
+    return "conv" if len(event_shape) == 3 else "mlp"
 
 
 def build_conditioner(

@@ -446,8 +446,8 @@ def rows_note(model: nn.Module, rows: Sequence[dict[str, torch.Tensor]]) -> str 
             "loc and scale: the likelihood p(x_t | z_t) at one sample of the posterior; "
             "residual: (x_t - loc) / scale."
         )
-    settings = model.config
-    if settings.conditioner_kind(model.event_shape) != "conv" or settings.padding != "zeros":
+    conditioner = model.config.conditioner
+    if conditioner.kind_for(model.event_shape) != "conv" or conditioner.padding != "zeros":
         return None
     H, W = model.event_shape[1:]
     if H < 3 or W < 3:
