@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
-from helpers import VECTOR, make_flow, sequence
 
 from seqflows.errors import DataError
 from seqflows.missing import observation_conditions, require_elementwise, split_missing
+
+from helpers import VECTOR, make_flow, sequence
 
 NAN = float("nan")
 
