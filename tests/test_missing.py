@@ -143,3 +143,12 @@ def test_a_model_that_ties_the_dimensions_of_a_step_refuses_gaps():
     with pytest.raises(DataError, match="within-step flow ties the dimensions"):
         require_elementwise(WithinStep(), observed)
     require_elementwise(WithinStep(), None)  # complete data: nothing to refuse
+
+
+def test_the_slvm_refuses_gaps_with_a_clear_error():
+    from seqflows import SLVM
+
+    model = SLVM(VECTOR, latent_dim=2, lstm_hidden=4, mlp_hidden=4, conditioner="mlp").double()
+    x = _with_gap(sequence(1, 5, VECTOR), (0, 3, 1))
+    with pytest.raises(DataError, match="x has missing values .NaN.; the SLVM"):
+        model.loss(x)

@@ -49,6 +49,7 @@ from .distributions import full_precision, normal_kl, normal_log_prob
 from .errors import ConfigError, DataError
 from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
 from .latent_prior import LatentFlow
+from .missing import split_missing
 from .networks import conv_frame_layers, make_frame_networks
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
@@ -812,6 +813,11 @@ class SLVM(Pretrained, nn.Module):
         conditions)."""
         check_sequence(x, self.event_shape, "x")
         check_conditions(conditions, self.condition_dim, x.shape[0], x.shape[1])
+        if split_missing(x)[1] is not None:  # one reduction, as check_finite's
+            raise DataError(
+                f"{self.label}: x has missing values (NaN); the SLVM does not leave them out "
+                "of its bound yet: use a flow-only model (model.type=flow) or fill the gaps"
+            )
         if x.shape[1] <= self.burn_in:
             raise DataError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
