@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
+from seqflows.app.cli import main
+from seqflows.app.evaluation import SequenceScores
+from seqflows.data import Preprocessing
 from seqflows.errors import DataError
 from seqflows.missing import observation_conditions, require_elementwise, split_missing
 
-from helpers import VECTOR, make_flow, sequence
+from helpers import TINY_RUN, VECTOR, make_flow, sequence
 
 NAN = float("nan")
 
@@ -152,3 +160,72 @@ def test_the_slvm_refuses_gaps_with_a_clear_error():
     x = _with_gap(sequence(1, 5, VECTOR), (0, 3, 1))
     with pytest.raises(DataError, match="x has missing values .NaN.; the SLVM"):
         model.loss(x)
+
+
+# End to end: a CSV series with gaps is converted, trained on and evaluated
+
+
+def gapped_csv(path: Path, machines: int = 12, steps: int = 10) -> Path:
+    """Random walks of 3 sensors; machine m0 starts with 2 missing steps, every machine has a
+    whole missing step at t = 5 and pressure is missing at every third step."""
+    rng = np.random.default_rng(0)
+    rows = ["machine,time,temperature,pressure,flow"]
+    for machine in range(machines):
+        walk = np.cumsum(rng.normal(size=(steps, 3)), axis=0) + [20.0, 1.0, -3.0]
+        for t, values in enumerate(walk.tolist()):
+            cells = [f"{value:.4f}" for value in values]
+            if t % 3 == 1:
+                cells[1] = "NaN"
+            if t == 5 or (machine == 0 and t < 2):
+                cells = ["", "NA", ""]
+            rows.append(f"m{machine},{t},{','.join(cells)}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_csv_series_with_gaps_converts_trains_and_evaluates(tmp_path, capsys):
+    store = tmp_path / "store"
+    convert = ["convert", "series", str(gapped_csv(tmp_path / "sensors.csv")), str(store)]
+    convert += ["--id-column", "machine", "--time-column", "time", "--test", "0.25"]
+    assert main(convert) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    run = tmp_path / "run"
+    command = ["train", "my_time_series", "data.dataset=store", f"data.path={store}"]
+    command += ["--out", str(run), "--max-steps", "2", "--no-progress", *TINY_RUN]
+    assert main([*command, "data.length=8"]) == 0
+    said = capsys.readouterr().err
+    assert "data.gaps=True" in said  # read from the data: masks given to the conditioners
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["gaps"] is True
+    assert config["model"]["condition_dim"] == 2 * 3  # m_{t-1} and m_t of the 3 sensors
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    output = tmp_path / "evaluation.json"
+    assert main(["evaluate", checkpoint, "--no-progress", "--output", str(output)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(output.read_text())
+    assert math.isfinite(result["nats_per_dim"])
+    share = result["share_scored"]
+    assert result["dims_scored"] == round(share * result["frames_scored"] * 3)
+    assert 0.5 < share < 0.9  # whole missing steps and every third pressure value
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in table.splitlines())
+    assert rows["share scored"].startswith(f"{share:.4f} of the values of the scored frames")
+    assert rows["temporal correlation of x"] == "n/a (gaps)"
+
+
+def test_the_share_scored_counts_the_observed_values_of_the_scored_frames():
+    model = make_flow(VECTOR, window=1)
+    scores = SequenceScores(
+        model.event_shape,
+        preprocessing=Preprocessing("none", mean=(0.0, 0.0, 0.0), std=(1.0, 2.0, 4.0)),
+    )
+    x = _with_gap(sequence(2, 4, VECTOR), (0, 0, 1), (0, 2, 1), (1, 3))  # (0, 0): context
+    scores.update(model, x)
+    summary = scores.summary()
+    assert summary["frames_scored"] == 6 and summary["dims_scored"] == 18 - 1 - 3
+    assert summary["share_scored"] == pytest.approx(14 / 18)
+    # The standardisation's log-Jacobian counts the observed values only: -log 2 is missing
+    # once, -log 2 - log 4 (the whole step) once.
+    log_prob = model.log_prob(x).detach()
+    expected = float(log_prob.sum()) - 6 * math.log(8) + math.log(2) + math.log(8)
+    assert summary["log_likelihood_sum"] == pytest.approx(expected)
+    assert summary["corr_x"] is None

@@ -184,6 +184,17 @@ def format_table(result: dict[str, Any]) -> str:
         ("temporal correlation of x", number(result["corr_x"], 3)),
         ("temporal correlation of noise", number(result["corr_noise"], 3)),
     ]
+    share = result.get("share_scored")
+    if share is not None and share < 1:  # gaps (NaN): the missing values are not scored
+        rows.insert(
+            4,
+            (
+                "share scored",
+                f"{share:.4f} of the values of the scored frames ({result['dims_scored']} "
+                "observed; the missing ones are left out)",
+            ),
+        )
+        rows[-2:] = [(name, "n/a (gaps)") for name, _ in rows[-2:]]
     if result.get("scores"):
         rows.append(("scores of every sequence and frame", result["scores"]["folder"]))
     width = max(len(name) for name, _ in rows)

@@ -273,6 +273,8 @@ def resolve_data(config: Config, split: str | None = None) -> Config:
         changes.update(_value_settings(real, shape, data, sources, first.name))
         shortest = {name: (source.num_frames, source.name) for name, source in sources.items()}
         condition_dim = condition_dim_of(first)
+        changes["gaps"] = _gaps(real, data, sources, first.name)
+        condition_dim += 2 * shape[0] if changes["gaps"] else 0  # the observation masks
         where = first.name
     changes.update(_lengths(config, shortest, split))
     model = _model_conditions(config.model, data, condition_dim, where)
@@ -408,6 +410,22 @@ def _value_settings(
             series_statistics(_Sequences(source), source.name)
     mean, std = series_statistics(_Sequences(train), train.name)
     return {"noise": "none", "mean": mean.tolist(), "std": std.tolist()}
+
+
+def _gaps(real: bool, data: DataConfig, sources: dict[str, Source], name: str) -> bool | None:
+    """``gaps``: the given setting, or whether the training split of a real-valued series has a
+    missing value (NaN); None for frames, which have no gaps."""
+    if data.gaps is not None or not real:
+        if data.gaps and not real:
+            raise ConfigError(
+                f"{name}: data.gaps=true gives observation masks of real-valued series with "
+                "missing values; these frames are uint8 (no gaps)"
+            )
+        return data.gaps
+    train = sources.get("train")
+    if train is None:  # an evaluation of a configuration that was never resolved
+        train = build_source(_replace(data, {"dataset": dataset_of(data)}), "train")
+    return any(bool(np.isnan(sequence).any()) for sequence in _Sequences(train))
 
 
 class _Sequences:

@@ -44,6 +44,7 @@ from ..metrics import (
 )
 from ..objective import SequenceModel
 from .config import Config
+from .datamodule import split_batch
 from .progress import Progress
 
 __all__ = [
@@ -86,6 +87,7 @@ class SequenceScores:
         self._per_frame: list[Tensor] = []
         self._bounds: list[Tensor] = []
         self.likelihood = LogLikelihoodSum()
+        self.gaps = False  # whether a scored sequence had missing values (NaN)
         self.iwae_total = 0.0
         self.sequences = 0
         dims = dims_per_frame(event_shape)
@@ -120,11 +122,20 @@ class SequenceScores:
             x, self.iwae_samples, generator, self.iwae_chunk, scored, conditions=conditions
         )
         offset = self.preprocessing.log_abs_det  # log |dz/dx| of a frame (0: not standardised)
-        log_prob = scores.log_prob[:, available - scored :].detach().double() + offset
-        self.likelihood.update(log_prob, self.event_shape)
+        observed = None
+        if scores.observed is not None:  # gaps: the observed values' log |dz/dx| only
+            self.gaps = True
+            mask = ~torch.isnan(x[:, x.shape[1] - scored :].flatten(2))  # (B, scored, D)
+            log_std = -torch.tensor(self.preprocessing.std or (0.0,), dtype=torch.float64).log()
+            offset = (mask.double().cpu() * log_std).sum(-1)  # (B, scored)
+            observed = int(mask.sum())
+        log_prob = scores.log_prob[:, available - scored :].detach().double().cpu() + offset
+        self.likelihood.update(log_prob, self.event_shape, observed)
         if self.keep:
-            self._per_frame.append(log_prob.cpu())
+            self._per_frame.append(log_prob)
         self.sequences += x.shape[0]
+        if self.gaps:  # no lag-1 correlation of series with holes
+            return
         self.correlation_x.update(x.float().cpu())
         if scores.noise is not None:
             noise = scores.noise[:, scores.noise.shape[1] - scored :]
@@ -173,6 +184,7 @@ class SequenceScores:
         self.likelihood = LogLikelihoodSum.from_state(likelihood)
         self.correlation_x = TemporalCorrelation.from_state(correlation_x)
         self.correlation_noise = TemporalCorrelation.from_state(correlation_noise)
+        self.gaps = self.gaps or (self.share_scored or 1.0) < 1.0
 
     def summary(self, noise: str | None = None) -> dict[str, Any]:
         r"""nats/dim (bits/dim when ``noise``, by default the preprocessing's, is uniform
@@ -194,11 +206,19 @@ class SequenceScores:
             "log_likelihood_sum": self.likelihood.total,
             "dims_scored": self.likelihood.dims,
             "frames_scored": self.likelihood.frames,
+            "share_scored": self.share_scored,
             "sequences": self.sequences,
-            "corr_x": _safe_correlation(self.correlation_x),
-            "corr_noise": _safe_correlation(self.correlation_noise),
+            "corr_x": None if self.gaps else _safe_correlation(self.correlation_x),
+            "corr_noise": None if self.gaps else _safe_correlation(self.correlation_noise),
         }
         return result
+
+    @property
+    def share_scored(self) -> float | None:
+        r"""The observed share of the values of the scored frames (1 without gaps; NaN cells
+        are missing and not scored), None before any frame."""
+        every = self.likelihood.frames * dims_per_frame(self.event_shape)
+        return self.likelihood.dims / every if every else None
 
 
 def _safe_correlation(correlation: TemporalCorrelation) -> float | None:
@@ -270,7 +290,7 @@ def evaluate_model(
     shown = None if progress is None else Progress(len(loader), progress, "batches")
     try:
         for batch in loader:
-            x, conditions = (batch, None) if isinstance(batch, Tensor) else batch
+            x, conditions = split_batch(batch, config.data.gaps)
             if conditions is not None:
                 conditions = conditions.to(device)
             accumulator.update(model, x.to(device), generator, conditions)

@@ -106,7 +106,7 @@ class SequenceTask(pl.LightningModule):
     def training_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> Tensor:
         r"""The model's loss on a batch (B, T, *event_shape) (or a pair of it and its
         conditions (B, T, A)); logs it and its parts."""
-        x, conditions = split_batch(batch)
+        x, conditions = split_batch(batch, self.config.data.gaps)
         generator = self._generator(self.config.train.seed, self.global_step)
         warmup = self.config.train.kl_warmup
         # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
@@ -178,7 +178,7 @@ class SequenceTask(pl.LightningModule):
         self._scores = SequenceScores(self.event_shape, preprocessing=self.preprocessing)
 
     def validation_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> None:
-        x, conditions = split_batch(batch)
+        x, conditions = split_batch(batch, self.config.data.gaps)
         generator = self._generator(self.config.data.seed, batch_index)
         self._scores.update(self.model, x, generator, conditions)
 
