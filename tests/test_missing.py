@@ -229,3 +229,17 @@ def test_the_share_scored_counts_the_observed_values_of_the_scored_frames():
     expected = float(log_prob.sum()) - 6 * math.log(8) + math.log(2) + math.log(8)
     assert summary["log_likelihood_sum"] == pytest.approx(expected)
     assert summary["corr_x"] is None
+
+
+def test_a_sequence_with_too_few_observed_steps_is_refused_with_its_file(tmp_path, capsys):
+    series = np.random.default_rng(0).normal(size=(10, 8, 2))
+    series[4, 1:] = np.nan  # sequence 4: one step with an observed value
+    series[2, :3] = np.nan  # gaps at the start of a sequence are fine
+    path = tmp_path / "runs.npy"
+    np.save(path, series)
+    command = ["train", "data.dataset=array", f"data.path={path}", "model.conditioner=mlp"]
+    command += ["data.test_sequences=1", "data.validation_sequences=1"]
+    assert main([*command, "--out", str(tmp_path / "run"), "--max-steps", "1", *TINY_RUN]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert f"{path} [train]: sequence 4 has 1 steps with an observed value (of 8)" in error

@@ -67,7 +67,7 @@ from ..data import (
     load_moving_mnist_file,
     mnist,
 )
-from ..data.scaling import series_statistics
+from ..data.scaling import MIN_OBSERVED_STEPS, observed_steps, series_statistics
 from ..data.store import StoreSource
 from ..errors import DataError
 from .config import Config, ConfigError, DataConfig, ModelConfig
@@ -415,12 +415,22 @@ def _value_settings(
 def _gaps(real: bool, data: DataConfig, sources: dict[str, Source], name: str) -> bool | None:
     """``gaps``: the given setting, or whether the training split of a real-valued series has a
     missing value (NaN); None for frames, which have no gaps."""
-    if data.gaps is not None or not real:
-        if data.gaps and not real:
+    if not real:
+        if data.gaps:
             raise ConfigError(
                 f"{name}: data.gaps=true gives observation masks of real-valued series with "
                 "missing values; these frames are uint8 (no gaps)"
             )
+        return data.gaps
+    for source in sources.values():  # every sequence read needs a context and a score
+        for index, sequence in enumerate(_Sequences(source)):
+            if observed_steps(sequence) < MIN_OBSERVED_STEPS:
+                raise DataError(
+                    f"{source.name}: sequence {index} has {observed_steps(sequence)} steps with "
+                    f"an observed value (of {len(sequence)}); a sequence needs at least "
+                    f"{MIN_OBSERVED_STEPS}: drop it or fill its gaps"
+                )
+    if data.gaps is not None:
         return data.gaps
     train = sources.get("train")
     if train is None:  # an evaluation of a configuration that was never resolved

@@ -26,12 +26,14 @@ from ..errors import DataError
 from ..preprocessing import NOISES, Preprocessing, check_standardization, frames_to_unit_interval
 
 __all__ = [
+    "MIN_OBSERVED_STEPS",
     "NOISES",
     "Preprocessing",
     "check_frames",
     "check_standardization",
     "first_too_large",
     "frames_to_unit_interval",
+    "observed_steps",
     "series_statistics",
 ]
 
@@ -42,6 +44,14 @@ TOO_LARGE = (
     f"too large (beyond +-{LARGEST_SERIES_VALUE:.2g} the squares in the model's float32 "
     "statistics overflow); rescale the series (other units) or drop the value"
 )
+
+
+MIN_OBSERVED_STEPS = 2  # steps with an observed value a sequence needs: a context, a score
+
+
+def observed_steps(values: np.ndarray) -> int:
+    r"""The steps of a sequence (T, D) that hold at least one observed (not NaN) value."""
+    return int((~np.isnan(np.asarray(values, np.float64))).any(axis=-1).sum())
 
 
 def first_too_large(values: np.ndarray) -> tuple[int, ...] | None:

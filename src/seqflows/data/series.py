@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import DataError
 from .conversion import SPLIT_METHOD, assign_splits, is_visible, names_sha1
-from .scaling import TOO_LARGE, first_too_large
+from .scaling import MIN_OBSERVED_STEPS, TOO_LARGE, first_too_large, observed_steps
 from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
 from .video import natural_key
 
@@ -52,7 +52,6 @@ __all__ = ["convert_series", "dequantize_series", "series_range"]
 SERIES_VERSION = 2  # 2: real values kept (float64) unless quantised
 SERIES_SHARD = 256  # sequences per shard of a series store
 MISSING_CELLS = ("", "nan", "na", "n/a")  # CSV cells of missing values (any case)
-MIN_OBSERVED_STEPS = 2  # steps with an observed value a sequence needs: a context, a score
 _log = logging.getLogger(__name__)
 
 
@@ -203,7 +202,7 @@ def _load_series(
 def _check_observed_steps(series: _Series) -> None:
     """Refuses a sequence with fewer than :data:`MIN_OBSERVED_STEPS` steps holding an observed
     value (the rest are gaps), naming its file and id."""
-    observed = int((~np.isnan(series.values)).any(axis=1).sum())
+    observed = observed_steps(series.values)
     if observed < MIN_OBSERVED_STEPS:
         which = f", id {series.metadata['id']!r}" if "id" in series.metadata else ""
         raise DataError(
