@@ -16,7 +16,12 @@ from seqflows.app.cli import main
 from seqflows.app.evaluation import SequenceScores
 from seqflows.data import Preprocessing
 from seqflows.errors import DataError
-from seqflows.missing import observation_conditions, require_elementwise, split_missing
+from seqflows.missing import (
+    generation_masks,
+    observation_conditions,
+    require_elementwise,
+    split_missing,
+)
 
 from helpers import TINY_RUN, VECTOR, make_flow, sequence
 
@@ -210,6 +215,13 @@ def test_a_csv_series_with_gaps_converts_trains_and_evaluates(tmp_path, capsys):
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in table.splitlines())
     assert rows["share scored"].startswith(f"{share:.4f} of the values of the scored frames")
     assert rows["temporal correlation of x"] == "n/a (gaps)"
+    # Generation continues a context with gaps (filled; its masks, then 1 for the new steps).
+    figures = tmp_path / "figures"
+    sample = ["sample", checkpoint, "--out", str(figures), "--num", "2", "--length", "3"]
+    assert main(sample) == 0, capsys.readouterr().err
+    written = torch.load(figures / "samples.pt")
+    assert torch.isfinite(written["predicted"]).all() and written["context"].isnan().any()
+    assert main(["visualize", checkpoint, "--out", str(figures), "--frames", "4"]) == 0
 
 
 def test_the_share_scored_counts_the_observed_values_of_the_scored_frames():
@@ -243,3 +255,20 @@ def test_a_sequence_with_too_few_observed_steps_is_refused_with_its_file(tmp_pat
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "Traceback" not in error
     assert f"{path} [train]: sequence 4 has 1 steps with an observed value (of 8)" in error
+
+
+def test_generation_conditions_end_with_the_contexts_masks_and_ones_after():
+    from seqflows.app.conditions import generation_conditions
+
+    context = torch.tensor([[[1.0, NAN], [NAN, NAN]]])  # (N, c, D) = (1, 2, 2)
+    masks = generation_masks(context, 2)
+    assert masks.tolist() == [
+        [[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]]  # [m_{t-1}, m_t]
+    ]
+    known = torch.full((1, 4, 1), 3.0)  # the data's own conditions come first
+    steps = generation_conditions(5, 1, 2, 2, known, gaps=context)
+    torch.testing.assert_close(steps, torch.cat([known, masks], dim=-1))
+    assert torch.equal(generation_conditions(4, 1, 2, 2, None, gaps=context), masks)
+    model = make_flow((2,), window=1, condition_dim=4)
+    generated = model.sample(1, 2, context=context.double(), conditions=masks.double())
+    assert generated.shape == (1, 2, 2) and torch.isfinite(generated).all()

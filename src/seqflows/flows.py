@@ -240,17 +240,18 @@ class FlowModel(Pretrained, nn.Module):
         r"""The rows of Fig. 4 and Fig. 9 of sequences x, on the scored frames.
 
         Returns:
-            The data x_t and, per transform (outermost first), its ``shift``, ``scale`` and
+            The data x_t (NaN where missing) and, per transform (outermost first), its
+            ``shift``, ``scale`` and
             output (``noise``: u^{m+1}, y for the innermost), each (B, T - burn_in,
             *event_shape).
         """
-        out = self.normalize(x, conditions)
+        out = self.normalize(split_missing(x)[0], conditions)
         outputs = [*out.inputs[1:], out.noise]
         layers = [
             {"shift": shift, "scale": scale, "noise": output}
             for shift, scale, output in zip(out.shifts, out.scales, outputs, strict=True)
         ]
-        return out.inputs[0], layers
+        return x[:, x.shape[1] - out.noise.shape[1] :], layers  # gaps stay NaN
 
     def bound(
         self,
@@ -373,8 +374,9 @@ class FlowModel(Pretrained, nn.Module):
 
         Arguments:
             noise: y for the frames after the context, with shape (B, T', *event_shape).
-            context: Preceding data frames, with shape (B, c, *event_shape), c >= burn_in;
-                None (no context) is allowed in ``padded`` mode.
+            context: Preceding data frames, with shape (B, c, *event_shape), c >= burn_in
+                (NaN gaps are filled with 0, :mod:`seqflows.missing`); None (no context) is
+                allowed in ``padded`` mode.
             conditions: The conditions of the context's frames and of the frames to generate,
                 (B, c + T', A), for a conditioned model only.
 
@@ -384,6 +386,8 @@ class FlowModel(Pretrained, nn.Module):
         """
         check_sequence(noise, self.event_shape, "noise")
         check_dtype(noise, self, "noise")
+        if context is not None:  # gaps (NaN) of the context: filled as for the density
+            context = split_missing(context, "context")[0]
         if context is None:
             if self.burn_in:
                 raise ValueError(

@@ -33,6 +33,7 @@ from .checks import check_finite
 from .errors import DataError
 
 __all__ = [
+    "generation_masks",
     "observation_conditions",
     "observed_mean",
     "observed_sum",
@@ -118,6 +119,14 @@ def observation_conditions(x: Tensor, conditions: Tensor | None = None) -> Tenso
     previous = torch.cat([torch.ones_like(current[:, :1]), current[:, :-1]], dim=1)
     parts = [] if conditions is None else [conditions.to(dtype)]
     return torch.cat([*parts, previous, current], dim=-1)
+
+
+def generation_masks(context: Tensor, length: int) -> Tensor:
+    r"""The observation masks [m_{t-1}, m_t] of a generation from ``context`` (N, c, D), NaN
+    where missing: the context's own, and 1 for the ``length`` generated steps, whose values
+    are all there. Returns (N, c + length, 2 D)."""
+    generated = context.new_zeros(context.shape[0], length, *context.shape[2:])
+    return observation_conditions(torch.cat([context, generated], dim=1))
 
 
 def require_elementwise(model: object, observed: Tensor | None) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 from ..atomic import write_text_atomically
 from ..errors import ConfigError, NonFiniteError
 from ..inference import fold_batch_norm
+from ..missing import observation_conditions
 from .checkpoints import model_from_checkpoint, save_atomically
 from .conditions import generation_conditions
 from .config import Config
@@ -262,8 +263,11 @@ def sample(
     if context_frames > 0 or (model.condition_dim and conditions is None):
         frames, real, known = real_sequences(config, num, context_frames, length)
         frames = frames.to(target) if context_frames > 0 else None
+    gaps = None  # the context's observation masks, for a model given them
+    if config.data.gaps:
+        gaps = torch.zeros(num, 0, *model.event_shape) if frames is None else frames.cpu()
     steps = generation_conditions(
-        model.condition_dim, num, context_frames, length, known, conditions
+        model.condition_dim, num, context_frames, length, known, conditions, gaps
     )
     steps = None if steps is None else steps.to(target)
     generator = torch.Generator(device=target).manual_seed(seed)
@@ -405,6 +409,8 @@ def visualize(
     x, known = sequence_batch(dataset, [index])  # read once, with its conditions if any
     # a conditioned model's rows are those of the sequence's conditions
     conditions = known if model.condition_dim else None
+    if config.data.gaps:  # and of its observation masks
+        conditions = observation_conditions(x, known)
     generator = torch.Generator().manual_seed(config.data.seed)
     data, layers = model.rows(x, generator, conditions)  # the model's own rows
     shown = slice(0, frames)

@@ -227,8 +227,9 @@ def predict(
     shown = None if progress is None else Progress(count, progress, "sequences")
     for start in range(0, count, group):
         batch, known = sequence_batch(dataset, range(start, min(start + group, count)))
+        gaps = batch[:, :context_frames] if config.data.gaps else None  # their masks
         steps = generation_conditions(
-            model.condition_dim, len(batch), context_frames, length, known, conditions
+            model.condition_dim, len(batch), context_frames, length, known, conditions, gaps
         )
         observed = batch[:, :context_frames].to(target)
         real = batch[:, context_frames:].to(target)
