@@ -430,11 +430,9 @@ def _gaps(real: bool, data: DataConfig, sources: dict[str, Source], name: str) -
                     f"an observed value (of {len(sequence)}); a sequence needs at least "
                     f"{MIN_OBSERVED_STEPS}: drop it or fill its gaps"
                 )
-    if data.gaps is not None:
-        return data.gaps
     train = sources.get("train")
-    if train is None:  # an evaluation of a configuration that was never resolved
-        train = build_source(_replace(data, {"dataset": dataset_of(data)}), "train")
+    if data.gaps is not None or train is None:  # given, or an evaluation of a model trained
+        return bool(data.gaps)  # before gaps were read (no masks: it has none)
     return any(bool(np.isnan(sequence).any()) for sequence in _Sequences(train))
 
 
