@@ -126,8 +126,9 @@ class SequenceScores:
         if scores.observed is not None:  # gaps: the observed values' log |dz/dx| only
             self.gaps = True
             mask = ~torch.isnan(x[:, x.shape[1] - scored :].flatten(2))  # (B, scored, D)
-            log_std = -torch.tensor(self.preprocessing.std or (0.0,), dtype=torch.float64).log()
-            offset = (mask.double().cpu() * log_std).sum(-1)  # (B, scored)
+            std = self.preprocessing.std or (1.0,)  # (1.0,): not standardised, no offset
+            log_std = torch.tensor(std, dtype=torch.float64).log()
+            offset = -(mask.double().cpu() * log_std).sum(-1)  # (B, scored)
             observed = int(mask.sum())
         log_prob = scores.log_prob[:, available - scored :].detach().double().cpu() + offset
         self.likelihood.update(log_prob, self.event_shape, observed)
