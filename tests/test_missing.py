@@ -241,6 +241,9 @@ def test_the_share_scored_counts_the_observed_values_of_the_scored_frames():
     expected = float(log_prob.sum()) - 6 * math.log(8) + math.log(2) + math.log(8)
     assert summary["log_likelihood_sum"] == pytest.approx(expected)
     assert summary["corr_x"] is None
+    unscaled = SequenceScores(model.event_shape, preprocessing=Preprocessing("none"))
+    unscaled.update(model, x)  # no standardisation: no log-Jacobian to add
+    assert unscaled.summary()["log_likelihood_sum"] == pytest.approx(float(log_prob.sum()))
 
 
 def test_a_sequence_with_too_few_observed_steps_is_refused_with_its_file(tmp_path, capsys):
