@@ -295,3 +295,11 @@ def test_gaps_are_read_from_the_training_split_and_can_be_switched_off(tmp_path)
     assert unmasked.data.gaps is False and unmasked.model.condition_dim == 0
     # an evaluation of the resolved configuration finds the same
     assert resolve_data(gapped, "test").model.condition_dim == 4
+
+
+def test_quantised_stores_keep_no_gaps(tmp_path, capsys):
+    source = gapped_csv(tmp_path / "sensors.csv", machines=3, steps=4)
+    command = ["convert", "series", str(source), str(tmp_path / "store"), "--quantize"]
+    assert main([*command, "--id-column", "machine", "--validation", "0", "--test", "0"]) == 2
+    error = capsys.readouterr().err
+    assert f"{source}, line 2, column 'temperature': a missing value; --quantize" in error
