@@ -158,13 +158,62 @@ def test_a_model_that_ties_the_dimensions_of_a_step_refuses_gaps():
     require_elementwise(WithinStep(), None)  # complete data: nothing to refuse
 
 
-def test_the_slvm_refuses_gaps_with_a_clear_error():
+def _slvm(num_transforms: int):
     from seqflows import SLVM
 
-    model = SLVM(VECTOR, latent_dim=2, lstm_hidden=4, mlp_hidden=4, conditioner="mlp").double()
-    x = _with_gap(sequence(1, 5, VECTOR), (0, 3, 1))
-    with pytest.raises(DataError, match="x has missing values .NaN.; the SLVM"):
-        model.loss(x)
+    torch.manual_seed(0)
+    model = SLVM(
+        VECTOR,
+        latent_dim=2,
+        lstm_hidden=8,
+        mlp_hidden=8,
+        conditioner="mlp",
+        num_transforms=num_transforms,
+        window=1,
+        identity_init=False,
+        init="default",
+    )
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_the_slvm_bound_leaves_the_missing_values_out_of_its_diagonal_likelihood(num_transforms):
+    """At the same posterior sample (the same filled input, the same generator), the ELBO of
+    sequences with gaps is the complete one without the missing values' log N(v; loc, scale)
+    terms (and, with a flow, without their log-determinants); the KL stays."""
+    model = _slvm(num_transforms)
+    x = sequence(2, 6, VECTOR)
+    gapped = _with_gap(x, (0, 4, 1), (1, 3))
+    filled = gapped.nan_to_num(0.0)
+
+    def generator() -> torch.Generator:
+        return torch.Generator().manual_seed(3)
+
+    with torch.no_grad():
+        terms = model.elbo_terms(gapped, generator())
+        complete = model.elbo_terms(filled, generator())  # what the networks see: the same
+    burn_in = model.burn_in
+    observed = ~torch.isnan(gapped[:, burn_in:])
+    v = filled[:, burn_in:] if complete.flow is None else complete.flow.noise
+    normal = torch.distributions.Normal(complete.likelihood_loc, complete.likelihood_scale)
+    expected = torch.where(observed, normal.log_prob(v), 0.0).sum(-1)
+    torch.testing.assert_close(terms.log_likelihood, expected)
+    torch.testing.assert_close(terms.kl, complete.kl)
+    if complete.flow is not None:
+        log_det = torch.where(observed, complete.flow.element_log_abs_det, 0.0).sum(-1)
+        torch.testing.assert_close(terms.log_abs_det, log_det)
+    assert torch.equal(terms.observed, observed.sum(-1))
+    # The importance-weighted bound: finite, with the whole missing step scoring no value.
+    with torch.no_grad():
+        bound = model.iwae(gapped, 4, generator())
+        full = model.iwae(x, 4, generator())
+    assert torch.isfinite(bound).all() and not torch.allclose(bound, full)
+    loss = model.loss(gapped, generator())
+    torch.testing.assert_close(
+        loss.loss, -loss.objective.sum() * 3 / loss.observed.sum(), rtol=1e-6, atol=1e-9
+    )
+    context = model.sample(2, 2, context=gapped[:, :5])  # a context with gaps is filled
+    assert torch.isfinite(context).all()
 
 
 # End to end: a CSV series with gaps is converted, trained on and evaluated

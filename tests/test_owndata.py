@@ -402,7 +402,7 @@ def test_float_arrays_are_taken_as_they_are_and_checked(tmp_path, capsys):
         )
         error = capsys.readouterr().err
         assert status == 2 and error.count("\n") == 1, error
-        assert f"bad.npy {named}, frame 6, dimension 2 is inf: every value must be" in error
+        assert f"bad.npy {named}, frame 6, dimension 2 is inf: values must be finite" in error
     # ... and a crop that holds one is named where it is read.
     dataset = FixedSequences(ArraySource(series, "file"), 8, noise="none")
     with pytest.raises(ValueError, match="file: sequence 2, frame 6, dimension 2 is inf"):

@@ -18,6 +18,9 @@ A model given sequences x (B, T, *event_shape) with NaN cells scores the observe
   observed), so that a transform's window of conditions c_{t-k+1:t} holds the masks of every
   past value it sees and the SLVM's posterior at t knows which of v_t are real.
 
+The SLVM's bound (ELBO, importance-weighted) leaves out the same terms of its diagonal
+likelihood and element-wise flow; its KL terms stay (a bound on the observed values).
+
 A transform that ties the dimensions of one step together (a flow within the step) has no such
 factorisation: a missing dimension cannot be left out exactly. Such a model sets
 ``exact_marginals = False`` and :func:`require_elementwise` refuses gaps for it, naming the
