@@ -33,9 +33,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
 # idea. Raise it only with a reason; never squeeze code or docstrings to fit.
-# Missing values (issue 27 item 2: seqflows.missing, gaps in convert, statistics, evaluation and
-# generation) added about 330: 17,950.
-PACKAGE_LINES = 17_980
+# Missing values (issue 27 item 2: seqflows.missing, gaps in convert, statistics, both model
+# families, evaluation and generation) added about 360: 17,980.
+PACKAGE_LINES = 18_000
 
 
 def shipped_models():
