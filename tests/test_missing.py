@@ -352,3 +352,19 @@ def test_quantised_stores_keep_no_gaps(tmp_path, capsys):
     assert main([*command, "--id-column", "machine", "--validation", "0", "--test", "0"]) == 2
     error = capsys.readouterr().err
     assert f"{source}, line 2, column 'temperature': a missing value; --quantize" in error
+
+
+def test_the_slvm_bound_is_scored_on_the_observed_values():
+    model = _slvm(0)
+    std = (1.0, 2.0, 4.0)
+    preprocessing = Preprocessing("none", mean=(0.0, 0.0, 0.0), std=std)
+    scores = SequenceScores(VECTOR, iwae_samples=3, preprocessing=preprocessing)
+    x = _with_gap(sequence(2, 6, VECTOR), (0, 4, 1), (1, 3))
+    scores.update(model, x, torch.Generator().manual_seed(1))
+    _, bound = model.scores_and_bound(x, 3, torch.Generator().manual_seed(1))
+    observed = ~torch.isnan(x[:, model.burn_in :])
+    jacobian = -(observed.double() * torch.tensor(std).log()).sum()
+    assert scores.iwae_total == pytest.approx(float(bound.sum() + jacobian))
+    summary = scores.summary()
+    assert summary["dims_scored"] == int(observed.sum())
+    assert summary["iwae_nats_per_dim"] == pytest.approx(scores.iwae_total / int(observed.sum()))

@@ -135,17 +135,17 @@ class SequenceScores:
         if self.keep:
             self._per_frame.append(log_prob)
         self.sequences += x.shape[0]
-        if self.gaps:  # no lag-1 correlation of series with holes
-            return
-        self.correlation_x.update(x.float().cpu())
-        if scores.noise is not None:
-            noise = scores.noise[:, scores.noise.shape[1] - scored :]
-            self.correlation_noise.update(noise.float().cpu())
-        if bound is not None:
-            bound = bound.detach().double() + scored * offset
+        if not self.gaps:  # no lag-1 correlation of series with holes
+            self.correlation_x.update(x.float().cpu())
+            if scores.noise is not None:
+                noise = scores.noise[:, scores.noise.shape[1] - scored :]
+                self.correlation_noise.update(noise.float().cpu())
+        if bound is not None:  # plus the log-Jacobian of every scored frame
+            jacobian = offset.sum(-1) if isinstance(offset, Tensor) else scored * offset
+            bound = bound.detach().double().cpu() + jacobian
             self.iwae_total += float(bound.sum())
             if self.keep:
-                self._bounds.append(bound.cpu())
+                self._bounds.append(bound)
 
     @property
     def per_frame(self) -> np.ndarray:
