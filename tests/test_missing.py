@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -254,8 +255,21 @@ def test_a_csv_series_with_gaps_converts_trains_and_evaluates(tmp_path, capsys):
     assert config["model"]["condition_dim"] == 2 * 3  # m_{t-1} and m_t of the 3 sensors
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     output = tmp_path / "evaluation.json"
-    assert main(["evaluate", checkpoint, "--no-progress", "--output", str(output)]) == 0
+    scores = tmp_path / "scores"
+    evaluate = ["evaluate", checkpoint, "--no-progress", "--output", str(output)]
+    assert main([*evaluate, "--scores", str(scores)]) == 0
     table = capsys.readouterr().out
+    # Per frame: nats per observed value; none for a whole missing step (t = 5).
+    with open(scores / "frames.csv", newline="") as stream:
+        frames = list(csv.DictReader(stream))
+    for row in frames:
+        frame, score = int(row["frame"]), float(row["log_likelihood"])
+        observed = 0 if frame == 5 else 2 if frame % 3 == 1 else 3
+        if observed == 0:
+            assert row["nats_per_dim"] == "" and score == 0.0
+        else:  # (machine m0's first two steps are context frames: not scored)
+            assert float(row["nats_per_dim"]) == pytest.approx(score / observed)
+    assert any(int(row["frame"]) == 5 for row in frames)
     result = json.loads(output.read_text())
     assert math.isfinite(result["nats_per_dim"])
     share = result["share_scored"]

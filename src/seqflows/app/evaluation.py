@@ -85,6 +85,7 @@ class SequenceScores:
         self.preprocessing = preprocessing or Preprocessing()
         self.keep = keep
         self._per_frame: list[Tensor] = []
+        self._observed: list[Tensor] = []  # observed values of every kept frame
         self._bounds: list[Tensor] = []
         self.likelihood = LogLikelihoodSum()
         self.gaps = False  # whether a scored sequence had missing values (NaN)
@@ -123,9 +124,9 @@ class SequenceScores:
         )
         offset = self.preprocessing.log_abs_det  # log |dz/dx| of a frame (0: not standardised)
         observed = None
+        mask = ~torch.isnan(x[:, x.shape[1] - scored :].flatten(2))  # (B, scored, D)
         if scores.observed is not None:  # gaps: the observed values' log |dz/dx| only
             self.gaps = True
-            mask = ~torch.isnan(x[:, x.shape[1] - scored :].flatten(2))  # (B, scored, D)
             std = self.preprocessing.std or (1.0,)  # (1.0,): not standardised, no offset
             log_std = torch.tensor(std, dtype=torch.float64).log()
             offset = -(mask.double().cpu() * log_std).sum(-1)  # (B, scored)
@@ -134,6 +135,7 @@ class SequenceScores:
         self.likelihood.update(log_prob, self.event_shape, observed)
         if self.keep:
             self._per_frame.append(log_prob)
+            self._observed.append(mask.sum(-1).cpu())
         self.sequences += x.shape[0]
         if not self.gaps:  # no lag-1 correlation of series with holes
             self.correlation_x.update(x.float().cpu())
@@ -154,6 +156,14 @@ class SequenceScores:
         if not self._per_frame:
             return np.zeros((0, 0))
         return torch.cat(self._per_frame).numpy()
+
+    @property
+    def observed_per_frame(self) -> np.ndarray:
+        r"""The observed values (not NaN) of every kept scored frame (``keep``), int with shape
+        (N, scored frames): D per frame without gaps."""
+        if not self._observed:
+            return np.zeros((0, 0), np.int64)
+        return torch.cat(self._observed).numpy()
 
     @property
     def bounds(self) -> np.ndarray | None:
@@ -427,7 +437,8 @@ def write_scores(
       sequence), ``frames`` (scored), the summed score (``log_likelihood`` for flows, ``elbo``
       and, when computed, ``iwae`` for SLVMs) and ``nats_per_dim``;
     * ``frames.csv``: one row per scored frame: ``sequence``, ``frame`` (its index in the
-      sequence), the score and ``nats_per_dim``;
+      sequence), the score and ``nats_per_dim`` (per observed value with gaps; empty for a
+      frame with none);
     * ``frames.npy`` (N, scored frames) and ``sequences.npy`` (N,): the same scores, float64.
 
     Scores are in nats, of the data in its own units (see :func:`protocol`), in the order of
@@ -440,7 +451,7 @@ def write_scores(
     per_frame = scores.per_frame  # (N, T')
     count, scored = per_frame.shape
     score = "log_likelihood" if model.exact else "elbo"
-    dims = int(np.prod(model.event_shape))
+    observed = scores.observed_per_frame  # (N, T'): D per frame without gaps
     bounds = scores.bounds
     totals = per_frame.sum(axis=1)
     ids = [_sequence_ids(dataset, index) for index in range(count)]
@@ -455,11 +466,11 @@ def write_scores(
         row = [index, *(ids[index].get(key, "") for key in id_columns), starts[index], scored]
         row += [repr(float(totals[index]))]
         row += [repr(float(bounds[index]))] if bounds is not None else []
-        rows.append([*row, repr(float(best / (scored * dims)))])
+        rows.append([*row, _per_value(best, observed[index].sum())])
     frame_rows = [
-        [index, starts[index] + context + step, repr(float(value)), repr(float(value / dims))]
+        [index, starts[index] + context + step, repr(float(value)), _per_value(value, values)]
         for index in range(count)
-        for step, value in enumerate(per_frame[index])
+        for step, (value, values) in enumerate(zip(per_frame[index], observed[index], strict=True))
     ]
     files = {
         "sequences_csv": _write_csv(folder / "sequences.csv", header, rows),
@@ -478,6 +489,11 @@ def write_scores(
         "units": "nats per frame and per sequence (sums over dimensions), nats_per_dim per "
         "dimension, of the data in the units of the protocol",
     }
+
+
+def _per_value(score: float, values: int) -> str:
+    """nats per dimension of a score over ``values`` observed values; '' when there are none."""
+    return repr(float(score / values)) if values else ""
 
 
 def _sequence_ids(dataset: Dataset, index: int) -> dict[str, Any]:
