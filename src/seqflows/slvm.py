@@ -49,7 +49,7 @@ from .distributions import full_precision, normal_kl, normal_log_prob
 from .errors import ConfigError, DataError
 from .flows import FlowConfig, FlowModel, FlowOutput, check_transform_kinds
 from .latent_prior import LatentFlow
-from .missing import observed_mean, observed_sum, split_missing
+from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .networks import conv_frame_layers, make_frame_networks
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
@@ -842,6 +842,7 @@ class SLVM(Pretrained, nn.Module):
             check_dtype(x, self, "x")
             check_finite(x, "x")
             return _Modelled(x, None, conditions, observed)
+        require_elementwise(self.flow, observed)
         out = self.flow.normalize(x, conditions)  # which checks the dtype and the values of x
         latent_conditions = None if conditions is None else conditions[:, self.burn_in :]
         if observed is not None:  # y_{t,d} depends on x_{t,d} and the past: the same mask
