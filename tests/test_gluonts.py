@@ -133,11 +133,11 @@ def test_a_gluonts_dataset_becomes_a_store_with_its_covariates(tmp_path) -> None
 
 
 def test_bad_gluonts_entries_are_one_line_errors(tmp_path) -> None:
-    gap = np.arange(6.0)
-    gap[3] = np.nan
+    infinite = np.arange(6.0)
+    infinite[3] = np.inf
     entries = [{"start": pd.Period("2020-01-01", "D"), "target": np.ones(6)}] * 2
-    with pytest.raises(DataError, match=r"entry 1: target value nan at step 3, dimension 0"):
-        convert_gluonts([entries[0], {**entries[0], "target": gap}], tmp_path / "a")
+    with pytest.raises(DataError, match=r"entry 1: target value inf at step 3, dimension 0"):
+        convert_gluonts([entries[0], {**entries[0], "target": infinite}], tmp_path / "a")
     wide = {**entries[0], "target": np.ones((2, 6))}
     with pytest.raises(DataError, match=r"entry 1: 2 target dimensions, entry 0 has 1"):
         convert_gluonts([entries[0], wide], tmp_path / "b")

@@ -421,9 +421,15 @@ def test_preprocessing_of_real_series():
     mean, std = series_statistics([np.array([[1.0, 7.0], [3.0, 7.0]]), np.array([[2.0, 7.0]])])
     assert mean.tolist() == [2.0, 7.0] and std.tolist() == [math.sqrt(2 / 3), 1.0]
     bad = np.zeros((3, 2))
-    bad[2, 1] = np.nan
-    with pytest.raises(ValueError, match="runs: sequence 1, frame 2, dimension 1 is nan"):
+    bad[2, 1] = np.inf
+    with pytest.raises(ValueError, match="runs: sequence 1, frame 2, dimension 1 is inf"):
         series_statistics([np.zeros((2, 2)), bad], "runs")
+    # NaN marks a missing value: the statistics are those of the observed values
+    gapped = np.array([[1.0, np.nan], [3.0, 7.0], [np.nan, 9.0]])
+    mean, std = series_statistics([gapped])
+    assert mean.tolist() == [2.0, 8.0] and std.tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="runs: dimension 1 has no observed value"):
+        series_statistics([np.array([[1.0, np.nan], [2.0, np.nan]])], "runs")
 
 
 def test_float_arrays_are_taken_as_they_are_and_checked(tmp_path, capsys):
@@ -447,7 +453,7 @@ def test_float_arrays_are_taken_as_they_are_and_checked(tmp_path, capsys):
         )
         error = capsys.readouterr().err
         assert status == 2 and error.count("\n") == 1, error
-        assert f"bad.npy {named}, frame 6, dimension 2 is inf: every value must be" in error
+        assert f"bad.npy {named}, frame 6, dimension 2 is inf: values must be finite" in error
     # ... and a crop that holds one is named where it is read.
     dataset = FixedSequences(ArraySource(series, "file"), 8, noise="none")
     with pytest.raises(ValueError, match="file: sequence 2, frame 6, dimension 2 is inf"):

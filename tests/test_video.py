@@ -678,14 +678,15 @@ def test_series_cells_are_checked_with_their_location(
     err = refused("latin1.csv", b"a,b\n1,2\n\xe9,3\n")
     assert err.startswith(f"seqflows: error: {tmp_path / 'latin1.csv'}, line 3: not UTF-8")
     err = refused("inf.csv", "a,b\n1,2\n3,1e309\n")
-    assert "inf.csv, line 3, column 'b': '1e309' is not finite" in err
-    err = refused("nan.csv", "a,b\n1,nan\n")
-    assert "nan.csv, line 2, column 'b': 'nan' is not finite" in err
+    assert "inf.csv, line 3, column 'b': '1e309' is infinite" in err
+    # NaN is a missing value; a sequence needs two steps with an observed value
+    err = refused("nan.csv", "a,b\n1,nan\n,\nNA,\n")
+    assert f"{tmp_path / 'nan.csv'}: 1 of its 2 steps hold an observed value" in err
     array = np.ones((4, 2))
     array[2, 1] = np.inf
     np.save(tmp_path / "inf.npy", array)
     status, _, err = convert_command(capsys, "series", tmp_path / "inf.npy", tmp_path / "o")
-    assert status == 2 and "inf.npy, element [2, 1]: inf is not finite" in err
+    assert status == 2 and "inf.npy, element [2, 1]: inf is infinite" in err
     # One huge training cell would put every other value of its column on one uint8 level.
     rng = np.random.default_rng(0)
     rows = [f"s{n},{rng.normal():.6f},{rng.normal():.6f}" for n in range(10) for _ in range(5)]

@@ -42,8 +42,13 @@ class StandardNormal(nn.Module):
 
     def log_prob(self, y: Tensor) -> Tensor:
         r"""log N(y; 0, I) in nats, summed over the event dims: (*, *event_shape) -> (*)."""
+        return self.element_log_prob(y).flatten(-len(self.event_shape)).sum(-1)
+
+    def element_log_prob(self, y: Tensor) -> Tensor:
+        r"""log N(y_i; 0, 1) of every value, in nats: (*, *event_shape), float32 at least (a
+        diagonal density: the terms of missing values can be left out, :mod:`seqflows.missing`)."""
         y = y.to(torch.promote_types(y.dtype, torch.float32))
-        return -0.5 * (y.square() + _LOG_2PI).flatten(-len(self.event_shape)).sum(-1)
+        return -0.5 * (y.square() + _LOG_2PI)
 
     def sample(
         self,
@@ -70,13 +75,12 @@ class DiagonalNormal(StandardNormal):
         self.loc = nn.Parameter(torch.zeros(self.event_shape))
         self.log_scale = nn.Parameter(torch.zeros(self.event_shape))
 
-    def log_prob(self, y: Tensor) -> Tensor:
-        r"""log N(y; loc, scale^2) in nats, summed over the event dims: (*, *event) -> (*)."""
+    def element_log_prob(self, y: Tensor) -> Tensor:
+        r"""log N(y_i; loc_i, scale_i^2) of every value, in nats: (*, *event_shape)."""
         dtype = torch.promote_types(y.dtype, torch.float32)
         loc, log_scale = self.loc.to(dtype), self.log_scale.to(dtype)
         standard = (y.to(dtype) - loc) * torch.exp(-log_scale)
-        terms = -0.5 * (standard.square() + _LOG_2PI) - log_scale
-        return terms.flatten(-len(self.event_shape)).sum(-1)
+        return -0.5 * (standard.square() + _LOG_2PI) - log_scale
 
     def sample(
         self,

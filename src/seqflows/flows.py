@@ -44,9 +44,16 @@ from .config import build, check_at_least, check_choices
 from .distributions import full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError, warn_deprecated
 from .flat_settings import FLAT_NAMES, nest_settings
+from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
-from .transforms import StackConfig, TransformConfig, build_transform, transform_settings
+from .transforms import (
+    StackConfig,
+    TransformConfig,
+    TransformOutput,
+    build_transform,
+    transform_settings,
+)
 
 __all__ = [
     "FlowConfig",
@@ -176,6 +183,7 @@ class FlowModel(Pretrained, nn.Module):
         self.base = make_base(config.base, self.event_shape)
 
     exact = True  # log_prob and bound are exact log-likelihoods (:mod:`seqflows.objective`)
+    exact_marginals = True  # element-wise within a step: gaps are left out exactly (missing.py)
 
     @classmethod
     def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
@@ -212,17 +220,33 @@ class FlowModel(Pretrained, nn.Module):
         :class:`~seqflows.objective.SequenceModel`.
 
         Arguments:
-            x: Sequences, with shape (B, T, *event_shape).
+            x: Sequences, with shape (B, T, *event_shape); NaN cells are missing values, filled
+                with 0 in the transforms' inputs and left out of the density
+                (:mod:`seqflows.missing`).
             conditions: Their conditions (B, T, A), for a conditioned model only.
 
         Returns:
-            The loss, the per-frame log-likelihood (B, T - burn_in) and the flow's outputs.
+            The loss, the per-frame log-likelihood (B, T - burn_in) and the flow's outputs
+            (with gaps: the per-frame counts of observed values, and the loss per observed
+            value, :func:`~seqflows.missing.observed_mean`).
         """
+        x, observed = split_missing(x)
+        require_elementwise(self, observed)
         out = self.normalize(x, conditions)
         with full_precision(x.device):  # float32 density (mixed precision)
             dtype = torch.promote_types(out.noise.dtype, torch.float32)  # float64 stays
-            objective = self.base.log_prob(out.noise.to(dtype)) + out.log_abs_det.to(dtype)
-        return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
+            if observed is None:
+                objective = self.base.log_prob(out.noise.to(dtype)) + out.log_abs_det.to(dtype)
+                return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
+            # Gaps: the step density is a product over values (element-wise transforms, a
+            # diagonal base), so the missing values' terms are left out (seqflows.missing).
+            observed = observed[:, observed.shape[1] - out.noise.shape[1] :]
+            terms = self.base.element_log_prob(out.noise.to(dtype))
+            terms = terms + out.element_log_abs_det.to(dtype)
+            objective = observed_sum(terms, observed, len(self.event_shape))
+        counts = observed.flatten(2).sum(-1)  # (B, T - burn_in)
+        loss = -observed_mean(objective, counts, observed[0, 0].numel())
+        return LossTerms(loss=loss, objective=objective, flow=out, observed=counts)
 
     def scores(
         self,
@@ -234,7 +258,12 @@ class FlowModel(Pretrained, nn.Module):
         r"""Exact log p(x_t | x_<t) of each scored frame (Eq. 7-9), (B, T - burn_in), with the
         flow's outputs (the noise y, each transform's shift and scale)."""
         terms = self.loss(x, conditions=conditions)
-        return FrameScores(log_prob=terms.objective, noise=terms.flow.noise, flow=terms.flow)
+        return FrameScores(
+            log_prob=terms.objective,
+            noise=terms.flow.noise,
+            flow=terms.flow,
+            observed=terms.observed,
+        )
 
     def rows(
         self,
@@ -246,18 +275,19 @@ class FlowModel(Pretrained, nn.Module):
         of Fig. 4 and Fig. 9 of sequences x, on the scored frames.
 
         Returns:
-            The data x_t and, per transform (outermost first), its ``shift``, ``scale`` and
+            The data x_t (NaN where missing) and, per transform (outermost first), its
+            ``shift``, ``scale`` and
             output (``noise``: u^{m+1}, y for the innermost), each (B, T - burn_in,
             *event_shape).
         """
         warn_deprecated("FlowModel.rows", "seqflows.app.figures.figure_rows(model, x, ...)")
-        out = self.normalize(x, conditions)
+        out = self.normalize(split_missing(x)[0], conditions)
         outputs = [*out.inputs[1:], out.noise]
         layers = [
             {"shift": shift, "scale": scale, "noise": output}
             for shift, scale, output in zip(out.shifts, out.scales, outputs, strict=True)
         ]
-        return out.inputs[0], layers
+        return x[:, x.shape[1] - out.noise.shape[1] :], layers  # gaps stay NaN
 
     def bound(
         self,
@@ -353,6 +383,9 @@ class FlowModel(Pretrained, nn.Module):
             scales=tuple(torch.exp(on_scored_frames(out.log_scale)) for out in outputs),
             log_abs_det=torch.stack([on_scored_frames(out.log_abs_det) for out in outputs]).sum(0),
             inputs=tuple(on_scored_frames(u_m) for u_m in inputs),
+            element_log_abs_det=sum(
+                on_scored_frames(_element_log_abs_det(out)) for out in outputs
+            ),
         )
 
     def log_prob(self, x: Tensor, conditions: Tensor | None = None) -> Tensor:
@@ -364,11 +397,11 @@ class FlowModel(Pretrained, nn.Module):
 
         Returns:
             log p(x_t | x_{<t}) in nats (log p(x_t | x_{<t}, c_{<=t}) conditioned), summed
-            over the event dimensions, with shape (B, T - burn_in).
-            ``-model.log_prob(x).mean()`` is the training loss.
+            over the event dimensions (the observed ones, where x has NaN gaps:
+            :mod:`seqflows.missing`), with shape (B, T - burn_in).
+            ``-model.log_prob(x).mean()`` is the training loss (without gaps).
         """
-        out = self.normalize(x, conditions)
-        return self.base.log_prob(out.noise) + out.log_abs_det
+        return self.loss(x, conditions=conditions).objective
 
     def generate(
         self, noise: Tensor, context: Tensor | None = None, conditions: Tensor | None = None
@@ -377,8 +410,9 @@ class FlowModel(Pretrained, nn.Module):
 
         Arguments:
             noise: y for the frames after the context, with shape (B, T', *event_shape).
-            context: Preceding data frames, with shape (B, c, *event_shape), c >= burn_in;
-                None (no context) is allowed in ``padded`` mode.
+            context: Preceding data frames, with shape (B, c, *event_shape), c >= burn_in
+                (NaN gaps are filled with 0, :mod:`seqflows.missing`); None (no context) is
+                allowed in ``padded`` mode.
             conditions: The conditions of the context's frames and of the frames to generate,
                 (B, c + T', A), for a conditioned model only.
 
@@ -388,6 +422,8 @@ class FlowModel(Pretrained, nn.Module):
         """
         check_sequence(noise, self.event_shape, "noise")
         check_dtype(noise, self, "noise")
+        if context is not None:  # gaps (NaN) of the context: filled as for the density
+            context = split_missing(context, "context")[0]
         if context is None:
             if self.burn_in:
                 raise ValueError(
@@ -465,6 +501,13 @@ class FlowModel(Pretrained, nn.Module):
             temperature=temperature,
         )
         return self.generate(noise, context, conditions)[:, start:]
+
+
+def _element_log_abs_det(out: TransformOutput) -> Tensor:
+    """log |dy_{t,i}/dx_{t,i}| of every value of one transform: log g' - log scale."""
+    if out.log_derivative is None:
+        return -out.log_scale
+    return out.log_derivative - out.log_scale
 
 
 def _aligned(conditions: Tensor | None, length: int) -> Tensor | None:

@@ -130,11 +130,15 @@ class LogLikelihoodSum:
     dims: int = 0
     frames: int = 0
 
-    def update(self, log_prob: Tensor, event_shape: Sequence[int]) -> None:
-        r"""Adds per-frame log-likelihoods (any shape, e.g. (B, T)) of frames ``event_shape``."""
+    def update(
+        self, log_prob: Tensor, event_shape: Sequence[int], observed: int | None = None
+    ) -> None:
+        r"""Adds per-frame log-likelihoods (any shape, e.g. (B, T)) of frames ``event_shape``;
+        ``observed``: the values they cover when the frames have gaps (None: every value)."""
         self.total += float(log_prob.detach().double().sum())
         self.frames += log_prob.numel()
-        self.dims += log_prob.numel() * dims_per_frame(event_shape)
+        every = log_prob.numel() * dims_per_frame(event_shape)
+        self.dims += every if observed is None else int(observed)
 
     def merge(self, other: LogLikelihoodSum) -> LogLikelihoodSum:
         """The sum of two accumulators (e.g. from two processes)."""

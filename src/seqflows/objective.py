@@ -53,6 +53,9 @@ class FlowOutput:
             (B, T - burn_in): minus the sum over transforms and dimensions of log scale.
         inputs: The input u^m of each transform (outermost first: u^0 = x, u^1, ...), same
             shapes: with ``shifts`` and ``scales`` they give the rows of Fig. 4 and Fig. 9.
+        element_log_abs_det: log |dy_{t,i}/dx_{t,i}| of every value (the stack is element-wise
+            within a step), (B, T - burn_in, *event_shape): ``log_abs_det`` is its sum per
+            frame; None where not computed.
     """
 
     noise: Tensor
@@ -60,6 +63,7 @@ class FlowOutput:
     scales: tuple[Tensor, ...]
     log_abs_det: Tensor
     inputs: tuple[Tensor, ...]
+    element_log_abs_det: Tensor | None = None
 
 
 @dataclass
@@ -74,6 +78,9 @@ class LossTerms:
         flow: The flow's outputs (shift, scale, noise of every transform), or None.
         kl: Per-frame KL term of an SLVM, (B, T'), or None.
         log_likelihood: Per-frame log p(v_t | z_t) of an SLVM, (B, T'), or None.
+        observed: Per-frame number of observed values of sequences with gaps (NaN cells,
+            :mod:`seqflows.missing`), (B, T'): ``objective`` sums over those only and ``loss``
+            is minus its sum per observed value times the values per frame; None: all observed.
     """
 
     loss: Tensor
@@ -81,6 +88,7 @@ class LossTerms:
     flow: FlowOutput | None = None
     kl: Tensor | None = None
     log_likelihood: Tensor | None = None
+    observed: Tensor | None = None
 
 
 @dataclass
@@ -95,6 +103,8 @@ class FrameScores:
         likelihood_loc: An SLVM's loc of p(v_t | z_t) at the posterior sample (v = y with a
             flow, else x), (B, T - burn_in, *event_shape); None for a flow.
         likelihood_scale: Its scale, same shape, or None.
+        observed: The number of observed values of each scored frame of sequences with gaps
+            (B, T - burn_in), whose ``log_prob`` covers those only; None: all observed.
     """
 
     log_prob: Tensor
@@ -102,6 +112,7 @@ class FrameScores:
     flow: FlowOutput | None = None
     likelihood_loc: Tensor | None = None
     likelihood_scale: Tensor | None = None
+    observed: Tensor | None = None
 
 
 @runtime_checkable

@@ -51,6 +51,7 @@ from .errors import ConfigError, DataError, warn_deprecated
 from .flat_settings import FLAT_NAMES, nest_settings
 from .flows import FlowConfig, FlowModel, FlowOutput
 from .latent_prior import LatentFlow, PriorFlowConfig
+from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .networks import conv_frame_layers, make_frame_networks
 from .objective import FrameScores, LossTerms
 from .pretrained import Pretrained
@@ -96,6 +97,8 @@ class ELBOTerms:
         flow: The flow's outputs (shift, scale, noise of every transform), or None.
         likelihood_loc: Loc of p(v_t | z_t), (B, T - burn_in, *event_shape).
         likelihood_scale: Scale of p(v_t | z_t), same shape.
+        observed: Per-frame counts of observed values of sequences with gaps (NaN), whose terms
+            alone the others sum (:mod:`seqflows.missing`); None: all observed.
     """
 
     log_likelihood: Tensor
@@ -104,11 +107,20 @@ class ELBOTerms:
     flow: FlowOutput | None
     likelihood_loc: Tensor
     likelihood_scale: Tensor
+    observed: Tensor | None = None
 
     @property
     def elbo(self) -> Tensor:
         """Per-frame ELBO in nats: log-likelihood - KL + log-determinant, (B, T - burn_in)."""
         return self.log_likelihood - self.kl + self.log_abs_det
+
+
+def _flow_log_abs_det(flow: FlowOutput, observed: Tensor | None, event_dims: int) -> Tensor:
+    """The flow's log |det dy_t/dx_t| per frame (B, T'), over the observed values only when
+    ``observed`` (the mask of the same frames) is given: the flow is element-wise in a step."""
+    if observed is None:
+        return _at_least_float32(flow.log_abs_det)
+    return observed_sum(_at_least_float32(flow.element_log_abs_det), observed, event_dims)
 
 
 def _clamp(log_scale: Tensor) -> Tensor:
@@ -397,11 +409,13 @@ class LatentSequenceModel(nn.Module):
         generator: torch.Generator | None = None,
         features: Tensor | None = None,
         conditions: Tensor | None = None,
+        observed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Per-frame log p(v_t | z_t) and KL_t (:meth:`kl`) at one posterior sample.
 
         ``features``: ``encode(v)`` when the caller has it; ``conditions``: (B, T, A) of a
-        conditioned model.
+        conditioned model; ``observed``: the mask of v's observed values (gaps,
+        :mod:`seqflows.missing`), whose terms alone the diagonal likelihood sums (None: all).
 
         Returns:
             log_likelihood (B, T), kl (B, T), and the likelihood's loc and log-scale
@@ -411,7 +425,8 @@ class LatentSequenceModel(nn.Module):
         posterior = self.infer(features, generator, conditions)
         kl = self.kl(posterior, conditions)
         loc, log_scale = self.likelihood(posterior.z, conditions)
-        log_likelihood = normal_log_prob(v, loc, log_scale, len(self.event_shape))
+        terms = normal_log_prob(v, loc, log_scale, 0)  # per value: a diagonal Gaussian
+        log_likelihood = observed_sum(terms, observed, len(self.event_shape))
         return log_likelihood, kl, loc, log_scale
 
     def elbo(
@@ -431,6 +446,7 @@ class LatentSequenceModel(nn.Module):
         generator: torch.Generator | None = None,
         features: Tensor | None = None,
         conditions: Tensor | None = None,
+        observed: Tensor | None = None,
     ) -> Tensor:
         r"""Per-frame log importance weights of ``num_samples`` posterior trajectories.
 
@@ -438,7 +454,7 @@ class LatentSequenceModel(nn.Module):
         the densities evaluated at the samples; summed over t, their log-mean-exp over samples
         is the importance-weighted bound (Burda et al.). ``features``: ``encode(v)`` when the
         caller has it (it does not depend on the samples). ``conditions``: (B, T, A) of a
-        conditioned model. Returns (B, num_samples, T).
+        conditioned model; ``observed``: as in :meth:`terms`. Returns (B, num_samples, T).
         """
         batch, length = v.shape[:2]
         features = self.encode(v) if features is None else features
@@ -452,9 +468,11 @@ class LatentSequenceModel(nn.Module):
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
         loc, log_scale = self.likelihood(posterior.z, conditions)
         per_sample = (batch, num_samples, length, *self.event_shape)
-        log_likelihood = normal_log_prob(  # v broadcast over the samples, not copied K times
-            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), len(self.event_shape)
+        terms = normal_log_prob(  # v broadcast over the samples, not copied K times
+            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), 0
         )
+        mask = None if observed is None else observed.unsqueeze(1)
+        log_likelihood = observed_sum(terms, mask, len(self.event_shape))
         samples = (batch, num_samples, length)
         return log_likelihood + log_prior.view(samples) - log_posterior.view(samples)
 
@@ -525,6 +543,7 @@ def _frame_scores(terms: ELBOTerms) -> FrameScores:
         flow=flow,
         likelihood_loc=terms.likelihood_loc,
         likelihood_scale=terms.likelihood_scale,
+        observed=terms.observed,
     )
 
 
@@ -546,6 +565,7 @@ class _Modelled(NamedTuple):
     v: Tensor  # the flow's noise y (B, T - burn_in, ...), or x itself without a flow
     flow: FlowOutput | None  # the flow's outputs, None without a flow
     conditions: Tensor | None  # the conditions of v's frames (B, T', A), or None
+    observed: Tensor | None = None  # the mask of v's observed values (gaps), or None: all
 
 
 @dataclass(frozen=True)
@@ -820,15 +840,17 @@ class SLVM(Pretrained, nn.Module):
         """
         terms = self.elbo_terms(x, generator, self.train_frames, conditions)
         elbo = terms.elbo
-        loss = -elbo.mean()
+        values = terms.likelihood_loc[0, 0].numel()
+        loss = -observed_mean(elbo, terms.observed, values)  # gaps: per observed value x D
         if kl_weight != 1.0:
-            loss = loss - (1 - kl_weight) * terms.kl.mean()
+            loss = loss - (1 - kl_weight) * observed_mean(terms.kl, terms.observed, values)
         return LossTerms(
             loss=loss,
             objective=elbo,
             flow=terms.flow,
             kl=terms.kl,
             log_likelihood=terms.log_likelihood,
+            observed=terms.observed,
         )
 
     def scores(
@@ -922,6 +944,7 @@ class SLVM(Pretrained, nn.Module):
         conditions)."""
         check_sequence(x, self.event_shape, "x")
         check_conditions(conditions, self.condition_dim, x.shape[0], x.shape[1])
+        x, observed = split_missing(x)  # gaps: filled, and left out of the bound
         if x.shape[1] <= self.burn_in:
             raise DataError(
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
@@ -930,10 +953,13 @@ class SLVM(Pretrained, nn.Module):
         if self.flow is None:
             check_dtype(x, self, "x")
             check_finite(x, "x")
-            return _Modelled(x, None, conditions)
+            return _Modelled(x, None, conditions, observed)
+        require_elementwise(self.flow, observed)
         out = self.flow.normalize(x, conditions)  # which checks the dtype and the values of x
         latent_conditions = None if conditions is None else conditions[:, self.burn_in :]
-        return _Modelled(out.noise, out, latent_conditions)
+        if observed is not None:  # y_{t,d} depends on x_{t,d} and the past: the same mask
+            observed = observed[:, self.burn_in :]
+        return _Modelled(out.noise, out, latent_conditions, observed)
 
     def elbo_terms(
         self,
@@ -968,20 +994,24 @@ class SLVM(Pretrained, nn.Module):
         and, when the caller has them, the encoder's features of that."""
         flow = seen.flow
         log_likelihood, kl, loc, log_scale = self.latent.terms(
-            seen.v, generator, features, seen.conditions
+            seen.v, generator, features, seen.conditions, seen.observed
         )
         start = 0
         if frames == "scored":  # the baseline models its context frames too: drop them
             start = log_likelihood.shape[1] - (x.shape[1] - self.burn_in)
+        observed = None if seen.observed is None else seen.observed[:, start:]
         return ELBOTerms(
             log_likelihood=log_likelihood[:, start:],
             kl=kl[:, start:],
             log_abs_det=(
-                _at_least_float32(flow.log_abs_det) if flow else torch.zeros_like(kl[:, start:])
+                _flow_log_abs_det(flow, observed, len(self.event_shape))
+                if flow
+                else torch.zeros_like(kl[:, start:])
             ),
             flow=flow,
             likelihood_loc=loc[:, start:],
             likelihood_scale=torch.exp(log_scale[:, start:]),
+            observed=None if observed is None else observed.flatten(2).sum(-1),
         )
 
     def elbo(
@@ -1080,7 +1110,9 @@ class SLVM(Pretrained, nn.Module):
         remaining = num_samples
         while remaining > 0:
             size = remaining if chunk is None else min(chunk, remaining)
-            weights = self.latent.log_weights(seen.v, size, generator, features, seen.conditions)
+            weights = self.latent.log_weights(
+                seen.v, size, generator, features, seen.conditions, seen.observed
+            )
             totals.append(weights[:, :, weights.shape[2] - scored :].sum(-1))
             remaining -= size
         log_weights = torch.cat(totals, dim=1)  # (B, K)
@@ -1088,8 +1120,8 @@ class SLVM(Pretrained, nn.Module):
             log_weights.new_tensor(float(num_samples))
         )
         if seen.flow is not None:
-            log_abs_det = seen.flow.log_abs_det[:, available - scored :]
-            bound = bound + _at_least_float32(log_abs_det).sum(1)
+            log_abs_det = _flow_log_abs_det(seen.flow, seen.observed, len(self.event_shape))
+            bound = bound + log_abs_det[:, available - scored :].sum(1)
         return bound
 
     @torch.no_grad()
@@ -1113,6 +1145,8 @@ class SLVM(Pretrained, nn.Module):
         Returns (B, length, *event_shape).
         """
         known = check_sample_arguments(self, num_sequences, length, context, conditions)
+        if context is not None:  # gaps (NaN) of the context: filled as for the bound
+            context = split_missing(context, "context")[0]
         if self.flow is None:
             return self.latent.sample(
                 num_sequences, length, context, generator, temperature, conditions

@@ -22,6 +22,7 @@ from torch import nn
 from ..atomic import write_text_atomically
 from ..errors import ConfigError, NonFiniteError
 from ..inference import fold_batch_norm
+from ..missing import observation_conditions
 from .checkpoints import model_from_checkpoint, save_atomically
 from .conditions import generation_conditions
 from .config import Config
@@ -183,6 +184,17 @@ def format_table(result: dict[str, Any]) -> str:
         ("temporal correlation of x", number(result["corr_x"], 3)),
         ("temporal correlation of noise", number(result["corr_noise"], 3)),
     ]
+    share = result.get("share_scored")
+    if share is not None and share < 1:  # gaps (NaN): the missing values are not scored
+        rows.insert(
+            4,
+            (
+                "share scored",
+                f"{share:.4f} of the values of the scored frames ({result['dims_scored']} "
+                "observed; the missing ones are left out)",
+            ),
+        )
+        rows[-2:] = [(name, "n/a (gaps)") for name, _ in rows[-2:]]
     if result.get("scores"):
         rows.append(("scores of every sequence and frame", result["scores"]["folder"]))
     width = max(len(name) for name, _ in rows)
@@ -250,8 +262,11 @@ def sample(
     if context_frames > 0 or (model.condition_dim and conditions is None):
         frames, real, known = real_sequences(config, num, context_frames, length)
         frames = frames.to(target) if context_frames > 0 else None
+    gaps = None  # the context's observation masks, for a model given them
+    if config.data.gaps:
+        gaps = torch.zeros(num, 0, *model.event_shape) if frames is None else frames.cpu()
     steps = generation_conditions(
-        model.condition_dim, num, context_frames, length, known, conditions
+        model.condition_dim, num, context_frames, length, known, conditions, gaps
     )
     steps = None if steps is None else steps.to(target)
     generator = torch.Generator(device=target).manual_seed(seed)
@@ -393,6 +408,8 @@ def visualize(
     x, known = sequence_batch(dataset, [index])  # read once, with its conditions if any
     # a conditioned model's rows are those of the sequence's conditions
     conditions = known if model.condition_dim else None
+    if config.data.gaps:  # and of its observation masks
+        conditions = observation_conditions(x, known)
     generator = torch.Generator().manual_seed(config.data.seed)
     data, layers = figure_rows(model, x, generator, conditions=conditions)
     shown = slice(0, frames)

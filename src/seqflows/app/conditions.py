@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..data.scaling import LARGEST_SERIES_VALUE, first_too_large
 from ..errors import ConfigError
+from ..missing import generation_masks
 
 __all__ = [
     "generation_conditions",
@@ -161,6 +162,7 @@ def generation_conditions(
     length: int,
     known: Tensor | None = None,
     file: str | os.PathLike[str] | None = None,
+    gaps: Tensor | None = None,
 ) -> Tensor | None:
     r"""The conditions (count, context + length, A) that a model generates under, or None for an
     unconditioned model.
@@ -174,11 +176,20 @@ def generation_conditions(
             it, (N, c + L', A), L' <= L (None: the data has none).
         file: A conditions file for the L generated frames (:func:`read_conditions`), which
             replaces the data's.
+        gaps: The context frames (N, c, D) of a model given observation masks (``data.gaps``):
+            their masks, and 1 for the generated frames, end the conditions
+            (:func:`~seqflows.missing.generation_masks`); ``condition_dim`` counts them.
 
     Raises:
         ConfigError: Conditions for an unconditioned model, missing or too few conditions for a
             conditioned one, or conditions of another size A.
     """
+    if gaps is not None:  # the masks: the data's conditions (if any) come first
+        masks = generation_masks(gaps.cpu(), length).float()
+        own = generation_conditions(
+            condition_dim - masks.shape[-1], count, context, length, known, file
+        )
+        return masks if own is None else torch.cat([own, masks.to(own.device)], dim=-1)
     if condition_dim == 0:
         if file is not None:
             raise ConfigError(f"{file}: this model takes no conditions (model.condition_dim is 0)")

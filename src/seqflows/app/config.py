@@ -108,6 +108,11 @@ class DataConfig:
             (x - mean) / std (None: fitted on the training split).
         std: Real-valued series: the per-dimension standard deviation (None: fitted on the
             training split; a dimension that never varies gets 1).
+        gaps: Vector series with missing values (NaN, :mod:`seqflows.missing`): true gives the
+            conditioners the observation masks of each step and of the one before as 2 D more
+            conditions per step (``model.condition_dim`` = A + 2 D); false: no masks (the gaps
+            are still filled and left out of the density). None: true when the training split
+            has a missing value.
         num_frames: Frames rendered per generated sequence (bouncing balls, Moving MNIST).
         validation_sequences: Sequences held out for model selection (the end of the training part
             of a file; generated with their own seed for simulators). None: 256; for an array,
@@ -147,6 +152,7 @@ class DataConfig:
     dimension_names: list[str] | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
+    gaps: bool | None = None
     num_frames: int = 20
     validation_sequences: int | None = None
     test_sequences: int | None = None

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from ..data import Source
 from ..data.samplers import EvaluationSampler, StreamSampler
 from ..errors import ConfigError
+from ..missing import observation_conditions
 from .config import Config
 from .datasets import evaluation_set, training_set
 from .resolution import ResolvedData, resolve_data
@@ -23,12 +24,16 @@ from .resolution import ResolvedData, resolve_data
 __all__ = ["SequenceDataModule", "split_batch"]
 
 
-def split_batch(batch: Tensor | Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+def split_batch(
+    batch: Tensor | Sequence[Tensor], gaps: bool | None = False
+) -> tuple[Tensor, Tensor | None]:
     r"""The frames (B, T, *event_shape) and the conditions (B, T, A) of a batch, None for a
-    batch of frames alone."""
-    if isinstance(batch, Tensor):
-        return batch, None
-    frames, conditions = batch
+    batch of frames alone; with ``gaps`` (``data.gaps``) the conditions end with the
+    observation masks of each step and the one before
+    (:func:`~seqflows.missing.observation_conditions`), (B, T, A + 2 D)."""
+    frames, conditions = (batch, None) if isinstance(batch, Tensor) else batch
+    if gaps:
+        conditions = observation_conditions(frames, conditions)
     return frames, conditions
 
 

@@ -44,6 +44,7 @@ from ..metrics import (
 )
 from ..objective import SequenceModel
 from .config import Config
+from .datamodule import split_batch
 from .figures import model_label
 from .progress import Progress
 
@@ -85,8 +86,10 @@ class SequenceScores:
         self.preprocessing = preprocessing or Preprocessing()
         self.keep = keep
         self._per_frame: list[Tensor] = []
+        self._observed: list[Tensor] = []  # observed values of every kept frame
         self._bounds: list[Tensor] = []
         self.likelihood = LogLikelihoodSum()
+        self.gaps = False  # whether a scored sequence had missing values (NaN)
         self.iwae_total = 0.0
         self.sequences = 0
         dims = dims_per_frame(event_shape)
@@ -121,20 +124,31 @@ class SequenceScores:
             x, self.iwae_samples, generator, self.iwae_chunk, scored, conditions=conditions
         )
         offset = self.preprocessing.log_abs_det  # log |dz/dx| of a frame (0: not standardised)
-        log_prob = scores.log_prob[:, available - scored :].detach().double() + offset
-        self.likelihood.update(log_prob, self.event_shape)
+        observed = None
+        mask = ~torch.isnan(x[:, x.shape[1] - scored :].flatten(2))  # (B, scored, D)
+        if scores.observed is not None:  # gaps: the observed values' log |dz/dx| only
+            self.gaps = True
+            std = self.preprocessing.std or (1.0,)  # (1.0,): not standardised, no offset
+            log_std = torch.tensor(std, dtype=torch.float64).log()
+            offset = -(mask.double().cpu() * log_std).sum(-1)  # (B, scored)
+            observed = int(mask.sum())
+        log_prob = scores.log_prob[:, available - scored :].detach().double().cpu() + offset
+        self.likelihood.update(log_prob, self.event_shape, observed)
         if self.keep:
-            self._per_frame.append(log_prob.cpu())
+            self._per_frame.append(log_prob)
+            self._observed.append(mask.sum(-1).cpu())
         self.sequences += x.shape[0]
-        self.correlation_x.update(x.float().cpu())
-        if scores.noise is not None:
-            noise = scores.noise[:, scores.noise.shape[1] - scored :]
-            self.correlation_noise.update(noise.float().cpu())
-        if bound is not None:
-            bound = bound.detach().double() + scored * offset
+        if not self.gaps:  # no lag-1 correlation of series with holes
+            self.correlation_x.update(x.float().cpu())
+            if scores.noise is not None:
+                noise = scores.noise[:, scores.noise.shape[1] - scored :]
+                self.correlation_noise.update(noise.float().cpu())
+        if bound is not None:  # plus the log-Jacobian of every scored frame
+            jacobian = offset.sum(-1) if isinstance(offset, Tensor) else scored * offset
+            bound = bound.detach().double().cpu() + jacobian
             self.iwae_total += float(bound.sum())
             if self.keep:
-                self._bounds.append(bound.cpu())
+                self._bounds.append(bound)
 
     @property
     def per_frame(self) -> np.ndarray:
@@ -143,6 +157,14 @@ class SequenceScores:
         if not self._per_frame:
             return np.zeros((0, 0))
         return torch.cat(self._per_frame).numpy()
+
+    @property
+    def observed_per_frame(self) -> np.ndarray:
+        r"""The observed values (not NaN) of every kept scored frame (``keep``), int with shape
+        (N, scored frames): D per frame without gaps."""
+        if not self._observed:
+            return np.zeros((0, 0), np.int64)
+        return torch.cat(self._observed).numpy()
 
     @property
     def bounds(self) -> np.ndarray | None:
@@ -174,6 +196,7 @@ class SequenceScores:
         self.likelihood = LogLikelihoodSum.from_state(likelihood)
         self.correlation_x = TemporalCorrelation.from_state(correlation_x)
         self.correlation_noise = TemporalCorrelation.from_state(correlation_noise)
+        self.gaps = self.gaps or (self.share_scored or 1.0) < 1.0
 
     def summary(self, noise: str | None = None) -> dict[str, Any]:
         r"""nats/dim (bits/dim when ``noise``, by default the preprocessing's, is uniform
@@ -195,11 +218,19 @@ class SequenceScores:
             "log_likelihood_sum": self.likelihood.total,
             "dims_scored": self.likelihood.dims,
             "frames_scored": self.likelihood.frames,
+            "share_scored": self.share_scored,
             "sequences": self.sequences,
-            "corr_x": _safe_correlation(self.correlation_x),
-            "corr_noise": _safe_correlation(self.correlation_noise),
+            "corr_x": None if self.gaps else _safe_correlation(self.correlation_x),
+            "corr_noise": None if self.gaps else _safe_correlation(self.correlation_noise),
         }
         return result
+
+    @property
+    def share_scored(self) -> float | None:
+        r"""The observed share of the values of the scored frames (1 without gaps; NaN cells
+        are missing and not scored), None before any frame."""
+        every = self.likelihood.frames * dims_per_frame(self.event_shape)
+        return self.likelihood.dims / every if every else None
 
 
 def _safe_correlation(correlation: TemporalCorrelation) -> float | None:
@@ -271,7 +302,7 @@ def evaluate_model(
     shown = None if progress is None else Progress(len(loader), progress, "batches")
     try:
         for batch in loader:
-            x, conditions = (batch, None) if isinstance(batch, Tensor) else batch
+            x, conditions = split_batch(batch, config.data.gaps)
             if conditions is not None:
                 conditions = conditions.to(device)
             accumulator.update(model, x.to(device), generator, conditions)
@@ -407,7 +438,8 @@ def write_scores(
       sequence), ``frames`` (scored), the summed score (``log_likelihood`` for flows, ``elbo``
       and, when computed, ``iwae`` for SLVMs) and ``nats_per_dim``;
     * ``frames.csv``: one row per scored frame: ``sequence``, ``frame`` (its index in the
-      sequence), the score and ``nats_per_dim``;
+      sequence), the score and ``nats_per_dim`` (per observed value with gaps; empty for a
+      frame with none);
     * ``frames.npy`` (N, scored frames) and ``sequences.npy`` (N,): the same scores, float64.
 
     Scores are in nats, of the data in its own units (see :func:`protocol`), in the order of
@@ -420,7 +452,7 @@ def write_scores(
     per_frame = scores.per_frame  # (N, T')
     count, scored = per_frame.shape
     score = "log_likelihood" if model.exact else "elbo"
-    dims = int(np.prod(model.event_shape))
+    observed = scores.observed_per_frame  # (N, T'): D per frame without gaps
     bounds = scores.bounds
     totals = per_frame.sum(axis=1)
     ids = [_sequence_ids(dataset, index) for index in range(count)]
@@ -435,11 +467,11 @@ def write_scores(
         row = [index, *(ids[index].get(key, "") for key in id_columns), starts[index], scored]
         row += [repr(float(totals[index]))]
         row += [repr(float(bounds[index]))] if bounds is not None else []
-        rows.append([*row, repr(float(best / (scored * dims)))])
+        rows.append([*row, _per_value(best, observed[index].sum())])
     frame_rows = [
-        [index, starts[index] + context + step, repr(float(value)), repr(float(value / dims))]
+        [index, starts[index] + context + step, repr(float(value)), _per_value(value, values)]
         for index in range(count)
-        for step, value in enumerate(per_frame[index])
+        for step, (value, values) in enumerate(zip(per_frame[index], observed[index], strict=True))
     ]
     files = {
         "sequences_csv": _write_csv(folder / "sequences.csv", header, rows),
@@ -458,6 +490,11 @@ def write_scores(
         "units": "nats per frame and per sequence (sums over dimensions), nats_per_dim per "
         "dimension, of the data in the units of the protocol",
     }
+
+
+def _per_value(score: float, values: int) -> str:
+    """nats per dimension of a score over ``values`` observed values; '' when there are none."""
+    return repr(float(score / values)) if values else ""
 
 
 def _sequence_ids(dataset: Dataset, index: int) -> dict[str, Any]:

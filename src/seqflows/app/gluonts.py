@@ -131,9 +131,9 @@ def gluonts_entries(
         name: What the errors call the dataset.
 
     Raises:
-        DataError: A target that is not (T,) or (D, T), has no steps, or holds NaN or infinite
-            values; covariates shorter than the target or not finite; entries of different D
-            or F.
+        DataError: A target that is not (T,) or (D, T), has no steps, or holds infinite values
+            (NaN marks a missing value, kept as a gap); covariates shorter than the target or
+            not finite; entries of different D or F.
     """
     _gluonts()
     import pandas as pd
@@ -149,12 +149,12 @@ def gluonts_entries(
         if target.ndim not in (1, 2) or target.shape[-1] == 0:
             raise DataError(f"{where}: target of shape {target.shape}; (T,) or (D, T) expected")
         target = target[:, None] if target.ndim == 1 else target.T  # (T, D)
-        bad = np.argwhere(~np.isfinite(target))
+        bad = np.argwhere(np.isinf(target))  # NaN: a missing value, kept (a gap)
         if len(bad):
             step, dimension = (int(value) for value in bad[0])
             raise DataError(
                 f"{where}: target value {target[step, dimension]} at step {step}, dimension "
-                f"{dimension}: every value must be finite (fill or drop it)"
+                f"{dimension}: values must be finite or NaN (missing)"
             )
         large = first_too_large(target)
         if large is not None:

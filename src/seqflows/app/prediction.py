@@ -272,8 +272,9 @@ def predict(
             _windows(batch, context_frames, length, windows),
             (None if known is None else _windows(known, context_frames, length, windows)),
         )
+        gaps = batch[:, :context_frames] if config.data.gaps else None  # their masks
         steps = generation_conditions(
-            model.condition_dim, len(batch), context_frames, length, known, conditions
+            model.condition_dim, len(batch), context_frames, length, known, conditions, gaps
         )
         observed = batch[:, :context_frames].to(target)
         real = batch[:, context_frames:].to(target)

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..data import ControlledBalls, Preprocessing, Source
-from ..data.scaling import series_statistics
+from ..data.scaling import MIN_OBSERVED_STEPS, observed_steps, series_statistics
+from ..errors import DataError
 from .checkpoints import with_condition_dim
 from .config import Config, ConfigError, DataConfig
 from .sources import (
@@ -84,7 +85,10 @@ class ResolvedData:
         dimension_names: The names of a vector series' dimensions, where known (else None).
         validation_sequences: Sequences held out for validation (None: the store's split).
         test_sequences: Test sequences (None: the store's or the file's own split).
-        condition_dim: A, the conditions per step (0: none).
+        condition_dim: A, the conditions per step (0: none), the observation masks of a
+            series with gaps included (2 D: each step's and the previous step's).
+        gaps: Whether a real-valued series has missing values (NaN), whose observation masks
+            the model sees beside its conditions (``data.gaps``; None for frames).
     """
 
     dataset: str
@@ -101,6 +105,7 @@ class ResolvedData:
     validation_sequences: int | None
     test_sequences: int | None
     condition_dim: int
+    gaps: bool | None = None
 
     def fills(self, given: DataConfig) -> dict[str, Any]:
         r"""``{key: value}`` of the data settings that ``given`` leaves None and the data
@@ -158,6 +163,7 @@ def resolve_data(config: Config, split: str | None = None) -> ResolvedData:
                 "uint8 frames"
             )
         read["noise"] = data.noise or "gaussian"
+        read["gaps"] = _gaps(False, data, {}, dataset)
         shortest = dict.fromkeys(reads, (data.num_frames, dataset))
         condition_dim = _rendered_condition_dim(data, dataset)
         where = dataset
@@ -174,6 +180,8 @@ def resolve_data(config: Config, split: str | None = None) -> ResolvedData:
         read.update(_value_settings(real, shape, data, sources, first.name))
         shortest = {name: (source.num_frames, source.name) for name, source in sources.items()}
         condition_dim = condition_dim_of(first)
+        read["gaps"] = _gaps(real, data, sources, first.name)
+        condition_dim += 2 * shape[0] if read["gaps"] else 0  # the observation masks
         where = first.name
     length, evaluation_length = _lengths(config, shortest, split)
     _check_condition_dim(config.model.condition_dim, data, condition_dim, where)
@@ -272,6 +280,30 @@ def _held_out(data: DataConfig) -> dict[str, Any]:
     if dataset == "moving_mnist_file" and data.validation_sequences is None:
         return {"validation_sequences": HELD_OUT_LIMITS["validation"]}
     return {}
+
+
+def _gaps(real: bool, data: DataConfig, sources: dict[str, Source], name: str) -> bool | None:
+    """``gaps``: the given setting, or whether the training split of a real-valued series has a
+    missing value (NaN); None for frames, which have no gaps."""
+    if not real:
+        if data.gaps:
+            raise ConfigError(
+                f"{name}: data.gaps=true gives observation masks of real-valued series with "
+                "missing values; these frames are uint8 (no gaps)"
+            )
+        return data.gaps
+    for source in sources.values():  # every sequence read needs a context and a score
+        for index, sequence in enumerate(WholeSequences(source)):
+            if observed_steps(sequence) < MIN_OBSERVED_STEPS:
+                raise DataError(
+                    f"{source.name}: sequence {index} has {observed_steps(sequence)} steps with "
+                    f"an observed value (of {len(sequence)}); a sequence needs at least "
+                    f"{MIN_OBSERVED_STEPS}: drop it or fill its gaps"
+                )
+    train = sources.get("train")
+    if data.gaps is not None or train is None:  # given, or an evaluation of a model trained
+        return bool(data.gaps)  # before gaps were read (no masks: it has none)
+    return any(bool(np.isnan(sequence).any()) for sequence in WholeSequences(train))
 
 
 def condition_dim_of(source: Source) -> int:

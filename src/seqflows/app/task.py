@@ -24,6 +24,7 @@ from torch import Tensor
 from ..errors import NonFiniteError
 from ..layout import cpu_gradient_layout
 from ..metrics import temporal_correlation
+from ..missing import observed_mean
 from ..objective import LossTerms
 from ..saving import model_config
 from ..version import __version__
@@ -113,23 +114,25 @@ class SequenceTask(pl.LightningModule):
     def training_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> Tensor:
         r"""The model's loss on a batch (B, T, *event_shape) (or a pair of it and its
         conditions (B, T, A)); logs it and its parts."""
-        x, conditions = split_batch(batch)
+        x, conditions = split_batch(batch, self.settings.data.gaps)
         generator = self._generator(self.config.train.seed, self.global_step)
         warmup = self.config.train.kl_warmup
         # KL warm-up: weight step/warmup on the KL (the logged numbers stay the ELBO).
         kl_weight = self.global_step / warmup if self.global_step < warmup else 1.0
         terms = self.model.loss(x, generator, kl_weight=kl_weight, conditions=conditions)
-        loss = -terms.objective.mean()  # logged: minus the log-likelihood or ELBO
+        dims = torch.Size(self.event_shape).numel()
+        # logged: minus the log-likelihood or ELBO per frame (with gaps: per observed value x D)
+        loss = -observed_mean(terms.objective, terms.observed, dims)
         if not torch.isfinite(loss):
             raise NonFiniteError(
                 f"non-finite training loss at step {self.global_step}; lower the learning rate "
                 "or use model.scale_map=soft"
             )
-        dims = float(torch.Size(self.event_shape).numel())
         # Every process has the same number of sequences: the mean of means is the mean.
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        # nats/dim in the data's units, as validation (a standardised series: + log |dz/dx|)
-        per_frame = terms.objective.detach().mean() + self.preprocessing.log_abs_det
+        # nats/dim in the data's units, as validation (a standardised series: + log |dz/dx|,
+        # with gaps its mean over the dimensions, as if every one were observed)
+        per_frame = -loss.detach() + self.preprocessing.log_abs_det
         self.log("train/nats_per_dim", per_frame / dims, sync_dist=True)
         if self.global_step % self.config.train.log_every == 0:
             self._log_parts(terms)
@@ -185,7 +188,7 @@ class SequenceTask(pl.LightningModule):
         self._scores = SequenceScores(self.event_shape, preprocessing=self.preprocessing)
 
     def validation_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> None:
-        x, conditions = split_batch(batch)
+        x, conditions = split_batch(batch, self.settings.data.gaps)
         generator = self._generator(self.config.data.seed, batch_index)
         self._scores.update(self.model, x, generator, conditions)
 

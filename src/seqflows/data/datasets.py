@@ -119,11 +119,12 @@ def _read_crop(
     """A crop of stored sequence n and its start; only the crop's frames are read."""
     start = _crop_start(rng, source.lengths[n], length, crop)
     frames = source.read(n, start, start + length)
-    if frames.dtype.kind == "f" and not np.isfinite(frames).all():
-        frame, dimension = (int(index) for index in np.argwhere(~np.isfinite(frames))[0][:2])
+    if frames.dtype.kind == "f" and np.isinf(frames).any():  # NaN: a missing value
+        frame, dimension = (int(index) for index in np.argwhere(np.isinf(frames))[0][:2])
         raise DataError(
             f"{source.name}: sequence {n}, frame {start + frame}, dimension {dimension} is "
-            f"{frames[frame, dimension]}: every value must be finite (fill or drop it)"
+            f"{frames[frame, dimension]}: values must be finite (fill or drop it; NaN marks a "
+            "missing value)"
         )
     return frames, start
 

@@ -26,12 +26,14 @@ from ..errors import DataError
 from ..preprocessing import NOISES, Preprocessing, check_standardization, frames_to_unit_interval
 
 __all__ = [
+    "MIN_OBSERVED_STEPS",
     "NOISES",
     "Preprocessing",
     "check_frames",
     "check_standardization",
     "first_too_large",
     "frames_to_unit_interval",
+    "observed_steps",
     "series_statistics",
 ]
 
@@ -42,6 +44,14 @@ TOO_LARGE = (
     f"too large (beyond +-{LARGEST_SERIES_VALUE:.2g} the squares in the model's float32 "
     "statistics overflow); rescale the series (other units) or drop the value"
 )
+
+
+MIN_OBSERVED_STEPS = 2  # steps with an observed value a sequence needs: a context, a score
+
+
+def observed_steps(values: np.ndarray) -> int:
+    r"""The steps of a sequence (T, D) that hold at least one observed (not NaN) value."""
+    return int((~np.isnan(np.asarray(values, np.float64))).any(axis=-1).sum())
 
 
 def first_too_large(values: np.ndarray) -> tuple[int, ...] | None:
@@ -55,7 +65,8 @@ def first_too_large(values: np.ndarray) -> tuple[int, ...] | None:
 def series_statistics(
     sequences: Iterable[np.ndarray], name: str = "series"
 ) -> tuple[np.ndarray, np.ndarray]:
-    r"""Per-dimension mean and standard deviation of real-valued sequences, checked finite.
+    r"""Per-dimension mean and standard deviation of the observed values of real-valued
+    sequences (NaN marks a missing value), checked finite.
 
     Two passes in float64 (the mean, then the squared deviations from it), so that large
     offsets (say, values near 1e6 that vary by 1e-3) lose no precision. A dimension that never
@@ -69,24 +80,25 @@ def series_statistics(
         mean and std, float64 arrays with shape (D,).
 
     Raises:
-        ValueError: No frames, or a value that is NaN or infinite or beyond
-            :data:`LARGEST_SERIES_VALUE` (the message names the sequence, the frame and the
-            dimension).
+        ValueError: No frames, a dimension without an observed value, or a value that is
+            infinite or beyond :data:`LARGEST_SERIES_VALUE` (the message names the sequence,
+            the frame and the dimension).
 
     Example:
         >>> mean, std = series_statistics([np.array([[0.0, 5.0], [2.0, 5.0]])])
         >>> mean.tolist(), std.tolist()
         ([1.0, 5.0], [1.0, 1.0])
     """
-    total, count = None, 0
+    total, count = None, None
     for index, sequence in enumerate(sequences):
         values = np.asarray(sequence, dtype=np.float64)
-        bad = np.argwhere(~np.isfinite(values))
+        bad = np.argwhere(np.isinf(values))
         if len(bad):
             frame, dimension = (int(item) for item in bad[0][-2:])
             raise DataError(
                 f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
-                f"{values[tuple(bad[0])]}: every value must be finite (fill or drop it)"
+                f"{values[tuple(bad[0])]}: values must be finite (fill or drop it; NaN marks a "
+                "missing value)"
             )
         large = first_too_large(values)
         if large is not None:
@@ -95,14 +107,21 @@ def series_statistics(
                 f"{name}: sequence {index}, frame {frame}, dimension {dimension} is "
                 f"{values[large]:g}, {TOO_LARGE}"
             )
-        summed = values.reshape(-1, values.shape[-1]).sum(axis=0)
+        values = values.reshape(-1, values.shape[-1])
+        summed = np.nansum(values, axis=0)
+        observed = (~np.isnan(values)).sum(axis=0)
         total = summed if total is None else total + summed
-        count += len(values)
-    if total is None or count == 0:
+        count = observed if count is None else count + observed
+    if total is None or not count.any():
         raise DataError(f"{name}: no frames to fit a standardisation on")
-    mean = total / count
+    if not count.all():
+        raise DataError(
+            f"{name}: dimension {int(np.argmin(count))} has no observed value (every one is "
+            "missing): no standardisation to fit; drop that dimension"
+        )
+    mean = total / count  # of the observed values (NaN marks a missing one)
     squares = sum(
-        ((np.asarray(sequence, np.float64) - mean) ** 2).reshape(-1, len(mean)).sum(axis=0)
+        np.nansum(((np.asarray(sequence, np.float64) - mean) ** 2).reshape(-1, len(mean)), axis=0)
         for sequence in sequences
     )
     std = np.sqrt(squares / count)

@@ -4,8 +4,11 @@ r"""Users' own vector time series converted into a store: CSV or ``.npy`` files.
 column) or ``.npy`` files (one (T, D) array each). By default it keeps the values as they are
 (float64 frames (D,): no quantisation; training standardises them per dimension with the
 training split's mean and standard deviation, and likelihoods are in the series' own units).
-Non-finite cells (NaN, inf, or a CSV number beyond float64, e.g. ``1e309``) are refused in any
-split with their file, CSV line and column (or ``.npy`` element).
+Missing values are kept as NaN: an empty CSV cell, ``NaN`` or ``NA`` (or a NaN of an ``.npy``
+array); models fill them and leave them out of the density (:mod:`seqflows.missing`). A sequence
+with fewer than :data:`MIN_OBSERVED_STEPS` steps holding an observed value is refused with its
+file (and id). Infinite cells (inf, or a CSV number beyond float64, e.g. ``1e309``) are refused
+in any split with their file, CSV line and column (or ``.npy`` element).
 
 ``quantize=True`` (``seqflows convert series --quantize``) writes uint8 frames instead,
 quantised per dimension d: ``q = round(255 (x - low_d) / (high_d - low_d))``, clipped to
@@ -40,7 +43,7 @@ import numpy as np
 
 from ..errors import DataError
 from .conversion import SPLIT_METHOD, assign_splits, is_visible, names_sha1
-from .scaling import TOO_LARGE, first_too_large
+from .scaling import MIN_OBSERVED_STEPS, TOO_LARGE, first_too_large, observed_steps
 from .store import Progress, ShardData, StoreWriter, convert_shards, read_manifest
 from .video import natural_key
 
@@ -48,6 +51,7 @@ __all__ = ["convert_series", "dequantize_series", "series_range", "write_series"
 
 SERIES_VERSION = 2  # 2: real values kept (float64) unless quantised
 SERIES_SHARD = 256  # sequences per shard of a series store
+MISSING_CELLS = ("", "nan", "na", "n/a")  # CSV cells of missing values (any case)
 _log = logging.getLogger(__name__)
 
 
@@ -103,14 +107,17 @@ def _read_csv(
         values = []
         for column, position in zip(keep, positions, strict=True):
             where = f"{path}, line {line}, column {column!r}"
+            if row[position].strip().lower() in MISSING_CELLS:
+                values.append(math.nan)  # a missing value
+                continue
             try:
                 value = float(row[position])
             except ValueError:
                 raise DataError(f"{where}: {row[position]!r} is not a number") from None
-            if not math.isfinite(value):
+            if math.isinf(value):
                 raise DataError(
-                    f"{where}: {row[position].strip()!r} is not finite (NaN, inf or beyond "
-                    "1.8e308); fill or drop it"
+                    f"{where}: {row[position].strip()!r} is infinite (inf or beyond 1.8e308); "
+                    "fill or drop it (an empty cell or NaN marks a missing value)"
                 )
             values.append(value)
         key = row[header.index(id_column)].strip() if id_column else ""
@@ -168,12 +175,12 @@ def _load_series(
             if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
                 raise DataError(f"{path}: a numeric (T, D) array expected, got {array.shape}")
             found = [_Series(array.astype(np.float64), {"source": name}, path, None, None)]
-            infinite = np.argwhere(~np.isfinite(found[0].values))
+            infinite = np.argwhere(np.isinf(found[0].values))
             if len(infinite):
                 row, dimension = (int(index) for index in infinite[0])
                 raise DataError(
-                    f"{found[0].cell(row, dimension)}: {array[row, dimension]} is not finite; "
-                    "fill or drop it"
+                    f"{found[0].cell(row, dimension)}: {array[row, dimension]} is infinite; "
+                    "fill or drop it (NaN marks a missing value)"
                 )
         else:
             names, found = _read_csv(path, name, id_column, time_column, columns)
@@ -185,10 +192,24 @@ def _load_series(
                     "sequence needs the same dimensions"
                 )
             if len(series.values):
+                _check_observed_steps(series)
                 loaded.append(series)
     if not loaded:
         raise DataError(f"{src}: no non-empty sequences")
     return loaded, names
+
+
+def _check_observed_steps(series: _Series) -> None:
+    """Refuses a sequence with fewer than :data:`MIN_OBSERVED_STEPS` steps holding an observed
+    value (the rest are gaps), naming its file and id."""
+    observed = observed_steps(series.values)
+    if observed < MIN_OBSERVED_STEPS:
+        which = f", id {series.metadata['id']!r}" if "id" in series.metadata else ""
+        raise DataError(
+            f"{series.path}{which}: {observed} of its {len(series.values)} steps hold an observed "
+            f"value; a sequence needs at least {MIN_OBSERVED_STEPS} (one to condition on, one to "
+            "score): drop it or fill its gaps"
+        )
 
 
 def _check_range(train: list[_Series], low: np.ndarray, high: np.ndarray) -> None:
@@ -384,7 +405,8 @@ def convert_series(
 
     Raises:
         ValueError: An unreadable file (also: a CSV that is not UTF-8), a cell that is not a
-            finite number, or (with ``quantize``) an extreme training cell (see above); the
+            number (or is infinite), a sequence with too few observed steps, or (with
+            ``quantize``) a missing value or an extreme training cell (see above); the
             message names the file and the CSV line and column (or the ``.npy`` element).
     """
     loaded, names = _load_series(Path(src), id_column, time_column, columns)
@@ -397,6 +419,13 @@ def convert_series(
             if large is not None:
                 raise DataError(f"{series.cell(*large)}: {series.values[large]:g} is {TOO_LARGE}")
         return write_series(arrays, metadata, dst, names, validation, test, seed, found, progress)
+    gapped = next((series for series in loaded if np.isnan(series.values).any()), None)
+    if gapped is not None:
+        row, dimension = (int(index) for index in np.argwhere(np.isnan(gapped.values))[0])
+        raise DataError(
+            f"{gapped.cell(row, dimension)}: a missing value; --quantize writes uint8 values, "
+            "which cannot mark one: convert without --quantize (real values keep their gaps)"
+        )
     splits = assign_splits(len(arrays), validation, test, seed)
     dimensions = arrays[0].shape[1]
     options = _series_options(metadata, names, validation, test, seed, found)
