@@ -285,6 +285,14 @@ def test_a_csv_series_with_gaps_converts_trains_and_evaluates(tmp_path, capsys):
     written = torch.load(figures / "samples.pt")
     assert torch.isfinite(written["predicted"]).all() and written["context"].isnan().any()
     assert main(["visualize", checkpoint, "--out", str(figures), "--frames", "4"]) == 0
+    # Prediction scores the observed values of futures with gaps (steps 4-6: t = 5 is missing).
+    forecast = tmp_path / "forecast"
+    predict = ["predict", checkpoint, "--out", str(forecast), "--context", "3", "--length", "3"]
+    assert main([*predict, "--samples", "4"]) == 0, capsys.readouterr().err
+    predicted = json.loads((forecast / "prediction.json").read_text())
+    for kind in ("mean_prediction", "sample_average"):
+        assert math.isfinite(predicted[kind]["mean"]["mse"])
+    assert 0 < predicted["forecast_scores"]["observed"] < 1
 
 
 def test_the_share_scored_counts_the_observed_values_of_the_scored_frames():

@@ -113,7 +113,8 @@ def frame_metrics(predicted: Tensor, real: Tensor) -> dict[str, Tensor | None]:
     Arguments:
         predicted: Predicted frames, with shape (N, L, C, H, W), or vectors (N, L, D); frames
             are clipped to [0, 1] first.
-        real: The real frames in [0, 1], with the same shape.
+        real: The real frames in [0, 1], with the same shape; vectors may hold NaN (missing
+            values), left out of their MSE (NaN for a step with none observed).
 
     Returns:
         ``{"mse": (N, L), "psnr": (N, L) or None, "ssim": (N, L) or None}``: PSNR and SSIM
@@ -134,8 +135,8 @@ def frame_metrics(predicted: Tensor, real: Tensor) -> dict[str, Tensor | None]:
         )
     N, L = predicted.shape[:2]
     predicted, real = predicted.float(), real.float()
-    if predicted.dim() == 3:  # vectors: MSE only
-        return {"mse": (predicted - real).square().mean(-1), "psnr": None, "ssim": None}
+    if predicted.dim() == 3:  # vectors: MSE only, over the observed values (NaN: missing)
+        return {"mse": (predicted - real).square().nanmean(-1), "psnr": None, "ssim": None}
     try:
         from torchmetrics.functional.image import (
             peak_signal_noise_ratio,
@@ -292,7 +293,7 @@ def predict(
             shown.update(len(batch) // windows)
     if shown is not None:
         shown.close()
-    result = _summarize(scores)
+    result = _summarize(scores, gaps=vectors)
     _check_finite(result, checkpoint, conditions)
     steps = (
         list(range(context_frames, context_frames + length))
@@ -483,8 +484,11 @@ def _present(metrics: dict[str, Tensor | None]) -> dict[str, Tensor]:
     return {metric: values for metric, values in metrics.items() if values is not None}
 
 
-def _summarize(scores: dict[str, dict[str, list[Tensor]]]) -> dict[str, Any]:
-    """Per prediction and metric: the mean over sequences per frame, and over every frame."""
+def _summarize(scores: dict[str, dict[str, list[Tensor]]], gaps: bool = False) -> dict[str, Any]:
+    """Per prediction and metric: the mean over sequences per frame, and over every frame; with
+    ``gaps`` (vectors, whose sampled futures the forecast scores checked to be finite) over the
+    steps with an observed value."""
+    mean = torch.nanmean if gaps else torch.mean
     result: dict[str, Any] = {}
     for kind in PREDICTIONS:
         per_frame, overall = {}, {}
@@ -493,8 +497,8 @@ def _summarize(scores: dict[str, dict[str, list[Tensor]]]) -> dict[str, Any]:
                 per_frame[metric] = overall[metric] = None
                 continue
             values = torch.cat(scores[kind][metric])  # (N, L)
-            per_frame[metric] = [float(value) for value in values.mean(0)]
-            overall[metric] = float(values.mean())
+            per_frame[metric] = [float(value) for value in mean(values, 0)]
+            overall[metric] = float(mean(values))
         result[kind] = {"per_frame": per_frame, "mean": overall}
     return result
 
