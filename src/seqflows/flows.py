@@ -41,10 +41,11 @@ from .checks import (
 )
 from .conditioning import check_conditions
 from .config import check_at_least
-from .distributions import full_precision, make_base
+from .distributions import StandardNormal, full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
+from .step_flows import STEP_BASES, StepBase, make_step_base
 from .transforms import TRANSFORM_KINDS, TransformConfig, build_transform
 
 __all__ = [
@@ -65,7 +66,12 @@ class FlowConfig(TransformConfig):
         context: ``"burn_in"`` (the paper: the first M*k frames only condition) or ``"padded"``
             (learned initial frames; every frame is scored).
         base: ``"standard"`` N(0, I) (what the paper's code effectively used) or ``"learned"``
-            (a per-dimension loc and log-scale).
+            (a per-dimension loc and log-scale); beyond the paper, for vectors (D,), a
+            distribution across the D dimensions of one step given the past window
+            (:mod:`seqflows.step_flows`): ``"full_covariance"`` (a Gaussian with a Cholesky
+            factor), ``"maf"`` or ``"nsf"`` (masked affine or spline flows, with ``bins`` and
+            ``bound`` as the spline transform's).
+        base_layers: The masked transforms of a ``"maf"`` or ``"nsf"`` base.
         transforms: The kind of each transform, outermost first: ``"affine"`` (Eq. 5-6, the
             paper) or ``"spline"`` (beyond the paper, with ``bins`` and ``bound``:
             :class:`~seqflows.transforms.SplineAutoregressiveTransform`); one per transform.
@@ -75,12 +81,13 @@ class FlowConfig(TransformConfig):
     type: Literal["flow"] = "flow"
     num_transforms: int = 1
     context: Literal["burn_in", "padded"] = "burn_in"
-    base: Literal["standard", "learned"] = "standard"
+    base: Literal["standard", "learned", "full_covariance", "maf", "nsf"] = "standard"
     transforms: list[Literal["affine", "spline"]] | None = None
+    base_layers: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_at_least(self, 1, "num_transforms")
+        check_at_least(self, 1, "num_transforms", "base_layers")
         check_transform_kinds(self.transforms, self.num_transforms)
 
     @property
@@ -153,7 +160,7 @@ class FlowModel(Pretrained, nn.Module):
             build_transform(kind, self.event_shape, config.transform, config.context)
             for kind in config.kinds
         )
-        self.base = make_base(config.base, self.event_shape)
+        self.base = _make_base(config, self.event_shape)
 
     exact = True  # log_prob and bound are exact log-likelihoods (:mod:`seqflows.objective`)
 
@@ -199,7 +206,8 @@ class FlowModel(Pretrained, nn.Module):
         out = self.normalize(x, conditions)
         with full_precision(x.device):  # float32 density (mixed precision)
             dtype = torch.promote_types(out.noise.dtype, torch.float32)  # float64 stays
-            objective = self.base.log_prob(out.noise.to(dtype)) + out.log_abs_det.to(dtype)
+            base = self._base_log_prob(out.noise.to(dtype), x, conditions)
+            objective = base + out.log_abs_det.to(dtype)
         return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
 
     def scores(
@@ -343,7 +351,14 @@ class FlowModel(Pretrained, nn.Module):
             ``-model.log_prob(x).mean()`` is the training loss.
         """
         out = self.normalize(x, conditions)
-        return self.base.log_prob(out.noise) + out.log_abs_det
+        return self._base_log_prob(out.noise, x, conditions) + out.log_abs_det
+
+    def _base_log_prob(self, noise: Tensor, x: Tensor, conditions: Tensor | None) -> Tensor:
+        r"""log p(y) of the innermost outputs (B, S, *event_shape) of the last S frames of x:
+        the within-step bases (:mod:`seqflows.step_flows`) see the window of x before each."""
+        if isinstance(self.base, StepBase):
+            return self.base.log_prob(noise, x, conditions)
+        return self.base.log_prob(noise)
 
     def generate(
         self, noise: Tensor, context: Tensor | None = None, conditions: Tensor | None = None
@@ -432,6 +447,15 @@ class FlowModel(Pretrained, nn.Module):
         """
         start = check_sample_arguments(self, num_sequences, length, context, conditions)
         reference = next(self.parameters())
+        if isinstance(self.base, StepBase):  # y_t depends on x_<t: one step at a time
+            x = context
+            if x is None:
+                x = reference.new_zeros(num_sequences, 0, *self.event_shape)
+            for _ in range(length):
+                known = None if conditions is None else conditions[:, : x.shape[1] + 1]
+                noise = self.base.sample_next(x, known, generator, temperature)
+                x = self.generate(noise, x, known)
+            return x[:, start:]
         noise = self.base.sample(
             (num_sequences, length),
             generator=generator,
@@ -440,6 +464,23 @@ class FlowModel(Pretrained, nn.Module):
             temperature=temperature,
         )
         return self.generate(noise, context, conditions)[:, start:]
+
+
+def _make_base(config: FlowConfig, event_shape: tuple[int, ...]) -> StandardNormal | StepBase:
+    """The base of ``config``: a per-frame one (``standard``, ``learned``) or a within-step one."""
+    if config.base not in STEP_BASES:
+        return make_base(config.base, event_shape)
+    return make_step_base(
+        config.base,
+        event_shape,
+        config.window,
+        config.hidden,
+        layers=config.base_layers,
+        bins=config.bins,
+        bound=config.bound,
+        condition_dim=config.condition_dim,
+        scale_bounds=(config.min_scale, config.max_scale, config.scale_map),
+    )
 
 
 def _aligned(conditions: Tensor | None, length: int) -> Tensor | None:
