@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +150,9 @@ class FullCovarianceBase(StepBase):
     e = L^{-1} (y - mu), log |det de/dy| = -sum_d log L_dd.
     """
 
-    def __init__(self, event_shape: Sequence[int], window: int, hidden: int, **kwargs) -> None:
+    def __init__(
+        self, event_shape: Sequence[int], window: int, hidden: int, **kwargs: Any
+    ) -> None:
         super().__init__(event_shape, window, hidden, **kwargs)
         D = self.dim
         self.register_buffer("lower", torch.tril_indices(D, D, offset=-1), persistent=False)
@@ -202,7 +205,7 @@ class MaskedBase(StepBase):
         spline: bool = False,
         bins: int = 8,
         bound: float = 5.0,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(event_shape, window, hidden, **kwargs)
         self.spline, self.bins, self.bound = spline, bins, bound
