@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from tests.helpers import make_flow
 
 from seqflows import FlowModel
 from seqflows.errors import ConfigError
 from seqflows.step_flows import STEP_BASES, make_step_base
-from tests.helpers import make_flow
 
 D = 3
 
