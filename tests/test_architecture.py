@@ -32,8 +32,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # figures, task and the converters by idea added about 600 (module docstrings, imports, __all__)
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
-# idea. Raise it only with a reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 17_650
+# idea. Raise it only with a reason; never squeeze code or docstrings to fit. The within-step
+# bases of issue 26 (step_flows.py and their FlowModel integration) added about 320: 17,969.
+PACKAGE_LINES = 17_980
 
 
 def shipped_models():
@@ -43,6 +44,8 @@ def shipped_models():
         "my_time_series": (3,),
         "my_time_series_slvm_prior": (3,),
         "my_time_series_covariates": (3,),
+        "my_time_series_full_covariance": (3,),
+        "my_time_series_maf": (3,),
     }
     names = available_configs()
     assert set(own_data) <= set(names)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
-from tests.helpers import make_flow
 
 from seqflows import FlowModel
 from seqflows.errors import ConfigError
 from seqflows.step_flows import STEP_BASES, make_step_base
+
+from helpers import TINY_BALLS, TINY_RUN, make_flow
 
 D = 3
 
@@ -182,3 +185,52 @@ def test_the_full_covariance_base_reaches_the_exact_var1_likelihood():
     standard = fitted_linear_1af(x, "standard")
     assert abs(full - true) < 0.01, (full, true)
     assert abs((true - standard) - mutual_information) < 0.02, (standard, true)
+
+
+def run_command(capsys, *arguments: str) -> dict:
+    from seqflows.app.cli import main
+
+    status = main(list(arguments))
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    return json.loads(captured.out[captured.out.index("{") :])
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [("my_time_series_full_covariance", "1-AF, full_covariance base"),
+     ("my_time_series_maf", "1-AF, maf base")],
+)  # fmt: skip
+def test_the_shipped_series_configurations_train_evaluate_and_sample(
+    tmp_path, capsys, name, label
+):
+    pytest.importorskip("lightning")
+    series = tmp_path / "series.npy"
+    walks = np.cumsum(np.random.default_rng(0).normal(size=(20, 12, 3)), axis=1)
+    np.save(series, walks)
+    run = tmp_path / "run"
+    trained = run_command(
+        capsys, "train", name, f"data.path={series}", "--out", str(run), "--max-steps", "2",
+        "--no-progress", "data.length=6", "model.window=2", *TINY_RUN,
+    )  # fmt: skip
+    assert trained["steps"] == 2
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    result = run_command(capsys, "evaluate", checkpoint, "--json", "--no-progress")
+    assert result["model"] == label and math.isfinite(result["nats_per_dim"])
+    sampled = run_command(
+        capsys, "sample", checkpoint, "--out", str(tmp_path / "samples"), "--num", "2",
+        "--length", "3",
+    )  # fmt: skip
+    predicted = torch.load(sampled["written"]["pt"], weights_only=True)["predicted"]
+    assert predicted.shape == (2, 3, 3) and torch.isfinite(predicted).all()
+
+
+def test_a_within_step_base_on_frames_is_a_one_line_error(tmp_path, capsys):
+    from seqflows.app.cli import main
+
+    status = main(["train", "bouncing_balls_1af", "--out", str(tmp_path), "model.base=maf",
+                   *TINY_BALLS])  # fmt: skip
+    error = capsys.readouterr().err
+    assert status == 2, error
+    assert error.startswith("seqflows: error:") and "vector step" in error
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1

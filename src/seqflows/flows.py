@@ -176,11 +176,13 @@ class FlowModel(Pretrained, nn.Module):
     @property
     def label(self) -> str:
         """The paper's name of the model: ``1-AF``, ``2-AF``, ...; with spline transforms the
-        kinds follow, outermost first: ``1-AF (spline)``, ``2-AF (affine, spline)``."""
+        kinds follow, outermost first: ``1-AF (spline)``, ``2-AF (affine, spline)``; a
+        within-step base is named after them: ``1-AF, maf base``."""
         kinds = self.config.kinds
-        if all(kind == "affine" for kind in kinds):
-            return f"{self.num_transforms}-AF"
-        return f"{self.num_transforms}-AF ({', '.join(kinds)})"
+        name = f"{self.num_transforms}-AF"
+        if not all(kind == "affine" for kind in kinds):
+            name = f"{name} ({', '.join(kinds)})"
+        return f"{name}, {self.config.base} base" if self.config.base in STEP_BASES else name
 
     def loss(
         self,
