@@ -8,6 +8,10 @@ context features of the past,
 
     h_t = MLP(x_{t-k}, ..., x_{t-1}, c_t)        (k: the model's window; c_t: its conditions)
 
+(two tanh layers: bounded features, so that a window far outside the training data, a crisis
+in an economic series, cannot drive the covariance towards a singular one by extrapolation; the
+masked networks use tanh for the same reason)
+
 and applied at every step in parallel for densities, one step at a time when generating. The
 context is the window of past *data* frames (zeros before the first frame, ``padded`` mode), so
 log p(y_t | h_t) depends on x_{<t} (and c_t) only: causal in time, and all steps are scored in
@@ -86,8 +90,8 @@ class StepBase(nn.Module):
         self.dim, self.window, self.hidden = self.event_shape[0], window, hidden
         self.condition_dim, self.scale_bounds = condition_dim, scale_bounds
         self.context_network = nn.Sequential(
-            nn.Linear(window * self.dim + condition_dim, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(window * self.dim + condition_dim, hidden), nn.Tanh(),
+            nn.Linear(hidden, hidden), nn.Tanh(),
         )  # fmt: skip
 
     def context(self, x: Tensor, scored: int, conditions: Tensor | None = None) -> Tensor:
@@ -188,7 +192,7 @@ class MaskedBase(StepBase):
 
     Each of ``layers`` transforms is a MADE: input y (N, D) through masks so that output d sees
     y_{<d} in the layer's order; h_t enters the first hidden layer unmasked (degree 0), so the
-    first dimension is conditioned on the context alone. Two hidden layers of ``hidden`` units.
+    first dimension is conditioned on the context alone. Two tanh hidden layers of ``hidden`` units.
 
     Arguments:
         layers: The masked transforms; even ones keep the order 1..D, odd ones reverse it.
@@ -281,9 +285,9 @@ class _MADE(nn.Module):
 
     def forward(self, y: Tensor, features: Tensor) -> Tensor:
         first = F.linear(y, self.input_layer.weight * self.mask_in, self.input_layer.bias)
-        hidden = F.relu(first + self.context_layer(features))
+        hidden = torch.tanh(first + self.context_layer(features))
         hidden_weight = self.hidden_layer.weight * self.mask_hidden
-        hidden = F.relu(F.linear(hidden, hidden_weight, self.hidden_layer.bias))
+        hidden = torch.tanh(F.linear(hidden, hidden_weight, self.hidden_layer.bias))
         raw = F.linear(hidden, self.output_layer.weight * self.mask_out, self.output_layer.bias)
         return raw.unflatten(-1, (self.dim, self.parameters_per_dim))
 
