@@ -2,12 +2,12 @@ r"""``python -m reproduction COMMAND``: the reproduction's command line, from th
 
 Commands: ``reproduce`` (the paper's findings at reduced scale, :func:`reproduction.reproduce`;
 ``make reproduce``), ``motion`` (the motivating example of Sec. 3.1,
-:func:`reproduction.motion.run_and_write`; ``make motion``) and ``what_if`` (a conditioned model
+:func:`reproduction.motion.run_and_write`; ``make motion``), ``what_if`` (a conditioned model
 under four pushes, :func:`reproduction.what_if.what_if`) and ``series`` (within-step bases on
-real multivariate series beside a VAR, :func:`reproduction.series.run_series`). They were ``seqflows reproduce``,
-``seqflows motion`` and ``python -m seqflows.app.what_if`` before the reproduction moved out of
-the installed package. Errors about the user's input end with one line
-``reproduction: error: ...`` and exit status 2, as those of ``seqflows`` do.
+real multivariate series beside a VAR, :func:`reproduction.series.run_series`). The first three
+were ``seqflows reproduce``, ``seqflows motion`` and ``python -m seqflows.app.what_if`` before
+the reproduction moved out of the installed package. Errors about the user's input end with one
+line ``reproduction: error: ...`` and exit status 2, as those of ``seqflows`` do.
 """
 
 from __future__ import annotations

@@ -192,7 +192,8 @@ class MaskedBase(StepBase):
 
     Each of ``layers`` transforms is a MADE: input y (N, D) through masks so that output d sees
     y_{<d} in the layer's order; h_t enters the first hidden layer unmasked (degree 0), so the
-    first dimension is conditioned on the context alone. Two tanh hidden layers of ``hidden`` units.
+    first dimension is conditioned on the context alone. Two tanh hidden layers of ``hidden``
+    units.
 
     Arguments:
         layers: The masked transforms; even ones keep the order 1..D, odd ones reverse it.
