@@ -20,7 +20,8 @@ Models, fitted on the training steps only:
   ``sigma_u``; ``VAR (diagonal)`` the same with the off-diagonal covariances dropped;
 * ``Gaussian (i.i.d.)``: one full-covariance Gaussian for every step (training mean and MLE
   covariance);
-* ``1-AF <conditioner>, <base>``: :class:`seqflows.FlowModel` (window 2, 16 hidden units) with
+* ``1-AF <conditioner>, <base>``: :class:`seqflows.FlowModel` (window 4, the VAR's largest
+  order: a year of quarters, so that both see the same past; 16 hidden units) with
   the ``linear`` or ``mlp`` conditioner and the ``standard``, ``full_covariance``, ``maf`` or
   ``nsf`` base, trained in float32 by full-batch Adam on the training sequence. The number of
   steps is chosen on the last 15% of the training steps (one-step log-likelihood every 50
@@ -73,7 +74,7 @@ class SeriesConfig:
     """Settings of the series study."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
-    window: int = 2
+    window: int = 4
     hidden: int = 16
     learning_rate: float = 5e-3
     max_steps: int = 800
