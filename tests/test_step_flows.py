@@ -181,14 +181,14 @@ def test_the_full_covariance_base_holds_the_true_var1_exactly():
     with torch.no_grad():
         model.transforms[0].conditioner.shift_head.weight.copy_(VAR_A)
         model.base.head.bias.copy_(torch.cat([torch.zeros(2), L.diagonal().log(), L[1, :1]]))
-    assert abs(float(model.log_prob(x).mean()) - true) < 1e-12
+        assert abs(float(model.log_prob(x).mean()) - true) < 1e-12
     standard = linear_1af("standard")
     with torch.no_grad():
         standard.transforms[0].conditioner.shift_head.weight.copy_(VAR_A)
         standard.transforms[0].conditioner.log_scale_head.bias.copy_(
             VAR_NOISE.diagonal().log() / 2
         )
-    gap = true - float(standard.log_prob(x).mean())
+        gap = true - float(standard.log_prob(x).mean())
     assert abs(gap - VAR_MUTUAL_INFORMATION) < 0.03, gap  # 4,000 steps: sampling error ~0.01
 
 
