@@ -2,11 +2,12 @@ r"""``python -m reproduction COMMAND``: the reproduction's command line, from th
 
 Commands: ``reproduce`` (the paper's findings at reduced scale, :func:`reproduction.reproduce`;
 ``make reproduce``), ``motion`` (the motivating example of Sec. 3.1,
-:func:`reproduction.motion.run_and_write`; ``make motion``) and ``what_if`` (a conditioned model
-under four pushes, :func:`reproduction.what_if.what_if`). They were ``seqflows reproduce``,
-``seqflows motion`` and ``python -m seqflows.app.what_if`` before the reproduction moved out of
-the installed package. Errors about the user's input end with one line
-``reproduction: error: ...`` and exit status 2, as those of ``seqflows`` do.
+:func:`reproduction.motion.run_and_write`; ``make motion``), ``what_if`` (a conditioned model
+under four pushes, :func:`reproduction.what_if.what_if`) and ``series`` (within-step bases on
+real multivariate series beside a VAR, :func:`reproduction.series.run_series`). The first three
+were ``seqflows reproduce``, ``seqflows motion`` and ``python -m seqflows.app.what_if`` before
+the reproduction moved out of the installed package. Errors about the user's input end with one
+line ``reproduction: error: ...`` and exit status 2, as those of ``seqflows`` do.
 """
 
 from __future__ import annotations
@@ -145,6 +146,22 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _series_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/series"),
+        help="folder for summary.json and table.md (default: results/series)",
+    )
+
+
+def _series(args: argparse.Namespace) -> int:
+    from .series import format_table, run_series
+
+    print(format_table(run_series(args.out)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m reproduction`` (``what_if`` keeps its own:
     :func:`reproduction.what_if.main`)."""
@@ -162,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
             "the motivating example of Sec. 3.1: flows on a particle with momentum (seconds)",
             _motion_options,
             _motion,
+        ),
+        (
+            "series",
+            "dependence within a time step: the 1-AF's within-step bases beside a VAR (minutes)",
+            _series_options,
+            _series,
         ),
     ):
         sub = commands.add_parser(name, help=summary, description=f"{summary}.")

@@ -41,13 +41,15 @@ from .checks import (
 )
 from .conditioning import check_conditions
 from .config import build, check_at_least, check_choices
-from .distributions import full_precision, make_base
+from .distributions import StandardNormal, full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError, warn_deprecated
 from .flat_settings import FLAT_NAMES, nest_settings
 from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
+from .step_flows import STEP_BASES, StepBase, make_step_base
 from .transforms import (
+    SplineConfig,
     StackConfig,
     TransformConfig,
     TransformOutput,
@@ -77,7 +79,12 @@ class FlowConfig(StackConfig):
         context: ``"burn_in"`` (the paper: the first M*k frames only condition) or ``"padded"``
             (learned initial frames; every frame is scored).
         base: ``"standard"`` N(0, I) (what the paper's code effectively used) or ``"learned"``
-            (a per-dimension loc and log-scale).
+            (a per-dimension loc and log-scale); beyond the paper, for vectors (D,), a
+            distribution across the D dimensions of one step given the past window
+            (:mod:`seqflows.step_flows`): ``"full_covariance"`` (a Gaussian with a Cholesky
+            factor), ``"maf"`` or ``"nsf"`` (masked affine or spline flows; the spline's bins
+            and bound are those of the first spline transform, else the defaults).
+        base_layers: The masked transforms of a ``"maf"`` or ``"nsf"`` base.
         condition_dim: A, the size of the per-step conditions (actions, covariates) that the
             model takes beside the frames (:mod:`seqflows.conditioning`); 0: unconditioned.
         checkpoint_activations: The conditioners recompute their activations in the backward
@@ -89,7 +96,8 @@ class FlowConfig(StackConfig):
 
     type: Literal["flow"] = "flow"
     context: Literal["burn_in", "padded"] = "burn_in"
-    base: Literal["standard", "learned"] = "standard"
+    base: Literal["standard", "learned", "full_covariance", "maf", "nsf"] = "standard"
+    base_layers: int = 2
     condition_dim: int = 0
     checkpoint_activations: bool = False
 
@@ -97,6 +105,7 @@ class FlowConfig(StackConfig):
         super().__post_init__()
         check_choices(self)
         check_at_least(self, 0, "condition_dim")
+        check_at_least(self, 1, "base_layers")
 
     flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["flow"]  # the aliases it accepts
 
@@ -180,10 +189,15 @@ class FlowModel(Pretrained, nn.Module):
             build_transform(kind, self.event_shape, transform, config.context)
             for kind, transform in zip(config.kinds, config.transform_settings(), strict=True)
         )
-        self.base = make_base(config.base, self.event_shape)
+        self.base = _make_base(config, self.event_shape)
 
     exact = True  # log_prob and bound are exact log-likelihoods (:mod:`seqflows.objective`)
-    exact_marginals = True  # element-wise within a step: gaps are left out exactly (missing.py)
+
+    @property
+    def exact_marginals(self) -> bool:
+        """Whether a missing value's terms can be left out exactly (:mod:`seqflows.missing`):
+        element-wise transforms on a per-value base; not with a within-step base."""
+        return not isinstance(self.base, StepBase)
 
     @classmethod
     def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
@@ -201,9 +215,10 @@ class FlowModel(Pretrained, nn.Module):
         model (``1-AF``, ``2-AF (affine, spline)``)."""
         warn_deprecated("FlowModel.label", "seqflows.app.figures.model_label(model)")
         kinds = self.config.kinds
-        if all(kind == "affine" for kind in kinds):
-            return f"{self.num_transforms}-AF"
-        return f"{self.num_transforms}-AF ({', '.join(kinds)})"
+        name = f"{self.num_transforms}-AF"
+        if not all(kind == "affine" for kind in kinds):
+            name = f"{name} ({', '.join(kinds)})"
+        return f"{name}, {self.config.base} base" if self.config.base in STEP_BASES else name
 
     def loss(
         self,
@@ -236,7 +251,8 @@ class FlowModel(Pretrained, nn.Module):
         with full_precision(x.device):  # float32 density (mixed precision)
             dtype = torch.promote_types(out.noise.dtype, torch.float32)  # float64 stays
             if observed is None:
-                objective = self.base.log_prob(out.noise.to(dtype)) + out.log_abs_det.to(dtype)
+                base = self._base_log_prob(out.noise.to(dtype), x, conditions)
+                objective = base + out.log_abs_det.to(dtype)
                 return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
             # Gaps: the step density is a product over values (element-wise transforms, a
             # diagonal base), so the missing values' terms are left out (seqflows.missing).
@@ -403,6 +419,13 @@ class FlowModel(Pretrained, nn.Module):
         """
         return self.loss(x, conditions=conditions).objective
 
+    def _base_log_prob(self, noise: Tensor, x: Tensor, conditions: Tensor | None) -> Tensor:
+        r"""log p(y) of the innermost outputs (B, S, *event_shape) of the last S frames of x:
+        the within-step bases (:mod:`seqflows.step_flows`) see the window of x before each."""
+        if isinstance(self.base, StepBase):
+            return self.base.log_prob(noise, x, conditions)
+        return self.base.log_prob(noise)
+
     def generate(
         self, noise: Tensor, context: Tensor | None = None, conditions: Tensor | None = None
     ) -> Tensor:
@@ -493,6 +516,15 @@ class FlowModel(Pretrained, nn.Module):
         """
         start = check_sample_arguments(self, num_sequences, length, context, conditions)
         reference = next(self.parameters())
+        if isinstance(self.base, StepBase):  # y_t depends on x_<t: one step at a time
+            x = context
+            if x is None:
+                x = reference.new_zeros(num_sequences, 0, *self.event_shape)
+            for _ in range(length):
+                known = None if conditions is None else conditions[:, : x.shape[1] + 1]
+                noise = self.base.sample_next(x, known, generator, temperature)
+                x = self.generate(noise, x, known)
+            return x[:, start:]
         noise = self.base.sample(
             (num_sequences, length),
             generator=generator,
@@ -508,6 +540,28 @@ def _element_log_abs_det(out: TransformOutput) -> Tensor:
     if out.log_derivative is None:
         return -out.log_scale
     return out.log_derivative - out.log_scale
+
+
+def _make_base(config: FlowConfig, event_shape: tuple[int, ...]) -> StandardNormal | StepBase:
+    """The base of ``config``: a per-frame one (``standard``, ``learned``) or a within-step one
+    that reads the conditioner's window and width (and the first spline transform's bins and
+    bound, else the spline defaults; the first transform's scale bounds)."""
+    if config.base not in STEP_BASES:
+        return make_base(config.base, event_shape)
+    splines = [item for item in config.transforms if isinstance(item, SplineConfig)]
+    spline = splines[0] if splines else SplineConfig()
+    first = config.transforms[0]
+    return make_step_base(
+        config.base,
+        event_shape,
+        config.conditioner.window,
+        config.conditioner.hidden,
+        layers=config.base_layers,
+        bins=spline.bins,
+        bound=spline.bound,
+        condition_dim=config.condition_dim,
+        scale_bounds=(first.min_scale, first.max_scale, first.scale_map),
+    )
 
 
 def _aligned(conditions: Tensor | None, length: int) -> Tensor | None:

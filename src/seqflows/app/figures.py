@@ -71,11 +71,14 @@ def model_label(model: SequenceModel) -> str:
 @model_label.register
 def _flow_label(model: FlowModel) -> str:
     """M-AF (Eq. 9); with spline transforms the kinds follow, outermost first: ``1-AF
-    (spline)``, ``2-AF (affine, spline)``."""
+    (spline)``, ``2-AF (affine, spline)``; a within-step base is named after them: ``1-AF, maf
+    base``."""
     kinds = model.config.kinds
-    if all(kind == "affine" for kind in kinds):
-        return f"{model.num_transforms}-AF"
-    return f"{model.num_transforms}-AF ({', '.join(kinds)})"
+    name = f"{model.num_transforms}-AF"
+    if not all(kind == "affine" for kind in kinds):
+        name = f"{name} ({', '.join(kinds)})"
+    base = model.config.base
+    return name if base in ("standard", "learned") else f"{name}, {base} base"
 
 
 @model_label.register
