@@ -17,6 +17,10 @@ scores frames M*k .. T-1; in ``padded`` mode every frame is scored.
 "spline"]`` (with ``num_transforms=2``) stacks the two kinds, outermost first; the log-determinant
 of each transform is its own (Eq. 9 holds with any invertible transform).
 
+Beyond the paper, ``base="glow"`` replaces the element-wise base by a multi-scale coupling flow
+within the frame, conditioned on the k past frames (:mod:`seqflows.frame_flows`): log p(y_t |
+x_{t-k:t-1}) for every step at once in the density, y_t drawn step by step in :meth:`sample`.
+
 Beyond the paper, ``condition_dim=A`` makes the model conditional on per-step conditions c
 (B, T, A) (actions, covariates) that every method takes beside x: each transform's shift and
 scale at step t see c_{t-k+1:t} (:mod:`seqflows.conditioning`), so the model is a density of x
@@ -43,6 +47,7 @@ from .conditioning import check_conditions
 from .config import check_at_least
 from .distributions import full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError
+from .frame_flows import FrameFlow, last_window, past_windows
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
 from .transforms import TRANSFORM_KINDS, TransformConfig, build_transform
@@ -64,8 +69,14 @@ class FlowConfig(TransformConfig):
         num_transforms: M, the stacked transforms (1-AF, 2-AF, ...).
         context: ``"burn_in"`` (the paper: the first M*k frames only condition) or ``"padded"``
             (learned initial frames; every frame is scored).
-        base: ``"standard"`` N(0, I) (what the paper's code effectively used) or ``"learned"``
-            (a per-dimension loc and log-scale).
+        base: ``"standard"`` N(0, I) (what the paper's code effectively used), ``"learned"``
+            (a per-dimension loc and log-scale) or, for frames, ``"glow"`` (beyond the paper: a
+            multi-scale coupling flow within the frame, :class:`~seqflows.frame_flows.FrameFlow`,
+            conditioned on the ``window`` past frames, with ``bins`` and ``bound`` for splines).
+        glow_coupling: The ``"glow"`` base's couplings: ``"affine"`` or ``"spline"``.
+        glow_levels: The ``"glow"`` base's scales (one squeeze each: the frame's height and
+            width must be multiples of 2^glow_levels).
+        glow_hidden: Channels of the ``"glow"`` base's networks.
         transforms: The kind of each transform, outermost first: ``"affine"`` (Eq. 5-6, the
             paper) or ``"spline"`` (beyond the paper, with ``bins`` and ``bound``:
             :class:`~seqflows.transforms.SplineAutoregressiveTransform`); one per transform.
@@ -75,12 +86,15 @@ class FlowConfig(TransformConfig):
     type: Literal["flow"] = "flow"
     num_transforms: int = 1
     context: Literal["burn_in", "padded"] = "burn_in"
-    base: Literal["standard", "learned"] = "standard"
+    base: Literal["standard", "learned", "glow"] = "standard"
+    glow_coupling: Literal["affine", "spline"] = "affine"
+    glow_levels: int = 2
+    glow_hidden: int = 32
     transforms: list[Literal["affine", "spline"]] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_at_least(self, 1, "num_transforms")
+        check_at_least(self, 1, "num_transforms", "glow_levels", "glow_hidden")
         check_transform_kinds(self.transforms, self.num_transforms)
 
     @property
@@ -153,7 +167,18 @@ class FlowModel(Pretrained, nn.Module):
             build_transform(kind, self.event_shape, config.transform, config.context)
             for kind in config.kinds
         )
-        self.base = make_base(config.base, self.event_shape)
+        if config.base == "glow":
+            self.base = FrameFlow(
+                self.event_shape,
+                config.window,
+                config.glow_levels,
+                config.glow_hidden,
+                config.glow_coupling,
+                config.bins,
+                config.bound,
+            )
+        else:
+            self.base = make_base(config.base, self.event_shape)
 
     exact = True  # log_prob and bound are exact log-likelihoods (:mod:`seqflows.objective`)
 
@@ -171,9 +196,10 @@ class FlowModel(Pretrained, nn.Module):
         """The paper's name of the model: ``1-AF``, ``2-AF``, ...; with spline transforms the
         kinds follow, outermost first: ``1-AF (spline)``, ``2-AF (affine, spline)``."""
         kinds = self.config.kinds
-        if all(kind == "affine" for kind in kinds):
-            return f"{self.num_transforms}-AF"
-        return f"{self.num_transforms}-AF ({', '.join(kinds)})"
+        label = f"{self.num_transforms}-AF"
+        if not all(kind == "affine" for kind in kinds):
+            label = f"{label} ({', '.join(kinds)})"
+        return f"{label} + frame flow" if self.config.base == "glow" else label
 
     def loss(
         self,
@@ -199,7 +225,8 @@ class FlowModel(Pretrained, nn.Module):
         out = self.normalize(x, conditions)
         with full_precision(x.device):  # float32 density (mixed precision)
             dtype = torch.promote_types(out.noise.dtype, torch.float32)  # float64 stays
-            objective = self.base.log_prob(out.noise.to(dtype)) + out.log_abs_det.to(dtype)
+            objective = self._base_log_prob(x.to(dtype), out.noise.to(dtype))
+            objective = objective + out.log_abs_det.to(dtype)
         return LossTerms(loss=-objective.mean(), objective=objective, flow=out)
 
     def scores(
@@ -343,7 +370,15 @@ class FlowModel(Pretrained, nn.Module):
             ``-model.log_prob(x).mean()`` is the training loss.
         """
         out = self.normalize(x, conditions)
-        return self.base.log_prob(out.noise) + out.log_abs_det
+        return self._base_log_prob(x, out.noise) + out.log_abs_det
+
+    def _base_log_prob(self, x: Tensor, noise: Tensor) -> Tensor:
+        r"""log p(y_t) of the scored frames' noise y (B, T', *event) of sequences x (B, T,
+        *event): given the window of past frames x_{t-k:t-1} for the ``"glow"`` base."""
+        if isinstance(self.base, FrameFlow):
+            first = x.shape[1] - noise.shape[1]
+            return self.base.log_prob(noise, past_windows(x, self.config.window, first))
+        return self.base.log_prob(noise)
 
     def generate(
         self, noise: Tensor, context: Tensor | None = None, conditions: Tensor | None = None
@@ -432,6 +467,15 @@ class FlowModel(Pretrained, nn.Module):
         """
         start = check_sample_arguments(self, num_sequences, length, context, conditions)
         reference = next(self.parameters())
+        if isinstance(self.base, FrameFlow):  # y_t depends on x_{t-k:t-1}: one step at a time
+            frames = reference.new_zeros(num_sequences, 0, *self.event_shape)
+            frames = frames if context is None else context
+            for _ in range(length):
+                past = last_window(frames, self.config.window)
+                noise = self.base.sample(past, generator, temperature)[:, None]
+                known = None if conditions is None else conditions[:, : frames.shape[1] + 1]
+                frames = self.generate(noise, frames, known)
+            return frames[:, start:]
         noise = self.base.sample(
             (num_sequences, length),
             generator=generator,
