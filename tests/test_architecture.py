@@ -33,7 +33,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
 # idea. Raise it only with a reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 17_650
+# The flow within the frame (frame_flows.py, issue 26, base 'glow') added about 390: 18,037.
+PACKAGE_LINES = 18_050
 
 
 def shipped_models():
