@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from .distributions import normal_log_prob
 from .errors import ConfigError
+from .layout import cpu_channels_last
 from .splines import RationalQuadraticSpline, spline_parameters
 from .transforms import bound_log_scale
 
@@ -197,7 +198,7 @@ class Coupling(nn.Module):
         self.network = _network(self.kept + features, hidden, self.changed * per_element)
 
     def _raw(self, kept: Tensor, cond: Tensor) -> Tensor:
-        raw = self.network(torch.cat([kept, cond], dim=1))
+        raw = self.network(cpu_channels_last(torch.cat([kept, cond], dim=1)))
         n, _, h, w = raw.shape
         return raw.reshape(n, self.changed, -1, h, w)  # (N, C_b, P, H, W)
 
@@ -293,12 +294,12 @@ class FrameFlow(nn.Module):
 
     def _features(self, past: Tensor) -> list[Tensor]:
         r"""h at each level's resolution: past (N, k, C, H, W) -> [(N, hidden, H/2^l, W/2^l)]."""
-        h = self.encoder(past.flatten(1, 2))
+        h = self.encoder(cpu_channels_last(past.flatten(1, 2)))  # oneDNN's layout
         return [F.avg_pool2d(h, 2 ** (level + 1)) for level in range(self.levels)]
 
     def _prior(self, level: int, kept: Tensor | None, cond: Tensor) -> tuple[Tensor, Tensor]:
         inputs = cond if kept is None else torch.cat([kept, cond], dim=1)
-        mean, raw = self.priors[level](inputs).chunk(2, dim=1)
+        mean, raw = self.priors[level](cpu_channels_last(inputs)).chunk(2, dim=1)
         return mean, bound_log_scale(raw, *self.scale_bounds, "soft")
 
     def encode(self, y: Tensor, past: Tensor) -> tuple[Tensor, Tensor]:
