@@ -5,12 +5,13 @@
 # frames (theirs: 32x32), so that each fits a few minutes of CPU on a 2-core machine shared
 # with other jobs; the cosine schedule of the reproduction; evaluated on the 256 test sequences.
 # Run from the repository root: sh docs/results/within_frames/train_and_evaluate.sh
-# (RUNS="bouncing_balls_1af_glow_spline" runs one of them).
+# The committed JSONs are the default RUNS; RUNS=bouncing_balls_1af_glow_spline trains the
+# spline-coupling variant (not run yet: it did not fit the shared machine's time).
 set -e
 STEPS=${STEPS:-100}
 PYTHON=${PYTHON:-python}
 OUT=docs/results/within_frames
-RUNS=${RUNS:-"bouncing_balls_1af bouncing_balls_1af_glow bouncing_balls_1af_glow_spline"}
+RUNS=${RUNS:-"bouncing_balls_1af bouncing_balls_1af_glow"}
 for run in $RUNS; do
   case "$run" in
     bouncing_balls_1af_glow_spline) config=bouncing_balls_1af_glow; extra=model.glow_coupling=spline ;;
