@@ -5,8 +5,8 @@
 # frames (theirs: 32x32), so that each fits a few minutes of CPU on a 2-core machine shared
 # with other jobs; the cosine schedule of the reproduction; evaluated on the 256 test sequences.
 # Run from the repository root: sh docs/results/within_frames/train_and_evaluate.sh
-# The committed JSONs are the default RUNS; RUNS=bouncing_balls_1af_glow_spline trains the
-# spline-coupling variant (not run yet: it did not fit the shared machine's time).
+# The committed JSONs: the default RUNS (run together), then
+# RUNS=bouncing_balls_1af_glow_spline (the spline-coupling variant, run alone afterwards).
 set -e
 STEPS=${STEPS:-100}
 PYTHON=${PYTHON:-python}
