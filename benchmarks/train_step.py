@@ -170,7 +170,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     device = args.device
     set_tf32(mode == "tf32")
     torch.manual_seed(args.seed)
-    if args.model == "1af":
+    if args.model in ("1af", "1af_glow"):  # 1af_glow: with the flow within the frame as base
         model = FlowModel(
             event_shape=(1, args.size, args.size),
             num_transforms=1,
@@ -178,6 +178,8 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             conditioner="conv",
             hidden=args.hidden,
             checkpoint_activations=args.checkpoint_activations,
+            base="glow" if args.model == "1af_glow" else "standard",
+            glow_hidden=args.hidden,
         )
     else:  # the paper's SLVM (Appendix B, Fig. 6), with the 1-AF in front for slvm_1af
         model = SLVM(
@@ -318,9 +320,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {MODES}")
     parser.add_argument(
         "--model",
-        choices=("1af", "slvm", "slvm_1af"),
+        choices=("1af", "1af_glow", "slvm", "slvm_1af"),
         default="1af",
-        help="the paper's 1-AF (default), SLVM or SLVM w/ 1-AF",
+        help="the paper's 1-AF (default), the 1-AF with the flow within the frame as its base "
+        "(base='glow', glow_hidden=--hidden; FLOPs counted only), SLVM or SLVM w/ 1-AF",
     )
     parser.add_argument("--batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--frames", type=int, default=13, help="frames per sequence")

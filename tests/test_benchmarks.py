@@ -228,3 +228,21 @@ def test_decoder_layers_quick_times_both_forms_of_both_layers(tmp_path):
         assert row["max_abs_difference"] < 1e-4, row  # the same function
         for key in ("forward_onednn", "forward_matmul", "train_onednn", "train_matmul"):
             assert positive(row[key]), (row["layer"], key)
+
+
+def test_train_step_quick_times_the_1af_with_the_flow_within_the_frame(tmp_path):
+    result = tmp_path / "step.json"
+    script = str(BENCHMARKS / "train_step.py")
+    done = _run(
+        sys.executable,
+        script,
+        "--quick",
+        "--model=1af_glow",
+        "--modes=fp32",
+        "--no-isolate",
+        f"--json={result}",
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(result.read_text())["results"]
+    assert row["model"] == "1af_glow" and row["seconds_per_step"] > 0
+    assert row["peak"]["gflops_per_s"] > 0 and row["conv_flops"]["total"] > 0

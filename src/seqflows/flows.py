@@ -17,6 +17,10 @@ scores frames M*k .. T-1; in ``padded`` mode every frame is scored.
 "spline"]`` (with ``num_transforms=2``) stacks the two kinds, outermost first; the log-determinant
 of each transform is its own (Eq. 9 holds with any invertible transform).
 
+Beyond the paper, ``base="glow"`` replaces the element-wise base by a multi-scale coupling flow
+within the frame, conditioned on the k past frames (:mod:`seqflows.frame_flows`): log p(y_t |
+x_{t-k:t-1}) for every step at once in the density, y_t drawn step by step in :meth:`sample`.
+
 Beyond the paper, ``condition_dim=A`` makes the model conditional on per-step conditions c
 (B, T, A) (actions, covariates) that every method takes beside x: each transform's shift and
 scale at step t see c_{t-k+1:t} (:mod:`seqflows.conditioning`), so the model is a density of x
@@ -44,6 +48,7 @@ from .config import build, check_at_least, check_choices
 from .distributions import StandardNormal, full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError, warn_deprecated
 from .flat_settings import FLAT_NAMES, nest_settings
+from .frame_flows import FrameFlow
 from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
@@ -56,6 +61,10 @@ from .transforms import (
     build_transform,
     transform_settings,
 )
+
+# The bases that condition y_t on the past frames x_{t-k:t-1}: a density of all steps at once
+# given x (steps_log_prob), generation one step at a time (sample_next).
+PAST_CONDITIONED = (StepBase, FrameFlow)
 
 __all__ = [
     "FlowConfig",
@@ -84,7 +93,15 @@ class FlowConfig(StackConfig):
             (:mod:`seqflows.step_flows`): ``"full_covariance"`` (a Gaussian with a Cholesky
             factor), ``"maf"`` or ``"nsf"`` (masked affine or spline flows; the spline's bins
             and bound are those of the first spline transform, else the defaults).
+            For frames (C, H, W), ``"glow"``: a multi-scale coupling flow within the frame
+            (:class:`~seqflows.frame_flows.FrameFlow`), conditioned on the ``window`` past
+            frames.
         base_layers: The masked transforms of a ``"maf"`` or ``"nsf"`` base.
+        glow_coupling: The ``"glow"`` base's couplings: ``"affine"`` or ``"spline"`` (with the
+            spline settings of the ``"nsf"`` base).
+        glow_levels: The ``"glow"`` base's scales (one squeeze each: the frame's height and
+            width must be multiples of 2^glow_levels).
+        glow_hidden: Channels of the ``"glow"`` base's networks.
         condition_dim: A, the size of the per-step conditions (actions, covariates) that the
             model takes beside the frames (:mod:`seqflows.conditioning`); 0: unconditioned.
         checkpoint_activations: The conditioners recompute their activations in the backward
@@ -96,8 +113,11 @@ class FlowConfig(StackConfig):
 
     type: Literal["flow"] = "flow"
     context: Literal["burn_in", "padded"] = "burn_in"
-    base: Literal["standard", "learned", "full_covariance", "maf", "nsf"] = "standard"
+    base: Literal["standard", "learned", "full_covariance", "maf", "nsf", "glow"] = "standard"
     base_layers: int = 2
+    glow_coupling: Literal["affine", "spline"] = "affine"
+    glow_levels: int = 2
+    glow_hidden: int = 32
     condition_dim: int = 0
     checkpoint_activations: bool = False
 
@@ -105,7 +125,7 @@ class FlowConfig(StackConfig):
         super().__post_init__()
         check_choices(self)
         check_at_least(self, 0, "condition_dim")
-        check_at_least(self, 1, "base_layers")
+        check_at_least(self, 1, "base_layers", "glow_levels", "glow_hidden")
 
     flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["flow"]  # the aliases it accepts
 
@@ -197,7 +217,7 @@ class FlowModel(Pretrained, nn.Module):
     def exact_marginals(self) -> bool:
         """Whether a missing value's terms can be left out exactly (:mod:`seqflows.missing`):
         element-wise transforms on a per-value base; not with a within-step base."""
-        return not isinstance(self.base, StepBase)
+        return not isinstance(self.base, PAST_CONDITIONED)
 
     @classmethod
     def check_frames(cls, event_shape: Sequence[int], size_setting: str = "size") -> None:
@@ -218,7 +238,11 @@ class FlowModel(Pretrained, nn.Module):
         name = f"{self.num_transforms}-AF"
         if not all(kind == "affine" for kind in kinds):
             name = f"{name} ({', '.join(kinds)})"
-        return f"{name}, {self.config.base} base" if self.config.base in STEP_BASES else name
+        return (
+            name
+            if self.config.base in ("standard", "learned")
+            else f"{name}, {self.config.base} base"
+        )
 
     def loss(
         self,
@@ -421,9 +445,10 @@ class FlowModel(Pretrained, nn.Module):
 
     def _base_log_prob(self, noise: Tensor, x: Tensor, conditions: Tensor | None) -> Tensor:
         r"""log p(y) of the innermost outputs (B, S, *event_shape) of the last S frames of x:
-        the within-step bases (:mod:`seqflows.step_flows`) see the window of x before each."""
-        if isinstance(self.base, StepBase):
-            return self.base.log_prob(noise, x, conditions)
+        the bases conditioned on the past (within a step, :mod:`seqflows.step_flows`; within a
+        frame, :mod:`seqflows.frame_flows`) see the window of x before each."""
+        if isinstance(self.base, PAST_CONDITIONED):
+            return self.base.steps_log_prob(noise, x, conditions)
         return self.base.log_prob(noise)
 
     def generate(
@@ -516,7 +541,7 @@ class FlowModel(Pretrained, nn.Module):
         """
         start = check_sample_arguments(self, num_sequences, length, context, conditions)
         reference = next(self.parameters())
-        if isinstance(self.base, StepBase):  # y_t depends on x_<t: one step at a time
+        if isinstance(self.base, PAST_CONDITIONED):  # y_t depends on x_<t: one step at a time
             x = context
             if x is None:
                 x = reference.new_zeros(num_sequences, 0, *self.event_shape)
@@ -542,14 +567,26 @@ def _element_log_abs_det(out: TransformOutput) -> Tensor:
     return out.log_derivative - out.log_scale
 
 
-def _make_base(config: FlowConfig, event_shape: tuple[int, ...]) -> StandardNormal | StepBase:
+def _make_base(
+    config: FlowConfig, event_shape: tuple[int, ...]
+) -> StandardNormal | StepBase | FrameFlow:
     """The base of ``config``: a per-frame one (``standard``, ``learned``) or a within-step one
     that reads the conditioner's window and width (and the first spline transform's bins and
     bound, else the spline defaults; the first transform's scale bounds)."""
-    if config.base not in STEP_BASES:
-        return make_base(config.base, event_shape)
     splines = [item for item in config.transforms if isinstance(item, SplineConfig)]
     spline = splines[0] if splines else SplineConfig()
+    if config.base == "glow":
+        return FrameFlow(
+            event_shape,
+            config.conditioner.window,
+            config.glow_levels,
+            config.glow_hidden,
+            config.glow_coupling,
+            spline.bins,
+            spline.bound,
+        )
+    if config.base not in STEP_BASES:
+        return make_base(config.base, event_shape)
     first = config.transforms[0]
     return make_step_base(
         config.base,

@@ -123,6 +123,11 @@ class StepBase(nn.Module):
         log_prob = -0.5 * (noise.square() + _LOG_2PI).sum(-1) + log_det
         return log_prob.unflatten(0, y.shape[:2]).to(torch.promote_types(dtype, torch.float32))
 
+    def steps_log_prob(self, y: Tensor, x: Tensor, conditions: Tensor | None = None) -> Tensor:
+        r"""log p(y_t | x_{t-k:t-1}, c_t), (B, S): :meth:`log_prob`, the interface the bases
+        conditioned on the past share (:data:`seqflows.flows.PAST_CONDITIONED`)."""
+        return self.log_prob(y, x, conditions)
+
     def sample_next(
         self,
         x: Tensor,

@@ -78,6 +78,8 @@ def _flow_label(model: FlowModel) -> str:
     if not all(kind == "affine" for kind in kinds):
         name = f"{name} ({', '.join(kinds)})"
     base = model.config.base
+    if base == "glow":
+        return f"{name} + frame flow"
     return name if base in ("standard", "learned") else f"{name}, {base} base"
 
 
