@@ -42,7 +42,7 @@ from .runs import (
     remove_stale_temporaries,
     resume_changes,
 )
-from .runtime import check_batch_fits, check_model_fits
+from .runtime import check_batch_fits, check_model_fits, small_model_threads
 
 __all__ = [
     "cluster_plugins",
@@ -209,7 +209,8 @@ def _train(
     )
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
-    with StopRequest() as stop, _quiet_lightning():
+    threads = small_model_threads(config, task.model, event_shape)
+    with StopRequest() as stop, _quiet_lightning(), threads:
         last = LastCheckpoint(
             checkpoints / "last.ckpt", train_config.checkpoint_every, train_config.val_every, stop
         )
