@@ -209,8 +209,8 @@ def _train(
     )
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
-    threads = small_model_threads(config, task.model, event_shape)
-    with StopRequest() as stop, _quiet_lightning(), threads:
+    one_thread = small_model_threads(config, task.model, event_shape)
+    with StopRequest() as stop, _quiet_lightning(), one_thread as small:
         last = LastCheckpoint(
             checkpoints / "last.ckpt", train_config.checkpoint_every, train_config.val_every, stop
         )
@@ -251,7 +251,7 @@ def _train(
             enable_model_summary=progress,
         )
         if trainer.is_global_zero:
-            _print_start(config, task, trainer, start_step, allocator)
+            _print_start(config, task, trainer, start_step, allocator, small is not None)
             slow = emulated_bf16_warning(train_config.precision, train_config.accelerator)
             if slow:
                 say(f"warning: {slow}")
@@ -378,7 +378,12 @@ def _precision(train_config: Any) -> str:
 
 
 def _print_start(
-    config: Config, task: Any, trainer: Any, start_step: int, allocator: str | None
+    config: Config,
+    task: Any,
+    trainer: Any,
+    start_step: int,
+    allocator: str | None,
+    small: bool = False,
 ) -> None:
     """Says where and how training runs (users silently train on CPU for days otherwise)."""
     device = trainer.strategy.root_device
@@ -388,7 +393,11 @@ def _print_start(
         f"training {task.model.label} ({parameters:,} parameters) on "
         f"{config.data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {_precision(config.train)}, "
-        f"{torch.get_num_threads()} threads"
+        + (
+            "1 thread (a small vector model; OMP_NUM_THREADS=N chooses)"
+            if small
+            else f"{torch.get_num_threads()} threads"
+        )
         + (f", allocator {allocator}" if allocator else "")
         + f"; steps {start_step} -> {config.train.max_steps}"
     )
