@@ -140,7 +140,9 @@ class SequenceTask(pl.LightningModule):
         Every process decides alike (the global step), so the reductions of ``sync_dist`` stay
         matched.
         """
-        trainer = self.trainer
+        trainer = self._trainer
+        if trainer is None:  # a task called on its own: self.log warns that it logs nothing
+            return True
         step = self.global_step + 1  # Lightning's count of batches that stepped, + 1
         every = trainer.log_every_n_steps
         logged = every > 0 and step % every == 0
