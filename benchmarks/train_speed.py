@@ -14,7 +14,9 @@ machine:
   logged ``train/loss`` values (TensorBoard stores when each was written) over their steps, so
   start-up is left out and the validations and checkpoints in between are counted.
 
-Both time steps ``--from`` to ``--to``. The ratio bare / command step time is the share of full
+Both time steps ``--from`` to ``--to``, in wall time and in CPU time (the command's from a
+run of ``--to + 1`` steps less one of ``--from + 1``: the start-up cancels, up to its own
+variation, which is the noise of this figure). The ratio bare / command step time is the share of full
 speed the command reaches (1 = no cost around the step); each round gives one, and the median
 is reported, with the cores other processes kept busy during each measurement (the machine is
 shared: a round with ``others`` well above 0 is noisy, the interleaving makes the ratio fair).
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -101,6 +104,10 @@ def _bare_loop(
     return usage.wall / (last - first), usage
 
 
+def cpu_seconds(usage: Usage) -> float:
+    return usage.user + usage.system
+
+
 def logged_wall_times(log_dir: Path) -> dict[int, float]:
     """When each ``train/loss`` of the run's TensorBoard log was written, by step."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -110,12 +117,13 @@ def logged_wall_times(log_dir: Path) -> dict[int, float]:
     return {event.step: event.wall_time for event in events.Scalars("train/loss")}
 
 
-def command_seconds_per_step(
-    config: str, overrides: list[str], first: int, last: int, source: str | None = None
-) -> tuple[float, Usage]:
-    """Seconds per step of ``seqflows train`` between its logged steps ``first`` and ``last``."""
+def run_command(
+    config: str, overrides: list[str], max_steps: int, source: str | None = None
+) -> tuple[dict[int, float], float, Usage]:
+    """``seqflows train`` for ``max_steps`` steps: when each ``train/loss`` was logged, the CPU
+    seconds of the process, and the machine's load meanwhile."""
     settings = [
-        f"train.max_steps={last + LOG_EVERY}",
+        f"train.max_steps={max_steps}",
         f"train.log_every={LOG_EVERY}",
         f"train.val_every={VAL_EVERY}",
         f"train.checkpoint_every={VAL_EVERY}",
@@ -126,12 +134,30 @@ def command_seconds_per_step(
         environment = os.environ.copy()
         if source:  # another checkout's command (a before/after comparison)
             environment["PYTHONPATH"] = str(Path(source).resolve())
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         with Usage() as usage:
             done = subprocess.run(command, capture_output=True, text=True, env=environment)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         times = logged_wall_times(Path(folder) / "logs" / "version_0")
-    return (times[last] - times[first]) / (last - first), usage
+    cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return times, cpu, usage
+
+
+def command_seconds_per_step(
+    config: str, overrides: list[str], first: int, last: int, source: str | None = None
+) -> tuple[float, float, Usage]:
+    """Wall and CPU seconds per step of ``seqflows train`` from step ``first`` to ``last``.
+
+    Wall: between the logged steps ``first`` and ``last`` of one run. CPU: the difference of a
+    run of ``last + 1`` steps and one of ``first + 1`` (start-up cancels; the CPU time does not
+    count the time other processes held the cores, so it is the steadier of the two on a
+    busy machine)."""
+    times, long_cpu, usage = run_command(config, overrides, last + 1, source)
+    _, short_cpu, _ = run_command(config, overrides, first + 1, source)
+    steps = last - first
+    return (times[last] - times[first]) / steps, (long_cpu - short_cpu) / steps, usage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds = []
         for index in range(args.rounds):
             bare, bare_usage = bare_seconds_per_step(config, args.first, args.last)
-            command, command_usage = command_seconds_per_step(
+            bare_cpu = cpu_seconds(bare_usage) / (args.last - args.first)
+            command, command_cpu, command_usage = command_seconds_per_step(
                 args.config, overrides, args.first, args.last, args.command_source
             )
             rounds.append(
@@ -176,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                     "bare_seconds_per_step": bare,
                     "command_seconds_per_step": command,
                     "bare_over_command": bare / command,
+                    "bare_cpu_seconds_per_step": bare_cpu,
+                    "command_cpu_seconds_per_step": command_cpu,
+                    "bare_over_command_cpu": bare_cpu / command_cpu,
                     "others_during_bare": bare_usage.other_cores,
                     "others_during_command": command_usage.other_cores,
                 }
@@ -183,16 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"round {index + 1}: bare {bare * 1e3:.2f} ms/step ({1 / bare:.0f} steps/s), "
                 f"seqflows train {command * 1e3:.2f} ms/step ({1 / command:.0f} steps/s): "
-                f"{bare / command:.2f} of the bare step; other processes kept "
-                f"{bare_usage.other_cores:.1f} and {command_usage.other_cores:.1f} cores busy",
+                f"{bare / command:.2f} of the bare step (CPU time: {bare_cpu * 1e3:.2f} and "
+                f"{command_cpu * 1e3:.2f} ms/step, {bare_cpu / command_cpu:.2f}); other "
+                f"processes kept {bare_usage.other_cores:.1f} and "
+                f"{command_usage.other_cores:.1f} cores busy",
                 flush=True,
             )
     ratio = statistics.median(row["bare_over_command"] for row in rounds)
     bare = statistics.median(row["bare_seconds_per_step"] for row in rounds)
     command = statistics.median(row["command_seconds_per_step"] for row in rounds)
+    cpu_ratio = statistics.median(row["bare_over_command_cpu"] for row in rounds)
     print(
         f"median: bare {1 / bare:.0f} steps/s, seqflows train {1 / command:.0f} steps/s, "
-        f"ratio {ratio:.2f}"
+        f"ratio {ratio:.2f} (CPU time: {cpu_ratio:.2f})"
     )
     if args.json:
         result = {
@@ -212,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             "median_bare_steps_per_second": 1 / bare,
             "median_command_steps_per_second": 1 / command,
             "median_bare_over_command": ratio,
+            "median_bare_over_command_cpu": cpu_ratio,
             "rounds": rounds,
             "load_average": os.getloadavg(),
             "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
