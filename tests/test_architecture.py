@@ -33,7 +33,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # and the protocol's scores_and_bound on both families about 100: 17,618. Next to go: the app/
 # helpers that only the reproduction calls, the deprecated names, SLVM's second names for one
 # idea. Raise it only with a reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 17_650
+# Small models at full speed (issue 27 item 5: logging only written steps, one thread for
+# small vector models) added about 90: 17,705.
+PACKAGE_LINES = 17_740
 
 
 def shipped_models():
