@@ -164,3 +164,24 @@ def test_train_says_it_runs_a_small_vector_model_on_one_thread(
     assert code == 0, error
     start = next(line for line in error.splitlines() if line.startswith("seqflows: training "))
     assert "1 thread (a small vector model; OMP_NUM_THREADS=N chooses)" in start
+
+
+def test_the_benchmark_times_the_bare_step_and_the_command(tmp_path):
+    """benchmarks/train_speed.py on a tiny series: one round, every number positive."""
+    import json
+    import math
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+    out = tmp_path / "speed.json"
+    command = [sys.executable, str(script), "my_time_series", "--series", "20", "12", "3"]
+    command += ["data.length=6", "model.hidden=4", "--from", "49", "--to", "99", "--rounds", "1"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "round 1: bare" in done.stdout and "median: bare" in done.stdout
+    result = json.loads(out.read_text())
+    (row,) = result["rounds"]
+    for key in ("bare_seconds_per_step", "command_seconds_per_step", "bare_over_command"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert result["steps"] == [49, 99] and result["parameters"] > 0
