@@ -24,7 +24,7 @@ shared: a round with ``others`` well above 0 is noisy, the interleaving makes th
     python benchmarks/train_speed.py my_time_series --series 200 100 3 data.length=20 \
         --rounds 5 --json benchmarks/results/train_speed_series.json
     python benchmarks/train_speed.py bouncing_balls_1af data.size=8 data.length=6 \
-        model.hidden=8 --rounds 3 --json benchmarks/results/train_speed_balls_tiny.json
+        model.hidden=8 --to 149 --rounds 1 --json benchmarks/results/train_speed_balls_tiny.json
 """
 
 from __future__ import annotations
