@@ -16,13 +16,14 @@ machine:
 
 Both time steps ``--from`` to ``--to``, in wall time and in CPU time (the command's from a
 run of ``--to + 1`` steps less one of ``--from + 1``: the start-up cancels, up to its own
-variation, which is the noise of this figure). The ratio bare / command step time is the share of full
-speed the command reaches (1 = no cost around the step); each round gives one, and the median
-is reported, with the cores other processes kept busy during each measurement (the machine is
-shared: a round with ``others`` well above 0 is noisy, the interleaving makes the ratio fair).
+variation, which is the noise of this figure). The ratio bare / command step time is the
+share of full speed the command reaches (1 = no cost around the step); each round gives one,
+and the median is reported, with the cores other processes kept busy during each measurement
+(the machine is shared: a round with ``others`` well above 0 is noisy, the interleaving makes
+the ratio fair).
 
     python benchmarks/train_speed.py my_time_series --series 200 100 3 data.length=20 \
-        --rounds 5 --json benchmarks/results/train_speed_series.json
+        --rounds 3 --json benchmarks/results/train_speed_series.json
     python benchmarks/train_speed.py bouncing_balls_1af data.size=8 data.length=6 \
         model.hidden=8 --to 149 --rounds 1 --json benchmarks/results/train_speed_balls_tiny.json
 """
