@@ -110,12 +110,17 @@ def cpu_seconds(usage: Usage) -> float:
 
 
 def logged_wall_times(log_dir: Path) -> dict[int, float]:
-    """When each ``train/loss`` of the run's TensorBoard log was written, by step."""
+    """When each ``train/loss`` of the run's TensorBoard log was written, by step; and, under
+    the negative step -step, the run's own ``time/frames_per_second`` of the window ending at
+    that step (StepTimer: the training steps and the time between them, validations left
+    out)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return {event.step: event.wall_time for event in events.Scalars("train/loss")}
+    times = {event.step: event.wall_time for event in events.Scalars("train/loss")}
+    rates = {-event.step: event.value for event in events.Scalars("time/frames_per_second")}
+    return {**times, **rates}
 
 
 def run_command(
@@ -147,18 +152,27 @@ def run_command(
 
 
 def command_seconds_per_step(
-    config: str, overrides: list[str], first: int, last: int, source: str | None = None
-) -> tuple[float, float, Usage]:
+    config: str,
+    overrides: list[str],
+    first: int,
+    last: int,
+    frames_per_step: int,
+    source: str | None = None,
+) -> tuple[float, float, float, Usage]:
     """Wall and CPU seconds per step of ``seqflows train`` from step ``first`` to ``last``.
 
     Wall: between the logged steps ``first`` and ``last`` of one run. CPU: the difference of a
     run of ``last + 1`` steps and one of ``first + 1`` (start-up cancels; the CPU time does not
     count the time other processes held the cores, so it is the steadier of the two on a
-    busy machine)."""
+    busy machine). Also the seconds per step that the run's own ``time/frames_per_second``
+    gives over the same windows: the training loop without the validations and the
+    checkpoints written after them."""
     times, long_cpu, usage = run_command(config, overrides, last + 1, source)
     _, short_cpu, _ = run_command(config, overrides, first + 1, source)
     steps = last - first
-    return (times[last] - times[first]) / steps, (long_cpu - short_cpu) / steps, usage
+    windows = [step for step in times if step < 0 and first < -step <= last]
+    loop = statistics.mean(frames_per_step / times[step] for step in windows)
+    return (times[last] - times[first]) / steps, (long_cpu - short_cpu) / steps, loop, usage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,12 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         config = config.replace(train={"max_steps": args.last + LOG_EVERY})
         model = build_model(config, event_shape(config))
         parameters = sum(parameter.numel() for parameter in model.parameters())
+        frames = config.train.batch_size * (config.data.length - model.burn_in)  # scored
         rounds = []
         for index in range(args.rounds):
             bare, bare_usage = bare_seconds_per_step(config, args.first, args.last)
             bare_cpu = cpu_seconds(bare_usage) / (args.last - args.first)
-            command, command_cpu, command_usage = command_seconds_per_step(
-                args.config, overrides, args.first, args.last, args.command_source
+            command, command_cpu, loop, command_usage = command_seconds_per_step(
+                args.config, overrides, args.first, args.last, frames, args.command_source
             )
             rounds.append(
                 {
@@ -207,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     "bare_cpu_seconds_per_step": bare_cpu,
                     "command_cpu_seconds_per_step": command_cpu,
                     "bare_over_command_cpu": bare_cpu / command_cpu,
+                    "command_loop_seconds_per_step": loop,
+                    "bare_over_command_loop": bare / loop,
                     "others_during_bare": bare_usage.other_cores,
                     "others_during_command": command_usage.other_cores,
                 }
@@ -215,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"round {index + 1}: bare {bare * 1e3:.2f} ms/step ({1 / bare:.0f} steps/s), "
                 f"seqflows train {command * 1e3:.2f} ms/step ({1 / command:.0f} steps/s): "
                 f"{bare / command:.2f} of the bare step (CPU time: {bare_cpu * 1e3:.2f} and "
-                f"{command_cpu * 1e3:.2f} ms/step, {bare_cpu / command_cpu:.2f}); other "
+                f"{command_cpu * 1e3:.2f} ms/step, {bare_cpu / command_cpu:.2f}; its loop "
+                f"without validations {loop * 1e3:.2f} ms/step, {bare / loop:.2f}); other "
                 f"processes kept {bare_usage.other_cores:.1f} and "
                 f"{command_usage.other_cores:.1f} cores busy",
                 flush=True,
@@ -224,9 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     bare = statistics.median(row["bare_seconds_per_step"] for row in rounds)
     command = statistics.median(row["command_seconds_per_step"] for row in rounds)
     cpu_ratio = statistics.median(row["bare_over_command_cpu"] for row in rounds)
+    loop_ratio = statistics.median(row["bare_over_command_loop"] for row in rounds)
     print(
         f"median: bare {1 / bare:.0f} steps/s, seqflows train {1 / command:.0f} steps/s, "
-        f"ratio {ratio:.2f} (CPU time: {cpu_ratio:.2f})"
+        f"ratio {ratio:.2f} (CPU time: {cpu_ratio:.2f}; loop without validations: "
+        f"{loop_ratio:.2f})"
     )
     if args.json:
         result = {
@@ -247,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             "median_command_steps_per_second": 1 / command,
             "median_bare_over_command": ratio,
             "median_bare_over_command_cpu": cpu_ratio,
+            "median_bare_over_command_loop": loop_ratio,
             "rounds": rounds,
             "load_average": os.getloadavg(),
             "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
