@@ -11,24 +11,38 @@ starts: ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
 whose frames alone cannot fit in memory (``data.size=100000``, ``train.batch_size=100000000``
 grew to 21 GB before being killed), and :func:`check_model_fits` a model whose weights cannot
 (``model.hidden=1000000`` asked the allocator for 36 TB).
+
+:func:`small_model_threads` trains a small vector model on one thread (:func:`training_threads`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..allocator import retain_freed_memory
 from .config import Config, ConfigError
 
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI starts without it
+    import torch
+
 __all__ = [
+    "SMALL_ACTIVATION",
     "check_batch_fits",
     "check_model_fits",
     "memory_bytes",
     "retain_freed_memory",
+    "small_model_threads",
+    "training_threads",
 ]
+
+# Elements of a layer's activation below which PyTorch keeps an elementwise operation on one
+# thread (its grain size, at::internal::GRAIN_SIZE).
+SMALL_ACTIVATION = 32768
 
 
 def memory_bytes() -> int | None:
@@ -141,6 +155,50 @@ def check_model_fits(
             f"parameters; training holds them {copies} times ({what}), {_size(needed)}, more "
             f"than the {_size(available)} of memory of this machine"
         )
+
+
+def training_threads(
+    config: Config, model: torch.nn.Module, event_shape: Sequence[int]
+) -> int | None:
+    r"""The CPU threads that training ``model`` should use: 1 for a small vector model, else
+    None (PyTorch's own choice is kept).
+
+    Small means that the widest layer's activation on a training batch (``train.batch_size``
+    x ``data.length`` x the largest output size of a weight) stays below
+    :data:`SMALL_ACTIVATION` elements: PyTorch runs tensors that small on one thread anyway,
+    and the few operations that fork OpenMP threads whatever the size then wait for them at
+    every join, for long when another process holds a core (benchmarks/README.md,
+    ``train_speed.py``: the default ``my_time_series`` model trains several times faster on one
+    thread of a busy 2-core machine, with the same losses bit for bit). Frames (C, H, W) and
+    larger vector models keep PyTorch's threads, and so does a process whose
+    ``OMP_NUM_THREADS`` the user set.
+    """
+    if len(event_shape) != 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    width = max((p.shape[0] for p in model.parameters() if p.dim() >= 1), default=1)
+    activation = config.train.batch_size * config.data.length * width
+    return 1 if activation < SMALL_ACTIVATION else None
+
+
+@contextmanager
+def small_model_threads(
+    config: Config, model: torch.nn.Module, event_shape: Sequence[int]
+) -> Iterator[int | None]:
+    r"""Runs the block on :func:`training_threads` threads and restores PyTorch's thread count
+    after it (training is also called as a library function). Yields the threads set, or None
+    where they were left as they were."""
+    import torch
+
+    threads = training_threads(config, model, event_shape)
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield None
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def _size(count: int) -> str:

@@ -49,7 +49,7 @@ from .runs import (
     remove_stale_temporaries,
     resume_changes,
 )
-from .runtime import check_batch_fits, check_model_fits
+from .runtime import check_batch_fits, check_model_fits, small_model_threads
 from .sources import build_source
 
 __all__ = [
@@ -220,7 +220,8 @@ def _train(
     )
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
-    with StopRequest() as stop, _quiet_lightning():
+    one_thread = small_model_threads(config, task.model, event_shape)
+    with StopRequest() as stop, _quiet_lightning(), one_thread as small:
         last = LastCheckpoint(
             checkpoints / "last.ckpt", train_config.checkpoint_every, train_config.val_every, stop
         )
@@ -261,7 +262,7 @@ def _train(
             enable_model_summary=progress,
         )
         if trainer.is_global_zero:
-            _print_start(config, data, task, trainer, start_step, allocator)
+            _print_start(config, data, task, trainer, start_step, allocator, small is not None)
             slow = emulated_bf16_warning(train_config.precision, train_config.accelerator)
             if slow:
                 say(f"warning: {slow}")
@@ -394,6 +395,7 @@ def _print_start(
     trainer: Any,
     start_step: int,
     allocator: str | None,
+    small: bool = False,
 ) -> None:
     """Says where and how training runs (users silently train on CPU for days otherwise)."""
     device = trainer.strategy.root_device
@@ -403,7 +405,11 @@ def _print_start(
         f"training {model_label(task.model)} ({parameters:,} parameters) on "
         f"{data.dataset} {list(task.event_shape)}; device {device} ({name or 'cpu'}), "
         f"{trainer.world_size} process(es), precision {_precision(config.train)}, "
-        f"{torch.get_num_threads()} threads"
+        + (
+            "1 thread (a small vector model; OMP_NUM_THREADS=N chooses)"
+            if small
+            else f"{torch.get_num_threads()} threads"
+        )
         + (f", allocator {allocator}" if allocator else "")
         + f"; steps {start_step} -> {config.train.max_steps}"
     )

@@ -1,0 +1,187 @@
+"""Small models at full speed (issue 27 item 5): the per-step values are logged only where the
+loggers write them, and a small vector model trains on one thread; neither changes a result."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("lightning.pytorch")
+
+from seqflows.app.checkpoints import build_model, read_checkpoint  # noqa: E402
+from seqflows.app.cli import main  # noqa: E402
+from seqflows.app.config import load_config  # noqa: E402
+from seqflows.app.runtime import (  # noqa: E402
+    SMALL_ACTIVATION,
+    small_model_threads,
+    training_threads,
+)
+from seqflows.app.task import SequenceTask  # noqa: E402
+from seqflows.app.train import train  # noqa: E402
+
+from helpers import TINY_RUN  # noqa: E402
+
+PER_STEP = ("train/loss", "train/nats_per_dim", "train/grad_norm")
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> Path:
+    """24 sequences of 12 steps of 3 values (a random walk)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "series.npy"
+    np.save(path, np.cumsum(rng.normal(size=(24, 12, 3)), axis=1).astype(np.float32))
+    return path
+
+
+def series_config(path: Path, *overrides: str):
+    settings = [f"data.path={path}", "data.length=6", *TINY_RUN, "train.max_steps=7"]
+    return load_config("my_time_series", [*settings, *overrides])
+
+
+def logged(run: Path, column: str) -> dict[int, float]:
+    """step -> value of ``column`` in the run's metrics.csv."""
+    with open(run / "logs" / "version_0" / "metrics.csv", newline="") as stream:
+        return {
+            int(row["step"]): float(row[column]) for row in csv.DictReader(stream) if row[column]
+        }
+
+
+def test_per_step_values_are_logged_on_the_written_steps_and_the_last(
+    series, tmp_path, monkeypatch
+):
+    """With a log line every 3 steps, Lightning writes the values of steps 3 and 6 (global steps
+    2 and 5): those are logged, and the last step's (for the progress), no other."""
+    calls: dict[str, list[int]] = {name: [] for name in PER_STEP}
+    log = SequenceTask.log
+
+    def counting(self, name, value, **kwargs):
+        if name in calls:
+            calls[name].append(self.global_step)
+        return log(self, name, value, **kwargs)
+
+    monkeypatch.setattr(SequenceTask, "log", counting)
+    run = tmp_path / "run"
+    train(series_config(series, "train.log_every=3"), run, progress=False)
+    for name in PER_STEP:
+        assert calls[name] == [2, 5, 6], name
+        assert sorted(logged(run, name)) == [2, 5], name  # what the CSV holds
+
+
+def test_the_log_cadence_changes_no_logged_value_and_no_weight(series, tmp_path):
+    """A run that logs every step and one that logs every 3rd: the same values at the common
+    steps, to the last digit, and the same weights and optimizer state at the end."""
+    every = tmp_path / "every"
+    third = tmp_path / "third"
+    train(series_config(series, "train.log_every=1"), every, progress=False)
+    train(series_config(series, "train.log_every=3"), third, progress=False)
+    for name in PER_STEP:
+        values = logged(third, name)
+        assert values and values == {step: logged(every, name)[step] for step in values}
+    first = read_checkpoint(every / "checkpoints" / "last.ckpt")
+    second = read_checkpoint(third / "checkpoints" / "last.ckpt")
+    for key, weight in first["state_dict"].items():
+        assert torch.equal(weight, second["state_dict"][key]), key
+    moments = [state["exp_avg"] for state in first["optimizer_states"][0]["state"].values()]
+    others = [state["exp_avg"] for state in second["optimizer_states"][0]["state"].values()]
+    assert all(torch.equal(a, b) for a, b in zip(moments, others, strict=True))
+
+
+def test_training_threads_one_for_a_small_vector_model_only(series, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    config = series_config(series, "model.hidden=64", "train.batch_size=16", "data.length=6")
+    model = build_model(config, (3,))
+    width = max(p.shape[0] for p in model.parameters())
+    assert 16 * 6 * width < SMALL_ACTIVATION
+    assert training_threads(config, model, (3,)) == 1
+    # the same batch of longer crops reaches the size PyTorch spreads over threads
+    length = SMALL_ACTIVATION // (16 * width) + 1
+    assert training_threads(config.replace(data={"length": length}), model, (3,)) is None
+    assert training_threads(config, model, (1, 8, 8)) is None  # frames keep their threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert training_threads(config, model, (3,)) is None  # the user's choice
+
+
+def test_small_model_threads_restores_the_thread_count(series, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    config = series_config(series)
+    model = build_model(config, (3,))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with small_model_threads(config, model, (3,)) as threads:
+            assert threads == 1 and torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_thread_trains_a_small_model_to_the_same_numbers(series):
+    """The losses and weights of a small vector model on one thread and on two, bit for bit:
+    choosing one thread changes no result."""
+    config = series_config(series, "model.hidden=64", "train.batch_size=16", "data.length=6")
+    data = torch.from_numpy(np.load(series))[:16, :6]
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            model = build_model(config, (3,)).train()
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+            losses = []
+            for _ in range(5):
+                loss = model.loss(data, torch.Generator().manual_seed(0)).loss
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                losses.append(loss.detach())
+            results.append(
+                (torch.stack(losses), torch.cat([p.flatten() for p in model.parameters()]))
+            )
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_train_says_it_runs_a_small_vector_model_on_one_thread(
+    series, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        arguments = ["train", "my_time_series", f"data.path={series}", "data.length=6", *TINY_RUN]
+        code = main([*arguments, "--max-steps", "2", "--out", str(tmp_path / "run")])
+        assert torch.get_num_threads() == 2  # restored after the run
+    finally:
+        torch.set_num_threads(before)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    start = next(line for line in error.splitlines() if line.startswith("seqflows: training "))
+    assert "1 thread (a small vector model; OMP_NUM_THREADS=N chooses)" in start
+
+
+def test_the_benchmark_times_the_bare_step_and_the_command(tmp_path):
+    """benchmarks/train_speed.py on a tiny series: one round, every number positive."""
+    import json
+    import math
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+    out = tmp_path / "speed.json"
+    command = [sys.executable, str(script), "my_time_series", "--series", "20", "12", "3"]
+    command += ["data.length=6", "model.hidden=4", "--from", "49", "--to", "99", "--rounds", "1"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "round 1: bare" in done.stdout and "median: bare" in done.stdout
+    result = json.loads(out.read_text())
+    (row,) = result["rounds"]
+    for key in ("bare_seconds_per_step", "command_seconds_per_step", "bare_over_command"):
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert result["steps"] == [49, 99] and result["parameters"] > 0
