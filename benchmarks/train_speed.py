@@ -48,7 +48,8 @@ from torch.utils.data import DataLoader
 from common import Usage, machine
 from seqflows.app.checkpoints import build_model
 from seqflows.app.config import Config, load_config
-from seqflows.app.datasets import build_source, event_shape_of, resolve_data, training_set
+from seqflows.app.datasets import training_set
+from seqflows.app.resolution import resolve_data, settings_in_effect
 from seqflows.app.runtime import small_model_threads
 from seqflows.data.samplers import StreamSampler
 
@@ -66,20 +67,18 @@ def synthetic_series(folder: Path, sequences: int, steps: int, dims: int) -> Pat
     return path
 
 
-def event_shape(config: Config) -> tuple[int, ...]:
-    """The frame shape (C, H, W) or (D,) of the configuration's training data."""
-    return tuple(event_shape_of(build_source(config.data, "train"), config))
-
-
-def bare_seconds_per_step(config: Config, first: int, last: int) -> tuple[float, Usage]:
-    """Seconds per step of steps ``first`` to ``last`` of a plain training loop."""
+def bare_seconds_per_step(
+    config: Config, event_shape: tuple[int, ...], first: int, last: int
+) -> tuple[float, Usage]:
+    """Seconds per step of steps ``first`` to ``last`` of a plain training loop (``config``: the
+    settings in effect, those the data decided included)."""
     torch.manual_seed(config.train.seed)
     stream = training_set(config)
     batch_size = config.train.batch_size
     sampler = StreamSampler(batch_size, num_steps=last + 1, start_step=0, rank=0, world_size=1)
     loader = DataLoader(stream, batch_size=batch_size, sampler=sampler)
-    model = build_model(config, event_shape(config)).train()
-    with small_model_threads(config, model, event_shape(config)):  # as the command
+    model = build_model(config, event_shape).train()
+    with small_model_threads(config, model, event_shape):  # as the command
         return _bare_loop(config, model, loader, first, last)
 
 
@@ -202,14 +201,19 @@ def main(argv: list[str] | None = None) -> int:
         overrides = list(args.overrides)
         if args.series:
             overrides.append(f"data.path={synthetic_series(Path(folder), *args.series)}")
-        config = resolve_data(load_config(args.config, overrides))
-        config = config.replace(train={"max_steps": args.last + LOG_EVERY})
-        model = build_model(config, event_shape(config))
+        given = load_config(args.config, overrides)
+        data = resolve_data(given)
+        config = settings_in_effect(given, data).replace(
+            train={"max_steps": args.last + LOG_EVERY}
+        )
+        model = build_model(config, data.event_shape)
         parameters = sum(parameter.numel() for parameter in model.parameters())
         frames = config.train.batch_size * (config.data.length - model.burn_in)  # scored
         rounds = []
         for index in range(args.rounds):
-            bare, bare_usage = bare_seconds_per_step(config, args.first, args.last)
+            bare, bare_usage = bare_seconds_per_step(
+                config, data.event_shape, args.first, args.last
+            )
             bare_cpu = cpu_seconds(bare_usage) / (args.last - args.first)
             command, command_cpu, loop, command_usage = command_seconds_per_step(
                 args.config, overrides, args.first, args.last, frames, args.command_source

@@ -135,7 +135,7 @@ class SequenceTask(pl.LightningModule):
             # with gaps its mean over the dimensions, as if every one were observed)
             per_frame = -loss.detach() + self.preprocessing.log_abs_det
             self.log("train/nats_per_dim", per_frame / dims, sync_dist=True)
-        if self.global_step % self.config.train.log_every == 0:
+        if self._logs_this_step():  # those of this step (not of the one log_every before)
             self._log_parts(terms)
         return terms.loss
 
