@@ -37,9 +37,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # split by idea (about 230), configurations by composition with the one mapping of the flat
 # names (about 570). The features after it: predict's forecast scores and rolling origins
 # (about 460), the GluonTS extra (about 580), missing values (about 360), the within-step
-# bases of vectors (about 330). Raise it only with a reason; never squeeze code or docstrings
-# to fit.
-PACKAGE_LINES = 20_000
+# bases of vectors (about 330). The latent model split out of slvm.py into latent.py (about 55:
+# its module docstring, imports, __all__ and the old names' forwarding). Raise it only with a
+# reason; never squeeze code or docstrings to fit.
+PACKAGE_LINES = 20_055
 
 
 def shipped_models():
