@@ -94,7 +94,7 @@ REMOVED = {
         "allocator": ["retain_freed_memory"],
         "flows": ["FlowOutput"],
         "inference": ["fold_batch_norm"],
-        "slvm": ["LatentSequenceModel"],
+        "latent": ["LatentSequenceModel"],
         "transforms": [
             "AffineAutoregressiveTransform",
             "SplineAutoregressiveTransform",

@@ -9,8 +9,9 @@ import torch
 
 from seqflows.app.figures import figure_rows
 from seqflows.distributions import normal_kl, normal_log_prob
+from seqflows.latent import MAX_LOG_SCALE, MIN_LOG_SCALE
 from seqflows.networks import ConvDecoder, ConvEncoder
-from seqflows.slvm import MAX_LOG_SCALE, MIN_LOG_SCALE, SLVM
+from seqflows.slvm import SLVM
 
 
 def generator(seed: int) -> torch.Generator:
@@ -208,6 +209,26 @@ def test_training_objective_covers_every_frame_of_the_crop_for_the_baseline(num_
     assert only_scored.elbo_terms(x, generator(0), only_scored.train_frames).elbo.shape == (2, 5)
     with pytest.raises(ValueError, match="train_frames must be one of"):
         small_vector_model(train_frames="context")
+
+
+def test_the_latent_model_moved_to_its_module_and_its_old_names_still_work():
+    """The latent sequence model lives in seqflows.latent; seqflows.slvm still gives its names,
+    those it does not use itself with a DeprecationWarning that says where they are."""
+    import seqflows.latent as latent
+    import seqflows.slvm as slvm
+
+    assert slvm.LatentSequenceModel is latent.LatentSequenceModel
+    assert slvm.LatentConfig is latent.LatentConfig
+    assert isinstance(
+        SLVM((3,), latent_dim=2, lstm_hidden=4, mlp_hidden=4).latent, latent.LatentSequenceModel
+    )
+    for name in ("Posterior", "StackedLSTM", "reference_initialization", "MIN_LOG_SCALE"):
+        with pytest.deprecated_call(
+            match=f"^seqflows.slvm.{name} moved to seqflows.latent.{name}$"
+        ):
+            assert getattr(slvm, name) is getattr(latent, name)
+    with pytest.raises(AttributeError, match="has no attribute 'Latent'"):
+        slvm.Latent  # noqa: B018
 
 
 def test_reference_initialization_follows_the_authors():

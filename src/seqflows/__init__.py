@@ -62,7 +62,7 @@ _DEPRECATED = {
     "retain_freed_memory": "allocator",
     "FlowOutput": "flows",
     "fold_batch_norm": "inference",
-    "LatentSequenceModel": "slvm",
+    "LatentSequenceModel": "latent",
     "AffineAutoregressiveTransform": "transforms",
     "SplineAutoregressiveTransform": "transforms",
     "TransformOutput": "transforms",

@@ -1,8 +1,8 @@
 r"""A flow across time on the latents of an SLVM: a non-Gaussian prior (beyond the paper).
 
 The paper's SLVM prior p(z_t | z_{<t}) is a diagonal Gaussian whose loc and scale an LSTM reads
-from z_{<t} (:class:`~seqflows.slvm.LatentSequenceModel`). With ``prior_transforms`` that Gaussian
-is pushed through M autoregressive transforms across time on z (the paper's future work:
+from z_{<t} (:class:`~seqflows.latent.LatentSequenceModel`). With ``prior_transforms`` that
+Gaussian is pushed through M autoregressive transforms across time on z (the paper's future work:
 "parameterizing the prior with autoregressive flows"). With transforms P_0 (outermost) ..
 P_{M-1} of the latent sequence, each conditioned on a window of k past inputs,
 

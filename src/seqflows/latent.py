@@ -1,0 +1,530 @@
+r"""The latent sequence model of an SLVM (Sec. 2.2, Appendix B, Fig. 6).
+
+:class:`LatentSequenceModel` is the SLVM on a sequence v_{1:T} (the data x, or the flow's noise
+y): latents z_t with a learned prior and a filtering approximate posterior,
+
+    p(v_{1:T}, z_{1:T}) = prod_t p(v_t | z_t) p(z_t | z_{<t})                        (Eq. 3, 17)
+    q(z_{1:T} | v_{1:T}) = prod_t q(z_t | v_{<=t}, z_{<t})                           (Eq. 19)
+    ELBO = sum_t E_q[log p(v_t | z_t)] - KL(q(z_t | v_{<=t}, z_{<t}) || p(z_t | z_{<t}))   (Eq. 18)
+
+Prior: two fully connected ReLU layers on z_{t-1}, an LSTM, linear heads. Posterior: an LSTM on
+[encoder(v_t), z_{t-1}], linear heads. Likelihood: a decoder from z_t alone. Every log-scale is
+clamped to [-15, 5]; z_0 = 0 and the LSTMs start from learned states (docs/design.md).
+The encoder and the decoder see all B*T frames in one call; only the LSTMs step through time.
+
+Beyond the paper, ``condition_dim=A`` conditions it on per-step conditions c (B, T, A): the
+prior p(z_t | z_{<t}, c_{<=t}), the posterior q(z_t | v_{<=t}, z_{<t}, c_{<=t}) and the
+likelihood p(v_t | z_t, c_t) each add a linear projection of c_t to their input (the LSTMs'
+inputs, the decoder's z_t).
+
+:class:`LatentConfig` holds its settings inside :class:`~seqflows.slvm.SLVMConfig`;
+:class:`~seqflows.slvm.SLVM` puts the optional flow in front of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .checks import check_event_shape, check_sample_arguments
+from .conditioning import projection
+from .config import check_at_least, check_choices
+from .distributions import full_precision, normal_kl, normal_log_prob
+from .latent_prior import LatentFlow
+from .missing import observed_sum
+from .networks import make_frame_networks
+from .transforms import TransformConfig
+
+__all__ = [
+    "LatentConfig",
+    "LatentSequenceModel",
+    "Posterior",
+    "StackedLSTM",
+    "reference_initialization",
+]
+
+
+MIN_LOG_SCALE, MAX_LOG_SCALE = -15.0, 5.0
+
+
+@dataclass
+class Posterior:
+    r"""Latents sampled from the filtering posterior with the distributions they came from.
+
+    Attributes:
+        z: Samples, with shape (B, T, latent_dim).
+        loc, log_scale: Parameters of q(z_t | v_{<=t}, z_{<t}), same shape.
+    """
+
+    z: Tensor
+    loc: Tensor
+    log_scale: Tensor
+
+
+def _clamp(log_scale: Tensor) -> Tensor:
+    return log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """x in float32 under mixed precision (bfloat16, float16), float64 kept as it is."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+@torch.no_grad()
+def reference_initialization(module: nn.Module) -> None:
+    r"""The authors' SLVM initialisation, applied in place to every layer of ``module``.
+
+    Weights of linear, convolutional, transposed-convolutional and LSTM layers are drawn from
+    Glorot's normal distribution (xavier-normal); biases are zero, except those of linear layers
+    followed by a ReLU, which start at 0.1; BatchNorm scales are drawn from N(1, 0.02^2) and
+    their shifts are zero. PyTorch's default instead draws uniform weights and biases scaled by
+    1/sqrt(fan_in) and starts BatchNorm scales at 1.
+    """
+    for submodule in module.modules():
+        if isinstance(submodule, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_normal_(submodule.weight)
+            if submodule.bias is not None:
+                nn.init.zeros_(submodule.bias)
+        elif isinstance(submodule, nn.LSTMCell):
+            nn.init.xavier_normal_(submodule.weight_ih)
+            nn.init.xavier_normal_(submodule.weight_hh)
+            nn.init.zeros_(submodule.bias_ih)
+            nn.init.zeros_(submodule.bias_hh)
+        elif isinstance(submodule, nn.modules.batchnorm._BatchNorm) and submodule.affine:
+            nn.init.normal_(submodule.weight, 1.0, 0.02)
+            nn.init.zeros_(submodule.bias)
+    for submodule in module.modules():  # after the zeros above
+        if isinstance(submodule, nn.Sequential):
+            layers = list(submodule)
+            for layer, following in zip(layers[:-1], layers[1:], strict=True):
+                if isinstance(layer, nn.Linear) and isinstance(following, nn.ReLU):
+                    nn.init.constant_(layer.bias, 0.1)
+
+
+class StackedLSTM(nn.Module):
+    r"""A multi-layer LSTM that advances one time step per call (LSTM cells, layer on layer).
+
+    The posterior feeds each step's sample back in, so it must step through time; cells avoid
+    the large per-call cost that ``nn.LSTM`` has for one-step sequences on CPU.
+
+    Arguments:
+        input_size: Size of the input of the first layer.
+        hidden: Units of every layer.
+        num_layers: Layers.
+    """
+
+    def __init__(self, input_size: int, hidden: int, num_layers: int) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.cells = nn.ModuleList(
+            nn.LSTMCell(input_size if index == 0 else hidden, hidden)
+            for index in range(num_layers)
+        )
+        # Learned initial (h, c) of every layer, initialised at zero.
+        self.initial = nn.Parameter(torch.zeros(2, num_layers, 1, hidden))
+
+    def start(self, batch: int) -> list[tuple[Tensor, Tensor]]:
+        """The learned initial state of every layer for ``batch`` sequences."""
+        return [
+            (self.initial[0, index].expand(batch, -1), self.initial[1, index].expand(batch, -1))
+            for index in range(self.num_layers)
+        ]
+
+    def forward(
+        self, step: Tensor, state: list[tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        r"""One time step: input (B, input_size) -> top-layer output (B, hidden), new state."""
+        new_state = []
+        for cell, layer_state in zip(self.cells, state, strict=True):
+            h, c = cell(step, layer_state)
+            new_state.append((h, c))
+            step = h
+        return step, new_state
+
+
+class LatentSequenceModel(nn.Module):
+    r"""The SLVM of Appendix B and Fig. 6 on sequences v with frames of ``event_shape``.
+
+    Arguments:
+        event_shape: (C, S, S) with S = 4 * 2^n (convolutional networks) or (D,) (MLPs).
+        latent_dim: Size of z_t (256 in the paper).
+        hidden: Units of the LSTMs and of the prior's fully connected layers (256).
+        layers: LSTM layers of the prior and of the posterior (2 for the SLVM, 1 with a flow).
+        features: Size of the encoder's output (128).
+        width: Filters of the convolutional networks' first / last layer (64).
+        mlp_hidden: Units of the vector encoder and decoder.
+        loc_map: ``"sigmoid"`` (the SLVM baseline on [0, 1] frames) or ``"linear"``.
+        batch_norm: Training-mode BatchNorm statistics of the encoder and decoder: ``"pooled"``
+            over all B * T frames, or ``"per_step"`` (the B frames of each time step, as the
+            authors' step loop; see :mod:`seqflows.normalization`).
+        init: ``"default"`` (PyTorch's) or ``"reference"`` (the authors' SLVM:
+            :func:`reference_initialization`).
+        prior_transforms: The kinds of a flow across time on z that the prior's Gaussian is
+            pushed through (:class:`~seqflows.latent_prior.LatentFlow`), outermost first; empty:
+            the paper's Gaussian prior.
+        prior_config: Settings of those transforms, shared or one each (needed with
+            ``prior_transforms``).
+        checkpoint_activations: The encoder and the decoder recompute their activations in the
+            backward pass instead of keeping them (:mod:`seqflows.normalization`).
+        condition_dim: A, the size of each step's conditions c_t (0: unconditioned).
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        *,
+        latent_dim: int,
+        hidden: int,
+        layers: int,
+        features: int,
+        width: int,
+        mlp_hidden: int,
+        loc_map: str,
+        batch_norm: str,
+        init: str,
+        prior_transforms: Sequence[str] = (),
+        prior_config: TransformConfig | Sequence[TransformConfig] | None = None,
+        checkpoint_activations: bool = False,
+        condition_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        self.event_shape = check_event_shape(event_shape)
+        self.latent_dim = latent_dim
+        self.loc_map = loc_map
+        self.batch_norm = batch_norm
+        self.encoder, self.decoder = make_frame_networks(
+            self.event_shape,
+            latent_dim=latent_dim,
+            features=features,
+            width=width,
+            hidden=mlp_hidden,
+            checkpoint_activations=checkpoint_activations,
+        )
+        self.posterior_lstm = StackedLSTM(features + latent_dim, hidden, layers)
+        self.posterior_loc = nn.Linear(hidden, latent_dim)
+        self.posterior_log_scale = nn.Linear(hidden, latent_dim)
+        self.prior_input = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        self.prior_lstm = StackedLSTM(hidden, hidden, layers)
+        self.prior_loc = nn.Linear(hidden, latent_dim)
+        self.prior_log_scale = nn.Linear(hidden, latent_dim)
+        self.condition_dim = condition_dim  # c_t added, projected, to each network's input:
+        self.posterior_condition = projection(condition_dim, features + latent_dim)
+        self.prior_condition = projection(condition_dim, hidden)
+        self.decoder_condition = projection(condition_dim, latent_dim)
+        if init == "reference":
+            reference_initialization(self)
+        # After the initialisation above, which would undo the flow's identity_init.
+        self.prior_flow = (
+            LatentFlow(latent_dim, prior_transforms, prior_config or TransformConfig())
+            if prior_transforms
+            else None
+        )
+
+    def _per_step(self) -> bool:
+        return self.batch_norm == "per_step" and self.training
+
+    def encode(self, v: Tensor) -> Tensor:
+        r"""Encoder features of every frame at once: (B, T, *event_shape) -> (B, T, features)."""
+        batch, length = v.shape[:2]
+        if self._per_step():  # step-major, one set of BatchNorm statistics per time step
+            features = self.encoder(v.transpose(0, 1).flatten(0, 1), steps=length)
+            return features.unflatten(0, (length, batch)).transpose(0, 1)
+        return self.encoder(v.flatten(0, 1)).unflatten(0, (batch, length))
+
+    def infer(
+        self,
+        features: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> Posterior:
+        r"""Samples z_{1:T} from the filtering posterior q(z_t | v_{<=t}, z_{<t}) (Eq. 19).
+
+        Arguments:
+            features: Encoded frames, with shape (B, T, features).
+            generator: Random numbers of the reparameterized samples.
+            conditions: c_{1:T} (B, T, A) of a conditioned model (q also sees c_{<=t}).
+        """
+        batch, length = features.shape[:2]
+        features = _at_least_float32(features)
+        with full_precision(features.device):
+            offsets = _offsets(self.posterior_condition, conditions)  # (B, T, features + latent)
+            state = self.posterior_lstm.start(batch)
+            z = features.new_zeros(batch, self.latent_dim)
+            samples, locs, log_scales = [], [], []
+            noise = torch.randn(
+                batch,
+                length,
+                self.latent_dim,
+                generator=generator,
+                device=features.device,
+                dtype=features.dtype,
+            )
+            for t in range(length):
+                step = torch.cat([features[:, t], z], -1)
+                if offsets is not None:
+                    step = step + offsets[:, t]
+                output, state = self.posterior_lstm(step, state)
+                loc = self.posterior_loc(output)
+                log_scale = _clamp(self.posterior_log_scale(output))
+                z = loc + torch.exp(log_scale) * noise[:, t]
+                samples.append(z)
+                locs.append(loc)
+                log_scales.append(log_scale)
+        return Posterior(torch.stack(samples, 1), torch.stack(locs, 1), torch.stack(log_scales, 1))
+
+    def prior(self, z: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""Parameters of p(z_t | z_{<t}) (p(z_t | z_{<t}, c_{<=t}) with conditions (B, T, A))
+        for every t at once, given z_{1:T} (B, T, latent)."""
+        with full_precision(z.device):
+            z = _at_least_float32(z)
+            previous = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], dim=1)  # z_0 = 0
+            inputs = self.prior_input(previous)  # all time steps at once
+            offsets = _offsets(self.prior_condition, conditions)
+            if offsets is not None:
+                inputs = inputs + offsets
+            state = self.prior_lstm.start(z.shape[0])
+            outputs = []
+            for t in range(z.shape[1]):
+                output, state = self.prior_lstm(inputs[:, t], state)
+                outputs.append(output)
+            output = torch.stack(outputs, dim=1)
+            return self.prior_loc(output), _clamp(self.prior_log_scale(output))
+
+    def log_prior(self, z: Tensor, conditions: Tensor | None = None) -> Tensor:
+        r"""log p(z_t | z_{<t}) (with conditions (B, T, A): log p(z_t | z_{<t}, c_{<=t})) of every
+        step at once: (B, T, latent) -> (B, T), in float32.
+
+        With a flow prior: the Gaussian density of u = flow^{-1}(z) plus log |det du_t/dz_t|
+        (:mod:`seqflows.latent_prior`); the conditions enter through the Gaussian's LSTM only.
+        """
+        loc, log_scale = self.prior(z, conditions)
+        with full_precision(z.device):
+            z = _at_least_float32(z)
+            if self.prior_flow is None:
+                return normal_log_prob(z, loc, log_scale, 1)
+            u, log_abs_det = self.prior_flow.normalize(z)
+            return normal_log_prob(u, loc, log_scale, 1) + log_abs_det
+
+    def kl(self, posterior: Posterior, conditions: Tensor | None = None) -> Tensor:
+        r"""KL_t of every step, (B, T): analytic for the Gaussian prior; with a flow prior the
+        Monte-Carlo estimate log q(z_t | v_{<=t}, z_{<t}) - log p(z_t | z_{<t}) at the sample."""
+        if self.prior_flow is None:
+            prior_loc, prior_log_scale = self.prior(posterior.z, conditions)
+            return normal_kl(posterior.loc, posterior.log_scale, prior_loc, prior_log_scale)
+        log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
+        return log_posterior - self.log_prior(posterior.z, conditions)
+
+    def likelihood(self, z: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""Loc and log-scale of p(v_t | z_t) (p(v_t | z_t, c_t) with conditions (B, T, A)) for
+        all frames at once: (B, T, latent) -> 2 x (B, T, *event_shape), in float32."""
+        offsets = _offsets(self.decoder_condition, conditions)
+        if offsets is not None:
+            z = z + offsets.to(z.dtype)
+        batch, length = z.shape[:2]
+        if self._per_step():  # step-major, one set of BatchNorm statistics per time step
+            loc, log_scale = self.decoder(z.transpose(0, 1).flatten(0, 1), steps=length)
+            loc = loc.unflatten(0, (length, batch)).transpose(0, 1)
+            log_scale = log_scale.unflatten(0, (length, batch)).transpose(0, 1)
+        else:
+            loc, log_scale = self.decoder(z.flatten(0, 1))
+            loc, log_scale = (
+                loc.unflatten(0, (batch, length)),
+                log_scale.unflatten(0, (batch, length)),
+            )
+        loc, log_scale = _at_least_float32(loc), _clamp(_at_least_float32(log_scale))
+        if self.loc_map == "sigmoid":
+            loc = torch.sigmoid(loc)
+        return loc, log_scale
+
+    def terms(
+        self,
+        v: Tensor,
+        generator: torch.Generator | None = None,
+        features: Tensor | None = None,
+        conditions: Tensor | None = None,
+        observed: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r"""Per-frame log p(v_t | z_t) and KL_t (:meth:`kl`) at one posterior sample.
+
+        ``features``: ``encode(v)`` when the caller has it; ``conditions``: (B, T, A) of a
+        conditioned model; ``observed``: the mask of v's observed values (gaps,
+        :mod:`seqflows.missing`), whose terms alone the diagonal likelihood sums (None: all).
+
+        Returns:
+            log_likelihood (B, T), kl (B, T), and the likelihood's loc and log-scale
+            (B, T, *event_shape).
+        """
+        features = self.encode(v) if features is None else features
+        posterior = self.infer(features, generator, conditions)
+        kl = self.kl(posterior, conditions)
+        loc, log_scale = self.likelihood(posterior.z, conditions)
+        terms = normal_log_prob(v, loc, log_scale, 0)  # per value: a diagonal Gaussian
+        log_likelihood = observed_sum(terms, observed, len(self.event_shape))
+        return log_likelihood, kl, loc, log_scale
+
+    def elbo(
+        self,
+        v: Tensor,
+        generator: torch.Generator | None = None,
+        conditions: Tensor | None = None,
+    ) -> Tensor:
+        r"""Per-frame ELBO terms log p(v_t | z_t) - KL_t (Eq. 18-19), with shape (B, T)."""
+        log_likelihood, kl, _, _ = self.terms(v, generator, conditions)
+        return log_likelihood - kl
+
+    def log_weights(
+        self,
+        v: Tensor,
+        num_samples: int,
+        generator: torch.Generator | None = None,
+        features: Tensor | None = None,
+        conditions: Tensor | None = None,
+        observed: Tensor | None = None,
+    ) -> Tensor:
+        r"""Per-frame log importance weights of ``num_samples`` posterior trajectories.
+
+        log w_t = log p(v_t | z_t) + log p(z_t | z_{<t}) - log q(z_t | v_{<=t}, z_{<t}), with
+        the densities evaluated at the samples; summed over t, their log-mean-exp over samples
+        is the importance-weighted bound (Burda et al.). ``features``: ``encode(v)`` when the
+        caller has it (it does not depend on the samples). ``conditions``: (B, T, A) of a
+        conditioned model; ``observed``: as in :meth:`terms`. Returns (B, num_samples, T).
+        """
+        batch, length = v.shape[:2]
+        features = self.encode(v) if features is None else features
+        # Sequence-major: the samples of sequence b are rows b * K .. (b + 1) * K - 1.
+        if conditions is not None:
+            conditions = conditions.repeat_interleave(num_samples, dim=0)
+        posterior = self.infer(
+            features.repeat_interleave(num_samples, dim=0), generator, conditions
+        )
+        log_prior = self.log_prior(posterior.z, conditions)
+        log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
+        loc, log_scale = self.likelihood(posterior.z, conditions)
+        per_sample = (batch, num_samples, length, *self.event_shape)
+        terms = normal_log_prob(  # v broadcast over the samples, not copied K times
+            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), 0
+        )
+        mask = None if observed is None else observed.unsqueeze(1)
+        log_likelihood = observed_sum(terms, mask, len(self.event_shape))
+        samples = (batch, num_samples, length)
+        return log_likelihood + log_prior.view(samples) - log_posterior.view(samples)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_sequences: int,
+        length: int,
+        context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        conditions: Tensor | None = None,
+    ) -> Tensor:
+        r"""Samples ``length`` frames v after optional ``context`` frames.
+
+        The latents of the context come from the posterior (filtering), the new ones from the
+        prior; each new frame is the likelihood's loc plus ``temperature`` times its scale times
+        standard normal noise. ``conditions``: those of the context's frames and of the new
+        ones, (B, c + length, A), for a conditioned model. Returns (B, length, *event_shape),
+        without the context.
+        """
+        known = check_sample_arguments(self, num_sequences, length, context, conditions)
+        reference = self.posterior_loc.weight
+        device = reference.device
+        dtype = torch.promote_types(reference.dtype, torch.float32)
+        offsets = _offsets(self.prior_condition, conditions)  # (B, c + length, hidden)
+        if context is not None and context.shape[1] > 0:
+            known_conditions = None if conditions is None else conditions[:, :known]
+            posterior = self.infer(self.encode(context), generator, known_conditions)
+            history = posterior.z
+        else:
+            history = torch.zeros(num_sequences, 0, self.latent_dim, device=device, dtype=dtype)
+
+        def prior_input(previous_z: Tensor, t: int) -> Tensor:  # of step t, from z_{t-1}
+            inputs = self.prior_input(previous_z)
+            return inputs if offsets is None else inputs + offsets[:, t]
+
+        with full_precision(device):
+            state = self.prior_lstm.start(num_sequences)
+            start = torch.zeros(num_sequences, 1, self.latent_dim, device=device, dtype=dtype)
+            previous = torch.cat([start, history], dim=1)
+            for t in range(history.shape[1]):  # the prior's state after z_0 .. z_{c-1}
+                _, state = self.prior_lstm(prior_input(previous[:, t], t), state)
+            z = previous[:, -1]
+            windows = None if self.prior_flow is None else self.prior_flow.start(history)
+            latents = []
+            for t in range(length):
+                output, state = self.prior_lstm(prior_input(z, known + t), state)
+                loc = self.prior_loc(output)
+                log_scale = _clamp(self.prior_log_scale(output))
+                noise = torch.randn(loc.shape, generator=generator, device=device, dtype=dtype)
+                z = loc + torch.exp(log_scale) * noise
+                if windows is not None:  # flow prior: z_t from u_t through the windows
+                    z, windows = self.prior_flow.generate_step(z, windows)
+                latents.append(z)
+        future = None if conditions is None else conditions[:, known:]
+        loc, log_scale = self.likelihood(torch.stack(latents, 1), future)
+        noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
+        return loc + temperature * torch.exp(log_scale) * noise
+
+
+def _offsets(layer: nn.Module | None, conditions: Tensor | None) -> Tensor | None:
+    r"""A network's projection (B, T, outputs) of conditions (B, T, A) in float32, or None."""
+    if layer is None and conditions is None:
+        return None
+    if layer is None or conditions is None:
+        raise ValueError(
+            "conditions must be given to a conditioned latent model and only to one, got "
+            f"{'none' if conditions is None else 'some'}"
+        )
+    return layer(conditions.to(layer.weight.dtype))
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    r"""Settings of an SLVM's latent model (Appendix B, Fig. 6): the LSTMs, the frame encoder
+    and decoder, p(x_t | z_t).
+
+    Attributes:
+        latent_dim: Size of z_t (256).
+        lstm_hidden: Units of the LSTMs and of the prior's fully connected layers (256).
+        lstm_layers: LSTM layers of the prior and the posterior (None: 2 for the baseline, 1
+            with a flow, as the paper).
+        encoder_features: Size of the frame encoder's output (128).
+        conv_width: Filters of the DC-GAN encoder's first (decoder's last) layer (64).
+        mlp_hidden: Units of the encoder and decoder of vector frames (256).
+        likelihood_loc: ``"sigmoid"`` or ``"linear"`` loc of p(x_t | z_t) (None: sigmoid for
+            the baseline on frames, linear otherwise, as the paper).
+        init: ``"reference"`` (the authors', :func:`reference_initialization`: it trained
+            better here, see docs/results.md) or ``"default"`` (PyTorch's).
+        batch_norm: Training-mode BatchNorm statistics of the encoder and decoder:
+            ``"pooled"`` over all B * T frames or ``"per_step"`` (:mod:`seqflows.normalization`).
+    """
+
+    latent_dim: int = 256
+    lstm_hidden: int = 256
+    lstm_layers: int | None = None
+    encoder_features: int = 128
+    conv_width: int = 64
+    mlp_hidden: int = 256
+    likelihood_loc: Literal["sigmoid", "linear"] | None = None
+    init: Literal["default", "reference"] = "reference"
+    batch_norm: Literal["pooled", "per_step"] = "pooled"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_at_least(
+            self,
+            1,
+            "latent_dim",
+            "lstm_hidden",
+            "lstm_layers",
+            "encoder_features",
+            "conv_width",
+            "mlp_hidden",
+        )
