@@ -55,13 +55,14 @@ import numpy as np
 import torch
 
 from seqflows import FlowModel
+from seqflows.app.forecast_scores import forecast_scores, summarize_scores
 from seqflows.atomic import write_text_atomically
 
 __all__ = [
     "DATASETS",
     "SeriesConfig",
     "flow_scores",
-    "forecast_scores",
+    "future_scores",
     "gaussian_scores",
     "load_series",
     "run_series",
@@ -118,17 +119,14 @@ def load_series(name: str) -> tuple[np.ndarray, list[str], int]:
 # --- scores of sampled futures ---------------------------------------------------------------
 
 
-def forecast_scores(observed: np.ndarray, futures: np.ndarray) -> dict[str, float]:
-    r"""CRPS, CRPS-sum and energy score of sampled futures (N, K, H, D) of observed (N, H, D)."""
-    import scoringrules as sr
-
-    crps = sr.crps_ensemble(observed, np.moveaxis(futures, 1, -1))
-    crps_sum = sr.crps_ensemble(observed.sum(-1), np.moveaxis(futures.sum(-1), 1, -1))
-    energy = sr.energy_score(observed, np.moveaxis(futures, 1, -2))
+def future_scores(observed: np.ndarray, futures: np.ndarray) -> dict[str, float]:
+    r"""CRPS, CRPS-sum and energy score of sampled futures (N, K, H, D) of observed (N, H, D):
+    the means that ``seqflows predict`` reports (:mod:`seqflows.app.forecast_scores`)."""
+    summary = summarize_scores(forecast_scores(np.moveaxis(futures, 1, 0), observed))["mean"]
     return {
-        "crps": float(np.mean(crps)),
-        "crps_sum": float(np.mean(crps_sum)),
-        "energy_score": float(np.mean(energy)),
+        "crps": summary["crps"],
+        "crps_sum": summary["crps_sum"],
+        "energy_score": summary["energy"],
     }
 
 
@@ -184,7 +182,7 @@ def var_scores(
             noise = rng.standard_normal((config.samples, series.shape[1])) @ factor.T
             history = np.concatenate([history, (mean_after(history) + noise)[:, None]], 1)
         futures.append(history[:, order:])
-    scores = forecast_scores(_observed(series, origins, config.horizon), np.stack(futures))
+    scores = future_scores(_observed(series, origins, config.horizon), np.stack(futures))
     D = series.shape[1]
     return {"log_likelihood": float(log_likelihood.mean() / D), "order": order, **scores}
 
@@ -200,7 +198,7 @@ def gaussian_scores(
     rng = np.random.default_rng(seed)
     shape = (len(origins), config.samples, config.horizon)
     futures = rng.multivariate_normal(mean, covariance, size=shape)
-    scores = forecast_scores(_observed(series, origins, config.horizon), futures)
+    scores = future_scores(_observed(series, origins, config.horizon), futures)
     return {"log_likelihood": float(log_likelihood.mean() / series.shape[1]), **scores}
 
 
@@ -268,7 +266,7 @@ def flow_scores(
     generator = torch.Generator().manual_seed(seed)
     sampled = model.sample(len(context), config.horizon, context, generator=generator)
     futures = sampled.numpy().reshape(len(origins), K, config.horizon, -1) * std + mean
-    scores = forecast_scores(_observed(series, origins, config.horizon), futures)
+    scores = future_scores(_observed(series, origins, config.horizon), futures)
     return {
         "log_likelihood": float(log_likelihood),
         "steps": steps,

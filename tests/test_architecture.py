@@ -37,9 +37,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # split by idea (about 230), configurations by composition with the one mapping of the flat
 # names (about 570). The features after it: predict's forecast scores and rolling origins
 # (about 460), the GluonTS extra (about 580), missing values (about 360), the within-step
-# bases of vectors (about 330) and the flow within the frame (about 390). Raise it only with a
+# bases of vectors (about 330) and the flow within the frame (about 390), the latent model in its
+# own module (about 50), small models on one thread (about 90): 20,854. Raise it only with a
 # reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 20_000
+PACKAGE_LINES = 20_900
 
 
 def shipped_models():

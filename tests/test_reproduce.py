@@ -373,12 +373,12 @@ def test_the_prior_study_compares_the_gaussian_and_the_flow_prior(tmp_path: Path
 def test_the_series_study_scores_sampled_futures_as_scoringrules_does() -> None:
     # An ensemble of K copies of one forecast f: CRPS = |f - y| per value, the CRPS-sum that of
     # the sums, the energy score ||f - y|| per step (each ensemble term vanishes).
-    from reproduction.series import forecast_scores
+    from reproduction.series import future_scores
 
     observed = np.array([[[1.0, 2.0], [0.0, 0.0]]])  # (N=1, H=2, D=2)
     forecast = np.array([[[1.5, 2.0], [3.0, -4.0]]])
     futures = np.repeat(forecast[:, None], 5, axis=1)  # (N, K=5, H, D)
-    scores = forecast_scores(observed, futures)
+    scores = future_scores(observed, futures)
     assert scores["crps"] == pytest.approx(np.abs(forecast - observed).mean())
     assert scores["crps_sum"] == pytest.approx((0.5 + 1.0) / 2)
     assert scores["energy_score"] == pytest.approx((0.5 + 5.0) / 2)

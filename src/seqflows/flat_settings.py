@@ -90,7 +90,7 @@ def nest_settings(model_type: str, values: Mapping[str, Any]) -> dict[str, Any]:
     elif likelihood is not None or flat.get("num_transforms"):
         stack = {key: flat[key] for key in STACK if key in flat}
         likelihood = _nest_stack(dict(likelihood or {}), stack, default_count=1)
-    elif "window" in flat and values.get("burn_in") is None:
+    if likelihood is None and "window" in flat and values.get("burn_in") is None:
         values["burn_in"] = flat["window"]  # the baseline's window was its burn-in
     if likelihood is not None or "likelihood" in values or "num_transforms" in flat:
         values["likelihood"] = likelihood

@@ -142,6 +142,11 @@ class FlowConfig(StackConfig):
         return build(cls, {**asdict(config or cls()), **settings})
 
     @property
+    def flow(self) -> FlowConfig:
+        """The flow's settings: these (an SLVM's ``flow`` is its likelihood's, or None)."""
+        return self
+
+    @property
     def burn_in_frames(self) -> int:
         """The context frames before the first scored one (the model's ``burn_in``): M*k in
         ``burn_in`` mode, 0 in ``padded`` mode."""

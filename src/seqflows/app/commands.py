@@ -463,7 +463,10 @@ def rows_note(model: nn.Module, rows: Sequence[dict[str, torch.Tensor]]) -> str 
             "loc and scale: the likelihood p(x_t | z_t) at one sample of the posterior; "
             "residual: (x_t - loc) / scale."
         )
-    conditioner = model.config.conditioner
+    flow = model.config.flow  # the flow's settings (an SLVM w/ M-AF's likelihood)
+    if flow is None:
+        return None
+    conditioner = flow.conditioner
     if conditioner.kind_for(model.event_shape) != "conv" or conditioner.padding != "zeros":
         return None
     H, W = model.event_shape[1:]
