@@ -190,6 +190,11 @@ class Study:
     step_factors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
+# Training seeds (initial weights, data order, crops and noise) of the seed studies.
+SEED_VARIANTS: dict[str, tuple[str, ...]] = {
+    f"seed{seed}": (f"train.seed={seed}",) for seed in (0, 1, 2)
+}
+
 # Training step time float32 / bf16-mixed at the paper's full size (benchmarks/train_step.py
 # --allocator retain, benchmarks/results/train_step*.json): the steps bf16 buys in float32's time.
 BF16_SPEEDUP = {"1af": 1.96, "slvm": 1.65, "slvm_1af": 1.94}
@@ -267,13 +272,45 @@ STUDIES: dict[str, Study] = {
         dataset="controlled_balls",
     ),
     "seeds": Study(
-        "seed-to-seed spread (initial weights, data order, crops and noise) of a flow and of an "
-        "SLVM at a third of the budget (the 2-AF and SLVM w/ 1-AF are taken to spread as their "
-        "family's cheapest member, to fit the reproduction in a few CPU hours)",
-        ("1af", "slvm"),
-        {f"seed{seed}": (f"train.seed={seed}",) for seed in (0, 1, 2)},
+        "seed-to-seed spread (initial weights, data order, crops and noise) of every model at "
+        "a third of the budget",
+        ("1af", "2af", "slvm", "slvm_1af"),
+        SEED_VARIANTS,
         budget=1 / 3,
         elbo_only=True,
+    ),
+    "seeds_balls": Study(
+        "the paper's main claim with seeds: the SLVM against SLVM w/ 1-AF on bouncing balls, "
+        "three training seeds each at the published budget (seed 0 is the main run)",
+        ("slvm", "slvm_1af"),
+        SEED_VARIANTS,
+        dataset="bouncing_balls",
+    ),
+    "transform_seeds": Study(
+        "the spline's gain with seeds: the affine and the spline 1-AF, three training seeds "
+        "each at a third of the budget (the affine runs are the seeds study's)",
+        ("1af",),
+        {
+            **{f"affine_{name}": changes for name, changes in SEED_VARIANTS.items()},
+            **{
+                f"spline_{name}": (*changes, "model.transforms=[spline]")
+                for name, changes in SEED_VARIANTS.items()
+            },
+        },
+        budget=1 / 3,
+        elbo_only=True,
+    ),
+    "spline_slvm": Study(
+        "the spline inside the SLVM: SLVM w/ 1-AF with its transform affine (the main run) or "
+        "a spline, at the published budget",
+        ("slvm_1af",),
+        {"affine": (), "spline": ("model.transforms=[spline]",)},
+    ),
+    "spline_2af": Study(
+        "a spline 2-AF: both transforms affine (the main run) or splines, at the published "
+        "budget",
+        ("2af",),
+        {"affine": (), "spline": ("model.transforms=[spline,spline]",)},
     ),
 }
 

@@ -132,18 +132,30 @@ def reproduce(
     # a study's run identical to a main run that an earlier invocation evaluated with the same
     # overrides takes that evaluation instead of doing it again
     same_protocol = earlier.get("sequences") == sequences  # absent: all sequences
+    # and a study's run identical to one that an earlier invocation evaluated in any study (the
+    # same overrides, e.g. the affine runs of `transform_seeds` are the 1-AF runs of `seeds`)
+    # takes that result: neither its training nor its evaluation is repeated
+    earlier_studies: dict[tuple[str, ...], dict[str, Any]] = {}
     if earlier.get("overrides", {}).get("extra", []) == extra and same_protocol:
         evaluated |= set(summary["runs"])
+        earlier_studies = _study_results(summary["studies"])
     study_runs = [
         (name, run, _main_equivalent(run, array, extra))
         for name in studies
         if STUDIES[name].dataset in datasets
         for run in study_experiments(name, array)
     ]
+
+    def earlier_result(name: str, run: Experiment) -> dict[str, Any] | None:
+        result = earlier_studies.get(run.overrides)
+        if result is None or not all(key in result for key in STUDIES[name].evaluations):
+            return None
+        return result
+
     planned = [(run, runs_root / run.name) for run in mains] + [
         (run, runs_root / (run if main is None else main).name)
-        for _, run, main in study_runs
-        if main is None or main.name not in evaluated
+        for name, run, main in study_runs
+        if (main is None or main.name not in evaluated) and earlier_result(name, run) is None
     ]
     overall = _Overall([_steps_left(run, run_dir, extra) for run, run_dir in planned])
     for experiment in mains:
@@ -165,6 +177,11 @@ def reproduce(
         if main is not None and main.name in evaluated:
             say(f"{experiment.name}: the main run {main.name}")
             study.setdefault(variant, {})[experiment.model] = summary["runs"][main.name]
+            continue
+        reused = earlier_result(name, experiment)
+        if reused is not None:
+            say(f"{experiment.name}: the same run as an earlier study's")
+            study.setdefault(variant, {})[experiment.model] = reused
             continue
         run_dir = runs_root / (experiment if main is None else main).name
         timing = _train(experiment, run_dir, extra, overall.start(experiment, say, run_dir))
@@ -230,6 +247,16 @@ def _main_equivalent(experiment: Experiment, array: Path, extra: list[str]) -> E
         return values
 
     return main if resolved(main) == resolved(experiment) else None
+
+
+def _study_results(studies: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The study results of an earlier invocation by their runs' overrides."""
+    return {
+        tuple(result["overrides"]): result
+        for variants in studies.values()
+        for runs in variants.values()
+        for result in runs.values()
+    }
 
 
 def _current(runs: Mapping[str, Any]) -> dict[str, Any]:
