@@ -714,4 +714,4 @@ def test_bair_and_kth_configurations_follow_appendix_b():
     # The BAIR SLVM on the flows' frames: 3 context frames, the last 10 of 13 scored.
     context = load_config(CONFIGS / "bair_slvm_context.yaml")
     assert (context.data.length, context.data.evaluation_length) == (13, 13)
-    assert context.model.burn_in is None and context.model.window == 3
+    assert context.model.burn_in is None and context.model.burn_in_frames == 3

@@ -165,5 +165,5 @@ def test_a_run_may_resume_with_checkpointing_switched_on_but_not_with_another_mo
     )
     resumed.on_load_checkpoint(checkpoint)  # accepted: the same model
     other = SequenceTask(Config.from_dict({}, ["model.hidden=8"]), FRAME)
-    with pytest.raises(CheckpointError, match="hidden: 4 vs 8"):
+    with pytest.raises(CheckpointError, match="conditioner.hidden: 4 vs 8"):
         other.on_load_checkpoint(checkpoint)

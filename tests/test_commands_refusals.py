@@ -96,9 +96,9 @@ def test_a_model_too_big_for_memory_is_refused_naming_model_hidden(tmp_path, cap
 @pytest.mark.parametrize(
     ("bound", "expected"),
     [
-        ("1e39", "model.bound must be at most 1e+38 (the spline's knots span 2 * bound, in "),
-        (".inf", "model.bound must be at most 1e+38"),
-        (".nan", "model.bound must be positive, got nan"),
+        ("1e39", "model.transforms.0.bound must be at most 1e+38 (the spline's knots span 2 * "),
+        (".inf", "model.transforms.0.bound must be at most 1e+38"),
+        (".nan", "model.transforms.0.bound must be positive, got nan"),
     ],
 )
 def test_a_spline_bound_outside_float32_is_refused_naming_model_bound(

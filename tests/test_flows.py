@@ -562,7 +562,7 @@ def test_bad_input_gets_a_clear_error() -> None:
             torch.randn(2, 3, *IMAGE, dtype=torch.float64),
             context=torch.zeros(2, 1, *IMAGE, dtype=torch.float64),
         )
-    with pytest.raises(ValueError, match="conditioner must be one of"):
+    with pytest.raises(ValueError, match="conditioner.kind must be one of"):
         FlowModel(IMAGE, conditioner="transformer")
     with pytest.raises(ValueError, match=r"needs frames shaped \(C, H, W\)"):
         FlowModel(VECTOR, conditioner="conv")

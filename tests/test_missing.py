@@ -350,22 +350,24 @@ def test_generation_conditions_end_with_the_contexts_masks_and_ones_after():
 
 def test_gaps_are_read_from_the_training_split_and_can_be_switched_off(tmp_path):
     from seqflows.app.config import Config
-    from seqflows.app.datasets import resolve_data
+    from seqflows.app.resolution import resolve_data, settings_in_effect
 
     series = np.random.default_rng(0).normal(size=(10, 8, 2))
     path = tmp_path / "runs.npy"
     np.save(path, series)
     settings = [f"data.path={path}", "model.conditioner=mlp", "model.window=1"]
     complete = resolve_data(Config.from_dict({}, settings))
-    assert complete.data.gaps is False and complete.model.condition_dim == 0
+    assert complete.gaps is False and complete.condition_dim == 0
     series[1, 3, 0] = np.nan  # a training sequence (the last 2 are held out)
     np.save(path, series)
-    gapped = resolve_data(Config.from_dict({}, settings))
-    assert gapped.data.gaps is True and gapped.model.condition_dim == 2 * 2
+    given = Config.from_dict({}, settings)
+    gapped = resolve_data(given)
+    assert gapped.gaps is True and gapped.condition_dim == 2 * 2
     unmasked = resolve_data(Config.from_dict({}, [*settings, "data.gaps=false"]))
-    assert unmasked.data.gaps is False and unmasked.model.condition_dim == 0
-    # an evaluation of the resolved configuration finds the same
-    assert resolve_data(gapped, "test").model.condition_dim == 4
+    assert unmasked.gaps is False and unmasked.condition_dim == 0
+    # an evaluation of the recorded configuration finds the same
+    recorded = settings_in_effect(given, gapped)
+    assert recorded.data.gaps is True and resolve_data(recorded, "test").condition_dim == 4
 
 
 def test_quantised_stores_keep_no_gaps(tmp_path, capsys):

@@ -213,7 +213,9 @@ def test_gradient_clipping_is_applied(tmp_path, limit):
 def test_resuming_another_model_is_refused(trained_run, tmp_path):
     from seqflows.app.config import ConfigError
 
-    with pytest.raises(ConfigError, match="model.num_transforms: 1 -> 2"):
+    with pytest.raises(
+        ConfigError, match=r"model\.transforms: \[\{.type.: .affine.*\] -> \[\{.*\}, \{"
+    ):
         train(
             tiny_config("model.num_transforms=2", "train.max_steps=8"),
             tmp_path,

@@ -650,7 +650,7 @@ def test_convert_series_command_exits_0_and_prints_its_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     rows = ["id,t,x,y"] + [f"s{n},{t},{n + t},{-t}" for n in range(5) for t in range(4)]
-    rows.append("s9,0,100,0")  # a sequence of one frame, far outside the others' range
+    rows += ["s9,0,100,0", "s9,1,100,-1"]  # two frames, far outside the others' range
     (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
     arguments = ["series", tmp_path / "data.csv", tmp_path / "dst", "--id-column", "id"]
     arguments += ["--time-column", "t", "--validation", "0.34", "--test", "0", "--seed", "2"]
@@ -660,9 +660,9 @@ def test_convert_series_command_exits_0_and_prints_its_summary(
     assert report["frame_shape"] == [2]
     assert report["splits"] == {  # seed 2: s3 and s9 in validation, s9's x = 100 clipped to 7
         "train": {"sequences": 4, "frames": 16, "clipped": 0},
-        "validation": {"sequences": 2, "frames": 5, "clipped": 1},
+        "validation": {"sequences": 2, "frames": 6, "clipped": 2},
     }
-    assert report["notes"] == ["series validation: 1 values outside the training range, clipped"]
+    assert report["notes"] == ["series validation: 2 values outside the training range, clipped"]
 
 
 def test_series_cells_are_checked_with_their_location(

@@ -146,7 +146,10 @@ def coerce(value: Any, hint: Any, key: str, source: str = "") -> Any:
             raise ConfigError(f"{where}{key} must be one of {listed}; got {value!r}")
         if origin is list and isinstance(value, Sequence) and not isinstance(value, str):
             (item_type,) = typing.get_args(option)
-            return [coerce(item, item_type, key, source) for item in value]
+            return [
+                coerce(item, item_type, f"{key}.{index}", source)
+                for index, item in enumerate(value)
+            ]
         if origin is tuple and isinstance(value, Sequence) and not isinstance(value, str):
             item_type = typing.get_args(option)[0]  # tuple[float, ...]
             return tuple(coerce(item, item_type, key, source) for item in value)

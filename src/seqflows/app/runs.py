@@ -41,6 +41,7 @@ __all__ = [
     "append_resume",
     "holds_run",
     "check_run_folder_path",
+    "flatten_settings",
     "is_launching_process",
     "locked_run_folder",
     "remove_run",
@@ -313,8 +314,10 @@ def resume_changes(
             optimizer, schedule, validation set, ...); the message lists every such key with its
             old and new value.
     """
-    old = _flatten(stored_config(stored, source=f"{source} (stored configuration)").to_dict())
-    new = _flatten(requested.to_dict())
+    old = flatten_settings(
+        stored_config(stored, source=f"{source} (stored configuration)").to_dict()
+    )
+    new = flatten_settings(requested.to_dict())
     changes = {key: (old.get(key), value) for key, value in new.items() if old.get(key) != value}
     refused = {key: change for key, change in changes.items() if not _resumable(key, change, new)}
     messages = [f"{key}: {before!r} -> {after!r}" for key, (before, after) in refused.items()]
@@ -363,12 +366,12 @@ def append_resume(
     return write_text_atomically(path, yaml.safe_dump({"resumes": entries}, sort_keys=False))
 
 
-def _flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     """``{"train": {"seed": 0}, "name": "x"}`` -> ``{"train.seed": 0, "name": "x"}``."""
     flat = {}
     for key, value in values.items():
         if isinstance(value, Mapping):  # nested settings too: model.conditioner.hidden
-            flat.update({f"{key}.{name}": item for name, item in _flatten(value).items()})
+            flat.update({f"{key}.{name}": item for name, item in flatten_settings(value).items()})
         else:
             flat[key] = value
     return flat

@@ -33,6 +33,7 @@ from .config import Config
 from .datamodule import split_batch
 from .evaluation import SequenceScores
 from .resolution import ResolvedData, preprocessing_of, resolve_data, settings_in_effect
+from .runs import flatten_settings
 
 __all__ = ["SequenceTask", "stable_seed"]
 
@@ -242,16 +243,16 @@ class SequenceTask(pl.LightningModule):
         info = checkpoint.get("seqflows")
         if not isinstance(info, dict) or info.get("format") != FORMAT:
             raise CheckpointError("not a seqflows checkpoint (no 'seqflows' entry)")
-        stored = dataclasses.asdict(model_config(info["config"]["model"]))
-        current = self.settings.to_dict()["model"]
+        stored = flatten_settings(dataclasses.asdict(model_config(info["config"]["model"])))
+        current = flatten_settings(self.settings.to_dict()["model"])
         different = sorted(
             key
-            for key in current
-            if stored.get(key) != current[key] and key not in MEMORY_SETTINGS
+            for key in current.keys() | stored.keys()
+            if stored.get(key) != current.get(key) and key not in MEMORY_SETTINGS
         )
         if different or list(info["event_shape"]) != list(self.event_shape):
             details = ", ".join(
-                f"{key}: {stored.get(key)!r} vs {current[key]!r}" for key in different
+                f"{key}: {stored.get(key)!r} vs {current.get(key)!r}" for key in different
             )
             raise CheckpointError(
                 "the checkpoint holds another model than the configuration "

@@ -220,7 +220,7 @@ def _train(
     )
     csv_logger = CSVLogger(out, name="logs")
     loggers = [csv_logger, TensorBoardLogger(out, name="logs", version=csv_logger.version)]
-    one_thread = small_model_threads(config, task.model, event_shape)
+    one_thread = small_model_threads(task.settings, task.model, event_shape)  # data.length read
     with StopRequest() as stop, _quiet_lightning(), one_thread as small:
         last = LastCheckpoint(
             checkpoints / "last.ckpt", train_config.checkpoint_every, train_config.val_every, stop
