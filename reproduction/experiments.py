@@ -307,8 +307,7 @@ STUDIES: dict[str, Study] = {
         {"affine": (), "spline": ("model.transforms=[spline]",)},
     ),
     "spline_2af": Study(
-        "a spline 2-AF: both transforms affine (the main run) or splines, at the published "
-        "budget",
+        "a spline 2-AF: both transforms affine (the main run) or splines, at the published budget",
         ("2af",),
         {"affine": (), "spline": ("model.transforms=[spline,spline]",)},
     ),
