@@ -49,6 +49,7 @@ def shipped_models():
         "my_video_array": (1, 8, 8),
         "my_time_series": (3,),
         "my_time_series_slvm_prior": (3,),
+        "my_time_series_slvm_full_covariance": (3,),
         "my_time_series_covariates": (3,),
         "my_time_series_full_covariance": (3,),
         "my_time_series_maf": (3,),

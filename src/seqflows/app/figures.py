@@ -86,9 +86,11 @@ def _flow_label(model: FlowModel) -> str:
 @model_label.register
 def _slvm_label(model: SLVM) -> str:
     """``SLVM``, or ``SLVM w/`` its flow's label (Sec. 3.3); with a flow prior ``, flow prior``
-    follows (``SLVM w/ 1-AF, flow prior``)."""
+    follows (``SLVM w/ 1-AF, flow prior``), with a full-covariance likelihood ``, full-covariance
+    likelihood``."""
     label = "SLVM" if model.flow is None else f"SLVM w/ {model_label(model.flow)}"
-    return label if model.latent.prior_flow is None else f"{label}, flow prior"
+    label = label if model.latent.prior_flow is None else f"{label}, flow prior"
+    return f"{label}, full-covariance likelihood" if model.latent.full_covariance else label
 
 
 def figure_rows(
