@@ -72,6 +72,17 @@ def test_gaps_are_the_exact_marginal_over_the_observed_dimensions():
         torch.testing.assert_close(log_prob[n], expected)
 
 
+def test_the_density_is_computed_in_float32_under_mixed_precision():
+    factor = random_factor((64,))
+    loc, x = torch.randn(64, D), torch.randn(64, D)
+    observed = torch.rand(64, D) < 0.7
+    expected = full_normal_log_prob(x, loc, factor, observed)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_prob = full_normal_log_prob(x, loc, factor, observed)
+    assert log_prob.dtype == torch.float32
+    torch.testing.assert_close(log_prob, expected, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("num_transforms", [0, 1])
 def test_the_elbo_scores_y_with_the_full_covariance_gaussian(num_transforms):
     model = vector_model(num_transforms=num_transforms)

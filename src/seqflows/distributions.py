@@ -184,11 +184,12 @@ def full_normal_log_prob(
     residual = x.to(dtype) - loc.to(dtype)
     factor = factor.to(dtype)
     counted = residual.new_ones(()).expand(residual.shape)  # the dimensions of the density
-    if observed is not None:
-        counted = observed.to(dtype)
-        covariance = factor @ factor.mT * (counted[..., :, None] * counted[..., None, :])
-        factor = torch.linalg.cholesky(covariance + torch.diag_embed(1 - counted))
-        residual = torch.where(observed, residual, 0.0)
-    white = torch.linalg.solve_triangular(factor, residual[..., None], upper=False)[..., 0]
+    with full_precision(x.device):  # the matrix products too, under autocast
+        if observed is not None:
+            counted = observed.to(dtype)
+            covariance = factor @ factor.mT * (counted[..., :, None] * counted[..., None, :])
+            factor = torch.linalg.cholesky(covariance + torch.diag_embed(1 - counted))
+            residual = torch.where(observed, residual, 0.0)
+        white = torch.linalg.solve_triangular(factor, residual[..., None], upper=False)[..., 0]
     log_diagonal = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1))
     return -0.5 * (white.square() + counted * _LOG_2PI).sum(-1) - log_diagonal.sum(-1)

@@ -517,7 +517,8 @@ class LatentSequenceModel(nn.Module):
         loc, log_scale, factor = self.likelihood_factor(torch.stack(latents, 1), future)
         noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
         if factor is not None:  # correlated dimensions: L e
-            return loc + temperature * (factor @ noise[..., None])[..., 0]
+            with full_precision(device):
+                return loc + temperature * (factor @ noise[..., None])[..., 0]
         return loc + temperature * torch.exp(log_scale) * noise
 
 
