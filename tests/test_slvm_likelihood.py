@@ -12,7 +12,7 @@ from torch.distributions import MultivariateNormal
 
 from seqflows.app.cli import main
 from seqflows.distributions import full_normal_log_prob, lower_triangular
-from seqflows.errors import ConfigError
+from seqflows.errors import ConfigError, DataError
 from seqflows.latent import LIKELIHOOD_BASES
 from seqflows.slvm import SLVM
 from test_step_flows import run_command
@@ -36,11 +36,12 @@ def vector_model(likelihood_base: str = "full_covariance", num_transforms: int =
 
 
 def random_lower_head(model: SLVM, seed: int = 1, size: float = 0.5) -> None:
-    """Off-diagonal entries of the likelihood's factor that are not zero."""
+    """Off-diagonal entries of the likelihood's factor (or a MAF likelihood) that are not zero."""
     torch.manual_seed(seed)
+    within = model.latent.likelihood_flow or model.latent.decoder.lower_head
     with torch.no_grad():
-        for parameter in model.latent.decoder.lower_head.parameters():
-            parameter.copy_(size * torch.randn_like(parameter))
+        for parameter in within.parameters():
+            parameter.add_(size * torch.randn_like(parameter))
 
 
 def random_factor(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -99,18 +100,18 @@ def test_the_elbo_scores_y_with_the_full_covariance_gaussian(num_transforms):
     torch.testing.assert_close(terms.log_likelihood, expected[:, start:])
 
 
+@pytest.mark.parametrize("likelihood_base", ["full_covariance", "maf"])
 @pytest.mark.parametrize("num_transforms", [0, 1])
 def test_untrained_it_is_the_diagonal_model_and_the_off_diagonal_changes_the_bound(
-    num_transforms,
+    likelihood_base, num_transforms
 ):
     diagonal = vector_model("diagonal", num_transforms)
-    full = vector_model("full_covariance", num_transforms)
+    full = vector_model(likelihood_base, num_transforms)
     missing = full.load_state_dict(diagonal.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == [
-        "latent.decoder.lower_head.bias",
-        "latent.decoder.lower_head.weight",
-    ]
+    added = "latent.decoder.lower_head." if likelihood_base == "full_covariance" else "latent.lik"
+    assert missing and all(key.startswith(added) for key in missing)
     assert "lower_head" not in str(diagonal)  # "diagonal": today's modules, nothing added
+    assert "likelihood_flow" not in str(diagonal)
     diagonal, full = diagonal.double(), full.double()  # 1e-6 on sums of ~20 nats: float64
     x = torch.randn(2, 7, D).double()
     elbo = diagonal.elbo(x, generator(1))
@@ -121,7 +122,8 @@ def test_untrained_it_is_the_diagonal_model_and_the_off_diagonal_changes_the_bou
     assert (full.elbo(x, generator(1)) - elbo).abs().min() > 1e-3
     assert (full.bound(x, 4, generator(2)) - bound).abs().min() > 1e-3
     full.elbo(x, generator(1)).sum().backward()  # and training can move it
-    assert full.latent.decoder.lower_head.weight.grad.abs().sum() > 0
+    within = full.latent.likelihood_flow or full.latent.decoder.lower_head
+    assert all(parameter.grad.abs().sum() > 0 for parameter in within.parameters())
 
 
 def test_samples_given_a_fixed_latent_have_covariance_l_lt():
@@ -146,7 +148,7 @@ def test_samples_given_a_fixed_latent_have_covariance_l_lt():
 @pytest.mark.parametrize("num_transforms", [0, 1])
 def test_the_score_of_a_step_does_not_depend_on_later_steps(likelihood_base, num_transforms):
     model = vector_model(likelihood_base, num_transforms)
-    if likelihood_base == "full_covariance":
+    if likelihood_base != "diagonal":
         random_lower_head(model)
     x = torch.randn(1, 8, D)
     changed = x.clone()
@@ -178,11 +180,58 @@ def test_gaps_leave_the_missing_values_out_of_the_bound(num_transforms):
         torch.testing.assert_close(terms.log_likelihood[b, t - scored], expected)
 
 
-def test_frames_are_refused_naming_the_setting(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="latent.likelihood_base='full_covariance'"):
-        SLVM((1, 8, 8), latent={"likelihood_base": "full_covariance"})
+@pytest.mark.parametrize("num_transforms", [0, 1])
+def test_the_maf_likelihood_is_its_noise_density_and_autograd_log_determinant(num_transforms):
+    model = vector_model("maf", num_transforms).double()
+    random_lower_head(model)
+    x = torch.randn(2, 7, D).double()
+    terms = model.elbo_terms(x, generator(3))
+    v = x if model.flow is None else model.flow.normalize(x).noise
+    posterior = model.latent.infer(model.latent.encode(v), generator(3))
+    loc, log_scale, features = model.latent.likelihood_factor(posterior.z)
+    start = v.shape[1] - terms.log_likelihood.shape[1]
+    maf = model.latent.likelihood_flow
+    standard = MultivariateNormal(torch.zeros(D).double(), torch.eye(D).double())
+    for b, t in ((0, start), (1, v.shape[1] - 1)):
+
+        def noise_of(step, b=b, t=t):  # v_t -> e_t, the map whose density the model scores
+            residual = (step - loc[b, t]) * torch.exp(-log_scale[b, t])
+            return maf.to_noise(residual[None], features[b, t][None])[0][0]
+
+        jacobian = torch.autograd.functional.jacobian(noise_of, v[b, t])
+        assert (jacobian - torch.diag(torch.diagonal(jacobian))).abs().max() > 1e-3  # not diagonal
+        expected = standard.log_prob(noise_of(v[b, t])) + torch.linalg.slogdet(jacobian)[1]
+        torch.testing.assert_close(terms.log_likelihood[b, t - start], expected)
+
+
+def test_maf_samples_map_back_to_standard_normal_noise_and_gaps_are_refused():
+    model = vector_model("maf")
+    random_lower_head(model, size=0.3)
+    latent = model.latent
+    with torch.no_grad():  # a prior with a scale of e^-15: the first z is its loc, always
+        latent.prior_log_scale.weight.zero_()
+        latent.prior_log_scale.bias.fill_(-15.0)
+        start = latent.prior_lstm.start(1)
+        output, _ = latent.prior_lstm(latent.prior_input(torch.zeros(1, 4)), start)
+        loc, log_scale, features = latent.likelihood_factor(latent.prior_loc(output)[:, None])
+        samples = model.sample(20_000, 1, generator=generator(0))[:, 0]
+        residual = (samples - loc[0]) * torch.exp(-log_scale[0])
+        noise, _ = latent.likelihood_flow.to_noise(residual, features[0].expand(20_000, -1))
+    assert torch.cov(residual.T).tril(-1).abs().max() > 0.05  # the dimensions are dependent
+    torch.testing.assert_close(noise.mean(0), torch.zeros(D), rtol=0, atol=0.03)
+    torch.testing.assert_close(torch.cov(noise.T), torch.eye(D), rtol=0, atol=0.04)
+    gappy = torch.randn(2, 7, D)
+    gappy[0, 4, 1] = float("nan")
+    with pytest.raises(DataError, match="latent.likelihood_base='maf'"):
+        model.elbo(gappy)
+
+
+@pytest.mark.parametrize("likelihood_base", ["full_covariance", "maf"])
+def test_frames_are_refused_naming_the_setting(tmp_path, capsys, likelihood_base):
+    with pytest.raises(ConfigError, match=f"latent.likelihood_base='{likelihood_base}'"):
+        SLVM((1, 8, 8), latent={"likelihood_base": likelihood_base})
     status = main(["train", "bouncing_balls_slvm", "--out", str(tmp_path),
-                   "model.latent.likelihood_base=full_covariance", *TINY_BALLS])  # fmt: skip
+                   f"model.latent.likelihood_base={likelihood_base}", *TINY_BALLS])  # fmt: skip
     error = capsys.readouterr().err
     assert status == 2, error
     assert error.startswith("seqflows: error:") and "latent.likelihood_base" in error

@@ -21,7 +21,10 @@ Also beyond the paper, ``likelihood_base="full_covariance"`` (vectors (D,) only)
 dimensions of a step together given z_t: p(v_t | z_t) = N(loc(z_t), L(z_t) L(z_t)^T) with L lower
 triangular, its diagonal the diagonal model's scale and its strictly-lower entries a third head
 of the decoder, zero at the start (then it is the diagonal model). Gaps are marginalised exactly
-(:func:`~seqflows.distributions.full_normal_log_prob`).
+(:func:`~seqflows.distributions.full_normal_log_prob`). ``likelihood_base="maf"`` instead
+passes the standardized residual (v_t - loc) / scale through a masked autoregressive flow across
+the D dimensions given z_t (:class:`~seqflows.step_flows.MaskedBase`, its context network on
+z_t), the identity at the start; it cannot leave a missing value out, so gaps are refused.
 
 :class:`LatentConfig` holds its settings inside :class:`~seqflows.slvm.SLVMConfig`;
 :class:`~seqflows.slvm.SLVM` puts the optional flow in front of it.
@@ -50,6 +53,7 @@ from .errors import ConfigError
 from .latent_prior import LatentFlow
 from .missing import observed_sum
 from .networks import make_frame_networks
+from .step_flows import make_step_base
 from .transforms import TransformConfig
 
 __all__ = [
@@ -186,8 +190,10 @@ class LatentSequenceModel(nn.Module):
         checkpoint_activations: The encoder and the decoder recompute their activations in the
             backward pass instead of keeping them (:mod:`seqflows.normalization`).
         condition_dim: A, the size of each step's conditions c_t (0: unconditioned).
-        likelihood_base: ``"diagonal"`` (the paper's p(v_t | z_t)) or ``"full_covariance"``
-            (vectors only: a Gaussian with a lower-triangular factor across the dimensions).
+        likelihood_base: ``"diagonal"`` (the paper's p(v_t | z_t)), ``"full_covariance"``
+            (vectors only: a Gaussian with a lower-triangular factor across the dimensions) or
+            ``"maf"`` (vectors only: the diagonal Gaussian's standardized residual through a
+            MAF across the dimensions given z_t).
     """
 
     def __init__(
@@ -242,6 +248,14 @@ class LatentSequenceModel(nn.Module):
             reference_initialization(self)
         if self.full_covariance:  # after the initialisation above: starts diagonal
             self.decoder.zero_lower_head()
+        # After it too: the MAF starts as the identity. Its context network reads z_t.
+        self.likelihood_flow = (
+            make_step_base("maf", self.event_shape, 0, mlp_hidden, condition_dim=latent_dim)
+            if likelihood_base == "maf"
+            else None
+        )
+        self.exact_marginals = self.likelihood_flow is None  # gaps: refused with the MAF
+        self.label = f"An SLVM with latent.likelihood_base={likelihood_base!r}"  # in errors
         # After the initialisation above, which would undo the flow's identity_init.
         self.prior_flow = (
             LatentFlow(latent_dim, prior_transforms, prior_config or TransformConfig())
@@ -354,8 +368,8 @@ class LatentSequenceModel(nn.Module):
         self, z: Tensor, conditions: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         r""":meth:`likelihood`'s loc and log-scale and, with a full covariance, the Cholesky
-        factor L (B, T, D, D) of p(v_t | z_t) = N(loc, L L^T), diag(L) = exp(log-scale); None
-        for the diagonal likelihood."""
+        factor L (B, T, D, D) of p(v_t | z_t) = N(loc, L L^T), diag(L) = exp(log-scale); with
+        the MAF its context features (B, T, hidden) of z_t; None for the diagonal likelihood."""
         offsets = _offsets(self.decoder_condition, conditions)
         if offsets is not None:
             z = z + offsets.to(z.dtype)
@@ -368,6 +382,9 @@ class LatentSequenceModel(nn.Module):
         loc, log_scale = _at_least_float32(outputs[0]), _clamp(_at_least_float32(outputs[1]))
         if self.loc_map == "sigmoid":
             loc = torch.sigmoid(loc)
+        if self.likelihood_flow is not None:
+            with full_precision(z.device):
+                return loc, log_scale, self.likelihood_flow.context_network(_at_least_float32(z))
         if not self.full_covariance:
             return loc, log_scale, None
         return loc, log_scale, lower_triangular(log_scale, _at_least_float32(outputs[2]))
@@ -382,7 +399,21 @@ class LatentSequenceModel(nn.Module):
     ) -> Tensor:
         r"""Per-frame log p(v_t | z_t) (*) of frames v (*, *event_shape), the leading dims
         broadcast: the diagonal Gaussian summed over the observed values, or with a ``factor``
-        (*, D, D) the full-covariance Gaussian (its exact marginal over the observed values)."""
+        (*, D, D) the full-covariance Gaussian (its exact marginal over the observed values);
+        with the MAF ``factor`` is its context features (*, hidden) and, with e the MAF's noise
+        of the standardized residual r = (v - loc) / scale (Eq. 7),
+
+            log p(v_t | z_t) = log N(e; 0, I) + log |det de/dr| - sum_d log scale_d.
+        """
+        if self.likelihood_flow is not None:
+            with full_precision(loc.device):
+                residual = (v - loc) * torch.exp(-log_scale)  # broadcast, then one row per frame
+                frames = residual.shape[:-1]
+                noise, log_det = self.likelihood_flow.to_noise(
+                    residual.flatten(0, -2), factor.expand(*frames, -1).flatten(0, -2)
+                )
+                log_normal = normal_log_prob(noise, noise.new_zeros(()), noise.new_zeros(()), 1)
+                return (log_normal + log_det).view(frames) - log_scale.sum(-1)
         if factor is None:
             terms = normal_log_prob(v, loc, log_scale, 0)  # per value: a diagonal Gaussian
             return observed_sum(terms, observed, len(self.event_shape))
@@ -452,8 +483,8 @@ class LatentSequenceModel(nn.Module):
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
         loc, log_scale, factor = self.likelihood_factor(posterior.z, conditions)
         per_sample = (batch, num_samples, length, *self.event_shape)
-        if factor is not None:
-            factor = factor.view(*per_sample, -1)
+        if factor is not None:  # L (B, K, T, D, D), or the MAF's features (B, K, T, hidden)
+            factor = factor.unflatten(0, (batch, num_samples))
         mask = None if observed is None else observed.unsqueeze(1)
         log_likelihood = self.log_likelihood(  # v broadcast over the samples, not copied K times
             v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), factor, mask
@@ -516,6 +547,12 @@ class LatentSequenceModel(nn.Module):
         future = None if conditions is None else conditions[:, known:]
         loc, log_scale, factor = self.likelihood_factor(torch.stack(latents, 1), future)
         noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
+        if self.likelihood_flow is not None:  # the MAF's inverse, dimension by dimension
+            with full_precision(device):
+                steps = self.likelihood_flow.from_noise(
+                    temperature * noise.flatten(0, 1), factor.flatten(0, 1)
+                )
+            return loc + torch.exp(log_scale) * steps.view(loc.shape)
         if factor is not None:  # correlated dimensions: L e
             with full_precision(device):
                 return loc + temperature * (factor @ noise[..., None])[..., 0]
@@ -534,7 +571,7 @@ def _offsets(layer: nn.Module | None, conditions: Tensor | None) -> Tensor | Non
     return layer(conditions.to(layer.weight.dtype))
 
 
-LIKELIHOOD_BASES = ("diagonal", "full_covariance")
+LIKELIHOOD_BASES = ("diagonal", "full_covariance", "maf")
 
 
 def check_likelihood_base(likelihood_base: str, event_shape: Sequence[int]) -> None:
@@ -574,8 +611,11 @@ class LatentConfig:
         batch_norm: Training-mode BatchNorm statistics of the encoder and decoder:
             ``"pooled"`` over all B * T frames or ``"per_step"`` (:mod:`seqflows.normalization`).
         likelihood_base: Beyond the paper: ``"diagonal"`` (the paper's p(x_t | z_t), independent
-            dimensions given z_t) or ``"full_covariance"`` (vector series only: a Gaussian with
-            a lower-triangular Cholesky factor from the decoder, diagonal at the start).
+            dimensions given z_t), ``"full_covariance"`` (vector series only: a Gaussian with
+            a lower-triangular Cholesky factor from the decoder, diagonal at the start) or
+            ``"maf"`` (vector series only: its standardized residual through a masked
+            autoregressive flow across the dimensions given z_t, the identity at the start;
+            gaps refused).
     """
 
     latent_dim: int = 256
@@ -587,7 +627,7 @@ class LatentConfig:
     likelihood_loc: Literal["sigmoid", "linear"] | None = None
     init: Literal["default", "reference"] = "reference"
     batch_norm: Literal["pooled", "per_step"] = "pooled"
-    likelihood_base: Literal["diagonal", "full_covariance"] = "diagonal"
+    likelihood_base: Literal["diagonal", "full_covariance", "maf"] = "diagonal"
 
     def __post_init__(self) -> None:
         check_choices(self)

@@ -466,6 +466,7 @@ class SLVM(Pretrained, nn.Module):
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
                 f"first {self.burn_in} frames as context"
             )
+        require_elementwise(self.latent, observed)  # the MAF likelihood ties a step together
         if self.flow is None:
             check_dtype(x, self, "x")
             check_finite(x, "x")
