@@ -92,7 +92,7 @@ def test_the_elbo_scores_y_with_the_full_covariance_gaussian(num_transforms):
     terms = model.elbo_terms(x, generator(3))
     v = x if model.flow is None else model.flow.normalize(x).noise
     posterior = model.latent.infer(model.latent.encode(v), generator(3))
-    loc, log_scale, factor = model.latent.likelihood_factor(posterior.z)
+    loc, log_scale, factor = model.latent.likelihood_parameters(posterior.z)
     assert not torch.allclose(factor, torch.diag_embed(torch.exp(log_scale)))
     torch.testing.assert_close(torch.diagonal(factor, dim1=-2, dim2=-1), torch.exp(log_scale))
     expected = MultivariateNormal(loc, scale_tril=factor).log_prob(v)
@@ -136,7 +136,7 @@ def test_samples_given_a_fixed_latent_have_covariance_l_lt():
         output, _ = latent.prior_lstm(
             latent.prior_input(torch.zeros(1, 4)), latent.prior_lstm.start(1)
         )
-        loc, _, factor = latent.likelihood_factor(latent.prior_loc(output)[:, None])
+        loc, _, factor = latent.likelihood_parameters(latent.prior_loc(output)[:, None])
     samples = model.sample(40_000, 1, generator=generator(0))[:, 0].double()
     covariance = (factor[0, 0] @ factor[0, 0].T).double()
     assert covariance.tril(-1).abs().max() > 0.1  # the dimensions are correlated
@@ -171,7 +171,7 @@ def test_gaps_leave_the_missing_values_out_of_the_bound(num_transforms):
     filled = torch.nan_to_num(gappy)
     v = filled if model.flow is None else model.flow.normalize(filled).noise
     posterior = model.latent.infer(model.latent.encode(v), generator(3))
-    loc, _, factor = model.latent.likelihood_factor(posterior.z)
+    loc, _, factor = model.latent.likelihood_parameters(posterior.z)
     seen, scored = 7 - v.shape[1], 7 - terms.log_likelihood.shape[1]  # frames before v, scores
     for b, t, kept in ((0, 5, [0, 2]), (1, 6, [2]), (0, 4, [0, 1, 2])):  # t: a frame of x
         covariance = (factor[b, t - seen] @ factor[b, t - seen].T)[kept][:, kept]
@@ -188,7 +188,7 @@ def test_the_maf_likelihood_is_its_noise_density_and_autograd_log_determinant(nu
     terms = model.elbo_terms(x, generator(3))
     v = x if model.flow is None else model.flow.normalize(x).noise
     posterior = model.latent.infer(model.latent.encode(v), generator(3))
-    loc, log_scale, features = model.latent.likelihood_factor(posterior.z)
+    loc, log_scale, features = model.latent.likelihood_parameters(posterior.z)
     start = v.shape[1] - terms.log_likelihood.shape[1]
     maf = model.latent.likelihood_flow
     standard = MultivariateNormal(torch.zeros(D).double(), torch.eye(D).double())
@@ -213,7 +213,7 @@ def test_maf_samples_map_back_to_standard_normal_noise_and_gaps_are_refused():
         latent.prior_log_scale.bias.fill_(-15.0)
         start = latent.prior_lstm.start(1)
         output, _ = latent.prior_lstm(latent.prior_input(torch.zeros(1, 4)), start)
-        loc, log_scale, features = latent.likelihood_factor(latent.prior_loc(output)[:, None])
+        loc, log_scale, features = latent.likelihood_parameters(latent.prior_loc(output)[:, None])
         samples = model.sample(20_000, 1, generator=generator(0))[:, 0]
         residual = (samples - loc[0]) * torch.exp(-log_scale[0])
         noise, _ = latent.likelihood_flow.to_noise(residual, features[0].expand(20_000, -1))

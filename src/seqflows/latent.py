@@ -360,16 +360,18 @@ class LatentSequenceModel(nn.Module):
     def likelihood(self, z: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Loc and log-scale of p(v_t | z_t) (p(v_t | z_t, c_t) with conditions (B, T, A)) for
         all frames at once: (B, T, latent) -> 2 x (B, T, *event_shape), in float32. With a full
-        covariance the log-scale is that of the factor's diagonal (:meth:`likelihood_factor`)."""
-        loc, log_scale, _ = self.likelihood_factor(z, conditions)
+        covariance the log-scale is that of the factor's diagonal, with the MAF that of the
+        residual it standardizes (:meth:`likelihood_parameters`)."""
+        loc, log_scale, _ = self.likelihood_parameters(z, conditions)
         return loc, log_scale
 
-    def likelihood_factor(
+    def likelihood_parameters(
         self, z: Tensor, conditions: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        r""":meth:`likelihood`'s loc and log-scale and, with a full covariance, the Cholesky
-        factor L (B, T, D, D) of p(v_t | z_t) = N(loc, L L^T), diag(L) = exp(log-scale); with
-        the MAF its context features (B, T, hidden) of z_t; None for the diagonal likelihood."""
+        r""":meth:`likelihood`'s loc and log-scale, and what ties a step's dimensions together
+        (``within``): with a full covariance the Cholesky factor L (B, T, D, D) of
+        p(v_t | z_t) = N(loc, L L^T), diag(L) = exp(log-scale); with the MAF its context
+        features (B, T, hidden) of z_t; None for the diagonal likelihood."""
         offsets = _offsets(self.decoder_condition, conditions)
         if offsets is not None:
             z = z + offsets.to(z.dtype)
@@ -394,14 +396,15 @@ class LatentSequenceModel(nn.Module):
         v: Tensor,
         loc: Tensor,
         log_scale: Tensor,
-        factor: Tensor | None,
+        within: Tensor | None,
         observed: Tensor | None = None,
     ) -> Tensor:
         r"""Per-frame log p(v_t | z_t) (*) of frames v (*, *event_shape), the leading dims
-        broadcast: the diagonal Gaussian summed over the observed values, or with a ``factor``
-        (*, D, D) the full-covariance Gaussian (its exact marginal over the observed values);
-        with the MAF ``factor`` is its context features (*, hidden) and, with e the MAF's noise
-        of the standardized residual r = (v - loc) / scale (Eq. 7),
+        broadcast, ``within`` as :meth:`likelihood_parameters` gives it: the diagonal Gaussian
+        summed over the observed values (None), the full-covariance Gaussian of the factor L
+        (*, D, D) (its exact marginal over the observed values), or with the MAF's features
+        (*, hidden) and e the MAF's noise of the standardized residual r = (v - loc) / scale
+        (Eq. 7),
 
             log p(v_t | z_t) = log N(e; 0, I) + log |det de/dr| - sum_d log scale_d.
         """
@@ -410,14 +413,14 @@ class LatentSequenceModel(nn.Module):
                 residual = (v - loc) * torch.exp(-log_scale)  # broadcast, then one row per frame
                 frames = residual.shape[:-1]
                 noise, log_det = self.likelihood_flow.to_noise(
-                    residual.flatten(0, -2), factor.expand(*frames, -1).flatten(0, -2)
+                    residual.flatten(0, -2), within.expand(*frames, -1).flatten(0, -2)
                 )
                 log_normal = normal_log_prob(noise, noise.new_zeros(()), noise.new_zeros(()), 1)
                 return (log_normal + log_det).view(frames) - log_scale.sum(-1)
-        if factor is None:
+        if within is None:
             terms = normal_log_prob(v, loc, log_scale, 0)  # per value: a diagonal Gaussian
             return observed_sum(terms, observed, len(self.event_shape))
-        return full_normal_log_prob(v, loc, factor, observed)
+        return full_normal_log_prob(v, loc, within, observed)
 
     def terms(
         self,
@@ -440,8 +443,8 @@ class LatentSequenceModel(nn.Module):
         features = self.encode(v) if features is None else features
         posterior = self.infer(features, generator, conditions)
         kl = self.kl(posterior, conditions)
-        loc, log_scale, factor = self.likelihood_factor(posterior.z, conditions)
-        log_likelihood = self.log_likelihood(v, loc, log_scale, factor, observed)
+        loc, log_scale, within = self.likelihood_parameters(posterior.z, conditions)
+        log_likelihood = self.log_likelihood(v, loc, log_scale, within, observed)
         return log_likelihood, kl, loc, log_scale
 
     def elbo(
@@ -481,13 +484,13 @@ class LatentSequenceModel(nn.Module):
         )
         log_prior = self.log_prior(posterior.z, conditions)
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
-        loc, log_scale, factor = self.likelihood_factor(posterior.z, conditions)
+        loc, log_scale, within = self.likelihood_parameters(posterior.z, conditions)
         per_sample = (batch, num_samples, length, *self.event_shape)
-        if factor is not None:  # L (B, K, T, D, D), or the MAF's features (B, K, T, hidden)
-            factor = factor.unflatten(0, (batch, num_samples))
+        if within is not None:  # L (B, K, T, D, D), or the MAF's features (B, K, T, hidden)
+            within = within.unflatten(0, (batch, num_samples))
         mask = None if observed is None else observed.unsqueeze(1)
         log_likelihood = self.log_likelihood(  # v broadcast over the samples, not copied K times
-            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), factor, mask
+            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), within, mask
         )
         samples = (batch, num_samples, length)
         return log_likelihood + log_prior.view(samples) - log_posterior.view(samples)
@@ -545,17 +548,17 @@ class LatentSequenceModel(nn.Module):
                     z, windows = self.prior_flow.generate_step(z, windows)
                 latents.append(z)
         future = None if conditions is None else conditions[:, known:]
-        loc, log_scale, factor = self.likelihood_factor(torch.stack(latents, 1), future)
+        loc, log_scale, within = self.likelihood_parameters(torch.stack(latents, 1), future)
         noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
         if self.likelihood_flow is not None:  # the MAF's inverse, dimension by dimension
-            with full_precision(device):
+            with full_precision(device):  # (temperature 0: the inverse of e = 0, not the loc)
                 steps = self.likelihood_flow.from_noise(
-                    temperature * noise.flatten(0, 1), factor.flatten(0, 1)
+                    temperature * noise.flatten(0, 1), within.flatten(0, 1)
                 )
             return loc + torch.exp(log_scale) * steps.view(loc.shape)
-        if factor is not None:  # correlated dimensions: L e
+        if within is not None:  # correlated dimensions: L e
             with full_precision(device):
-                return loc + temperature * (factor @ noise[..., None])[..., 0]
+                return loc + temperature * (within @ noise[..., None])[..., 0]
         return loc + temperature * torch.exp(log_scale) * noise
 
 
@@ -575,7 +578,8 @@ LIKELIHOOD_BASES = ("diagonal", "full_covariance", "maf")
 
 
 def check_likelihood_base(likelihood_base: str, event_shape: Sequence[int]) -> None:
-    """Refuses a full-covariance likelihood of frames (C, S, S): it models vectors (D,).
+    """Refuses an unknown likelihood base, and one other than ``"diagonal"`` (full covariance,
+    MAF) for frames (C, S, S): they model the dimensions of vectors (D,).
 
     Raises:
         ConfigError: Naming the setting ``latent.likelihood_base``.
