@@ -238,7 +238,12 @@ def test_frames_are_refused_naming_the_setting(tmp_path, capsys, likelihood_base
     assert "Traceback" not in error and len(error.strip().splitlines()) == 1
 
 
-def test_the_shipped_configuration_trains_evaluates_and_samples(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("override", "label"),
+    [("model.latent.likelihood_base=full_covariance", "SLVM w/ 1-AF, full-covariance likelihood"),
+     ("model.latent.likelihood_base=maf", "SLVM w/ 1-AF, maf likelihood")],
+)  # fmt: skip
+def test_the_shipped_configuration_trains_evaluates_and_samples(tmp_path, capsys, override, label):
     pytest.importorskip("lightning")
     series = tmp_path / "series.npy"
     walks = np.cumsum(np.random.default_rng(0).normal(size=(20, 12, D)), axis=1)
@@ -248,12 +253,12 @@ def test_the_shipped_configuration_trains_evaluates_and_samples(tmp_path, capsys
         capsys, "train", "my_time_series_slvm_full_covariance", f"data.path={series}", "--out",
         str(run), "--max-steps", "2", "--no-progress", "data.length=6", "model.window=2",
         "model.latent_dim=4", "model.lstm_hidden=8", "model.mlp_hidden=8",
-        "model.encoder_features=8", "evaluate.iwae_samples=3", *TINY_RUN,
+        "model.encoder_features=8", "evaluate.iwae_samples=3", override, *TINY_RUN,
     )  # fmt: skip
     assert trained["steps"] == 2
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     result = run_command(capsys, "evaluate", checkpoint, "--json", "--no-progress")
-    assert result["model"] == "SLVM w/ 1-AF, full-covariance likelihood"
+    assert result["model"] == label
     assert math.isfinite(result["nats_per_dim"])
     sampled = run_command(
         capsys, "sample", checkpoint, "--out", str(tmp_path / "samples"), "--num", "2",

@@ -217,6 +217,7 @@ class LatentSequenceModel(nn.Module):
     ) -> None:
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
+        self.likelihood_base = likelihood_base
         self.full_covariance = likelihood_base == "full_covariance"
         check_likelihood_base(likelihood_base, self.event_shape)
         self.latent_dim = latent_dim
