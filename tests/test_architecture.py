@@ -38,9 +38,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # names (about 570). The features after it: predict's forecast scores and rolling origins
 # (about 460), the GluonTS extra (about 580), missing values (about 360), the within-step
 # bases of vectors (about 330) and the flow within the frame (about 390), the latent model in its
-# own module (about 50), small models on one thread (about 90): 20,854. Raise it only with a
+# own module (about 50), small models on one thread (about 90): 20,854. The SLVM's
+# full-covariance and MAF likelihoods (issue 26, about 240): 21,044. Raise it only with a
 # reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 20_900
+PACKAGE_LINES = 21_100
 
 
 def shipped_models():
@@ -49,6 +50,7 @@ def shipped_models():
         "my_video_array": (1, 8, 8),
         "my_time_series": (3,),
         "my_time_series_slvm_prior": (3,),
+        "my_time_series_slvm_full_covariance": (3,),
         "my_time_series_covariates": (3,),
         "my_time_series_full_covariance": (3,),
         "my_time_series_maf": (3,),

@@ -32,7 +32,7 @@ SMALL_LATENT = {"latent_dim": 2, "lstm_hidden": 4, "encoder_features": 4, "conv_
 SAME_NUMBERS = {"checkpoint_activations", "type", "kind"}
 # Likewise, the encoder and the decoder of frames are convolutional; mlp_hidden sizes those of
 # vectors (compared on vectors below).
-VECTOR_ONLY = {"mlp_hidden"}
+VECTOR_ONLY = {"mlp_hidden", "likelihood_base"}
 # The conditioner of a flow prior is an MLP or a linear map: the settings of the conv
 # conditioner (normalization, BatchNorm statistics, padding) do not apply to it.
 CONV_ONLY = {"normalization", "batch_norm", "padding"}
@@ -174,6 +174,12 @@ def test_the_settings_of_vector_frames_change_the_model():
     assert signature(kinds[0], (3,)) != signature(kinds[1], (3,))
     widths = [SLVMConfig.from_settings(**SMALL_LATENT, mlp_hidden=size) for size in (4, 5)]
     assert signature(widths[0], (3,)) != signature(widths[1], (3,))
+    bases = [  # the within-step likelihoods add their own weights
+        SLVMConfig.from_settings(**SMALL_LATENT, latent={"likelihood_base": base})
+        for base in ("diagonal", "full_covariance", "maf")
+    ]
+    diagonal, full_covariance, maf = (signature(config, (3,)) for config in bases)
+    assert diagonal != full_covariance and diagonal != maf and full_covariance != maf
 
 
 def leaf_names(values: dict[str, Any]):

@@ -245,10 +245,10 @@ def test_sampling_draws_the_latents_from_the_flow_prior(monkeypatch):
     model = small_model(["affine", "spline"], identity_init=False, prior_window=2)
     latent = model.latent
     drawn = []
-    likelihood = latent.likelihood
+    likelihood = latent.likelihood_parameters  # what sampling calls on the new latents
     monkeypatch.setattr(
         latent,
-        "likelihood",
+        "likelihood_parameters",
         lambda z, conditions=None: drawn.append(z) or likelihood(z, conditions),
     )
     x = torch.randn(2, 4, 3)

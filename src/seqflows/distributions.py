@@ -6,6 +6,10 @@ Both are diagonal Gaussians over one frame, applied independently to every frame
 * :class:`StandardNormal`: N(0, I). This is what the paper's runs effectively used (the learned
   base of the authors' code was never given to the optimizer), so it reproduces the paper.
 * :class:`DiagonalNormal`: a learned per-dimension loc and log-scale, initialised at N(0, I).
+
+:func:`normal_log_prob` and :func:`normal_kl` are the diagonal Gaussians' densities that the
+models share; :func:`lower_triangular` and :func:`full_normal_log_prob` the full-covariance
+Gaussian N(loc, L L^T) of a vector (D,), with its exact marginal over observed dimensions.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from torch import Tensor, nn
 __all__ = [
     "DiagonalNormal",
     "StandardNormal",
+    "full_normal_log_prob",
     "full_precision",
+    "lower_triangular",
     "make_base",
     "normal_kl",
     "normal_log_prob",
@@ -148,3 +154,42 @@ def normal_kl(
     distance = ((loc_q - loc_p) * torch.exp(-log_scale_p)).square()
     terms = log_scale_p - log_scale_q + 0.5 * (ratio + distance) - 0.5
     return terms.flatten(-event_dims).sum(-1)
+
+
+def lower_triangular(log_diagonal: Tensor, strictly_lower: Tensor) -> Tensor:
+    r"""A Cholesky factor L (*, D, D): diagonal exp(log_diagonal) (*, D), strictly-lower entries
+    (*, D (D - 1) / 2) row by row (the order of ``torch.tril_indices(D, D, -1)``)."""
+    dim = log_diagonal.shape[-1]
+    rows, columns = torch.tril_indices(dim, dim, offset=-1, device=log_diagonal.device)
+    lower = strictly_lower.new_zeros(*strictly_lower.shape[:-1], dim, dim)
+    lower[..., rows, columns] = strictly_lower
+    return lower + torch.diag_embed(torch.exp(log_diagonal))
+
+
+def full_normal_log_prob(
+    x: Tensor, loc: Tensor, factor: Tensor, observed: Tensor | None = None
+) -> Tensor:
+    r"""log N(x; loc, L L^T) in nats of vectors x (*, D), L = ``factor`` (*, D, D) lower
+    triangular with a positive diagonal; the leading dims broadcast. Computed in float32 at least.
+
+        log N = -1/2 |L^{-1} (x - loc)|^2 - sum_d log L_dd - D/2 log 2 pi
+
+    ``observed`` (*, D), True where a value is there (gaps, :mod:`seqflows.missing`): the exact
+    marginal over the observed dimensions o, N(x_o; loc_o, Sigma_oo) with Sigma = L L^T. It is
+    computed as a D-dimensional Gaussian whose covariance keeps Sigma_oo and is the identity on
+    the missing dimensions (their residual set to 0), which adds exactly (missing / 2) log 2 pi,
+    taken out again. A frame with nothing observed scores 0. Returns (*).
+    """
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    residual = x.to(dtype) - loc.to(dtype)
+    factor = factor.to(dtype)
+    counted = residual.new_ones(()).expand(residual.shape)  # the dimensions of the density
+    with full_precision(x.device):  # the matrix products too, under autocast
+        if observed is not None:
+            counted = observed.to(dtype)
+            covariance = factor @ factor.mT * (counted[..., :, None] * counted[..., None, :])
+            factor = torch.linalg.cholesky(covariance + torch.diag_embed(1 - counted))
+            residual = torch.where(observed, residual, 0.0)
+        white = torch.linalg.solve_triangular(factor, residual[..., None], upper=False)[..., 0]
+    log_diagonal = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1))
+    return -0.5 * (white.square() + counted * _LOG_2PI).sum(-1) - log_diagonal.sum(-1)

@@ -17,6 +17,15 @@ prior p(z_t | z_{<t}, c_{<=t}), the posterior q(z_t | v_{<=t}, z_{<t}, c_{<=t}) 
 likelihood p(v_t | z_t, c_t) each add a linear projection of c_t to their input (the LSTMs'
 inputs, the decoder's z_t).
 
+Also beyond the paper, ``likelihood_base="full_covariance"`` (vectors (D,) only) ties the
+dimensions of a step together given z_t: p(v_t | z_t) = N(loc(z_t), L(z_t) L(z_t)^T) with L lower
+triangular, its diagonal the diagonal model's scale and its strictly-lower entries a third head
+of the decoder, zero at the start (then it is the diagonal model). Gaps are marginalised exactly
+(:func:`~seqflows.distributions.full_normal_log_prob`). ``likelihood_base="maf"`` instead
+passes the standardized residual (v_t - loc) / scale through a masked autoregressive flow across
+the D dimensions given z_t (:class:`~seqflows.step_flows.MaskedBase`, its context network on
+z_t), the identity at the start; it cannot leave a missing value out, so gaps are refused.
+
 :class:`LatentConfig` holds its settings inside :class:`~seqflows.slvm.SLVMConfig`;
 :class:`~seqflows.slvm.SLVM` puts the optional flow in front of it.
 """
@@ -33,17 +42,27 @@ from torch import Tensor, nn
 from .checks import check_event_shape, check_sample_arguments
 from .conditioning import projection
 from .config import check_at_least, check_choices
-from .distributions import full_precision, normal_kl, normal_log_prob
+from .distributions import (
+    full_normal_log_prob,
+    full_precision,
+    lower_triangular,
+    normal_kl,
+    normal_log_prob,
+)
+from .errors import ConfigError
 from .latent_prior import LatentFlow
 from .missing import observed_sum
 from .networks import make_frame_networks
+from .step_flows import make_step_base
 from .transforms import TransformConfig
 
 __all__ = [
+    "LIKELIHOOD_BASES",
     "LatentConfig",
     "LatentSequenceModel",
     "Posterior",
     "StackedLSTM",
+    "check_likelihood_base",
     "reference_initialization",
 ]
 
@@ -171,6 +190,10 @@ class LatentSequenceModel(nn.Module):
         checkpoint_activations: The encoder and the decoder recompute their activations in the
             backward pass instead of keeping them (:mod:`seqflows.normalization`).
         condition_dim: A, the size of each step's conditions c_t (0: unconditioned).
+        likelihood_base: ``"diagonal"`` (the paper's p(v_t | z_t)), ``"full_covariance"``
+            (vectors only: a Gaussian with a lower-triangular factor across the dimensions) or
+            ``"maf"`` (vectors only: the diagonal Gaussian's standardized residual through a
+            MAF across the dimensions given z_t).
     """
 
     def __init__(
@@ -190,9 +213,13 @@ class LatentSequenceModel(nn.Module):
         prior_config: TransformConfig | Sequence[TransformConfig] | None = None,
         checkpoint_activations: bool = False,
         condition_dim: int = 0,
+        likelihood_base: str = "diagonal",
     ) -> None:
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
+        self.likelihood_base = likelihood_base
+        self.full_covariance = likelihood_base == "full_covariance"
+        check_likelihood_base(likelihood_base, self.event_shape)
         self.latent_dim = latent_dim
         self.loc_map = loc_map
         self.batch_norm = batch_norm
@@ -203,6 +230,7 @@ class LatentSequenceModel(nn.Module):
             width=width,
             hidden=mlp_hidden,
             checkpoint_activations=checkpoint_activations,
+            strictly_lower=self.full_covariance,
         )
         self.posterior_lstm = StackedLSTM(features + latent_dim, hidden, layers)
         self.posterior_loc = nn.Linear(hidden, latent_dim)
@@ -219,6 +247,16 @@ class LatentSequenceModel(nn.Module):
         self.decoder_condition = projection(condition_dim, latent_dim)
         if init == "reference":
             reference_initialization(self)
+        if self.full_covariance:  # after the initialisation above: starts diagonal
+            self.decoder.zero_lower_head()
+        # After it too: the MAF starts as the identity. Its context network reads z_t.
+        self.likelihood_flow = (
+            make_step_base("maf", self.event_shape, 0, mlp_hidden, condition_dim=latent_dim)
+            if likelihood_base == "maf"
+            else None
+        )
+        self.exact_marginals = self.likelihood_flow is None  # gaps: refused with the MAF
+        self.label = f"An SLVM with latent.likelihood_base={likelihood_base!r}"  # in errors
         # After the initialisation above, which would undo the flow's identity_init.
         self.prior_flow = (
             LatentFlow(latent_dim, prior_transforms, prior_config or TransformConfig())
@@ -322,25 +360,68 @@ class LatentSequenceModel(nn.Module):
 
     def likelihood(self, z: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Loc and log-scale of p(v_t | z_t) (p(v_t | z_t, c_t) with conditions (B, T, A)) for
-        all frames at once: (B, T, latent) -> 2 x (B, T, *event_shape), in float32."""
+        all frames at once: (B, T, latent) -> 2 x (B, T, *event_shape), in float32. With a full
+        covariance the log-scale is that of the factor's diagonal, with the MAF that of the
+        residual it standardizes (:meth:`likelihood_parameters`)."""
+        loc, log_scale, _ = self.likelihood_parameters(z, conditions)
+        return loc, log_scale
+
+    def likelihood_parameters(
+        self, z: Tensor, conditions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        r""":meth:`likelihood`'s loc and log-scale, and what ties a step's dimensions together
+        (``within``): with a full covariance the Cholesky factor L (B, T, D, D) of
+        p(v_t | z_t) = N(loc, L L^T), diag(L) = exp(log-scale); with the MAF its context
+        features (B, T, hidden) of z_t; None for the diagonal likelihood."""
         offsets = _offsets(self.decoder_condition, conditions)
         if offsets is not None:
             z = z + offsets.to(z.dtype)
         batch, length = z.shape[:2]
         if self._per_step():  # step-major, one set of BatchNorm statistics per time step
-            loc, log_scale = self.decoder(z.transpose(0, 1).flatten(0, 1), steps=length)
-            loc = loc.unflatten(0, (length, batch)).transpose(0, 1)
-            log_scale = log_scale.unflatten(0, (length, batch)).transpose(0, 1)
+            outputs = self.decoder(z.transpose(0, 1).flatten(0, 1), steps=length)
+            outputs = [out.unflatten(0, (length, batch)).transpose(0, 1) for out in outputs]
         else:
-            loc, log_scale = self.decoder(z.flatten(0, 1))
-            loc, log_scale = (
-                loc.unflatten(0, (batch, length)),
-                log_scale.unflatten(0, (batch, length)),
-            )
-        loc, log_scale = _at_least_float32(loc), _clamp(_at_least_float32(log_scale))
+            outputs = [out.unflatten(0, (batch, length)) for out in self.decoder(z.flatten(0, 1))]
+        loc, log_scale = _at_least_float32(outputs[0]), _clamp(_at_least_float32(outputs[1]))
         if self.loc_map == "sigmoid":
             loc = torch.sigmoid(loc)
-        return loc, log_scale
+        if self.likelihood_flow is not None:
+            with full_precision(z.device):
+                return loc, log_scale, self.likelihood_flow.context_network(_at_least_float32(z))
+        if not self.full_covariance:
+            return loc, log_scale, None
+        return loc, log_scale, lower_triangular(log_scale, _at_least_float32(outputs[2]))
+
+    def log_likelihood(
+        self,
+        v: Tensor,
+        loc: Tensor,
+        log_scale: Tensor,
+        within: Tensor | None,
+        observed: Tensor | None = None,
+    ) -> Tensor:
+        r"""Per-frame log p(v_t | z_t) (*) of frames v (*, *event_shape), the leading dims
+        broadcast, ``within`` as :meth:`likelihood_parameters` gives it: the diagonal Gaussian
+        summed over the observed values (None), the full-covariance Gaussian of the factor L
+        (*, D, D) (its exact marginal over the observed values), or with the MAF's features
+        (*, hidden) and e the MAF's noise of the standardized residual r = (v - loc) / scale
+        (Eq. 7),
+
+            log p(v_t | z_t) = log N(e; 0, I) + log |det de/dr| - sum_d log scale_d.
+        """
+        if self.likelihood_flow is not None:
+            with full_precision(loc.device):
+                residual = (v - loc) * torch.exp(-log_scale)  # broadcast, then one row per frame
+                frames = residual.shape[:-1]
+                noise, log_det = self.likelihood_flow.to_noise(
+                    residual.flatten(0, -2), within.expand(*frames, -1).flatten(0, -2)
+                )
+                log_normal = normal_log_prob(noise, noise.new_zeros(()), noise.new_zeros(()), 1)
+                return (log_normal + log_det).view(frames) - log_scale.sum(-1)
+        if within is None:
+            terms = normal_log_prob(v, loc, log_scale, 0)  # per value: a diagonal Gaussian
+            return observed_sum(terms, observed, len(self.event_shape))
+        return full_normal_log_prob(v, loc, within, observed)
 
     def terms(
         self,
@@ -363,9 +444,8 @@ class LatentSequenceModel(nn.Module):
         features = self.encode(v) if features is None else features
         posterior = self.infer(features, generator, conditions)
         kl = self.kl(posterior, conditions)
-        loc, log_scale = self.likelihood(posterior.z, conditions)
-        terms = normal_log_prob(v, loc, log_scale, 0)  # per value: a diagonal Gaussian
-        log_likelihood = observed_sum(terms, observed, len(self.event_shape))
+        loc, log_scale, within = self.likelihood_parameters(posterior.z, conditions)
+        log_likelihood = self.log_likelihood(v, loc, log_scale, within, observed)
         return log_likelihood, kl, loc, log_scale
 
     def elbo(
@@ -405,13 +485,14 @@ class LatentSequenceModel(nn.Module):
         )
         log_prior = self.log_prior(posterior.z, conditions)
         log_posterior = normal_log_prob(posterior.z, posterior.loc, posterior.log_scale, 1)
-        loc, log_scale = self.likelihood(posterior.z, conditions)
+        loc, log_scale, within = self.likelihood_parameters(posterior.z, conditions)
         per_sample = (batch, num_samples, length, *self.event_shape)
-        terms = normal_log_prob(  # v broadcast over the samples, not copied K times
-            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), 0
-        )
+        if within is not None:  # L (B, K, T, D, D), or the MAF's features (B, K, T, hidden)
+            within = within.unflatten(0, (batch, num_samples))
         mask = None if observed is None else observed.unsqueeze(1)
-        log_likelihood = observed_sum(terms, mask, len(self.event_shape))
+        log_likelihood = self.log_likelihood(  # v broadcast over the samples, not copied K times
+            v.unsqueeze(1), loc.view(per_sample), log_scale.view(per_sample), within, mask
+        )
         samples = (batch, num_samples, length)
         return log_likelihood + log_prior.view(samples) - log_posterior.view(samples)
 
@@ -468,8 +549,17 @@ class LatentSequenceModel(nn.Module):
                     z, windows = self.prior_flow.generate_step(z, windows)
                 latents.append(z)
         future = None if conditions is None else conditions[:, known:]
-        loc, log_scale = self.likelihood(torch.stack(latents, 1), future)
+        loc, log_scale, within = self.likelihood_parameters(torch.stack(latents, 1), future)
         noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
+        if self.likelihood_flow is not None:  # the MAF's inverse, dimension by dimension
+            with full_precision(device):  # (temperature 0: the inverse of e = 0, not the loc)
+                steps = self.likelihood_flow.from_noise(
+                    temperature * noise.flatten(0, 1), within.flatten(0, 1)
+                )
+            return loc + torch.exp(log_scale) * steps.view(loc.shape)
+        if within is not None:  # correlated dimensions: L e
+            with full_precision(device):
+                return loc + temperature * (within @ noise[..., None])[..., 0]
         return loc + temperature * torch.exp(log_scale) * noise
 
 
@@ -483,6 +573,27 @@ def _offsets(layer: nn.Module | None, conditions: Tensor | None) -> Tensor | Non
             f"{'none' if conditions is None else 'some'}"
         )
     return layer(conditions.to(layer.weight.dtype))
+
+
+LIKELIHOOD_BASES = ("diagonal", "full_covariance", "maf")
+
+
+def check_likelihood_base(likelihood_base: str, event_shape: Sequence[int]) -> None:
+    """Refuses an unknown likelihood base, and one other than ``"diagonal"`` (full covariance,
+    MAF) for frames (C, S, S): they model the dimensions of vectors (D,).
+
+    Raises:
+        ConfigError: Naming the setting ``latent.likelihood_base``.
+    """
+    if likelihood_base not in LIKELIHOOD_BASES:
+        raise ConfigError(
+            f"latent.likelihood_base must be one of {LIKELIHOOD_BASES}, got {likelihood_base!r}"
+        )
+    if likelihood_base != "diagonal" and len(event_shape) != 1:
+        raise ConfigError(
+            f"latent.likelihood_base={likelihood_base!r} ties the dimensions of a vector step "
+            f"(D,) together; frames {tuple(event_shape)} need latent.likelihood_base='diagonal'"
+        )
 
 
 @dataclass(frozen=True)
@@ -504,6 +615,12 @@ class LatentConfig:
             better here, see docs/results.md) or ``"default"`` (PyTorch's).
         batch_norm: Training-mode BatchNorm statistics of the encoder and decoder:
             ``"pooled"`` over all B * T frames or ``"per_step"`` (:mod:`seqflows.normalization`).
+        likelihood_base: Beyond the paper: ``"diagonal"`` (the paper's p(x_t | z_t), independent
+            dimensions given z_t), ``"full_covariance"`` (vector series only: a Gaussian with
+            a lower-triangular Cholesky factor from the decoder, diagonal at the start) or
+            ``"maf"`` (vector series only: its standardized residual through a masked
+            autoregressive flow across the dimensions given z_t, the identity at the start;
+            gaps refused).
     """
 
     latent_dim: int = 256
@@ -515,6 +632,7 @@ class LatentConfig:
     likelihood_loc: Literal["sigmoid", "linear"] | None = None
     init: Literal["default", "reference"] = "reference"
     batch_norm: Literal["pooled", "per_step"] = "pooled"
+    likelihood_base: Literal["diagonal", "full_covariance", "maf"] = "diagonal"
 
     def __post_init__(self) -> None:
         check_choices(self)

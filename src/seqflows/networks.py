@@ -286,7 +286,11 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    r"""Decoder of p(x_t | z_t) for vectors: (N, latent) -> loc, log_scale, each (N, D)."""
+    r"""Decoder of p(x_t | z_t) for vectors: (N, latent) -> loc, log_scale, each (N, D).
+
+    With ``strictly_lower`` a third, zero-initialised head gives the D (D - 1) / 2 strictly-lower
+    entries (N, D (D - 1) / 2) of a full-covariance likelihood's Cholesky factor
+    (:mod:`seqflows.latent`)."""
 
     def __init__(
         self,
@@ -295,6 +299,7 @@ class MLPDecoder(nn.Module):
         latent_dim: int,
         hidden: int,
         checkpoint_activations: bool = False,
+        strictly_lower: bool = False,
     ) -> None:
         super().__init__()
         self.checkpoint_activations = bool(checkpoint_activations)
@@ -307,11 +312,24 @@ class MLPDecoder(nn.Module):
         )
         self.loc_head = nn.Linear(hidden, dim)
         self.log_scale_head = nn.Linear(hidden, dim)
+        self.lower_head = nn.Linear(hidden, dim * (dim - 1) // 2) if strictly_lower else None
+        self.zero_lower_head()
 
-    def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, Tensor]:
-        r"""Loc and raw log-scale (N, D) of latents (N, latent); ``steps`` changes nothing."""
+    @torch.no_grad()
+    def zero_lower_head(self) -> None:
+        """Zeros the strictly-lower head (if any): the likelihood starts diagonal."""
+        if self.lower_head is not None:
+            nn.init.zeros_(self.lower_head.weight)
+            nn.init.zeros_(self.lower_head.bias)
+
+    def forward(self, z: Tensor, steps: int | None = None) -> tuple[Tensor, ...]:
+        r"""Loc and raw log-scale (N, D) of latents (N, latent), and with ``strictly_lower`` the
+        factor's strictly-lower entries (N, D (D - 1) / 2); ``steps`` changes nothing."""
         hidden = run_stack(self.net, z, checkpoint=self.checkpoint_activations)
-        return self.loc_head(hidden), self.log_scale_head(hidden)
+        heads = [self.loc_head, self.log_scale_head]
+        if self.lower_head is not None:
+            heads.append(self.lower_head)
+        return tuple(head(hidden) for head in heads)
 
 
 def _conv_block(conv: nn.Module, filters: int) -> list[nn.Module]:
@@ -326,10 +344,12 @@ def make_frame_networks(
     width: int,
     hidden: int,
     checkpoint_activations: bool = False,
+    strictly_lower: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
     r"""The encoder and decoder for frames of ``event_shape``: convolutional for (C, S, S)
     (``width`` filters first), MLPs (``hidden`` units) for vectors (D,); with
-    ``checkpoint_activations`` both recompute their activations in the backward pass."""
+    ``checkpoint_activations`` both recompute their activations in the backward pass;
+    ``strictly_lower``: the vector decoder's full-covariance head (:class:`MLPDecoder`)."""
     checkpoint = checkpoint_activations
     if len(event_shape) == 3:
         return (
@@ -350,6 +370,7 @@ def make_frame_networks(
                 latent_dim=latent_dim,
                 hidden=hidden,
                 checkpoint_activations=checkpoint,
+                strictly_lower=strictly_lower,
             ),
         )
     raise ValueError(f"event_shape must be (C, H, W) or (D,), got {tuple(event_shape)}")

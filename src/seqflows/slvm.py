@@ -38,7 +38,7 @@ from .config import build, check_at_least, check_choices
 from .errors import ConfigError, DataError, warn_deprecated
 from .flat_settings import FLAT_NAMES, nest_settings
 from .flows import FlowConfig, FlowModel, FlowOutput
-from .latent import LatentConfig, LatentSequenceModel, _at_least_float32
+from .latent import LatentConfig, LatentSequenceModel, _at_least_float32, check_likelihood_base
 from .latent_prior import PriorFlowConfig
 from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .networks import conv_frame_layers
@@ -248,8 +248,10 @@ class SLVMConfig:
         ``size_setting=S``; vectors (D,) any D.
 
         Raises:
-            ConfigError: Images of another size; vectors with a ``"conv"`` conditioner.
+            ConfigError: Images of another size; vectors with a ``"conv"`` conditioner; frames
+                with a full-covariance likelihood (``latent.likelihood_base``).
         """
+        check_likelihood_base(self.latent.likelihood_base, event_shape)
         if len(event_shape) == 3:
             conv_frame_layers(event_shape, f"{size_setting}={event_shape[1]}")
         if self.flow is not None:
@@ -301,6 +303,7 @@ class SLVM(Pretrained, nn.Module):
             prior_config=config.prior_settings(),
             checkpoint_activations=config.checkpoint_activations,
             condition_dim=config.condition_dim,
+            likelihood_base=latent.likelihood_base,
         )
 
     @classmethod
@@ -463,6 +466,7 @@ class SLVM(Pretrained, nn.Module):
                 f"sequences of {x.shape[1]} frames leave nothing to score: this model uses the "
                 f"first {self.burn_in} frames as context"
             )
+        require_elementwise(self.latent, observed)  # the MAF likelihood ties a step together
         if self.flow is None:
             check_dtype(x, self, "x")
             check_finite(x, "x")

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .distributions import lower_triangular
 from .errors import ConfigError
 from .splines import RationalQuadraticSpline, spline_parameters
 from .transforms import bound_log_scale
@@ -164,7 +165,6 @@ class FullCovarianceBase(StepBase):
     ) -> None:
         super().__init__(event_shape, window, hidden, **kwargs)
         D = self.dim
-        self.register_buffer("lower", torch.tril_indices(D, D, offset=-1), persistent=False)
         self.head = nn.Linear(hidden, 2 * D + D * (D - 1) // 2)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -176,10 +176,7 @@ class FullCovarianceBase(StepBase):
             [D, D, D * (D - 1) // 2], dim=-1
         )
         log_diagonal = self.bound_log(raw_log_diagonal)
-        strictly_lower = off_diagonal.new_zeros(*off_diagonal.shape[:-1], D, D)
-        strictly_lower[..., self.lower[0], self.lower[1]] = off_diagonal
-        factor = strictly_lower + torch.diag_embed(torch.exp(log_diagonal))
-        return mean, factor, log_diagonal
+        return mean, lower_triangular(log_diagonal, off_diagonal), log_diagonal
 
     def to_noise(self, y: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
         mean, factor, log_diagonal = self.factors(features)

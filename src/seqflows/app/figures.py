@@ -86,9 +86,12 @@ def _flow_label(model: FlowModel) -> str:
 @model_label.register
 def _slvm_label(model: SLVM) -> str:
     """``SLVM``, or ``SLVM w/`` its flow's label (Sec. 3.3); with a flow prior ``, flow prior``
-    follows (``SLVM w/ 1-AF, flow prior``)."""
+    follows (``SLVM w/ 1-AF, flow prior``), with a within-step likelihood its name
+    (``, full-covariance likelihood``, ``, maf likelihood``)."""
     label = "SLVM" if model.flow is None else f"SLVM w/ {model_label(model.flow)}"
-    return label if model.latent.prior_flow is None else f"{label}, flow prior"
+    label = label if model.latent.prior_flow is None else f"{label}, flow prior"
+    base = model.latent.likelihood_base
+    return label if base == "diagonal" else f"{label}, {base.replace('_', '-')} likelihood"
 
 
 def figure_rows(
