@@ -281,7 +281,7 @@ def test_prior_settings_are_checked_naming_the_key():
     config = build(SLVMConfig, {"prior_transforms": ["affine"], "prior_window": 2})
     assert config.prior.kinds == ["affine"] and config.prior.conditioner.window == 2
     assert config.prior.conditioner.kind == "mlp"
-    with pytest.raises(ConfigError, match="x.yaml: model.prior.transforms.type must be one of"):
+    with pytest.raises(ConfigError, match="x.yaml: model.prior.transforms.0.type must be one of"):
         build(SLVMConfig, {"prior_transforms": ["conv"]}, "x.yaml", "model.")
     with pytest.raises(ConfigError, match="x.yaml: model.prior.conditioner.window must be at le"):
         build(SLVMConfig, {"prior_transforms": ["affine"], "prior_window": 0}, "x.yaml", "model.")

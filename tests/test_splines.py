@@ -189,9 +189,9 @@ def test_the_configuration_of_the_transforms() -> None:
     assert model_label(FlowModel(VECTOR, num_transforms=2)) == "2-AF"
     with pytest.raises(ConfigError, match="transforms lists 1 kinds for num_transforms=2"):
         FlowConfig.from_settings(num_transforms=2, transforms=["spline"])
-    with pytest.raises(ConfigError, match="transforms.type must be one of 'affine', 'spline'"):
+    with pytest.raises(ConfigError, match="transforms.0.type must be one of 'affine', 'spline'"):
         FlowConfig.from_settings(transforms=["cubic"])
-    with pytest.raises(ConfigError, match=r"x.yaml: model.transforms.type must be one of 'aff"):
+    with pytest.raises(ConfigError, match=r"x.yaml: model.transforms.0.type must be one of 'aff"):
         build(FlowConfig, {"transforms": ["cubic"]}, source="x.yaml", prefix="model.")
     with pytest.raises(ConfigError, match="^bins must be at least 2, got 1"):
         SplineConfig(bins=1)
