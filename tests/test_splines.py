@@ -195,7 +195,7 @@ def test_the_configuration_of_the_transforms() -> None:
         build(FlowConfig, {"transforms": ["cubic"]}, source="x.yaml", prefix="model.")
     with pytest.raises(ConfigError, match="^bins must be at least 2, got 1"):
         SplineConfig(bins=1)
-    with pytest.raises(ConfigError, match="^transforms.bins must be below 1000"):
+    with pytest.raises(ConfigError, match="^transforms.0.bins must be below 1000"):
         FlowConfig.from_settings(transforms=["spline"], bins=1000)
     with pytest.raises(ConfigError, match="^bound must be positive, got 0.0"):
         SplineConfig(bound=0.0)
