@@ -117,6 +117,21 @@ def bound_log_scale(raw: Tensor, min_scale: float, max_scale: float, scale_map: 
     raise ValueError(f"scale_map must be one of {SCALE_MAPS}, got {scale_map!r}")
 
 
+def check_spline(config: Any) -> None:
+    """Raises ConfigError unless ``config.bins`` and ``config.bound`` describe a spline that
+    float32 can hold: 2 <= K < 1 / MIN_BIN bins on [-B, B] with 0 < B <= MAX_BOUND."""
+    check_at_least(config, 2, "bins")
+    if config.bins * MIN_BIN >= 1:
+        raise ConfigError(f"bins must be below {round(1 / MIN_BIN)}, got {config.bins}")
+    if not config.bound > 0:  # NaN too
+        raise ConfigError(f"bound must be positive, got {config.bound}")
+    if config.bound > MAX_BOUND:  # infinity too
+        raise ConfigError(
+            f"bound must be at most {MAX_BOUND:g} (the spline's knots span 2 * bound, in "
+            f"float32), got {config.bound}"
+        )
+
+
 @dataclass(frozen=True)
 class ConditionerConfig:
     r"""Settings of the conditioner of each transform of a stack: the network that maps the
@@ -197,16 +212,7 @@ class SplineConfig(AffineConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_at_least(self, 2, "bins")
-        if self.bins * MIN_BIN >= 1:
-            raise ConfigError(f"bins must be below {round(1 / MIN_BIN)}, got {self.bins}")
-        if not self.bound > 0:  # NaN too
-            raise ConfigError(f"bound must be positive, got {self.bound}")
-        if self.bound > MAX_BOUND:  # infinity too
-            raise ConfigError(
-                f"bound must be at most {MAX_BOUND:g} (the spline's knots span 2 * bound, in "
-                f"float32), got {self.bound}"
-            )
+        check_spline(self)
 
 
 TRANSFORM_CONFIGS: dict[str, type[AffineConfig]] = {"affine": AffineConfig, "spline": SplineConfig}
@@ -329,16 +335,7 @@ class TransformConfig:
         check_choices(self)
         check_at_least(self, 0, "condition_dim")
         check_at_least(self, 1, "window", "hidden")
-        check_at_least(self, 2, "bins")
-        if self.bins * MIN_BIN >= 1:
-            raise ConfigError(f"bins must be below {round(1 / MIN_BIN)}, got {self.bins}")
-        if not self.bound > 0:  # NaN too
-            raise ConfigError(f"bound must be positive, got {self.bound}")
-        if self.bound > MAX_BOUND:  # infinity too
-            raise ConfigError(
-                f"bound must be at most {MAX_BOUND:g} (the spline's knots span 2 * bound, in "
-                f"float32), got {self.bound}"
-            )
+        check_spline(self)
         if not 0 < self.min_scale < self.max_scale:
             raise ConfigError(
                 f"min_scale and max_scale need 0 < min_scale < max_scale, got {self.min_scale} "
