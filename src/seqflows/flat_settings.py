@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Self
 
+from .config import build
 from .errors import ConfigError
 
-__all__ = ["FLAT_NAMES", "nest_settings"]
+__all__ = ["FLAT_NAMES", "AcceptsFlatNames", "nest_settings"]
 
 CONDITIONER = ("window", "hidden", "normalization", "batch_norm", "identity_init", "padding")
 SCALE = ("min_scale", "max_scale", "scale_map")
@@ -57,6 +58,31 @@ FLAT_NAMES: dict[str, frozenset[str]] = {
     "flow": frozenset(STACK),
     "slvm": frozenset((*STACK, *LATENT, *PRIOR)),
 }
+
+
+class AcceptsFlatNames:
+    """What a model configuration adds to accept the flat names of earlier versions of its
+    ``flat_type`` (``"flow"``, ``"slvm"``; a subclass inherits it) wherever its settings are
+    given: ``flat_names`` (the aliases, for messages), ``nest_flat_settings`` (which
+    :func:`~seqflows.config.build` and loading call) and ``from_settings``."""
+
+    flat_type: ClassVar[str]
+    flat_names: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.flat_names = FLAT_NAMES[cls.flat_type]  # the aliases it accepts
+
+    @classmethod
+    def nest_flat_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with the flat names of earlier versions nested (:func:`nest_settings`)."""
+        return nest_settings(cls.flat_type, values)
+
+    @classmethod
+    def from_settings(cls, config: Self | None = None, **settings: Any) -> Self:
+        r"""``config`` (default: the defaults) with ``settings`` changed, flat names
+        (``num_transforms=2``, ``window=3``) or nested ones (``conditioner={"hidden": 8}``)."""
+        return build(cls, {**dataclasses.asdict(config or cls()), **settings})
 
 
 def nest_settings(model_type: str, values: Mapping[str, Any]) -> dict[str, Any]:

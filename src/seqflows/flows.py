@@ -29,8 +29,8 @@ given c, log p(x_t | x_<t, c_<=t).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -44,10 +44,10 @@ from .checks import (
     check_sequence,
 )
 from .conditioning import check_conditions
-from .config import build, check_at_least, check_choices
+from .config import check_at_least, check_choices
 from .distributions import StandardNormal, full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError, warn_deprecated
-from .flat_settings import FLAT_NAMES, nest_settings
+from .flat_settings import AcceptsFlatNames
 from .frame_flows import FrameFlow
 from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .objective import FlowOutput, FrameScores, LossTerms
@@ -74,7 +74,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class FlowConfig(StackConfig):
+class FlowConfig(StackConfig, AcceptsFlatNames):
     r"""Settings of a flow-only model, M-AF (Eq. 9): its transforms and their conditioner
     (:class:`~seqflows.transforms.StackConfig`), and
 
@@ -111,6 +111,8 @@ class FlowConfig(StackConfig):
     are accepted wherever settings are given (:mod:`seqflows.flat_settings`).
     """
 
+    flat_type: ClassVar[str] = "flow"  # the flat names it accepts (seqflows.flat_settings)
+
     type: Literal["flow"] = "flow"
     context: Literal["burn_in", "padded"] = "burn_in"
     base: Literal["standard", "learned", "full_covariance", "maf", "nsf", "glow"] = "standard"
@@ -126,20 +128,6 @@ class FlowConfig(StackConfig):
         check_choices(self)
         check_at_least(self, 0, "condition_dim")
         check_at_least(self, 1, "base_layers", "glow_levels", "glow_hidden")
-
-    flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["flow"]  # the aliases it accepts
-
-    @classmethod
-    def nest_flat_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:
-        """``values`` with the flat names of earlier versions nested
-        (:func:`~seqflows.flat_settings.nest_settings`)."""
-        return nest_settings("flow", values)
-
-    @classmethod
-    def from_settings(cls, config: FlowConfig | None = None, **settings: Any) -> FlowConfig:
-        r"""``config`` (default: the defaults) with ``settings`` changed, flat names
-        (``num_transforms=2``, ``window=3``) or nested ones (``conditioner={"hidden": 8}``)."""
-        return build(cls, {**asdict(config or cls()), **settings})
 
     @property
     def flow(self) -> FlowConfig:

@@ -19,8 +19,8 @@ that every method takes beside x: the latent model's prior, posterior and likeli
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
@@ -34,9 +34,9 @@ from .checks import (
     check_sequence,
 )
 from .conditioning import check_conditions
-from .config import build, check_at_least, check_choices
+from .config import check_at_least, check_choices
 from .errors import ConfigError, DataError, warn_deprecated
-from .flat_settings import FLAT_NAMES, nest_settings
+from .flat_settings import AcceptsFlatNames
 from .flows import FlowConfig, FlowModel, FlowOutput
 from .latent import LatentConfig, LatentSequenceModel, _at_least_float32, check_likelihood_base
 from .latent_prior import PriorFlowConfig
@@ -130,7 +130,7 @@ DEFAULT_BURN_IN = 3  # the baseline's context frames: those a 1-AF with k = 3 ne
 
 
 @dataclass(frozen=True)
-class SLVMConfig:
+class SLVMConfig(AcceptsFlatNames):
     r"""Settings of an SLVM (Appendix B, Fig. 6), with an optional M-AF conditional likelihood.
 
     Attributes:
@@ -158,6 +158,8 @@ class SLVMConfig:
     (:mod:`seqflows.flat_settings`).
     """
 
+    flat_type: ClassVar[str] = "slvm"  # the flat names it accepts (seqflows.flat_settings)
+
     type: Literal["slvm"] = "slvm"
     latent: LatentConfig = field(default_factory=LatentConfig)
     prior: PriorFlowConfig | None = None
@@ -175,20 +177,6 @@ class SLVMConfig:
                 f"burn_in={self.burn_in}: with a flow the context is the flow's "
                 f"num_transforms * window = {self.flow_context} frames (leave burn_in unset)"
             )
-
-    flat_names: ClassVar[frozenset[str]] = FLAT_NAMES["slvm"]  # the aliases it accepts
-
-    @classmethod
-    def nest_flat_settings(cls, values: Mapping[str, Any]) -> dict[str, Any]:
-        """``values`` with the flat names of earlier versions nested
-        (:func:`~seqflows.flat_settings.nest_settings`)."""
-        return nest_settings("slvm", values)
-
-    @classmethod
-    def from_settings(cls, config: SLVMConfig | None = None, **settings: Any) -> SLVMConfig:
-        r"""``config`` (default: the defaults) with ``settings`` changed, flat names
-        (``num_transforms=1``, ``latent_dim=8``) or nested ones (``latent={...}``)."""
-        return build(cls, {**asdict(config or cls()), **settings})
 
     @property
     def flow_context(self) -> int:
