@@ -311,6 +311,45 @@ STUDIES: dict[str, Study] = {
         ("2af",),
         {"affine": (), "spline": ("model.transforms=[spline,spline]",)},
     ),
+    "within_frames": Study(
+        "dependence within a frame (beyond the paper): the affine and the spline 1-AF with the "
+        "base N(0, I), or with a multi-scale coupling flow over each frame conditioned on the "
+        "past (base 'glow': affine couplings under the affine 1-AF, spline couplings under the "
+        "spline 1-AF), seed 0 at a third of the budget (the runs without it are those of the "
+        "seeds studies)",
+        ("1af",),
+        {
+            "affine": SEED_VARIANTS["seed0"],
+            "spline": (*SEED_VARIANTS["seed0"], "model.transforms=[spline]"),
+            "affine_glow": (*SEED_VARIANTS["seed0"], "model.base=glow"),
+            "spline_glow": (
+                *SEED_VARIANTS["seed0"],
+                "model.transforms=[spline]",
+                "model.base=glow",
+                "model.glow_coupling=spline",
+            ),
+        },
+        budget=1 / 3,
+        elbo_only=True,
+    ),
+    "within_frames_balls": Study(
+        "dependence within a frame on bouncing balls (beyond the paper): the affine and the "
+        "spline 1-AF with the base N(0, I), or with a multi-scale coupling flow over each frame "
+        "(base 'glow': affine couplings under the affine 1-AF, spline under the spline), at the "
+        "published budget (the runs without it are those of transform_balls)",
+        ("1af",),
+        {
+            "affine": (),
+            "spline": ("model.transforms=[spline]",),
+            "affine_glow": ("model.base=glow",),
+            "spline_glow": (
+                "model.transforms=[spline]",
+                "model.base=glow",
+                "model.glow_coupling=spline",
+            ),
+        },
+        dataset="bouncing_balls",
+    ),
 }
 
 

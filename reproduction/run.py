@@ -125,6 +125,35 @@ def reproduce(
     }
     if "motion" in earlier:  # kept unless redone below
         summary["motion"] = earlier["motion"]
+    summary["overrides"] = {
+        "moving_mnist": list(MOVING_MNIST_SCALE),
+        "bouncing_balls": list(BOUNCING_BALLS_SCALE),
+        "same_frames": list(SAME_FRAMES),
+        "extra": extra,
+    }
+    summary["paper"] = PAPER
+    summary["sequences"] = sequences
+    summary["parameters"] = parameter_counts()
+
+    def write_summary() -> None:
+        """Write what is done so far (after every run: an interrupted invocation keeps the
+        results of the runs it finished, and the next one takes them instead of redoing them)."""
+        summary["seconds"] = round(time.perf_counter() - started, 1)  # this invocation
+        # every invocation's wall-clock time, oldest first (a resumed reproduction has several)
+        summary["invocations"] = _invocations(earlier) + [
+            {
+                "seconds": summary["seconds"],
+                "models": models,
+                "datasets": datasets,
+                "studies": studies,
+                "extra": extra,
+            }
+        ]
+        write_text_atomically(
+            out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        )
+        write_text_atomically(out / "tables.md", format_tables(summary))
+
     # The plan first: every run this invocation trains (or finds trained) and evaluates, with
     # the steps it has left, for the progress (runs done, time left).
     mains = [run for run in experiments(array, models) if run.dataset in datasets]
@@ -147,7 +176,9 @@ def reproduce(
     ]
 
     def earlier_result(name: str, run: Experiment) -> dict[str, Any] | None:
-        result = earlier_studies.get(run.overrides)
+        result = earlier_studies.get(
+            _run_key(run.config.relative_to(CONFIGS.parent), run.overrides)
+        )
         if result is None or not all(key in result for key in STUDIES[name].evaluations):
             return None
         return result
@@ -171,6 +202,7 @@ def reproduce(
         _draw(run_dir, out / experiment.name)
         summary["runs"][experiment.name] = result
         overall.finish()
+        write_summary()
     for name, experiment, main in study_runs:
         study = summary["studies"].setdefault(name, {})
         variant = experiment.study.split("/", 1)[1]
@@ -196,7 +228,7 @@ def reproduce(
         )
         study.setdefault(variant, {})[experiment.model] = result
         overall.finish()
-    summary["parameters"] = parameter_counts()
+        write_summary()
     if motion:
         from .motion import run_and_write
 
@@ -204,29 +236,7 @@ def reproduce(
         summary["motion"] = run_and_write(out / "motion")
     for dataset in sorted({run.dataset for run in mains}, key=datasets.index):
         comparison_figures(summary["runs"], dataset, runs_root, out / dataset)
-    summary["overrides"] = {
-        "moving_mnist": list(MOVING_MNIST_SCALE),
-        "bouncing_balls": list(BOUNCING_BALLS_SCALE),
-        "same_frames": list(SAME_FRAMES),
-        "extra": extra,
-    }
-    summary["paper"] = PAPER
-    summary["sequences"] = sequences
-    summary["seconds"] = round(time.perf_counter() - started, 1)  # this invocation
-    # every invocation's wall-clock time, oldest first (a resumed reproduction has several)
-    summary["invocations"] = _invocations(earlier) + [
-        {
-            "seconds": summary["seconds"],
-            "models": models,
-            "datasets": datasets,
-            "studies": studies,
-            "extra": extra,
-        }
-    ]
-    write_text_atomically(
-        out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n"
-    )
-    write_text_atomically(out / "tables.md", format_tables(summary))
+    write_summary()
     say(f"done in {summary['seconds'] / 60:.1f} min: {out / 'tables.md'}")
     return summary
 
@@ -249,10 +259,15 @@ def _main_equivalent(experiment: Experiment, array: Path, extra: list[str]) -> E
     return main if resolved(main) == resolved(experiment) else None
 
 
+def _run_key(config: str | Path, overrides: Sequence[str]) -> tuple[str, ...]:
+    """What makes two runs the same run: the configuration they start from and its overrides."""
+    return (Path(config).as_posix(), *overrides)
+
+
 def _study_results(studies: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
-    """The study results of an earlier invocation by their runs' overrides."""
+    """The study results of an earlier invocation by their runs' configuration and overrides."""
     return {
-        tuple(result["overrides"]): result
+        _run_key(result["config"], result["overrides"]): result
         for variants in studies.values()
         for runs in variants.values()
         for result in runs.values()
