@@ -214,6 +214,47 @@ def test_seed_spread_and_the_tie_rule() -> None:
     assert reproduce.family_sd({"slvm": {"sd": 0.3}}, "slvm_1af") == 0.3
 
 
+def test_the_within_frame_studies_pair_with_the_runs_of_the_seed_and_transform_studies(
+    tmp_path: Path,
+) -> None:
+    from reproduction.report import format_tables
+    from seqflows.app.config import load_config
+
+    array = tmp_path / "moving_mnist.npy"
+    runs = {
+        run.study.split("/")[1]: run for run in reproduce.study_experiments("within_frames", array)
+    }
+    seed0 = reproduce.study_experiments("seeds", array)[0]
+    spline0 = reproduce.study_experiments("transform_seeds", array)[3]
+    # Without the frame flow, its runs are those of the seed studies (trained once).
+    assert (seed0.study, spline0.study) == ("seeds/seed0", "transform_seeds/spline_seed0")
+    assert runs["affine"].overrides == seed0.overrides
+    assert runs["spline"].overrides == spline0.overrides
+    config = load_config(runs["spline_glow"].config, runs["spline_glow"].overrides)
+    assert config.model.base == "glow" and config.model.glow_coupling == "spline"
+    assert [t.type for t in config.model.transforms] == ["spline"]
+
+    # Their findings use the tie rule with the seeds study's spread of the 1-AF.
+    def run(score: float) -> dict:
+        return {"model": "1-AF", "test": {"nats_per_dim_8bit": score}, "train_seconds": 60}
+
+    scores = {"affine": -2.0, "spline": -1.9, "affine_glow": -1.5, "spline_glow": -1.85}
+    summary = {
+        "runs": {},
+        "studies": {
+            "seeds": {
+                f"seed{seed}": {"1af": run(value)} for seed, value in enumerate([-2.0, -2.1, -2.2])
+            },
+            "within_frames": {name: {"1af": run(value)} for name, value in scores.items()},
+        },
+    }
+    tables = format_tables(summary)
+    band = f"{2 * math.sqrt(0.02):.3f}"
+    assert f"improves the affine 1-AF | +0.500 | {band} | holds |" in tables
+    assert f"improves the spline 1-AF | +0.050 | {band} | tie |" in tables
+    assert f"beats the spline 1-AF | +0.400 | {band} | holds |" in tables
+
+
 def test_the_padding_study_compares_zero_and_replicate_padding(tmp_path: Path) -> None:
     from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
@@ -269,8 +310,8 @@ def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_
     runs = reproduce.study_experiments("precision", array)
     assert [(run.study, run.model) for run in runs] == [
         (f"precision/{variant}", model)
-        for variant in ("fp32", "bf16")
         for model in ("1af", "2af", "slvm", "slvm_1af")
+        for variant in ("fp32", "bf16")
     ]
     for run in runs:
         main = _main_equivalent(run, array, [])
@@ -323,8 +364,8 @@ def test_the_conditioning_study_trains_on_controlled_balls_with_and_without_acti
     runs = reproduce.study_experiments("conditioning", array)
     assert [(run.study, run.model) for run in runs] == [
         (f"conditioning/{variant}", model)
-        for variant in ("unconditioned", "conditioned")
         for model in ("1af", "slvm_1af")
+        for variant in ("unconditioned", "conditioned")
     ]
     for run in runs:
         assert run.dataset == "controlled_balls" and _main_equivalent(run, array, []) is None
@@ -382,3 +423,77 @@ def test_the_series_study_scores_sampled_futures_as_scoringrules_does() -> None:
     assert scores["crps"] == pytest.approx(np.abs(forecast - observed).mean())
     assert scores["crps_sum"] == pytest.approx((0.5 + 1.0) / 2)
     assert scores["energy_score"] == pytest.approx((0.5 + 5.0) / 2)
+
+
+def test_an_earlier_run_is_reused_only_for_the_same_configuration_and_overrides() -> None:
+    from reproduction.run import _run_key, _study_results
+
+    seeds = {
+        run.model: run
+        for run in reproduce.study_experiments("seeds", "mm.npy")
+        if run.study == "seeds/seed0"
+    }
+    # The 1-AF and the 2-AF of a seed study share their overrides; they are not the same run.
+    assert seeds["1af"].overrides == seeds["2af"].overrides
+    stored = {"config": "configs/mmnist_1af.yaml", "overrides": list(seeds["1af"].overrides)}
+    found = _study_results({"seeds": {"seed0": {"1af": stored}}})
+
+    def key(run: reproduce.Experiment) -> tuple[str, ...]:
+        return _run_key(run.config.relative_to(reproduce.CONFIGS.parent), run.overrides)
+
+    assert found == {key(seeds["1af"]): stored} and key(seeds["2af"]) not in found
+
+
+def test_an_interrupted_invocation_keeps_the_runs_it_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reproduction.run as run_module
+
+    trained: list[str] = []
+    interrupt = {"at": "spline"}
+
+    def fake_train(experiment, run_dir, extra, progress):  # noqa: ANN001, ANN202
+        if interrupt["at"] in experiment.name:
+            raise KeyboardInterrupt
+        trained.append(experiment.name)
+        return {"seconds": 1.0}
+
+    def fake_evaluate(experiment, run_dir, out, sequences, timing, evaluations):  # noqa: ANN001, ANN202
+        score = {"nats_per_dim": 3.0, "nats_per_dim_8bit": -2.5}
+        return {
+            "model": experiment.label,
+            "dataset": experiment.dataset,
+            "config": str(experiment.config.relative_to(reproduce.CONFIGS.parent)),
+            "overrides": list(experiment.overrides),
+            "steps": 2,
+            "train_seconds": timing["seconds"],
+            **{name: dict(score) for name in evaluations},
+        }
+
+    monkeypatch.setattr(run_module, "_train", fake_train)
+    monkeypatch.setattr(run_module, "_evaluate", fake_evaluate)
+    out = tmp_path / "results"
+    options = dict(
+        out=out,
+        runs=tmp_path / "runs",
+        models=[],
+        datasets=["bouncing_balls"],
+        studies=["transform_balls"],
+        motion=False,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.reproduce(**options)
+    # The affine run finished before the interruption: its result and tables are written.
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["studies"]["transform_balls"]) == {"affine"}
+    assert "| affine | 1-AF |" in (out / "tables.md").read_text()
+    # The next invocation takes that result as it is and trains only the other run.
+    interrupt["at"] = "no run"
+    reproduce.reproduce(**options)
+    assert trained == [
+        "studies/transform_balls/affine/bouncing_balls/1af",
+        "studies/transform_balls/spline/bouncing_balls/1af",
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["studies"]["transform_balls"]) == {"affine", "spline"}
+    assert len(summary["invocations"]) == 2
