@@ -273,6 +273,21 @@ def test_a_conditions_file_longer_than_the_frames_generated_is_refused(
         main([*predict, *arguments, "--length", "4", "--conditions", str(tmp_path / "four.csv")])
         == 0
     )
+    # Rolling origins each have their own future: one file of conditions cannot be all of them.
+    line = one_error_line(
+        capsys,
+        [
+            *predict,
+            *arguments,
+            "--length",
+            "4",
+            "--origins",
+            "2",
+            "--conditions",
+            str(tmp_path / "four.csv"),
+        ],
+    )
+    assert "four.csv: one conditions file gives one future, but --origins 2" in line
 
 
 def test_non_finite_predictions_name_the_conditions_file_before_the_weights() -> None:

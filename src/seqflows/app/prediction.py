@@ -231,6 +231,12 @@ def predict(
     _at_least("batch_size", batch_size, 1)
     _at_least("context", context, 1)
     _at_least("origins", origins, 1)
+    if conditions is not None and (origins or 1) > 1:
+        raise ConfigError(
+            f"{conditions}: one conditions file gives one future, but --origins {origins} "
+            "forecasts several windows, each after its own past (predict them from the data's "
+            "conditions without --conditions, or one window with --origins 1)"
+        )
     target = resolve_device(device)
     model, config = load_for_evaluation(checkpoint, overrides, split)
     model = fold_batch_norm(model.to(target))  # BatchNorm in the convolutions: faster steps
