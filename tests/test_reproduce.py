@@ -255,6 +255,39 @@ def test_the_within_frame_studies_pair_with_the_runs_of_the_seed_and_transform_s
     assert f"beats the spline 1-AF | +0.400 | {band} | holds |" in tables
 
 
+def test_a_finding_across_studies_takes_each_sides_own_spread() -> None:
+    from reproduction.report import format_tables
+
+    def run(score: float) -> dict:
+        return {"model": "x", "test": {"nats_per_dim_8bit": score}, "train_seconds": 60}
+
+    # 1-AF seeds spread with sd 0.1, SLVM w/ 1-AF seeds with sd 0.2.
+    seeds = {
+        f"seed{seed}": {"1af": run(-2.0 + 0.1 * step), "slvm_1af": run(-2.0 + 0.2 * step)}
+        for seed, step in enumerate([-1, 0, 1])
+    }
+    summary = {
+        "runs": {},
+        "studies": {
+            "seeds": seeds,
+            "transform": {"spline": {"1af": run(-1.5)}},
+            "spline_slvm": {"affine": {"slvm_1af": run(-2.0)}, "spline": {"slvm_1af": run(-1.2)}},
+        },
+    }
+    tables = format_tables(summary)
+    across = f"{2 * math.sqrt(0.1**2 + 0.2**2):.3f}"
+    assert (
+        f"beats the spline 1-AF (the latent on top of the spline flow) | +0.300 | {across} | tie |"
+        in tables
+    )
+    assert (
+        f"the spline improves the SLVM w/ 1-AF | +0.800 | {2 * math.sqrt(0.08):.3f} | holds |"
+        in tables
+    )
+    # A finding whose runs are missing (no spline 2-AF yet) is left out, not guessed.
+    assert "spline 2-AF" not in tables
+
+
 def test_the_padding_study_compares_zero_and_replicate_padding(tmp_path: Path) -> None:
     from reproduction.run import _main_equivalent
     from seqflows.app.config import load_config
