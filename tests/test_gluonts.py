@@ -374,3 +374,47 @@ def test_future_covariates_enter_at_their_step_and_an_slvm_forecasts_too() -> No
     (found,) = SeqflowsPredictor(slvm, prediction_length=3, num_samples=7).predict(data)
     assert found.samples.shape == (7, 3, 2) and np.isfinite(found.samples).all()
     assert str(found.start_date) == "2020-01-10" and found.item_id == "a"
+
+
+def test_a_model_trained_with_gap_masks_forecasts_from_a_target_with_gaps(tmp_path) -> None:
+    """A model trained with ``data.gaps`` takes its covariates, then the observation masks of
+    its context (NaN: missing) and of the forecast steps, as conditions: the predictor builds
+    them from the target's NaN gaps, and a saved model keeps the setting."""
+    from seqflows import load
+    from seqflows.app.prediction import forecast_samples
+    from seqflows.missing import generation_masks
+
+    D, T, H, K = 2, 9, 3, 5
+    torch.manual_seed(0)
+    model = FlowModel(
+        (D,), window=2, conditioner="linear", condition_dim=1 + 2 * D, identity_init=False
+    ).eval()
+    model.preprocessing = Preprocessing(
+        "none", mean=(1.0, -1.0), std=(2.0, 0.5), frame_shape=(D,), gaps=True
+    )
+    target = np.cos(np.arange(T * D, dtype=float)).reshape(D, T)
+    target[0, 3] = target[1, 6] = target[:, 7] = np.nan  # a value, another, a whole step
+    covariates = np.linspace(0, 1, T + H)[None]
+    entry = {"start": "2020-01-01", "target": target, "feat_dynamic_real": covariates}
+    data = ListDataset([entry], freq="D", one_dim_target=False)
+    (found,) = SeqflowsPredictor(model, prediction_length=H, num_samples=K, seed=2).predict(data)
+    assert found.samples.shape == (K, H, D) and np.isfinite(found.samples).all()
+
+    past = torch.as_tensor(target.T[None])  # (1, T, D), raw with NaN
+    masks = generation_masks(past, H)  # (1, T + H, 2 D)
+    assert masks[0, 7, D:].sum() == 0 and masks[0, 8, :D].sum() == 0  # step 7: none observed
+    conditions = torch.cat([torch.as_tensor(covariates.T[None]), masks.double()], -1).float()
+    direct = forecast_samples(
+        model,
+        model.preprocessing(past),
+        H,
+        K,
+        conditions,
+        generator=torch.Generator().manual_seed(2),
+    )[:, 0]
+    expected = model.preprocessing.inverse(direct).double().numpy()
+    np.testing.assert_allclose(found.samples, expected, rtol=1e-6)
+
+    folder = model.save_pretrained(tmp_path / "saved")
+    assert load(folder).preprocessing.gaps
+    assert not Preprocessing("none", mean=(0.0,), std=(1.0,)).record().get("gaps")

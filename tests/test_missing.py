@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from seqflows import load
 from seqflows.app.cli import main
 from seqflows.app.evaluation import SequenceScores
 from seqflows.data import Preprocessing
@@ -254,6 +255,7 @@ def test_a_csv_series_with_gaps_converts_trains_and_evaluates(tmp_path, capsys):
     assert config["data"]["gaps"] is True
     assert config["model"]["condition_dim"] == 2 * 3  # m_{t-1} and m_t of the 3 sensors
     checkpoint = str(run / "checkpoints" / "last.ckpt")
+    assert load(checkpoint).preprocessing.gaps  # a forecaster (GluonTS) builds the masks
     output = tmp_path / "evaluation.json"
     scores = tmp_path / "scores"
     evaluate = ["evaluate", checkpoint, "--no-progress", "--output", str(output)]

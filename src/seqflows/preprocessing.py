@@ -115,6 +115,10 @@ class Preprocessing:
         frame_shape: The model's frame shape, (C, H, W) or (D,), that inputs are checked
             against (a loaded model's preprocessing has it), or None: not checked. Not part of
             the stored record (:meth:`record`): the model's event shape is stored beside it.
+        gaps: Whether the model was trained with observation masks (``data.gaps``): its last
+            2 D conditions per step are the masks of :func:`~seqflows.missing.generation_masks`
+            (the data's own conditions come first), which a forecast given raw series with
+            NaN gaps must build.
 
     Example:
         >>> frames = torch.zeros(1, 3, 1, 4, 4, dtype=torch.uint8)  # (B, T, C, H, W)
@@ -129,6 +133,7 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     frame_shape: tuple[int, ...] | None = None
+    gaps: bool = False
 
     def __post_init__(self) -> None:
         if self.noise not in NOISES:
@@ -144,8 +149,10 @@ class Preprocessing:
         check_standardization(self.mean, self.std, self.noise)
 
     def record(self) -> dict[str, object]:
-        """The stored record (checkpoints, ``config.json``): noise, mean and std."""
-        return {"noise": self.noise, "mean": self.mean, "std": self.std}
+        """The stored record (checkpoints, ``config.json``): noise, mean, std (and gaps, when
+        the model takes observation masks)."""
+        record: dict[str, object] = {"noise": self.noise, "mean": self.mean, "std": self.std}
+        return {**record, "gaps": True} if self.gaps else record
 
     def check_shape(self, shape: Sequence[int], what: str = "frames") -> None:
         r"""Checks that ``shape`` ends in :attr:`frame_shape` (nothing to check without it).

@@ -196,6 +196,8 @@ def load_checkpoint_model(checkpoint: Mapping[str, Any], path: str | Path) -> Fl
         recorded = {"noise": data.get("noise") or "gaussian"}
         if data.get("mean") is not None:
             recorded.update(noise="none", mean=data["mean"], std=data["std"])
+    if "gaps" not in recorded and stored.get("data", {}).get("gaps"):  # recorded before gaps
+        recorded = {**recorded, "gaps": True}
     try:
         preprocessing = build(Preprocessing, recorded, f"{path} (preprocessing)")
         model.preprocessing = dataclasses.replace(preprocessing, frame_shape=model.event_shape)

@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..data.scaling import TOO_LARGE, first_too_large
 from ..data.series import write_series
 from ..data.store import Progress
 from ..errors import ConfigError, DataError, MissingDependency
+from .conditions import generation_conditions
 from .prediction import forecast_samples
 
 try:  # the Predictor's base class; without GluonTS, SeqflowsPredictor() raises a clear error
@@ -269,7 +270,10 @@ class SeqflowsPredictor(_Predictor):
     univariate model, (K, H, D) otherwise; ``start_date`` the period after the last observed
     step; the entry's ``item_id``. A conditioned model (``condition_dim`` A > 0) reads the
     conditions of the past and the future from ``feat_dynamic_real`` (A rows, at least
-    T + H steps). The same seed gives the same forecasts.
+    T + H steps). A target may have NaN gaps: the model fills them as in training
+    (:mod:`seqflows.missing`), and a model trained with observation masks (``data.gaps``,
+    recorded in ``model.preprocessing.gaps``) is given the masks of the gaps in its context.
+    The same seed gives the same forecasts.
 
     Arguments:
         model: A trained model (``seqflows.load``) or the path of a checkpoint or saved folder.
@@ -356,7 +360,7 @@ class SeqflowsPredictor(_Predictor):
                     f"{where}: {len(past)} observed steps; the model needs at least "
                     f"{max(1, model.burn_in)}"
                 )
-            conditions = self._conditions(entry, len(past), where)
+            conditions = self._conditions(entry, past, where)
             x = torch.as_tensor(past[None])  # (1, c, D)
             x = preprocessing(x) if preprocessing is not None else x
             dtype = parameter.dtype if parameter is not None else torch.float32
@@ -378,17 +382,21 @@ class SeqflowsPredictor(_Predictor):
                 item_id=entry.item_id,
             )
 
-    def _conditions(self, entry: GluonTSEntry, context: int, where: str) -> torch.Tensor | None:
-        """The conditions (1, c + H, A) of the last c observed steps and the H forecast."""
-        A = self.model.condition_dim
-        if not A:
-            return None
-        T, H = len(entry.target), self.prediction_length
+    def _conditions(self, entry: GluonTSEntry, past: np.ndarray, where: str) -> Tensor | None:
+        """The conditions (1, c + H, A) of the c observed steps ``past`` (c, D) and the H
+        forecast: the entry's covariates, then (a model trained with ``data.gaps``) the
+        observation masks of the past's NaN gaps and of the forecast steps."""
+        preprocessing = getattr(self.model, "preprocessing", None)
+        gaps = torch.as_tensor(past[None]) if preprocessing and preprocessing.gaps else None
+        masks = 0 if gaps is None else 2 * past.shape[1]
+        A = self.model.condition_dim - masks  # the covariates'
+        T, H, context = len(entry.target), self.prediction_length, len(past)
         found = entry.covariates
-        if found is None or found.shape[1] != A or len(found) < T + H:
+        if A and (found is None or found.shape[1] != A or len(found) < T + H):
             shape = "none" if found is None else f"{found.shape[1]} x {len(found)} steps"
             raise DataError(
                 f"{where}: feat_dynamic_real has {shape}; the conditioned model needs {A} x "
                 f"{T + H} steps (the target's {T} and the {H} forecast)"
             )
-        return torch.as_tensor(found[T - context : T + H][None])
+        known = torch.as_tensor(found[T - context : T + H][None]) if A else None
+        return generation_conditions(A + masks, 1, context, H, known, gaps=gaps)
