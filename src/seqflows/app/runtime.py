@@ -12,7 +12,8 @@ whose frames alone cannot fit in memory (``data.size=100000``, ``train.batch_siz
 grew to 21 GB before being killed), and :func:`check_model_fits` a model whose weights cannot
 (``model.hidden=1000000`` asked the allocator for 36 TB).
 
-:func:`small_model_threads` trains a small vector model on one thread (:func:`training_threads`).
+:func:`small_model_threads` trains a small vector model on one thread (:func:`training_threads`),
+and :func:`steps_per_call` lets it take several optimizer steps per call of the Lightning task.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "memory_bytes",
     "retain_freed_memory",
     "small_model_threads",
+    "steps_per_call",
     "training_threads",
 ]
 
@@ -199,6 +201,46 @@ def small_model_threads(
         yield threads
     finally:
         torch.set_num_threads(before)
+
+
+# ``train.steps_per_call=auto``: at most this many steps per call, and steps that together
+# do about CALL_WORK multiply-adds (parameters x sequences x frames of a batch) per call.
+MAX_STEPS_PER_CALL = 50
+CALL_WORK = 100_000_000
+
+
+def steps_per_call(
+    config: Config, model: torch.nn.Module, event_shape: Sequence[int], world_size: int = 1
+) -> int:
+    r"""The optimizer steps that one call of the Lightning task takes (``train.steps_per_call``).
+
+    Lightning's own work around a call (its hooks, the logger connector, the data fetcher) costs
+    a few milliseconds, about as much as a whole training step of a small vector model
+    (benchmarks/train_speed.py); taking k steps per call, each on its own batch, shares it.
+    ``auto``: 1 for frames (C, H, W) and for several processes, else as many steps as do about
+    :data:`CALL_WORK` multiply-adds together, the work of a step being its parameters x
+    ``train.batch_size`` x ``data.length`` (a dense network does one multiply-add per
+    parameter and frame), between 1 and :data:`MAX_STEPS_PER_CALL`: 50 for the default
+    ``my_time_series`` model (5,190 parameters x 16 x 20 = 1.7M), 1 from 100M per step on,
+    where a step takes tens of milliseconds and Lightning's share is small already.
+
+    Raises:
+        ConfigError: ``train.steps_per_call`` > 1 with several processes (each step must pass
+            through the data-parallel wrapper, which one call passes once).
+    """
+    chosen = config.train.steps_per_call
+    if chosen != "auto":
+        if chosen > 1 and world_size > 1:
+            raise ConfigError(
+                f"train.steps_per_call={chosen} takes one process; this run has {world_size} "
+                "(use 1 or auto)"
+            )
+        return int(chosen)
+    if len(event_shape) != 1 or world_size > 1:
+        return 1
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    work = max(parameters * config.train.batch_size * config.data.length, 1)
+    return max(1, min(MAX_STEPS_PER_CALL, CALL_WORK // work))
 
 
 def _size(count: int) -> str:
