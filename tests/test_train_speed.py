@@ -301,19 +301,20 @@ def test_a_checkpoint_of_automatic_optimization_resumes_at_its_step(tmp_path):
 
 def test_steps_per_call_auto_is_many_for_a_small_vector_model_only(series):
     from seqflows.app.config import ConfigError
-    from seqflows.app.runtime import CALL_WORK, MAX_STEPS_PER_CALL, steps_per_call
+    from seqflows.app.runtime import MAX_STEPS_PER_CALL, steps_per_call
 
     config = series_config(series, "model.hidden=64", "train.batch_size=16", "data.length=20")
     model = build_model(config, (3,))  # the default model
-    parameters = sum(p.numel() for p in model.parameters())
-    assert parameters == 5190
+    assert sum(p.numel() for p in model.parameters()) == 5190
     assert steps_per_call(config, model, (3,)) == MAX_STEPS_PER_CALL == 50
     assert steps_per_call(config, model, (1, 8, 8)) == 1  # frames
     assert steps_per_call(config, model, (3,), world_size=2) == 1  # several processes
-    length = CALL_WORK // (parameters * 16 * 10)  # crops long enough for 10 steps per call
-    assert steps_per_call(config.replace(data={"length": length}), model, (3,)) == 10
-    large = config.replace(data={"length": CALL_WORK // (parameters * 16) + 1})
-    assert steps_per_call(large, model, (3,)) == 1
+    wider = series_config(series, "model.hidden=256", "train.batch_size=16", "data.length=20")
+    widest = series_config(series, "model.hidden=1024", "train.batch_size=16", "data.length=20")
+    assert steps_per_call(wider, build_model(wider, (3,)), (3,)) == 28  # 70k parameters
+    assert steps_per_call(widest, build_model(widest, (3,)), (3,)) == 3  # 1.07M
+    longest = config.replace(data={"length": 100_000})  # an estimated 0.2 s a step
+    assert steps_per_call(longest, model, (3,)) == 1
     chosen = config.replace(train={"steps_per_call": 7})
     assert steps_per_call(chosen, model, (1, 8, 8)) == 7  # the user's choice
     with pytest.raises(ConfigError, match="train.steps_per_call=7 takes one process"):

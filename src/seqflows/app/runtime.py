@@ -203,10 +203,15 @@ def small_model_threads(
         torch.set_num_threads(before)
 
 
-# ``train.steps_per_call=auto``: at most this many steps per call, and steps that together
-# do about CALL_WORK multiply-adds (parameters x sequences x frames of a batch) per call.
+# ``train.steps_per_call=auto``: the time of a training step of a vector model on one CPU
+# thread, estimated as a fixed part (Python, kernel launches) and a part per multiply-add
+# (parameters x sequences x frames of a batch), as measured for my_time_series at model.hidden
+# 64, 256 and 1024 (5,190 to 1.07M parameters; 2.8, 6.0 and 44 ms a step, batch 16, crops of
+# 20); a call takes steps for about CALL_SECONDS, at most MAX_STEPS_PER_CALL.
+STEP_SECONDS = 2.6e-3
+SECONDS_PER_MULTIPLY_ADD = 0.12e-9
+CALL_SECONDS = 0.15
 MAX_STEPS_PER_CALL = 50
-CALL_WORK = 100_000_000
 
 
 def steps_per_call(
@@ -214,15 +219,17 @@ def steps_per_call(
 ) -> int:
     r"""The optimizer steps that one call of the Lightning task takes (``train.steps_per_call``).
 
-    Lightning's own work around a call (its hooks, the logger connector, the data fetcher) costs
-    a few milliseconds, about as much as a whole training step of a small vector model
+    Lightning's own work around a call (its hooks, the logger connector, the data fetcher)
+    costs about 2 ms of CPU, nearly as much as a whole training step of a small vector model
     (benchmarks/train_speed.py); taking k steps per call, each on its own batch, shares it.
-    ``auto``: 1 for frames (C, H, W) and for several processes, else as many steps as do about
-    :data:`CALL_WORK` multiply-adds together, the work of a step being its parameters x
-    ``train.batch_size`` x ``data.length`` (a dense network does one multiply-add per
+    ``auto``: 1 for frames (C, H, W) and for several processes; for a vector model, the steps
+    that fill about :data:`CALL_SECONDS` (0.15 s, in which Lightning's 2 ms are about 1 %) at
+    an estimated :data:`STEP_SECONDS` + :data:`SECONDS_PER_MULTIPLY_ADD` x parameters x
+    ``train.batch_size`` x ``data.length`` a step (a dense network does one multiply-add per
     parameter and frame), between 1 and :data:`MAX_STEPS_PER_CALL`: 50 for the default
-    ``my_time_series`` model (5,190 parameters x 16 x 20 = 1.7M), 1 from 100M per step on,
-    where a step takes tens of milliseconds and Lightning's share is small already.
+    ``my_time_series`` model (5,190 parameters, 2.8 ms a step), 28 at ``model.hidden=256``
+    (70k parameters, 6 ms), 3 at ``model.hidden=1024`` (1.07M, 44 ms) and 1 from an estimated
+    75 ms a step on, where Lightning's share is below 3 % already.
 
     Raises:
         ConfigError: ``train.steps_per_call`` > 1 with several processes (each step must pass
@@ -239,8 +246,9 @@ def steps_per_call(
     if len(event_shape) != 1 or world_size > 1:
         return 1
     parameters = sum(parameter.numel() for parameter in model.parameters())
-    work = max(parameters * config.train.batch_size * config.data.length, 1)
-    return max(1, min(MAX_STEPS_PER_CALL, CALL_WORK // work))
+    work = parameters * config.train.batch_size * config.data.length
+    step = STEP_SECONDS + SECONDS_PER_MULTIPLY_ADD * work
+    return max(1, min(MAX_STEPS_PER_CALL, int(CALL_SECONDS / step)))
 
 
 def _size(count: int) -> str:
