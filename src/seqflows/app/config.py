@@ -265,7 +265,8 @@ class TrainConfig:
         steps_per_call: Optimizer steps taken in one call of the Lightning task (an int >= 1,
             or ``auto``: up to 50 for a small vector model, 1 for frames, large models and
             several processes; :func:`~seqflows.app.runtime.steps_per_call`). Each step has its
-            own batch, as with 1: only Lightning's cost per call is shared; no result changes.
+            own batch, as with 1: only Lightning's cost per call is shared; no result changes
+            (a stop request, SIGTERM or SIGINT, ends the run after the current call).
     """
 
     seed: int = 0

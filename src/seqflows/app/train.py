@@ -70,7 +70,8 @@ def train(
 
     The folder is locked for the whole run, and removed again when the run is refused while it
     holds only its lock (:func:`~seqflows.app.runs.locked_run_folder`). SIGTERM and
-    SIGINT stop the run at the next step boundary with a resumable ``last.ckpt`` and raise
+    SIGINT stop the run at the next step boundary (the end of the current call of the task:
+    ``train.steps_per_call``) with a resumable ``last.ckpt`` and raise
     :class:`~seqflows.app.interrupt.Interrupted` (:mod:`seqflows.app.interrupt`).
 
     Arguments:
