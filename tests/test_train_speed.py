@@ -231,15 +231,19 @@ CALLS = ["train.log_every=3", "train.val_every=6", "train.checkpoint_every=6"]
 CALLS += ["train.max_steps=12", "train.lr_schedule=cosine", "train.gradient_clip=0.5"]
 
 
-def test_several_steps_per_call_give_the_same_losses_and_weights(series, tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_several_steps_per_call_give_the_same_losses_and_weights(
+    series, tmp_path, monkeypatch, precision
+):
     """steps_per_call=1 and 5: the same logged losses, rates, gradient norms and validations,
-    and the same weights and Adam moments at the end, bit for bit (float32, same seed); the
-    calls of 5 steps end at each logged, validated and checkpointed step."""
+    and the same weights and Adam moments at the end, bit for bit (same seed; float32, and
+    bf16 autocast); the calls of 5 steps end at each logged, validated and checkpointed step."""
     runs = {}
     for steps in (1, 5):
         calls = count_calls(monkeypatch)
         run = tmp_path / f"steps_{steps}"
-        train(series_config(series, *CALLS, f"train.steps_per_call={steps}"), run, progress=False)
+        settings = [*CALLS, f"train.steps_per_call={steps}", f"train.precision={precision}"]
+        train(series_config(series, *settings), run, progress=False)
         runs[steps] = run
         assert calls == ([1] * 12 if steps == 1 else [3] * 4)  # cut at every log line
     for name in (*PER_STEP, "lr-Adam", "val/nats_per_dim"):
