@@ -14,6 +14,10 @@ machine:
   logged ``train/loss`` values (TensorBoard stores when each was written) over their steps, so
   start-up is left out and the validations and checkpoints in between are counted.
 
+The command takes ``train.steps_per_call`` optimizer steps per call of its Lightning task
+(``auto``: up to 50 for a small vector model; the override ``train.steps_per_call=1`` measures
+one step per call), which each round reports with the steps per second of both.
+
 Both time steps ``--from`` to ``--to``, in wall time and in CPU time (the command's from a
 run of ``--to + 1`` steps less one of ``--from + 1``: the start-up cancels, up to its own
 variation, which is the noise of this figure). The ratio bare / command step time is the
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -122,11 +127,17 @@ def logged_wall_times(log_dir: Path) -> dict[int, float]:
     return {**times, **rates}
 
 
+def steps_per_call(stderr: str) -> int:
+    """The steps per call of the task that the command's start line names (1 if none)."""
+    found = re.search(r"up to (\d+) steps per call", stderr)
+    return int(found.group(1)) if found else 1
+
+
 def run_command(
     config: str, overrides: list[str], max_steps: int, source: str | None = None
-) -> tuple[dict[int, float], float, Usage]:
+) -> tuple[dict[int, float], float, Usage, int]:
     """``seqflows train`` for ``max_steps`` steps: when each ``train/loss`` was logged, the CPU
-    seconds of the process, and the machine's load meanwhile."""
+    seconds of the process, the machine's load meanwhile, and the steps per call it took."""
     settings = [
         f"train.max_steps={max_steps}",
         f"train.log_every={LOG_EVERY}",
@@ -147,7 +158,7 @@ def run_command(
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         times = logged_wall_times(Path(folder) / "logs" / "version_0")
     cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
-    return times, cpu, usage
+    return times, cpu, usage, steps_per_call(done.stderr)
 
 
 def command_seconds_per_step(
@@ -157,7 +168,7 @@ def command_seconds_per_step(
     last: int,
     frames_per_step: int,
     source: str | None = None,
-) -> tuple[float, float, float, Usage]:
+) -> tuple[float, float, float, Usage, int]:
     """Wall and CPU seconds per step of ``seqflows train`` from step ``first`` to ``last``.
 
     Wall: between the logged steps ``first`` and ``last`` of one run. CPU: the difference of a
@@ -165,13 +176,15 @@ def command_seconds_per_step(
     count the time other processes held the cores, so it is the steadier of the two on a
     busy machine). Also the seconds per step that the run's own ``time/frames_per_second``
     gives over the same windows: the training loop without the validations and the
-    checkpoints written after them."""
-    times, long_cpu, usage = run_command(config, overrides, last + 1, source)
-    _, short_cpu, _ = run_command(config, overrides, first + 1, source)
+    checkpoints written after them. Last, the steps per call of the task (``train.steps_per_
+    call``) the command took."""
+    times, long_cpu, usage, per_call = run_command(config, overrides, last + 1, source)
+    _, short_cpu, _, _ = run_command(config, overrides, first + 1, source)
     steps = last - first
     windows = [step for step in times if step < 0 and first < -step <= last]
     loop = statistics.mean(frames_per_step / times[step] for step in windows)
-    return (times[last] - times[first]) / steps, (long_cpu - short_cpu) / steps, loop, usage
+    wall = (times[last] - times[first]) / steps
+    return wall, (long_cpu - short_cpu) / steps, loop, usage, per_call
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,13 +228,16 @@ def main(argv: list[str] | None = None) -> int:
                 config, data.event_shape, args.first, args.last
             )
             bare_cpu = cpu_seconds(bare_usage) / (args.last - args.first)
-            command, command_cpu, loop, command_usage = command_seconds_per_step(
+            command, command_cpu, loop, command_usage, per_call = command_seconds_per_step(
                 args.config, overrides, args.first, args.last, frames, args.command_source
             )
             rounds.append(
                 {
+                    "steps_per_call": per_call,
                     "bare_seconds_per_step": bare,
                     "command_seconds_per_step": command,
+                    "bare_steps_per_second": 1 / bare,
+                    "command_steps_per_second": 1 / command,
                     "bare_over_command": bare / command,
                     "bare_cpu_seconds_per_step": bare_cpu,
                     "command_cpu_seconds_per_step": command_cpu,
@@ -234,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"round {index + 1}: bare {bare * 1e3:.2f} ms/step ({1 / bare:.0f} steps/s), "
-                f"seqflows train {command * 1e3:.2f} ms/step ({1 / command:.0f} steps/s): "
+                f"seqflows train {command * 1e3:.2f} ms/step ({1 / command:.0f} steps/s, "
+                f"{per_call} steps per call): "
                 f"{bare / command:.2f} of the bare step (CPU time: {bare_cpu * 1e3:.2f} and "
                 f"{command_cpu * 1e3:.2f} ms/step, {bare_cpu / command_cpu:.2f}; its loop "
                 f"without validations {loop * 1e3:.2f} ms/step, {bare / loop:.2f}); other "
@@ -267,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": [args.first, args.last],
             "log_every": LOG_EVERY,
             "val_and_checkpoint_every": VAL_EVERY,
+            "steps_per_call": sorted({row["steps_per_call"] for row in rounds}),
             "median_bare_steps_per_second": 1 / bare,
             "median_command_steps_per_second": 1 / command,
             "median_bare_over_command": ratio,

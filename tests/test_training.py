@@ -269,7 +269,7 @@ def test_kl_warm_up_weights_the_kl_from_zero():
     generator = task._generator(config.train.seed, 0)
     terms = task.model.elbo_terms(x, generator)
     with pytest.warns(UserWarning, match="self.log"):  # no trainer attached: logging is off
-        loss = task.training_step(x, 0)  # global step 0: KL weight 0
+        loss = task.step_loss(x)  # global step 0: KL weight 0
     expected = -(terms.log_likelihood + terms.log_abs_det).mean()
     torch.testing.assert_close(loss, expected)
 

@@ -45,9 +45,10 @@ __all__ = [
 class StepTimer(pl.Callback):
     r"""Logs throughput and the share of each step spent waiting for data.
 
-    ``time/data_share`` is the time between the end of a step and the start of the next (the
-    data loader, plus Lightning's own work between steps) over the whole time; ``time/frames_per_
-    second`` counts the scored frames of all processes.
+    ``time/data_share`` is the time between the end of a call of the task (one or more steps)
+    and the start of the next (the data loader, plus Lightning's own work between calls) over
+    the whole time; ``time/frames_per_second`` counts the scored frames of all processes. Both
+    are logged once ``log_every`` steps were timed.
     """
 
     def __init__(self, scored_frames_per_sequence: int) -> None:
@@ -57,12 +58,15 @@ class StepTimer(pl.Callback):
         self._wait = 0.0
         self._busy = 0.0
         self._steps = 0
+        self._sequences = 0
+        self._first_step = 0
         self.history: list[dict[str, float]] = []
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Any, batch_index: int
     ) -> None:
         self._start = time.perf_counter()
+        self._first_step = trainer.global_step
         if self._end is not None:
             self._wait += self._start - self._end
 
@@ -76,16 +80,16 @@ class StepTimer(pl.Callback):
     ) -> None:
         self._end = time.perf_counter()
         self._busy += self._end - self._start
-        self._steps += 1
-        if self._steps == trainer.log_every_n_steps:
+        self._steps += trainer.global_step - self._first_step
+        self._sequences += split_batch(batch)[0].shape[0] * trainer.world_size  # of all steps
+        if self._steps >= trainer.log_every_n_steps:
             total = self._wait + self._busy
-            sequences = split_batch(batch)[0].shape[0] * trainer.world_size
-            rate = self._steps * sequences * self.scored_frames / total
+            rate = self._sequences * self.scored_frames / total
             values = {"time/data_share": self._wait / total, "time/frames_per_second": rate}
             task.log_dict(values)
             self.history.append({"step": float(trainer.global_step), **values})
             self._wait = self._busy = 0.0
-            self._steps = 0
+            self._steps = self._sequences = 0
 
     def on_validation_end(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
         self._end = None  # validation is not time spent waiting for training data
@@ -210,7 +214,7 @@ class RunEstimate(pl.Callback):
 
         seqflows: about 1.2 s a step: the 3000 steps of this run take about 1 h 0 min
 
-    The first step of a session (allocation, warm-up) is not timed; the estimate comes after
+    The first call of a session (allocation, warm-up) is not timed; the estimate comes after
     ``steps`` timed steps, or earlier once they took ``seconds`` (a slow step is known after
     one). A step that follows a validation is not timed, and validations are not counted.
     """
@@ -222,7 +226,13 @@ class RunEstimate(pl.Callback):
         self._timed_seconds = 0.0
         self._last_end: float | None = None
         self._first_step: int | None = None
+        self._call_start = 0  # the global step at the start of the current call
         self._said = False
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, task: pl.LightningModule, batch: Any, batch_index: int
+    ) -> None:
+        self._call_start = trainer.global_step
 
     def on_train_batch_end(
         self,
@@ -236,9 +246,9 @@ class RunEstimate(pl.Callback):
             return
         now = time.perf_counter()
         if self._first_step is None:
-            self._first_step = trainer.global_step - 1  # the step this session started from
+            self._first_step = self._call_start  # the step this session started from
         elif self._last_end is not None:
-            self._timed_steps += 1
+            self._timed_steps += trainer.global_step - self._call_start
             self._timed_seconds += now - self._last_end
         self._last_end = now
         enough = self._timed_steps >= self.steps or (
@@ -364,26 +374,21 @@ class BestCheckpoint(ModelCheckpoint):
 
 class ResumedRun(pl.Callback):
     r"""What a resumed run needs beyond Lightning's restore: the learning rate of the
-    configuration, and logs at the optimizer step.
+    configuration. (The logs carry the optimizer step: the task keeps Lightning's count of
+    batches that stepped at it, :meth:`~seqflows.app.task.SequenceTask.on_train_batch_start`.)
 
-    * Lightning restores the optimizer's and the scheduler's state, rates included, after the task
-      has configured them from the configuration: a rate changed on resume would be silently
-      replaced by the stored one. The rate becomes ``learning_rate`` here; a schedule keeps its
-      shape and its place: the cosine schedule's current factor ((1 + cos(pi * step / T_max)) / 2)
-      is applied to the new rate, and ``T_max`` stays the ``train.max_steps`` the run started
-      with. An unchanged rate is not touched (the resume stays bit-exact).
-    * The step that logs carry (Lightning's count of batches that stepped) comes out one short
-      after a resume from a checkpoint written at the end of a validation when the validation
-      cadence differs on resume; it is set to the optimizer step before the first batch logs
-      (this callback must come before the learning-rate monitor).
+    Lightning restores the optimizer's and the scheduler's state, rates included, after the task
+    has configured them from the configuration: a rate changed on resume would be silently
+    replaced by the stored one. The rate becomes ``learning_rate`` here; a schedule keeps its
+    shape and its place: the cosine schedule's current factor ((1 + cos(pi * step / T_max)) / 2)
+    is applied to the new rate, and ``T_max`` stays the ``train.max_steps`` the run started
+    with. An unchanged rate is not touched (the resume stays bit-exact).
     """
 
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = learning_rate
-        self._first_batch = True
 
     def on_train_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
-        self._first_batch = True
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 base = group.get("initial_lr", group["lr"])
@@ -396,13 +401,6 @@ class ResumedRun(pl.Callback):
             scheduler = scheduler_config.scheduler
             scheduler.base_lrs = [self.learning_rate for _ in scheduler.base_lrs]
             scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, task: pl.LightningModule, batch: Any, batch_index: int
-    ) -> None:
-        if self._first_batch:  # one optimizer step per batch: the counts are equal
-            trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
-            self._first_batch = False
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

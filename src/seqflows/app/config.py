@@ -262,6 +262,11 @@ class TrainConfig:
             paper trained on one GPU: each process then normalizes with its own batch share).
         allocator: ``retain`` (on Linux, keep freed memory: 1.3-1.5x faster on CPU, see the
             README) or ``system``.
+        steps_per_call: Optimizer steps taken in one call of the Lightning task (an int >= 1,
+            or ``auto``: up to 50 for a small vector model, 1 for frames, large models and
+            several processes; :func:`~seqflows.app.runtime.steps_per_call`). Each step has its
+            own batch, as with 1: only Lightning's cost per call is shared; no result changes
+            (a stop request, SIGTERM or SIGINT, ends the run after the current call).
     """
 
     seed: int = 0
@@ -283,9 +288,18 @@ class TrainConfig:
     strategy: str = "auto"
     sync_batchnorm: bool = False
     allocator: Literal["retain", "system"] = "retain"
+    steps_per_call: int | str = "auto"
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.steps_per_call != "auto" and (
+            isinstance(self.steps_per_call, bool)
+            or not isinstance(self.steps_per_call, int)
+            or self.steps_per_call < 1
+        ):
+            raise ConfigError(
+                f"steps_per_call must be an integer >= 1 or auto, got {self.steps_per_call!r}"
+            )
         check_at_least(
             self,
             1,

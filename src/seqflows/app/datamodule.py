@@ -1,6 +1,7 @@
 r"""The data of a training run: the training stream and the validation set, split across
-processes (:class:`SequenceDataModule`), and the frames and conditions of a batch
-(:func:`split_batch`).
+processes (:class:`SequenceDataModule`), the frames and conditions of a batch
+(:func:`split_batch`), and the batches of the steps of one call (:func:`call_bounds`,
+:func:`step_batches`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .config import Config
 from .datasets import evaluation_set, training_set
 from .resolution import ResolvedData, resolve_data
 
-__all__ = ["SequenceDataModule", "split_batch"]
+__all__ = ["SequenceDataModule", "call_bounds", "split_batch", "step_batches"]
 
 
 def split_batch(
@@ -37,6 +38,32 @@ def split_batch(
     return frames, conditions
 
 
+def step_batches(batch: Tensor | Sequence[Tensor], batch_size: int) -> list[Any]:
+    r"""The batches of the steps of one call: a call's batch (k B, T, ...) (or a pair of it and
+    its conditions) cut into k batches of ``batch_size`` B sequences, in order (views)."""
+    if isinstance(batch, Tensor):
+        return list(batch.split(batch_size))
+    return [list(parts) for parts in zip(*(part.split(batch_size) for part in batch), strict=True)]
+
+
+def call_bounds(
+    start: int, stop: int, steps_per_call: int, cadences: Sequence[int]
+) -> Iterator[tuple[int, int]]:
+    r"""The steps [first, end) of each call from step ``start`` to ``stop``: at most
+    ``steps_per_call`` steps, and a call ends at every multiple of each cadence (logging,
+    validation, checkpoints), so that each of those falls after a call as with one step per call.
+
+    Example:
+        >>> list(call_bounds(3, 12, 4, [5]))
+        [(3, 5), (5, 9), (9, 10), (10, 12)]
+    """
+    step = start
+    while step < stop:
+        end = min([stop, step + steps_per_call, *((step // c + 1) * c for c in cadences)])
+        yield step, end
+        step = end
+
+
 class SequenceDataModule(pl.LightningDataModule):
     r"""The training stream and the validation set of a configuration, split across processes.
 
@@ -45,7 +72,9 @@ class SequenceDataModule(pl.LightningDataModule):
 
     Every process takes ``train.batch_size / world_size`` items of each global batch of the
     stream (:class:`~seqflows.data.StreamSampler`), starting at the restored global step, so a
-    resumed run continues with exactly the batches an uninterrupted run would have seen.
+    resumed run continues with exactly the batches an uninterrupted run would have seen. The
+    loader yields the batches of the steps of one call of the task together
+    (``steps_per_call`` of the task, :func:`call_bounds`), stacked.
     """
 
     def __init__(
@@ -85,7 +114,11 @@ class SequenceDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
         )
-        return self._loader(self.train_set, batch_size // world, _WholeRun(sampler))
+        train = self.config.train
+        cadences = [trainer.log_every_n_steps, train.val_every, train.checkpoint_every]
+        steps = getattr(trainer.lightning_module, "steps_per_call", 1)
+        calls = _Calls(sampler, steps, cadences)
+        return self._loader(self.train_set, None, calls)
 
     def val_dataloader(self) -> DataLoader:
         trainer = self.trainer
@@ -94,31 +127,40 @@ class SequenceDataModule(pl.LightningDataModule):
         )
         return self._loader(self.validation_set, self.config.evaluate.batch_size, sampler)
 
-    def _loader(self, dataset: Any, batch_size: int, sampler: Any) -> DataLoader:
+    def _loader(self, dataset: Any, batch_size: int | None, sampler: Any) -> DataLoader:
         workers = self.config.data.num_workers
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            sampler=sampler,
+            **({"batch_sampler": sampler} if batch_size is None else {"batch_size": batch_size}),
+            sampler=None if batch_size is None else sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
 
-class _WholeRun(Sampler[int]):
-    r"""The training run as one epoch of ``num_steps`` batches, resumed from ``start_step``.
+class _Calls(Sampler[list[int]]):
+    r"""The training run as one epoch: the indices of the batches of each call
+    (:func:`call_bounds`) from the stream's ``start_step``, resumed at the restored step.
 
-    On resume Lightning restores its count of the batches already seen in the epoch (the
-    restored step) and ends the epoch when that count reaches the loader's length: the length
-    must therefore be the whole run's, while the iteration yields only the remaining batches.
+    Its length is the whole run's steps: on resume Lightning restores its count of batches (the
+    task keeps it at the optimizer step, :meth:`~seqflows.app.task.SequenceTask.
+    on_train_batch_start`) and ends the epoch when that count reaches the loader's length.
     """
 
-    def __init__(self, stream: StreamSampler) -> None:
+    def __init__(self, stream: StreamSampler, steps_per_call: int, cadences: list[int]) -> None:
         self.stream = stream
+        self.steps_per_call = steps_per_call
+        self.cadences = cadences
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.stream)
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = iter(self.stream)
+        size = self.stream.batch_size
+        bounds = call_bounds(
+            self.stream.start_step, self.stream.num_steps, self.steps_per_call, self.cadences
+        )
+        for first, end in bounds:
+            yield [next(indices) for _ in range((end - first) * size)]
 
     def __len__(self) -> int:
-        return self.stream.num_steps * self.stream.batch_size
+        return self.stream.num_steps

@@ -72,6 +72,7 @@ RESUMABLE = frozenset(
         "train.strategy",
         "train.sync_batchnorm",
         "train.allocator",
+        "train.steps_per_call",
         "data.num_workers",
         # where the same data lives (seqflows cannot check that it is the same)
         "data.path",

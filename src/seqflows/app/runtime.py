@@ -12,7 +12,8 @@ whose frames alone cannot fit in memory (``data.size=100000``, ``train.batch_siz
 grew to 21 GB before being killed), and :func:`check_model_fits` a model whose weights cannot
 (``model.hidden=1000000`` asked the allocator for 36 TB).
 
-:func:`small_model_threads` trains a small vector model on one thread (:func:`training_threads`).
+:func:`small_model_threads` trains a small vector model on one thread (:func:`training_threads`),
+and :func:`steps_per_call` lets it take several optimizer steps per call of the Lightning task.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "memory_bytes",
     "retain_freed_memory",
     "small_model_threads",
+    "steps_per_call",
     "training_threads",
 ]
 
@@ -199,6 +201,54 @@ def small_model_threads(
         yield threads
     finally:
         torch.set_num_threads(before)
+
+
+# ``train.steps_per_call=auto``: the time of a training step of a vector model on one CPU
+# thread, estimated as a fixed part (Python, kernel launches) and a part per multiply-add
+# (parameters x sequences x frames of a batch), as measured for my_time_series at model.hidden
+# 64, 256 and 1024 (5,190 to 1.07M parameters; 2.8, 6.0 and 44 ms a step, batch 16, crops of
+# 20); a call takes steps for about CALL_SECONDS, at most MAX_STEPS_PER_CALL.
+STEP_SECONDS = 2.6e-3
+SECONDS_PER_MULTIPLY_ADD = 0.12e-9
+CALL_SECONDS = 0.15
+MAX_STEPS_PER_CALL = 50
+
+
+def steps_per_call(
+    config: Config, model: torch.nn.Module, event_shape: Sequence[int], world_size: int = 1
+) -> int:
+    r"""The optimizer steps that one call of the Lightning task takes (``train.steps_per_call``).
+
+    Lightning's own work around a call (its hooks, the logger connector, the data fetcher)
+    costs about 2 ms of CPU, nearly as much as a whole training step of a small vector model
+    (benchmarks/train_speed.py); taking k steps per call, each on its own batch, shares it.
+    ``auto``: 1 for frames (C, H, W) and for several processes; for a vector model, the steps
+    that fill about :data:`CALL_SECONDS` (0.15 s, in which Lightning's 2 ms are about 1 %) at
+    an estimated :data:`STEP_SECONDS` + :data:`SECONDS_PER_MULTIPLY_ADD` x parameters x
+    ``train.batch_size`` x ``data.length`` a step (a dense network does one multiply-add per
+    parameter and frame), between 1 and :data:`MAX_STEPS_PER_CALL`: 50 for the default
+    ``my_time_series`` model (5,190 parameters, 2.8 ms a step), 28 at ``model.hidden=256``
+    (70k parameters, 6 ms), 3 at ``model.hidden=1024`` (1.07M, 44 ms) and 1 from an estimated
+    75 ms a step on, where Lightning's share is below 3 % already.
+
+    Raises:
+        ConfigError: ``train.steps_per_call`` > 1 with several processes (each step must pass
+            through the data-parallel wrapper, which one call passes once).
+    """
+    chosen = config.train.steps_per_call
+    if chosen != "auto":
+        if chosen > 1 and world_size > 1:
+            raise ConfigError(
+                f"train.steps_per_call={chosen} takes one process; this run has {world_size} "
+                "(use 1 or auto)"
+            )
+        return int(chosen)
+    if len(event_shape) != 1 or world_size > 1:
+        return 1
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    work = parameters * config.train.batch_size * config.data.length
+    step = STEP_SECONDS + SECONDS_PER_MULTIPLY_ADD * work
+    return max(1, min(MAX_STEPS_PER_CALL, int(CALL_SECONDS / step)))
 
 
 def _size(count: int) -> str:

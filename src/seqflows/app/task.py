@@ -9,10 +9,18 @@ generators seeded by the seed, the step and the process (:func:`stable_seed`), s
 not depend on the global random state. A conditioned model's batches are (frames, conditions)
 pairs (``data.conditions``): every step passes the conditions to the model with the frames.
 The callbacks of a run are in :mod:`.callbacks`.
+
+One call of :meth:`SequenceTask.training_step` may take several optimizer steps
+(``steps_per_call``, :func:`~seqflows.app.runtime.steps_per_call`), each on its own batch of
+the stream, by hand (Lightning's manual optimization), so that Lightning's work per call (a few
+milliseconds: as long as a step of a small vector model) is shared by them; with one step per
+call Lightning's automatic optimization takes it. Lightning's counts of batches are kept at the
+optimizer step, so that logging, validation, checkpoints and resuming see the same steps.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +38,7 @@ from ..saving import model_config
 from ..version import __version__
 from .checkpoints import FORMAT, CheckpointError, build_model
 from .config import Config
-from .datamodule import split_batch
+from .datamodule import split_batch, step_batches
 from .evaluation import SequenceScores
 from .resolution import ResolvedData, preprocessing_of, resolve_data, settings_in_effect
 from .runs import flatten_settings
@@ -99,6 +107,8 @@ class SequenceTask(pl.LightningModule):
         self.model = build_model(config, self.event_shape, data.condition_dim)
         self.preprocessing = preprocessing_of(data)  # stored with the model
         self._scores: SequenceScores | None = None
+        # set by seqflows.app.train.train (seqflows.app.runtime.steps_per_call) before fit
+        self.steps_per_call = 1
 
     def setup(self, stage: str) -> None:
         """Before the strategy wraps the model (DDP): training on the CPU, the convolution
@@ -112,9 +122,51 @@ class SequenceTask(pl.LightningModule):
         seed = stable_seed(*keys, self.global_rank)
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def training_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> Tensor:
-        r"""The model's loss on a batch (B, T, *event_shape) (or a pair of it and its
-        conditions (B, T, A)); logs it and its parts."""
+    @property
+    def automatic_optimization(self) -> bool:
+        """Lightning's loop takes the optimizer step where a call takes one step (also every
+        data-parallel run); :meth:`training_step` takes them by hand where it takes several."""
+        return self.steps_per_call == 1
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        raise AttributeError("set steps_per_call instead (automatic: steps_per_call == 1)")
+
+    def training_step(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> Tensor | None:
+        r"""The optimizer steps of one call: the batches of its steps are stacked, (k B, T,
+        *event_shape) (or a pair of them and their conditions (k B, T, A)).
+
+        With one step (automatic optimization) its loss (:meth:`step_loss`), which Lightning
+        differentiates and steps. With several, each step in order as Lightning does one: the
+        loss of its own batch, its gradient, the gradient's clipping
+        (:meth:`on_before_optimizer_step`, after mixed precision's unscaling), the optimizer's
+        step and the schedule's."""
+        optimizer = self.optimizers()
+        if self.automatic_optimization:
+            self._log_rate(optimizer)
+            return self.step_loss(batch)
+        schedule = self.lr_schedulers()
+        for step_batch in step_batches(batch, self._process_batch_size()):
+            self._log_rate(optimizer)
+            loss = self.step_loss(step_batch)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+        return None
+
+    def _log_rate(self, optimizer: Any) -> None:
+        """Logs the learning rate this step uses, as Lightning's learning-rate monitor did
+        (``lr-Adam``), where the loggers write this step's values."""
+        if self._logs_this_step():
+            rate = {f"lr-{type(optimizer.optimizer).__name__}": optimizer.param_groups[0]["lr"]}
+            for logger in self.loggers:  # as written (self.log would round it to float32)
+                logger.log_metrics(rate, step=self.global_step)
+
+    def step_loss(self, batch: Tensor | Sequence[Tensor]) -> Tensor:
+        r"""The model's loss on the batch of one step (B, T, *event_shape) (or a pair of it and
+        its conditions (B, T, A)) at the current global step; logs it and its parts."""
         x, conditions = split_batch(batch, self.settings.data.gaps)
         generator = self._generator(self.config.train.seed, self.global_step)
         warmup = self.config.train.kl_warmup
@@ -136,9 +188,27 @@ class SequenceTask(pl.LightningModule):
             # with gaps its mean over the dimensions, as if every one were observed)
             per_frame = -loss.detach() + self.preprocessing.log_abs_det
             self.log("train/nats_per_dim", per_frame / dims, sync_dist=True)
-        if self._logs_this_step():  # those of this step (not of the one log_every before)
             self._log_parts(terms)
         return terms.loss
+
+    def _process_batch_size(self) -> int:
+        """Sequences of one step's batch in this process."""
+        return self.config.train.batch_size // self.trainer.world_size
+
+    def on_train_batch_start(self, batch: Tensor | Sequence[Tensor], batch_index: int) -> None:
+        r"""Sets Lightning's counts of batches to those of the last step of this call: one
+        optimizer step per batch, as Lightning counts with automatic optimization. Logging
+        (every ``log_every`` batches that stepped), validation (every ``val_every`` batches) and
+        the end of the epoch then fall after the call that ends on their step
+        (:func:`~seqflows.app.datamodule.call_bounds`), and the logs carry the optimizer step.
+        """
+        steps = split_batch(batch)[0].shape[0] // self._process_batch_size()
+        loop = self.trainer.fit_loop.epoch_loop
+        last = self.global_step + steps - 1  # the index of the call's last step
+        loop._batches_that_stepped = last
+        for counts in (loop.batch_progress.total, loop.batch_progress.current):
+            counts.ready = last + 1
+            counts.started = counts.processed = counts.completed = last  # incremented after
 
     def _logs_this_step(self) -> bool:
         r"""Whether the loggers write this step's values, by Lightning's rule (every
@@ -181,13 +251,9 @@ class SequenceTask(pl.LightningModule):
             for t, value in enumerate(kl):
                 self.log(f"train/kl_t{t}", value)
 
-    def configure_gradient_clipping(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        """Clips the gradient norm at ``train.gradient_clip`` (really) and logs it before."""
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clips the gradient norm at ``train.gradient_clip`` (after mixed precision's
+        unscaling) and logs it before."""
         limit = self.config.train.gradient_clip or float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm=limit)
         if self._logs_this_step():
@@ -204,8 +270,12 @@ class SequenceTask(pl.LightningModule):
         if train.lr_schedule == "constant":
             return optimizer
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.max_steps)
-        scheduler = {"scheduler": schedule, "interval": "step"}
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        if not self.automatic_optimization:  # training_step steps it
+            return {"optimizer": optimizer, "lr_scheduler": schedule}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": schedule, "interval": "step"},
+        }
 
     def on_validation_epoch_start(self) -> None:
         self._scores = SequenceScores(self.event_shape, preprocessing=self.preprocessing)
@@ -259,8 +329,27 @@ class SequenceTask(pl.LightningModule):
                 f"(checkpoint vs configuration: {details or 'event_shape'} "
                 f"{info['event_shape']} vs {list(self.event_shape)})"
             )
+        _step_counts(checkpoint, self.automatic_optimization)
         rng = checkpoint.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _step_counts(checkpoint: dict[str, Any], automatic: bool) -> None:
+    r"""Lightning counts the optimizer steps (the global step) in the progress of the
+    automatic optimization or in the manual one's: a checkpoint written in the other mode
+    (another ``train.steps_per_call``, or before there was one) has its count moved over."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    automatic_progress = loop.get("epoch_loop.automatic_optimization.optim_progress", {})
+    automatic_steps = automatic_progress.get("optimizer", {}).get("step")
+    manual_steps = loop.get("epoch_loop.manual_optimization.optim_step_progress")
+    if automatic_steps is None or manual_steps is None:
+        return
+    source, target = (
+        (manual_steps, automatic_steps) if automatic else (automatic_steps, manual_steps)
+    )
+    if source["total"]["completed"] and not target["total"]["completed"]:
+        for key in ("total", "current"):
+            target[key] = copy.deepcopy(source[key])

@@ -49,7 +49,7 @@ from .runs import (
     remove_stale_temporaries,
     resume_changes,
 )
-from .runtime import check_batch_fits, check_model_fits, small_model_threads
+from .runtime import check_batch_fits, check_model_fits, small_model_threads, steps_per_call
 from .sources import build_source
 
 __all__ = [
@@ -70,7 +70,8 @@ def train(
 
     The folder is locked for the whole run, and removed again when the run is refused while it
     holds only its lock (:func:`~seqflows.app.runs.locked_run_folder`). SIGTERM and
-    SIGINT stop the run at the next step boundary with a resumable ``last.ckpt`` and raise
+    SIGINT stop the run at the next step boundary (the end of the current call of the task:
+    ``train.steps_per_call``) with a resumable ``last.ckpt`` and raise
     :class:`~seqflows.app.interrupt.Interrupted` (:mod:`seqflows.app.interrupt`).
 
     Arguments:
@@ -155,7 +156,6 @@ def _train(
     """:func:`train` once the folder is ready (``launching``: this process owns it), with what
     was read from the data."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -250,8 +250,7 @@ def _train(
                 last,
                 timer,
                 divergence,
-                ResumedRun(train_config.learning_rate),  # before the monitor
-                LearningRateMonitor(logging_interval="step"),
+                ResumedRun(train_config.learning_rate),
                 *lines,
                 *estimate,
             ],
@@ -260,6 +259,9 @@ def _train(
             use_distributed_sampler=False,
             enable_progress_bar=progress,
             enable_model_summary=progress,
+        )
+        task.steps_per_call = steps_per_call(
+            task.settings, task.model, event_shape, trainer.world_size
         )
         if trainer.is_global_zero:
             _print_start(config, data, task, trainer, start_step, allocator, small is not None)
@@ -411,6 +413,7 @@ def _print_start(
             else f"{torch.get_num_threads()} threads"
         )
         + (f", allocator {allocator}" if allocator else "")
+        + (f", up to {task.steps_per_call} steps per call" if task.steps_per_call > 1 else "")
         + f"; steps {start_step} -> {config.train.max_steps}"
     )
 
