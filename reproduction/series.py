@@ -1,7 +1,11 @@
 r"""Dependence within a time step on real multivariate series (issue 26, "Series"; issue 27's
-CRPS-sum and energy score): the 1-AF with and without a within-step base beside a VAR.
+CRPS-sum and energy score): the 1-AF with and without a within-step base, and the SLVM with its
+likelihood bases, beside a VAR.
 
-``python -m reproduction series --out results/series`` (a few minutes on 2 cores).
+``python -m reproduction series --out results/series`` (about an hour on a shared 2-core
+machine: the flows a quarter of it, the SLVMs the rest); ``--models 'SLVM*'`` runs only the rows
+whose labels match (shell patterns) and keeps the other rows of the ``summary.json`` already in
+``--out``, which must have been made with the same settings; the table is made from them all.
 
 Data (statsmodels' datasets, quarterly; levels differenced, rates kept):
 
@@ -28,14 +32,27 @@ Models, fitted on the training steps only:
   steps, at most 800; learning rate 2e-3), then the model is refitted on all training steps for
   that many steps (as the VAR's order is chosen by AIC on the training steps). Three seeds;
   their mean is reported with the spread.
+* ``SLVM, <likelihood base>`` and ``SLVM w/ 1-AF linear, <likelihood base>``:
+  :class:`seqflows.SLVM` (z_t of 4 dimensions, one LSTM layer of 16 units, an encoder of 8
+  features, encoder and decoder of 16 hidden units; the 1-AF as the flows': linear, window 4)
+  with the ``diagonal``, ``full_covariance`` or ``maf`` likelihood p(v_t | z_t)
+  (``latent.likelihood_base``), trained on its loss (minus the ELBO) with the same step
+  selection (on the IWAE bound with 10 samples), refit and seeds.
 
 Scores on the held-out steps:
 
 * ``log_likelihood``: the one-step-ahead predictive log-density log p(x_t | x_<t) per dimension
-  (nats), each step given the true past;
+  (nats), each step given the true past: the mean over the held-out steps, whose sum is
+  log p(x_held-out | x_train). For an SLVM, a lower bound on it (``log_likelihood_bound`` in the
+  summary, ">=" in the table): the importance-weighted bound (:meth:`~seqflows.SLVM.bound`,
+  K = 100) of the held-out steps, the latents of the training steps drawn from the filtering
+  posterior q(z_t | x_<=t, z_<t): a bound on the log-density of the predictive distribution the
+  SLVM samples its futures from;
 * from every held-out origin o with ``horizon`` = 8 future steps held out, K = 100 sampled
-  futures x_{o:o+8} given x_<o (the flows' :meth:`~seqflows.FlowModel.sample`, the VAR's and
-  the Gaussian's by their recursions with Gaussian noise, as statsmodels' ``simulate_var``):
+  futures x_{o:o+8} given x_<o (the flows' :meth:`~seqflows.FlowModel.sample` given their last
+  4 steps; the SLVMs' :meth:`~seqflows.SLVM.sample` given the whole past x_<o, its latents
+  filtered and the new ones drawn from the prior; the VAR's and the Gaussian's by their
+  recursions with Gaussian noise, as statsmodels' ``simulate_var``):
   ``crps`` (scoringrules' ``crps_ensemble``, mean over origins, steps and dimensions),
   ``crps_sum`` (the CRPS of the sum over dimensions, as TempFlow / TimeGrad and GluonTS's
   MultivariateEvaluator report it) and ``energy_score`` (over the D dimensions of each step,
