@@ -153,12 +153,19 @@ def _series_options(parser: argparse.ArgumentParser) -> None:
         default=Path("results/series"),
         help="folder for summary.json and table.md (default: results/series)",
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        metavar="ROW",
+        help="run only these rows (labels or shell patterns: 'SLVM*' 'VAR'), keeping the other "
+        "rows of the summary.json in --out; the table is made from them all (default: every row)",
+    )
 
 
 def _series(args: argparse.Namespace) -> int:
     from .series import format_table, run_series
 
-    print(format_table(run_series(args.out)))
+    print(format_table(run_series(args.out, models=args.models)))
     return 0
 
 
