@@ -278,6 +278,13 @@ STUDY_FINDINGS = (
         "1af",
         "bouncing balls: the affine 1-AF with the frame flow beats the spline 1-AF",
     ),
+    (
+        "slvm_likelihood_balls",
+        "glow",
+        "diagonal",
+        "slvm_1af",
+        "bouncing balls: the frame flow as the likelihood p(y_t | z_t) improves SLVM w/ 1-AF",
+    ),
 )
 
 
