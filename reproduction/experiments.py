@@ -350,6 +350,16 @@ STUDIES: dict[str, Study] = {
         },
         dataset="bouncing_balls",
     ),
+    "slvm_likelihood_balls": Study(
+        "dependence within a frame in the SLVM (beyond the paper): SLVM w/ 1-AF on bouncing "
+        "balls with the paper's likelihood p(y_t | z_t), a diagonal Gaussian (the main run), or "
+        "that Gaussian's standardised residual through a multi-scale coupling flow over each "
+        "frame conditioned on its loc and log-scale maps (latent.likelihood_base 'glow', affine "
+        "couplings), at the published budget",
+        ("slvm_1af",),
+        {"diagonal": (), "glow": ("model.latent.likelihood_base=glow",)},
+        dataset="bouncing_balls",
+    ),
 }
 
 

@@ -281,6 +281,11 @@ STUDY_FINDINGS = (
         ("transform", "spline", "1af"),
         "Moving MNIST: the spline 2-AF is at least as good as the spline 1-AF",
     ),
+    (
+        ("slvm_likelihood_balls", "glow", "slvm_1af"),
+        ("slvm_likelihood_balls", "diagonal", "slvm_1af"),
+        "bouncing balls: the frame flow as the SLVM's likelihood improves the SLVM w/ 1-AF",
+    ),
 )
 
 

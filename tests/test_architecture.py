@@ -39,10 +39,11 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # (about 460), the GluonTS extra (about 580), missing values (about 360), the within-step
 # bases of vectors (about 330) and the flow within the frame (about 390), the latent model in its
 # own module (about 50), small models on one thread (about 90): 20,854. The SLVM's
-# full-covariance and MAF likelihoods (issue 26, about 240): 21,044. Several optimizer steps per
-# call of the Lightning task (train.steps_per_call, issue 27, about 190). Raise it only with a
-# reason; never squeeze code or docstrings to fit.
-PACKAGE_LINES = 21_300
+# full-covariance and MAF likelihoods (issue 26, about 240): 21,044. The flow within the frame
+# as the SLVM's likelihood (issue 26, about 100): 21,145. Several optimizer steps per call of the
+# Lightning task (train.steps_per_call, issue 27, about 190). Raise it only with a reason; never
+# squeeze code or docstrings to fit.
+PACKAGE_LINES = 21_400
 
 
 def shipped_models():

@@ -333,6 +333,31 @@ def test_the_transform_study_on_bouncing_balls_pairs_with_the_main_bouncing_ball
     assert _main_equivalent(flow, array, []) is None and flow.dataset == "bouncing_balls"
 
 
+def test_the_slvm_likelihood_study_pairs_the_main_run_with_the_frame_flow_likelihood(
+    tmp_path: Path,
+) -> None:
+    from reproduction.report import format_tables
+    from reproduction.run import _main_equivalent
+    from seqflows.app.config import load_config
+
+    array = tmp_path / "moving_mnist.npy"
+    diagonal, glow = reproduce.study_experiments("slvm_likelihood_balls", array)
+    assert diagonal.dataset == glow.dataset == "bouncing_balls"
+    # The diagonal likelihood is the paper's and the default: the main run, trained once.
+    assert _main_equivalent(diagonal, array, []).name == "bouncing_balls/slvm_1af"
+    assert _main_equivalent(glow, array, []) is None
+    config = load_config(glow.config, list(glow.overrides))
+    assert config.model.latent.likelihood_base == "glow" and config.model.num_transforms == 1
+
+    def run(score: float) -> dict:
+        return {"model": "SLVM w/ 1-AF", "test": {"nats_per_dim_8bit": score}, "train_seconds": 60}
+
+    studies = {"slvm_likelihood_balls": {"diagonal": {"slvm_1af": run(-2.6)}}}
+    studies["slvm_likelihood_balls"]["glow"] = {"slvm_1af": run(-2.1)}
+    tables = format_tables({"runs": {}, "studies": studies})
+    assert "the frame flow as the SLVM's likelihood improves the SLVM w/ 1-AF | +0.500" in tables
+
+
 def test_the_precision_study_trains_every_model_in_bf16_beside_the_float32_main_runs(
     tmp_path: Path,
 ) -> None:

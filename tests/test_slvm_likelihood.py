@@ -144,7 +144,7 @@ def test_samples_given_a_fixed_latent_have_covariance_l_lt():
     torch.testing.assert_close(torch.cov(samples.T), covariance, rtol=0.05, atol=0.02)
 
 
-@pytest.mark.parametrize("likelihood_base", LIKELIHOOD_BASES)
+@pytest.mark.parametrize("likelihood_base", [base for base in LIKELIHOOD_BASES if base != "glow"])
 @pytest.mark.parametrize("num_transforms", [0, 1])
 def test_the_score_of_a_step_does_not_depend_on_later_steps(likelihood_base, num_transforms):
     model = vector_model(likelihood_base, num_transforms)

@@ -48,17 +48,17 @@ from .config import check_at_least, check_choices
 from .distributions import StandardNormal, full_precision, make_base
 from .errors import ConfigError, DataError, NonFiniteError, warn_deprecated
 from .flat_settings import AcceptsFlatNames
-from .frame_flows import FrameFlow
+from .frame_flows import FrameFlow, frame_flow_settings
 from .missing import observed_mean, observed_sum, require_elementwise, split_missing
 from .objective import FlowOutput, FrameScores, LossTerms
 from .pretrained import Pretrained
 from .step_flows import STEP_BASES, StepBase, make_step_base
 from .transforms import (
-    SplineConfig,
     StackConfig,
     TransformConfig,
     TransformOutput,
     build_transform,
+    first_spline,
     transform_settings,
 )
 
@@ -566,18 +566,10 @@ def _make_base(
     """The base of ``config``: a per-frame one (``standard``, ``learned``) or a within-step one
     that reads the conditioner's window and width (and the first spline transform's bins and
     bound, else the spline defaults; the first transform's scale bounds)."""
-    splines = [item for item in config.transforms if isinstance(item, SplineConfig)]
-    spline = splines[0] if splines else SplineConfig()
     if config.base == "glow":
-        return FrameFlow(
-            event_shape,
-            config.conditioner.window,
-            config.glow_levels,
-            config.glow_hidden,
-            config.glow_coupling,
-            spline.bins,
-            spline.bound,
-        )
+        settings = frame_flow_settings(config, config.transforms)
+        return FrameFlow(event_shape, config.conditioner.window, **settings)
+    spline = first_spline(config.transforms)
     if config.base not in STEP_BASES:
         return make_base(config.base, event_shape)
     first = config.transforms[0]

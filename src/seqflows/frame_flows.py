@@ -39,6 +39,7 @@ the model equals today's model with the standard base.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +49,14 @@ from .distributions import normal_log_prob
 from .errors import ConfigError
 from .layout import cpu_channels_last
 from .splines import RationalQuadraticSpline, spline_parameters
-from .transforms import bound_log_scale
+from .transforms import bound_log_scale, first_spline
 
 __all__ = [
     "FRAME_COUPLINGS",
     "STEPS_PER_LEVEL",
     "FrameFlow",
     "check_frame_side",
+    "frame_flow_settings",
     "last_window",
     "past_windows",
     "squeeze",
@@ -65,22 +67,43 @@ FRAME_COUPLINGS = ("affine", "spline")
 STEPS_PER_LEVEL = 2  # actnorm, 1x1 conv and coupling steps at each scale
 
 
-def check_frame_side(event_shape: Sequence[int], levels: int) -> None:
+def check_frame_side(
+    event_shape: Sequence[int],
+    levels: int,
+    setting: str = "base",
+    levels_setting: str = "glow_levels",
+) -> None:
     """Raises ConfigError unless frames (C, H, W) suit ``levels`` squeezes (H, W multiples of
-    2^levels); the message names the frame size."""
+    2^levels); the message names the frame size and the settings (``setting='glow'``, the
+    flow model's ``base`` or the SLVM's ``latent.likelihood_base``, and ``levels_setting``)."""
     if len(event_shape) != 3:
         raise ConfigError(
-            f"base 'glow' is a flow within the frame: it needs frames (C, H, W), got event "
+            f"{setting} 'glow' is a flow within the frame: it needs frames (C, H, W), got event "
             f"shape {tuple(event_shape)}"
         )
     _, height, width = event_shape
     factor = 2**levels
     if height % factor or width % factor:
         raise ConfigError(
-            f"base 'glow' with glow_levels={levels} squeezes the frame {levels} times: its "
-            f"height and width must be multiples of {factor}, got frames of {height}x{width} "
-            "(change the frame size or glow_levels)"
+            f"{setting} 'glow' with {levels_setting}={levels} squeezes the frame {levels} times: "
+            f"its height and width must be multiples of {factor}, got frames of {height}x{width} "
+            f"(change the frame size or {levels_setting})"
         )
+
+
+def frame_flow_settings(config: Any, transforms: Sequence[Any] = ()) -> dict[str, Any]:
+    r""":class:`FrameFlow`'s keyword settings from a configuration's ``glow_coupling``,
+    ``glow_levels`` and ``glow_hidden`` (a flow model's ``base="glow"``, an SLVM's
+    ``latent.likelihood_base="glow"``); the spline couplings take the bins and bound of the first
+    spline transform in ``transforms`` (else the spline defaults)."""
+    spline = first_spline(transforms)
+    return {
+        "levels": config.glow_levels,
+        "hidden": config.glow_hidden,
+        "coupling": config.glow_coupling,
+        "bins": spline.bins,
+        "bound": spline.bound,
+    }
 
 
 def squeeze(x: Tensor) -> Tensor:

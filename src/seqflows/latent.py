@@ -25,6 +25,10 @@ of the decoder, zero at the start (then it is the diagonal model). Gaps are marg
 passes the standardized residual (v_t - loc) / scale through a masked autoregressive flow across
 the D dimensions given z_t (:class:`~seqflows.step_flows.MaskedBase`, its context network on
 z_t), the identity at the start; it cannot leave a missing value out, so gaps are refused.
+For frames (C, H, W), ``likelihood_base="glow"`` passes the standardized residual through a
+multi-scale coupling flow within the frame (:class:`~seqflows.frame_flows.FrameFlow`), its
+networks conditioned on the decoder's loc and log-scale maps (:meth:`likelihood_parameters`);
+the identity at the start too, and gaps refused likewise.
 
 :class:`LatentConfig` holds its settings inside :class:`~seqflows.slvm.SLVMConfig`;
 :class:`~seqflows.slvm.SLVM` puts the optional flow in front of it.
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +54,7 @@ from .distributions import (
     normal_log_prob,
 )
 from .errors import ConfigError
+from .frame_flows import FrameFlow, check_frame_side, frame_flow_settings
 from .latent_prior import LatentFlow
 from .missing import observed_sum
 from .networks import make_frame_networks
@@ -68,6 +73,7 @@ __all__ = [
 
 
 MIN_LOG_SCALE, MAX_LOG_SCALE = -15.0, 5.0
+GLOW_SETTINGS = ("latent.likelihood_base", "latent.glow_levels")  # what frame errors name
 
 
 @dataclass
@@ -193,7 +199,11 @@ class LatentSequenceModel(nn.Module):
         likelihood_base: ``"diagonal"`` (the paper's p(v_t | z_t)), ``"full_covariance"``
             (vectors only: a Gaussian with a lower-triangular factor across the dimensions) or
             ``"maf"`` (vectors only: the diagonal Gaussian's standardized residual through a
-            MAF across the dimensions given z_t).
+            MAF across the dimensions given z_t) or ``"glow"`` (frames only: that residual
+            through a flow within the frame given the decoder's loc and log-scale maps).
+        frame_flow: The ``"glow"`` likelihood's :class:`~seqflows.frame_flows.FrameFlow`
+            settings (``levels``, ``hidden``, ``coupling``, ``bins``, ``bound``:
+            :func:`~seqflows.frame_flows.frame_flow_settings`); None: its defaults.
     """
 
     def __init__(
@@ -214,6 +224,7 @@ class LatentSequenceModel(nn.Module):
         checkpoint_activations: bool = False,
         condition_dim: int = 0,
         likelihood_base: str = "diagonal",
+        frame_flow: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
@@ -249,12 +260,18 @@ class LatentSequenceModel(nn.Module):
             reference_initialization(self)
         if self.full_covariance:  # after the initialisation above: starts diagonal
             self.decoder.zero_lower_head()
-        # After it too: the MAF starts as the identity. Its context network reads z_t.
-        self.likelihood_flow = (
-            make_step_base("maf", self.event_shape, 0, mlp_hidden, condition_dim=latent_dim)
-            if likelihood_base == "maf"
-            else None
-        )
+        # After it too: the MAF and the frame flow start as the identity. The MAF's context
+        # network reads z_t; the frame flow's the decoder's loc and log-scale maps, its two
+        # "past frames" (likelihood_parameters).
+        self.likelihood_flow: nn.Module | None = None
+        if likelihood_base == "maf":
+            self.likelihood_flow = make_step_base(
+                "maf", self.event_shape, 0, mlp_hidden, condition_dim=latent_dim
+            )
+        elif likelihood_base == "glow":
+            settings = frame_flow or frame_flow_settings(LatentConfig())
+            check_frame_side(self.event_shape, settings["levels"], *GLOW_SETTINGS)
+            self.likelihood_flow = FrameFlow(self.event_shape, 2, **settings)
         self.exact_marginals = self.likelihood_flow is None  # gaps: refused with the MAF
         self.label = f"An SLVM with latent.likelihood_base={likelihood_base!r}"  # in errors
         # After the initialisation above, which would undo the flow's identity_init.
@@ -361,8 +378,8 @@ class LatentSequenceModel(nn.Module):
     def likelihood(self, z: Tensor, conditions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Loc and log-scale of p(v_t | z_t) (p(v_t | z_t, c_t) with conditions (B, T, A)) for
         all frames at once: (B, T, latent) -> 2 x (B, T, *event_shape), in float32. With a full
-        covariance the log-scale is that of the factor's diagonal, with the MAF that of the
-        residual it standardizes (:meth:`likelihood_parameters`)."""
+        covariance the log-scale is that of the factor's diagonal, with the MAF or the frame flow
+        that of the residual it standardizes (:meth:`likelihood_parameters`)."""
         loc, log_scale, _ = self.likelihood_parameters(z, conditions)
         return loc, log_scale
 
@@ -372,7 +389,8 @@ class LatentSequenceModel(nn.Module):
         r""":meth:`likelihood`'s loc and log-scale, and what ties a step's dimensions together
         (``within``): with a full covariance the Cholesky factor L (B, T, D, D) of
         p(v_t | z_t) = N(loc, L L^T), diag(L) = exp(log-scale); with the MAF its context
-        features (B, T, hidden) of z_t; None for the diagonal likelihood."""
+        features (B, T, hidden) of z_t; with the frame flow its context, the loc and log-scale
+        maps stacked as two frames (B, T, 2, C, H, W); None for the diagonal likelihood."""
         offsets = _offsets(self.decoder_condition, conditions)
         if offsets is not None:
             z = z + offsets.to(z.dtype)
@@ -385,6 +403,8 @@ class LatentSequenceModel(nn.Module):
         loc, log_scale = _at_least_float32(outputs[0]), _clamp(_at_least_float32(outputs[1]))
         if self.loc_map == "sigmoid":
             loc = torch.sigmoid(loc)
+        if self.likelihood_base == "glow":
+            return loc, log_scale, torch.stack([loc, log_scale], dim=-4)
         if self.likelihood_flow is not None:
             with full_precision(z.device):
                 return loc, log_scale, self.likelihood_flow.context_network(_at_least_float32(z))
@@ -407,8 +427,19 @@ class LatentSequenceModel(nn.Module):
         (*, hidden) and e the MAF's noise of the standardized residual r = (v - loc) / scale
         (Eq. 7),
 
-            log p(v_t | z_t) = log N(e; 0, I) + log |det de/dr| - sum_d log scale_d.
+            log p(v_t | z_t) = log N(e; 0, I) + log |det de/dr| - sum_d log scale_d,
+
+        or likewise with the frame flow's context (*, 2, C, H, W) and its noise e of r
+        (:meth:`~seqflows.frame_flows.FrameFlow.log_prob`, the sum over its pixels).
         """
+        if self.likelihood_base == "glow":
+            with full_precision(loc.device):
+                residual = (v - loc) * torch.exp(-log_scale)  # broadcast: (*, C, H, W)
+                frames = residual.shape[:-3]
+                log_prob = self.likelihood_flow.log_prob(
+                    residual, within.expand(*frames, *within.shape[-4:])
+                )
+                return log_prob - log_scale.flatten(-3).sum(-1)
         if self.likelihood_flow is not None:
             with full_precision(loc.device):
                 residual = (v - loc) * torch.exp(-log_scale)  # broadcast, then one row per frame
@@ -550,6 +581,11 @@ class LatentSequenceModel(nn.Module):
                 latents.append(z)
         future = None if conditions is None else conditions[:, known:]
         loc, log_scale, within = self.likelihood_parameters(torch.stack(latents, 1), future)
+        if self.likelihood_base == "glow":  # each frame's flow inverted given its context
+            with full_precision(device):  # (the frames given z_t are independent)
+                flow = self.likelihood_flow
+                residual = flow.sample(within.flatten(0, 1), generator, temperature)
+            return loc + torch.exp(log_scale) * residual.view(loc.shape)
         noise = torch.randn(loc.shape, generator=generator, device=device, dtype=loc.dtype)
         if self.likelihood_flow is not None:  # the MAF's inverse, dimension by dimension
             with full_precision(device):  # (temperature 0: the inverse of e = 0, not the loc)
@@ -575,12 +611,14 @@ def _offsets(layer: nn.Module | None, conditions: Tensor | None) -> Tensor | Non
     return layer(conditions.to(layer.weight.dtype))
 
 
-LIKELIHOOD_BASES = ("diagonal", "full_covariance", "maf")
+LIKELIHOOD_BASES = ("diagonal", "full_covariance", "maf", "glow")
+FRAME_LIKELIHOOD_BASES = ("diagonal", "glow")  # those of frames (C, H, W); of vectors: not glow
 
 
 def check_likelihood_base(likelihood_base: str, event_shape: Sequence[int]) -> None:
-    """Refuses an unknown likelihood base, and one other than ``"diagonal"`` (full covariance,
-    MAF) for frames (C, S, S): they model the dimensions of vectors (D,).
+    """Refuses an unknown likelihood base, one other than ``"diagonal"`` or ``"glow"`` (full
+    covariance, MAF) for frames (C, S, S): they model the dimensions of vectors (D,); and
+    ``"glow"`` for vectors: it is a flow within the frame.
 
     Raises:
         ConfigError: Naming the setting ``latent.likelihood_base``.
@@ -589,10 +627,18 @@ def check_likelihood_base(likelihood_base: str, event_shape: Sequence[int]) -> N
         raise ConfigError(
             f"latent.likelihood_base must be one of {LIKELIHOOD_BASES}, got {likelihood_base!r}"
         )
-    if likelihood_base != "diagonal" and len(event_shape) != 1:
+    image = len(event_shape) != 1
+    if image and likelihood_base not in FRAME_LIKELIHOOD_BASES:
         raise ConfigError(
             f"latent.likelihood_base={likelihood_base!r} ties the dimensions of a vector step "
-            f"(D,) together; frames {tuple(event_shape)} need latent.likelihood_base='diagonal'"
+            f"(D,) together; frames {tuple(event_shape)} need latent.likelihood_base 'diagonal' "
+            "or 'glow'"
+        )
+    if not image and likelihood_base == "glow":
+        raise ConfigError(
+            f"latent.likelihood_base='glow' is a flow within the frame (C, H, W); vector steps "
+            f"{tuple(event_shape)} need latent.likelihood_base 'diagonal', 'full_covariance' or "
+            "'maf'"
         )
 
 
@@ -620,7 +666,14 @@ class LatentConfig:
             a lower-triangular Cholesky factor from the decoder, diagonal at the start) or
             ``"maf"`` (vector series only: its standardized residual through a masked
             autoregressive flow across the dimensions given z_t, the identity at the start;
-            gaps refused).
+            gaps refused) or ``"glow"`` (frames only: that residual through a multi-scale
+            coupling flow within the frame conditioned on the decoder's loc and log-scale maps,
+            :class:`~seqflows.frame_flows.FrameFlow`, the identity at the start; gaps refused).
+        glow_coupling, glow_levels, glow_hidden: The ``"glow"`` likelihood's couplings
+            (``"affine"`` or ``"spline"``, with the bins and bound of the likelihood's first
+            spline transform, else the defaults), scales and network channels: the names and
+            defaults of the flow model's ``base="glow"``
+            (:class:`~seqflows.flows.FlowConfig`).
     """
 
     latent_dim: int = 256
@@ -632,7 +685,10 @@ class LatentConfig:
     likelihood_loc: Literal["sigmoid", "linear"] | None = None
     init: Literal["default", "reference"] = "reference"
     batch_norm: Literal["pooled", "per_step"] = "pooled"
-    likelihood_base: Literal["diagonal", "full_covariance", "maf"] = "diagonal"
+    likelihood_base: Literal["diagonal", "full_covariance", "maf", "glow"] = "diagonal"
+    glow_coupling: Literal["affine", "spline"] = "affine"
+    glow_levels: int = 2
+    glow_hidden: int = 32
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -645,4 +701,6 @@ class LatentConfig:
             "encoder_features",
             "conv_width",
             "mlp_hidden",
+            "glow_levels",
+            "glow_hidden",
         )

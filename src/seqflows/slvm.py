@@ -38,6 +38,7 @@ from .config import check_at_least, check_choices
 from .errors import ConfigError, DataError, warn_deprecated
 from .flat_settings import AcceptsFlatNames
 from .flows import FlowConfig, FlowModel, FlowOutput
+from .frame_flows import frame_flow_settings
 from .latent import LatentConfig, LatentSequenceModel, _at_least_float32, check_likelihood_base
 from .latent_prior import PriorFlowConfig
 from .missing import observed_mean, observed_sum, require_elementwise, split_missing
@@ -237,7 +238,8 @@ class SLVMConfig(AcceptsFlatNames):
 
         Raises:
             ConfigError: Images of another size; vectors with a ``"conv"`` conditioner; frames
-                with a full-covariance likelihood (``latent.likelihood_base``).
+                with a likelihood across a vector's dimensions, vectors with the frame flow
+                (``latent.likelihood_base``).
         """
         check_likelihood_base(self.latent.likelihood_base, event_shape)
         if len(event_shape) == 3:
@@ -292,6 +294,7 @@ class SLVM(Pretrained, nn.Module):
             checkpoint_activations=config.checkpoint_activations,
             condition_dim=config.condition_dim,
             likelihood_base=latent.likelihood_base,
+            frame_flow=frame_flow_settings(latent, [] if flow is None else flow.transforms),
         )
 
     @classmethod

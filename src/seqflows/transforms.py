@@ -93,6 +93,7 @@ __all__ = [
     "build_conditioner",
     "build_transform",
     "check_transforms",
+    "first_spline",
     "transform_settings",
 ]
 
@@ -216,6 +217,12 @@ class SplineConfig(AffineConfig):
 
 
 TRANSFORM_CONFIGS: dict[str, type[AffineConfig]] = {"affine": AffineConfig, "spline": SplineConfig}
+
+
+def first_spline(transforms: Sequence[AffineConfig]) -> SplineConfig:
+    """The first spline transform's settings in ``transforms`` (outermost first), else the
+    defaults: whose bins and bound the within-step bases' splines take."""
+    return next((item for item in transforms if isinstance(item, SplineConfig)), SplineConfig())
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,10 @@ def _flow_label(model: FlowModel) -> str:
 def _slvm_label(model: SLVM) -> str:
     """``SLVM``, or ``SLVM w/`` its flow's label (Sec. 3.3); with a flow prior ``, flow prior``
     follows (``SLVM w/ 1-AF, flow prior``), with a within-step likelihood its name
-    (``, full-covariance likelihood``, ``, maf likelihood``)."""
+    (``, full-covariance likelihood``, ``, maf likelihood``, ``, frame-flow likelihood``)."""
     label = "SLVM" if model.flow is None else f"SLVM w/ {model_label(model.flow)}"
     label = label if model.latent.prior_flow is None else f"{label}, flow prior"
-    base = model.latent.likelihood_base
+    base = {"glow": "frame_flow"}.get(model.latent.likelihood_base, model.latent.likelihood_base)
     return label if base == "diagonal" else f"{label}, {base.replace('_', '-')} likelihood"
 
 
