@@ -120,7 +120,9 @@ def test_models_runs_some_rows_and_keeps_the_others(tmp_path: Path) -> None:
     out = tmp_path / "series"
     _earlier_summary(out)
     said: list[str] = []
+    threads = torch.get_num_threads()
     results = run_series(out, TINY, said.append, models=["SLVM, diag*", "1-AF linear, maf"])
+    assert torch.get_num_threads() == threads  # trained on one thread, the caller's restored
     assert len(said) == 2 * len(series_study.DATASETS)
     stored = json.loads((out / "summary.json").read_text())
     for dataset in stored["datasets"].values():
