@@ -337,8 +337,6 @@ def model_scores(
     of K sampled futures from each origin, in the series' units."""
     mean, std = series[:train].mean(0), series[:train].std(0)
     x = torch.as_tensor((series - mean) / std, dtype=torch.float32)[None]
-    torch.manual_seed(seed)
-    exact = build(x.shape[-1], config).exact
     steps = _chosen_steps(x, train, build, config, seed)
     torch.manual_seed(seed)
     model = build(x.shape[-1], config)
@@ -352,7 +350,7 @@ def model_scores(
     futures = _sampled_futures(model, x, origins, config, seed) * std + mean
     scores = future_scores(_observed(series, origins, config.horizon), futures)
     run = {"log_likelihood": float(log_likelihood), "steps": steps, "train_seconds": seconds}
-    if not exact:
+    if not model.exact:
         run["log_likelihood_bound"] = f"IWAE, K={config.iwae_samples}"
     return run | scores
 

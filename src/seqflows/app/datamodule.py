@@ -118,21 +118,23 @@ class SequenceDataModule(pl.LightningDataModule):
         cadences = [trainer.log_every_n_steps, train.val_every, train.checkpoint_every]
         steps = getattr(trainer.lightning_module, "steps_per_call", 1)
         calls = _Calls(sampler, steps, cadences)
-        return self._loader(self.train_set, None, calls)
+        return self._loader(self.train_set, batch_sampler=calls)
 
     def val_dataloader(self) -> DataLoader:
         trainer = self.trainer
         sampler = EvaluationSampler(
             len(self.validation_set), rank=trainer.global_rank, world_size=trainer.world_size
         )
-        return self._loader(self.validation_set, self.config.evaluate.batch_size, sampler)
+        batch_size = self.config.evaluate.batch_size
+        return self._loader(self.validation_set, batch_size=batch_size, sampler=sampler)
 
-    def _loader(self, dataset: Any, batch_size: int | None, sampler: Any) -> DataLoader:
+    def _loader(self, dataset: Any, **batching: Any) -> DataLoader:
+        """A loader of ``dataset`` with this run's workers; ``batching``: its ``batch_size`` and
+        ``sampler``, or its ``batch_sampler``."""
         workers = self.config.data.num_workers
         return DataLoader(
             dataset,
-            **({"batch_sampler": sampler} if batch_size is None else {"batch_size": batch_size}),
-            sampler=None if batch_size is None else sampler,
+            **batching,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -230,7 +230,7 @@ def preprocessing_of(data: DataConfig | ResolvedData) -> Preprocessing:
     recorded)."""
     if data.mean is None:
         return Preprocessing(noise=data.noise or "gaussian")
-    gaps = bool(getattr(data, "gaps", False))  # the masks the conditioners see
+    gaps = bool(data.gaps)  # the masks the conditioners see
     return Preprocessing(noise="none", mean=tuple(data.mean), std=tuple(data.std), gaps=gaps)
 
 
